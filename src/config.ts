@@ -1,0 +1,160 @@
+// vmlet's one typed config. Precedence: command-line flags > VMLET_* env > config file > defaults.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+
+export type Hypervisor = 'auto' | 'kvm' | 'tcg';
+export type CgroupDriverSetting = 'auto' | 'systemd' | 'cgroupfs';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+export interface Config {
+  socket: string;
+  stateDir: string;
+  libvirtUri: string;
+  /** RuntimeClass handlers that vmlet runs as VMs. */
+  handlers: string[];
+  /** When true, an empty runtime_handler means a VM pod. */
+  defaultRuntime: boolean;
+  hypervisor: Hypervisor;
+  cgroupDriver: CgroupDriverSetting;
+  cni: { confDir: string; binDirs: string[] };
+  logLevel: LogLevel;
+}
+
+export const DEFAULT_CONFIG_PATH = '/etc/vmlet/config.yaml';
+
+export const defaults: Readonly<Config> = Object.freeze({
+  socket: '/run/vmlet/vmlet.sock',
+  stateDir: '/var/lib/vmlet',
+  libvirtUri: 'qemu:///system',
+  handlers: ['vmlet'],
+  defaultRuntime: false,
+  hypervisor: 'auto',
+  cgroupDriver: 'auto',
+  cni: { confDir: '/etc/cni/net.d', binDirs: ['/opt/cni/bin', '/usr/lib/cni'] },
+  logLevel: 'info',
+});
+
+const HYPERVISORS: readonly Hypervisor[] = ['auto', 'kvm', 'tcg'];
+const CGROUP_DRIVERS: readonly CgroupDriverSetting[] = ['auto', 'systemd', 'cgroupfs'];
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Partial config as it comes from one source, before validation. */
+export type ConfigLayer = { [K in keyof Config]?: unknown };
+
+export interface LoadOptions {
+  /** Values from command-line flags (highest precedence). */
+  flags?: ConfigLayer & { config?: string };
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads the env layer: VMLET_SOCKET, VMLET_STATE_DIR, … and VMLET_CONFIG for the file path. */
+export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: string } {
+  const layer: ConfigLayer & { config?: string } = {};
+  const map: Record<string, keyof Config | 'config'> = {
+    VMLET_CONFIG: 'config',
+    VMLET_SOCKET: 'socket',
+    VMLET_STATE_DIR: 'stateDir',
+    VMLET_LIBVIRT_URI: 'libvirtUri',
+    VMLET_HYPERVISOR: 'hypervisor',
+    VMLET_CGROUP_DRIVER: 'cgroupDriver',
+    VMLET_LOG_LEVEL: 'logLevel',
+  };
+  for (const [name, key] of Object.entries(map)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') (layer as Record<string, unknown>)[key] = v;
+  }
+  if (env.VMLET_HANDLERS) layer.handlers = env.VMLET_HANDLERS.split(',').map((s) => s.trim()).filter(Boolean);
+  return layer;
+}
+
+function readFileLayer(path: string, required: boolean): ConfigLayer {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${path}: top level must be a mapping`);
+  const known = new Set(Object.keys(defaults));
+  for (const key of Object.keys(doc)) {
+    if (!known.has(key)) throw new ConfigError(`config file ${path}: unknown key "${key}" (known: ${[...known].join(', ')})`);
+  }
+  return doc as ConfigLayer;
+}
+
+export function loadConfig(opts: LoadOptions = {}): { config: Config; file: string | undefined } {
+  const env = envLayer(opts.env ?? process.env);
+  const flags = opts.flags ?? {};
+  const explicit = flags.config ?? env.config;
+  const path = explicit ?? DEFAULT_CONFIG_PATH;
+  const file = readFileLayer(path, explicit !== undefined);
+  const fileUsed = explicit !== undefined || Object.keys(file).length > 0 ? path : undefined;
+  const merged: Record<string, unknown> = { ...defaults };
+  for (const layer of [file, env, flags]) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (k === 'config' || v === undefined) continue;
+      // cni is a nested object: merge field by field so a layer may set one of them.
+      if (k === 'cni' && v && typeof v === 'object') {
+        const set = Object.entries(v as object).filter(([, x]) => x !== undefined);
+        merged.cni = { ...(merged.cni as object), ...Object.fromEntries(set) };
+      }
+      else merged[k] = v;
+    }
+  }
+  return { config: validate(merged), file: fileUsed };
+}
+
+function str(v: unknown, key: string): string {
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`config "${key}" must be a non-empty string`);
+  return v;
+}
+
+function oneOf<T extends string>(v: unknown, key: string, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !allowed.includes(v as T)) {
+    throw new ConfigError(`config "${key}" is ${JSON.stringify(v)}; allowed: ${allowed.join(', ')}`);
+  }
+  return v as T;
+}
+
+function strList(v: unknown, key: string): string[] {
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string' || s === '')) {
+    throw new ConfigError(`config "${key}" must be a list of non-empty strings`);
+  }
+  return v as string[];
+}
+
+function bool(v: unknown, key: string): boolean {
+  if (typeof v === 'boolean') return v;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new ConfigError(`config "${key}" must be true or false`);
+}
+
+export function validate(raw: Record<string, unknown>): Config {
+  const cni = (raw.cni ?? {}) as Record<string, unknown>;
+  const handlers = strList(raw.handlers, 'handlers');
+  if (handlers.length === 0) throw new ConfigError('config "handlers" must name at least one RuntimeClass handler');
+  return {
+    socket: str(raw.socket, 'socket'),
+    stateDir: str(raw.stateDir, 'stateDir'),
+    libvirtUri: str(raw.libvirtUri, 'libvirtUri'),
+    handlers,
+    defaultRuntime: bool(raw.defaultRuntime, 'defaultRuntime'),
+    hypervisor: oneOf(raw.hypervisor, 'hypervisor', HYPERVISORS),
+    cgroupDriver: oneOf(raw.cgroupDriver, 'cgroupDriver', CGROUP_DRIVERS),
+    cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
+    logLevel: oneOf(raw.logLevel, 'logLevel', LOG_LEVELS),
+  };
+}

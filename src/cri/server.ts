@@ -1,0 +1,55 @@
+// The gRPC server on a unix socket, with both CRI services registered.
+import { chmod, rm } from 'node:fs/promises';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import type { Logger } from '../log.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { loadCri } from './proto.js';
+import { imageService } from './image-service.js';
+import { runtimeService } from './runtime-service.js';
+import { prepareSocketPath } from './socket.js';
+
+export interface CriServer {
+  /** Stops accepting calls, lets in-flight calls finish (up to graceMs), then removes the socket. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+// Kubelet sends up to 16 MiB messages (e.g. big ListContainers answers); match it.
+const MAX_MESSAGE = 16 * 1024 * 1024;
+
+export async function startCriServer(socket: string, runtime: Runtime, log: Logger): Promise<CriServer> {
+  const { replacedStale } = await prepareSocketPath(socket);
+  if (replacedStale) log.warn({ socket }, 'removed stale socket left by an earlier run');
+  const cri = loadCri().runtime.v1;
+  const server = new Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE,
+    'grpc.max_send_message_length': MAX_MESSAGE,
+  });
+  server.addService(cri.RuntimeService.service, runtimeService(log, runtime, cri.RuntimeService.service));
+  server.addService(cri.ImageService.service, imageService(log, cri.ImageService.service));
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+  });
+  await chmod(socket, 0o660);
+  log.info({ socket }, 'CRI server listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    shutdown(graceMs = 10_000) {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            log.warn({ graceMs }, 'in-flight calls did not finish in time; closing them');
+            server.forceShutdown();
+            resolve();
+          }, graceMs);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        await rm(socket, { force: true });
+      })();
+      return closing;
+    },
+  };
+}

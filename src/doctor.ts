@@ -1,0 +1,127 @@
+// `vmlet doctor`: one line per prerequisite, OK / WARN / FAIL, with the fix when it is not OK.
+// Exit 0 only when vmlet can run VMs (TCG counts, with a warning).
+import { connect } from 'node:net';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { checkCni } from './net/cni-config.js';
+import { programVersion, QEMU_IMG, QEMU_SYSTEM, which } from './runtime/binaries.js';
+import { decideAccel, probeHost } from './vm/accel.js';
+import { Libvirt, loadedLibvirtVersion } from './vm/libvirt.js';
+
+export type Verdict = 'OK' | 'WARN' | 'FAIL';
+
+export interface CheckResult {
+  name: string;
+  verdict: Verdict;
+  detail: string;
+  fix?: string;
+}
+
+const INSTALL_FIX = 'run node-install/install.sh';
+export const VIRTLOGD_SOCKET = '/run/libvirt/virtlogd-sock';
+
+async function libvirtCheck(config: Config, log: Logger): Promise<CheckResult> {
+  const lv = new Libvirt(config.libvirtUri, log);
+  try {
+    await lv.connect();
+    await lv.ping();
+    const v = loadedLibvirtVersion();
+    return { name: 'libvirt', verdict: 'OK', detail: `${config.libvirtUri} answers${v ? ` (libvirt ${v})` : ''}` };
+  } catch (err) {
+    return {
+      name: 'libvirt',
+      verdict: 'FAIL',
+      detail: `${config.libvirtUri}: ${(err as Error).message}`,
+      fix: `start libvirtd (${INSTALL_FIX}, or systemctl start libvirtd), or set libvirtUri in the config`,
+    };
+  } finally {
+    await lv.close();
+  }
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function virtlogdCheck(): Promise<CheckResult> {
+  const ok = await socketAnswers(VIRTLOGD_SOCKET);
+  return ok
+    ? { name: 'virtlogd', verdict: 'OK', detail: `${VIRTLOGD_SOCKET} answers (it writes VM console logs)` }
+    : { name: 'virtlogd', verdict: 'FAIL', detail: `${VIRTLOGD_SOCKET} does not answer; VMs with a console log cannot start`, fix: `start virtlogd (${INSTALL_FIX}, or systemctl start virtlogd)` };
+}
+
+async function binaryCheck(name: string, bin: string, pkg: string): Promise<CheckResult> {
+  const path = which(bin);
+  if (!path) return { name, verdict: 'FAIL', detail: `${bin} not found`, fix: `apt-get install ${pkg} (or ${INSTALL_FIX})` };
+  const v = await programVersion(path);
+  return v
+    ? { name, verdict: 'OK', detail: `${path} (version ${v})` }
+    : { name, verdict: 'FAIL', detail: `${path} does not run (--version failed)`, fix: `reinstall ${pkg}` };
+}
+
+function kvmCheck(config: Config): CheckResult {
+  const d = decideAccel(config.hypervisor, probeHost());
+  if (d.accel === 'kvm') {
+    const how = config.hypervisor === 'kvm' ? 'forced by config hypervisor: kvm' : `${d.facts.cpuFlag}, ${d.facts.kvmModules.join(', ')}`;
+    return { name: 'kvm', verdict: 'OK', detail: `KVM usable (${how})` };
+  }
+  return {
+    name: 'kvm',
+    verdict: 'WARN',
+    detail: `falling back to TCG: ${d.reason}`,
+    fix: 'for KVM, run on a host with hardware virtualisation (vmx/svm) and kvm_intel or kvm_amd loaded',
+  };
+}
+
+function cniCheck(config: Config): CheckResult {
+  const c = checkCni(config.cni.confDir, config.cni.binDirs);
+  if (c.ok) {
+    return { name: 'cni', verdict: 'OK', detail: `network "${c.network.name}" from ${c.network.file}; plugins ${c.network.plugins.join(', ')} found` };
+  }
+  const fix =
+    c.reason === 'CNIPluginMissing'
+      ? `apt-get install containernetworking-plugins, or put the plugins in ${config.cni.binDirs.join(' or ')}`
+      : `install your cluster's CNI, or ${INSTALL_FIX} for a default bridge network in ${config.cni.confDir}`;
+  return { name: 'cni', verdict: 'FAIL', detail: c.message, fix };
+}
+
+async function writableCheck(name: string, dir: string): Promise<CheckResult> {
+  const probe = join(dir, `.doctor-${process.pid}`);
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(probe, 'x');
+    await rm(probe);
+    return { name, verdict: 'OK', detail: `${dir} is writable` };
+  } catch (err) {
+    return { name, verdict: 'FAIL', detail: `${dir}: ${(err as Error).message}`, fix: `run vmlet as root, or create ${dir} writable by it` };
+  }
+}
+
+export async function runChecks(config: Config, log: Logger): Promise<CheckResult[]> {
+  return Promise.all([
+    libvirtCheck(config, log),
+    virtlogdCheck(),
+    binaryCheck('qemu', QEMU_SYSTEM, 'qemu-system-x86'),
+    Promise.resolve(kvmCheck(config)),
+    binaryCheck('qemu-img', QEMU_IMG, 'qemu-utils'),
+    Promise.resolve(cniCheck(config)),
+    writableCheck('state-dir', config.stateDir),
+    writableCheck('socket-dir', dirname(config.socket)),
+  ]);
+}
+
+export function formatCheck(c: CheckResult): string {
+  const line = `${c.verdict.padEnd(4)} ${c.name.padEnd(10)} ${c.detail}`;
+  return c.fix ? `${line}\n${' '.repeat(16)}fix: ${c.fix}` : line;
+}
+
+/** Exit code: 0 when nothing FAILed (WARN, e.g. TCG, still runs VMs). */
+export function doctorExitCode(results: CheckResult[]): number {
+  return results.some((r) => r.verdict === 'FAIL') ? 1 : 0;
+}

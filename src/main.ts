@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// CLI entry: `vmlet serve`, `vmlet doctor`, `vmlet version`.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type ConfigLayer } from './config.js';
+import { createLogger } from './log.js';
+import { doctorExitCode, formatCheck, runChecks } from './doctor.js';
+import { serve } from './serve.js';
+import { RUNTIME_VERSION } from './version.js';
+
+const USAGE = `usage: vmlet <command> [flags]
+
+commands:
+  serve     run the CRI server on a unix socket
+  doctor    check this node's prerequisites (exit 0 when vmlet can run VMs)
+  version   print vmlet's version
+
+flags (override VMLET_* env and the config file):
+  --config PATH          config file (default /etc/vmlet/config.yaml)
+  --socket PATH          CRI socket (default /run/vmlet/vmlet.sock)
+  --state-dir DIR        state dir (default /var/lib/vmlet)
+  --libvirt-uri URI      libvirt URI (default qemu:///system)
+  --hypervisor MODE      auto | kvm | tcg
+  --cgroup-driver D      auto | systemd | cgroupfs
+  --cni-conf-dir DIR     CNI network config dir (default /etc/cni/net.d)
+  --cni-bin-dir DIR      CNI plugin dir (repeatable; default /opt/cni/bin, /usr/lib/cni)
+  --handler NAME         RuntimeClass handler served as VMs (repeatable; default vmlet)
+  --log-level LEVEL      trace | debug | info | warn | error | fatal
+`;
+
+function flagsLayer(values: Record<string, string | string[] | boolean | undefined>): ConfigLayer & { config?: string } {
+  const layer: ConfigLayer & { config?: string } = {
+    config: values.config as string | undefined,
+    socket: values.socket,
+    stateDir: values['state-dir'],
+    libvirtUri: values['libvirt-uri'],
+    hypervisor: values.hypervisor,
+    cgroupDriver: values['cgroup-driver'],
+    logLevel: values['log-level'],
+    handlers: values.handler,
+  };
+  const confDir = values['cni-conf-dir'];
+  const binDirs = values['cni-bin-dir'];
+  if (confDir !== undefined || binDirs !== undefined) layer.cni = { confDir, binDirs };
+  return layer;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        socket: { type: 'string' },
+        'state-dir': { type: 'string' },
+        'libvirt-uri': { type: 'string' },
+        hypervisor: { type: 'string' },
+        'cgroup-driver': { type: 'string' },
+        'cni-conf-dir': { type: 'string' },
+        'cni-bin-dir': { type: 'string', multiple: true },
+        handler: { type: 'string', multiple: true },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`vmlet: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const [command, ...rest] = parsed.positionals;
+  if (parsed.values.help || command === 'help' || command === undefined) {
+    process.stdout.write(USAGE);
+    return command === undefined && !parsed.values.help ? 2 : 0;
+  }
+  if (rest.length) {
+    process.stderr.write(`vmlet: unexpected argument ${rest[0]}\n`);
+    return 2;
+  }
+  if (command === 'version') {
+    process.stdout.write(`vmlet ${RUNTIME_VERSION}\n`);
+    return 0;
+  }
+  let loaded;
+  try {
+    loaded = loadConfig({ flags: flagsLayer(parsed.values) });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vmlet: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const { config, file } = loaded;
+  if (command === 'serve') {
+    const log = createLogger(config.logLevel);
+    return serve(config, file, log);
+  }
+  if (command === 'doctor') {
+    // doctor talks to a person: keep the JSON log quiet unless asked.
+    const log = createLogger(parsed.values['log-level'] ? config.logLevel : 'error');
+    const results = await runChecks(config, log);
+    for (const r of results) process.stdout.write(formatCheck(r) + '\n');
+    const code = doctorExitCode(results);
+    process.stdout.write(code === 0 ? 'vmlet can run VMs on this node.\n' : 'vmlet cannot run VMs on this node until the FAIL lines are fixed.\n');
+    return code;
+  }
+  process.stderr.write(`vmlet: unknown command "${command}"\n\n${USAGE}`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`vmlet: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

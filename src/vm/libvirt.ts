@@ -1,0 +1,184 @@
+// The only module that touches the libvirt binding. It normalises errors (not-found vs
+// connection vs other: the binding gives messages only, code -1), notices a dead connection
+// (the binding may answer a list call with [] instead of failing) and reconnects, so the rest
+// of vmlet can treat libvirt as a plain async API and the binding can be replaced later.
+import { readFileSync } from 'node:fs';
+import { Hypervisor, DomainState, type Domain } from '@unraid/libvirt';
+import type { Logger } from '../log.js';
+
+export { DomainState };
+
+export type VirtErrorKind = 'not-found' | 'connection' | 'other';
+
+export class VirtError extends Error {
+  override name = 'VirtError';
+  constructor(
+    message: string,
+    readonly kind: VirtErrorKind,
+    readonly op: string,
+  ) {
+    super(message);
+  }
+}
+
+const NOT_FOUND = /domain not found|no domain with matching|domain .* not found/i;
+const CONNECTION =
+  /failed to connect|client socket is closed|broken pipe|end of file while reading|connection reset|not connected|no connection|cannot recv data|cannot write data|invalid connection pointer|connection is closed/i;
+
+export function classify(message: string): VirtErrorKind {
+  if (NOT_FOUND.test(message)) return 'not-found';
+  if (CONNECTION.test(message)) return 'connection';
+  return 'other';
+}
+
+export interface DomainSummary {
+  name: string;
+  uuid: string;
+  state: DomainState;
+}
+
+export interface DomainInfo {
+  state: DomainState;
+  maxMemKiB: number;
+  memoryKiB: number;
+  vcpus: number;
+  cpuTimeNs: number;
+}
+
+export class Libvirt {
+  private hv: Hypervisor | undefined;
+  private connecting: Promise<Hypervisor> | undefined;
+
+  constructor(
+    readonly uri: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Opens the connection (once; concurrent callers share the attempt). */
+  async connect(): Promise<void> {
+    await this.conn();
+  }
+
+  async close(): Promise<void> {
+    const hv = this.hv;
+    this.hv = undefined;
+    if (hv) await hv.connectClose().catch(() => undefined);
+  }
+
+  get connected(): boolean {
+    return this.hv !== undefined;
+  }
+
+  /** Proves the daemon answers now. nodeGetInfo fails on a dead connection where list calls may not. */
+  async ping(): Promise<void> {
+    await this.call('ping', (hv) => hv.nodeGetInfo());
+  }
+
+  async hostname(): Promise<string> {
+    return this.call('hostname', (hv) => hv.connectGetHostname());
+  }
+
+  async defineDomain(xml: string): Promise<string> {
+    return this.call('define', async (hv) => (await hv.domainDefineXML(xml)).getUUIDString());
+  }
+
+  async startDomain(name: string): Promise<void> {
+    await this.onDomain('start', name, (d) => d.create());
+  }
+
+  /** ACPI power button. */
+  async shutdownDomain(name: string): Promise<void> {
+    await this.onDomain('shutdown', name, (d) => d.shutdown());
+  }
+
+  async destroyDomain(name: string): Promise<void> {
+    await this.onDomain('destroy', name, (d) => d.destroy());
+  }
+
+  async undefineDomain(name: string): Promise<void> {
+    await this.onDomain('undefine', name, (d) => d.undefine());
+  }
+
+  async domainXML(name: string): Promise<string> {
+    return this.onDomain('xml', name, (d) => d.getXMLDesc());
+  }
+
+  async domainInfo(name: string): Promise<DomainInfo> {
+    const i = await this.onDomain('info', name, (d) => d.getInfo());
+    return { state: i.state, maxMemKiB: i.maxMem, memoryKiB: i.memory, vcpus: i.nrVirtCpu, cpuTimeNs: i.cpuTime };
+  }
+
+  /** All domains, running and defined, in one list call plus per-domain name/uuid/state. */
+  async listDomains(): Promise<DomainSummary[]> {
+    return this.call('list', async (hv) => {
+      const domains = await hv.connectListAllDomains();
+      if (domains.length === 0) await hv.nodeGetInfo(); // [] may hide a dead connection
+      return Promise.all(
+        domains.map(async (d) => ({ name: await d.getName(), uuid: await d.getUUIDString(), state: (await d.getInfo()).state })),
+      );
+    });
+  }
+
+  private async onDomain<T>(op: string, name: string, fn: (d: Domain) => Promise<T>): Promise<T> {
+    return this.call(op, async (hv) => fn(await hv.domainLookupByName(name)), name);
+  }
+
+  private async conn(): Promise<Hypervisor> {
+    if (this.hv) return this.hv;
+    this.connecting ??= (async () => {
+      const hv = new Hypervisor({ uri: this.uri });
+      try {
+        await hv.connectOpen();
+      } catch (err) {
+        throw new VirtError(`cannot connect to libvirt at ${this.uri}: ${messageOf(err)}`, 'connection', 'connect');
+      }
+      this.hv = hv;
+      this.log.info({ uri: this.uri }, 'libvirt connected');
+      return hv;
+    })().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  /** Runs fn; on a connection error reconnects once and retries, as libvirtd may have restarted. */
+  private async call<T>(op: string, fn: (hv: Hypervisor) => Promise<T>, domain?: string): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const hv = await this.conn();
+      try {
+        return await fn(hv);
+      } catch (err) {
+        const msg = messageOf(err);
+        const kind = classify(msg);
+        if (kind === 'connection' && attempt === 0) {
+          this.log.warn({ op, err: msg }, 'libvirt connection lost; reconnecting');
+          if (this.hv === hv) this.hv = undefined;
+          await hv.connectClose().catch(() => undefined);
+          continue;
+        }
+        throw new VirtError(domain ? `${op} ${domain}: ${msg}` : `${op}: ${msg}`, kind, op);
+      }
+    }
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Version of the libvirt library this process loaded, read from the soname in /proc/self/maps
+ * (libvirt.so.0.9000.0 → 9.0.0): the binding has no version call and spawning virsh is too slow.
+ */
+export function loadedLibvirtVersion(maps = '/proc/self/maps'): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(maps, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /libvirt\.so\.0\.(\d+)\.(\d+)/.exec(text);
+  if (!m) return undefined;
+  const n = Number(m[1]) * 1000 + Number(m[2]);
+  return `${Math.floor(n / 1_000_000)}.${Math.floor(n / 1000) % 1000}.${n % 1000}`;
+}

@@ -1,0 +1,134 @@
+// Starts the real `vmlet serve` (built dist/) on a temporary socket and talks to it with a
+// gRPC client generated from proto/api.proto.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { credentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import { loadCri } from '../../src/cri/proto.js';
+import type { RuntimeServiceClient } from '../../src/gen/runtime/v1/RuntimeService.js';
+import type { ImageServiceClient } from '../../src/gen/runtime/v1/ImageService.js';
+import { waitFor } from './wait.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const MAIN = join(ROOT, 'dist/main.js');
+export const CNI_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
+
+/** A CNI conflist like the installer's default, written into its own temp dir. */
+export function writeCniConf(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, '10-test.conflist');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'vmlet-test',
+      plugins: [
+        { type: 'bridge', bridge: 'vmtest0', isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: '10.250.0.0/24' }]] } },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    }),
+  );
+  return file;
+}
+
+export interface VmletProcess {
+  dir: string;
+  socket: string;
+  stateDir: string;
+  proc: ChildProcess;
+  /** Every line vmlet wrote to stderr (its JSON log), in order. */
+  logLines: string[];
+  runtime: RuntimeServiceClient;
+  image: ImageServiceClient;
+  /** SIGTERM, then wait for exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartOptions {
+  args?: string[];
+  /** Omit to get a temp CNI dir with a valid config. */
+  cniConfDir?: string;
+  socket?: string;
+}
+
+export function tempDir(prefix = 'vmlet-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function clients(socket: string): { runtime: RuntimeServiceClient; image: ImageServiceClient } {
+  const cri = loadCri().runtime.v1;
+  return {
+    runtime: new cri.RuntimeService(`unix:${socket}`, credentials.createInsecure()),
+    image: new cri.ImageService(`unix:${socket}`, credentials.createInsecure()),
+  };
+}
+
+export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess> {
+  const dir = tempDir();
+  const socket = opts.socket ?? join(dir, 'run', 'vmlet.sock');
+  const stateDir = join(dir, 'state');
+  let cniConfDir = opts.cniConfDir;
+  if (cniConfDir === undefined) {
+    cniConfDir = join(dir, 'cni');
+    writeCniConf(cniConfDir);
+  }
+  const args = [
+    MAIN, 'serve',
+    '--config', join(dir, 'none.yaml'),
+    '--socket', socket,
+    '--state-dir', stateDir,
+    '--cni-conf-dir', cniConfDir,
+    ...CNI_BIN_DIRS.flatMap((d) => ['--cni-bin-dir', d]),
+    '--log-level', 'debug',
+    ...(opts.args ?? []),
+  ];
+  writeFileSync(join(dir, 'none.yaml'), '# empty: defaults and flags only\n');
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logLines: string[] = [];
+  let buf = '';
+  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    buf += chunk;
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    logLines.push(...parts);
+  });
+  proc.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const died = exited.then((code) => {
+    throw new Error(`vmlet exited with ${code} before listening:\n${logLines.join('\n')}`);
+  });
+  await Promise.race([
+    died,
+    waitFor(`vmlet to listen on ${socket}`, () => existsSync(socket) && logLines.some((l) => l.includes('CRI server listening')), {
+      timeoutMs: 20_000,
+    }),
+  ]);
+  died.catch(() => undefined); // it may still reject later, on a normal stop
+  const c = clients(socket);
+  return {
+    dir, socket, stateDir, proc, logLines, ...c,
+    async stop(signal = 'SIGTERM') {
+      (c.runtime as unknown as Client).close();
+      (c.image as unknown as Client).close();
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** Promise form of a unary client call. */
+export function call<Req, Res>(
+  client: unknown,
+  method: string,
+  req: Req,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    (client as Record<string, (r: Req, cb: (err: ServiceError | null, res: Res) => void) => void>)[method]!(req, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+export function parseLogLines(lines: string[]): Record<string, unknown>[] {
+  return lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}

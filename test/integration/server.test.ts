@@ -1,0 +1,197 @@
+// The real `vmlet serve` on a temp socket, called with a gRPC client generated from proto/.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { status as Status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import type { VersionResponse__Output } from '../../src/gen/runtime/v1/VersionResponse.js';
+import type { StatusResponse__Output } from '../../src/gen/runtime/v1/StatusResponse.js';
+import type { RuntimeConfigResponse__Output } from '../../src/gen/runtime/v1/RuntimeConfigResponse.js';
+import { waitFor } from '../helpers/wait.js';
+
+function rejection(p: Promise<unknown>): Promise<ServiceError> {
+  return p.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (err: ServiceError) => err,
+  );
+}
+
+describe('vmlet serve', () => {
+  let v: VmletProcess;
+  beforeAll(async () => {
+    v = await startVmlet();
+  });
+  afterAll(async () => {
+    await v?.stop();
+  });
+
+  it('creates the socket with mode 0660', () => {
+    const st = statSync(v.socket);
+    expect(st.isSocket()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o660);
+  });
+
+  it('answers Version', async () => {
+    const res = await call<object, VersionResponse__Output>(v.runtime, 'Version', { version: 'v1' });
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(res).toEqual({ version: '0.1.0', runtime_name: 'vmlet', runtime_version: pkg.version, runtime_api_version: 'v1' });
+  });
+
+  it('reports RuntimeReady and NetworkReady from reality, and the handlers', async () => {
+    const res = await call<object, StatusResponse__Output>(v.runtime, 'Status', { verbose: false });
+    const byType = Object.fromEntries(res.status!.conditions.map((c) => [c.type, c]));
+    expect(byType.RuntimeReady?.status).toBe(true);
+    expect(byType.NetworkReady).toMatchObject({ status: true, reason: '' });
+    expect(res.runtime_handlers.map((h) => h.name)).toEqual(['vmlet']);
+    expect(res.info).toEqual({});
+  });
+
+  it('Status verbose carries libvirt, hypervisor and config as JSON', async () => {
+    const res = await call<object, StatusResponse__Output>(v.runtime, 'Status', { verbose: true });
+    const libvirt = JSON.parse(res.info.libvirt!) as { uri: string; connected: boolean; libraryVersion: string };
+    expect(libvirt.uri).toBe('qemu:///system');
+    expect(libvirt.connected).toBe(true);
+    expect(libvirt.libraryVersion).toMatch(/^\d+\.\d+\.\d+$/);
+    const hv = JSON.parse(res.info.hypervisor!) as { accel: string; domainType: string; kvmNotUsedBecause: string | null; qemuVersion: string };
+    expect(['kvm', 'tcg']).toContain(hv.accel);
+    // Under TCG the reason must be given; under KVM there is none.
+    if (hv.accel === 'tcg') expect(hv.kvmNotUsedBecause).toMatch(/\S/);
+    else expect(hv.kvmNotUsedBecause).toBeNull();
+    expect(hv.domainType).toBe(hv.accel === 'kvm' ? 'kvm' : 'qemu');
+    expect(hv.qemuVersion).toMatch(/^\d+\.\d+/);
+    const config = JSON.parse(res.info.config!) as { socket: string; stateDir: string };
+    expect(config.socket).toBe(v.socket);
+    expect(config.stateDir).toBe(v.stateDir);
+  });
+
+  it('answers RuntimeConfig with the cgroup driver', async () => {
+    const res = await call<object, RuntimeConfigResponse__Output>(v.runtime, 'RuntimeConfig', {});
+    const expected = existsSync('/run/systemd/system') ? 'SYSTEMD' : 'CGROUPFS';
+    expect(res.linux?.cgroup_driver).toBe(expected);
+  });
+
+  it('records the pod CIDR from UpdateRuntimeConfig', async () => {
+    await call(v.runtime, 'UpdateRuntimeConfig', { runtime_config: { network_config: { pod_cidr: '10.244.3.0/24' } } });
+    const saved = JSON.parse(readFileSync(join(v.stateDir, 'runtime-config.json'), 'utf8')) as { podCidr: string };
+    expect(saved.podCidr).toBe('10.244.3.0/24');
+    const res = await call<object, StatusResponse__Output>(v.runtime, 'Status', { verbose: true });
+    expect(JSON.parse(res.info.runtimeConfig!)).toMatchObject({ podCidr: '10.244.3.0/24' });
+    const logged = parseLogLines(v.logLines).find((l) => l.msg === 'pod CIDR updated');
+    expect(logged).toMatchObject({ podCidr: '10.244.3.0/24' });
+  });
+
+  it('answers UNIMPLEMENTED naming the RPC, in both services', async () => {
+    const run = await rejection(call(v.runtime, 'RunPodSandbox', { config: { metadata: { name: 'p', namespace: 'n', uid: 'u' } } }));
+    expect(run.code).toBe(Status.UNIMPLEMENTED);
+    expect(run.details).toContain('RunPodSandbox');
+    const pull = await rejection(call(v.image, 'PullImage', { image: { image: 'busybox' } }));
+    expect(pull.code).toBe(Status.UNIMPLEMENTED);
+    expect(pull.details).toContain('PullImage');
+  });
+
+  it('answers UNIMPLEMENTED on a server-streaming RPC', async () => {
+    const stream = (v.runtime as unknown as { GetContainerEvents(req: object): NodeJS.EventEmitter }).GetContainerEvents({});
+    const err = await new Promise<ServiceError>((resolve) => stream.once('error', resolve));
+    expect(err.code).toBe(Status.UNIMPLEMENTED);
+    expect(err.details).toContain('GetContainerEvents');
+  });
+
+  it('survives a malformed request and keeps serving', async () => {
+    const client = v.runtime as unknown as Client;
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f, 0x0a, 0x99]);
+    const err = await new Promise<ServiceError>((resolve, reject) => {
+      client.makeUnaryRequest(
+        '/runtime.v1.RuntimeService/Status',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        garbage,
+        (e) => (e ? resolve(e) : reject(new Error('garbage was accepted'))),
+      );
+    });
+    expect(err.code).not.toBe(Status.OK);
+    expect(v.proc.exitCode).toBeNull();
+    const res = await call<object, VersionResponse__Output>(v.runtime, 'Version', {});
+    expect(res.runtime_name).toBe('vmlet');
+  });
+
+  it('logs one structured line per RPC with method, duration and code', async () => {
+    await call(v.runtime, 'Version', {});
+    await rejection(call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: 'abc123' }));
+    const lines = await waitFor('the StopPodSandbox log line', () => {
+      const ls = parseLogLines(v.logLines).filter((l) => l.msg === 'rpc');
+      return ls.some((l) => l.rpc === 'StopPodSandbox') ? ls : undefined;
+    });
+    const version = lines.find((l) => l.rpc === 'Version');
+    expect(version).toMatchObject({ code: 'OK' });
+    expect(typeof version!.durationMs).toBe('number');
+    const stop = lines.find((l) => l.rpc === 'StopPodSandbox');
+    expect(stop).toMatchObject({ code: 'UNIMPLEMENTED', podSandboxId: 'abc123' });
+  });
+});
+
+describe('vmlet serve, socket handling and shutdown', () => {
+  it('refuses a socket another vmlet is serving on', async () => {
+    const first = await startVmlet();
+    try {
+      await expect(startVmlet({ socket: first.socket })).rejects.toThrow(/already serving/);
+      const res = await call<object, VersionResponse__Output>(first.runtime, 'Version', {});
+      expect(res.runtime_name).toBe('vmlet');
+    } finally {
+      await first.stop();
+    }
+  });
+
+  it('replaces a stale socket left by a killed run', async () => {
+    const first = await startVmlet();
+    expect(await first.stop('SIGKILL')).toBeNull();
+    expect(existsSync(first.socket)).toBe(true); // SIGKILL leaves the socket file behind
+    const second = await startVmlet({ socket: first.socket });
+    try {
+      expect(parseLogLines(second.logLines).some((l) => l.msg === 'removed stale socket left by an earlier run')).toBe(true);
+      const res = await call<object, VersionResponse__Output>(second.runtime, 'Version', {});
+      expect(res.runtime_name).toBe('vmlet');
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('shuts down on SIGTERM: exit 0 and the socket is removed', async () => {
+    const v = await startVmlet();
+    expect(await v.stop('SIGTERM')).toBe(0);
+    expect(existsSync(v.socket)).toBe(false);
+    expect(parseLogLines(v.logLines).some((l) => l.msg === 'vmlet stopped')).toBe(true);
+  });
+
+  it('shuts down on SIGINT too', async () => {
+    const v = await startVmlet();
+    expect(await v.stop('SIGINT')).toBe(0);
+    expect(existsSync(v.socket)).toBe(false);
+  });
+
+  it('reports NetworkReady false with a reason when there is no CNI config', async () => {
+    const v = await startVmlet({ cniConfDir: tempDir('vmlet-nocni-') });
+    try {
+      const res = await call<object, StatusResponse__Output>(v.runtime, 'Status', {});
+      const net = res.status!.conditions.find((c) => c.type === 'NetworkReady');
+      expect(net).toMatchObject({ status: false, reason: 'NoCNIConfig' });
+      expect(net!.message).toContain('no CNI network config');
+    } finally {
+      await v.stop();
+    }
+  });
+
+  it('reports RuntimeReady false with a reason when libvirt is unreachable', async () => {
+    const dir = tempDir('vmlet-nolibvirt-');
+    const v = await startVmlet({ args: ['--libvirt-uri', `qemu+unix:///system?socket=${join(dir, 'absent.sock')}`] });
+    try {
+      const res = await call<object, StatusResponse__Output>(v.runtime, 'Status', {});
+      const rt = res.status!.conditions.find((c) => c.type === 'RuntimeReady');
+      expect(rt).toMatchObject({ status: false, reason: 'LibvirtUnreachable' });
+      expect(rt!.message).toContain('absent.sock');
+    } finally {
+      await v.stop();
+    }
+  });
+});
