@@ -15,8 +15,8 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = join(ROOT, 'dist/main.js');
 export const CNI_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
 
-/** A CNI conflist like the installer's default, written into its own temp dir. */
-export function writeCniConf(dir: string): string {
+/** Writes a CNI conflist like the installer's default into `dir` (created); returns `dir`. */
+export function writeCniConf(dir: string = tempDir('vmlet-cni-')): string {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, '10-test.conflist');
   writeFileSync(
@@ -30,7 +30,7 @@ export function writeCniConf(dir: string): string {
       ],
     }),
   );
-  return file;
+  return dir;
 }
 
 export interface VmletProcess {
@@ -69,11 +69,7 @@ export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess>
   const dir = tempDir();
   const socket = opts.socket ?? join(dir, 'run', 'vmlet.sock');
   const stateDir = join(dir, 'state');
-  let cniConfDir = opts.cniConfDir;
-  if (cniConfDir === undefined) {
-    cniConfDir = join(dir, 'cni');
-    writeCniConf(cniConfDir);
-  }
+  const cniConfDir = opts.cniConfDir ?? writeCniConf(join(dir, 'cni'));
   const args = [
     MAIN, 'serve',
     '--config', join(dir, 'none.yaml'),
