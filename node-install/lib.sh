@@ -1,0 +1,86 @@
+# shellcheck shell=bash
+# Shared helpers for node-install/*.sh. Sourced, not executed.
+
+# shellcheck disable=SC2034  # used by the scripts that source this file
+VMLET_RUN_DIR=/run/vmlet
+VMLET_LOG_DIR=/var/log/vmlet
+LIBVIRT_URI=qemu:///system
+
+VIRTLOGD_PIDFILE=/run/virtlogd.pid            # written by virtlogd itself
+VIRTLOGD_OURS_PIDFILE=$VMLET_RUN_DIR/virtlogd.pid   # marker: we started it
+LIBVIRTD_PIDFILE=/run/libvirtd.pid            # written by libvirtd itself
+LIBVIRTD_TINI_PIDFILE=$VMLET_RUN_DIR/libvirtd-tini.pid  # marker: we started it
+DAEMON_LOG=$VMLET_LOG_DIR/libvirtd.log        # stdout/stderr of tini/libvirtd/virtlogd
+
+# report NAME STATUS: the one line every step prints.
+report() { printf '%-14s %s\n' "$1:" "$2"; }
+
+die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
+
+have_systemd() { [ -d /run/systemd/system ]; }
+
+# read_pid FILE: print the pid stored in FILE (nothing if absent/garbage).
+read_pid() {
+  local p=''
+  if [ -r "$1" ]; then read -r p <"$1" 2>/dev/null || true; fi
+  [[ $p =~ ^[0-9]+$ ]] && printf '%s\n' "$p"
+  return 0
+}
+
+# pid_is PID NAME: PID is alive (not a zombie) and its comm is NAME.
+pid_is() {
+  local pid=$1 name=$2 comm stat
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+  [ "$comm" = "$name" ] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
+# ppid_of PID
+ppid_of() { awk '/^PPid:/{print $2}' "/proc/$1/status" 2>/dev/null; }
+
+virsh_answers() { timeout 5 virsh -c "$LIBVIRT_URI" version >/dev/null 2>&1; }
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds or the deadline passes.
+wait_for() {
+  local secs=$1; shift
+  local deadline=$((SECONDS + secs))
+  while :; do
+    "$@" && return 0
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+# Cumulative "what changed" list for the current step.
+_CHANGES=()
+changed() { _CHANGES+=("$*"); }
+# step_done NAME [OK-DETAIL]: print "changed (a, b)" or "ok[ (detail)]", reset.
+step_done() {
+  local name=$1 detail=${2:-} out='' c
+  if [ "${#_CHANGES[@]}" -gt 0 ]; then
+    for c in "${_CHANGES[@]}"; do out+="${out:+, }$c"; done
+    report "$name" "changed ($out)"
+  else
+    report "$name" "ok${detail:+ ($detail)}"
+  fi
+  _CHANGES=()
+}
+
+# detached_exec LOG CMD...: replace the current (sub)shell with CMD in a new
+# session (setsid: immune to the caller's SIGHUP / process-group kills),
+# stdin /dev/null, stdout/stderr appended to LOG, and every other
+# inherited descriptor closed (e.g. a caller's or test harness's pipes on
+# fd 3+): daemons must never keep a caller's pipe open, or a caller reading
+# our output until EOF would hang. Call it in a subshell or with '&'.
+detached_exec() {
+  local fd log=$1; shift
+  exec </dev/null >>"$log" 2>&1
+  for fd in /proc/self/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+  done
+  exec setsid "$@"
+}
