@@ -1,0 +1,115 @@
+// Benchmark (not a test): boots the project's kernel-boot test guest through libvirt N times and
+// prints define → ready-marker latency (median, p90) and QEMU's memory split into guest RAM,
+// TCG translation cache and QEMU's own use (the basis of the RuntimeClass podFixed overhead).
+//   npx tsx bench/guest-boot.ts [N=5] [memoryMiB=256]
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { pino } from 'pino';
+import { Libvirt } from '../src/vm/libvirt.js';
+import { decideAccel, probeHost } from '../src/vm/accel.js';
+import { kernelGuest, kernelGuestXml, READY_MARKER } from '../test/helpers/guest.js';
+import { waitFor } from '../test/helpers/wait.js';
+
+const runs = Number(process.argv[2] ?? 5);
+const memoryMiB = Number(process.argv[3] ?? 256);
+
+interface MemSplit {
+  rssMiB: number;
+  guestRamMiB: number;
+  tcgCacheMiB: number;
+  /** QEMU's own anonymous memory: what each extra VM costs beyond its guest RAM. */
+  qemuAnonMiB: number;
+  /** Binary and shared libraries: page cache, shared by every QEMU on the node. */
+  fileMiB: number;
+}
+
+/** Splits QEMU's RSS by mapping: the guest-RAM mapping (size ≈ guest memory), the TCG code cache
+ *  (the large rwx anonymous mapping), and the rest, which is what QEMU itself costs. */
+function qemuMemory(pid: number, guestMiB: number): MemSplit {
+  const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n');
+  let total = 0, guest = 0, tcg = 0, file = 0;
+  let sizeKiB = 0, perms = '', inode = '0';
+  for (const line of smaps) {
+    const head = /^[0-9a-f]+-[0-9a-f]+\s+(\S+)\s+\S+\s+\S+\s+(\d+)/.exec(line);
+    if (head) {
+      perms = head[1]!;
+      inode = head[2]!;
+      continue;
+    }
+    const size = /^Size:\s+(\d+) kB/.exec(line);
+    if (size) sizeKiB = Number(size[1]);
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) {
+      const kib = Number(rss[1]);
+      total += kib;
+      const anon = inode === '0';
+      if (anon && sizeKiB >= guestMiB * 1024 && sizeKiB <= guestMiB * 1024 + 4096 && !perms.includes('x')) guest += kib;
+      else if (anon && perms.startsWith('rwx')) tcg += kib;
+      else if (!anon) file += kib;
+    }
+  }
+  const mib = (k: number) => Math.round(k / 102.4) / 10;
+  return { rssMiB: mib(total), guestRamMiB: mib(guest), tcgCacheMiB: mib(tcg), qemuAnonMiB: mib(total - guest - tcg - file), fileMiB: mib(file) };
+}
+
+/** CPU time (ms) QEMU used so far: utime + stime from /proc/<pid>/stat. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // clock ticks are 100 Hz on Linux
+}
+
+/** Millicores an idle guest's QEMU burns, over a window after the ready marker. */
+async function idleMillicores(pid: number, windowMs = 2000): Promise<number> {
+  const c0 = cpuMs(pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, windowMs));
+  return Math.round(((cpuMs(pid) - c0) / (performance.now() - t0)) * 1000);
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+async function main(): Promise<void> {
+  const lv = new Libvirt('qemu:///system', pino({ level: 'silent' }));
+  const accel = decideAccel('auto', probeHost());
+  const guest = kernelGuest();
+  const dir = mkdtempSync(join(tmpdir(), 'vmlet-bench-'));
+  const times: number[] = [];
+  const mems: MemSplit[] = [];
+  const idle: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const name = `vmlet-bench-${randomBytes(4).toString('hex')}`;
+    const log = join(dir, `${name}.log`);
+    const t0 = performance.now();
+    try {
+      await lv.defineDomain(kernelGuestXml({ name, guest, domainType: accel.domainType, consoleLog: log, memoryMiB }));
+      await lv.startDomain(name);
+      await waitFor('ready marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(READY_MARKER), { timeoutMs: 120_000, intervalMs: 10 });
+      times.push(performance.now() - t0);
+      const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
+      mems.push(qemuMemory(pid, memoryMiB));
+      idle.push(await idleMillicores(pid));
+    } finally {
+      await lv.destroyDomain(name).catch(() => undefined);
+      await lv.undefineDomain(name).catch(() => undefined);
+    }
+  }
+  await lv.close();
+  const sorted = [...times].sort((a, b) => a - b);
+  const s = (ms: number) => (ms / 1000).toFixed(2);
+  console.log(`guest boot through libvirt, ${accel.accel}, ${memoryMiB} MiB guest, ${runs} runs (define → ${READY_MARKER})`);
+  console.log(`  each:   ${times.map(s).join(' ')} s`);
+  console.log(`  median: ${s(pct(sorted, 50))} s   p90: ${s(pct(sorted, 90))} s`);
+  const avg = (k: keyof MemSplit) => (mems.reduce((a, m) => a + m[k], 0) / mems.length).toFixed(1);
+  console.log(`QEMU CPU with the guest idle after ready: ${idle.join(' ')} millicores`);
+  console.log(`QEMU memory at ready (mean): RSS ${avg('rssMiB')} MiB = guest RAM touched ${avg('guestRamMiB')} + TCG code cache ${avg('tcgCacheMiB')} + QEMU anon ${avg('qemuAnonMiB')} + binary/libs ${avg('fileMiB')} MiB`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
