@@ -17,7 +17,15 @@ export interface Config {
   hypervisor: Hypervisor;
   cgroupDriver: CgroupDriverSetting;
   cni: { confDir: string; binDirs: string[] };
+  registries: RegistriesConfig;
   logLevel: LogLevel;
+}
+
+export interface RegistriesConfig {
+  /** Registries (host[:port] as written in image references) reached over plain HTTP. */
+  insecure: string[];
+  /** Registry → endpoint URLs tried in order before the registry itself, e.g. docker.io → http://127.0.0.1:5000. */
+  mirrors: Record<string, string[]>;
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/vmlet/config.yaml';
@@ -31,6 +39,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   hypervisor: 'auto',
   cgroupDriver: 'auto',
   cni: { confDir: '/etc/cni/net.d', binDirs: ['/opt/cni/bin', '/usr/lib/cni'] },
+  registries: { insecure: [], mirrors: {} },
   logLevel: 'info',
 });
 
@@ -106,9 +115,9 @@ export function loadConfig(opts: LoadOptions = {}): { config: Config; file: stri
     for (const [k, v] of Object.entries(layer)) {
       if (k === 'config' || v === undefined) continue;
       // cni is a nested object: merge field by field so a layer may set one of them.
-      if (k === 'cni' && v && typeof v === 'object') {
+      if ((k === 'cni' || k === 'registries') && v && typeof v === 'object') {
         const set = Object.entries(v as object).filter(([, x]) => x !== undefined);
-        merged.cni = { ...(merged.cni as object), ...Object.fromEntries(set) };
+        merged[k] = { ...(merged[k] as object), ...Object.fromEntries(set) };
       }
       else merged[k] = v;
     }
@@ -142,6 +151,22 @@ function bool(v: unknown, key: string): boolean {
   throw new ConfigError(`config "${key}" must be true or false`);
 }
 
+function registries(v: unknown): RegistriesConfig {
+  const r = (v ?? {}) as Record<string, unknown>;
+  const insecure = strList(r.insecure ?? [], 'registries.insecure');
+  const mirrors = r.mirrors ?? {};
+  if (typeof mirrors !== 'object' || Array.isArray(mirrors)) throw new ConfigError('config "registries.mirrors" must map a registry to a list of URLs');
+  const out: Record<string, string[]> = {};
+  for (const [reg, urls] of Object.entries(mirrors as Record<string, unknown>)) {
+    const list = strList(typeof urls === 'string' ? [urls] : urls, `registries.mirrors.${reg}`);
+    for (const u of list) {
+      if (!/^https?:\/\/[^/]+\/?$/.test(u)) throw new ConfigError(`config "registries.mirrors.${reg}": ${JSON.stringify(u)} must be http(s)://host[:port]`);
+    }
+    out[reg] = list.map((u) => u.replace(/\/$/, ''));
+  }
+  return { insecure, mirrors: out };
+}
+
 export function validate(raw: Record<string, unknown>): Config {
   const cni = (raw.cni ?? {}) as Record<string, unknown>;
   const handlers = strList(raw.handlers, 'handlers');
@@ -155,6 +180,7 @@ export function validate(raw: Record<string, unknown>): Config {
     hypervisor: oneOf(raw.hypervisor, 'hypervisor', HYPERVISORS),
     cgroupDriver: oneOf(raw.cgroupDriver, 'cgroupDriver', CGROUP_DRIVERS),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
+    registries: registries(raw.registries),
     logLevel: oneOf(raw.logLevel, 'logLevel', LOG_LEVELS),
   };
 }

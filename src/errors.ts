@@ -5,6 +5,7 @@ export type ErrorKind =
   | 'not-found'
   | 'already-exists'
   | 'failed-precondition'
+  | 'permission-denied'
   | 'unavailable'
   | 'unimplemented'
   | 'internal';

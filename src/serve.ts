@@ -4,15 +4,19 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
 import { Runtime } from './runtime/runtime.js';
+import { ImageStore } from './image/store.js';
+import { join } from 'node:path';
 import { RUNTIME_VERSION } from './version.js';
 
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
   log.info({ version: RUNTIME_VERSION, configFile: configFile ?? null, pid: process.pid }, 'vmlet starting');
   const runtime = new Runtime(config, log);
   await runtime.start();
+  const images = new ImageStore(join(config.stateDir, 'images'), config.registries, log);
   let server;
   try {
-    server = await startCriServer(config.socket, runtime, log);
+    await images.init();
+    server = await startCriServer(config.socket, { runtime, images, containerDir: join(config.stateDir, 'pods') }, log);
   } catch (err) {
     log.fatal({ socket: config.socket, err: (err as Error).message }, 'cannot serve CRI');
     await runtime.stop();

@@ -3,6 +3,7 @@ import { chmod, rm } from 'node:fs/promises';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime/runtime.js';
+import type { ImageStore } from '../image/store.js';
 import { loadCri } from './proto.js';
 import { imageService } from './image-service.js';
 import { runtimeService } from './runtime-service.js';
@@ -16,7 +17,14 @@ export interface CriServer {
 // Kubelet sends up to 16 MiB messages (e.g. big ListContainers answers); match it.
 const MAX_MESSAGE = 16 * 1024 * 1024;
 
-export async function startCriServer(socket: string, runtime: Runtime, log: Logger): Promise<CriServer> {
+export interface Services {
+  runtime: Runtime;
+  images: ImageStore;
+  /** Where containers' writable state lives (reported by ImageFsInfo as container_filesystems). */
+  containerDir: string;
+}
+
+export async function startCriServer(socket: string, services: Services, log: Logger): Promise<CriServer> {
   const { replacedStale } = await prepareSocketPath(socket);
   if (replacedStale) log.warn({ socket }, 'removed stale socket left by an earlier run');
   const cri = loadCri().runtime.v1;
@@ -24,8 +32,8 @@ export async function startCriServer(socket: string, runtime: Runtime, log: Logg
     'grpc.max_receive_message_length': MAX_MESSAGE,
     'grpc.max_send_message_length': MAX_MESSAGE,
   });
-  server.addService(cri.RuntimeService.service, runtimeService(log, runtime, cri.RuntimeService.service));
-  server.addService(cri.ImageService.service, imageService(log, cri.ImageService.service));
+  server.addService(cri.RuntimeService.service, runtimeService(log, services.runtime, cri.RuntimeService.service));
+  server.addService(cri.ImageService.service, imageService(log, services.images, services.containerDir, cri.ImageService.service));
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });

@@ -8,6 +8,7 @@ const CODES: Record<ErrorKind, Status> = {
   'not-found': Status.NOT_FOUND,
   'already-exists': Status.ALREADY_EXISTS,
   'failed-precondition': Status.FAILED_PRECONDITION,
+  'permission-denied': Status.PERMISSION_DENIED,
   unavailable: Status.UNAVAILABLE,
   unimplemented: Status.UNIMPLEMENTED,
   internal: Status.INTERNAL,

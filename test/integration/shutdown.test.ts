@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { startCriServer } from '../../src/cri/server.js';
 import { Runtime } from '../../src/runtime/runtime.js';
+import { ImageStore } from '../../src/image/store.js';
 import { validate, defaults } from '../../src/config.js';
 import type { Libvirt } from '../../src/vm/libvirt.js';
 import { decideAccel, probeHost } from '../../src/vm/accel.js';
@@ -31,7 +32,9 @@ describe('CRI server shutdown', () => {
     const log = pino({ level: 'silent' });
     const runtime = new Runtime(config, log, blockingLibvirt, decideAccel('auto', probeHost()));
     await runtime.start();
-    const server = await startCriServer(config.socket, runtime, log);
+    const images = new ImageStore(join(dir, 'images'), config.registries, log);
+    await images.init();
+    const server = await startCriServer(config.socket, { runtime, images, containerDir: join(dir, 'pods') }, log);
     const { runtime: client } = clients(config.socket);
 
     const pending = call<object, StatusResponse__Output>(client, 'Status', {});

@@ -1,0 +1,111 @@
+// Content-addressed blobs under <root>/sha256/<hex>. A blob is streamed to a temp file while its
+// digest and size are checked, and renamed into place only when both match: a failed or
+// interrupted download never leaves a visible file. Concurrent fetches of one digest share one.
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { VmletError } from '../errors.js';
+import { isDigest } from './reference.js';
+
+export class DigestMismatch extends VmletError {
+  constructor(msg: string) {
+    super('internal', msg);
+  }
+}
+
+export interface Progress {
+  (bytesDone: number): void;
+}
+
+export class BlobStore {
+  private inflight = new Map<string, Promise<string>>();
+
+  constructor(readonly root: string) {}
+
+  get tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(join(this.root, 'sha256'), { recursive: true });
+    // Leftovers of a run that died mid-download: never referenced, safe to drop.
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+  }
+
+  path(digest: string): string {
+    if (!isDigest(digest)) throw new VmletError('invalid-argument', `not a sha256 digest: ${digest}`);
+    return join(this.root, 'sha256', digest.slice('sha256:'.length));
+  }
+
+  async has(digest: string, size?: number): Promise<boolean> {
+    try {
+      const st = await stat(this.path(digest));
+      return size === undefined || st.size === size;
+    } catch {
+      return false;
+    }
+  }
+
+  async read(digest: string): Promise<Buffer> {
+    return readFile(this.path(digest));
+  }
+
+  /**
+   * Stores a blob from `open()` unless present. Returns its path. `open` is called at most once
+   * per concurrent set of callers for the same digest.
+   */
+  async ensure(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress): Promise<string> {
+    const final = this.path(digest);
+    if (await this.has(digest, size)) return final;
+    let p = this.inflight.get(digest);
+    if (!p) {
+      p = this.write(digest, size, open, progress).finally(() => this.inflight.delete(digest));
+      this.inflight.set(digest, p);
+    }
+    return p;
+  }
+
+  /** Stores bytes already in memory (manifests, configs), after checking them. */
+  async put(digest: string, data: Buffer): Promise<string> {
+    return this.ensure(digest, data.length, async () => Readable.from([data]));
+  }
+
+  private async write(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress): Promise<string> {
+    const final = this.path(digest);
+    const tmp = join(this.tmpDir, `${digest.slice(7, 19)}.${randomBytes(4).toString('hex')}`);
+    const hash = createHash('sha256');
+    let done = 0;
+    const check = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        done += chunk.length;
+        if (done > size) return cb(new DigestMismatch(`blob ${digest}: more than the ${size} bytes the manifest declares`));
+        hash.update(chunk);
+        progress?.(done);
+        cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(await open(), check, createWriteStream(tmp, { mode: 0o444 }));
+      if (done !== size) throw new DigestMismatch(`blob ${digest}: got ${done} bytes, the manifest declares ${size}`);
+      const got = `sha256:${hash.digest('hex')}`;
+      if (got !== digest) throw new DigestMismatch(`blob ${digest}: content digest is ${got}: corrupted or tampered`);
+      await rename(tmp, final);
+      return final;
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async remove(digest: string): Promise<void> {
+    await rm(this.path(digest), { force: true });
+  }
+
+  async list(): Promise<string[]> {
+    return (await readdir(join(this.root, 'sha256'))).filter((h) => /^[a-f0-9]{64}$/.test(h)).map((h) => `sha256:${h}`);
+  }
+}

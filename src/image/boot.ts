@@ -1,0 +1,88 @@
+// Decides how a pulled image boots and puts its boot files in place, once per image:
+//  containerDisk: exactly one file under /disk/ → disks/<id>.qcow2|.raw (read-only base)
+//  kernel boot:   a kernel (+ initrd) at /boot/vmlinuz, /boot/initrd.img or the vmlet.io/* labels
+//  rootfs:        anything else (booting it comes later).
+import { chmod, mkdir, rename, rm } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { VmletError } from '../errors.js';
+import type { BootInfo } from './image-index.js';
+import { qemuImgInfo } from './qemu-img.js';
+import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from './layer-scan.js';
+
+export const LABEL_KERNEL = 'vmlet.io/kernel';
+export const LABEL_INITRD = 'vmlet.io/initrd';
+export const LABEL_CMDLINE = 'vmlet.io/cmdline';
+const DEFAULT_KERNEL = 'boot/vmlinuz';
+const DEFAULT_INITRD = 'boot/initrd.img';
+
+const inImage = (p: string) => p.replace(/^\/+/, '');
+
+export interface BootPaths {
+  disks: string;
+  kernels: string;
+  tmp: string;
+}
+
+export async function prepareBoot(
+  imageId: string,
+  layers: LayerRef[],
+  labels: Record<string, string>,
+  paths: BootPaths,
+  limits: ScanLimits,
+): Promise<BootInfo> {
+  const kernelPath = inImage(labels[LABEL_KERNEL] ?? DEFAULT_KERNEL);
+  const initrdPath = inImage(labels[LABEL_INITRD] ?? DEFAULT_INITRD);
+  // Keep files from the kernel/initrd directories (a symlink there may point at a versioned name).
+  const dirs = [...new Set(['boot', posix.dirname(kernelPath), posix.dirname(initrdPath)])].filter((d) => d !== '.');
+  const wanted = (p: string) => p.startsWith('disk/') || dirs.some((d) => p === d || p.startsWith(d + '/'));
+  const scan = await scanLayers(layers, wanted, paths.tmp, limits);
+  const hex = imageId.slice('sha256:'.length);
+  try {
+    if (scan.diskFiles.length > 1) {
+      throw new VmletError('invalid-argument', `containerDisk image ${imageId} has ${scan.diskFiles.length} files under /disk/ (${scan.diskFiles.join(', ')}); exactly one is allowed`);
+    }
+    if (scan.diskFiles.length === 1) {
+      const src = scan.files.get(scan.diskFiles[0]!)!;
+      const info = await qemuImgInfo(src);
+      if (info.format !== 'qcow2' && info.format !== 'raw') {
+        throw new VmletError('invalid-argument', `containerDisk ${scan.diskFiles[0]} in ${imageId} is ${info.format}; qcow2 or raw is allowed`);
+      }
+      // A backing or data file in an image from a registry would let a guest read host files.
+      if (info.backingFile || info.dataFile) {
+        throw new VmletError('invalid-argument', `containerDisk ${scan.diskFiles[0]} in ${imageId} refers to ${info.backingFile ?? info.dataFile}; a containerDisk must be self-contained`);
+      }
+      await mkdir(paths.disks, { recursive: true });
+      const dest = join(paths.disks, `${hex}.${info.format}`);
+      await chmod(src, 0o444);
+      await rename(src, dest);
+      return { kind: 'containerdisk', disk: { path: dest, format: info.format, virtualSize: info.virtualSize } };
+    }
+    const kernel = resolve(kernelPath, scan);
+    const initrd = resolve(initrdPath, scan);
+    const labelled = LABEL_KERNEL in labels;
+    if (kernel && (initrd || labelled)) {
+      if (LABEL_INITRD in labels && !initrd) {
+        throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL_INITRD} names ${labels[LABEL_INITRD]}, which the image does not contain`);
+      }
+      const dir = join(paths.kernels, hex);
+      await rm(dir, { recursive: true, force: true });
+      await mkdir(dir, { recursive: true });
+      await rename(kernel, join(dir, 'kernel'));
+      if (initrd) await rename(initrd, join(dir, 'initrd'));
+      const cmdline = labels[LABEL_CMDLINE];
+      return {
+        kind: 'kernel',
+        kernel: { kernel: join(dir, 'kernel'), ...(initrd ? { initrd: join(dir, 'initrd') } : {}), ...(cmdline ? { cmdline } : {}) },
+      };
+    }
+    if (labelled) throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL_KERNEL} names ${labels[LABEL_KERNEL]}, which the image does not contain`);
+    return { kind: 'rootfs' };
+  } finally {
+    for (const tmp of scan.files.values()) await rm(tmp, { force: true });
+  }
+}
+
+function resolve(path: string, scan: { files: Map<string, string>; symlinks: Map<string, string> }): string | undefined {
+  const real = resolveInImage(path, scan.symlinks);
+  return real === undefined ? undefined : scan.files.get(real);
+}

@@ -1,0 +1,184 @@
+// One pull: resolve the reference on a mirror or the registry, pick linux/amd64 from an index,
+// store config and layers (digest-checked), then make the image ready for a VM (boot.ts).
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import type { RegistriesConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import { VmletError } from '../errors.js';
+import type { BlobStore } from './blob-store.js';
+import type { ImageRecord, LayerInfo } from './image-index.js';
+import { MANIFEST_TYPES, RegistrySession, endpointsFor, type Credentials } from './registry.js';
+import { formatReference, isDigest, parseReference, repoName, tagReference, type ImageRef } from './reference.js';
+
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os?: string; architecture?: string; variant?: string };
+}
+
+interface Manifest {
+  schemaVersion?: number;
+  mediaType?: string;
+  config?: Descriptor;
+  layers?: Descriptor[];
+  manifests?: Descriptor[];
+}
+
+export interface ImageConfig {
+  architecture?: string;
+  os?: string;
+  config?: { User?: string; Labels?: Record<string, string> | null };
+  rootfs?: { diff_ids?: string[] };
+}
+
+export interface Pulled {
+  ref: ImageRef;
+  record: Omit<ImageRecord, 'boot' | 'pulledAt'>;
+  config: ImageConfig;
+  layers: Array<LayerInfo & { diffId?: string }>;
+}
+
+const INDEX_TYPES = new Set<string>([MANIFEST_TYPES.ociIndex, MANIFEST_TYPES.dockerList]);
+const MANIFEST_KINDS = new Set<string>([MANIFEST_TYPES.ociManifest, MANIFEST_TYPES.dockerManifest]);
+const LAYER_CONCURRENCY = 3;
+
+const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+function parseManifest(body: Buffer, where: string): Manifest {
+  try {
+    return JSON.parse(body.toString('utf8')) as Manifest;
+  } catch {
+    throw new VmletError('internal', `${where}: manifest is not valid JSON`);
+  }
+}
+
+function checkDescriptor(d: Descriptor | undefined, where: string): Descriptor {
+  if (!d || !isDigest(d.digest) || !Number.isSafeInteger(d.size) || d.size < 0) {
+    throw new VmletError('internal', `${where}: malformed descriptor ${JSON.stringify(d)}`);
+  }
+  return d;
+}
+
+/** linux/amd64, preferring an entry without a variant (amd64 has none, or v1). */
+export function pickPlatform(manifests: Descriptor[]): Descriptor | undefined {
+  const amd64 = manifests.filter((m) => m.platform?.os === 'linux' && m.platform.architecture === 'amd64');
+  return amd64.find((m) => !m.platform?.variant || m.platform.variant === 'v1') ?? amd64[0];
+}
+
+export class Puller {
+  constructor(
+    private readonly blobs: BlobStore,
+    private readonly registries: RegistriesConfig,
+    private readonly log: Logger,
+  ) {}
+
+  async pull(reference: string, creds: Credentials): Promise<Pulled> {
+    const ref = parseReference(reference);
+    const name = formatReference(ref);
+    const { session, top } = await this.resolve(ref, creds);
+    const where = `${name} from ${session.endpoint.url}`;
+    const topDigest = sha256(top.body);
+    if (ref.digest && topDigest !== ref.digest) {
+      throw new VmletError('internal', `${where}: manifest digest is ${topDigest}, not the ${ref.digest} asked for`);
+    }
+    const blobs: string[] = [topDigest];
+    await this.blobs.put(topDigest, top.body);
+    let doc = parseManifest(top.body, where);
+    let manifestDigest = topDigest;
+    const topType = doc.mediaType ?? top.mediaType;
+    if (INDEX_TYPES.has(topType) || (!doc.config && Array.isArray(doc.manifests))) {
+      const chosen = pickPlatform(doc.manifests ?? []);
+      if (!chosen) {
+        const have = (doc.manifests ?? []).map((m) => `${m.platform?.os}/${m.platform?.architecture}`).join(', ');
+        throw new VmletError('not-found', `${where}: no linux/amd64 image in the index (has: ${have || 'nothing'})`);
+      }
+      checkDescriptor(chosen, where);
+      const m = await session.manifest(chosen.digest);
+      if (sha256(m.body) !== chosen.digest) throw new VmletError('internal', `${where}: manifest ${chosen.digest} does not match its digest`);
+      await this.blobs.put(chosen.digest, m.body);
+      blobs.push(chosen.digest);
+      doc = parseManifest(m.body, where);
+      manifestDigest = chosen.digest;
+      if (doc.mediaType && !MANIFEST_KINDS.has(doc.mediaType)) throw new VmletError('internal', `${where}: unsupported manifest type ${doc.mediaType}`);
+    } else if (!MANIFEST_KINDS.has(topType) && doc.schemaVersion !== 2) {
+      throw new VmletError('invalid-argument', `${where}: unsupported manifest type ${topType || 'unknown'} (Docker schema 1 images are not supported)`);
+    }
+    const configDesc = checkDescriptor(doc.config, where);
+    const layerDescs = (doc.layers ?? []).map((l) => checkDescriptor(l, where));
+
+    await this.blobs.ensure(configDesc.digest, configDesc.size, () => this.open(session, configDesc.digest));
+    let config: ImageConfig;
+    try {
+      config = JSON.parse((await this.blobs.read(configDesc.digest)).toString('utf8')) as ImageConfig;
+    } catch {
+      throw new VmletError('internal', `${where}: image config ${configDesc.digest} is not valid JSON`);
+    }
+    const diffIds = config.rootfs?.diff_ids ?? [];
+    await this.fetchLayers(session, layerDescs, name);
+    blobs.push(configDesc.digest, ...layerDescs.map((l) => l.digest));
+
+    const repoTag = tagReference(ref);
+    return {
+      ref,
+      config,
+      layers: layerDescs.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
+      record: {
+        id: configDesc.digest,
+        repoTags: repoTag && !ref.digest ? [repoTag] : [],
+        repoDigests: [`${repoName(ref)}@${topDigest}`],
+        size: configDesc.size + layerDescs.reduce((a, l) => a + l.size, 0),
+        pinned: false,
+        manifestDigest,
+        blobs: [...new Set(blobs)],
+        layers: layerDescs.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
+        user: config.config?.User ?? '',
+        labels: config.config?.Labels ?? {},
+      },
+    };
+  }
+
+  /** First endpoint (mirrors, then the registry) that has the manifest. */
+  private async resolve(ref: ImageRef, creds: Credentials) {
+    let lastErr: unknown;
+    for (const endpoint of endpointsFor(ref.registry, this.registries)) {
+      const session = new RegistrySession(ref, endpoint, creds);
+      try {
+        const top = await session.manifest(ref.digest ?? ref.tag!);
+        return { session, top };
+      } catch (err) {
+        lastErr = err;
+        if (!endpoint.mirror) break;
+        this.log.warn({ image: formatReference(ref), mirror: endpoint.url, err: (err as Error).message }, 'mirror failed; trying the next endpoint');
+      }
+    }
+    throw lastErr;
+  }
+
+  private async open(session: RegistrySession, digest: string): Promise<Readable> {
+    const res = await session.blob(digest);
+    if (!res.body) throw new VmletError('unavailable', `registry ${session.ref.registry}: blob ${digest}: empty response`);
+    return Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
+  }
+
+  private async fetchLayers(session: RegistrySession, layers: Descriptor[], image: string): Promise<void> {
+    const queue = [...layers];
+    const worker = async () => {
+      for (let l = queue.shift(); l; l = queue.shift()) {
+        const layer = l;
+        let last = 0;
+        const started = Date.now();
+        await this.blobs.ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => {
+          const now = Date.now();
+          if (now - last >= 1000) {
+            last = now;
+            this.log.info({ image, layer: layer.digest, bytesDone: done, bytesTotal: layer.size }, 'pull progress');
+          }
+        });
+        this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, layers.length) }, worker));
+  }
+}

@@ -1,0 +1,224 @@
+// Registry client for the OCI distribution API (Docker Registry HTTP API v2) on Node's fetch:
+// endpoint choice (mirrors, insecure registries), the Basic and Bearer challenge flows, manual
+// redirects (credentials never follow a redirect to another host), and error → CRI kinds.
+import type { RegistriesConfig } from '../config.js';
+import { VmletError } from '../errors.js';
+import { DOCKER_HUB, type ImageRef } from './reference.js';
+
+export interface Credentials {
+  username?: string;
+  password?: string;
+  /** base64("user:password"), as in docker's config.json. */
+  auth?: string;
+  identityToken?: string;
+  registryToken?: string;
+}
+
+export interface Endpoint {
+  /** Base URL, e.g. https://registry-1.docker.io or http://127.0.0.1:5000. */
+  url: string;
+  mirror: boolean;
+}
+
+export const MANIFEST_TYPES = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  dockerList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+} as const;
+
+const ACCEPT = Object.values(MANIFEST_TYPES).join(', ');
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_REDIRECTS = 5;
+
+/** Mirrors first, then the registry itself (https unless listed as insecure). */
+export function endpointsFor(registry: string, cfg: RegistriesConfig): Endpoint[] {
+  const mirrors = (cfg.mirrors[registry] ?? []).map((url) => ({ url, mirror: true }));
+  const host = registry === DOCKER_HUB ? 'registry-1.docker.io' : registry;
+  const scheme = cfg.insecure.includes(registry) ? 'http' : 'https';
+  return [...mirrors, { url: `${scheme}://${host}`, mirror: false }];
+}
+
+export interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
+
+/** Parses `Bearer realm="…",service="…",scope="…"` (RFC 7235 auth-params, quoted or token values). */
+export function parseChallenge(header: string): Challenge | undefined {
+  const m = /^\s*([A-Za-z]+)\s*(.*)$/.exec(header);
+  if (!m) return undefined;
+  const params: Record<string, string> = {};
+  const re = /([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?/g;
+  let p: RegExpExecArray | null;
+  while ((p = re.exec(m[2]!))) params[p[1]!.toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, '$1') : p[3]!;
+  return { scheme: m[1]!.toLowerCase(), params };
+}
+
+function basicAuth(c: Credentials): string | undefined {
+  if (c.auth) return `Basic ${c.auth}`;
+  if (c.username) return `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`;
+  return undefined;
+}
+
+function registryFailure(registry: string, what: string, status: number, statusText: string): VmletError {
+  const msg = `registry ${registry}: ${what}: HTTP ${status} ${statusText}`.trim();
+  if (status === 404) return new VmletError('not-found', msg);
+  if (status === 401 || status === 403) return new VmletError('permission-denied', msg);
+  if (status === 429 || status >= 500) return new VmletError('unavailable', msg);
+  return new VmletError('internal', msg);
+}
+
+function networkFailure(registry: string, url: string, err: unknown): VmletError {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.code ?? cause?.message ?? (err as Error).message;
+  return new VmletError('unavailable', `registry ${registry}: cannot reach ${new URL(url).origin}: ${detail}`, { cause: err });
+}
+
+/**
+ * One repository on one endpoint with one set of credentials: remembers the Authorization
+ * header a challenge produced, so the manifest and every blob of a pull reuse it.
+ */
+export class RegistrySession {
+  private authorization: string | undefined;
+
+  constructor(
+    readonly ref: ImageRef,
+    readonly endpoint: Endpoint,
+    private readonly creds: Credentials = {},
+    private readonly timeoutMs = 30_000,
+  ) {
+    if (creds.registryToken) this.authorization = `Bearer ${creds.registryToken}`;
+  }
+
+  private url(kind: 'manifests' | 'blobs', ref: string): string {
+    return `${this.endpoint.url}/v2/${this.ref.repository}/${kind}/${ref}`;
+  }
+
+  /** GET a manifest by tag or digest: raw bytes (digests are over these exact bytes) and media type. */
+  async manifest(reference: string): Promise<{ body: Buffer; mediaType: string; digest?: string }> {
+    const res = await this.get(this.url('manifests', reference), { accept: ACCEPT }, 'manifest ' + reference);
+    const length = Number(res.headers.get('content-length') ?? 0);
+    if (length > MAX_MANIFEST_BYTES) {
+      await res.body?.cancel();
+      throw new VmletError('internal', `registry ${this.ref.registry}: manifest ${reference} is ${length} bytes (limit ${MAX_MANIFEST_BYTES})`);
+    }
+    const body = Buffer.from(await res.arrayBuffer());
+    if (body.length > MAX_MANIFEST_BYTES) throw new VmletError('internal', `registry ${this.ref.registry}: manifest ${reference} exceeds ${MAX_MANIFEST_BYTES} bytes`);
+    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
+    const digest = res.headers.get('docker-content-digest') ?? undefined;
+    return { body, mediaType, ...(digest ? { digest } : {}) };
+  }
+
+  /** GET a blob; the caller streams the body and checks size and digest. */
+  async blob(digest: string): Promise<Response> {
+    return this.get(this.url('blobs', digest), {}, 'blob ' + digest, { timeoutHeadersOnly: true });
+  }
+
+  private async get(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean } = {}): Promise<Response> {
+    let res = await this.fetchFollowing(url, headers, what, opts);
+    if (res.status === 401) {
+      const header = res.headers.get('www-authenticate') ?? '';
+      await res.body?.cancel();
+      const challenge = parseChallenge(header);
+      const hadAuth = this.authorization !== undefined && !this.creds.registryToken;
+      if (!challenge || hadAuth) throw registryFailure(this.ref.registry, `${what}: authentication failed`, 401, 'Unauthorized');
+      this.authorization = await this.answer(challenge, what);
+      res = await this.fetchFollowing(url, headers, what, opts);
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw registryFailure(this.ref.registry, what, res.status, res.statusText);
+    }
+    return res;
+  }
+
+  /** Turns a 401 challenge into an Authorization header value. */
+  private async answer(ch: Challenge, what: string): Promise<string> {
+    const registry = this.ref.registry;
+    if (ch.scheme === 'basic') {
+      const basic = basicAuth(this.creds);
+      if (!basic) throw new VmletError('permission-denied', `registry ${registry}: ${what}: credentials required (HTTP 401, Basic); none given`);
+      return basic;
+    }
+    if (ch.scheme !== 'bearer' || !ch.params.realm) {
+      throw new VmletError('permission-denied', `registry ${registry}: ${what}: unsupported authentication challenge "${ch.scheme}"`);
+    }
+    const realm = new URL(ch.params.realm);
+    const scope = ch.params.scope ?? `repository:${this.ref.repository}:pull`;
+    let res: Response;
+    try {
+      if (this.creds.identityToken) {
+        // OAuth2 refresh-token grant, as docker does for identity tokens.
+        const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.creds.identityToken, client_id: 'vmlet', scope });
+        if (ch.params.service) form.set('service', ch.params.service);
+        res = await fetch(realm, { method: 'POST', body: form, signal: AbortSignal.timeout(this.timeoutMs) });
+      } else {
+        if (ch.params.service) realm.searchParams.set('service', ch.params.service);
+        realm.searchParams.set('scope', scope);
+        const basic = basicAuth(this.creds);
+        res = await fetch(realm, { headers: basic ? { authorization: basic } : {}, signal: AbortSignal.timeout(this.timeoutMs) });
+      }
+    } catch (err) {
+      throw networkFailure(registry, realm.toString(), err);
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw registryFailure(registry, `${what}: token from ${realm.origin}`, res.status, res.statusText);
+    }
+    const tok = (await res.json()) as { token?: string; access_token?: string };
+    const token = tok.token ?? tok.access_token;
+    if (!token) throw new VmletError('permission-denied', `registry ${registry}: token service ${realm.origin} returned no token`);
+    return `Bearer ${token}`;
+  }
+
+  /** fetch with manual redirects: Authorization goes only to the registry's own origin. */
+  private async fetchFollowing(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean }): Promise<Response> {
+    const origin = new URL(this.endpoint.url).origin;
+    let current = url;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const h: Record<string, string> = { ...headers };
+      if (this.authorization && new URL(current).origin === origin) h.authorization = this.authorization;
+      const ctl = new AbortController();
+      const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      let res: Response;
+      try {
+        res = await fetch(current, { headers: h, redirect: 'manual', signal: ctl.signal });
+      } catch (err) {
+        clearTimeout(timer);
+        throw networkFailure(this.ref.registry, current, err);
+      }
+      // Blob bodies may take long: the timeout covers the wait for headers, not the transfer.
+      if (opts.timeoutHeadersOnly) clearTimeout(timer);
+      else res = withCleanup(res, () => clearTimeout(timer));
+      if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
+        await res.body?.cancel();
+        current = new URL(res.headers.get('location')!, current).toString();
+        continue;
+      }
+      return res;
+    }
+    throw new VmletError('unavailable', `registry ${this.ref.registry}: ${what}: more than ${MAX_REDIRECTS} redirects`);
+  }
+}
+
+function withCleanup(res: Response, cleanup: () => void): Response {
+  // Clear the timer once the (small) body has been read or the response dropped.
+  const read = res.arrayBuffer.bind(res);
+  res.arrayBuffer = async () => {
+    try {
+      return await read();
+    } finally {
+      cleanup();
+    }
+  };
+  const json = res.json.bind(res);
+  res.json = async () => {
+    try {
+      return (await json()) as unknown;
+    } finally {
+      cleanup();
+    }
+  };
+  return res;
+}

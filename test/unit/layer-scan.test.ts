@@ -1,0 +1,113 @@
+// Layer scanning on tar layers built here byte by byte (node-tar's Header), so hostile entries
+// can be written exactly; the files are real, on disk, gzip'd or not.
+import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { Header, type HeaderData } from 'tar';
+import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from '../../src/image/layer-scan.js';
+import { tempDir } from '../helpers/vmlet.js';
+
+type Entry = HeaderData & { body?: string };
+
+function tar(entries: Entry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const body = Buffer.from(e.body ?? '');
+    const h = new Header({ mode: 0o644, mtime: new Date(0), type: 'File', ...e, size: e.size ?? body.length });
+    const block = Buffer.alloc(512);
+    h.encode(block, 0);
+    blocks.push(block);
+    if (body.length) blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+const LIMITS: ScanLimits = { maxEntryBytes: 1024 ** 3, maxImageBytes: 10 * 1024 ** 3, writableBytes: 1024 ** 3 };
+
+function layer(dir: string, entries: Entry[], gzip = true): LayerRef {
+  const raw = tar(entries);
+  const data = gzip ? gzipSync(raw) : raw;
+  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const path = join(dir, digest.slice(7));
+  writeFileSync(path, data);
+  return {
+    digest,
+    path,
+    mediaType: gzip ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar',
+    diffId: `sha256:${createHash('sha256').update(raw).digest('hex')}`,
+  };
+}
+
+const wantAll = (p: string) => p.startsWith('disk/') || p.startsWith('boot/');
+
+describe('layer scan', () => {
+  it('keeps wanted files across layers, applying whiteouts and opaque dirs', async () => {
+    const dir = tempDir('vmlet-scan-');
+    const l1 = layer(dir, [
+      { path: 'disk/', type: 'Directory', mode: 0o755 },
+      { path: 'disk/old.qcow2', body: 'old' },
+      { path: 'boot/', type: 'Directory' },
+      { path: 'boot/vmlinuz-6.1', body: 'kernel-v1' },
+      { path: 'boot/vmlinuz', type: 'SymbolicLink', linkpath: 'vmlinuz-6.1' },
+      { path: 'boot/extra', body: 'x' },
+      { path: 'etc/hostname', body: 'ignored' },
+    ]);
+    const l2 = layer(dir, [
+      { path: 'disk/.wh.old.qcow2', body: '' },
+      { path: 'disk/new.qcow2', body: 'new disk' },
+      { path: './boot/.wh..wh..opq', body: '' },
+      { path: 'boot/initrd.img', body: 'initrd' },
+    ], false);
+    const tmp = tempDir('vmlet-scan-tmp-');
+    const r = await scanLayers([l1, l2], wantAll, tmp, LIMITS);
+    expect(r.diskFiles).toEqual(['disk/new.qcow2']);
+    expect(readFileSync(r.files.get('disk/new.qcow2')!, 'utf8')).toBe('new disk');
+    expect([...r.files.keys()].sort()).toEqual(['boot/initrd.img', 'disk/new.qcow2']);
+    expect(r.symlinks.has('boot/vmlinuz')).toBe(false); // hidden by the opaque whiteout
+    // Only the kept files remain in the temp dir: whited-out ones were deleted.
+    expect(readdirSync(tmp).length).toBe(2);
+  });
+
+  it('resolves kernel symlinks inside the image root', () => {
+    const links = new Map([
+      ['vmlinuz', 'boot/vmlinuz-6.1'],
+      ['boot/vmlinuz', '../../../boot/vmlinuz-6.1'],
+      ['boot/abs', '/boot/vmlinuz-6.1'],
+      ['loop', 'loop'],
+    ]);
+    expect(resolveInImage('vmlinuz', links)).toBe('boot/vmlinuz-6.1');
+    expect(resolveInImage('/boot/vmlinuz', links)).toBe('boot/vmlinuz-6.1');
+    expect(resolveInImage('boot/abs', links)).toBe('boot/vmlinuz-6.1');
+    expect(resolveInImage('loop', links)).toBeUndefined();
+  });
+
+  it.each<[string, Entry[], RegExp]>([
+    ['path traversal', [{ path: '../../../tmp/escape', body: 'x' }], /contains '\.\.'/],
+    ['a file through a symlink', [{ path: 'etc', type: 'SymbolicLink', linkpath: '/etc' }, { path: 'etc/escape', body: 'x' }], /goes through symlink "etc"/],
+    ['a hard link out of the root', [{ path: 'disk/x', type: 'Link', linkpath: '../../outside' }], /contains '\.\.'/],
+    ['a device node', [{ path: 'dev/mem', type: 'CharacterDevice', devmaj: 1, devmin: 1 }], /device node "dev\/mem"/],
+    ['an absurd size', [{ path: 'disk/huge', size: 2 * 1024 ** 4 }], /2199023255552 bytes \(limit/],
+  ])('rejects %s without writing it', async (_name, entries, why) => {
+    const dir = tempDir('vmlet-scan-');
+    const tmp = tempDir('vmlet-scan-tmp-');
+    const l = layer(dir, entries);
+    const err = await scanLayers([l], () => true, tmp, LIMITS).then(
+      () => undefined,
+      (e: Error & { kind?: string }) => e,
+    );
+    expect(err?.message).toMatch(why);
+    expect(err?.kind).toBe('invalid-argument');
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(existsSync('/tmp/escape')).toBe(false);
+  });
+
+  it('refuses to fill the store and checks diff_ids', async () => {
+    const dir = tempDir('vmlet-scan-');
+    const big = layer(dir, [{ path: 'disk/d.img', body: 'x'.repeat(2000) }]);
+    await expect(scanLayers([big], wantAll, tempDir(), { ...LIMITS, writableBytes: 1000 })).rejects.toThrow(/bytes free in the image store/);
+    await expect(scanLayers([{ ...big, diffId: 'sha256:' + '0'.repeat(64) }], wantAll, tempDir(), LIMITS)).rejects.toThrow(/does not match the config's diff_id/);
+  });
+});
