@@ -14,7 +14,7 @@ PACKAGES=(
   iproute2
 )
 # Only with --with-test-deps: what the test suite needs beyond a node (test image builds).
-TEST_PACKAGES=(cpio xz-utils)
+TEST_PACKAGES=(cpio xz-utils docker-registry skopeo apache2-utils mtools syslinux)
 # Only when systemd is PID 1 (it ships units, users, qemu.conf, AppArmor profiles).
 SYSTEMD_PACKAGES=(libvirt-daemon-system)
 NODE_MIN_MAJOR=20
@@ -118,6 +118,11 @@ step_packages() {
     if [ "$update" -eq 1 ]; then
       run_logged "apt-get update" apt-get -o DPkg::Lock::Timeout=300 update
       changed "apt-get update"
+    fi
+    # docker-registry (a test dependency) would start a registry on :5000 on all interfaces
+    # under systemd: the tests run their own, so keep the packaged service from ever starting.
+    if have_systemd && printf '%s\n' "${missing[@]}" | grep -qx docker-registry; then
+      systemctl mask docker-registry.service >/dev/null 2>&1 && changed "masked docker-registry.service"
     fi
     run_logged "apt-get install ${missing[*]}" env DEBIAN_FRONTEND=noninteractive \
       apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}"

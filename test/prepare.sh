@@ -23,3 +23,4 @@ npm run build --silent
 
 step "test images"
 bash test/images/build-kernel-guest.sh
+bash test/registry/build-oci-images.sh
