@@ -94,7 +94,10 @@ async function main(argv: string[]): Promise<number> {
   const { config, file } = loaded;
   if (command === 'serve') {
     const log = createLogger(config.logLevel);
-    return serve(config, file, log);
+    const code = await serve(config, file, log);
+    // Shutdown is complete (calls finished, socket gone): exit now rather than wait on idle
+    // keep-alive sockets or timers. Logs are written synchronously, so nothing is lost.
+    process.exit(code);
   }
   if (command === 'doctor') {
     // doctor talks to a person: keep the JSON log quiet unless asked.

@@ -20,10 +20,16 @@ export interface Progress {
   (bytesDone: number): void;
 }
 
+/** A download that sends nothing for this long is given up (the registry or network stalled). */
+const IDLE_MS = 60_000;
+
 export class BlobStore {
   private inflight = new Map<string, Promise<string>>();
 
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    private readonly idleMs = IDLE_MS,
+  ) {}
 
   get tmpDir(): string {
     return join(this.root, 'tmp');
@@ -79,8 +85,11 @@ export class BlobStore {
     const tmp = join(this.tmpDir, `${digest.slice(7, 19)}.${randomBytes(4).toString('hex')}`);
     const hash = createHash('sha256');
     let done = 0;
+    const src = await open();
+    const idle = setTimeout(() => src.destroy(new VmletError('unavailable', `blob ${digest}: no data for ${this.idleMs / 1000} s; download abandoned`)), this.idleMs);
     const check = new Transform({
       transform(chunk: Buffer, _enc, cb) {
+        idle.refresh();
         done += chunk.length;
         if (done > size) return cb(new DigestMismatch(`blob ${digest}: more than the ${size} bytes the manifest declares`));
         hash.update(chunk);
@@ -89,7 +98,7 @@ export class BlobStore {
       },
     });
     try {
-      await pipeline(await open(), check, createWriteStream(tmp, { mode: 0o444 }));
+      await pipeline(src, check, createWriteStream(tmp, { mode: 0o444 }));
       if (done !== size) throw new DigestMismatch(`blob ${digest}: got ${done} bytes, the manifest declares ${size}`);
       const got = `sha256:${hash.digest('hex')}`;
       if (got !== digest) throw new DigestMismatch(`blob ${digest}: content digest is ${got}: corrupted or tampered`);
@@ -98,6 +107,8 @@ export class BlobStore {
     } catch (err) {
       await rm(tmp, { force: true });
       throw err;
+    } finally {
+      clearTimeout(idle);
     }
   }
 

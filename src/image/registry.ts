@@ -179,18 +179,20 @@ export class RegistrySession {
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const h: Record<string, string> = { ...headers };
       if (this.authorization && new URL(current).origin === origin) h.authorization = this.authorization;
+      // Small answers (manifests, tokens, errors) get one deadline for the whole exchange; a blob's
+      // deadline covers only the wait for its headers, as its body may take long to stream.
       const ctl = new AbortController();
       const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer.unref();
+      const signal = opts.timeoutHeadersOnly ? ctl.signal : AbortSignal.timeout(this.timeoutMs);
       let res: Response;
       try {
-        res = await fetch(current, { headers: h, redirect: 'manual', signal: ctl.signal });
+        res = await fetch(current, { headers: h, redirect: 'manual', signal });
       } catch (err) {
-        clearTimeout(timer);
         throw networkFailure(this.ref.registry, current, err);
+      } finally {
+        clearTimeout(timer);
       }
-      // Blob bodies may take long: the timeout covers the wait for headers, not the transfer.
-      if (opts.timeoutHeadersOnly) clearTimeout(timer);
-      else res = withCleanup(res, () => clearTimeout(timer));
       if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
         await res.body?.cancel();
         current = new URL(res.headers.get('location')!, current).toString();
@@ -200,25 +202,4 @@ export class RegistrySession {
     }
     throw new VmletError('unavailable', `registry ${this.ref.registry}: ${what}: more than ${MAX_REDIRECTS} redirects`);
   }
-}
-
-function withCleanup(res: Response, cleanup: () => void): Response {
-  // Clear the timer once the (small) body has been read or the response dropped.
-  const read = res.arrayBuffer.bind(res);
-  res.arrayBuffer = async () => {
-    try {
-      return await read();
-    } finally {
-      cleanup();
-    }
-  };
-  const json = res.json.bind(res);
-  res.json = async () => {
-    try {
-      return (await json()) as unknown;
-    } finally {
-      cleanup();
-    }
-  };
-  return res;
 }

@@ -51,6 +51,10 @@ export interface StartOptions {
   /** Omit to get a temp CNI dir with a valid config. */
   cniConfDir?: string;
   socket?: string;
+  /** YAML for the config file (flags still override it). */
+  config?: string;
+  /** Reuse a state dir (e.g. to test a restart). */
+  stateDir?: string;
 }
 
 export function tempDir(prefix = 'vmlet-test-'): string {
@@ -68,7 +72,7 @@ export function clients(socket: string): { runtime: RuntimeServiceClient; image:
 export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess> {
   const dir = tempDir();
   const socket = opts.socket ?? join(dir, 'run', 'vmlet.sock');
-  const stateDir = join(dir, 'state');
+  const stateDir = opts.stateDir ?? join(dir, 'state');
   const cniConfDir = opts.cniConfDir ?? writeCniConf(join(dir, 'cni'));
   const args = [
     MAIN, 'serve',
@@ -80,7 +84,7 @@ export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess>
     '--log-level', 'debug',
     ...(opts.args ?? []),
   ];
-  writeFileSync(join(dir, 'none.yaml'), '# empty: defaults and flags only\n');
+  writeFileSync(join(dir, 'none.yaml'), opts.config ?? '# empty: defaults and flags only\n');
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logLines: string[] = [];
   let buf = '';
