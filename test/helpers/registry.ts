@@ -174,8 +174,8 @@ export interface PushOptions {
   creds?: Credentials;
   /** Manifest format in the registry; 'oci' (the layouts' own) keeps every digest. */
   format?: 'oci' | 'v2s2';
-  /** 'decompress': push layers uncompressed (see test/registry/README.md). */
-  compress?: 'keep' | 'decompress';
+  /** 'decompress': push layers uncompressed (see test/registry/README.md); 'zstd': recompress them with zstd. */
+  compress?: 'keep' | 'decompress' | 'zstd';
 }
 
 /** Pushes test image `name` to `repoAndTag` (e.g. 'vmlet/containerdisk:v1') with skopeo and
@@ -207,6 +207,9 @@ export async function pushImage(
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+  } else if (opts.compress === 'zstd') {
+    // New digests by design: the layers are recompressed (zstd needs the OCI format).
+    await skopeo(['--dest-compress', '--dest-compress-format', 'zstd', ...dest, src, `docker://${reference}`]);
   } else if (format === 'v2s2') {
     // Never with --preserve-digests: skopeo 1.9 then silently ignores --format.
     await skopeo(['--format', 'v2s2', ...dest, src, `docker://${reference}`]);

@@ -66,6 +66,15 @@ describe('PullImage and ImageStatus', () => {
     expect(statSync(info.boot.disk.path).mode & 0o777).toBe(0o444);
   });
 
+  it('keeps a raw containerDisk raw (overlays on it are as cheap as on qcow2)', async () => {
+    const img = images()['containerdisk-raw']!;
+    const { reference } = await pushImage(reg, 'containerdisk-raw', 'vmlet/containerdisk-raw:v1');
+    expect((await pull(reference)).image_ref).toBe(img.configDigest);
+    const info = JSON.parse((await status(reference, true)).info.info!) as { boot: { kind: string; disk: { path: string; format: string; virtualSize: number } } };
+    expect(info.boot).toMatchObject({ kind: 'containerdisk', disk: { format: 'raw', virtualSize: 8 * 1024 * 1024 } });
+    expect(info.boot.disk.path.endsWith(`${img.configDigest.slice(7)}.raw`)).toBe(true);
+  });
+
   it('finds an image by id, bare hex, hex prefix, tag and digest reference', async () => {
     const img = images().containerdisk!;
     const hex = img.configDigest.slice(7);
@@ -119,6 +128,15 @@ describe('PullImage and ImageStatus', () => {
     const res = await pull(reference);
     expect(res.image_ref).toMatch(/^sha256:[a-f0-9]{64}$/);
     expect((await status(reference)).image!.id).toBe(res.image_ref);
+  });
+
+  it('pulls zstd-compressed layers', async () => {
+    const { reference } = await pushImage(reg, 'rootfs-named-user', 'vmlet/zstd:v1', { compress: 'zstd' });
+    const manifest = (await (await fetch(`${reg.url}/v2/vmlet/zstd/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { mediaType: string }[] };
+    expect(manifest.layers[0]!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+    // Same uncompressed content, so the same config (diff_ids) and image id.
+    expect((await pull(reference)).image_ref).toBe(images()['rootfs-named-user']!.configDigest);
+    expect((await status(reference)).image!.username).toBe('app');
   });
 
   it('pulls by digest without recording a tag', async () => {
