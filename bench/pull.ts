@@ -1,0 +1,343 @@
+// Benchmark (not a test): pull throughput and memory of vmlet's image service against skopeo.
+// Builds an OCI layout of random (incompressible) layers, pushes it to a local registry, then
+// pulls it with vmlet (fresh state dir), with skopeo (to an OCI dir), and with vmlet again
+// (another fresh state dir: registry blobs now surely in page cache). Prints figures only.
+//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--trace] [--drop-caches]
+//     --trace        print vmlet's RSS (anon/file split) sampled every 50 ms during each pull
+//     --drop-caches  sync and drop the page cache (machine-wide, root) before the first vmlet pull
+// MB/s is 10^6 bytes per second of compressed bytes (config + layers); memory is in MiB.
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, readFileSync, rmSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { execa } from 'execa';
+import { Header } from 'tar';
+import { call, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(name);
+const opt = (name: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1] === '--layers'));
+const sizeMB = Number(positional[0] ?? 200);
+const nLayers = Number(opt('--layers') ?? 4);
+const trace = flag('--trace');
+const dropCaches = flag('--drop-caches');
+if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1) {
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--trace] [--drop-caches]');
+  process.exit(2);
+}
+
+const MEDIA = {
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  config: 'application/vnd.oci.image.config.v1+json',
+  layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+} as const;
+const CHUNK = 1024 * 1024;
+const MiB = 1024 * 1024;
+
+const sec = (ms: number) => (ms / 1000).toFixed(2);
+const mbps = (bytes: number, ms: number) => (bytes / 1e6 / (ms / 1000)).toFixed(1);
+const mib = (kib: number) => (kib / 1024).toFixed(1);
+
+// ---------------------------------------------------------------- 1. OCI layout of random layers
+
+interface Blob { digest: string; size: number }
+interface Layout { dir: string; config: Blob; layers: Blob[]; manifest: Blob; totalBytes: number; rawBytes: number }
+
+/** Counts and hashes what passes through. */
+function tap(hash: ReturnType<typeof createHash>, count: { n: number }): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      count.n += chunk.length;
+      cb(null, chunk);
+    },
+  });
+}
+
+/** One gzip'd tar holding data/blob-<i>.bin of `size` random bytes; returns digest, size, diff_id. */
+async function writeLayer(blobsDir: string, i: number, size: number): Promise<Blob & { diffId: string }> {
+  const diff = createHash('sha256');
+  // One chunk at a time: memory stays flat whatever the size.
+  function* tarStream(): Generator<Buffer> {
+    const h = new Header({ path: `data/blob-${i}.bin`, mode: 0o644, uid: 0, gid: 0, uname: 'root', gname: 'root', size, mtime: new Date(), type: 'File' });
+    h.encode();
+    diff.update(h.block!);
+    yield h.block!;
+    for (let left = size; left > 0; left -= CHUNK) {
+      const b = randomBytes(Math.min(CHUNK, left));
+      diff.update(b);
+      yield b;
+    }
+    const tail = Buffer.alloc(((512 - (size % 512)) % 512) + 1024);
+    diff.update(tail);
+    yield tail;
+  }
+  const digest = createHash('sha256');
+  const count = { n: 0 };
+  const tmp = join(blobsDir, `tmp-${i}`);
+  await pipeline(Readable.from(tarStream()), createGzip({ level: 1 }), tap(digest, count), createWriteStream(tmp));
+  const hex = digest.digest('hex');
+  renameSync(tmp, join(blobsDir, hex));
+  return { digest: `sha256:${hex}`, size: count.n, diffId: `sha256:${diff.digest('hex')}` };
+}
+
+function writeJsonBlob(blobsDir: string, doc: unknown): Blob {
+  const body = Buffer.from(JSON.stringify(doc));
+  const hex = createHash('sha256').update(body).digest('hex');
+  writeFileSync(join(blobsDir, hex), body);
+  return { digest: `sha256:${hex}`, size: body.length };
+}
+
+async function buildLayout(dir: string, totalBytes: number, layers: number): Promise<Layout> {
+  const blobsDir = join(dir, 'blobs', 'sha256');
+  mkdirSync(blobsDir, { recursive: true });
+  const per = Math.floor(totalBytes / layers);
+  // In parallel: gzip runs on libuv's thread pool, so both cores work.
+  const built = await Promise.all(Array.from({ length: layers }, (_, i) => writeLayer(blobsDir, i, i === layers - 1 ? totalBytes - per * (layers - 1) : per)));
+  const config = writeJsonBlob(blobsDir, {
+    created: new Date().toISOString(),
+    architecture: 'amd64',
+    os: 'linux',
+    config: { Labels: { 'vmlet.bench': 'pull' } },
+    rootfs: { type: 'layers', diff_ids: built.map((l) => l.diffId) },
+    history: built.map((_, i) => ({ created_by: `bench/pull.ts layer ${i}` })),
+  });
+  const manifest = writeJsonBlob(blobsDir, {
+    schemaVersion: 2,
+    mediaType: MEDIA.manifest,
+    config: { mediaType: MEDIA.config, ...config },
+    layers: built.map((l) => ({ mediaType: MEDIA.layer, digest: l.digest, size: l.size })),
+  });
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(
+    join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [{ mediaType: MEDIA.manifest, ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }],
+    }),
+  );
+  const layerBlobs = built.map(({ digest, size }) => ({ digest, size }));
+  return { dir, config, layers: layerBlobs, manifest, totalBytes: config.size + layerBlobs.reduce((a, l) => a + l.size, 0), rawBytes: totalBytes };
+}
+
+// ---------------------------------------------------------------- memory sampling
+
+interface Status { rss: number; hwm: number; anon: number; file: number; shmem: number }
+
+/** VmRSS, VmHWM, RssAnon, RssFile, RssShmem of a process, in KiB. */
+function procStatus(pid: number): Status {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { rss: kib('VmRSS'), hwm: kib('VmHWM'), anon: kib('RssAnon'), file: kib('RssFile'), shmem: kib('RssShmem') };
+}
+
+/** utime + stime of a process, in ms. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+interface Sample extends Status { t: number }
+
+function sampler(pid: number, t0: number, everyMs = 50): { samples: Sample[]; stop(): void } {
+  const samples: Sample[] = [];
+  const take = () => {
+    try {
+      samples.push({ t: performance.now() - t0, ...procStatus(pid) });
+    } catch {
+      /* process gone */
+    }
+  };
+  take();
+  const timer = setInterval(take, everyMs);
+  return { samples, stop: () => (clearInterval(timer), take()) };
+}
+
+// ---------------------------------------------------------------- runs
+
+interface Row {
+  name: string;
+  wallMs: number;
+  bytes: number;
+  /** vmlet only: request start → last layer stored; then → reply (decompress + tar scan + diff_id check). */
+  downloadMs?: number;
+  scanMs?: number;
+  cpuMs?: number;
+  idleRssKiB?: number;
+  peakSampledKiB?: number;
+  peakAnonKiB?: number;
+  hwmKiB?: number;
+  hwmBeforeKiB?: number;
+}
+
+async function pullWithVmlet(name: string, reg: TestRegistry, ref: string, bytes: number): Promise<Row> {
+  let vm: VmletProcess | undefined;
+  try {
+    vm = await startVmlet({ config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` });
+    const pid = vm.proc.pid!;
+    await new Promise((r) => setTimeout(r, 1000)); // let start-up garbage settle
+    const idle = procStatus(pid);
+    const cpu0 = cpuMs(pid);
+    const logFrom = vm.logLines.length;
+    const wall0 = Date.now();
+    const t0 = performance.now();
+    const s = sampler(pid, t0);
+    try {
+      await call(vm.image, 'PullImage', { image: { image: ref } });
+    } finally {
+      s.stop();
+    }
+    const wallMs = performance.now() - t0;
+    const end = procStatus(pid);
+    const cpu = cpuMs(pid) - cpu0;
+    // Phase split from vmlet's own log: the last 'layer stored' ends the download.
+    const logs = vm.logLines.slice(logFrom).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; time?: string | number });
+    const stored = logs.filter((l) => l.msg === 'layer stored').map((l) => new Date(l.time!).getTime());
+    const downloadMs = stored.length ? Math.max(...stored) - wall0 : undefined;
+    const peak = s.samples.reduce((a, x) => (x.rss > a.rss ? x : a), s.samples[0]!);
+    const peakAnon = Math.max(...s.samples.map((x) => x.anon));
+    if (trace) printTrace(name, s.samples, idle);
+    return {
+      name, wallMs, bytes, cpuMs: cpu,
+      ...(downloadMs !== undefined ? { downloadMs, scanMs: wallMs - downloadMs } : {}),
+      idleRssKiB: idle.rss, peakSampledKiB: peak.rss, peakAnonKiB: peakAnon, hwmKiB: end.hwm, hwmBeforeKiB: idle.hwm,
+    };
+  } finally {
+    if (vm) {
+      await vm.stop();
+      rmSync(vm.dir, { recursive: true, force: true });
+    }
+  }
+}
+
+function printTrace(name: string, samples: Sample[], idle: Status): void {
+  console.log(`  ${name}: RSS every 50 ms (MiB; idle rss ${mib(idle.rss)} anon ${mib(idle.anon)} file ${mib(idle.file)})`);
+  const step = Math.max(1, Math.ceil(samples.length / 60));
+  for (let i = 0; i < samples.length; i += step) {
+    const x = samples[i]!;
+    console.log(`    t=${sec(x.t).padStart(6)}s  rss ${mib(x.rss).padStart(6)}  anon ${mib(x.anon).padStart(6)}  file ${mib(x.file).padStart(5)}  shmem ${mib(x.shmem).padStart(4)}  hwm ${mib(x.hwm).padStart(6)}`);
+  }
+}
+
+async function pullWithSkopeo(reg: TestRegistry, ref: string, bytes: number): Promise<Row> {
+  const dest = tempDir('vmlet-bench-skopeo-');
+  try {
+    const haveTime = (() => {
+      try {
+        readFileSync('/usr/bin/time');
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    const skopeoArgs = ['skopeo', '--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `oci:${dest}:latest`];
+    const t0 = performance.now();
+    const res = haveTime ? await execa('/usr/bin/time', ['-v', ...skopeoArgs]) : await execa(skopeoArgs[0]!, skopeoArgs.slice(1));
+    const wallMs = performance.now() - t0;
+    const row: Row = { name: 'skopeo', wallMs, bytes };
+    if (haveTime) {
+      const field = (re: RegExp) => Number(re.exec(res.stderr)?.[1] ?? NaN);
+      row.hwmKiB = field(/Maximum resident set size \(kbytes\): (\d+)/);
+      row.cpuMs = (field(/User time \(seconds\): ([\d.]+)/) + field(/System time \(seconds\): ([\d.]+)/)) * 1000;
+    } else {
+      console.log('  (/usr/bin/time absent: no peak RSS for skopeo; apt-get install -y time)');
+    }
+    return row;
+  } finally {
+    rmSync(dest, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+const cleanups: Array<() => Promise<void> | void> = [];
+async function cleanup(): Promise<void> {
+  for (const c of cleanups.splice(0).reverse()) {
+    try {
+      await c();
+    } catch (err) {
+      console.error(`cleanup: ${(err as Error).message}`);
+    }
+  }
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+}
+
+async function main(): Promise<void> {
+  console.log(`pull benchmark: ${sizeMB} MB of random data in ${nLayers} gzip layers; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+
+  const layoutDir = tempDir('vmlet-bench-layout-');
+  cleanups.push(() => rmSync(layoutDir, { recursive: true, force: true }));
+  let t = performance.now();
+  const layout = await buildLayout(layoutDir, Math.round(sizeMB * 1e6), nLayers);
+  console.log(`build:  ${sec(performance.now() - t)} s  (${layout.layers.length} layers, ${(layout.totalBytes / 1e6).toFixed(1)} MB compressed from ${(layout.rawBytes / 1e6).toFixed(1)} MB)`);
+
+  const reg = await startRegistry();
+  cleanups.push(async () => {
+    await reg.stop();
+    rmSync(dirname(reg.storageDir), { recursive: true, force: true });
+  });
+  const ref = `${reg.host}/bench/big:v1`;
+  t = performance.now();
+  await execa('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', '--preserve-digests', `oci:${layoutDir}:latest`, `docker://${ref}`]);
+  const pushMs = performance.now() - t;
+  console.log(`push:   ${sec(pushMs)} s  (${mbps(layout.totalBytes, pushMs)} MB/s, skopeo → docker-registry ${reg.host})`);
+  // The layout is no longer needed: free its disk space before the pulls.
+  rmSync(layoutDir, { recursive: true, force: true });
+
+  if (dropCaches) {
+    await execa('sync');
+    writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+    console.log('page cache dropped');
+  }
+
+  const rows: Row[] = [];
+  for (const run of ['vmlet #1', 'skopeo', 'vmlet #2'] as const) {
+    const row = run === 'skopeo' ? await pullWithSkopeo(reg, ref, layout.totalBytes) : await pullWithVmlet(run, reg, ref, layout.totalBytes);
+    rows.push(row);
+    const extra = row.downloadMs !== undefined ? `, download ${sec(row.downloadMs)} s + scan ${sec(row.scanMs!)} s` : '';
+    const mem = row.peakSampledKiB !== undefined
+      ? `idle RSS ${mib(row.idleRssKiB!)} MiB, peak RSS ${mib(row.peakSampledKiB)} MiB sampled (anon ${mib(row.peakAnonKiB!)}), VmHWM ${mib(row.hwmKiB!)} MiB (${mib(row.hwmBeforeKiB!)} before the pull)`
+      : row.hwmKiB !== undefined ? `max RSS ${mib(row.hwmKiB)} MiB` : '';
+    console.log(`${run.padEnd(8)}: ${sec(row.wallMs)} s, ${mbps(row.bytes, row.wallMs)} MB/s${extra}; ${mem}`);
+  }
+
+  console.log('\nsummary (MB/s = 10^6 compressed bytes/s over the whole pull; memory in MiB)');
+  const head = ['run', 'wall s', 'MB/s', 'dl s', 'dl MB/s', 'scan s', 'cpu s', 'idle RSS', 'peak RSS', 'peak anon', 'HWM'];
+  const fmt = (v: number | undefined, f: (n: number) => string) => (v === undefined || Number.isNaN(v) ? '-' : f(v));
+  const table = rows.map((r) => [
+    r.name,
+    sec(r.wallMs),
+    mbps(r.bytes, r.wallMs),
+    fmt(r.downloadMs, sec),
+    fmt(r.downloadMs, (d) => mbps(r.bytes, d)),
+    fmt(r.scanMs, sec),
+    fmt(r.cpuMs, sec),
+    fmt(r.idleRssKiB, mib),
+    fmt(r.peakSampledKiB, mib),
+    fmt(r.peakAnonKiB, mib),
+    fmt(r.hwmKiB, mib),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(head));
+  for (const row of table) console.log(line(row));
+  console.log(`(${(layout.totalBytes / MiB).toFixed(1)} MiB compressed; vmlet dl = request → last 'layer stored' log line, scan = the rest: gunzip + tar walk + diff_id check; skopeo HWM from /usr/bin/time -v)`);
+}
+
+try {
+  await main();
+} finally {
+  await cleanup();
+}
