@@ -1,0 +1,158 @@
+// VmSpec: the one object that flows from annotations to domain XML. Built once per container
+// from the parsed settings, the image's boot info, the disks pod/ prepared and the node's accel
+// decision; domain-xml.ts renders it and nothing downstream reads annotations again.
+import { existsSync } from 'node:fs';
+import { VmletError, failedPrecondition } from '../errors.js';
+import { annotationOf, checkMachineForBoot, type CpuModel, type DiskBus, type Firmware, type Hugepages, type Machine, type VmSettings } from './annotations.js';
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** What vmlet keeps inside the domain (libvirt is the source of truth): rebuilt from at start. */
+export interface VmMetadata {
+  /** Format version; readMetadata ignores other versions. */
+  v: 1;
+  sandboxId: string;
+  containerId: string;
+  /** Everything else is pod/'s: CRI container metadata, labels, annotations, timestamps, setting sources. */
+  [key: string]: JsonValue;
+}
+
+export type Boot = { kind: 'disk' } | { kind: 'kernel'; kernel: string; initrd?: string; cmdline: string };
+
+export interface VmDisk {
+  path: string;
+  format: 'qcow2' | 'raw';
+  bus: DiskBus;
+  /** Guest device name: vda, vdb, … for virtio; sda, sdb, … for scsi and sata. */
+  target: string;
+  readonly?: boolean;
+}
+
+export interface VmSpec {
+  /** libvirt domain name (see domainName). */
+  name: string;
+  /** From the node's accel decision only; no annotation can force KVM. */
+  domainType: 'kvm' | 'qemu';
+  machine: Machine;
+  vcpus: number;
+  memoryMiB: number;
+  cpuModel: CpuModel;
+  firmware: Firmware;
+  hugepages?: Hugepages;
+  ioThreads: number;
+  boot: Boot;
+  /** Boot disk first. */
+  disks: VmDisk[];
+  /** Console history kept by virtlogd; absent when serial-log is false (a plain pty then). */
+  serialLog?: { file: string };
+  /** UEFI variable store, created by libvirt from the template on first start. */
+  nvram?: { path: string; template: string };
+  /** UEFI code image (read-only pflash); set with nvram. */
+  loader?: string;
+  metadata: VmMetadata;
+}
+
+/** Debian bookworm's `ovmf` package: the 4 MiB non-secure-boot build (no SMM requirement, so q35 and pc both work). */
+export const DEBIAN_OVMF = { code: '/usr/share/OVMF/OVMF_CODE_4M.fd', varsTemplate: '/usr/share/OVMF/OVMF_VARS_4M.fd' } as const;
+export type OvmfPaths = { code: string; varsTemplate: string };
+
+const NAME_MAX = 80;
+
+/** vmlet-<namespace>-<pod>-<first 8 of sandbox id>, libvirt-safe, ≤ 80 chars; shortens the pod part first, never the id. */
+export function domainName(podName: string, namespace: string, sandboxId: string): string {
+  const safe = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '-');
+  const id = safe(sandboxId.slice(0, 8).toLowerCase());
+  let ns = safe(namespace);
+  let pod = safe(podName);
+  const room = NAME_MAX - 'vmlet-'.length - 2 - id.length; // two '-' separators
+  if (ns.length + pod.length > room) {
+    // Keep at least one character of the pod; an absurd namespace (crictl does not check) is cut too.
+    ns = ns.slice(0, Math.max(1, Math.min(ns.length, room - 1)));
+    pod = pod.slice(0, Math.max(1, room - ns.length));
+  }
+  return `vmlet-${ns}-${pod}-${id}`;
+}
+
+/** Linux-style device names: 0 → a, 25 → z, 26 → aa. */
+export function diskTarget(bus: DiskBus, index: number): string {
+  let suffix = '';
+  for (let n = index + 1; n > 0; n = Math.floor((n - 1) / 26)) suffix = String.fromCharCode(97 + ((n - 1) % 26)) + suffix;
+  return (bus === 'virtio' ? 'vd' : 'sd') + suffix;
+}
+
+export interface BuildVmSpecInput {
+  name: string;
+  domainType: 'kvm' | 'qemu';
+  settings: VmSettings;
+  /** From the image: kernel boot carries the image's command line (label vmlet.io/cmdline). */
+  boot: { kind: 'disk' } | { kind: 'kernel'; kernel: string; initrd?: string; cmdline?: string };
+  /** Prepared by pod/ (root overlay first, already grown to settings.rootDiskSizeBytes); bus and target are assigned here. */
+  disks: Array<{ path: string; format: 'qcow2' | 'raw'; readonly?: boolean }>;
+  /** Serial console file virtlogd writes; required when settings.serialLog. */
+  consoleLog?: string;
+  /** Per-VM UEFI variable store; required when settings.firmware is uefi. */
+  nvramPath?: string;
+  metadata: VmMetadata;
+  /** Defaults to Debian's OVMF. */
+  ovmf?: OvmfPaths;
+}
+
+const internal = (msg: string) => new VmletError('internal', msg);
+
+export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
+  const { settings: s } = input;
+  checkMachineForBoot(s, input.boot.kind);
+  if (input.boot.kind === 'disk' && input.disks.length === 0) throw internal(`${input.name}: disk boot without a disk`);
+
+  let boot: Boot = { kind: 'disk' };
+  if (input.boot.kind === 'kernel') {
+    const cmdline = [input.boot.cmdline?.trim(), s.kernelArgs].filter(Boolean).join(' ');
+    // The image's label is not checked anywhere else; a control character would corrupt the XML or the command line.
+    if (/[\x00-\x1f\x7f]/.test(cmdline)) throw failedPrecondition(`image kernel command line contains control characters: ${JSON.stringify(cmdline)}`);
+    boot = { kind: 'kernel', kernel: input.boot.kernel, ...(input.boot.initrd ? { initrd: input.boot.initrd } : {}), cmdline };
+  }
+
+  let uefi: Pick<VmSpec, 'loader' | 'nvram'> = {};
+  if (s.firmware === 'uefi') {
+    const ovmf = input.ovmf ?? DEBIAN_OVMF;
+    const missing = [ovmf.code, ovmf.varsTemplate].filter((p) => !existsSync(p));
+    if (missing.length) {
+      throw failedPrecondition(`annotation ${annotationOf(s, 'firmware')}="uefi" needs OVMF on the node (install Debian's ovmf package): missing ${missing.join(', ')}`);
+    }
+    if (!input.nvramPath) throw internal(`${input.name}: UEFI firmware without an NVRAM path`);
+    uefi = { loader: ovmf.code, nvram: { path: input.nvramPath, template: ovmf.varsTemplate } };
+  }
+
+  // Measured on QEMU 7.2: virtio-mmio gets no ioeventfd without KVM, and an iothread needs one.
+  if (s.machine === 'microvm' && s.ioThreads > 0 && input.domainType !== 'kvm') {
+    throw failedPrecondition(
+      `annotation ${annotationOf(s, 'ioThreads')}="${s.ioThreads}" with ${annotationOf(s, 'machine')}="microvm" needs KVM (virtio-mmio disks have no ioeventfd under TCG, which this node uses): allowed 0 here`,
+    );
+  }
+
+  if (s.serialLog && !input.consoleLog) throw internal(`${input.name}: serial log on without a console log path`);
+
+  return {
+    name: input.name,
+    domainType: input.domainType,
+    machine: s.machine,
+    vcpus: s.vcpus,
+    memoryMiB: s.memoryMiB,
+    cpuModel: s.cpuModel,
+    firmware: s.firmware,
+    ...(s.hugepages ? { hugepages: s.hugepages } : {}),
+    ioThreads: s.ioThreads,
+    boot,
+    disks: input.disks.map((d, i) => ({
+      path: d.path,
+      format: d.format,
+      bus: s.diskBus,
+      target: diskTarget(s.diskBus, i),
+      ...(d.readonly ? { readonly: true } : {}),
+    })),
+    ...(s.serialLog && input.consoleLog ? { serialLog: { file: input.consoleLog } } : {}),
+    ...uefi,
+    // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
+    metadata: { settingSources: s.sources, ...input.metadata },
+  };
+}
