@@ -1,24 +1,31 @@
 // `vmlet serve`: start the runtime and the CRI server; stop both cleanly on SIGTERM/SIGINT.
 // VMs are never stopped here: restarting vmlet must leave them running.
+import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
 import { Runtime } from './runtime/runtime.js';
 import { ImageStore } from './image/store.js';
-import { join } from 'node:path';
+import { PodManager } from './pod/manager.js';
 import { RUNTIME_VERSION } from './version.js';
 
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
   log.info({ version: RUNTIME_VERSION, configFile: configFile ?? null, pid: process.pid }, 'vmlet starting');
   const runtime = new Runtime(config, log);
   await runtime.start();
-  const images = new ImageStore(join(config.stateDir, 'images'), config.registries, log);
+  let pods: PodManager | undefined;
+  const images = new ImageStore(join(config.stateDir, 'images'), config.registries, log, {
+    inUse: (id) => pods?.imageInUse(id) ?? false,
+  });
+  pods = new PodManager({ config, log, libvirt: runtime.libvirt, images, accel: runtime.accel });
   let server;
   try {
     await images.init();
-    server = await startCriServer(config.socket, { runtime, images, containerDir: join(config.stateDir, 'pods') }, log);
+    await pods.start();
+    server = await startCriServer(config.socket, { runtime, images, pods, containerDir: pods.store.root }, log);
   } catch (err) {
     log.fatal({ socket: config.socket, err: (err as Error).message }, 'cannot serve CRI');
+    await pods.stop();
     await runtime.stop();
     return 1;
   }
@@ -28,6 +35,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
   });
   log.info({ signal }, 'shutting down: finishing in-flight calls');
   await server.shutdown();
+  await pods.stop();
   await runtime.stop();
   log.info('vmlet stopped');
   return 0;

@@ -9,13 +9,93 @@ import type { StatusResponse } from '../gen/runtime/v1/StatusResponse.js';
 import type { RuntimeConfigResponse } from '../gen/runtime/v1/RuntimeConfigResponse.js';
 import type { UpdateRuntimeConfigResponse } from '../gen/runtime/v1/UpdateRuntimeConfigResponse.js';
 import { unary, withUnimplemented } from './rpc.js';
+import { failedPrecondition, notFound } from '../errors.js';
+import type { PodManager } from '../pod/manager.js';
+import { runPodSandbox } from '../pod/sandbox-run.js';
+import { stopPodSandbox } from '../pod/sandbox-stop.js';
+import { removePodSandbox } from '../pod/sandbox-remove.js';
+import { createContainer } from '../pod/container-create.js';
+import { startContainer } from '../pod/container-start.js';
+import { stopContainer } from '../pod/container-stop.js';
+import { removeContainer } from '../pod/container-remove.js';
+import { containerVerboseInfo } from '../pod/container-info.js';
+import { containerMatches, sandboxMatches, wireContainer, wireContainerStatus, wirePodSandbox, wirePodSandboxStatus } from './pod-wire.js';
 
 export function runtimeService(
   log: Logger,
   runtime: Runtime,
+  pods: PodManager,
   definition: ServiceDefinition,
 ): UntypedServiceImplementation {
   const impl: Partial<RuntimeServiceHandlers> = {
+    RunPodSandbox: unary(log, 'RunPodSandbox', async (req) => ({
+      pod_sandbox_id: await runPodSandbox(pods, req.config, req.runtime_handler),
+    })),
+
+    StopPodSandbox: unary(log, 'StopPodSandbox', async (req) => {
+      await stopPodSandbox(pods, req.pod_sandbox_id);
+      return {};
+    }),
+
+    RemovePodSandbox: unary(log, 'RemovePodSandbox', async (req) => {
+      await removePodSandbox(pods, req.pod_sandbox_id);
+      return {};
+    }),
+
+    PodSandboxStatus: unary(log, 'PodSandboxStatus', async (req) => {
+      const s = pods.mustSandbox(req.pod_sandbox_id);
+      const info: Record<string, string> = {};
+      if (req.verbose) info.info = JSON.stringify({ netns: s.netns ?? null, runtimeHandler: s.runtimeHandler, config: s.config });
+      return {
+        status: wirePodSandboxStatus(s),
+        info,
+        containers_statuses: pods.containersOf(s.id).map(wireContainerStatus),
+        timestamp: (BigInt(Date.now()) * 1_000_000n).toString(),
+      };
+    }),
+
+    ListPodSandbox: unary(log, 'ListPodSandbox', async (req) => ({
+      items: [...pods.sandboxes.values()].filter((s) => sandboxMatches(s, req.filter)).map(wirePodSandbox),
+    })),
+
+    CreateContainer: unary(log, 'CreateContainer', async (req) => ({
+      container_id: await createContainer(pods, req.pod_sandbox_id, req.config, req.sandbox_config),
+    })),
+
+    StartContainer: unary(log, 'StartContainer', async (req) => {
+      await startContainer(pods, req.container_id);
+      return {};
+    }),
+
+    StopContainer: unary(log, 'StopContainer', async (req) => {
+      await stopContainer(pods, req.container_id, Number(req.timeout));
+      return {};
+    }),
+
+    RemoveContainer: unary(log, 'RemoveContainer', async (req) => {
+      await removeContainer(pods, req.container_id);
+      return {};
+    }),
+
+    ListContainers: unary(log, 'ListContainers', async (req) => ({
+      containers: [...pods.containers.values()].filter((c) => containerMatches(c, req.filter)).map(wireContainer),
+    })),
+
+    ContainerStatus: unary(log, 'ContainerStatus', async (req) => {
+      const c = pods.mustContainer(req.container_id);
+      const info: Record<string, string> = {};
+      if (req.verbose) info.info = JSON.stringify(await containerVerboseInfo(pods, c));
+      return { status: wireContainerStatus(c), info };
+    }),
+
+    ReopenContainerLog: unary(log, 'ReopenContainerLog', async (req) => {
+      const c = pods.container(req.container_id);
+      if (!c) throw notFound(`container ${req.container_id} not found`);
+      // The console copier opens the log by path for every write, so a rotated file is picked up as is.
+      if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; only a running container's log can be reopened`);
+      return {};
+    }),
+
     Version: unary(log, 'Version', async (): Promise<VersionResponse> => ({
       version: CRI_VERSION,
       runtime_name: RUNTIME_NAME,

@@ -25,3 +25,10 @@ export async function qemuImgInfo(path: string): Promise<DiskInfo> {
     ...(j['format-specific']?.data?.['data-file'] ? { dataFile: j['format-specific'].data['data-file'] } : {}),
   };
 }
+
+/** A qcow2 overlay on a read-only base: the VM writes here, the base stays shared. */
+export async function createOverlay(path: string, base: string, baseFormat: 'qcow2' | 'raw', sizeBytes?: number): Promise<void> {
+  const args = ['create', '-q', '-f', 'qcow2', '-b', base, '-F', baseFormat, path];
+  if (sizeBytes !== undefined) args.push(String(sizeBytes));
+  await execa(which(QEMU_IMG) ?? QEMU_IMG, args, { timeout: 60_000 });
+}

@@ -1,0 +1,118 @@
+// Benchmark (not a test): VM pod start latency through vmlet vs the same domain defined directly
+// through libvirt, vmlet's RSS, and list/status call latency with 20 pods present.
+//   npx tsx bench/pod-start.ts [N=5]
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { call, startVmlet, tempDir } from '../test/helpers/vmlet.js';
+import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/registry.js';
+import { waitFor } from '../test/helpers/wait.js';
+import { Libvirt } from '../src/vm/libvirt.js';
+
+const N = Number(process.argv[2] ?? 5);
+const MARKER = 'VMLET-READY';
+const logRoot = tempDir('vmlet-bench-logs-');
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+};
+const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+async function main(): Promise<void> {
+  await ensureTestImages();
+  const reg = await startRegistry();
+  const v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
+  const lv = new Libvirt('qemu:///system', pino({ level: 'silent' }));
+  const rt = <T>(m: string, req: object) => call<object, T>(v.runtime, m, req);
+  try {
+    const { reference } = await pushImage(reg, 'kernelboot', 'bench/kernel:v1');
+    await call(v.image, 'PullImage', { image: { image: reference } });
+
+    const runPod = async (name: string) => {
+      const uid = randomBytes(6).toString('hex');
+      const config = { metadata: { name, namespace: 'bench', uid, attempt: 0 }, log_directory: join(logRoot, uid), annotations: { 'vmlet.io/memory': '256Mi' } };
+      const { pod_sandbox_id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+      const { container_id } = await rt<{ container_id: string }>('CreateContainer', {
+        pod_sandbox_id,
+        config: { metadata: { name: 'vm', attempt: 0 }, image: { image: reference }, log_path: 'vm.log' },
+        sandbox_config: config,
+      });
+      return { pod: pod_sandbox_id, container: container_id, log: join(config.log_directory, 'vm.log') };
+    };
+
+    // (a) through vmlet: RunPodSandbox → CreateContainer → StartContainer → marker in the CRI log.
+    const viaVmlet: number[] = [];
+    let xml = '';
+    for (let i = 0; i < N; i++) {
+      const t0 = performance.now();
+      const p = await runPod(`start-${i}`);
+      await rt('StartContainer', { container_id: p.container });
+      await waitFor('marker', () => existsSync(p.log) && readFileSync(p.log, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
+      viaVmlet.push(performance.now() - t0);
+      if (!xml) xml = (JSON.parse((await rt<{ info: { info: string } }>('ContainerStatus', { container_id: p.container, verbose: true })).info.info) as { domainXml: string }).domainXml;
+      await rt('RemovePodSandbox', { pod_sandbox_id: p.pod });
+    }
+
+    // (b) the same domain XML defined and started directly through libvirt.
+    const direct: number[] = [];
+    const dir = tempDir('vmlet-bench-direct-');
+    for (let i = 0; i < N; i++) {
+      const name = `vmlet-bench-direct-${randomBytes(4).toString('hex')}`;
+      const log = join(dir, `${name}.log`);
+      const x = xml
+        .replace(/<name>[^<]*<\/name>/, `<name>${name}</name>`)
+        .replace(/<uuid>[^<]*<\/uuid>/, '')
+        .replace(/<log file='[^']*'/, `<log file='${log}'`);
+      const t0 = performance.now();
+      try {
+        await lv.defineDomain(x);
+        await lv.startDomain(name);
+        await waitFor('marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
+        direct.push(performance.now() - t0);
+      } finally {
+        await lv.destroyDomain(name).catch(() => undefined);
+        await lv.undefineDomain(name).catch(() => undefined);
+      }
+    }
+
+    // Per-call latency with 20 pods present (created, not started: the machine stays quiet).
+    const pods = await Promise.all(Array.from({ length: 20 }, (_, i) => runPod(`list-${i}`)));
+    const lat = async (m: string, req: () => object, n = 200) => {
+      const xs: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const t0 = performance.now();
+        await rt(m, req());
+        xs.push(performance.now() - t0);
+      }
+      return `${m}: median ${pct(xs, 50).toFixed(2)} ms, p90 ${pct(xs, 90).toFixed(2)} ms`;
+    };
+    const lines = [
+      await lat('ListPodSandbox', () => ({})),
+      await lat('ListContainers', () => ({})),
+      await lat('ContainerStatus', () => ({ container_id: pods[Math.floor(Math.random() * pods.length)]!.container })),
+    ];
+    const rss = rssMiB(v.proc.pid!);
+    await Promise.all(pods.map((p) => rt('RemovePodSandbox', { pod_sandbox_id: p.pod })));
+
+    const ratio = pct(viaVmlet, 50) / pct(direct, 50);
+    console.log(`pod start to guest ready marker, ${N} runs each (kernel-boot test guest, TCG on this machine)`);
+    console.log(`  (a) vmlet  RunPodSandbox→CreateContainer→StartContainer→log: median ${fmt(pct(viaVmlet, 50))}, p90 ${fmt(pct(viaVmlet, 90))}  [${viaVmlet.map(fmt).join(', ')}]`);
+    console.log(`  (b) libvirt define→start→console log:                         median ${fmt(pct(direct, 50))}, p90 ${fmt(pct(direct, 90))}  [${direct.map(fmt).join(', ')}]`);
+    console.log(`  ratio a/b (median): ${ratio.toFixed(2)}`);
+    console.log(`vmlet RSS with 20 pods present: ${rss.toFixed(1)} MiB`);
+    console.log(`per-call latency over the socket with 20 pods present (200 calls each):`);
+    for (const l of lines) console.log(`  ${l}`);
+  } finally {
+    await lv.close();
+    await v.stop();
+    await reg.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

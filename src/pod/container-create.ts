@@ -1,0 +1,115 @@
+// CreateContainer: the pod's VM. Resolves the image, turns annotations and resources into one VM
+// spec, makes the root disk (a qcow2 overlay on the containerDisk), and defines the libvirt
+// domain with the CRI metadata inside it. Nothing runs yet. A failure leaves nothing behind.
+import { mkdir, rm } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.js';
+import type { ContainerConfig__Output } from '../gen/runtime/v1/ContainerConfig.js';
+import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
+import { createOverlay } from '../image/qemu-img.js';
+import { annotationOf, checkMachineForBoot, parseVmSettings } from '../vm/annotations.js';
+import { renderDomainXml } from '../vm/domain-xml.js';
+import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
+import { newId } from './ids.js';
+import type { PodManager } from './manager.js';
+import { nowNs, type ContainerRecord } from './records.js';
+
+export async function createContainer(
+  m: PodManager,
+  sandboxId: string,
+  config: ContainerConfig__Output | null,
+  _sandboxConfig: PodSandboxConfig__Output | null,
+): Promise<string> {
+  const s = m.mustSandbox(sandboxId);
+  if (!config?.metadata?.name) throw invalidArgument('config.metadata.name is required');
+  const imageName = config.image?.image ?? '';
+  if (!imageName) throw invalidArgument('config.image.image is required');
+  return m.lock.run(s.id, async () => {
+    if (s.state !== 'ready') throw failedPrecondition(`pod sandbox ${s.id} is not ready (stopped); create a new pod`);
+    const existing = m.containersOf(s.id);
+    const same = existing.find((c) => c.config.metadata?.name === config.metadata!.name && c.config.metadata?.attempt === config.metadata!.attempt);
+    if (same) throw alreadyExists(`container ${config.metadata!.name} (attempt ${config.metadata!.attempt}) already exists in pod ${s.id} as ${same.id}`);
+    if (existing.length > 0) {
+      throw failedPrecondition(`pod ${s.id} already has container ${existing[0]!.id}: vmlet runs one VM per pod, for now; remove it first`);
+    }
+    const image = m.deps.images.status(imageName);
+    if (!image) throw notFound(`image ${imageName} not found: pull it first`);
+    if (image.boot.kind === 'rootfs') {
+      throw failedPrecondition(`image ${imageName} is a container rootfs (no /disk/ containerDisk, no kernel): booting such images is not supported yet; use a containerDisk or kernel-boot image`);
+    }
+    const settings = parseVmSettings({
+      sandboxAnnotations: s.config.annotations ?? {},
+      containerAnnotations: config.annotations ?? {},
+      containerResources: config.linux?.resources ?? null,
+      sandboxResources: s.config.linux?.resources ?? null,
+      defaults: { vcpus: 1, memoryMiB: 512 },
+    });
+    checkMachineForBoot(settings, image.boot.kind === 'kernel' ? 'kernel' : 'disk');
+
+    const id = newId();
+    const dir = m.store.containerDir(s.id, id);
+    const name = domainName(s.config.metadata!.name, s.config.metadata!.namespace, s.id);
+    const logDir = s.config.log_directory ?? '';
+    const logPath = !config.log_path ? '' : isAbsolute(config.log_path) || !logDir ? config.log_path : join(logDir, config.log_path);
+    const files: string[] = [];
+    let defined = false;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      let disks: BuildVmSpecInput['disks'] = [];
+      if (image.boot.disk) {
+        const overlay = join(dir, 'root.qcow2');
+        files.push(overlay);
+        const want = settings.rootDiskSizeBytes;
+        if (want !== undefined && want < image.boot.disk.virtualSize) {
+          throw invalidArgument(`annotation ${annotationOf(settings, 'rootDiskSize')}: ${want} bytes is smaller than the image's disk (${image.boot.disk.virtualSize} bytes); the root disk can only grow`);
+        }
+        await createOverlay(overlay, image.boot.disk.path, image.boot.disk.format, want);
+        disks = [{ path: overlay, format: 'qcow2' }];
+      }
+      const nvram = settings.firmware === 'uefi' ? join(dir, 'nvram.fd') : undefined;
+      if (nvram) files.push(nvram);
+      const spec = buildVmSpec({
+        name,
+        domainType: m.deps.accel.domainType,
+        settings,
+        boot: image.boot.kernel
+          ? { kind: 'kernel', kernel: image.boot.kernel.kernel, ...(image.boot.kernel.initrd ? { initrd: image.boot.kernel.initrd } : {}), cmdline: image.boot.kernel.cmdline ?? '' }
+          : { kind: 'disk' },
+        disks,
+        ...(settings.serialLog ? { consoleLog: join(dir, 'console.log') } : {}),
+        ...(nvram ? { nvramPath: nvram } : {}),
+        metadata: { v: 1, containerId: id, sandboxId: s.id, name: config.metadata!.name, attempt: config.metadata!.attempt, image: imageName, imageId: image.id },
+      });
+      const rec: ContainerRecord = {
+        id,
+        sandboxId: s.id,
+        config,
+        image: imageName,
+        imageId: image.id,
+        domainName: name,
+        logPath,
+        consoleLog: settings.serialLog ? join(dir, 'console.log') : '',
+        consoleOffset: 0,
+        files,
+        state: 'created',
+        createdAt: nowNs(),
+        startedAt: '0',
+        finishedAt: '0',
+        exitCode: 0,
+        reason: '',
+        message: '',
+        settingSources: settings.sources,
+      };
+      await m.deps.libvirt.defineDomain(renderDomainXml(spec));
+      defined = true;
+      await m.store.saveContainer(rec);
+      m.containers.set(id, rec);
+      m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB }, 'container created');
+      return id;
+    } catch (err) {
+      if (defined) await m.deps.libvirt.undefineDomain(name).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  });
+}

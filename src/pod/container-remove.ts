@@ -1,0 +1,42 @@
+// RemoveContainer: stop the VM if it runs, undefine the domain, delete its overlay, NVRAM and
+// state. The CRI log file stays: the kubelet owns pod log dirs. Unknown: success.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { QEMU_LOG_DIR } from './exit.js';
+import type { PodManager } from './manager.js';
+import { stopContainer } from './container-stop.js';
+
+export async function removeContainer(m: PodManager, id: string): Promise<void> {
+  const c = m.container(id);
+  if (!c) return;
+  await stopContainer(m, c.id, 0);
+  await m.lock.run(c.id, async () => {
+    if (!m.containers.has(c.id)) return;
+    await undefineDomain(m, c.domainName);
+    for (const f of c.files) await rm(f, { force: true, recursive: true });
+    await rm(join(QEMU_LOG_DIR, `${c.domainName}.log`), { force: true });
+    await m.store.removeContainer(c);
+    m.containers.delete(c.id);
+    m.log.info({ containerId: c.id, podSandboxId: c.sandboxId, domain: c.domainName }, 'container removed');
+  });
+}
+
+/**
+ * Undefines a domain, gone or not. libvirt refuses to undefine a domain with NVRAM without a flag
+ * the binding cannot pass, so such a domain is first redefined without its <nvram> (vmlet then
+ * deletes the file itself).
+ */
+export async function undefineDomain(m: PodManager, name: string): Promise<void> {
+  const lv = m.deps.libvirt;
+  let xml: string;
+  try {
+    xml = await lv.domainXML(name);
+  } catch (err) {
+    if ((err as { kind?: string }).kind === 'not-found') return;
+    throw err;
+  }
+  if (/<nvram[\s>]/.test(xml)) await lv.defineDomain(xml.replace(/<nvram[^>]*\/>|<nvram[^>]*>[^<]*<\/nvram>/, ''));
+  await lv.undefineDomain(name).catch((err: Error & { kind?: string }) => {
+    if (err.kind !== 'not-found') throw err;
+  });
+}

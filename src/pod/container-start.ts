@@ -1,0 +1,17 @@
+// StartContainer: boot the VM. RUNNING once QEMU runs, not when the guest is ready.
+import { failedPrecondition } from '../errors.js';
+import type { PodManager } from './manager.js';
+import { nowNs } from './records.js';
+
+export async function startContainer(m: PodManager, id: string): Promise<void> {
+  const c = m.mustContainer(id);
+  await m.lock.run(c.id, async () => {
+    if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
+    await m.deps.libvirt.startDomain(c.domainName);
+    c.state = 'running';
+    c.startedAt = nowNs();
+    await m.store.saveContainer(c);
+    m.startTailer(c);
+    m.log.info({ containerId: c.id, podSandboxId: c.sandboxId, domain: c.domainName }, 'container started');
+  });
+}

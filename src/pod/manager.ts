@@ -1,0 +1,159 @@
+// The in-memory index of sandboxes and containers, rebuilt at start from the state dir and
+// libvirt, plus what every verb needs: per-id locks, persistence, the libvirt connection.
+// The verbs themselves live in one file each (sandbox-*.ts, container-*.ts).
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { ImageStore } from '../image/store.js';
+import type { AccelDecision } from '../vm/accel.js';
+import { DomainState, type Libvirt } from '../vm/libvirt.js';
+import { notFound } from '../errors.js';
+import { resolveId } from './ids.js';
+import { KeyedLock } from './keyed-lock.js';
+import { PodStateStore, type ContainerRecord, type SandboxRecord } from './records.js';
+import { exitStatus, lastShutdownReason } from './exit.js';
+import { ConsoleTailer } from '../stream/console-tailer.js';
+
+export interface PodDeps {
+  config: Config;
+  log: Logger;
+  libvirt: Libvirt;
+  images: ImageStore;
+  accel: AccelDecision;
+}
+
+export class PodManager {
+  readonly sandboxes = new Map<string, SandboxRecord>();
+  readonly containers = new Map<string, ContainerRecord>();
+  readonly store: PodStateStore;
+  readonly lock = new KeyedLock();
+  readonly tailers = new Map<string, ConsoleTailer>();
+  private monitorTimer: NodeJS.Timeout | undefined;
+  private monitoring: Promise<void> | undefined;
+
+  constructor(readonly deps: PodDeps) {
+    this.store = new PodStateStore(join(deps.config.stateDir, 'pods'), deps.log);
+  }
+
+  get log(): Logger {
+    return this.deps.log;
+  }
+
+  /** Rebuilds the index from disk and libvirt; VMs keep running across vmlet restarts. */
+  async start(monitorIntervalMs = 1000): Promise<void> {
+    const { sandboxes, containers } = await this.store.loadAll();
+    // Offsets kept by the console copiers are newer than the records.
+    for (const s of sandboxes) this.sandboxes.set(s.id, s);
+    for (const c of containers) {
+      if (!this.sandboxes.has(c.sandboxId)) continue;
+      c.consoleOffset = (await ConsoleTailer.savedOffset(this.offsetFile(c))) ?? c.consoleOffset;
+      this.containers.set(c.id, c);
+    }
+    // A VM may have stopped while vmlet was down, even one vmlet was stopping when it died.
+    await this.reconcile(true).catch((err: unknown) =>
+      this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),
+    );
+    for (const c of this.containers.values()) if (c.state === 'running') this.startTailer(c);
+    this.log.info({ sandboxes: this.sandboxes.size, containers: this.containers.size }, 'pod state recovered');
+    this.monitorTimer = setInterval(() => {
+      this.monitoring ??= this.reconcile()
+        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'domain state poll failed'))
+        .finally(() => (this.monitoring = undefined));
+    }, monitorIntervalMs);
+  }
+
+  /** Stops watching; VMs keep running. Console copy positions are saved for the next start. */
+  async stop(): Promise<void> {
+    if (this.monitorTimer) clearInterval(this.monitorTimer);
+    await this.monitoring;
+    for (const c of this.containers.values()) {
+      const t = this.tailers.get(c.id);
+      if (!t) continue;
+      await t.halt();
+      c.consoleOffset = t.committed;
+      await this.store.saveContainer(c);
+    }
+    this.tailers.clear();
+  }
+
+  sandbox(idOrPrefix: string): SandboxRecord | undefined {
+    return resolveId(idOrPrefix, this.sandboxes, 'pod sandbox');
+  }
+
+  container(idOrPrefix: string): ContainerRecord | undefined {
+    return resolveId(idOrPrefix, this.containers, 'container');
+  }
+
+  mustSandbox(id: string): SandboxRecord {
+    const s = this.sandbox(id);
+    if (!s) throw notFound(`pod sandbox ${id} not found`);
+    return s;
+  }
+
+  mustContainer(id: string): ContainerRecord {
+    const c = this.container(id);
+    if (!c) throw notFound(`container ${id} not found`);
+    return c;
+  }
+
+  containersOf(sandboxId: string): ContainerRecord[] {
+    return [...this.containers.values()].filter((c) => c.sandboxId === sandboxId);
+  }
+
+  imageInUse(imageId: string): boolean {
+    for (const c of this.containers.values()) if (c.imageId === imageId) return true;
+    return false;
+  }
+
+  startTailer(c: ContainerRecord): void {
+    // No CRI log asked for, or serial-log off (no console file): nothing to copy.
+    if (this.tailers.has(c.id) || !c.logPath || !c.consoleLog) return;
+    const t = new ConsoleTailer(c.consoleLog, c.logPath, this.offsetFile(c), c.consoleOffset, this.log.child({ containerId: c.id, podSandboxId: c.sandboxId }));
+    this.tailers.set(c.id, t);
+    t.start();
+  }
+
+  async stopTailer(c: ContainerRecord): Promise<void> {
+    const t = this.tailers.get(c.id);
+    if (!t) return;
+    this.tailers.delete(c.id);
+    await t.stop();
+    c.consoleOffset = t.committed;
+  }
+
+  offsetFile(c: ContainerRecord): string {
+    return join(this.store.containerDir(c.sandboxId, c.id), 'console.offset');
+  }
+
+  /**
+   * One libvirt list call for all domains: a running container whose domain is off (or gone)
+   * has exited; record when and why. Also used at start, for VMs that stopped while vmlet was down.
+   */
+  async reconcile(includeStopping = false): Promise<void> {
+    const running = [...this.containers.values()].filter((c) => c.state === 'running' && (includeStopping || !c.stopping));
+    if (running.length === 0) return;
+    const domains = new Map((await this.deps.libvirt.listDomains()).map((d) => [d.name, d.state]));
+    for (const c of running) {
+      const state = domains.get(c.domainName);
+      if (state !== undefined && state !== DomainState.SHUTOFF && state !== DomainState.CRASHED) continue;
+      await this.lock.run(c.id, async () => {
+        if (c.state !== 'running' || (c.stopping && !includeStopping)) return;
+        await this.markExited(c, c.stopping);
+      });
+    }
+  }
+
+  /** Records a container's exit (caller holds its lock). */
+  async markExited(c: ContainerRecord, stopping: 'shutdown' | 'destroy' | undefined): Promise<void> {
+    await this.stopTailer(c);
+    const st = exitStatus(await lastShutdownReason(c.domainName), stopping);
+    c.state = 'exited';
+    c.finishedAt = (BigInt(Date.now()) * 1_000_000n).toString();
+    c.exitCode = st.exitCode;
+    c.reason = st.reason;
+    c.message = st.message;
+    delete c.stopping;
+    await this.store.saveContainer(c);
+    this.log.info({ containerId: c.id, podSandboxId: c.sandboxId, exitCode: c.exitCode, reason: c.reason, message: c.message }, 'container exited');
+  }
+}

@@ -1,0 +1,122 @@
+// What vmlet remembers about sandboxes and containers, and where: one JSON file per record under
+// <stateDir>/pods/<sandbox-id>/, written atomically. The CRI configs are kept as the kubelet sent
+// them (the CRI data model, not gRPC types), so status answers echo them back unchanged.
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import { atomicWrite } from '../util/atomic-write.js';
+import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
+import type { ContainerConfig__Output } from '../gen/runtime/v1/ContainerConfig.js';
+
+export type SandboxState = 'ready' | 'notready';
+export type ContainerState = 'created' | 'running' | 'exited' | 'unknown';
+
+export interface SandboxRecord {
+  id: string;
+  config: PodSandboxConfig__Output;
+  runtimeHandler: string;
+  state: SandboxState;
+  /** Nanoseconds since the epoch, as a decimal string (int64 on the wire). */
+  createdAt: string;
+  /** Named network namespace (under /run/netns) and its path. */
+  netns?: { name: string; path: string };
+}
+
+export interface ContainerRecord {
+  id: string;
+  sandboxId: string;
+  config: ContainerConfig__Output;
+  /** Image as asked for, and the id it resolved to. */
+  image: string;
+  imageId: string;
+  domainName: string;
+  /** Absolute path of the CRI log file (sandbox log_directory + config.log_path). */
+  logPath: string;
+  /** virtlogd's file for the serial console, which vmlet tails into logPath. */
+  consoleLog: string;
+  /** Bytes of consoleLog already copied to logPath. */
+  consoleOffset: number;
+  /** Files vmlet made for this container (overlay, NVRAM), removed with it. */
+  files: string[];
+  state: ContainerState;
+  createdAt: string;
+  startedAt: string;
+  finishedAt: string;
+  exitCode: number;
+  reason: string;
+  message: string;
+  /** Set while vmlet itself is stopping the VM, so the exit is attributed correctly. */
+  stopping?: 'shutdown' | 'destroy';
+  /** Where each VM setting came from (annotation, resources, default): for verbose status. */
+  settingSources?: Record<string, string>;
+}
+
+export const nowNs = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
+
+export class PodStateStore {
+  constructor(
+    readonly root: string,
+    private readonly log: Logger,
+  ) {}
+
+  sandboxDir(id: string): string {
+    return join(this.root, id);
+  }
+
+  containerDir(sandboxId: string, id: string): string {
+    return join(this.root, sandboxId, 'containers', id);
+  }
+
+  async saveSandbox(s: SandboxRecord): Promise<void> {
+    await mkdir(this.sandboxDir(s.id), { recursive: true, mode: 0o700 });
+    await atomicWrite(join(this.sandboxDir(s.id), 'sandbox.json'), JSON.stringify(s) + '\n', 0o600);
+  }
+
+  async saveContainer(c: ContainerRecord): Promise<void> {
+    await mkdir(this.containerDir(c.sandboxId, c.id), { recursive: true, mode: 0o700 });
+    await atomicWrite(join(this.containerDir(c.sandboxId, c.id), 'container.json'), JSON.stringify(c) + '\n', 0o600);
+  }
+
+  async removeContainer(c: ContainerRecord): Promise<void> {
+    await rm(this.containerDir(c.sandboxId, c.id), { recursive: true, force: true });
+  }
+
+  async removeSandbox(id: string): Promise<void> {
+    await rm(this.sandboxDir(id), { recursive: true, force: true });
+  }
+
+  /** Everything on disk. A record that cannot be read is logged and skipped, never fatal. */
+  async loadAll(): Promise<{ sandboxes: SandboxRecord[]; containers: ContainerRecord[] }> {
+    const sandboxes: SandboxRecord[] = [];
+    const containers: ContainerRecord[] = [];
+    await mkdir(this.root, { recursive: true, mode: 0o711 });
+    for (const sid of await readdir(this.root)) {
+      if (!/^[a-f0-9]{64}$/.test(sid)) continue;
+      const s = await this.read<SandboxRecord>(join(this.sandboxDir(sid), 'sandbox.json'));
+      if (!s) continue;
+      sandboxes.push(s);
+      let cids: string[] = [];
+      try {
+        cids = await readdir(join(this.sandboxDir(sid), 'containers'));
+      } catch {
+        cids = [];
+      }
+      for (const cid of cids) {
+        const c = await this.read<ContainerRecord>(join(this.containerDir(sid, cid), 'container.json'));
+        if (c) containers.push(c);
+      }
+    }
+    return { sandboxes, containers };
+  }
+
+  private async read<T extends { id: string }>(file: string): Promise<T | undefined> {
+    try {
+      const rec = JSON.parse(await readFile(file, 'utf8')) as T;
+      if (typeof rec.id !== 'string') throw new Error('no id');
+      return rec;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ file, err: (err as Error).message }, 'skipping unreadable state record');
+      return undefined;
+    }
+  }
+}

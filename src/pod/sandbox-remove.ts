@@ -1,0 +1,17 @@
+// RemovePodSandbox: its containers (stopped first), network namespace and state dir.
+// Unknown or already removed: success.
+import { deleteNetns } from '../net/netns.js';
+import type { PodManager } from './manager.js';
+import { removeContainer } from './container-remove.js';
+
+export async function removePodSandbox(m: PodManager, id: string): Promise<void> {
+  const s = m.sandbox(id);
+  if (!s) return;
+  for (const c of m.containersOf(s.id)) await removeContainer(m, c.id);
+  await m.lock.run(s.id, async () => {
+    if (s.netns) await deleteNetns(s.netns.name);
+    await m.store.removeSandbox(s.id);
+    m.sandboxes.delete(s.id);
+    m.log.info({ podSandboxId: s.id }, 'pod sandbox removed');
+  });
+}

@@ -1,0 +1,49 @@
+// RunPodSandbox: a pod's state dir, record and network namespace. No VM yet: that comes with
+// its container. A failure leaves nothing behind.
+import { alreadyExists, invalidArgument } from '../errors.js';
+import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
+import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
+import { newId } from './ids.js';
+import type { PodManager } from './manager.js';
+import { nowNs, type SandboxRecord } from './records.js';
+
+/** The handler this pod runs under, or InvalidArgument naming the handlers vmlet serves. */
+export function resolveHandler(handler: string, handlers: string[], defaultRuntime: boolean): string {
+  if (handler === '' && defaultRuntime) return handlers[0]!;
+  if (handlers.includes(handler)) return handler;
+  const hint = handler === '' ? '; vmlet is not the node default (config defaultRuntime: false), so pods need a RuntimeClass' : '';
+  throw invalidArgument(`runtime_handler ${JSON.stringify(handler)} is not served by vmlet (handlers: ${handlers.join(', ')})${hint}`);
+}
+
+export async function runPodSandbox(m: PodManager, config: PodSandboxConfig__Output | null, handler: string): Promise<string> {
+  const { config: cfg } = m.deps;
+  const runtimeHandler = resolveHandler(handler, cfg.handlers, cfg.defaultRuntime);
+  const meta = config?.metadata;
+  for (const f of ['name', 'namespace', 'uid'] as const) {
+    if (!meta?.[f]) throw invalidArgument(`config.metadata.${f} is required`);
+  }
+  const md = meta!;
+  const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
+  return m.lock.run(`sandbox-name:${key}`, async () => {
+    for (const s of m.sandboxes.values()) {
+      const o = s.config.metadata!;
+      if (o.namespace === md.namespace && o.name === md.name && o.uid === md.uid && o.attempt === md.attempt) {
+        throw alreadyExists(`pod sandbox ${md.namespace}/${md.name} (uid ${md.uid}, attempt ${md.attempt}) already exists as ${s.id}; remove it first`);
+      }
+    }
+    const id = newId();
+    const name = netnsName(id);
+    const rec: SandboxRecord = { id, config: config!, runtimeHandler, state: 'ready', createdAt: nowNs() };
+    try {
+      rec.netns = { name, path: await createNetns(name) };
+      await m.store.saveSandbox(rec);
+    } catch (err) {
+      await deleteNetns(name).catch(() => undefined);
+      await m.store.removeSandbox(id).catch(() => undefined);
+      throw err;
+    }
+    m.sandboxes.set(id, rec);
+    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path }, 'pod sandbox created');
+    return id;
+  });
+}

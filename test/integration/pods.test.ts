@@ -1,0 +1,275 @@
+// VM pods end to end over vmlet's socket: real registry, real libvirtd and QEMU (TCG here),
+// the project's test guests. The same sequence crictl runs: runp, create, start, ps, inspect,
+// logs, stop, rm, stopp, rmp.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { pino } from 'pino';
+import { status as Status, type ServiceError } from '@grpc/grpc-js';
+import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { waitFor } from '../helpers/wait.js';
+import { DomainState, Libvirt } from '../../src/vm/libvirt.js';
+import { parseCriLogLine } from '../../src/stream/cri-log.js';
+import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
+import type { PodSandboxStatusResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatusResponse.js';
+import type { ListContainersResponse__Output } from '../../src/gen/runtime/v1/ListContainersResponse.js';
+import type { ListPodSandboxResponse__Output } from '../../src/gen/runtime/v1/ListPodSandboxResponse.js';
+
+const fail = (p: Promise<unknown>) =>
+  p.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (e: ServiceError) => e,
+  );
+
+let reg: TestRegistry;
+let v: VmletProcess;
+let kernelImage = '';
+let diskImage = '';
+let rootfsImage = '';
+const lv = new Libvirt('qemu:///system', pino({ level: 'silent' }));
+const logDir = tempDir('vmlet-podlogs-');
+
+const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
+
+function podConfig(name: string, annotations: Record<string, string> = {}) {
+  const uid = randomBytes(8).toString('hex');
+  return {
+    metadata: { name, namespace: 'vmlet-test', uid, attempt: 0 },
+    hostname: name,
+    log_directory: join(logDir, `vmlet-test_${name}_${uid}`),
+    labels: { app: name, suite: 'pods' },
+    annotations,
+  };
+}
+
+async function runPod(name: string, annotations: Record<string, string> = {}) {
+  const config = podConfig(name, annotations);
+  const { pod_sandbox_id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+  return { id: pod_sandbox_id, config };
+}
+
+async function createVm(pod: { id: string; config: object }, image: string, annotations: Record<string, string> = {}) {
+  const { container_id } = await rt<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: pod.id,
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm/0.log', labels: { role: 'vm' }, annotations },
+    sandbox_config: pod.config,
+  });
+  return container_id;
+}
+
+const cstatus = (id: string, verbose = false) => rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id: id, verbose });
+
+function logLines(path: string): { stream: string; tag: string; content: string }[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l)!);
+}
+
+const waitForLog = (path: string, text: string, timeoutMs = 90_000) =>
+  waitFor(`"${text}" in ${path}`, () => logLines(path).some((l) => l.content.includes(text)), { timeoutMs, intervalMs: 100 });
+
+async function domainState(name: string): Promise<DomainState | 'gone'> {
+  try {
+    return (await lv.domainInfo(name)).state;
+  } catch (err) {
+    if ((err as { kind?: string }).kind === 'not-found') return 'gone';
+    throw err;
+  }
+}
+
+beforeAll(async () => {
+  await ensureTestImages();
+  reg = await startRegistry();
+  kernelImage = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:v1')).reference;
+  diskImage = (await pushImage(reg, 'containerdisk', 'vmlet/containerdisk:v1')).reference;
+  rootfsImage = (await pushImage(reg, 'rootfs', 'vmlet/rootfs:v1')).reference;
+  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
+  for (const image of [kernelImage, diskImage, rootfsImage]) await call(v.image, 'PullImage', { image: { image } });
+});
+
+afterAll(async () => {
+  // Leave no VM behind, whatever failed.
+  if (v) {
+    const pods = await rt<ListPodSandboxResponse__Output>('ListPodSandbox', {}).catch(() => ({ items: [] }));
+    for (const p of pods.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+    await v.stop();
+  }
+  await reg?.stop();
+  await lv.close();
+});
+
+describe('VM pod lifecycle', () => {
+  it('runs a kernel-boot VM pod through the whole crictl sequence', async () => {
+    const pod = await runPod('kernel');
+    const cid = await createVm(pod, kernelImage);
+    let st = (await cstatus(cid, true));
+    expect(st.status!.state).toBe('CONTAINER_CREATED');
+    const info = JSON.parse(st.info.info!) as { domain: string; domainXml: string; libvirtState: string };
+    expect(info.libvirtState).toBe('SHUTOFF');
+    expect(info.domainXml).toContain('vmlet.io'); // CRI metadata stored in the domain
+    const logPath = st.status!.log_path;
+    expect(logPath).toBe(join(pod.config.log_directory, 'vm/0.log'));
+
+    await rt('StartContainer', { container_id: cid });
+    st = await cstatus(cid);
+    expect(st.status!.state).toBe('CONTAINER_RUNNING');
+    expect(BigInt(st.status!.started_at)).toBeGreaterThan(BigInt(st.status!.created_at));
+    await waitForLog(logPath, 'VMLET-READY');
+    for (const l of logLines(logPath)) {
+      expect(l.stream).toBe('stdout');
+      expect(l.content).not.toContain('\r');
+    }
+
+    const listed = await rt<ListContainersResponse__Output>('ListContainers', { filter: { pod_sandbox_id: pod.id.slice(0, 12), state: { state: 'CONTAINER_RUNNING' } } });
+    expect(listed.containers.map((c) => c.id)).toEqual([cid]);
+    expect((await rt<ListContainersResponse__Output>('ListContainers', { filter: { label_selector: { role: 'nope' } } })).containers).toEqual([]);
+    const pods = await rt<ListPodSandboxResponse__Output>('ListPodSandbox', { filter: { label_selector: { app: 'kernel' } } });
+    expect(pods.items.map((p) => p.id)).toEqual([pod.id]);
+    const ps = await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: pod.id.slice(0, 10) });
+    expect(ps.status!.state).toBe('SANDBOX_READY');
+
+    // The busybox guest ignores the ACPI button: the grace period runs out, then destroy → 137.
+    const t0 = Date.now();
+    await rt('StopContainer', { container_id: cid, timeout: 2 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2000);
+    st = await cstatus(cid);
+    expect(st.status).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 137, reason: 'Error' });
+    expect(BigInt(st.status!.finished_at)).toBeGreaterThan(BigInt(st.status!.started_at));
+    expect(await domainState(info.domain)).toBe(DomainState.SHUTOFF);
+
+    await rt('StopContainer', { container_id: cid, timeout: 0 }); // idempotent
+    await rt('RemoveContainer', { container_id: cid });
+    expect(await domainState(info.domain)).toBe('gone');
+    await rt('RemoveContainer', { container_id: cid }); // idempotent
+    expect((await fail(cstatus(cid))).code).toBe(Status.NOT_FOUND);
+
+    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+    expect((await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status!.state).toBe('SANDBOX_NOTREADY');
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+    expect(existsSync(join(v.stateDir, 'pods', pod.id))).toBe(false);
+    expect(existsSync(`/run/netns/vmlet-${pod.id.slice(0, 16)}`)).toBe(false);
+  });
+
+  it('boots a containerDisk with annotations on a qcow2 overlay', async () => {
+    const pod = await runPod('disk', { 'vmlet.io/vcpus': '2', 'vmlet.io/memory': '384Mi', 'vmlet.io/root-disk-size': '64Mi' });
+    const cid = await createVm(pod, diskImage);
+    const st = await cstatus(cid, true);
+    const info = JSON.parse(st.info.info!) as { domainXml: string; files: string[] };
+    expect(info.domainXml).toMatch(/<vcpu[^>]*>2<\/vcpu>/);
+    expect(info.domainXml).toMatch(/<memory unit='KiB'>393216<\/memory>/);
+    const overlay = info.files.find((f) => f.endsWith('.qcow2'))!;
+    expect(existsSync(overlay)).toBe(true);
+    await rt('StartContainer', { container_id: cid });
+    await waitForLog(st.status!.log_path, 'VMLET-READY', 120_000);
+    await rt('StopContainer', { container_id: cid, timeout: 0 });
+    expect((await cstatus(cid)).status).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 137 });
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    expect(existsSync(overlay)).toBe(false);
+  });
+
+  it('shows a guest that powers itself off as EXITED with code 0, without a Stop', async () => {
+    const pod = await runPod('poweroff', { 'vmlet.io/kernel-args': 'vmlet.test=poweroff' });
+    const cid = await createVm(pod, kernelImage);
+    await rt('StartContainer', { container_id: cid });
+    const st = await waitFor('the guest to power off', async () => {
+      const s = (await cstatus(cid)).status!;
+      return s.state === 'CONTAINER_EXITED' ? s : undefined;
+    }, { timeoutMs: 90_000, intervalMs: 200 });
+    expect(st).toMatchObject({ exit_code: 0, reason: 'Completed' });
+    expect(logLines(st.log_path).some((l) => l.content.includes('VMLET-POWEROFF'))).toBe(true);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+});
+
+describe('VM pod errors', () => {
+  it('refuses an unknown runtime handler and a duplicate pod', async () => {
+    const err = await fail(rt('RunPodSandbox', { config: podConfig('h'), runtime_handler: 'kata' }));
+    expect(err.code).toBe(Status.INVALID_ARGUMENT);
+    expect(err.details).toContain('"kata"');
+    const pod = await runPod('dup');
+    const dup = await fail(rt('RunPodSandbox', { config: pod.config, runtime_handler: 'vmlet' }));
+    expect(dup.code).toBe(Status.ALREADY_EXISTS);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+
+  it('refuses a bad annotation, naming it, and leaves nothing behind', async () => {
+    const pod = await runPod('bad', { 'vmlet.io/vcpus': '0' });
+    const before = (await lv.listDomains()).length;
+    const err = await fail(createVm(pod, kernelImage));
+    expect(err.code).toBe(Status.INVALID_ARGUMENT);
+    expect(err.details).toContain('vmlet.io/vcpus');
+    expect((await lv.listDomains()).length).toBe(before);
+    expect(existsSync(join(v.stateDir, 'pods', pod.id, 'containers'))).toBe(false);
+    const tooSmall = await fail(createVm(pod, diskImage, { 'vmlet.io/root-disk-size': '1Mi' }));
+    expect(tooSmall.code).toBe(Status.INVALID_ARGUMENT);
+    expect((await lv.listDomains()).length).toBe(before);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+
+  it('refuses rootfs images, unpulled images and a second container', async () => {
+    const pod = await runPod('refusals');
+    const rootfs = await fail(createVm(pod, rootfsImage));
+    expect(rootfs.code).toBe(Status.FAILED_PRECONDITION);
+    expect(rootfs.details).toMatch(/not supported yet/);
+    const unpulled = await fail(createVm(pod, `${reg.host}/vmlet/never:v1`));
+    expect(unpulled.code).toBe(Status.NOT_FOUND);
+    await createVm(pod, kernelImage);
+    const second = await fail(
+      rt('CreateContainer', { pod_sandbox_id: pod.id, config: { metadata: { name: 'other', attempt: 0 }, image: { image: kernelImage } }, sandbox_config: pod.config }),
+    );
+    expect(second.code).toBe(Status.FAILED_PRECONDITION);
+    expect(second.details).toMatch(/one VM per pod/);
+    const inUse = await fail(call(v.image, 'RemoveImage', { image: { image: kernelImage } }));
+    expect(inUse.code).toBe(Status.FAILED_PRECONDITION);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+});
+
+describe('restart safety and concurrency', () => {
+  it('keeps VMs running across kill -9 of vmlet, and sees a VM that stopped meanwhile', async () => {
+    const a = await runPod('survivor');
+    const aid = await createVm(a, kernelImage);
+    await rt('StartContainer', { container_id: aid });
+    const b = await runPod('leaver', { 'vmlet.io/kernel-args': 'vmlet.test=poweroff' });
+    const bid = await createVm(b, kernelImage);
+    const before = (await cstatus(aid, true)).status!;
+    await waitForLog(before.log_path, 'VMLET-READY');
+    const domainA = (JSON.parse((await cstatus(aid, true)).info.info!) as { domain: string }).domain;
+    const domainB = (JSON.parse((await cstatus(bid, true)).info.info!) as { domain: string }).domain;
+
+    await rt('StartContainer', { container_id: bid });
+    expect(await v.stop('SIGKILL')).toBeNull();
+    // B powers off while vmlet is down; A keeps running.
+    await waitFor('B to power off', async () => (await domainState(domainB)) === DomainState.SHUTOFF, { timeoutMs: 90_000, intervalMs: 200 });
+    expect(await domainState(domainA)).toBe(DomainState.RUNNING);
+
+    v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\n` });
+    const after = (await cstatus(aid)).status!;
+    expect(after).toMatchObject({ id: aid, state: 'CONTAINER_RUNNING', created_at: before.created_at, started_at: before.started_at, log_path: before.log_path });
+    expect((await cstatus(bid)).status).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 0 });
+    const ids = (await rt<ListPodSandboxResponse__Output>('ListPodSandbox', {})).items.map((p) => p.id);
+    expect(ids).toEqual(expect.arrayContaining([a.id, b.id]));
+    // Console lines written while vmlet was down still reach the log, once.
+    await waitForLog(before.log_path, 'VMLET-READY');
+    expect(logLines(before.log_path).filter((l) => l.content.includes('VMLET-READY')).length).toBe(1);
+    await rt('RemovePodSandbox', { pod_sandbox_id: a.id });
+    await rt('RemovePodSandbox', { pod_sandbox_id: b.id });
+    expect(await domainState(domainA)).toBe('gone');
+  });
+
+  it('creates and starts 10 pods concurrently; all come up', async () => {
+    const pods = await Promise.all(Array.from({ length: 10 }, (_, i) => runPod(`many-${i}`, { 'vmlet.io/memory': '128Mi' })));
+    const cids = await Promise.all(pods.map((p) => createVm(p, kernelImage)));
+    await Promise.all(cids.map((id) => rt('StartContainer', { container_id: id })));
+    const statuses = await Promise.all(cids.map((id) => cstatus(id)));
+    for (const s of statuses) expect(s.status!.state).toBe('CONTAINER_RUNNING');
+    await Promise.all(statuses.map((s) => waitForLog(s.status!.log_path, 'VMLET-READY', 240_000)));
+    await Promise.all(pods.map((p) => rt('RemovePodSandbox', { pod_sandbox_id: p.id })));
+    expect((await rt<ListContainersResponse__Output>('ListContainers', {})).containers).toEqual([]);
+  });
+});
