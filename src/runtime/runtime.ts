@@ -112,7 +112,8 @@ export class Runtime {
     const cni = checkCni(this.config.cni.confDir, this.config.cni.binDirs);
     const network: Condition = cni.ok
       ? { type: 'NetworkReady', status: true, reason: '', message: '' }
-      : { type: 'NetworkReady', status: false, reason: cni.reason, message: cni.message };
+      : // The kubelet's own reason for this condition; the message says what exactly is wrong.
+        { type: 'NetworkReady', status: false, reason: 'NetworkPluginNotReady', message: `${cni.reason}: ${cni.message}` };
     const result: RuntimeStatus = { conditions: [runtime, network], handlers: this.handlers() };
     if (verbose) {
       this.qemuVersion ??= programVersion(which(QEMU_SYSTEM) ?? QEMU_SYSTEM);

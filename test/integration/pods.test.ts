@@ -172,6 +172,25 @@ describe('VM pod lifecycle', () => {
     expect(existsSync(overlay)).toBe(false);
   });
 
+  it('follows log rotation through ReopenContainerLog', async () => {
+    const { renameSync } = await import('node:fs');
+    const pod = await runPod('ticker', { 'vmlet.io/kernel-args': 'vmlet.test=echo' });
+    const cid = await createVm(pod, kernelImage);
+    await rt('StartContainer', { container_id: cid });
+    const logPath = (await cstatus(cid)).status!.log_path;
+    await waitForLog(logPath, 'VMLET-TICK 2');
+    renameSync(logPath, `${logPath}.1`); // what the kubelet's log rotation does
+    await rt('ReopenContainerLog', { container_id: cid });
+    await waitFor('ticks in the new log file', () => logLines(logPath).some((l) => /VMLET-TICK \d+/.test(l.content)), { timeoutMs: 30_000, intervalMs: 100 });
+    const oldTicks = logLines(`${logPath}.1`).map((l) => /VMLET-TICK (\d+)/.exec(l.content)?.[1]).filter(Boolean).map(Number);
+    const newTicks = logLines(logPath).map((l) => /VMLET-TICK (\d+)/.exec(l.content)?.[1]).filter(Boolean).map(Number);
+    expect(Math.min(...newTicks)).toBe(Math.max(...oldTicks) + 1); // nothing lost, nothing repeated
+    await rt('StopContainer', { container_id: cid, timeout: 0 });
+    const err = await fail(rt('ReopenContainerLog', { container_id: cid }));
+    expect(err.code).toBe(Status.FAILED_PRECONDITION);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+
   it('shows a guest that powers itself off as EXITED with code 0, without a Stop', async () => {
     const pod = await runPod('poweroff', { 'vmlet.io/kernel-args': 'vmlet.test=poweroff' });
     const cid = await createVm(pod, kernelImage);

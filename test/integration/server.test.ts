@@ -175,8 +175,8 @@ describe('vmlet serve, socket handling and shutdown', () => {
     try {
       const res = await call<object, StatusResponse__Output>(v.runtime, 'Status', {});
       const net = res.status!.conditions.find((c) => c.type === 'NetworkReady');
-      expect(net).toMatchObject({ status: false, reason: 'NoCNIConfig' });
-      expect(net!.message).toContain('no CNI network config');
+      expect(net).toMatchObject({ status: false, reason: 'NetworkPluginNotReady' });
+      expect(net!.message).toContain('NoCNIConfig: no CNI network config');
     } finally {
       await v.stop();
     }
