@@ -83,9 +83,9 @@ describe('vmlet serve', () => {
   });
 
   it('answers UNIMPLEMENTED naming the RPC', async () => {
-    const run = await rejection(call(v.runtime, 'RunPodSandbox', { config: { metadata: { name: 'p', namespace: 'n', uid: 'u' } } }));
-    expect(run.code).toBe(Status.UNIMPLEMENTED);
-    expect(run.details).toContain('RunPodSandbox');
+    const attach = await rejection(call(v.runtime, 'Attach', { container_id: 'c', stdout: true }));
+    expect(attach.code).toBe(Status.UNIMPLEMENTED);
+    expect(attach.details).toContain('Attach');
     const exec = await rejection(call(v.runtime, 'ExecSync', { container_id: 'c', cmd: ['true'] }));
     expect(exec.code).toBe(Status.UNIMPLEMENTED);
     expect(exec.details).toContain('ExecSync');
@@ -116,18 +116,19 @@ describe('vmlet serve', () => {
     expect(res.runtime_name).toBe('vmlet');
   });
 
-  it('logs one structured line per RPC with method, duration and code', async () => {
+  it('logs one structured line per RPC with method, duration, code and ids', async () => {
     await call(v.runtime, 'Version', {});
-    await rejection(call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: 'abc123' }));
+    await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: 'abc123' }); // unknown: succeeds (idempotent)
+    await rejection(call(v.runtime, 'ExecSync', { container_id: 'def456', cmd: ['true'] }));
     const lines = await waitFor('the StopPodSandbox log line', () => {
       const ls = parseLogLines(v.logLines).filter((l) => l.msg === 'rpc');
-      return ls.some((l) => l.rpc === 'StopPodSandbox') ? ls : undefined;
+      return ls.some((l) => l.rpc === 'ExecSync') ? ls : undefined;
     });
     const version = lines.find((l) => l.rpc === 'Version');
     expect(version).toMatchObject({ code: 'OK' });
     expect(typeof version!.durationMs).toBe('number');
-    const stop = lines.find((l) => l.rpc === 'StopPodSandbox');
-    expect(stop).toMatchObject({ code: 'UNIMPLEMENTED', podSandboxId: 'abc123' });
+    expect(lines.find((l) => l.rpc === 'StopPodSandbox')).toMatchObject({ code: 'OK', podSandboxId: 'abc123' });
+    expect(lines.find((l) => l.rpc === 'ExecSync' && l.containerId === 'def456')).toMatchObject({ code: 'UNIMPLEMENTED', containerId: 'def456' });
   });
 });
 
