@@ -162,23 +162,36 @@ export class Puller {
     return Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
   }
 
+  /**
+   * Downloads layers, a few at a time. After a failure no new layer is started, and the error
+   * is reported only once every download under way has finished or failed: nothing of this
+   * pull is still being written when the caller cleans up.
+   */
   private async fetchLayers(session: RegistrySession, layers: Descriptor[], image: string): Promise<void> {
     const queue = [...layers];
+    let failed = false;
     const worker = async () => {
-      for (let l = queue.shift(); l; l = queue.shift()) {
+      for (let l = queue.shift(); l && !failed; l = queue.shift()) {
         const layer = l;
         let last = 0;
         const started = Date.now();
-        await this.blobs.ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => {
-          const now = Date.now();
-          if (now - last >= 1000) {
-            last = now;
-            this.log.info({ image, layer: layer.digest, bytesDone: done, bytesTotal: layer.size }, 'pull progress');
-          }
-        });
+        try {
+          await this.blobs.ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => {
+            const now = Date.now();
+            if (now - last >= 1000) {
+              last = now;
+              this.log.info({ image, layer: layer.digest, bytesDone: done, bytesTotal: layer.size }, 'pull progress');
+            }
+          });
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
         this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');
       }
     };
-    await Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, layers.length) }, worker));
+    const results = await Promise.allSettled(Array.from({ length: Math.min(LAYER_CONCURRENCY, layers.length) }, worker));
+    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
   }
 }

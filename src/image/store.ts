@@ -79,7 +79,14 @@ export class ImageStore {
 
   private async doPull(reference: string, creds: Credentials): Promise<ImageRecord> {
     const started = Date.now();
-    const pulled = await this.puller.pull(reference, creds);
+    let pulled;
+    try {
+      pulled = await this.puller.pull(reference, creds);
+    } catch (err) {
+      // Blobs this pull stored are referenced by no image: collect them once no pull runs.
+      this.pendingGc = true;
+      throw err;
+    }
     const id = pulled.record.id;
     let rec = this.index.get(id);
     if (!rec || !this.bootFilesPresent(rec)) {

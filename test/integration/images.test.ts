@@ -9,6 +9,7 @@ import { call, startVmlet, type VmletProcess } from '../helpers/vmlet.js';
 import { corruptBlob, ensureTestImages, pushImage, startRegistry, testImages, type TestRegistry } from '../helpers/registry.js';
 import { startTokenProxy, type TokenProxy } from '../helpers/token-proxy.js';
 import { GUEST_DIR } from '../helpers/guest.js';
+import { waitFor } from '../helpers/wait.js';
 import type { Image__Output } from '../../src/gen/runtime/v1/Image.js';
 import type { ImageStatusResponse__Output } from '../../src/gen/runtime/v1/ImageStatusResponse.js';
 import type { ListImagesResponse__Output } from '../../src/gen/runtime/v1/ListImagesResponse.js';
@@ -131,12 +132,23 @@ describe('PullImage and ImageStatus', () => {
   });
 
   it('pulls zstd-compressed layers', async () => {
-    const { reference } = await pushImage(reg, 'rootfs-named-user', 'vmlet/zstd:v1', { compress: 'zstd' });
-    const manifest = (await (await fetch(`${reg.url}/v2/vmlet/zstd/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { mediaType: string }[] };
-    expect(manifest.layers[0]!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
-    // Same uncompressed content, so the same config (diff_ids) and image id.
-    expect((await pull(reference)).image_ref).toBe(images()['rootfs-named-user']!.configDigest);
-    expect((await status(reference)).image!.username).toBe('app');
+    // A registry of its own: skopeo would reuse a gzip copy of the layer it finds in a registry.
+    const own = await startRegistry();
+    try {
+      const { reference } = await pushImage(own, 'rootfs-named-user', 'vmlet/zstd:v1', { compress: 'zstd' });
+      const manifest = (await (await fetch(`${own.url}/v2/vmlet/zstd/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { mediaType: string }[] };
+      expect(manifest.layers[0]!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+zstd');
+      const vz = await startVmlet({ config: `registries:\n  insecure: ["${own.host}"]\n` });
+      try {
+        // Same uncompressed content, so the same config (diff_ids) and image id.
+        const res = await call<object, PullImageResponse__Output>(vz.image, 'PullImage', { image: { image: reference } });
+        expect(res.image_ref).toBe(images()['rootfs-named-user']!.configDigest);
+      } finally {
+        await vz.stop();
+      }
+    } finally {
+      await own.stop();
+    }
   });
 
   it('pulls by digest without recording a tag', async () => {
@@ -209,6 +221,8 @@ describe('pull failures', () => {
         expect(listed.images).toEqual([]);
         expect(readdirSync(join(vm2.stateDir, 'images', 'sha256'))).not.toContain(layer.slice(7));
         expect(readdirSync(join(vm2.stateDir, 'images', 'tmp'))).toEqual([]);
+        // What the failed pull did store (manifest, config, the good layer) is collected.
+        await waitFor('the failed pull\'s blobs to be collected', () => readdirSync(join(vm2.stateDir, 'images', 'sha256')).length === 0);
       } finally {
         await vm2.stop();
       }
