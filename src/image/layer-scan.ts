@@ -22,6 +22,8 @@ export interface LayerRef {
   path: string;
   /** Expected digest of the uncompressed tar (config rootfs.diff_ids[i]). */
   diffId?: string;
+  /** Settles once the blob is in place (it may still be downloading when the scan starts). */
+  ready?: Promise<void>;
 }
 
 export interface ScanLimits {
@@ -119,6 +121,7 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
   let written = 0;
   try {
     for (const layer of layers) {
+      await layer.ready;
       const bad = (why: string) => new HostileLayerError(layer.digest, why);
       const addedHere = new Set<string>();
       const writes: Promise<void>[] = [];

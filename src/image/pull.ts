@@ -37,7 +37,10 @@ export interface Pulled {
   ref: ImageRef;
   record: Omit<ImageRecord, 'boot' | 'pulledAt'>;
   config: ImageConfig;
-  layers: Array<LayerInfo & { diffId?: string }>;
+  /** `ready` settles when that layer is stored, so a reader can start on layer 0 while later ones download. */
+  layers: Array<LayerInfo & { diffId?: string; ready: Promise<void> }>;
+  /** Settles when every download has finished; rejects with the first failure. Always await it. */
+  downloads: Promise<void>;
 }
 
 const INDEX_TYPES = new Set<string>([MANIFEST_TYPES.ociIndex, MANIFEST_TYPES.dockerList]);
@@ -116,14 +119,15 @@ export class Puller {
       throw new VmletError('internal', `${where}: image config ${configDesc.digest} is not valid JSON`);
     }
     const diffIds = config.rootfs?.diff_ids ?? [];
-    await this.fetchLayers(session, layerDescs, name);
+    const { ready, all: downloads } = this.fetchLayers(session, layerDescs, name);
     blobs.push(configDesc.digest, ...layerDescs.map((l) => l.digest));
 
     const repoTag = tagReference(ref);
     return {
       ref,
       config,
-      layers: layerDescs.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
+      layers: layerDescs.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, ready: ready[i]!, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
+      downloads,
       record: {
         id: configDesc.digest,
         repoTags: repoTag && !ref.digest ? [repoTag] : [],
@@ -163,16 +167,24 @@ export class Puller {
   }
 
   /**
-   * Downloads layers, a few at a time. After a failure no new layer is started, and the error
-   * is reported only once every download under way has finished or failed: nothing of this
-   * pull is still being written when the caller cleans up.
+   * Downloads layers, a few at a time, in manifest order. After a failure no new layer is
+   * started, and `all` rejects only once every download under way has finished or failed:
+   * nothing of this pull is still being written when the caller cleans up.
    */
-  private async fetchLayers(session: RegistrySession, layers: Descriptor[], image: string): Promise<void> {
-    const queue = [...layers];
-    let failed = false;
+  private fetchLayers(session: RegistrySession, layers: Descriptor[], image: string): { ready: Promise<void>[]; all: Promise<void> } {
+    const settle = layers.map(() => {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const p = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      p.catch(() => undefined); // a reader may never wait on it: not an unhandled rejection
+      return { p, resolve, reject };
+    });
+    let next = 0;
+    let failed: unknown;
     const worker = async () => {
-      for (let l = queue.shift(); l && !failed; l = queue.shift()) {
-        const layer = l;
+      while (next < layers.length && failed === undefined) {
+        const i = next++;
+        const layer = layers[i]!;
         let last = 0;
         const started = Date.now();
         try {
@@ -183,15 +195,22 @@ export class Puller {
               this.log.info({ image, layer: layer.digest, bytesDone: done, bytesTotal: layer.size }, 'pull progress');
             }
           });
+          settle[i]!.resolve();
+          this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');
         } catch (err) {
-          failed = true;
-          throw err;
+          failed ??= err;
+          settle[i]!.reject(err);
         }
-        this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');
       }
     };
-    const results = await Promise.allSettled(Array.from({ length: Math.min(LAYER_CONCURRENCY, layers.length) }, worker));
-    const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failure) throw failure.reason;
+    const all = Promise.all(Array.from({ length: Math.min(LAYER_CONCURRENCY, layers.length) }, worker)).then(() => {
+      if (failed !== undefined) {
+        // Layers never started: tell their readers too.
+        for (const s of settle) s.reject(failed);
+        throw failed;
+      }
+    });
+    all.catch(() => undefined);
+    return { ready: settle.map((s) => s.p), all };
   }
 }

@@ -89,23 +89,33 @@ export class ImageStore {
     }
     const id = pulled.record.id;
     let rec = this.index.get(id);
-    if (!rec || !this.bootFilesPresent(rec)) {
-      let prep = this.preparing.get(id);
-      if (!prep) {
-        prep = (async () => {
-          const free = await this.freeBytes();
-          const boot = await prepareBoot(
-            id,
-            pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ...(l.diffId ? { diffId: l.diffId } : {}) })),
-            pulled.record.labels,
-            { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
-            { maxEntryBytes: this.opts.maxEntryBytes ?? TiB, maxImageBytes: this.opts.maxImageBytes ?? 4 * TiB, writableBytes: Math.max(0, free - RESERVE_BYTES) },
-          );
-          return this.index.put({ ...pulled.record, boot, pulledAt: new Date().toISOString() });
-        })().finally(() => this.preparing.delete(id));
-        this.preparing.set(id, prep);
+    try {
+      if (!rec || !this.bootFilesPresent(rec)) {
+        let prep = this.preparing.get(id);
+        if (!prep) {
+          // Reads each layer as soon as it is stored, while later ones still download.
+          prep = (async () => {
+            const free = await this.freeBytes();
+            const boot = await prepareBoot(
+              id,
+              pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, ...(l.diffId ? { diffId: l.diffId } : {}) })),
+              pulled.record.labels,
+              { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
+              { maxEntryBytes: this.opts.maxEntryBytes ?? TiB, maxImageBytes: this.opts.maxImageBytes ?? 4 * TiB, writableBytes: Math.max(0, free - RESERVE_BYTES) },
+            );
+            await pulled.downloads;
+            return this.index.put({ ...pulled.record, boot, pulledAt: new Date().toISOString() });
+          })().finally(() => this.preparing.delete(id));
+          this.preparing.set(id, prep);
+        }
+        rec = await prep;
       }
-      rec = await prep;
+      await pulled.downloads;
+    } catch (err) {
+      // Let every download of this pull end before reporting, then collect what it stored.
+      await pulled.downloads.catch(() => undefined);
+      this.pendingGc = true;
+      throw err;
     }
     rec = this.index.put({ ...rec, ...pulled.record, boot: rec.boot, pulledAt: rec.pulledAt });
     await this.index.save();
