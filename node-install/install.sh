@@ -11,10 +11,12 @@ PACKAGES=(
   containernetworking-plugins           # CNI bridge/host-local/portmap/loopback
   tini                                  # child subreaper for libvirtd (no systemd)
   ovmf                                  # UEFI firmware
+  genisoimage                           # cloud-init NoCloud seed ISOs (cidata)
   iproute2
+  dnsmasq-base                          # per-pod DHCP server for the VM (src/net/dhcp.ts)
 )
 # Only with --with-test-deps: what the test suite needs beyond a node (test image builds).
-TEST_PACKAGES=(cpio xz-utils docker-registry skopeo apache2-utils mtools syslinux)
+TEST_PACKAGES=(cpio xz-utils docker-registry skopeo apache2-utils mtools syslinux libxml2-utils)
 # Only when systemd is PID 1 (it ships units, users, qemu.conf, AppArmor profiles).
 SYSTEMD_PACKAGES=(libvirt-daemon-system)
 NODE_MIN_MAJOR=20
