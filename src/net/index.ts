@@ -1,0 +1,269 @@
+// The pod network in one place for pod/: setupPodNetwork at RunPodSandbox (CNI ADD, bridge
+// wiring, DHCP server), domainInterfaceXml for the VM's domain, attachTap right after the domain
+// starts, reattachPodNetwork when vmlet starts, teardownPodNetwork at Stop/RemovePodSandbox.
+// The state is plain JSON: vmlet stores it with the sandbox (a copy also lives in
+// <stateDir>/network.json, written before CNI ADD, so a crash mid-setup can still be torn down).
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import { VmletError } from '../errors.js';
+import {
+  cniAdd,
+  cniArgs,
+  cniDel,
+  cniPortMappings,
+  loadNetworkConfList,
+  type CniAttachment,
+  type CniConfList,
+  type CniRuntimeConfig,
+} from './cni.js';
+import { dhcpFiles, dhcpPid, ensureDhcp, startDhcp, stopDhcp, type DhcpFiles, type DhcpLease } from './dhcp.js';
+import { macFromId } from './mac.js';
+import { NETNS_DIR } from './netns.js';
+import {
+  attachTap,
+  DHCP_SERVER_ADDRESS,
+  linkInfo,
+  POD_BRIDGE,
+  POD_IFNAME,
+  primaryIpv4,
+  tapName,
+  unwirePodNetns,
+  wirePodNetns,
+  type PodIp,
+  type PodRoute,
+} from './pod-network.js';
+
+export { attachTap, domainInterface, domainInterfaceXml, tapName, type DomainInterface, type PodIp, type PodRoute } from './pod-network.js';
+export { macFromId } from './mac.js';
+export { CniPluginError, type CniResult } from './cni.js';
+
+export interface PodDnsConfig {
+  servers: string[];
+  searches: string[];
+  options: string[];
+}
+
+/** CRI PortMapping (runtime.v1), as the generated types have it. */
+export interface CriPortMapping {
+  protocol?: string | number;
+  container_port?: number;
+  host_port?: number;
+  host_ip?: string;
+}
+
+export interface SetupPodNetworkInput {
+  sandboxId: string;
+  netnsName: string;
+  netnsPath: string;
+  podName: string;
+  namespace: string;
+  podUid: string;
+  /** The guest's hostname (PodSandboxConfig.hostname; the pod name when empty). */
+  hostname: string;
+  dnsConfig?: PodDnsConfig;
+  portMappings?: CriPortMapping[];
+  confDir: string;
+  binDirs: string[];
+  /** The pod's state dir: dnsmasq's config, pid file and log, and network.json go here. */
+  stateDir: string;
+  log: Logger;
+  /** Deadline per CNI plugin call (default 60 s). */
+  cniTimeoutMs?: number;
+}
+
+export interface PodNetworkState {
+  version: 1;
+  sandboxId: string;
+  netnsName: string;
+  netnsPath: string;
+  /** The CNI interface in the pod netns (now a port of `bridge`). */
+  ifName: string;
+  /** The pod IPs (from CNI), each with prefix and gateway: the guest's addresses. */
+  ips: PodIp[];
+  /** Routes CNI put on eth0 (besides the prefix routes). */
+  routes: PodRoute[];
+  /** eth0's MTU: the tap's and the guest's. */
+  mtu: number;
+  /** The VM NIC's MAC (stable, from the sandbox id). */
+  mac: string;
+  bridge: string;
+  /** The DHCP server's link-local address on the bridge (CIDR). */
+  bridgeAddress: string;
+  tap: string;
+  hostname: string;
+  dns: PodDnsConfig;
+  dhcp: DhcpFiles;
+  cni: {
+    network: string;
+    /** The config list as used at ADD: DEL uses the same, even if the node's file changed. */
+    confList: CniConfList;
+    binDirs: string[];
+    containerId: string;
+    ifName: string;
+    args: string;
+    runtimeConfig: CniRuntimeConfig;
+    /** The raw ADD result (prevResult for DEL/CHECK); absent if ADD did not complete. */
+    result?: unknown;
+    timeoutMs?: number;
+  };
+}
+
+export const STATE_FILE = 'network.json';
+
+function saveState(stateDir: string, s: PodNetworkState): void {
+  const file = join(stateDir, STATE_FILE);
+  writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2));
+  renameSync(`${file}.tmp`, file);
+}
+
+/** The state setupPodNetwork left in `stateDir` (also a half-done one), if any. */
+export function loadPodNetworkState(stateDir: string): PodNetworkState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(stateDir, STATE_FILE), 'utf8')) as PodNetworkState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The DHCP lease the VM gets, from the state. */
+export function dhcpLease(s: PodNetworkState): DhcpLease {
+  const v4 = primaryIpv4(s.ips);
+  if (!v4) throw new Error(`pod network of ${s.sandboxId} has no IPv4 address`);
+  return {
+    iface: s.bridge,
+    mac: s.mac,
+    ip: v4.address,
+    prefix: v4.prefix,
+    ...(v4.gateway ? { gateway: v4.gateway } : {}),
+    routes: s.routes.filter((r) => r.family === 4).map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) })),
+    ...(s.hostname ? { hostname: s.hostname } : {}),
+    dnsServers: s.dns.servers,
+    searches: s.dns.searches,
+    mtu: s.mtu,
+    leaseTime: 'infinite',
+    serverAddress: s.bridgeAddress.split('/')[0]!,
+  };
+}
+
+function attachment(s: PodNetworkState, netns: string): CniAttachment {
+  return { containerId: s.cni.containerId, netns, ifName: s.cni.ifName, args: s.cni.args, runtimeConfig: s.cni.runtimeConfig };
+}
+
+const netnsExists = (s: { netnsName: string }) => existsSync(`${NETNS_DIR}/${s.netnsName}`);
+
+/**
+ * CNI ADD on the pod netns, moves the pod IP to the VM side (bridge br0 with eth0 on it) and
+ * starts the pod's DHCP server. A failure undoes every step before it and throws.
+ */
+export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetworkState> {
+  const log = i.log.child({ podSandboxId: i.sandboxId });
+  const t0 = performance.now();
+  mkdirSync(i.stateDir, { recursive: true });
+  const confList = loadNetworkConfList(i.confDir, i.binDirs);
+  const dns: PodDnsConfig = { servers: [...(i.dnsConfig?.servers ?? [])], searches: [...(i.dnsConfig?.searches ?? [])], options: [...(i.dnsConfig?.options ?? [])] };
+  const runtimeConfig: CniRuntimeConfig = {};
+  const portMappings = cniPortMappings(i.portMappings ?? []);
+  if (portMappings.length) runtimeConfig.portMappings = portMappings;
+  if (dns.servers.length || dns.searches.length || dns.options.length) runtimeConfig.dns = dns;
+  const state: PodNetworkState = {
+    version: 1,
+    sandboxId: i.sandboxId,
+    netnsName: i.netnsName,
+    netnsPath: i.netnsPath,
+    ifName: POD_IFNAME,
+    ips: [],
+    routes: [],
+    mtu: 1500,
+    mac: macFromId(i.sandboxId),
+    bridge: POD_BRIDGE,
+    bridgeAddress: `${DHCP_SERVER_ADDRESS}/32`,
+    tap: tapName(i.sandboxId),
+    hostname: i.hostname || i.podName,
+    dns,
+    dhcp: dhcpFiles(i.stateDir),
+    cni: {
+      network: confList.name,
+      confList,
+      binDirs: [...i.binDirs],
+      containerId: i.sandboxId,
+      ifName: POD_IFNAME,
+      args: cniArgs({ namespace: i.namespace, name: i.podName, sandboxId: i.sandboxId, uid: i.podUid }),
+      runtimeConfig,
+      ...(i.cniTimeoutMs ? { timeoutMs: i.cniTimeoutMs } : {}),
+    },
+  };
+  saveState(i.stateDir, state);
+  const opts = { binDirs: state.cni.binDirs, log, ...(i.cniTimeoutMs ? { timeoutMs: i.cniTimeoutMs } : {}) };
+  const phase: Record<string, number> = {};
+  let mark = performance.now();
+  const lap = (name: string) => {
+    const now = performance.now();
+    phase[name] = Math.round(now - mark);
+    mark = now;
+  };
+  try {
+    const added = await cniAdd(confList, attachment(state, i.netnsPath), opts);
+    state.cni.result = added.raw;
+    saveState(i.stateDir, state);
+    lap('cniMs');
+    const w = await wirePodNetns({ netnsName: i.netnsName, cni: added.result, ifName: state.ifName, bridge: state.bridge, serverAddress: DHCP_SERVER_ADDRESS });
+    state.ips = w.ips;
+    state.routes = w.routes;
+    state.mtu = w.mtu;
+    saveState(i.stateDir, state);
+    lap('wireMs');
+    await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log);
+    lap('dhcpMs');
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'pod network setup failed; undoing it');
+    await teardownPodNetwork(state, { log }).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'undoing pod network setup failed'));
+    if (err instanceof VmletError) throw err;
+    throw new VmletError('internal', `pod network setup failed: ${(err as Error).message}`, { cause: err });
+  }
+  const v4 = primaryIpv4(state.ips);
+  log.info({ ip: v4 && `${v4.address}/${v4.prefix}`, gateway: v4?.gateway, mac: state.mac, mtu: state.mtu, network: confList.name, ms: Math.round(performance.now() - t0), ...phase }, 'pod network ready');
+  return state;
+}
+
+/**
+ * Stops the DHCP server, undoes the wiring and runs CNI DEL (with CNI_NETNS='' when the netns
+ * is already gone). Idempotent: safe to call again, after a half-done setup, or without a netns.
+ */
+export async function teardownPodNetwork(state: PodNetworkState, o: { log?: Logger } = {}): Promise<void> {
+  const log = o.log?.child({ podSandboxId: state.sandboxId });
+  await stopDhcp(state.dhcp, log);
+  const hasNetns = netnsExists(state);
+  if (hasNetns) await unwirePodNetns({ netnsName: state.netnsName, ips: state.ips, ifName: state.ifName, bridge: state.bridge, tap: state.tap });
+  // A tap still in the host netns (domain started, never attached) goes with QEMU; nothing to do.
+  await cniDel(state.cni.confList, attachment(state, hasNetns ? state.netnsPath : ''), state.cni.result, {
+    binDirs: state.cni.binDirs,
+    ...(log ? { log } : {}),
+    ...(state.cni.timeoutMs ? { timeoutMs: state.cni.timeoutMs } : {}),
+  });
+  rmSync(state.dhcp.conf, { force: true });
+  log?.info({ netns: hasNetns ? state.netnsPath : '(gone)' }, 'pod network torn down');
+}
+
+export interface ReattachResult {
+  /** 'running': dnsmasq survived; 'restarted': it was started again from its config. */
+  dhcp: 'running' | 'restarted';
+  /** What attachTap found, or 'absent' when no tap exists (no VM running). */
+  tap: 'moved' | 'attached' | 'absent';
+}
+
+/** vmlet start: the DHCP server runs again and a running VM's tap is on the bridge. */
+export async function reattachPodNetwork(state: PodNetworkState, o: { log?: Logger } = {}): Promise<ReattachResult> {
+  const log = o.log?.child({ podSandboxId: state.sandboxId });
+  if (!netnsExists(state)) throw new VmletError('failed-precondition', `pod network of ${state.sandboxId}: netns ${state.netnsName} is gone`);
+  const d = await ensureDhcp(state.netnsName, state.dhcp, log);
+  let tap: ReattachResult['tap'] = 'absent';
+  if ((await linkInfo(state.netnsName, state.tap)) || (await linkInfo(undefined, state.tap))) tap = await attachTap(state);
+  if (d.started || tap === 'moved') log?.info({ dhcp: d.started ? 'restarted' : 'running', tap }, 'pod network re-attached');
+  return { dhcp: d.started ? 'restarted' : 'running', tap };
+}
+
+/** Whether the pod's DHCP server is running (for status/doctor). */
+export function dhcpRunning(state: PodNetworkState): boolean {
+  return dhcpPid(state.dhcp, state.netnsName) !== undefined;
+}
