@@ -1,5 +1,6 @@
 // Internal pod/container records → CRI messages, and the List* filters.
 import type { ContainerRecord, SandboxRecord } from '../pod/records.js';
+import type { PodNetworkState } from '../net/index.js';
 import type { PodSandbox } from '../gen/runtime/v1/PodSandbox.js';
 import type { PodSandboxStatus } from '../gen/runtime/v1/PodSandboxStatus.js';
 import type { Container } from '../gen/runtime/v1/Container.js';
@@ -22,11 +23,12 @@ export function wirePodSandbox(s: SandboxRecord): PodSandbox {
   };
 }
 
-export function wirePodSandboxStatus(s: SandboxRecord): PodSandboxStatus {
+export function wirePodSandboxStatus(s: SandboxRecord, net: PodNetworkState | undefined): PodSandboxStatus {
+  // IPv4 first, as the kubelet takes `ip` as the primary pod IP; the rest (dual stack) follow.
+  const ips = [...(net?.ips ?? [])].sort((a, b) => a.family - b.family).map((i) => i.address);
   return {
     ...wirePodSandbox(s),
-    // The pod IP comes with networking; until then the pod has none.
-    network: { ip: '', additional_ips: [] },
+    network: { ip: ips[0] ?? '', additional_ips: ips.slice(1).map((ip) => ({ ip })) },
     linux: { namespaces: { options: s.config.linux?.security_context?.namespace_options ?? null } },
   };
 }

@@ -45,9 +45,9 @@ export function runtimeService(
     PodSandboxStatus: unary(log, 'PodSandboxStatus', async (req) => {
       const s = pods.mustSandbox(req.pod_sandbox_id);
       const info: Record<string, string> = {};
-      if (req.verbose) info.info = JSON.stringify({ netns: s.netns ?? null, runtimeHandler: s.runtimeHandler, config: s.config });
+      if (req.verbose) info.info = JSON.stringify({ netns: s.netns ?? null, runtimeHandler: s.runtimeHandler, network: pods.networks.get(s.id) ?? null, config: s.config });
       return {
-        status: wirePodSandboxStatus(s),
+        status: wirePodSandboxStatus(s, pods.networks.get(s.id)),
         info,
         containers_statuses: pods.containersOf(s.id).map(wireContainerStatus),
         timestamp: (BigInt(Date.now()) * 1_000_000n).toString(),

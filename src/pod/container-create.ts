@@ -10,6 +10,9 @@ import { createOverlay } from '../image/qemu-img.js';
 import { annotationOf, checkMachineForBoot, parseVmSettings } from '../vm/annotations.js';
 import { renderDomainXml } from '../vm/domain-xml.js';
 import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
+import { buildSeed, CLOUD_INIT_ANNOTATIONS, type PodNetworkInfo } from '../vm/cloud-init.js';
+import { writeSeedIso } from '../vm/seed-iso.js';
+import type { PodNetworkState } from '../net/index.js';
 import { newId } from './ids.js';
 import type { PodManager } from './manager.js';
 import { nowNs, type ContainerRecord } from './records.js';
@@ -43,6 +46,19 @@ export async function createContainer(
       containerResources: config.linux?.resources ?? null,
       sandboxResources: s.config.linux?.resources ?? null,
       defaults: { vcpus: 1, memoryMiB: 512 },
+      otherKnownAnnotations: CLOUD_INIT_ANNOTATIONS,
+    });
+    const net = m.networks.get(s.id);
+    // Checked before anything is made: a bad cloud-init annotation leaves nothing behind.
+    const seed = buildSeed({
+      podUid: s.config.metadata!.uid,
+      podName: s.config.metadata!.name,
+      hostname: s.config.hostname ?? '',
+      annotations: { ...(s.config.annotations ?? {}), ...(config.annotations ?? {}) },
+      envs: (config.envs ?? []).map((e) => ({ key: e.key, value: e.value })),
+      command: config.command ?? [],
+      args: config.args ?? [],
+      ...(net ? { network: networkInfo(net) } : {}),
     });
     checkMachineForBoot(settings, image.boot.kind === 'kernel' ? 'kernel' : 'disk');
 
@@ -68,6 +84,9 @@ export async function createContainer(
       }
       const nvram = settings.firmware === 'uefi' ? join(dir, 'nvram.fd') : undefined;
       if (nvram) files.push(nvram);
+      const seedIso = join(dir, 'seed.iso');
+      await writeSeedIso(seedIso, seed.files);
+      files.push(seedIso);
       const spec = buildVmSpec({
         name,
         domainType: m.deps.accel.domainType,
@@ -78,6 +97,8 @@ export async function createContainer(
         disks,
         ...(settings.serialLog ? { consoleLog: join(dir, 'console.log') } : {}),
         ...(nvram ? { nvramPath: nvram } : {}),
+        seedIso,
+        nics: net ? [{ tap: net.tap, mac: net.mac, mtu: net.mtu }] : [],
         metadata: { v: 1, containerId: id, sandboxId: s.id, name: config.metadata!.name, attempt: config.metadata!.attempt, image: imageName, imageId: image.id },
       });
       const rec: ContainerRecord = {
@@ -112,4 +133,15 @@ export async function createContainer(
       throw err;
     }
   });
+}
+
+/** What the guest's static network-config says; the same the pod's DHCP server answers. */
+function networkInfo(n: PodNetworkState): PodNetworkInfo {
+  return {
+    mac: n.mac,
+    ips: n.ips.map((ip) => ({ address: ip.address, prefix: ip.prefix, family: ip.family, ...(ip.gateway ? { gateway: ip.gateway } : {}) })),
+    routes: n.routes.map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) })),
+    dns: { nameservers: n.dns.servers, search: n.dns.searches, options: n.dns.options },
+    mtu: n.mtu,
+  };
 }

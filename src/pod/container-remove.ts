@@ -3,6 +3,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { QEMU_LOG_DIR } from './exit.js';
+import { stripNvram } from '../vm/domain-xml.js';
 import type { PodManager } from './manager.js';
 import { stopContainer } from './container-stop.js';
 
@@ -21,11 +22,7 @@ export async function removeContainer(m: PodManager, id: string): Promise<void> 
   });
 }
 
-/**
- * Undefines a domain, gone or not. libvirt refuses to undefine a domain with NVRAM without a flag
- * the binding cannot pass, so such a domain is first redefined without its <nvram> (vmlet then
- * deletes the file itself).
- */
+/** Undefines a domain, gone or not; one with NVRAM is first redefined without it (see stripNvram). */
 export async function undefineDomain(m: PodManager, name: string): Promise<void> {
   const lv = m.deps.libvirt;
   let xml: string;
@@ -35,7 +32,7 @@ export async function undefineDomain(m: PodManager, name: string): Promise<void>
     if ((err as { kind?: string }).kind === 'not-found') return;
     throw err;
   }
-  if (/<nvram[\s>]/.test(xml)) await lv.defineDomain(xml.replace(/<nvram[^>]*\/>|<nvram[^>]*>[^<]*<\/nvram>/, ''));
+  if (/<nvram[\s>]/.test(xml)) await lv.defineDomain(stripNvram(xml));
   await lv.undefineDomain(name).catch((err: Error & { kind?: string }) => {
     if (err.kind !== 'not-found') throw err;
   });

@@ -2,12 +2,23 @@
 import { failedPrecondition } from '../errors.js';
 import type { PodManager } from './manager.js';
 import { nowNs } from './records.js';
+import { attachTap } from '../net/index.js';
 
 export async function startContainer(m: PodManager, id: string): Promise<void> {
   const c = m.mustContainer(id);
   await m.lock.run(c.id, async () => {
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
     await m.deps.libvirt.startDomain(c.domainName);
+    const net = m.networks.get(c.sandboxId);
+    if (net) {
+      // libvirt made the tap in the host netns; the VM's network is in the pod's.
+      try {
+        await attachTap(net);
+      } catch (err) {
+        await m.deps.libvirt.destroyDomain(c.domainName).catch(() => undefined);
+        throw err;
+      }
+    }
     c.state = 'running';
     c.startedAt = nowNs();
     await m.store.saveContainer(c);

@@ -13,6 +13,7 @@ import { KeyedLock } from './keyed-lock.js';
 import { PodStateStore, type ContainerRecord, type SandboxRecord } from './records.js';
 import { exitStatus, lastShutdownReason } from './exit.js';
 import { ConsoleTailer } from '../stream/console-tailer.js';
+import { loadPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
 
 export interface PodDeps {
   config: Config;
@@ -28,6 +29,8 @@ export class PodManager {
   readonly store: PodStateStore;
   readonly lock = new KeyedLock();
   readonly tailers = new Map<string, ConsoleTailer>();
+  /** Pod networks by sandbox id (their state file, network.json, is owned by net/). */
+  readonly networks = new Map<string, PodNetworkState>();
   private monitorTimer: NodeJS.Timeout | undefined;
   private monitoring: Promise<void> | undefined;
 
@@ -43,7 +46,11 @@ export class PodManager {
   async start(monitorIntervalMs = 1000): Promise<void> {
     const { sandboxes, containers } = await this.store.loadAll();
     // Offsets kept by the console copiers are newer than the records.
-    for (const s of sandboxes) this.sandboxes.set(s.id, s);
+    for (const s of sandboxes) {
+      this.sandboxes.set(s.id, s);
+      const net = loadPodNetworkState(this.store.sandboxDir(s.id));
+      if (net?.cni.result) this.networks.set(s.id, net);
+    }
     for (const c of containers) {
       if (!this.sandboxes.has(c.sandboxId)) continue;
       c.consoleOffset = (await ConsoleTailer.savedOffset(this.offsetFile(c))) ?? c.consoleOffset;
@@ -54,6 +61,14 @@ export class PodManager {
       this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),
     );
     for (const c of this.containers.values()) if (c.state === 'running') this.startTailer(c);
+    // DHCP servers outlive vmlet; after a reboot or a kill they are started again, and a running
+    // VM's tap is put back on its bridge.
+    for (const [id, net] of this.networks) {
+      if (this.sandboxes.get(id)?.state !== 'ready') continue;
+      await reattachPodNetwork(net, { log: this.log }).catch((err: unknown) =>
+        this.log.error({ podSandboxId: id, err: (err as Error).message }, 'cannot re-attach pod network'),
+      );
+    }
     this.log.info({ sandboxes: this.sandboxes.size, containers: this.containers.size }, 'pod state recovered');
     this.monitorTimer = setInterval(() => {
       this.monitoring ??= this.reconcile()

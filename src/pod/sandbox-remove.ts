@@ -1,6 +1,7 @@
 // RemovePodSandbox: its containers (stopped first), network namespace and state dir.
 // Unknown or already removed: success.
 import { deleteNetns } from '../net/netns.js';
+import { teardownPodNetwork } from '../net/index.js';
 import type { PodManager } from './manager.js';
 import { removeContainer } from './container-remove.js';
 
@@ -9,8 +10,11 @@ export async function removePodSandbox(m: PodManager, id: string): Promise<void>
   if (!s) return;
   for (const c of m.containersOf(s.id)) await removeContainer(m, c.id);
   await m.lock.run(s.id, async () => {
+    const net = m.networks.get(s.id);
+    if (net && s.state === 'ready') await teardownPodNetwork(net, { log: m.log }); // removed without a stop
     if (s.netns) await deleteNetns(s.netns.name);
     await m.store.removeSandbox(s.id);
+    m.networks.delete(s.id);
     m.sandboxes.delete(s.id);
     m.log.info({ podSandboxId: s.id }, 'pod sandbox removed');
   });

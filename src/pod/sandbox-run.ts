@@ -2,6 +2,7 @@
 // its container. A failure leaves nothing behind.
 import { alreadyExists, invalidArgument } from '../errors.js';
 import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
+import { setupPodNetwork } from '../net/index.js';
 import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
 import { newId } from './ids.js';
 import type { PodManager } from './manager.js';
@@ -23,6 +24,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig__Out
     if (!meta?.[f]) throw invalidArgument(`config.metadata.${f} is required`);
   }
   const md = meta!;
+  if (config!.linux?.security_context?.namespace_options?.network === 'NODE') {
+    throw invalidArgument('config.linux.security_context.namespace_options.network is NODE (hostNetwork): a VM pod has its own network; hostNetwork is not supported by vmlet');
+  }
   const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
   return m.lock.run(`sandbox-name:${key}`, async () => {
     for (const s of m.sandboxes.values()) {
@@ -37,6 +41,23 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig__Out
     try {
       rec.netns = { name, path: await createNetns(name) };
       await m.store.saveSandbox(rec);
+      const dns = config!.dns_config;
+      const net = await setupPodNetwork({
+        sandboxId: id,
+        netnsName: name,
+        netnsPath: rec.netns.path,
+        podName: md.name,
+        namespace: md.namespace,
+        podUid: md.uid,
+        hostname: config!.hostname || md.name,
+        dnsConfig: { servers: dns?.servers ?? [], searches: dns?.searches ?? [], options: dns?.options ?? [] },
+        portMappings: config!.port_mappings ?? [],
+        confDir: cfg.cni.confDir,
+        binDirs: cfg.cni.binDirs,
+        stateDir: m.store.sandboxDir(id),
+        log: m.log,
+      });
+      m.networks.set(id, net);
     } catch (err) {
       await deleteNetns(name).catch(() => undefined);
       await m.store.removeSandbox(id).catch(() => undefined);

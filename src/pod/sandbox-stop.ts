@@ -1,6 +1,7 @@
 // StopPodSandbox: stop its VM at once (the kubelet has already given containers their grace
-// period), tear down its network, keep its state. Unknown or already stopped: success.
-import { deleteNetns } from '../net/netns.js';
+// period), tear down its network (CNI DEL, DHCP server), keep its state and netns.
+// Unknown or already stopped: success.
+import { teardownPodNetwork } from '../net/index.js';
 import type { PodManager } from './manager.js';
 import { stopContainer } from './container-stop.js';
 
@@ -9,7 +10,8 @@ export async function stopPodSandbox(m: PodManager, id: string): Promise<void> {
   if (!s) return;
   for (const c of m.containersOf(s.id)) await stopContainer(m, c.id, 0);
   await m.lock.run(s.id, async () => {
-    if (s.netns) await deleteNetns(s.netns.name);
+    const net = m.networks.get(s.id);
+    if (net) await teardownPodNetwork(net, { log: m.log });
     if (s.state !== 'notready') {
       s.state = 'notready';
       await m.store.saveSandbox(s);

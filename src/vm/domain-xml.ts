@@ -8,7 +8,7 @@
 //  - microvm has no PCI bus: virtio devices sit on virtio-mmio and the default USB controller is
 //    turned off (libvirt otherwise fails with "No PCI buses available").
 //  - No <graphics>: libvirt 9.0 rejects type='none', and leaving it out gives a headless VM.
-import type { VmMetadata, VmSpec, VmDisk } from './spec.js';
+import { diskTarget, type VmMetadata, type VmSpec, type VmDisk, type VmNic } from './spec.js';
 
 export const METADATA_NS = 'https://vmlet.io/xmlns/domain/1';
 const HUGEPAGE_KIB = { '2Mi': 2048, '1Gi': 1048576 } as const;
@@ -54,6 +54,8 @@ export function renderDomainXml(spec: VmSpec): string {
 
   add(2, '<devices>');
   spec.disks.forEach((d, i) => add(4, ...diskXml(spec, d, i)));
+  if (spec.seed) add(4, ...seedXml(spec, spec.seed.path));
+  for (const nic of spec.nics) add(4, ...nicXml(spec, nic));
   if (spec.disks.some((d) => d.bus === 'scsi')) {
     const driver = spec.ioThreads > 0 ? "<driver iothread='1'/>" : '';
     add(4, `<controller type='scsi' index='0' model='virtio-scsi'>${driver}</controller>`);
@@ -95,6 +97,47 @@ function diskXml(spec: VmSpec, d: VmDisk, i: number): string[] {
     ...(spec.boot.kind === 'disk' && i === 0 ? ["  <boot order='1'/>"] : []),
     ...(spec.machine === 'microvm' && d.bus === 'virtio' ? ["  <address type='virtio-mmio'/>"] : []),
     '</disk>',
+  ];
+}
+
+/**
+ * The cloud-init seed as a read-only CD-ROM on the machine's own controller: SATA (AHCI) on
+ * q35, IDE on pc. microvm has neither: a read-only virtio disk there (NoCloud finds the seed by
+ * its cidata label on any block device).
+ */
+function seedXml(spec: VmSpec, path: string): string[] {
+  const count = (bus: string) => spec.disks.filter((d) => d.bus === bus).length;
+  const [device, bus, target, address] =
+    spec.machine === 'microvm'
+      ? ['disk', 'virtio', diskTarget('virtio', count('virtio')), "  <address type='virtio-mmio'/>"]
+      : spec.machine === 'pc'
+        ? ['cdrom', 'ide', 'hdc', '']
+        : ['cdrom', 'sata', diskTarget('sata', count('sata')), ''];
+  return [
+    `<disk type='file' device='${device}'>`,
+    "  <driver name='qemu' type='raw'/>",
+    `  <source file='${esc(path)}'/>`,
+    `  <target dev='${target}' bus='${bus}'/>`,
+    '  <readonly/>',
+    ...(address ? [address] : []),
+    '</disk>',
+  ];
+}
+
+/**
+ * A tap that libvirt creates in its own (the host's) netns; the pod network moves it into the
+ * pod's netns once QEMU holds it. <mtu> sets the tap's MTU and the virtio NIC's host_mtu, so the
+ * guest uses the pod MTU even before DHCP.
+ */
+function nicXml(spec: VmSpec, nic: VmNic): string[] {
+  return [
+    "<interface type='ethernet'>",
+    `  <mac address='${esc(nic.mac)}'/>`,
+    `  <target dev='${esc(nic.tap)}'/>`,
+    "  <model type='virtio'/>",
+    `  <mtu size='${int(nic.mtu)}'/>`,
+    ...(spec.machine === 'microvm' ? ["  <address type='virtio-mmio'/>"] : []),
+    '</interface>',
   ];
 }
 

@@ -49,7 +49,17 @@ export interface VmSpec {
   nvram?: { path: string; template: string };
   /** UEFI code image (read-only pflash); set with nvram. */
   loader?: string;
+  /** Network cards: taps libvirt creates (the pod network moves them into the pod's netns). */
+  nics: VmNic[];
+  /** cloud-init NoCloud seed (an ISO labelled cidata), attached read-only as a CD-ROM. */
+  seed?: { path: string };
   metadata: VmMetadata;
+}
+
+export interface VmNic {
+  tap: string;
+  mac: string;
+  mtu: number;
 }
 
 /** Debian bookworm's `ovmf` package: the 4 MiB non-secure-boot build (no SMM requirement, so q35 and pc both work). */
@@ -95,6 +105,9 @@ export interface BuildVmSpecInput {
   metadata: VmMetadata;
   /** Defaults to Debian's OVMF. */
   ovmf?: OvmfPaths;
+  nics?: VmNic[];
+  /** Path of the NoCloud seed ISO. */
+  seedIso?: string;
 }
 
 const internal = (msg: string) => new VmletError('internal', msg);
@@ -154,6 +167,8 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     })),
     ...(s.serialLog && input.consoleLog ? { serialLog: { file: input.consoleLog } } : {}),
     ...uefi,
+    nics: input.nics ?? [],
+    ...(input.seedIso ? { seed: { path: input.seedIso } } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
     metadata: { settingSources: s.sources, ...input.metadata },
   };

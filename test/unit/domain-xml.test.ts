@@ -252,3 +252,23 @@ describe('metadata', () => {
     expect(readMetadata('<metadata><vmlet:vm xmlns:vmlet="https://vmlet.io/xmlns/domain/1">[1]</vmlet:vm></metadata>')).toBeUndefined();
   });
 });
+
+describe('network cards and the cloud-init seed', () => {
+  const nic = { tap: 'vmt-ab12cd34ef56', mac: '02:ab:12:cd:34:ef', mtu: 1450 };
+
+  it('renders a tap NIC with the pod MAC and MTU', () => {
+    const x = xml({}, { nics: [nic] });
+    expect(x).toMatch(/<interface type='ethernet'>\s*<mac address='02:ab:12:cd:34:ef'\/>\s*<target dev='vmt-ab12cd34ef56'\/>\s*<model type='virtio'\/>\s*<mtu size='1450'\/>\s*<\/interface>/);
+    expect(xml()).not.toContain('<interface');
+  });
+
+  it('attaches the seed read-only as a CD-ROM on the machine’s own bus', () => {
+    const q35 = xml({}, { seedIso: '/s/seed.iso' });
+    expect(q35).toMatch(/<disk type='file' device='cdrom'>\s*<driver name='qemu' type='raw'\/>\s*<source file='\/s\/seed.iso'\/>\s*<target dev='sda' bus='sata'\/>\s*<readonly\/>/);
+    const pc = xml({ 'vmlet.io/machine': 'pc' }, { seedIso: '/s/seed.iso' });
+    expect(pc).toMatch(/<target dev='hdc' bus='ide'\/>\s*<readonly\/>/);
+    // A SATA root disk takes sda: the seed follows it.
+    const sata = xml({ 'vmlet.io/disk-bus': 'sata' }, { seedIso: '/s/seed.iso' });
+    expect(sata).toMatch(/<source file='\/s\/seed.iso'\/>\s*<target dev='sdb' bus='sata'\/>/);
+  });
+});
