@@ -110,6 +110,8 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     binaryCheck('qemu', QEMU_SYSTEM, 'qemu-system-x86'),
     Promise.resolve(kvmCheck(config)),
     binaryCheck('qemu-img', QEMU_IMG, 'qemu-utils'),
+    binaryCheck('dnsmasq', 'dnsmasq', 'dnsmasq-base'),
+    binaryCheck('genisoimage', 'genisoimage', 'genisoimage'),
     Promise.resolve(cniCheck(config)),
     writableCheck('state-dir', config.stateDir),
     writableCheck('socket-dir', dirname(config.socket)),
@@ -117,8 +119,8 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
 }
 
 export function formatCheck(c: CheckResult): string {
-  const line = `${c.verdict.padEnd(4)} ${c.name.padEnd(10)} ${c.detail}`;
-  return c.fix ? `${line}\n${' '.repeat(16)}fix: ${c.fix}` : line;
+  const line = `${c.verdict.padEnd(4)} ${c.name.padEnd(11)} ${c.detail}`;
+  return c.fix ? `${line}\n${' '.repeat(17)}fix: ${c.fix}` : line;
 }
 
 /** Exit code: 0 when nothing FAILed (WARN, e.g. TCG, still runs VMs). */

@@ -22,7 +22,7 @@ describe('vmlet doctor', () => {
     const r = doctor([], writeCniConf());
     expect(r.stdout).toContain('vmlet can run VMs on this node.');
     expect(r.status).toBe(0);
-    for (const check of ['libvirt', 'virtlogd', 'qemu', 'qemu-img', 'cni', 'state-dir', 'socket-dir']) {
+    for (const check of ['libvirt', 'virtlogd', 'qemu', 'qemu-img', 'dnsmasq', 'genisoimage', 'cni', 'state-dir', 'socket-dir']) {
       expect(r.verdict(check), check).toBe('OK');
     }
     // KVM is OK on a real node; on these kvm_pvm machines it is a warning that names TCG.
