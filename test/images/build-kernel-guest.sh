@@ -28,7 +28,13 @@ export SOURCE_DATE_EPOCH
 
 KERNEL_META=linux-image-amd64
 # Kernel modules to put in the initrd (dependencies are added automatically).
+# MODULES are loaded by /init before VMLET-READY (the NIC must exist for DHCP);
+# LATE_MODULES in the background after it: CD-ROM/ISO9660 and the SATA (ahci) and
+# virtio-scsi buses for the NoCloud seed, sd_mod for SCSI/SATA disks. The disk drivers come
+# after sr_mod/sd_mod so their (synchronous, see README) scan binds the devices directly.
+# No af_packet: CONFIG_PACKET=y (built in) in Debian's kernel, as are raw ICMP sockets.
 MODULES=(virtio_pci virtio_console virtio_blk virtio_net virtio_rng)
+LATE_MODULES=(isofs sr_mod sd_mod ahci virtio_scsi)
 # qemu-ga and the packages providing the libraries ld.so lists for it.
 QGA_PKGS=(qemu-guest-agent libc6 libgcc-s1 libglib2.0-0 libnuma1 libudev1 liburing2 libpcre2-8-0)
 # quiet: fewer slow serial writes; panic=-1: a crashed guest reboots at once (QEMU -no-reboot
@@ -252,6 +258,10 @@ add_module() { # name: depth-first, dependencies first (from the .modinfo "depen
 for m in "${MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do printf '/lib/modules/%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules"
 step "modules (load order): ${MODORDER[*]}"
+MODORDER=()   # MODSTATE is kept: modules already loaded early are not listed again
+for m in "${LATE_MODULES[@]}"; do add_module "$m"; done
+for m in "${MODORDER[@]}"; do printf '/lib/modules/%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules.late"
+step "late modules (load order): ${MODORDER[*]}"
 
 step "adding qemu-ga and its shared libraries"
 install -D -m 0755 "$UROOT/usr/sbin/qemu-ga" "$ROOT/usr/sbin/qemu-ga"
@@ -273,34 +283,418 @@ done < <(grep -o "$UROOT/[^ ]*" <<<"$LDD_OUT" | sort -u)
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOT/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\n' > "$ROOT/etc/group"
 printf 'vmlet-guest\n' > "$ROOT/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "$ROOT/etc/hosts"
 printf 'export PS1='\''vmlet-guest:\\w# '\''\n' > "$ROOT/etc/profile"
 : > "$ROOT/etc/resolv.conf"
+mkdir -p "$ROOT/www"
+
+# Shell helpers shared by /init, late.sh and the udhcpc script.
+cat > "$ROOT/etc/vmlet/lib.sh" <<'EOF'
+# shellcheck shell=sh
+# say LINE: print a marker line on the console. /init creates /run/vmlet/prompt just before
+# it starts the console shell; the first marker after that starts with a newline, so a
+# marker never shares a line with the shell prompt.
+say() {
+  if [ -e /run/vmlet/prompt ] && rm /run/vmlet/prompt 2>/dev/null; then
+    printf '\n%s\n' "$*" > /dev/console
+  else
+    printf '%s\n' "$*" > /dev/console
+  fi
+}
+# commas WORDS...: the words joined with commas ("" when there are none).
+commas() (
+  set -f
+  # shellcheck disable=SC2048,SC2086 # word splitting wanted
+  set -- $*
+  IFS=,
+  printf '%s' "$*"
+)
+# shq VALUE: VALUE quoted for sh.
+shq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+EOF
+
+# YAML subset -> "path=value" lines, for meta-data and network-config.
+cat > "$ROOT/etc/vmlet/yaml.awk" <<'EOF'
+# Flatten the YAML subset cloud-init NoCloud files use into "path=value" lines, e.g.
+#   ethernets.eth0.addresses.0=10.89.0.5/16
+#   ethernets.eth0.routes.0.via=10.89.0.1
+# Handles block mappings and sequences (also "- key: v" items and unindented "- " items
+# under a key), flow collections ({a: 1, b: [x, y]}, also spanning lines, so JSON works),
+# single/double quoted scalars and "# comments". Not handled: anchors, tags, multi-line
+# scalars (| >), multiple documents. Sequence items are numbered from 0.
+function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+function unquote(s) {
+  s = trim(s)
+  if (s ~ /^".*"$/) { s = substr(s, 2, length(s) - 2); gsub(/\\"/, "\"", s); gsub(/\\\\/, "\\", s) }
+  else if (s ~ /^'.*'$/) { s = substr(s, 2, length(s) - 2); gsub(/''/, "'", s) }
+  return s
+}
+function emit(path, v) { print path "=" unquote(v) }
+function join(p, k) { return p == "" ? k : p "." k }
+# Strip a trailing comment: "#" at the start or after a blank, outside quotes.
+function nocomment(s,    i, c, q, out) {
+  q = ""; out = ""
+  for (i = 1; i <= length(s); i++) {
+    c = substr(s, i, 1)
+    if (q != "") { if (c == q) q = "" }
+    else if (c == "\"" || c == "'") q = c
+    else if (c == "#" && (i == 1 || substr(s, i - 1, 1) ~ /[ \t]/)) break
+    out = out c
+  }
+  return out
+}
+# Bracket depth change of a line, outside quotes.
+function depth(s,    i, c, q, d) {
+  q = ""; d = 0
+  for (i = 1; i <= length(s); i++) {
+    c = substr(s, i, 1)
+    if (q != "") { if (c == q) q = "" }
+    else if (c == "\"" || c == "'") q = c
+    else if (c == "[" || c == "{") d++
+    else if (c == "]" || c == "}") d--
+  }
+  return d
+}
+# --- flow parser over the global string F, position P ---
+function ws() { while (P <= length(F) && substr(F, P, 1) ~ /[ \t\n]/) P++ }
+function scalar(stop,    c, q, s) { # up to an unquoted char in stop
+  ws(); s = ""
+  c = substr(F, P, 1)
+  if (c == "\"" || c == "'") {
+    q = c; s = c; P++
+    while (P <= length(F)) {
+      c = substr(F, P, 1); s = s c; P++
+      if (c == "\\" && q == "\"") { s = s substr(F, P, 1); P++; continue }
+      if (c == q) break
+    }
+    return s
+  }
+  while (P <= length(F) && index(stop, substr(F, P, 1)) == 0) { s = s substr(F, P, 1); P++ }
+  return trim(s)
+}
+function fvalue(path,    c) {
+  ws(); c = substr(F, P, 1)
+  if (c == "{") fmap(path)
+  else if (c == "[") fseq(path)
+  else emit(path, scalar(",]}"))
+}
+function fmap(path,    k) {
+  P++
+  for (;;) {
+    ws()
+    if (P > length(F)) return
+    if (substr(F, P, 1) == "}") { P++; return }
+    if (substr(F, P, 1) == ",") { P++; continue }
+    k = unquote(scalar(":,}"))
+    ws()
+    if (substr(F, P, 1) == ":") { P++; fvalue(join(path, k)) }
+    else emit(join(path, k), "")
+  }
+}
+function fseq(path,    n) {
+  P++; n = 0
+  for (;;) {
+    ws()
+    if (P > length(F)) return
+    if (substr(F, P, 1) == "]") { P++; return }
+    if (substr(F, P, 1) == ",") { P++; continue }
+    fvalue(join(path, n)); n++
+  }
+}
+function flow(path, text) { F = text; P = 1; fvalue(path) }
+# --- block structure: stack of open keys/items, I = indent, K = key, T = kind ---
+function curpath(    i, p) { p = ""; for (i = 1; i <= D; i++) p = join(p, K[i]); return p }
+function value(path, v) { # a value after "key:" or "- ": scalar, or the start of a flow collection
+  v = trim(v)
+  if (v ~ /^[\[{]/) {
+    if (depth(v) > 0) { PEND = v; PPATH = path; return }
+    flow(path, v)
+  } else emit(path, v)
+}
+function keyline(ind, s,    k, v) { # s = "key: value" or "key:" at indent ind
+  match(s, /^("[^"]*"|'[^']*'|[^:]*[^: \t]):([ \t]|$)/)
+  k = substr(s, 1, RLENGTH); sub(/[ \t]$/, "", k); sub(/:$/, "", k); k = unquote(k)
+  v = trim(substr(s, RLENGTH + 1))
+  while (D > 0 && I[D] >= ind) D--
+  if (v == "") { D++; I[D] = ind; K[D] = k; T[D] = "key"; return }
+  value(join(curpath(), k), v)
+}
+function iskey(s) { return s ~ /^("[^"]*"|'[^']*'|[^:]*[^: \t]):([ \t]|$)/ && s !~ /^[\[{"']/ || s ~ /^("[^"]*"|'[^']*'):([ \t]|$)/ }
+{
+  sub(/\r$/, "")
+  line = nocomment($0)
+  if (PEND != "") { # inside a multi-line flow collection
+    PEND = PEND "\n" line
+    if (depth(PEND) <= 0) { flow(PPATH, PEND); PEND = "" }
+    next
+  }
+  if (line ~ /^[ \t]*$/ || line ~ /^(---|\.\.\.)[ \t]*$/ || line ~ /^%/) next
+  match(line, /^ */); ind = RLENGTH
+  s = trim(line)
+  while (s ~ /^-([ \t]|$)/) { # a sequence item (possibly "- - x" or "- key: v")
+    while (D > 0 && I[D] > ind) D--
+    if (D > 0 && I[D] == ind && T[D] == "key") eff = ind + 0.5  # "key:\n- item" at the same indent
+    else { while (D > 0 && I[D] >= ind) D--; eff = ind }
+    p = curpath(); n = N[p] + 0; N[p] = n + 1
+    D++; I[D] = eff; K[D] = n; T[D] = "item"
+    rest = substr(s, 2); match(rest, /^[ \t]*/)
+    ind = ind + 1 + RLENGTH; s = trim(rest)
+    if (s == "") next
+  }
+  if (iskey(s)) keyline(ind, s)
+  else value(curpath(), s)
+}
+END { if (PEND != "") flow(PPATH, PEND) }
+EOF
 
 cat > "$ROOT/etc/vmlet/udhcpc.script" <<'EOF'
 #!/bin/sh
-# busybox udhcpc event script
+# busybox udhcpc event script. udhcpc runs with -q: it exits after the first lease, so
+# "renew" never happens in practice. If the NoCloud network-config already configured the
+# interface statically (/run/vmlet/static.IF), the lease only adds its address: the
+# static addresses, routes and MTU stay. resolv.conf is left alone if the network-config
+# gave DNS settings (/run/vmlet/dns.static).
 # shellcheck disable=SC2154 # interface, ip, mask, router, dns, ... come from udhcpc
+. /etc/vmlet/lib.sh
+static=
+[ -e "/run/vmlet/static.$interface" ] && static=1
 case "$1" in
   deconfig)
     ip link set "$interface" up
-    ip -4 addr flush dev "$interface"
+    [ -n "$static" ] || ip -4 addr flush dev "$interface"
     ;;
   bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
-    if [ -n "$router" ]; then
+    [ -n "$mtu" ] && [ -z "$static" ] && ip link set dev "$interface" mtu "$mtu"
+    [ -n "$static" ] || ip -4 addr flush dev "$interface"
+    ip addr replace "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    if [ -n "$router" ] && { [ -z "$static" ] || [ -z "$(ip route show default)" ]; }; then
       while ip route del default dev "$interface" 2>/dev/null; do :; done
       for r in $router; do ip route add default via "$r" dev "$interface"; break; done
     fi
-    : > /etc/resolv.conf
-    [ -n "$domain" ] && echo "search $domain" >> /etc/resolv.conf
-    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
-    echo "VMLET-DHCP $interface $ip" > /dev/console
+    search=${search:-$domain}
+    if [ ! -e /run/vmlet/dns.static ]; then
+      {
+        for d in $dns; do echo "nameserver $d"; done
+        [ -n "$search" ] && echo "search $search"
+      } > /etc/resolv.conf
+    fi
+    {
+      echo "dhcp_interface=$(shq "$interface")"
+      echo "dhcp_ip=$(shq "$ip")"
+      echo "dhcp_router=$(shq "$router")"
+      echo "dhcp_dns=$(shq "$dns")"
+      echo "dhcp_search=$(shq "$search")"
+      echo "dhcp_hostname=$(shq "$hostname")"
+      echo "dhcp_mtu=$(shq "$mtu")"
+    } > /run/vmlet/dhcp.env
+    say "VMLET-DHCP $interface $ip router=$(commas "$router") dns=$(commas "$dns")" \
+        "search=$(commas "$search") hostname=$hostname mtu=$mtu"
     ;;
 esac
 exit 0
 EOF
 chmod 0755 "$ROOT/etc/vmlet/udhcpc.script"
+
+# After VMLET-READY, in the background: storage modules, the NoCloud seed, DNS, httpd, ping.
+cat > "$ROOT/etc/vmlet/late.sh" <<'EOF'
+#!/bin/sh
+# vmlet test guest: everything that must not delay VMLET-READY. Started by /init in the
+# background right after the marker. See test/images/README.md for the markers.
+. /etc/vmlet/lib.sh
+R=/run/vmlet
+SEED=/mnt/cidata
+
+while read -r m; do
+  insmod "$m" || say "vmlet-init: insmod $m failed"
+done < /etc/vmlet/modules.late
+# insmod returns after the module's async probes (libata port probe, SCSI scan) finished,
+# so every CD-ROM and disk attached at boot is a block device by now.
+
+# getv KEY FILE: the value of KEY in a flattened (yaml.awk) file.
+getv() { awk -v k="$1" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$2"; }
+# getl KEY FILE: the items KEY.0, KEY.1, ... one a line.
+getl() {
+  awk -v k="$1." 'index($0, k) == 1 { r = substr($0, length(k) + 1)
+    if (r ~ /^[0-9]+=/) { sub(/^[0-9]+=/, "", r); print r } }' "$2"
+}
+lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
+
+# An ISO9660 file system labelled cidata (any case) on a CD-ROM, else on a disk (or
+# partition): the label is the volume id of the primary volume descriptor (sector 16,
+# "CD001" at byte 1, volume id at bytes 40..71).
+find_seed() {
+  for b in /sys/class/block/sr* /sys/class/block/vd* /sys/class/block/sd* \
+           /sys/class/block/hd* /sys/class/block/xvd*; do
+    n=${b##*/}
+    [ -b "/dev/$n" ] || continue
+    [ "$(dd if="/dev/$n" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] || continue
+    label=$(dd if="/dev/$n" bs=1 skip=32808 count=32 2>/dev/null | tr -d ' \0')
+    [ "$(lower "$label")" = cidata ] && { echo "/dev/$n"; return 0; }
+  done
+  return 1
+}
+# seedfile NAME: NAME on the mounted seed; also finds plain ISO9660 names (meta_dat).
+seedfile() {
+  for f in "$1" "$(echo "$1" | tr - _)" "$(echo "$1" | tr - _ | cut -c1-8)"; do
+    [ -f "$SEED/$f" ] && { echo "$SEED/$f"; return 0; }
+  done
+  return 1
+}
+set_hostname() {
+  hostname "$1"
+  echo "$1" > /etc/hostname
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t%s\n' "$1" > /etc/hosts
+  say "VMLET-HOSTNAME $1"
+}
+
+# Apply the netplan v2 network-config: for each ethernets.<id>, find the interface by
+# match.macaddress (else match.name, else <id>); addresses, gateway4/6, routes and mtu are
+# applied, nameservers collected for resolv.conf.
+NC_NS='' NC_SEARCH='' STATIC=''
+apply_network_config() {
+  flat=$R/network-config.flat
+  awk -f /etc/vmlet/yaml.awk "$1" | sed 's/^network\.//' > "$flat"
+  v=$(getv version "$flat")
+  if [ "$v" != 2 ]; then
+    say "VMLET-NETCONFIG unsupported version=$v"
+    return
+  fi
+  # shellcheck disable=SC2013 # interface ids are single words
+  for id in $(sed -n 's/^ethernets\.\([^.=]*\)\..*/\1/p' "$flat" | awk '!seen[$0]++'); do
+    p=ethernets.$id
+    mac=$(lower "$(getv "$p.match.macaddress" "$flat")")
+    dev=
+    if [ -n "$mac" ]; then
+      for i in /sys/class/net/*; do
+        [ "$(cat "$i/address" 2>/dev/null)" = "$mac" ] && { dev=${i##*/}; break; }
+      done
+    else
+      dev=$(getv "$p.match.name" "$flat")
+      [ -n "$dev" ] || dev=$id
+    fi
+    NC_NS="$NC_NS $(getl "$p.nameservers.addresses" "$flat")"
+    NC_SEARCH="$NC_SEARCH $(getl "$p.nameservers.search" "$flat")"
+    if [ -z "$dev" ] || [ ! -e "/sys/class/net/$dev" ]; then
+      say "VMLET-NETCONFIG $id nomatch mac=$mac"
+      continue
+    fi
+    addrs=$(getl "$p.addresses" "$flat")
+    mtu=$(getv "$p.mtu" "$flat")
+    gw=$(getv "$p.gateway4" "$flat")
+    gw6=$(getv "$p.gateway6" "$flat")
+    [ -n "$addrs" ] && { : > "$R/static.$dev"; STATIC=1; }
+    [ -n "$mtu" ] && ip link set dev "$dev" mtu "$mtu"
+    ip link set dev "$dev" up
+    for a in $addrs; do ip addr replace "$a" dev "$dev"; done
+    routes=
+    n=0
+    while :; do
+      to=$(getv "$p.routes.$n.to" "$flat")
+      via=$(getv "$p.routes.$n.via" "$flat")
+      [ -n "$to$via" ] || break
+      metric=$(getv "$p.routes.$n.metric" "$flat")
+      case $to in
+        default|0.0.0.0/0) gw=$via; to=default ;;
+        ::/0) gw6=$via; to=default ;;
+        *) routes="$routes $to->$via"
+           fam=-4; case $via$to in *:*) fam=-6 ;; esac
+           ip "$fam" route replace "$to" ${via:+via "$via"} dev "$dev" onlink ${metric:+metric "$metric"} ;;
+      esac
+      n=$((n + 1))
+    done
+    # onlink: the gateway may be outside the address's prefix (e.g. a /32 address).
+    [ -n "$gw" ] && ip -4 route replace default via "$gw" dev "$dev" onlink
+    [ -n "$gw6" ] && ip -6 route replace default via "$gw6" dev "$dev" onlink
+    say "VMLET-NETCONFIG $dev mac=$(cat "/sys/class/net/$dev/address") addresses=$(commas "$addrs")" \
+        "gateway=$gw${gw6:+,$gw6} routes=$(commas "$routes") mtu=$(cat "/sys/class/net/$dev/mtu")"
+  done
+}
+
+# --- NoCloud seed ---
+SEED_HOST=
+if seeddev=$(find_seed); then
+  mkdir -p "$SEED"
+  if mount -t iso9660 -o ro "$seeddev" "$SEED"; then
+    say "VMLET-CIDATA $seeddev"
+    if f=$(seedfile meta-data); then
+      awk -f /etc/vmlet/yaml.awk "$f" > "$R/meta-data.flat"
+      SEED_HOST=$(getv local-hostname "$R/meta-data.flat")
+      [ -n "$SEED_HOST" ] || SEED_HOST=$(getv hostname "$R/meta-data.flat")
+      [ -n "$SEED_HOST" ] && set_hostname "$SEED_HOST"
+      iid=$(getv instance-id "$R/meta-data.flat")
+      [ -n "$iid" ] && say "VMLET-INSTANCE $iid"
+    fi
+    if f=$(seedfile user-data) && [ -s "$f" ]; then
+      say "VMLET-USERDATA $(head -n 1 "$f" | tr -d '\r')"
+    fi
+    if f=$(seedfile network-config); then
+      apply_network_config "$f"
+    fi
+  else
+    say "VMLET-CIDATA $seeddev mount-failed"
+  fi
+else
+  say "VMLET-CIDATA none"
+fi
+
+# DNS from the network-config wins over DHCP; write it now so a later lease keeps it.
+NC_NS=$(commas "$NC_NS") NC_SEARCH=$(commas "$NC_SEARCH")
+if [ -n "$NC_NS$NC_SEARCH" ]; then
+  : > "$R/dns.static"
+  {
+    for d in $(echo "$NC_NS" | tr , ' '); do echo "nameserver $d"; done
+    [ -n "$NC_SEARCH" ] && echo "search $(echo "$NC_SEARCH" | tr , ' ')"
+  } > /etc/resolv.conf
+fi
+
+# Wait for udhcpc (bound or given up: /init writes dhcp.done) unless the seed already
+# gave the addresses, the DNS settings and the hostname.
+if [ -z "$STATIC" ] || [ ! -e "$R/dns.static" ] || [ -z "$SEED_HOST" ]; then
+  i=0
+  while [ ! -e "$R/dhcp.done" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+fi
+dhcp_dns='' dhcp_search='' dhcp_hostname=''
+# shellcheck disable=SC1091
+[ -f "$R/dhcp.env" ] && . "$R/dhcp.env"
+if [ -e "$R/dns.static" ]; then
+  say "VMLET-DNS nameservers=$NC_NS search=$NC_SEARCH"
+else
+  say "VMLET-DNS nameservers=$(commas "$dhcp_dns") search=$(commas "$dhcp_search")"
+fi
+[ -z "$SEED_HOST" ] && [ -n "$dhcp_hostname" ] && set_hostname "$dhcp_hostname"
+
+# --- httpd: GET / answers "vmlet-guest <hostname>" ---
+echo "vmlet-guest $(hostname)" > /www/index.html
+httpd -p 80 -h /www </dev/null >/dev/null 2>&1
+i=0
+while [ $i -lt 100 ]; do   # LISTEN (0A) on port 80 (0050), IPv4 or IPv6 socket
+  if grep -q '^ *[0-9]*: [0-9A-F]*:0050 [0-9A-F]*:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+    say "VMLET-HTTPD 80"
+    break
+  fi
+  sleep 0.05
+  i=$((i + 1))
+done
+[ $i -lt 100 ] || say "VMLET-HTTPD fail"
+
+# --- vmlet.test=ping:<ip>[,<ip>...] ---
+# shellcheck disable=SC2013 # words, not lines
+for p in $(cat /proc/cmdline); do
+  case "$p" in
+    vmlet.test=ping:*)
+      for ip in $(echo "${p#vmlet.test=ping:}" | tr , ' '); do
+        if ping -c 3 -W 2 "$ip" > "$R/ping-$ip.log" 2>&1; then
+          say "VMLET-PING $ip ok"
+        else
+          say "VMLET-PING $ip fail"
+        fi
+      done
+      ;;
+  esac
+done
+: > "$R/late.done"
+EOF
+chmod 0755 "$ROOT/etc/vmlet/late.sh"
 
 # qemu-ga's guest-shutdown runs /sbin/shutdown (not a busybox applet).
 cat > "$ROOT/sbin/shutdown" <<'EOF'
@@ -318,17 +712,18 @@ chmod 0755 "$ROOT/sbin/shutdown"
 cat > "$ROOT/init" <<'EOF'
 #!/bin/sh
 # vmlet test guest init (busybox ash, PID 1).
-# Kernel command line: vmlet.test=poweroff | vmlet.test=echo  (see test/images/README.md)
+# Kernel command line: vmlet.test=poweroff | echo | ping:<ip>  (see test/images/README.md)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux
 
 mount -t proc -o nosuid,nodev,noexec proc /proc
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 mount -t devtmpfs -o nosuid,mode=0755 devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
-mkdir -p /dev/pts /dev/shm
+mkdir -p /dev/pts /dev/shm /run/vmlet
 mount -t devpts -o gid=5,mode=0620,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
 ln -sf /proc/self/fd /dev/fd
+. /etc/vmlet/lib.sh
 
 while read -r m; do
   insmod "$m" || echo "vmlet-init: insmod $m failed"
@@ -337,8 +732,15 @@ done < /etc/vmlet/modules
 hostname -F /etc/hostname
 ip link set lo up
 
+# DHCP on eth0 in the background; /run/vmlet/dhcp.done tells late.sh udhcpc is finished.
 if [ -e /sys/class/net/eth0 ]; then
-  udhcpc -i eth0 -t 3 -T 1 -n -q -s /etc/vmlet/udhcpc.script >/run/udhcpc.log 2>&1 </dev/null &
+  (
+    udhcpc -i eth0 -t 3 -T 1 -n -q -O mtu -O search -s /etc/vmlet/udhcpc.script \
+      >/run/udhcpc.log 2>&1 </dev/null || say "VMLET-NODHCP eth0"
+    : > /run/vmlet/dhcp.done
+  ) &
+else
+  : > /run/vmlet/dhcp.done
 fi
 
 # qemu-ga on the org.qemu.guest_agent.0 virtio-serial port. Port names arrive
@@ -374,6 +776,9 @@ fi
 # Leading newline: firmware output before the kernel has no trailing newline.
 printf '\nVMLET-READY\n'
 
+# Storage modules, NoCloud seed, DNS, httpd, vmlet.test=ping: (markers on the console).
+/etc/vmlet/late.sh </dev/null &
+
 mode=
 # shellcheck disable=SC2013 # words, not lines
 for p in $(cat /proc/cmdline); do
@@ -396,6 +801,7 @@ case "$mode" in
 esac
 
 while :; do
+  : > /run/vmlet/prompt
   setsid cttyhack sh -l
   sleep 1
 done
