@@ -1,0 +1,130 @@
+// VM pods on a real CNI network (Debian's bridge + host-local + portmap plugins, real netns):
+// the guest gets the pod IP, hostname and DNS, answers ping and HTTP from the host, reaches
+// another pod, and a hostPort reaches it. What the guest saw is read from its console log.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { waitFor } from '../helpers/wait.js';
+import { parseCriLogLine } from '../../src/stream/cri-log.js';
+import type { PodSandboxStatusResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatusResponse.js';
+import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
+
+let reg: TestRegistry;
+let v: VmletProcess;
+let image = '';
+const logDir = tempDir('vmlet-netlogs-');
+const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Pod {
+  id: string;
+  ip: string;
+  log: string;
+}
+
+async function startPod(name: string, o: { annotations?: Record<string, string>; dns?: object; ports?: object[] } = {}): Promise<Pod> {
+  const uid = randomBytes(8).toString('hex');
+  const config = {
+    metadata: { name, namespace: 'net-test', uid, attempt: 0 },
+    hostname: name,
+    log_directory: join(logDir, uid),
+    dns_config: o.dns ?? {},
+    port_mappings: o.ports ?? [],
+    annotations: o.annotations ?? {},
+  };
+  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+  const ip = (await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: id })).status!.network!.ip;
+  const { container_id } = await rt<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: id,
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm.log' },
+    sandbox_config: config,
+  });
+  await rt('StartContainer', { container_id });
+  const log = (await rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id })).status!.log_path;
+  return { id, ip, log };
+}
+
+const consoleLines = (path: string) =>
+  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content.replace(/\r+$/, '')) : [];
+
+/** The first console line starting with `marker`, once it appears. */
+const marker = (pod: Pod, m: string, timeoutMs = 90_000) =>
+  waitFor(`${m} in ${pod.log}`, () => consoleLines(pod.log).find((l) => l.startsWith(m)), { timeoutMs, intervalMs: 100 });
+
+beforeAll(async () => {
+  await ensureTestImages();
+  reg = await startRegistry();
+  image = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:net')).reference;
+  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
+  await call(v.image, 'PullImage', { image: { image } });
+});
+
+afterAll(async () => {
+  if (v) {
+    const pods = await rt<{ items: { id: string }[] }>('ListPodSandbox', {}).catch(() => ({ items: [] }));
+    for (const p of pods.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+    await v.stop();
+  }
+  await reg?.stop();
+});
+
+describe('VM pod networking', () => {
+  let a: Pod;
+  let hostPort = 0;
+
+  it('gives the guest the pod IP, hostname and DNS config; the host reaches it', async () => {
+    hostPort = await freePort();
+    a = await startPod('alpha', {
+      dns: { servers: ['10.250.0.53'], searches: ['net-test.svc.cluster.local', 'svc.cluster.local'], options: ['ndots:5'] },
+      ports: [{ protocol: 'TCP', container_port: 80, host_port: hostPort }],
+    });
+    expect(a.ip).toMatch(/^10\.250\.0\.\d+$/);
+    expect(await marker(a, 'VMLET-HOSTNAME')).toBe('VMLET-HOSTNAME alpha');
+    expect(await marker(a, 'VMLET-NETCONFIG')).toContain(`addresses=${a.ip}/24`);
+    expect(await marker(a, 'VMLET-DHCP eth0')).toMatch(new RegExp(`^VMLET-DHCP eth0 ${a.ip.replace(/\./g, '\\.')} router=10\\.250\\.0\\.1 dns=10\\.250\\.0\\.53 `));
+    expect(await marker(a, 'VMLET-DNS')).toBe('VMLET-DNS nameservers=10.250.0.53 search=net-test.svc.cluster.local,svc.cluster.local');
+    await marker(a, 'VMLET-HTTPD 80');
+    const ping = await execa('ping', ['-c', '1', '-W', '5', a.ip], { reject: false });
+    expect(ping.exitCode, ping.stdout).toBe(0);
+    const res = await fetch(`http://${a.ip}/`, { signal: AbortSignal.timeout(10_000) });
+    expect((await res.text()).trim()).toBe('vmlet-guest alpha');
+  });
+
+  it('maps a hostPort to the guest through the portmap plugin', async () => {
+    // From the host, a local address's port is DNAT-ed to the pod (portmap's OUTPUT rule).
+    const res = await fetch(`http://10.250.0.1:${hostPort}/`, { signal: AbortSignal.timeout(10_000) });
+    expect((await res.text()).trim()).toBe('vmlet-guest alpha');
+  });
+
+  it('lets two VM pods reach each other by pod IP; DHCP-only guests get the same config', async () => {
+    const b = await startPod('beta', { annotations: { 'vmlet.io/network-config': 'dhcp', 'vmlet.io/kernel-args': `vmlet.test=ping:${a.ip}` }, dns: { servers: ['10.250.0.54'], searches: ['beta.test'] } });
+    expect(b.ip).not.toBe(a.ip);
+    expect(await marker(b, 'VMLET-DHCP eth0')).toMatch(new RegExp(`^VMLET-DHCP eth0 ${b.ip.replace(/\./g, '\\.')} router=10\\.250\\.0\\.1 dns=10\\.250\\.0\\.54 search=beta\\.test hostname=beta`));
+    expect(consoleLines(b.log).some((l) => l.startsWith('VMLET-NETCONFIG'))).toBe(false);
+    expect(await marker(b, 'VMLET-PING')).toBe(`VMLET-PING ${a.ip} ok`);
+  });
+
+  it('tears the network down: CNI DEL at stop, netns gone at remove', async () => {
+    const netns = `/run/netns/vmlet-${a.id.slice(0, 16)}`;
+    expect(existsSync(netns)).toBe(true);
+    await rt('StopPodSandbox', { pod_sandbox_id: a.id });
+    const ping = await execa('ping', ['-c', '1', '-W', '1', a.ip], { reject: false });
+    expect(ping.exitCode).not.toBe(0);
+    await rt('StopPodSandbox', { pod_sandbox_id: a.id }); // idempotent
+    await rt('RemovePodSandbox', { pod_sandbox_id: a.id });
+    expect(existsSync(netns)).toBe(false);
+  });
+});
