@@ -117,6 +117,21 @@ describe('VM pod networking', () => {
     expect(await marker(b, 'VMLET-PING')).toBe(`VMLET-PING ${a.ip} ok`);
   });
 
+  it('after kill -9 of vmlet and of the DHCP server, a restart brings DHCP back; the VM stays reachable', async () => {
+    const pidFile = join(v.stateDir, 'pods', a.id, 'dnsmasq.pid');
+    const dnsmasqPid = Number(readFileSync(pidFile, 'utf8').trim());
+    expect(await v.stop('SIGKILL')).toBeNull();
+    process.kill(dnsmasqPid, 'SIGKILL'); // as after a crash; a reboot also loses the netns
+    await waitFor('dnsmasq to die', () => !existsSync(`/proc/${dnsmasqPid}/cmdline`) || readFileSync(`/proc/${dnsmasqPid}/stat`, 'utf8').includes(') Z '));
+    v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\n` });
+    const newPid = Number(readFileSync(pidFile, 'utf8').trim());
+    expect(newPid).not.toBe(dnsmasqPid);
+    expect(readFileSync(`/proc/${newPid}/comm`, 'utf8').trim()).toBe('dnsmasq');
+    const ping = await execa('ping', ['-c', '1', '-W', '5', a.ip], { reject: false });
+    expect(ping.exitCode, ping.stdout).toBe(0);
+    expect((await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: a.id })).status!.network!.ip).toBe(a.ip);
+  });
+
   it('tears the network down: CNI DEL at stop, netns gone at remove', async () => {
     const netns = `/run/netns/vmlet-${a.id.slice(0, 16)}`;
     expect(existsSync(netns)).toBe(true);
