@@ -230,6 +230,42 @@ describe('VM pod errors', () => {
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
 
+  it('builds the cloud-init seed from annotations and the container config', async () => {
+    const { execa } = await import('execa');
+    const pod = await runPod('seeded', { 'vmlet.io/ssh-authorized-keys': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0test vmlet@test' });
+    const { container_id } = await rt<{ container_id: string }>('CreateContainer', {
+      pod_sandbox_id: pod.id,
+      config: {
+        metadata: { name: 'vm', attempt: 0 },
+        image: { image: kernelImage },
+        envs: [{ key: 'GREETING', value: "it's here" }],
+        command: ['/usr/bin/app'],
+        args: ['--flag', 'two words'],
+        annotations: { 'vmlet.io/user-data': '#cloud-config\npackages: [nginx]\n' },
+      },
+      sandbox_config: pod.config,
+    });
+    const info = JSON.parse((await cstatus(container_id, true)).info.info!) as { files: string[]; domainXml: string };
+    const iso = info.files.find((f) => f.endsWith('seed.iso'))!;
+    expect(info.domainXml).toContain(iso);
+    const read = async (f: string) => (await execa('isoinfo', ['-i', iso, '-R', '-x', `/${f}`])).stdout;
+    expect((await execa('isoinfo', ['-d', '-i', iso])).stdout).toContain('Volume id: cidata');
+    const meta = await read('meta-data');
+    expect(meta).toContain(`instance-id: ${pod.config.metadata.uid}`);
+    expect(meta).toContain('local-hostname: seeded');
+    const user = await read('user-data');
+    expect(user.startsWith('#cloud-config')).toBe(true);
+    expect(user).toContain('nginx');
+    expect(user).toContain('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0test');
+    expect(user).toContain('/usr/bin/app');
+    expect(user).toContain('two words');
+    expect(await read('network-config')).toContain(`${(await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status!.network!.ip}/24`);
+    const bad = await fail(createVm(await runPod('badseed'), kernelImage, { 'vmlet.io/user-data': '#cloud-config\nfoo: [unclosed\n' }));
+    expect(bad.code).toBe(Status.INVALID_ARGUMENT);
+    expect(bad.details).toContain('vmlet.io/user-data');
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+
   it('refuses rootfs images, unpulled images and a second container', async () => {
     const pod = await runPod('refusals');
     const rootfs = await fail(createVm(pod, rootfsImage));
