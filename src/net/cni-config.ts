@@ -1,6 +1,7 @@
 // Finds the node's CNI network the way libcni does: the lexically first *.conf, *.conflist or
 // *.json in the config dir, and checks that every plugin it names exists in a plugin dir.
-import { accessSync, constants, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { findExecutable } from '../runtime/binaries.js';
 import { join } from 'node:path';
 
 export interface CniNetwork {
@@ -46,16 +47,7 @@ export function parseCniConfig(file: string, text: string): CniNetwork {
 }
 
 export function findPlugin(type: string, binDirs: string[]): string | undefined {
-  for (const dir of binDirs) {
-    const p = join(dir, type);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // try the next dir
-    }
-  }
-  return undefined;
+  return findExecutable(type, binDirs);
 }
 
 export function checkCni(confDir: string, binDirs: string[]): CniCheck {

@@ -7,7 +7,11 @@ const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin
 
 /** First executable named `name` on PATH or in the usual system dirs. */
 export function which(name: string, path = process.env.PATH ?? ''): string | undefined {
-  const dirs = [...path.split(delimiter).filter(Boolean), ...SYSTEM_PATH];
+  return findExecutable(name, [...path.split(delimiter).filter(Boolean), ...SYSTEM_PATH]);
+}
+
+/** First executable named `name` in `dirs`, in order. */
+export function findExecutable(name: string, dirs: readonly string[]): string | undefined {
   for (const dir of dirs) {
     const p = join(dir, name);
     try {

@@ -132,3 +132,13 @@ export function call<Req, Res>(
 export function parseLogLines(lines: string[]): Record<string, unknown>[] {
   return lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
 }
+
+/** The error a call that must fail failed with (the test fails if it succeeds). */
+export function failure(p: Promise<unknown>): Promise<ServiceError> {
+  return p.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (err: ServiceError) => err,
+  );
+}

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { call, startVmlet, type VmletProcess } from '../helpers/vmlet.js';
+import { status as Status } from '@grpc/grpc-js';
+import { call, failure, startVmlet, type VmletProcess } from '../helpers/vmlet.js';
 import { corruptBlob, ensureTestImages, pushImage, startRegistry, testImages, type TestRegistry } from '../helpers/registry.js';
 import { startTokenProxy, type TokenProxy } from '../helpers/token-proxy.js';
 import { GUEST_DIR } from '../helpers/guest.js';
@@ -16,13 +16,6 @@ import type { ListImagesResponse__Output } from '../../src/gen/runtime/v1/ListIm
 import type { PullImageResponse__Output } from '../../src/gen/runtime/v1/PullImageResponse.js';
 import type { ImageFsInfoResponse__Output } from '../../src/gen/runtime/v1/ImageFsInfoResponse.js';
 
-const fail = (p: Promise<unknown>) =>
-  p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (e: ServiceError) => e,
-  );
 
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -185,20 +178,20 @@ describe('PullImage and ImageStatus', () => {
 
 describe('pull failures', () => {
   it('rejects a bad reference with InvalidArgument naming it', async () => {
-    const err = await fail(pull('Not/A Valid:ref'));
+    const err = await failure(pull('Not/A Valid:ref'));
     expect(err.code).toBe(Status.INVALID_ARGUMENT);
     expect(err.details).toContain('Not/A Valid:ref');
   });
 
   it('answers NotFound naming the registry for a missing image', async () => {
-    const err = await fail(pull(`${reg.host}/vmlet/absent:v9`));
+    const err = await failure(pull(`${reg.host}/vmlet/absent:v9`));
     expect(err.code).toBe(Status.NOT_FOUND);
     expect(err.details).toContain(reg.host);
     expect(err.details).toContain('404');
   });
 
   it('answers Unavailable when the registry cannot be reached', async () => {
-    const err = await fail(pull('127.0.0.1:1/vmlet/x:v1'));
+    const err = await failure(pull('127.0.0.1:1/vmlet/x:v1'));
     expect(err.code).toBe(Status.UNAVAILABLE);
     expect(err.details).toContain('127.0.0.1:1');
   });
@@ -214,7 +207,7 @@ describe('pull failures', () => {
       await corruptBlob(own, layer);
       const vm2 = await startVmlet({ config: `registries:\n  insecure: ["${own.host}"]\n` });
       try {
-        const err = await fail(call(vm2.image, 'PullImage', { image: { image: pushed.reference } }));
+        const err = await failure(call(vm2.image, 'PullImage', { image: { image: pushed.reference } }));
         expect(err.details).toContain(layer);
         expect(err.details).toMatch(/digest/);
         const listed = await call<object, ListImagesResponse__Output>(vm2.image, 'ListImages', {});
@@ -235,7 +228,7 @@ describe('pull failures', () => {
 
   it.each(['hostile-traversal', 'hostile-symlink', 'hostile-hardlink', 'hostile-device', 'hostile-size'])('refuses the %s image', async (name) => {
     const { reference } = await pushImage(reg, name, `vmlet/${name}:v1`);
-    const err = await fail(pull(reference));
+    const err = await failure(pull(reference));
     expect(err.code).toBe(Status.INVALID_ARGUMENT);
     expect(err.details).toMatch(/rejected/);
     expect((await status(reference)).image).toBeNull();
@@ -312,7 +305,7 @@ describe('registry authentication', () => {
   const pullA = (image: string, auth?: object) => call<object, PullImageResponse__Output>(va.image, 'PullImage', { image: { image }, ...(auth ? { auth } : {}) });
 
   it('is refused without credentials, naming the registry', async () => {
-    const err = await fail(pullA(`${authReg.host}/vmlet/private:v1`));
+    const err = await failure(pullA(`${authReg.host}/vmlet/private:v1`));
     expect(err.code).toBe(Status.PERMISSION_DENIED);
     expect(err.details).toContain(authReg.host);
   });
@@ -322,7 +315,7 @@ describe('registry authentication', () => {
     expect((await pullA(ref, { username: creds.user, password: creds.password })).image_ref).toBe(images().rootfs!.configDigest);
     const auth = Buffer.from(`${creds.user}:${creds.password}`).toString('base64');
     expect((await pullA(ref, { auth })).image_ref).toBe(images().rootfs!.configDigest);
-    const wrong = await fail(pullA(ref, { username: creds.user, password: 'wrong' }));
+    const wrong = await failure(pullA(ref, { username: creds.user, password: 'wrong' }));
     expect(wrong.code).toBe(Status.PERMISSION_DENIED);
   });
 

@@ -6,8 +6,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { status as Status } from '@grpc/grpc-js';
+import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/wait.js';
 import { DomainState, Libvirt } from '../../src/vm/libvirt.js';
@@ -17,13 +17,6 @@ import type { PodSandboxStatusResponse__Output } from '../../src/gen/runtime/v1/
 import type { ListContainersResponse__Output } from '../../src/gen/runtime/v1/ListContainersResponse.js';
 import type { ListPodSandboxResponse__Output } from '../../src/gen/runtime/v1/ListPodSandboxResponse.js';
 
-const fail = (p: Promise<unknown>) =>
-  p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (e: ServiceError) => e,
-  );
 
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -144,7 +137,7 @@ describe('VM pod lifecycle', () => {
     await rt('RemoveContainer', { container_id: cid });
     expect(await domainState(info.domain)).toBe('gone');
     await rt('RemoveContainer', { container_id: cid }); // idempotent
-    expect((await fail(cstatus(cid))).code).toBe(Status.NOT_FOUND);
+    expect((await failure(cstatus(cid))).code).toBe(Status.NOT_FOUND);
 
     await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
     expect((await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status!.state).toBe('SANDBOX_NOTREADY');
@@ -186,7 +179,7 @@ describe('VM pod lifecycle', () => {
     const newTicks = logLines(logPath).map((l) => /VMLET-TICK (\d+)/.exec(l.content)?.[1]).filter(Boolean).map(Number);
     expect(Math.min(...newTicks)).toBe(Math.max(...oldTicks) + 1); // nothing lost, nothing repeated
     await rt('StopContainer', { container_id: cid, timeout: 0 });
-    const err = await fail(rt('ReopenContainerLog', { container_id: cid }));
+    const err = await failure(rt('ReopenContainerLog', { container_id: cid }));
     expect(err.code).toBe(Status.FAILED_PRECONDITION);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
@@ -207,11 +200,11 @@ describe('VM pod lifecycle', () => {
 
 describe('VM pod errors', () => {
   it('refuses an unknown runtime handler and a duplicate pod', async () => {
-    const err = await fail(rt('RunPodSandbox', { config: podConfig('h'), runtime_handler: 'kata' }));
+    const err = await failure(rt('RunPodSandbox', { config: podConfig('h'), runtime_handler: 'kata' }));
     expect(err.code).toBe(Status.INVALID_ARGUMENT);
     expect(err.details).toContain('"kata"');
     const pod = await runPod('dup');
-    const dup = await fail(rt('RunPodSandbox', { config: pod.config, runtime_handler: 'vmlet' }));
+    const dup = await failure(rt('RunPodSandbox', { config: pod.config, runtime_handler: 'vmlet' }));
     expect(dup.code).toBe(Status.ALREADY_EXISTS);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
@@ -219,12 +212,12 @@ describe('VM pod errors', () => {
   it('refuses a bad annotation, naming it, and leaves nothing behind', async () => {
     const pod = await runPod('bad', { 'vmlet.io/vcpus': '0' });
     const before = (await lv.listDomains()).length;
-    const err = await fail(createVm(pod, kernelImage));
+    const err = await failure(createVm(pod, kernelImage));
     expect(err.code).toBe(Status.INVALID_ARGUMENT);
     expect(err.details).toContain('vmlet.io/vcpus');
     expect((await lv.listDomains()).length).toBe(before);
     expect(existsSync(join(v.stateDir, 'pods', pod.id, 'containers'))).toBe(false);
-    const tooSmall = await fail(createVm(pod, diskImage, { 'vmlet.io/root-disk-size': '1Mi' }));
+    const tooSmall = await failure(createVm(pod, diskImage, { 'vmlet.io/root-disk-size': '1Mi' }));
     expect(tooSmall.code).toBe(Status.INVALID_ARGUMENT);
     expect((await lv.listDomains()).length).toBe(before);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
@@ -260,7 +253,7 @@ describe('VM pod errors', () => {
     expect(user).toContain('/usr/bin/app');
     expect(user).toContain('two words');
     expect(await read('network-config')).toContain(`${(await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status!.network!.ip}/24`);
-    const bad = await fail(createVm(await runPod('badseed'), kernelImage, { 'vmlet.io/user-data': '#cloud-config\nfoo: [unclosed\n' }));
+    const bad = await failure(createVm(await runPod('badseed'), kernelImage, { 'vmlet.io/user-data': '#cloud-config\nfoo: [unclosed\n' }));
     expect(bad.code).toBe(Status.INVALID_ARGUMENT);
     expect(bad.details).toContain('vmlet.io/user-data');
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
@@ -268,18 +261,18 @@ describe('VM pod errors', () => {
 
   it('refuses rootfs images, unpulled images and a second container', async () => {
     const pod = await runPod('refusals');
-    const rootfs = await fail(createVm(pod, rootfsImage));
+    const rootfs = await failure(createVm(pod, rootfsImage));
     expect(rootfs.code).toBe(Status.FAILED_PRECONDITION);
     expect(rootfs.details).toMatch(/not supported yet/);
-    const unpulled = await fail(createVm(pod, `${reg.host}/vmlet/never:v1`));
+    const unpulled = await failure(createVm(pod, `${reg.host}/vmlet/never:v1`));
     expect(unpulled.code).toBe(Status.NOT_FOUND);
     await createVm(pod, kernelImage);
-    const second = await fail(
+    const second = await failure(
       rt('CreateContainer', { pod_sandbox_id: pod.id, config: { metadata: { name: 'other', attempt: 0 }, image: { image: kernelImage } }, sandbox_config: pod.config }),
     );
     expect(second.code).toBe(Status.FAILED_PRECONDITION);
     expect(second.details).toMatch(/one VM per pod/);
-    const inUse = await fail(call(v.image, 'RemoveImage', { image: { image: kernelImage } }));
+    const inUse = await failure(call(v.image, 'RemoveImage', { image: { image: kernelImage } }));
     expect(inUse.code).toBe(Status.FAILED_PRECONDITION);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });

@@ -3,20 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as Status, type Client, type ServiceError } from '@grpc/grpc-js';
-import { call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { VersionResponse__Output } from '../../src/gen/runtime/v1/VersionResponse.js';
 import type { StatusResponse__Output } from '../../src/gen/runtime/v1/StatusResponse.js';
 import type { RuntimeConfigResponse__Output } from '../../src/gen/runtime/v1/RuntimeConfigResponse.js';
 import { waitFor } from '../helpers/wait.js';
 
-function rejection(p: Promise<unknown>): Promise<ServiceError> {
-  return p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (err: ServiceError) => err,
-  );
-}
 
 describe('vmlet serve', () => {
   let v: VmletProcess;
@@ -83,10 +75,10 @@ describe('vmlet serve', () => {
   });
 
   it('answers UNIMPLEMENTED naming the RPC', async () => {
-    const attach = await rejection(call(v.runtime, 'Attach', { container_id: 'c', stdout: true }));
+    const attach = await failure(call(v.runtime, 'Attach', { container_id: 'c', stdout: true }));
     expect(attach.code).toBe(Status.UNIMPLEMENTED);
     expect(attach.details).toContain('Attach');
-    const exec = await rejection(call(v.runtime, 'ExecSync', { container_id: 'c', cmd: ['true'] }));
+    const exec = await failure(call(v.runtime, 'ExecSync', { container_id: 'c', cmd: ['true'] }));
     expect(exec.code).toBe(Status.UNIMPLEMENTED);
     expect(exec.details).toContain('ExecSync');
   });
@@ -119,7 +111,7 @@ describe('vmlet serve', () => {
   it('logs one structured line per RPC with method, duration, code and ids', async () => {
     await call(v.runtime, 'Version', {});
     await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: 'abc123' }); // unknown: succeeds (idempotent)
-    await rejection(call(v.runtime, 'ExecSync', { container_id: 'def456', cmd: ['true'] }));
+    await failure(call(v.runtime, 'ExecSync', { container_id: 'def456', cmd: ['true'] }));
     const lines = await waitFor('the StopPodSandbox log line', () => {
       const ls = parseLogLines(v.logLines).filter((l) => l.msg === 'rpc');
       return ls.some((l) => l.rpc === 'ExecSync') ? ls : undefined;
