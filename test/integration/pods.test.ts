@@ -198,6 +198,25 @@ describe('VM pod lifecycle', () => {
   });
 });
 
+describe('a QEMU that dies', () => {
+  it('shows the container EXITED with a non-zero code and reason Error', async () => {
+    const pod = await runPod('crash');
+    const cid = await createVm(pod, kernelImage);
+    await rt('StartContainer', { container_id: cid });
+    const domain = (JSON.parse((await cstatus(cid, true)).info.info!) as { domain: string }).domain;
+    const pid = Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
+    process.kill(pid, 'SIGKILL'); // QEMU dies under libvirt: no guest power-off, no destroy
+    const st = await waitFor('the container to exit', async () => {
+      const s = (await cstatus(cid)).status!;
+      return s.state === 'CONTAINER_EXITED' ? s : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    expect(st.exit_code).not.toBe(0);
+    expect(st.reason).toBe('Error');
+    expect(st.message).toMatch(/QEMU stopped unexpectedly|stopped/);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+});
+
 describe('VM pod errors', () => {
   it('refuses an unknown runtime handler and a duplicate pod', async () => {
     const err = await failure(rt('RunPodSandbox', { config: podConfig('h'), runtime_handler: 'kata' }));
