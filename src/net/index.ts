@@ -1,5 +1,5 @@
 // The pod network in one place for pod/: setupPodNetwork at RunPodSandbox (CNI ADD, bridge
-// wiring, DHCP server), domainInterfaceXml for the VM's domain, attachTap right after the domain
+// wiring, DHCP server), the tap and MAC for the VM's <interface> (vm/domain-xml.ts), attachTap right after the domain
 // starts, reattachPodNetwork when vmlet starts, teardownPodNetwork at Stop/RemovePodSandbox.
 // The state is plain JSON: vmlet stores it with the sandbox (a copy also lives in
 // <stateDir>/network.json, written before CNI ADD, so a crash mid-setup can still be torn down).
@@ -34,7 +34,7 @@ import {
   type PodRoute,
 } from './pod-network.js';
 
-export { attachTap, domainInterface, domainInterfaceXml, tapName, type DomainInterface, type PodIp, type PodRoute } from './pod-network.js';
+export { attachTap, tapName, type PodIp, type PodRoute } from './pod-network.js';
 export { macFromId } from './mac.js';
 export { CniPluginError, type CniResult } from './cni.js';
 

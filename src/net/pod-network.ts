@@ -173,37 +173,6 @@ export async function unwirePodNetns(o: { netnsName: string; ips: PodIp[]; ifNam
 
 // ---------------------------------------------------------------------------------- tap
 
-export interface DomainInterface {
-  type: 'ethernet';
-  /** Tap name libvirt creates (host netns) and attachTap moves into the pod netns. */
-  tap: string;
-  mac: string;
-  mtu: number;
-  model: 'virtio';
-}
-
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
-
-export function domainInterface(s: { tap: string; mac: string; mtu: number }): DomainInterface {
-  return { type: 'ethernet', tap: s.tap, mac: s.mac, mtu: s.mtu, model: 'virtio' };
-}
-
-/**
- * The `<interface>` element for the pod's domain. libvirt creates the tap `vmt-…` in the host
- * netns (managed, so it also goes away with QEMU); `<mtu>` sets the tap's MTU and tells the
- * virtio NIC (host_mtu), so the guest uses the pod MTU even before DHCP.
- */
-export function domainInterfaceXml(s: { tap: string; mac: string; mtu: number }): string {
-  return [
-    `<interface type='ethernet'>`,
-    `  <mac address='${esc(s.mac)}'/>`,
-    `  <target dev='${esc(s.tap)}'/>`,
-    `  <model type='virtio'/>`,
-    `  <mtu size='${s.mtu}'/>`,
-    `</interface>`,
-  ].join('\n');
-}
-
 /**
  * Moves the VM's tap from the host netns into the pod netns and plugs it into the bridge. Call
  * right after the domain starts (and again on vmlet start: it is idempotent). Returns

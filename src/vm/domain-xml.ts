@@ -55,7 +55,7 @@ export function renderDomainXml(spec: VmSpec): string {
   add(2, '<devices>');
   spec.disks.forEach((d, i) => add(4, ...diskXml(spec, d, i)));
   if (spec.seed) add(4, ...seedXml(spec, spec.seed.path));
-  for (const nic of spec.nics) add(4, ...nicXml(spec, nic));
+  for (const nic of spec.nics) add(4, ...nicXml(nic, spec.machine));
   if (spec.disks.some((d) => d.bus === 'scsi')) {
     const driver = spec.ioThreads > 0 ? "<driver iothread='1'/>" : '';
     add(4, `<controller type='scsi' index='0' model='virtio-scsi'>${driver}</controller>`);
@@ -129,14 +129,14 @@ function seedXml(spec: VmSpec, path: string): string[] {
  * pod's netns once QEMU holds it. <mtu> sets the tap's MTU and the virtio NIC's host_mtu, so the
  * guest uses the pod MTU even before DHCP.
  */
-function nicXml(spec: VmSpec, nic: VmNic): string[] {
+export function nicXml(nic: VmNic, machine: VmSpec['machine'] = 'q35'): string[] {
   return [
     "<interface type='ethernet'>",
     `  <mac address='${esc(nic.mac)}'/>`,
     `  <target dev='${esc(nic.tap)}'/>`,
     "  <model type='virtio'/>",
     `  <mtu size='${int(nic.mtu)}'/>`,
-    ...(spec.machine === 'microvm' ? ["  <address type='virtio-mmio'/>"] : []),
+    ...(machine === 'microvm' ? ["  <address type='virtio-mmio'/>"] : []),
     '</interface>',
   ];
 }

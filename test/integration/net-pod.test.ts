@@ -1,0 +1,385 @@
+// The pod network end to end with real parts: Debian's CNI plugins (bridge, host-local,
+// portmap) on a test conflist, real network namespaces, dnsmasq, busybox udhcpc, and the
+// project's test guest booted through libvirt with the tap approach vmlet uses (libvirt makes
+// the tap in the host netns, attachTap moves it into the pod netns).
+// Every test uses its own bridge name and a private 10.250.x.0/24 and removes all it made.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { execa } from 'execa';
+import { pino } from 'pino';
+import { createNetns, deleteNetns } from '../../src/net/netns.js';
+import { nicXml } from '../../src/vm/domain-xml.js';
+import {
+  attachTap,
+  dhcpRunning,
+  loadPodNetworkState,
+  reattachPodNetwork,
+  setupPodNetwork,
+  teardownPodNetwork,
+  type PodNetworkState,
+  type SetupPodNetworkInput,
+} from '../../src/net/index.js';
+import { dhcpFiles, dhcpPid, startDhcp, stopDhcp } from '../../src/net/dhcp.js';
+import { Libvirt } from '../../src/vm/libvirt.js';
+import { decideAccel, probeHost } from '../../src/vm/accel.js';
+import { kernelGuest, kernelGuestXml, READY_MARKER } from '../helpers/guest.js';
+import { tempDir } from '../helpers/vmlet.js';
+import { waitFor } from '../helpers/wait.js';
+
+const log = pino({ level: process.env.VMLET_TEST_LOG ?? 'silent' });
+const rand = () => randomBytes(3).toString('hex');
+// One /24 per test file run, away from the default 10.250.0.0/24 other tests use.
+const octet = 100 + (randomBytes(1)[0]! % 150);
+const SUBNET = `10.250.${octet}.0/24`;
+const GATEWAY = `10.250.${octet}.1`;
+const BRIDGE = `vmtn${rand()}`;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+const ipOut = async (args: string[]) => (await execa('ip', args)).stdout;
+const linkExists = async (ns: string | undefined, dev: string) =>
+  (await execa('ip', [...(ns ? ['-n', ns] : []), 'link', 'show', 'dev', dev], { reject: false })).exitCode === 0;
+
+function writeConf(): { confDir: string; ipamDir: string } {
+  const confDir = tempDir('vmlet-netconf-');
+  const ipamDir = join(confDir, 'ipam');
+  writeFileSync(
+    join(confDir, '10-net-test.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: `vmlet-net-test-${BRIDGE}`,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: BRIDGE,
+          isGateway: true,
+          ipMasq: false,
+          ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: SUBNET }]], routes: [{ dst: '0.0.0.0/0' }] },
+        },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    }),
+  );
+  return { confDir, ipamDir };
+}
+
+let conf: { confDir: string; ipamDir: string };
+
+function input(sandboxId: string, netnsName: string, netnsPath: string, extra: Partial<SetupPodNetworkInput> = {}): SetupPodNetworkInput {
+  return {
+    sandboxId,
+    netnsName,
+    netnsPath,
+    podName: 'web-0',
+    namespace: 'default',
+    podUid: `uid-${sandboxId}`,
+    hostname: 'web-0',
+    dnsConfig: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local', 'svc.cluster.local'], options: ['ndots:5'] },
+    portMappings: [],
+    confDir: conf.confDir,
+    binDirs: ['/opt/cni/bin', '/usr/lib/cni'],
+    stateDir: tempDir('vmlet-netstate-'),
+    log,
+    ...extra,
+  };
+}
+
+async function newPod(extra: Partial<SetupPodNetworkInput> = {}): Promise<{ id: string; ns: string; state: PodNetworkState }> {
+  const id = `${rand()}${randomBytes(10).toString('hex')}`;
+  const ns = `vmlet-nt-${id.slice(0, 8)}`;
+  const path = await createNetns(ns);
+  cleanups.push(() => deleteNetns(ns));
+  const state = await setupPodNetwork(input(id, ns, path, extra));
+  cleanups.push(() => teardownPodNetwork(state));
+  return { id, ns, state };
+}
+
+/** Runs busybox udhcpc in a client netns whose veth sits on the pod's br0; returns udhcpc's env at "bound". */
+async function dhcpClient(podNs: string, mac: string, tries = 3, extra: string[] = []): Promise<Record<string, string> | undefined> {
+  const r = rand();
+  const cns = `vmlet-ntc-${r}`;
+  const dir = tempDir('vmlet-udhcpc-');
+  const script = join(dir, 'script.sh');
+  writeFileSync(script, `#!/bin/sh\n[ "$1" = bound ] && env > ${dir}/bound.env\nexit 0\n`);
+  chmodSync(script, 0o755);
+  await execa('ip', ['netns', 'add', cns]);
+  try {
+    await execa('ip', ['link', 'add', `vc${r}`, 'type', 'veth', 'peer', 'name', `vp${r}`]);
+    await execa('ip', ['link', 'set', `vc${r}`, 'netns', cns]);
+    await execa('ip', ['link', 'set', `vp${r}`, 'netns', podNs]);
+    await execa('ip', ['-n', podNs, 'link', 'set', `vp${r}`, 'master', 'br0', 'up']);
+    await execa('ip', ['-n', cns, 'link', 'set', `vc${r}`, 'address', mac, 'up']);
+    const res = await execa('ip', ['netns', 'exec', cns, 'busybox', 'udhcpc', '-i', `vc${r}`, '-f', '-n', '-q', '-t', String(tries), '-T', '1', ...extra, '-s', script], { reject: false });
+    if (res.exitCode !== 0) return undefined;
+    const env: Record<string, string> = {};
+    for (const line of readFileSync(join(dir, 'bound.env'), 'utf8').split('\n')) {
+      const i = line.indexOf('=');
+      if (i > 0) env[line.slice(0, i)] = line.slice(i + 1);
+    }
+    return env;
+  } finally {
+    await execa('ip', ['-n', podNs, 'link', 'del', `vp${r}`], { reject: false });
+    await execa('ip', ['netns', 'del', cns], { reject: false });
+  }
+}
+
+beforeAll(() => {
+  conf = writeConf();
+});
+
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  await execa('ip', ['link', 'del', BRIDGE], { reject: false });
+});
+
+describe('pod network: CNI ADD, wiring, DHCP, teardown', () => {
+  it('moves the pod IP from eth0 to the VM side and serves it by DHCP to the VM MAC only', async () => {
+    const { id, ns, state } = await newPod();
+    // The state: pod IP with prefix and gateway, MTU, MAC, names, and the raw CNI result.
+    expect(state.ips).toEqual([{ family: 4, address: expect.stringMatching(new RegExp(`^10\\.250\\.${octet}\\.\\d+$`)), prefix: 24, gateway: GATEWAY }]);
+    expect(state.routes).toEqual([{ family: 4, dst: '0.0.0.0/0', gw: GATEWAY }]);
+    expect(state.mtu).toBe(1500);
+    expect(state.mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+    expect(state.tap).toBe(`vmt-${id.slice(0, 11)}`);
+    expect((state.cni.result as { cniVersion: string }).cniVersion).toBe('1.0.0');
+    expect(JSON.parse(JSON.stringify(state))).toEqual(state);
+    expect(loadPodNetworkState(join(state.dhcp.conf, '..'))).toEqual(state);
+    const podIp = state.ips[0]!.address;
+
+    // In the netns: eth0 has no IPv4 and is a port of br0; br0 has only the DHCP server's address.
+    const eth0 = JSON.parse(await ipOut(['-n', ns, '-j', 'addr', 'show', 'dev', 'eth0'])) as Array<{ master?: string; addr_info: Array<{ family: string }> }>;
+    expect(eth0[0]!.master).toBe('br0');
+    expect(eth0[0]!.addr_info.filter((a) => a.family === 'inet')).toEqual([]);
+    expect(await ipOut(['-n', ns, '-4', 'addr', 'show', 'dev', 'br0'])).toContain('inet 169.254.75.10/32');
+    expect(await ipOut(['-n', ns, '-4', 'route', 'show'])).toBe('');
+
+    // A real DHCP client with the VM's MAC gets the full static lease.
+    const t0 = performance.now();
+    const env = await dhcpClient(ns, state.mac);
+    const dhcpMs = performance.now() - t0;
+    expect(env).toMatchObject({
+      ip: podIp,
+      subnet: '255.255.255.0',
+      router: GATEWAY,
+      dns: '10.96.0.10',
+      search: 'default.svc.cluster.local svc.cluster.local',
+      domain: 'default.svc.cluster.local',
+      hostname: 'web-0',
+      mtu: '1500',
+      serverid: '169.254.75.10',
+      lease: '4294967295', // infinite
+    });
+    console.log(`udhcpc in a client netns: lease after ${Math.round(dhcpMs)} ms (includes veth + netns setup)`);
+    // Any other MAC gets no answer.
+    expect(await dhcpClient(ns, '02:00:00:00:00:01', 2)).toBeUndefined();
+
+    // vmlet restart: a killed dnsmasq is started again, a live one is kept.
+    const pid = dhcpPid(state.dhcp, ns)!;
+    expect(pid).toBeGreaterThan(1);
+    process.kill(pid, 'SIGKILL');
+    await waitFor('dnsmasq gone', () => !dhcpRunning(state));
+    expect(await reattachPodNetwork(state, { log })).toEqual({ dhcp: 'restarted', tap: 'absent' });
+    expect(await reattachPodNetwork(state, { log })).toEqual({ dhcp: 'running', tap: 'absent' });
+    expect((await dhcpClient(ns, state.mac))?.ip).toBe(podIp);
+
+    // Teardown: DHCP stopped, bridge and eth0 gone, IP released; twice is fine.
+    await teardownPodNetwork(state, { log });
+    expect(dhcpRunning(state)).toBe(false);
+    expect(await linkExists(ns, 'br0')).toBe(false);
+    expect(await linkExists(ns, 'eth0')).toBe(false);
+    expect(readdirSync(join(conf.ipamDir, state.cni.network))).not.toContain(podIp);
+    await teardownPodNetwork(state, { log });
+  });
+
+  it('tears down idempotently after the netns is already gone (CNI_NETNS empty)', async () => {
+    const { ns, state } = await newPod({
+      portMappings: [{ protocol: 'TCP', container_port: 80, host_port: 20000 + (randomBytes(2).readUInt16BE() % 20000), host_ip: '' }],
+    });
+    const podIp = state.ips[0]!.address;
+    expect((await execa('iptables', ['-t', 'nat', '-S'])).stdout).toContain(state.sandboxId);
+    await deleteNetns(ns);
+    await teardownPodNetwork(state, { log });
+    await teardownPodNetwork(state, { log });
+    expect(dhcpRunning(state)).toBe(false);
+    expect(readdirSync(join(conf.ipamDir, state.cni.network))).not.toContain(podIp);
+    expect((await execa('iptables', ['-t', 'nat', '-S'])).stdout).not.toContain(state.sandboxId);
+  });
+
+  it('undoes CNI ADD and the wiring when a later step of setup fails', async () => {
+    const id = `${rand()}${randomBytes(10).toString('hex')}`;
+    const ns = `vmlet-nt-${id.slice(0, 8)}`;
+    const path = await createNetns(ns);
+    cleanups.push(() => deleteNetns(ns));
+    // A state dir dnsmasq cannot take (a comma): DHCP start fails after CNI ADD and wiring.
+    const stateDir = join(tempDir('vmlet-netstate-'), 'a,b');
+    mkdirSync(stateDir);
+    await expect(setupPodNetwork(input(id, ns, path, { stateDir }))).rejects.toThrow(/pod network setup failed: dnsmasq cannot take the path/);
+    expect(await linkExists(ns, 'eth0')).toBe(false);
+    expect(await linkExists(ns, 'br0')).toBe(false);
+    const used = readdirSync(join(conf.ipamDir, `vmlet-net-test-${BRIDGE}`)).filter((f) => f.startsWith('10.250.'));
+    expect(used).toEqual([]);
+  });
+
+  it('serves a /32 pod IP with an off-link gateway (Calico style) through classless static routes', async () => {
+    const ns = `vmlet-nt-${rand()}`;
+    await createNetns(ns);
+    cleanups.push(() => deleteNetns(ns));
+    await execa('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
+    await execa('ip', ['-n', ns, 'addr', 'add', '169.254.75.10/32', 'dev', 'br0']);
+    await execa('ip', ['-n', ns, 'link', 'set', 'br0', 'up']);
+    const files = dhcpFiles(tempDir('vmlet-netstate-'));
+    cleanups.push(() => stopDhcp(files));
+    const mac = '02:11:22:33:44:55';
+    await startDhcp(ns, {
+      iface: 'br0', mac, ip: `10.250.${octet}.77`, prefix: 32, gateway: '169.254.1.1',
+      routes: [{ dst: '169.254.1.1/32' }, { dst: '0.0.0.0/0', gw: '169.254.1.1' }], dnsServers: [], searches: [], mtu: 1450,
+    }, files);
+    const env = await dhcpClient(ns, mac, 3, ['-O', 'staticroutes']);
+    expect(env).toMatchObject({
+      ip: `10.250.${octet}.77`, subnet: '255.255.255.255', router: '169.254.1.1', mtu: '1450', serverid: '169.254.75.10',
+      staticroutes: '169.254.1.1/32 0.0.0.0 0.0.0.0/0 169.254.1.1',
+    });
+    await stopDhcp(files);
+    expect(dhcpPid(files)).toBeUndefined();
+  });
+
+  it('setupPodNetwork takes well under a second (median of 5)', async () => {
+    const times: number[] = [];
+    for (let n = 0; n < 5; n++) {
+      const id = `${rand()}${randomBytes(10).toString('hex')}`;
+      const ns = `vmlet-nt-${id.slice(0, 8)}`;
+      const path = await createNetns(ns);
+      const t0 = performance.now();
+      const state = await setupPodNetwork(input(id, ns, path));
+      times.push(performance.now() - t0);
+      const t1 = performance.now();
+      await teardownPodNetwork(state, { log });
+      times.push(-(performance.now() - t1)); // teardown, kept apart below
+      await deleteNetns(ns);
+    }
+    const setup = times.filter((t) => t > 0).sort((a, b) => a - b);
+    const teardown = times.filter((t) => t < 0).map((t) => -t).sort((a, b) => a - b);
+    console.log(`setupPodNetwork: median ${Math.round(setup[2]!)} ms (${setup.map(Math.round).join(', ')}); teardownPodNetwork: median ${Math.round(teardown[2]!)} ms`);
+    expect(setup[2]!).toBeLessThan(1000);
+  });
+});
+
+// ---------------------------------------------------------------------------------- the VM
+
+const lv = new Libvirt('qemu:///system', pino({ level: 'silent' }));
+afterAll(async () => {
+  await lv.close();
+});
+
+/** GET / over plain TCP; resolves with the body. */
+function httpGet(host: string, port: number, timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const s = connect({ host, port }, () => s.write(`GET / HTTP/1.0\r\nHost: ${host}\r\n\r\n`));
+    const t = setTimeout(() => s.destroy(new Error('timeout')), timeoutMs);
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (buf += d));
+    s.on('end', () => {
+      clearTimeout(t);
+      resolve(buf.slice(buf.indexOf('\r\n\r\n') + 4));
+    });
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+  });
+}
+
+async function pingOnce(ip: string): Promise<boolean> {
+  const cmd = (await execa('sh', ['-c', 'command -v ping'], { reject: false })).exitCode === 0 ? ['ping'] : ['busybox', 'ping'];
+  return (await execa(cmd[0]!, [...cmd.slice(1), '-c', '1', '-W', '2', ip], { reject: false })).exitCode === 0;
+}
+
+describe('pod network: a real guest through libvirt', () => {
+  it('boots the test guest on the pod network: DHCP gives it the pod IP, ping and a hostPort reach it, teardown cleans up', async () => {
+    const hostPort = 20000 + (randomBytes(2).readUInt16BE() % 20000);
+    const { ns, state } = await newPod({ portMappings: [{ protocol: 'TCP', container_port: 80, host_port: hostPort, host_ip: '' }] });
+    const podIp = state.ips[0]!.address;
+    const name = `vmlet-test-net-${rand()}`;
+    cleanups.push(async () => {
+      await lv.destroyDomain(name).catch(() => undefined);
+      await lv.undefineDomain(name).catch(() => undefined);
+    });
+    const consoleLog = join(tempDir('vmlet-netvm-'), 'console.log');
+    const accel = decideAccel('auto', probeHost());
+    // on_reboot=restart (the helper's default is destroy, i.e. QEMU -no-reboot) for the reset below.
+    const xml = kernelGuestXml({ name, guest: kernelGuest(), domainType: accel.domainType, consoleLog })
+      .replace('<memballoon', `${nicXml(state).join('\n')}\n    <memballoon`)
+      .replace('<on_reboot>destroy</on_reboot>', '<on_reboot>restart</on_reboot>');
+    await lv.defineDomain(xml);
+    const t0 = performance.now();
+    await lv.startDomain(name);
+    const tStarted = performance.now();
+    expect(await attachTap(state, ns)).toBe('moved');
+    const tTap = performance.now();
+    expect(await attachTap(state, ns)).toBe('attached');
+    expect(await linkExists(undefined, state.tap)).toBe(false);
+    const tapLink = await ipOut(['-n', ns, 'link', 'show', 'dev', state.tap]);
+    expect(tapLink).toContain('master br0');
+    expect(tapLink).toContain(`mtu ${state.mtu}`);
+
+    const console_ = () => (existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '');
+    let tReady = 0;
+    await waitFor(`VMLET-DHCP eth0 ${podIp} on the console`, () => {
+      const c = console_();
+      if (!tReady && c.includes(READY_MARKER)) tReady = performance.now();
+      return c.includes(`VMLET-DHCP eth0 ${podIp}`);
+    }, { timeoutMs: 90_000, intervalMs: 20 });
+    const tLease = performance.now();
+    console.log(
+      `guest on the pod network (${accel.accel}): startDomain ${Math.round(tStarted - t0)} ms, tap moved+plugged ${Math.round(tTap - tStarted)} ms later; ` +
+        `domain start → ${READY_MARKER} ${tReady ? ((tReady - t0) / 1000).toFixed(2) : '?'} s, → DHCP lease in the guest ${((tLease - t0) / 1000).toFixed(2)} s`,
+    );
+    expect(readFileSync(state.dhcp.log, 'utf8')).toMatch(new RegExp(`DHCPACK\\(br0\\) ${podIp.replace(/\./g, '\\.')} ${state.mac} web-0`));
+
+    // Host netns → pod IP: the CNI bridge on the host holds the gateway address.
+    expect(await pingOnce(podIp)).toBe(true);
+
+    // What the guest's DHCP client saw (the test guest prints it): router, DNS, search, hostname, MTU.
+    expect(console_()).toContain(
+      `VMLET-DHCP eth0 ${podIp} router=${GATEWAY} dns=10.96.0.10 search=default.svc.cluster.local,svc.cluster.local hostname=web-0 mtu=1500`,
+    );
+
+    // hostPort → portmap's DNAT → the guest's httpd on :80 (it answers "vmlet-guest <hostname>",
+    // the hostname the guest took from the lease).
+    await waitFor('VMLET-HTTPD 80 on the console', () => console_().includes('VMLET-HTTPD 80'), { timeoutMs: 60_000 });
+    expect((await execa('iptables', ['-t', 'nat', '-S'])).stdout).toMatch(new RegExp(`--dport ${hostPort} -j DNAT --to-destination ${podIp.replace(/\./g, '\\.')}:80`));
+    const body = await waitFor(`HTTP ${GATEWAY}:${hostPort} → guest :80`, async () => {
+      const r = await httpGet(GATEWAY, hostPort);
+      return r.includes('vmlet-guest') ? r : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
+    expect(body.trim()).toBe('vmlet-guest web-0');
+    // The guest's own address answers too (no NAT).
+    expect((await httpGet(podIp, 80)).trim()).toBe('vmlet-guest web-0');
+
+    // vmlet restart while the VM runs: DHCP and tap are found in place.
+    expect(await reattachPodNetwork(state, { log })).toEqual({ dhcp: 'running', tap: 'attached' });
+
+    // A guest reset keeps the QEMU process, so its tap stays in the pod netns: DHCP works again.
+    const tReset = performance.now();
+    await execa('virsh', ['-c', 'qemu:///system', 'reset', name]);
+    await waitFor('a second DHCP lease after reset', () => console_().split(`VMLET-DHCP eth0 ${podIp}`).length > 2, { timeoutMs: 90_000, intervalMs: 20 });
+    console.log(`guest reset → DHCP lease again: ${((performance.now() - tReset) / 1000).toFixed(2)} s, no re-attach needed`);
+    expect(await linkExists(ns, state.tap)).toBe(true);
+
+    // Stop the VM (QEMU takes its tap along), then tear the network down; twice, then without netns.
+    await lv.destroyDomain(name);
+    expect(await linkExists(ns, state.tap)).toBe(false);
+    expect(await linkExists(undefined, state.tap)).toBe(false);
+    await teardownPodNetwork(state, { log });
+    expect(dhcpRunning(state)).toBe(false);
+    expect(await pingOnce(podIp)).toBe(false);
+    expect((await execa('iptables', ['-t', 'nat', '-S'])).stdout).not.toContain(state.sandboxId);
+    await teardownPodNetwork(state, { log });
+    await deleteNetns(ns);
+    await teardownPodNetwork(state, { log });
+    await lv.undefineDomain(name);
+  });
+});
