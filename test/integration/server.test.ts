@@ -163,6 +163,23 @@ describe('vmlet serve, socket handling and shutdown', () => {
     expect(existsSync(v.socket)).toBe(false);
   });
 
+  it('starts with a corrupted pod record: logs it and skips it', async () => {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const stateDir = join(tempDir('vmlet-corrupt-'), 'state');
+    const bad = join(stateDir, 'pods', 'ab'.repeat(32));
+    mkdirSync(bad, { recursive: true });
+    writeFileSync(join(bad, 'sandbox.json'), '{"id": "half-writ');
+    const v = await startVmlet({ stateDir });
+    try {
+      const skipped = parseLogLines(v.logLines).find((l) => l.msg === 'skipping unreadable state record');
+      expect(skipped?.file).toBe(join(bad, 'sandbox.json'));
+      const res = await call<object, { items: unknown[] }>(v.runtime, 'ListPodSandbox', {});
+      expect(res.items).toEqual([]);
+    } finally {
+      await v.stop();
+    }
+  });
+
   it('reports NetworkReady false with a reason when there is no CNI config', async () => {
     const v = await startVmlet({ cniConfDir: tempDir('vmlet-nocni-') });
     try {
