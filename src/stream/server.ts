@@ -1,0 +1,338 @@
+// vmlet's CRI streaming server. Exec/Attach/PortForward RPCs register their request here and
+// answer with the URL it returns: http(s)://<host>:<port>/<kind>/<token>. The client (crictl, or
+// the kubelet proxying the API server) then upgrades that URL to a WebSocket speaking the
+// Kubernetes channel protocols (channel.ts). Tokens are single-use, expire after a minute and are
+// bound to their request and kind; anything else gets an HTTP error before any upgrade.
+// SPDY/3.1 is not served: see README.md for what that means for crictl and the kubelet.
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
+import { WebSocketServer, WebSocket, type RawData } from 'ws';
+import type { Logger } from '../log.js';
+import { TokenStore, TOKEN_TTL_MS, type StreamKind } from './tokens.js';
+import {
+  CLOSE, ERROR, PORTFORWARD_PROTOCOLS, REMOTECOMMAND_PROTOCOLS, RESIZE, STDERR, STDIN, STDOUT, V5_CHANNEL,
+  decodeFrame, encodeFrame, errorStatus, exitStatus, isBase64Protocol, parsePorts, parseResize, portPrefix, successStatus,
+  type Status, type TerminalSize,
+} from './channel.js';
+import type { AttachStreamRequest, ExecStreamRequest, PortForwardStreamRequest, StreamBackend, StreamIO } from './backend.js';
+
+export interface StreamServerOptions {
+  backend: StreamBackend;
+  log: Logger;
+  /** Listen address; default 127.0.0.1. */
+  host?: string;
+  /** Listen port; default 0 (ephemeral). */
+  port?: number;
+  /** Host written into URLs; default the listen address. */
+  advertiseHost?: string;
+  /** Serve https (and wss) with this certificate and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  tokenTtlMs?: number;
+  /** Clock for token expiry (tests). */
+  now?: () => number;
+}
+
+type Registered = ExecStreamRequest | AttachStreamRequest | PortForwardStreamRequest;
+
+const PATH = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]{43})\/?$/;
+const MAX_MESSAGE = 16 * 1024 * 1024;
+
+/** A plain HTTP answer on a socket whose upgrade is refused. */
+function refuse(socket: Duplex, code: number, reason: string, message: string): void {
+  const body = message + '\n';
+  socket.end(
+    `HTTP/1.1 ${code} ${reason}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  socket.on('error', () => undefined);
+}
+
+function offeredProtocols(req: IncomingMessage): string[] {
+  const h = req.headers['sec-websocket-protocol'];
+  if (!h) return [];
+  return h.split(',').map((p) => p.trim()).filter(Boolean);
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+export class StreamServer {
+  private readonly tokens: TokenStore<Registered>;
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE });
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly sessions = new Set<WebSocket>();
+  private closing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: StreamServerOptions,
+    readonly baseUrl: string,
+  ) {
+    this.tokens = new TokenStore(opts.tokenTtlMs ?? TOKEN_TTL_MS, opts.now ?? Date.now);
+    this.sweeper = setInterval(() => this.tokens.sweep(), 30_000).unref();
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+  }
+
+  static async start(opts: StreamServerOptions): Promise<StreamServer> {
+    const host = opts.host ?? '127.0.0.1';
+    const server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createHttpServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const { port } = server.address() as AddressInfo;
+    const adv = opts.advertiseHost ?? host;
+    const baseUrl = `${opts.tls ? 'https' : 'http'}://${adv.includes(':') ? `[${adv}]` : adv}:${port}`;
+    opts.log.info({ url: baseUrl }, 'streaming server listening');
+    return new StreamServer(server, opts, baseUrl);
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  registerExec(req: ExecStreamRequest): string {
+    return this.register('exec', { ...req, cmd: [...req.cmd] });
+  }
+
+  registerAttach(req: AttachStreamRequest): string {
+    return this.register('attach', { ...req });
+  }
+
+  registerPortForward(req: PortForwardStreamRequest): string {
+    return this.register('portforward', { ...req, ports: [...req.ports] });
+  }
+
+  /** Stops listening, ends every session and forgets every token. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.sweeper);
+      this.tokens.clear();
+      for (const ws of this.sessions) ws.close(1001, 'server shutting down');
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      // Sessions that do not finish their close handshake promptly are cut.
+      const t = setTimeout(() => {
+        for (const ws of this.sessions) ws.terminate();
+        this.server.closeAllConnections();
+      }, 1000);
+      await closed;
+      clearTimeout(t);
+      this.wss.close();
+    })();
+    return this.closing;
+  }
+
+  private register(kind: StreamKind, req: Registered): string {
+    if (this.closing) throw new Error('streaming server is shutting down');
+    return `${this.baseUrl}/${kind}/${this.tokens.issue(kind, req)}`;
+  }
+
+  private lookup(url: string | undefined): { kind: StreamKind; token: string; query: URLSearchParams } | undefined {
+    const u = new URL(url ?? '/', 'http://x');
+    const m = PATH.exec(u.pathname);
+    if (!m) return undefined;
+    return { kind: m[1] as StreamKind, token: m[2]!, query: u.searchParams };
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const found = this.lookup(req.url);
+    const live = found && this.tokens.peek(found.kind, found.token) !== undefined;
+    const [code, msg] = live
+      ? [400, 'this URL must be opened with a WebSocket upgrade (v5.channel.k8s.io); SPDY is not supported']
+      : [404, 'unknown or expired streaming URL'];
+    res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
+    res.end(msg + '\n');
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const found = this.lookup(req.url);
+    const log = this.opts.log;
+    if (!found || this.tokens.peek(found.kind, found.token) === undefined) {
+      log.warn({ path: found ? `/${found.kind}/…` : 'other' }, 'streaming request with an unknown, used or expired token');
+      return refuse(socket, 404, 'Not Found', 'unknown or expired streaming URL');
+    }
+    const { kind, token, query } = found;
+    const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+    if (upgrade !== 'websocket') {
+      // Leaves the token usable: a client falling back between transports may retry in time.
+      return refuse(socket, 400, 'Bad Request',
+        `vmlet's streaming server speaks WebSocket (${REMOTECOMMAND_PROTOCOLS.join(', ')}), not ${req.headers.upgrade ?? 'plain HTTP'}; with crictl use --transport websocket`);
+    }
+    const offered = offeredProtocols(req);
+    let protocol: string | undefined;
+    if (kind === 'portforward') {
+      protocol = offered.length === 0 ? '' : PORTFORWARD_PROTOCOLS.find((p) => offered.includes(p));
+    } else {
+      protocol = REMOTECOMMAND_PROTOCOLS.find((p) => offered.includes(p));
+    }
+    if (protocol === undefined) {
+      const want = kind === 'portforward' ? PORTFORWARD_PROTOCOLS : REMOTECOMMAND_PROTOCOLS;
+      return refuse(socket, 400, 'Bad Request', `unsupported WebSocket subprotocol(s) ${JSON.stringify(offered)}; supported: ${want.join(', ')}`);
+    }
+    let ports: number[] = [];
+    if (kind === 'portforward') {
+      try {
+        ports = parsePorts(query.getAll('port'));
+      } catch (err) {
+        return refuse(socket, 400, 'Bad Request', (err as Error).message);
+      }
+    }
+    const request = this.tokens.consume(kind, token);
+    if (request === undefined) return refuse(socket, 404, 'Not Found', 'unknown or expired streaming URL');
+    if (kind === 'portforward') {
+      const pf = request as PortForwardStreamRequest;
+      if (ports.length === 0) ports = pf.ports;
+      if (ports.length === 0) return refuse(socket, 400, 'Bad Request', 'no port to forward: give ?port=N');
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.sessions.add(ws);
+      ws.on('close', () => this.sessions.delete(ws));
+      ws.on('error', (err) => log.debug({ err: err.message, kind }, 'streaming connection error'));
+      const chosen = ws.protocol || protocol;
+      if (kind === 'portforward') this.runPortForward(ws, chosen, request as PortForwardStreamRequest, ports);
+      else this.runRemoteCommand(ws, chosen, kind, request as ExecStreamRequest | AttachStreamRequest);
+    });
+  }
+
+  private runRemoteCommand(ws: WebSocket, protocol: string, kind: StreamKind, req: ExecStreamRequest | AttachStreamRequest): void {
+    const b64 = isBase64Protocol(protocol);
+    const v5 = protocol === V5_CHANNEL;
+    const log = this.opts.log.child({ stream: kind, containerId: req.containerId, protocol });
+    const ctl = new AbortController();
+    const send = (channel: number, data: Uint8Array, cb?: () => void): void => {
+      if (ws.readyState !== WebSocket.OPEN) return cb?.();
+      ws.send(encodeFrame(channel, data, b64), () => cb?.());
+    };
+    const output = (channel: number) =>
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          send(channel, chunk, () => cb());
+        },
+      });
+    const stdin = req.stdin ? new PassThrough() : undefined;
+    const stdout = req.stdout ? output(STDOUT) : undefined;
+    const stderr = req.stderr && !req.tty ? output(STDERR) : undefined;
+    const resizeListeners: ((s: TerminalSize) => void)[] = [];
+    const io: StreamIO = {
+      stdin,
+      stdout,
+      stderr,
+      onResize: (l) => void resizeListeners.push(l),
+      signal: ctl.signal,
+    };
+
+    ws.on('message', (data, isBinary) => {
+      let frame;
+      try {
+        frame = decodeFrame(isBinary ? toBuffer(data) : toBuffer(data).toString('utf8'), b64);
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, 'ignoring malformed message');
+        return;
+      }
+      if (!frame) return;
+      if (frame.channel === STDIN) stdin?.write(frame.data);
+      else if (frame.channel === RESIZE) {
+        const size = parseResize(frame.data);
+        if (size) for (const l of resizeListeners) l(size);
+      } else if (frame.channel === CLOSE && v5 && frame.data[0] === STDIN) stdin?.end();
+    });
+    ws.on('close', () => {
+      ctl.abort();
+      stdin?.end();
+    });
+
+    // The kubelet opens with an empty message on the lowest channel it will write.
+    send(req.stdout ? STDOUT : stderr ? STDERR : ERROR, Buffer.alloc(0));
+    log.info('stream session started');
+    const run: Promise<Status> =
+      kind === 'exec'
+        ? this.opts.backend.exec(req as ExecStreamRequest, io).then((r) => exitStatus(r.exitCode))
+        : this.opts.backend.attach(req as AttachStreamRequest, io).then(() => successStatus());
+    run
+      .catch((err: unknown) => errorStatus((err as Error).message ?? String(err)))
+      .then((status) => {
+        log.info({ status: status.status, message: status.message }, 'stream session ended');
+        if (ws.readyState !== WebSocket.OPEN) return;
+        send(ERROR, Buffer.from(JSON.stringify(status)), () => ws.close(1000));
+      });
+  }
+
+  private runPortForward(ws: WebSocket, protocol: string, req: PortForwardStreamRequest, ports: number[]): void {
+    const b64 = isBase64Protocol(protocol);
+    const log = this.opts.log.child({ stream: 'portforward', podSandboxId: req.podSandboxId, ports });
+    const send = (channel: number, data: Uint8Array): void => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(encodeFrame(channel, data, b64));
+    };
+    interface PortStream {
+      port: number;
+      socket?: Duplex;
+      pending: Buffer[];
+      done: boolean;
+    }
+    const streams: PortStream[] = ports.map((port) => ({ port, pending: [], done: false }));
+    const finishOne = (s: PortStream) => {
+      if (s.done) return;
+      s.done = true;
+      s.socket?.destroy();
+      if (streams.every((x) => x.done) && ws.readyState === WebSocket.OPEN) ws.close(1000);
+    };
+
+    streams.forEach((s, i) => {
+      send(2 * i, portPrefix(s.port));
+      send(2 * i + 1, portPrefix(s.port));
+    });
+    ws.on('message', (data, isBinary) => {
+      let frame;
+      try {
+        frame = decodeFrame(isBinary ? toBuffer(data) : toBuffer(data).toString('utf8'), b64);
+      } catch {
+        return;
+      }
+      if (!frame || frame.channel % 2 !== 0) return;
+      const s = streams[frame.channel / 2];
+      if (!s || s.done) return;
+      if (s.socket) s.socket.write(frame.data);
+      else s.pending.push(frame.data);
+    });
+    ws.on('close', () => {
+      for (const s of streams) {
+        s.done = true;
+        s.socket?.destroy();
+      }
+    });
+    log.info('port-forward session started');
+    streams.forEach((s, i) => {
+      this.opts.backend.portForward(req.podSandboxId, s.port).then(
+        (sock) => {
+          if (s.done) return void sock.destroy();
+          s.socket = sock;
+          for (const b of s.pending.splice(0)) sock.write(b);
+          sock.on('data', (chunk: Buffer) => send(2 * i, chunk));
+          sock.on('end', () => finishOne(s));
+          sock.on('close', () => finishOne(s));
+          sock.on('error', (err: Error) => {
+            send(2 * i + 1, Buffer.from(`error forwarding port ${s.port} to pod ${req.podSandboxId}: ${err.message}`));
+            finishOne(s);
+          });
+        },
+        (err: unknown) => {
+          const msg = `error forwarding port ${s.port} to pod ${req.podSandboxId}: ${(err as Error).message}`;
+          log.warn({ port: s.port, err: (err as Error).message }, 'port-forward connect failed');
+          send(2 * i + 1, Buffer.from(msg));
+          finishOne(s);
+        },
+      );
+    });
+  }
+}
