@@ -7,6 +7,9 @@ import { startCriServer } from './cri/server.js';
 import { Runtime } from './runtime/runtime.js';
 import { ImageStore } from './image/store.js';
 import { PodManager } from './pod/manager.js';
+import { podStreamLookups } from './pod/streams.js';
+import { StreamServer } from './stream/server.js';
+import { vmStreamBackend } from './stream/vm-backend.js';
 import { RUNTIME_VERSION } from './version.js';
 
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
@@ -19,12 +22,15 @@ export async function serve(config: Config, configFile: string | undefined, log:
   });
   pods = new PodManager({ config, log, libvirt: runtime.libvirt, images, accel: runtime.accel });
   let server;
+  let streams: StreamServer | undefined;
   try {
     await images.init();
     await pods.start();
-    server = await startCriServer(config.socket, { runtime, images, pods, containerDir: pods.store.root }, log);
+    streams = await StreamServer.start({ log, backend: vmStreamBackend(podStreamLookups(pods)) });
+    server = await startCriServer(config.socket, { runtime, images, pods, streams, containerDir: pods.store.root }, log);
   } catch (err) {
     log.fatal({ socket: config.socket, err: (err as Error).message }, 'cannot serve CRI');
+    await streams?.close();
     await pods.stop();
     await runtime.stop();
     return 1;
@@ -35,6 +41,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
   });
   log.info({ signal }, 'shutting down: finishing in-flight calls');
   await server.shutdown();
+  await streams.close();
   await pods.stop();
   await runtime.stop();
   log.info('vmlet stopped');

@@ -11,6 +11,7 @@ import type { UpdateRuntimeConfigResponse } from '../gen/runtime/v1/UpdateRuntim
 import { unary, withUnimplemented } from './rpc.js';
 import { failedPrecondition, notFound } from '../errors.js';
 import type { PodManager } from '../pod/manager.js';
+import type { StreamServer } from '../stream/server.js';
 import { runPodSandbox } from '../pod/sandbox-run.js';
 import { stopPodSandbox } from '../pod/sandbox-stop.js';
 import { removePodSandbox } from '../pod/sandbox-remove.js';
@@ -25,6 +26,7 @@ export function runtimeService(
   log: Logger,
   runtime: Runtime,
   pods: PodManager,
+  streams: StreamServer,
   definition: ServiceDefinition,
 ): UntypedServiceImplementation {
   const impl: Partial<RuntimeServiceHandlers> = {
@@ -86,6 +88,18 @@ export function runtimeService(
       const info: Record<string, string> = {};
       if (req.verbose) info.info = JSON.stringify(await containerVerboseInfo(pods, c));
       return { status: wireContainerStatus(c), info };
+    }),
+
+    // Exec stays UNIMPLEMENTED until exec streams through the guest agent; ExecSync serves probes.
+    Attach: unary(log, 'Attach', async (req) => {
+      const c = pods.mustContainer(req.container_id);
+      if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; attach needs a running VM`);
+      return { url: streams.registerAttach({ containerId: c.id, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }) };
+    }),
+
+    PortForward: unary(log, 'PortForward', async (req) => {
+      const s = pods.mustSandbox(req.pod_sandbox_id);
+      return { url: streams.registerPortForward({ podSandboxId: s.id, ports: req.port }) };
     }),
 
     ReopenContainerLog: unary(log, 'ReopenContainerLog', async (req) => {

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime/runtime.js';
 import type { ImageStore } from '../image/store.js';
 import type { PodManager } from '../pod/manager.js';
+import type { StreamServer } from '../stream/server.js';
 import { loadCri } from './proto.js';
 import { imageService } from './image-service.js';
 import { runtimeService } from './runtime-service.js';
@@ -22,6 +23,7 @@ export interface Services {
   runtime: Runtime;
   images: ImageStore;
   pods: PodManager;
+  streams: StreamServer;
   /** Where containers' writable state lives (reported by ImageFsInfo as container_filesystems). */
   containerDir: string;
 }
@@ -34,7 +36,7 @@ export async function startCriServer(socket: string, services: Services, log: Lo
     'grpc.max_receive_message_length': MAX_MESSAGE,
     'grpc.max_send_message_length': MAX_MESSAGE,
   });
-  server.addService(cri.RuntimeService.service, runtimeService(log, services.runtime, services.pods, cri.RuntimeService.service));
+  server.addService(cri.RuntimeService.service, runtimeService(log, services.runtime, services.pods, services.streams, cri.RuntimeService.service));
   server.addService(cri.ImageService.service, imageService(log, services.images, services.containerDir, cri.ImageService.service));
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));

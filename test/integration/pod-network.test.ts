@@ -117,6 +117,38 @@ describe('VM pod networking', () => {
     expect(await marker(b, 'VMLET-PING')).toBe(`VMLET-PING ${a.ip} ok`);
   });
 
+  it('attaches to the console and forwards a port through the streaming server (WebSocket v5)', async () => {
+    const { WebSocket } = await import('ws');
+    const cid = (await rt<{ containers: { id: string }[] }>('ListContainers', { filter: { pod_sandbox_id: a.id } })).containers[0]!.id;
+    // Attach: type into the guest's console shell, read its answer.
+    const { url } = await rt<{ url: string }>('Attach', { container_id: cid, stdin: true, stdout: true, tty: true });
+    const ws = new WebSocket(url, ['v5.channel.k8s.io']);
+    const out: Buffer[] = [];
+    ws.on('message', (d: Buffer) => d[0] === 1 && out.push(d.subarray(1)));
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('echo attach-$((6*7))\n')]));
+    await waitFor('the console to answer', () => Buffer.concat(out).toString().includes('attach-42'), { timeoutMs: 20_000 });
+    ws.close();
+    // A used URL does not work twice.
+    const again = new WebSocket(url, ['v5.channel.k8s.io']);
+    const refused = await new Promise<number>((resolve) => again.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)).once('open', () => resolve(101)));
+    expect(refused).toBe(404);
+    // Port-forward to the guest's httpd: the first frame on each channel is the port, then data.
+    const pf = await rt<{ url: string }>('PortForward', { pod_sandbox_id: a.id, port: [80] });
+    const fw = new WebSocket(pf.url, ['v4.channel.k8s.io']);
+    const data: Buffer[] = [];
+    let seen = 0;
+    fw.on('message', (d: Buffer) => {
+      if (d[0] !== 0) return;
+      if (seen++ === 0) return; // the port prefix
+      data.push(d.subarray(1));
+    });
+    await new Promise((r, j) => fw.once('open', r).once('error', j));
+    fw.send(Buffer.concat([Buffer.from([0]), Buffer.from('GET / HTTP/1.0\r\n\r\n')]));
+    await waitFor('the guest httpd to answer', () => Buffer.concat(data).toString().includes('vmlet-guest alpha'), { timeoutMs: 20_000 });
+    fw.close();
+  });
+
   it('after kill -9 of vmlet and of the DHCP server, a restart brings DHCP back; the VM stays reachable', async () => {
     const pidFile = join(v.stateDir, 'pods', a.id, 'dnsmasq.pid');
     const dnsmasqPid = Number(readFileSync(pidFile, 'utf8').trim());

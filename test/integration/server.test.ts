@@ -75,12 +75,12 @@ describe('vmlet serve', () => {
   });
 
   it('answers UNIMPLEMENTED naming the RPC', async () => {
-    const attach = await failure(call(v.runtime, 'Attach', { container_id: 'c', stdout: true }));
-    expect(attach.code).toBe(Status.UNIMPLEMENTED);
-    expect(attach.details).toContain('Attach');
-    const exec = await failure(call(v.runtime, 'ExecSync', { container_id: 'c', cmd: ['true'] }));
+    const checkpoint = await failure(call(v.runtime, 'CheckpointContainer', { container_id: 'c', location: '/tmp/x' }));
+    expect(checkpoint.code).toBe(Status.UNIMPLEMENTED);
+    expect(checkpoint.details).toContain('CheckpointContainer');
+    const exec = await failure(call(v.runtime, 'Exec', { container_id: 'c', cmd: ['sh'], stdout: true }));
     expect(exec.code).toBe(Status.UNIMPLEMENTED);
-    expect(exec.details).toContain('ExecSync');
+    expect(exec.details).toContain('Exec');
   });
 
   it('answers UNIMPLEMENTED on a server-streaming RPC', async () => {
@@ -111,16 +111,16 @@ describe('vmlet serve', () => {
   it('logs one structured line per RPC with method, duration, code and ids', async () => {
     await call(v.runtime, 'Version', {});
     await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: 'abc123' }); // unknown: succeeds (idempotent)
-    await failure(call(v.runtime, 'ExecSync', { container_id: 'def456', cmd: ['true'] }));
+    await failure(call(v.runtime, 'CheckpointContainer', { container_id: 'def456', location: '/tmp/x' }));
     const lines = await waitFor('the StopPodSandbox log line', () => {
       const ls = parseLogLines(v.logLines).filter((l) => l.msg === 'rpc');
-      return ls.some((l) => l.rpc === 'ExecSync') ? ls : undefined;
+      return ls.some((l) => l.rpc === 'CheckpointContainer') ? ls : undefined;
     });
     const version = lines.find((l) => l.rpc === 'Version');
     expect(version).toMatchObject({ code: 'OK' });
     expect(typeof version!.durationMs).toBe('number');
     expect(lines.find((l) => l.rpc === 'StopPodSandbox')).toMatchObject({ code: 'OK', podSandboxId: 'abc123' });
-    expect(lines.find((l) => l.rpc === 'ExecSync' && l.containerId === 'def456')).toMatchObject({ code: 'UNIMPLEMENTED', containerId: 'def456' });
+    expect(lines.find((l) => l.rpc === 'CheckpointContainer' && l.containerId === 'def456')).toMatchObject({ code: 'UNIMPLEMENTED', containerId: 'def456' });
   });
 });
 

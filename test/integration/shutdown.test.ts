@@ -8,6 +8,8 @@ import { pino } from 'pino';
 import { startCriServer } from '../../src/cri/server.js';
 import { Runtime } from '../../src/runtime/runtime.js';
 import { ImageStore } from '../../src/image/store.js';
+import { StreamServer } from '../../src/stream/server.js';
+import { vmStreamBackend } from '../../src/stream/vm-backend.js';
 import { validate, defaults } from '../../src/config.js';
 import type { Libvirt } from '../../src/vm/libvirt.js';
 import { decideAccel, probeHost } from '../../src/vm/accel.js';
@@ -34,7 +36,8 @@ describe('CRI server shutdown', () => {
     await runtime.start();
     const images = new ImageStore(join(dir, 'images'), config.registries, log);
     await images.init();
-    const server = await startCriServer(config.socket, { runtime, images, containerDir: join(dir, 'pods') }, log);
+    const streams = await StreamServer.start({ log, backend: vmStreamBackend({ consolePty: async () => '', podAddress: async () => '' }) });
+    const server = await startCriServer(config.socket, { runtime, images, pods: undefined as never, streams, containerDir: join(dir, 'pods') }, log);
     const { runtime: client } = clients(config.socket);
 
     const pending = call<object, StatusResponse__Output>(client, 'Status', {});
@@ -48,6 +51,7 @@ describe('CRI server shutdown', () => {
     const res = await pending;
     expect(res.status!.conditions.find((c) => c.type === 'RuntimeReady')?.status).toBe(true);
     await closing;
+    await streams.close();
     expect(existsSync(config.socket)).toBe(false);
   });
 });
