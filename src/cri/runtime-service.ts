@@ -20,6 +20,7 @@ import { startContainer } from '../pod/container-start.js';
 import { stopContainer } from '../pod/container-stop.js';
 import { removeContainer } from '../pod/container-remove.js';
 import { containerVerboseInfo } from '../pod/container-info.js';
+import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from '../pod/stats.js';
 import { containerMatches, sandboxMatches, wireContainer, wireContainerStatus, wirePodSandbox, wirePodSandboxStatus } from './pod-wire.js';
 
 export function runtimeService(
@@ -101,6 +102,12 @@ export function runtimeService(
       const s = pods.mustSandbox(req.pod_sandbox_id);
       return { url: streams.registerPortForward({ podSandboxId: s.id, ports: req.port }) };
     }),
+
+    ContainerStats: unary(log, 'ContainerStats', async (req) => ({ stats: await containerStats(pods, req.container_id) })),
+    ListContainerStats: unary(log, 'ListContainerStats', async (req) => ({ stats: await listContainerStats(pods, req.filter) })),
+    PodSandboxStats: unary(log, 'PodSandboxStats', async (req) => ({ stats: await podSandboxStats(pods, req.pod_sandbox_id) })),
+    ListPodSandboxStats: unary(log, 'ListPodSandboxStats', async (req) => ({ stats: await listPodSandboxStats(pods, req.filter) })),
+
 
     ReopenContainerLog: unary(log, 'ReopenContainerLog', async (req) => {
       const c = pods.container(req.container_id);
