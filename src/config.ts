@@ -19,6 +19,11 @@ export interface Config {
   cni: { confDir: string; binDirs: string[] };
   registries: RegistriesConfig;
   logLevel: LogLevel;
+  /**
+   * The node's own CRI runtime (e.g. unix:///run/containerd/containerd.sock): every pod whose
+   * handler is not one of vmlet's goes there, and calls about its ids are forwarded (src/proxy/).
+   */
+  downstream?: string;
 }
 
 export interface RegistriesConfig {
@@ -41,6 +46,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   cni: { confDir: '/etc/cni/net.d', binDirs: ['/opt/cni/bin', '/usr/lib/cni'] },
   registries: { insecure: [], mirrors: {} },
   logLevel: 'info',
+  downstream: undefined,
 });
 
 const HYPERVISORS: readonly Hypervisor[] = ['auto', 'kvm', 'tcg'];
@@ -71,6 +77,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_HYPERVISOR: 'hypervisor',
     VMLET_CGROUP_DRIVER: 'cgroupDriver',
     VMLET_LOG_LEVEL: 'logLevel',
+    VMLET_DOWNSTREAM: 'downstream',
   };
   for (const [name, key] of Object.entries(map)) {
     const v = env[name];
@@ -167,6 +174,14 @@ function registries(v: unknown): RegistriesConfig {
   return { insecure, mirrors: out };
 }
 
+/** A CRI endpoint on a unix socket: unix:///absolute/path (what crictl and the kubelet accept). */
+function criEndpoint(v: unknown, key: string): string {
+  if (typeof v !== 'string' || !/^unix:\/\/\/[^\0]+$/.test(v) || v.endsWith('/')) {
+    throw new ConfigError(`config "${key}" is ${JSON.stringify(v)}; it must be a CRI endpoint on a unix socket, e.g. unix:///run/containerd/containerd.sock`);
+  }
+  return v;
+}
+
 export function validate(raw: Record<string, unknown>): Config {
   const cni = (raw.cni ?? {}) as Record<string, unknown>;
   const handlers = strList(raw.handlers, 'handlers');
@@ -182,5 +197,6 @@ export function validate(raw: Record<string, unknown>): Config {
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
     registries: registries(raw.registries),
     logLevel: oneOf(raw.logLevel, 'logLevel', LOG_LEVELS),
+    ...(raw.downstream === undefined || raw.downstream === null ? {} : { downstream: criEndpoint(raw.downstream, 'downstream') }),
   };
 }

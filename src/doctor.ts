@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { checkCni } from './net/cni-config.js';
+import { checkDownstream } from './proxy/downstream.js';
 import { programVersion, QEMU_IMG, QEMU_SYSTEM, which } from './runtime/binaries.js';
 import { decideAccel, probeHost } from './vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from './vm/libvirt.js';
@@ -103,8 +104,16 @@ async function writableCheck(name: string, dir: string): Promise<CheckResult> {
   }
 }
 
+async function downstreamCheck(endpoint: string): Promise<CheckResult> {
+  const r = await checkDownstream(endpoint);
+  return r.ok
+    ? { name: 'downstream', verdict: 'OK', detail: `${endpoint}: ${r.version}` }
+    : { name: 'downstream', verdict: 'FAIL', detail: r.error ?? `${endpoint} does not answer`, fix: "start the node's containerd, or fix downstream in the config" };
+}
+
 export async function runChecks(config: Config, log: Logger): Promise<CheckResult[]> {
   return Promise.all([
+    ...(config.downstream ? [downstreamCheck(config.downstream)] : []),
     libvirtCheck(config, log),
     virtlogdCheck(),
     binaryCheck('qemu', QEMU_SYSTEM, 'qemu-system-x86'),

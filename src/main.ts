@@ -24,6 +24,7 @@ flags (override VMLET_* env and the config file):
   --cni-conf-dir DIR     CNI network config dir (default /etc/cni/net.d)
   --cni-bin-dir DIR      CNI plugin dir (repeatable; default /opt/cni/bin, /usr/lib/cni)
   --handler NAME         RuntimeClass handler served as VMs (repeatable; default vmlet)
+  --downstream URI       CRI endpoint for pods of other handlers (e.g. unix:///run/containerd/containerd.sock)
   --log-level LEVEL      trace | debug | info | warn | error | fatal
 `;
 
@@ -37,6 +38,7 @@ function flagsLayer(values: Record<string, string | string[] | boolean | undefin
     cgroupDriver: values['cgroup-driver'],
     logLevel: values['log-level'],
     handlers: values.handler,
+    downstream: values.downstream,
   };
   const confDir = values['cni-conf-dir'];
   const binDirs = values['cni-bin-dir'];
@@ -61,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
         'cni-bin-dir': { type: 'string', multiple: true },
         handler: { type: 'string', multiple: true },
         'log-level': { type: 'string' },
+        downstream: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });

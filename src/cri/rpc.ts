@@ -16,11 +16,16 @@ import { codeName, toServiceError } from './status.js';
  * Calls the kubelet makes every few seconds: logged at debug so an idle node's log is not a
  * stream of polls. Every other call is logged at info; failures at warn/error.
  */
-const POLLED = new Set([
+const POLLED: ReadonlySet<string> = new Set([
   'Version', 'Status', 'ListPodSandbox', 'PodSandboxStatus', 'ListContainers', 'ContainerStatus',
   'ListImages', 'ImageStatus', 'ImageFsInfo', 'ContainerStats', 'ListContainerStats', 'PodSandboxStats',
   'ListPodSandboxStats', 'ListMetricDescriptors', 'ListPodSandboxMetrics', 'RuntimeConfig',
 ]);
+
+/** Whether `method` is one of the calls the kubelet polls (logged at debug). */
+export function isPolled(method: string): boolean {
+  return POLLED.has(method);
+}
 
 /** Ids worth having on the log line, taken from whichever request fields carry them. */
 function requestIds(req: unknown): Record<string, string> {

@@ -10,6 +10,7 @@ import { loadCri } from './proto.js';
 import { imageService } from './image-service.js';
 import { runtimeService } from './runtime-service.js';
 import { prepareSocketPath } from './socket.js';
+import { converge } from '../proxy/router.js';
 
 export interface CriServer {
   /** Stops accepting calls, lets in-flight calls finish (up to graceMs), then removes the socket. */
@@ -36,8 +37,13 @@ export async function startCriServer(socket: string, services: Services, log: Lo
     'grpc.max_receive_message_length': MAX_MESSAGE,
     'grpc.max_send_message_length': MAX_MESSAGE,
   });
-  server.addService(cri.RuntimeService.service, runtimeService(log, services.runtime, services.pods, services.streams, cri.RuntimeService.service));
-  server.addService(cri.ImageService.service, imageService(log, services.images, services.containerDir, cri.ImageService.service));
+  // With a downstream CRI configured, pods of other handlers go there (src/proxy/).
+  const routed = converge(log, services.runtime.config, services.pods, {
+    runtime: runtimeService(log, services.runtime, services.pods, services.streams, cri.RuntimeService.service),
+    image: imageService(log, services.images, services.containerDir, cri.ImageService.service),
+  });
+  server.addService(cri.RuntimeService.service, routed.runtime);
+  server.addService(cri.ImageService.service, routed.image);
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });
@@ -59,6 +65,7 @@ export async function startCriServer(socket: string, services: Services, log: Lo
             resolve();
           });
         });
+        routed.close();
         await rm(socket, { force: true });
       })();
       return closing;

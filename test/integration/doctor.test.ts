@@ -41,6 +41,14 @@ describe('vmlet doctor', () => {
     expect(r.stdout).toContain('cannot run VMs');
   });
 
+  it('checks the downstream CRI when one is configured', () => {
+    const dir = tempDir();
+    const r = doctor(['--downstream', `unix://${join(dir, 'containerd.sock')}`], writeCniConf());
+    expect(r.verdict('downstream')).toBe('FAIL');
+    expect(r.stdout).toContain("fix: start the node's containerd");
+    expect(r.status).toBe(1);
+  });
+
   it('forced TCG is reported as a warning, not a failure', () => {
     const r = doctor(['--hypervisor', 'tcg'], writeCniConf());
     expect(r.verdict('kvm')).toBe('WARN');
