@@ -8,6 +8,8 @@ export type ErrorKind =
   | 'permission-denied'
   | 'unavailable'
   | 'unimplemented'
+  /** A call's own time limit ran out (ExecSync's timeout: the kubelet counts it as a probe timeout). */
+  | 'deadline-exceeded'
   | 'internal';
 
 export class VmletError extends Error {
@@ -26,3 +28,4 @@ export const notFound = (msg: string) => new VmletError('not-found', msg);
 export const alreadyExists = (msg: string) => new VmletError('already-exists', msg);
 export const failedPrecondition = (msg: string) => new VmletError('failed-precondition', msg);
 export const unavailable = (msg: string) => new VmletError('unavailable', msg);
+export const deadlineExceeded = (msg: string) => new VmletError('deadline-exceeded', msg);

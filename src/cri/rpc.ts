@@ -20,6 +20,7 @@ const POLLED: ReadonlySet<string> = new Set([
   'Version', 'Status', 'ListPodSandbox', 'PodSandboxStatus', 'ListContainers', 'ContainerStatus',
   'ListImages', 'ImageStatus', 'ImageFsInfo', 'ContainerStats', 'ListContainerStats', 'PodSandboxStats',
   'ListPodSandboxStats', 'ListMetricDescriptors', 'ListPodSandboxMetrics', 'RuntimeConfig',
+  'ExecSync', // exec probes: every period, for every probed pod
 ]);
 
 /** Whether `method` is one of the calls the kubelet polls (logged at debug). */

@@ -21,6 +21,7 @@ import { stopContainer } from '../pod/container-stop.js';
 import { removeContainer } from '../pod/container-remove.js';
 import { containerVerboseInfo } from '../pod/container-info.js';
 import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from '../pod/stats.js';
+import { execSync } from '../pod/container-exec.js';
 import { containerMatches, sandboxMatches, wireContainer, wireContainerStatus, wirePodSandbox, wirePodSandboxStatus } from './pod-wire.js';
 
 export function runtimeService(
@@ -91,7 +92,12 @@ export function runtimeService(
       return { status: wireContainerStatus(c), info };
     }),
 
-    // Exec stays UNIMPLEMENTED until exec streams through the guest agent; ExecSync serves probes.
+    // Through qemu-guest-agent: exec probes work. Exec (streaming) stays UNIMPLEMENTED for now.
+    ExecSync: unary(log, 'ExecSync', async (req) => {
+      const r = await execSync(pods, req.container_id, req.cmd, Number(req.timeout));
+      return { stdout: r.stdout, stderr: r.stderr, exit_code: r.exitCode };
+    }),
+
     Attach: unary(log, 'Attach', async (req) => {
       const c = pods.mustContainer(req.container_id);
       if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; attach needs a running VM`);

@@ -11,6 +11,7 @@ const CODES: Record<ErrorKind, Status> = {
   'permission-denied': Status.PERMISSION_DENIED,
   unavailable: Status.UNAVAILABLE,
   unimplemented: Status.UNIMPLEMENTED,
+  'deadline-exceeded': Status.DEADLINE_EXCEEDED,
   internal: Status.INTERNAL,
 };
 

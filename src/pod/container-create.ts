@@ -12,6 +12,7 @@ import { renderDomainXml } from '../vm/domain-xml.js';
 import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
 import { buildSeed, CLOUD_INIT_ANNOTATIONS, type PodNetworkInfo } from '../vm/cloud-init.js';
 import { writeSeedIso } from '../vm/seed-iso.js';
+import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import type { PodNetworkState } from '../net/index.js';
 import { newId } from './ids.js';
 import type { PodManager } from './manager.js';
@@ -87,6 +88,9 @@ export async function createContainer(
       const seedIso = join(dir, 'seed.iso');
       await writeSeedIso(seedIso, seed.files);
       files.push(seedIso);
+      const agent = agentSocketPath(dir, id);
+      await prepareAgentSocketDir(agent, m.log);
+      files.push(agent.path); // QEMU removes it when it exits cleanly; not after a kill -9
       const spec = buildVmSpec({
         name,
         domainType: m.deps.accel.domainType,
@@ -99,6 +103,7 @@ export async function createContainer(
         ...(nvram ? { nvramPath: nvram } : {}),
         seedIso,
         nics: net ? [{ tap: net.tap, mac: net.mac, mtu: net.mtu }] : [],
+        guestAgent: { socket: agent.path },
         metadata: { v: 1, containerId: id, sandboxId: s.id, name: config.metadata!.name, attempt: config.metadata!.attempt, image: imageName, imageId: image.id },
       });
       const rec: ContainerRecord = {

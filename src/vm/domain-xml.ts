@@ -8,9 +8,21 @@
 //  - microvm has no PCI bus: virtio devices sit on virtio-mmio and the default USB controller is
 //    turned off (libvirt otherwise fails with "No PCI buses available").
 //  - No <graphics>: libvirt 9.0 rejects type='none', and leaving it out gives a headless VM.
+//  - The guest-agent channel is QEMU arguments (<qemu:commandline>), not a libvirt <channel>:
+//    libvirtd would hold the socket's only connection. The -device values are JSON on purpose:
+//    libvirt 9.0 passes its own devices as JSON, and QEMU 7.2 creates every key=value -device
+//    before any JSON one, so a key=value virtio-serial-pci would take a PCI slot libvirt assigned
+//    (measured: "slot 1 function 0 not available for pcie-root-port"). As JSON it comes after
+//    libvirt's devices and QEMU gives it the first free slot (measured: q35 → pcie.0 slot 2, beside
+//    libvirt's root ports in slot 1; pc → the slot after libvirt's last device). libvirt does not
+//    know that slot, so hotplugging through libvirt could pick it (vmlet hotplugs nothing). libvirt
+//    marks such a domain tainted (custom-argv) in its log.
 import { diskTarget, type VmMetadata, type VmSpec, type VmDisk, type VmNic } from './spec.js';
 
 export const METADATA_NS = 'https://vmlet.io/xmlns/domain/1';
+export const QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0';
+/** The virtio-serial port name qemu-ga (and cloud images' qemu-guest-agent unit) listens on. */
+export const GUEST_AGENT_PORT = 'org.qemu.guest_agent.0';
 const HUGEPAGE_KIB = { '2Mi': 2048, '1Gi': 1048576 } as const;
 
 /** Escapes text and attribute values; refuses characters XML 1.0 cannot carry at all. */
@@ -24,7 +36,8 @@ export function renderDomainXml(spec: VmSpec): string {
   const lines: string[] = [];
   const add = (indent: number, ...xs: string[]) => lines.push(...xs.map((x) => ' '.repeat(indent) + x));
 
-  add(0, `<domain type='${esc(spec.domainType)}'>`);
+  const qemuNs = spec.guestAgent ? ` xmlns:qemu='${QEMU_NS}'` : '';
+  add(0, `<domain type='${esc(spec.domainType)}'${qemuNs}>`);
   add(2, `<name>${esc(spec.name)}</name>`);
   add(2, '<metadata>', `  <vmlet:vm xmlns:vmlet="${METADATA_NS}">${esc(JSON.stringify(spec.metadata))}</vmlet:vm>`, '</metadata>');
   add(2, `<memory unit='MiB'>${int(spec.memoryMiB)}</memory>`);
@@ -69,6 +82,7 @@ export function renderDomainXml(spec: VmSpec): string {
   // No balloon: the guest's memory is its limit; a balloon only adds a device nobody drives.
   add(4, "<memballoon model='none'/>");
   add(2, '</devices>');
+  if (spec.guestAgent) add(2, ...guestAgentXml(spec, spec.guestAgent.socket));
   add(0, '</domain>');
   return lines.join('\n') + '\n';
 }
@@ -139,6 +153,23 @@ export function nicXml(nic: VmNic, machine: VmSpec['machine'] = 'q35'): string[]
     ...(machine === 'microvm' ? ["  <address type='virtio-mmio'/>"] : []),
     '</interface>',
   ];
+}
+
+/**
+ * The guest-agent channel as QEMU arguments: a listening unix socket (wait=off: QEMU starts
+ * without a client; it serves one client at a time), a virtio-serial controller (on microvm
+ * the virtio-mmio variant) and the named port on it. No address: QEMU picks a free one.
+ */
+export function guestAgentArgs(spec: Pick<VmSpec, 'machine'>, socket: string): string[] {
+  // QemuOpts syntax: a comma in a value is written twice.
+  const chardev = `socket,id=vmletqga,path=${socket.replace(/,/g, ',,')},server=on,wait=off`;
+  const controller = { driver: spec.machine === 'microvm' ? 'virtio-serial-device' : 'virtio-serial-pci', id: 'vmletvser' };
+  const port = { driver: 'virtserialport', bus: 'vmletvser.0', chardev: 'vmletqga', name: GUEST_AGENT_PORT };
+  return ['-chardev', chardev, '-device', JSON.stringify(controller), '-device', JSON.stringify(port)];
+}
+
+function guestAgentXml(spec: VmSpec, socket: string): string[] {
+  return ['<qemu:commandline>', ...guestAgentArgs(spec, socket).map((a) => `  <qemu:arg value='${esc(a)}'/>`), '</qemu:commandline>'];
 }
 
 function int(n: number): string {

@@ -53,6 +53,12 @@ export interface VmSpec {
   nics: VmNic[];
   /** cloud-init NoCloud seed (an ISO labelled cidata), attached read-only as a CD-ROM. */
   seed?: { path: string };
+  /**
+   * qemu-guest-agent channel: a virtio-serial port named org.qemu.guest_agent.0 whose host end is
+   * a unix socket QEMU listens on (and owns: it outlives vmlet). Given to QEMU directly, not
+   * declared to libvirt, so that libvirtd does not take the socket's only connection.
+   */
+  guestAgent?: { socket: string };
   metadata: VmMetadata;
 }
 
@@ -108,6 +114,8 @@ export interface BuildVmSpecInput {
   nics?: VmNic[];
   /** Path of the NoCloud seed ISO. */
   seedIso?: string;
+  /** Unix socket for the guest-agent channel (see guest-agent.ts agentSocketPath: ≤ 107 bytes). */
+  guestAgent?: { socket: string };
 }
 
 const internal = (msg: string) => new VmletError('internal', msg);
@@ -146,6 +154,10 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
   }
 
   if (s.serialLog && !input.consoleLog) throw internal(`${input.name}: serial log on without a console log path`);
+  // sun_path holds 108 bytes with the terminating NUL; QEMU refuses a longer path at start.
+  if (input.guestAgent && Buffer.byteLength(input.guestAgent.socket) > 107) {
+    throw internal(`${input.name}: guest-agent socket path is longer than 107 bytes: ${input.guestAgent.socket}`);
+  }
 
   return {
     name: input.name,
@@ -169,6 +181,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     ...uefi,
     nics: input.nics ?? [],
     ...(input.seedIso ? { seed: { path: input.seedIso } } : {}),
+    ...(input.guestAgent ? { guestAgent: { socket: input.guestAgent.socket } } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
     metadata: { settingSources: s.sources, ...input.metadata },
   };

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { VmletError } from '../../src/errors.js';
 import { parseVmSettings } from '../../src/vm/annotations.js';
 import { buildVmSpec, diskTarget, domainName, type BuildVmSpecInput, type VmMetadata, type VmSpec } from '../../src/vm/spec.js';
-import { readMetadata, renderDomainXml, stripNvram } from '../../src/vm/domain-xml.js';
+import { guestAgentArgs, readMetadata, renderDomainXml, stripNvram } from '../../src/vm/domain-xml.js';
 
 const metadata: VmMetadata = { v: 1, sandboxId: 'ab12cd34ef', containerId: 'ff00ee11', pod: { name: 'web', namespace: 'default' } };
 
@@ -270,5 +270,43 @@ describe('network cards and the cloud-init seed', () => {
     // A SATA root disk takes sda: the seed follows it.
     const sata = xml({ 'vmlet.io/disk-bus': 'sata' }, { seedIso: '/s/seed.iso' });
     expect(sata).toMatch(/<source file='\/s\/seed.iso'\/>\s*<target dev='sdb' bus='sata'\/>/);
+  });
+});
+
+describe('guest-agent channel', () => {
+  const socket = '/run/vmlet/qga/c0ffee.sock';
+
+  it('is QEMU arguments libvirt does not manage: a unix socket, a virtio-serial controller and the named port', () => {
+    const x = xml({}, { guestAgent: { socket } });
+    expect(x).toMatch(/^<domain type='qemu' xmlns:qemu='http:\/\/libvirt.org\/schemas\/domain\/qemu\/1.0'>/);
+    const args = [...x.matchAll(/<qemu:arg value='([^']*)'\/>/g)].map((m) => m[1]!.replace(/&quot;/g, '"'));
+    expect(args).toEqual([
+      '-chardev', `socket,id=vmletqga,path=${socket},server=on,wait=off`,
+      '-device', '{"driver":"virtio-serial-pci","id":"vmletvser"}',
+      '-device', '{"driver":"virtserialport","bus":"vmletvser.0","chardev":"vmletqga","name":"org.qemu.guest_agent.0"}',
+    ]);
+    // After </devices>, and never a libvirt <channel> (libvirtd would hold the socket's only connection).
+    expect(x).toMatch(/<\/devices>\s*<qemu:commandline>[\s\S]*<\/qemu:commandline>\s*<\/domain>/);
+    expect(x).not.toContain('<channel');
+    expect(x).not.toMatch(/address/); // QEMU picks the slot
+  });
+
+  it('is absent, with no qemu namespace, without a socket', () => {
+    const x = xml();
+    expect(x).not.toContain('qemu:commandline');
+    expect(x).toMatch(/^<domain type='qemu'>/);
+  });
+
+  it('uses the virtio-mmio controller on microvm and doubles commas in the path', () => {
+    expect(guestAgentArgs({ machine: 'microvm' }, '/a,b/q.sock')).toEqual([
+      '-chardev', 'socket,id=vmletqga,path=/a,,b/q.sock,server=on,wait=off',
+      '-device', '{"driver":"virtio-serial-device","id":"vmletvser"}',
+      '-device', '{"driver":"virtserialport","bus":"vmletvser.0","chardev":"vmletqga","name":"org.qemu.guest_agent.0"}',
+    ]);
+  });
+
+  it('refuses a socket path longer than a unix socket path can be', () => {
+    expect(() => spec({}, { guestAgent: { socket: '/' + 'x'.repeat(107) } })).toThrow(/longer than 107 bytes/);
+    expect(spec({}, { guestAgent: { socket: '/' + 'x'.repeat(106) } }).guestAgent).toEqual({ socket: '/' + 'x'.repeat(106) });
   });
 });

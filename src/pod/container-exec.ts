@@ -1,0 +1,56 @@
+// ExecSync: a command in the guest through qemu-guest-agent (guest-exec), its output and exit code.
+// No container lock: an exec may run as long as it likes and must not hold up Stop or Status.
+import { invalidArgument, failedPrecondition, VmletError } from '../errors.js';
+import { agentSocketPath, guestAgentFor, guestExec, GuestAgentError } from '../vm/guest-agent.js';
+import type { PodManager } from './manager.js';
+
+export interface ExecSyncResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+}
+
+/**
+ * Runs `cmd` in the container's VM. `timeoutSec` 0 means no limit; past a positive limit the call
+ * fails with 'deadline-exceeded' (the kubelet counts an exec probe as timed out) and the command
+ * is killed in the guest, best effort. A command ended by a signal exits with 128 + signal; one
+ * the guest cannot start exits with 127 (not found) or 126 (not executable), the agent's message
+ * on stderr, as a shell does. `stdin` is for callers other than the ExecSync RPC (which has none).
+ */
+export async function execSync(m: PodManager, containerId: string, cmd: string[], timeoutSec: number, stdin?: Buffer): Promise<ExecSyncResult> {
+  if (cmd.length === 0 || !cmd[0]) throw invalidArgument('cmd is required: cmd[0] is the command to run in the guest');
+  if (!Number.isFinite(timeoutSec) || timeoutSec < 0) throw invalidArgument(`timeout must be 0 (no limit) or a positive number of seconds, not ${timeoutSec}`);
+  const c = m.mustContainer(containerId);
+  if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; exec needs a running container`);
+  const socket = agentSocketPath(m.store.containerDir(c.sandboxId, c.id), c.id).path;
+  const agent = guestAgentFor(socket, { log: m.log });
+  const started = performance.now();
+  const fields = { containerId: c.id, podSandboxId: c.sandboxId, command: cmd[0] }; // never the arguments: they may carry secrets
+  const ms = () => Math.round((performance.now() - started) * 10) / 10;
+  let res: ExecSyncResult;
+  try {
+    const r = await guestExec(agent, { path: cmd[0], args: cmd.slice(1), ...(stdin ? { input: stdin } : {}) }, { timeoutMs: timeoutSec * 1000 });
+    res = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
+    if (r.truncated) m.log.warn({ ...fields }, 'exec output cut at the guest agent limit (16 MiB a stream)');
+  } catch (err) {
+    const notStarted = cannotStart(err);
+    if (!notStarted) {
+      m.log.warn({ ...fields, durationMs: ms(), err: (err as Error).message, kind: err instanceof VmletError ? err.kind : 'internal' }, 'exec failed');
+      throw err;
+    }
+    res = notStarted;
+  }
+  m.log.info({ ...fields, exitCode: res.exitCode, durationMs: ms() }, 'exec');
+  return res;
+}
+
+/**
+ * The agent could not spawn the command. qemu-ga 7.2 says: "Guest agent command failed, error was
+ * 'Failed to execute child process “nope” (No such file or directory)'" (glib's message inside).
+ */
+function cannotStart(err: unknown): ExecSyncResult | undefined {
+  if (!(err instanceof GuestAgentError) || err.command !== 'guest-exec') return undefined;
+  const why = /Failed to execute child process[^']*/.exec(err.desc)?.[0];
+  if (!why) return undefined;
+  return { stdout: Buffer.alloc(0), stderr: Buffer.from(why + '\n'), exitCode: /No such file or directory/.test(why) ? 127 : 126 };
+}

@@ -1,0 +1,504 @@
+// A client of qemu-guest-agent's JSON protocol on the unix socket QEMU listens on for the VM's
+// org.qemu.guest_agent.0 port (domain-xml.ts renders the channel; libvirt does not know about it,
+// so nothing else holds the socket).
+//
+// The protocol: one JSON object per request ({"execute": …, "arguments": …}), one JSON object per
+// reply ({"return": …} or {"error": {"class", "desc"}}), in order, with no request ids. So:
+//  - one request at a time per connection, and one connection per VM: QEMU serves a single client
+//    and listens with a backlog of 1, so a second connect gets EAGAIN or waits until the first
+//    client leaves. Requests to one VM are queued here; guest-exec is asynchronous in the guest,
+//    so concurrent execs still run concurrently there (only their short requests are serialised).
+//  - after every (re)connect, resynchronise: send 0xFF (the agent drops any half-read request and
+//    answers the byte with a parse error), then guest-sync-delimited with a random id. The agent
+//    answers with a 0xFF byte and then the id; everything before that byte is stale: that parse
+//    error, or replies meant for an earlier client (one that left, or a vmlet that was killed,
+//    before reading them).
+//  - a reply that does not come within the reply timeout desynchronises the connection: it is
+//    closed, and the next request reconnects and resynchronises.
+// The connection is closed after a while without requests, so it does not hold QEMU's only client
+// slot (or vmlet's event loop) forever.
+import { mkdir } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { randomInt } from 'node:crypto';
+import { join } from 'node:path';
+import { VmletError, deadlineExceeded, failedPrecondition } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** Longest unix socket path: sun_path is 108 bytes including the terminating NUL. */
+export const UNIX_PATH_MAX = 107;
+/** Where agent sockets go when the container's state dir is too deep for a socket path. */
+export const AGENT_SOCKET_FALLBACK_DIR = '/run/vmlet/qga';
+
+/**
+ * The agent socket of a container: `<container dir>/qga.sock` when that fits in a unix socket
+ * path, else `/run/vmlet/qga/<container id>.sock`. With 64-hex sandbox and container ids the
+ * container dir (`<stateDir>/pods/<64>/containers/<64>`) is at least 148 bytes, so in practice
+ * the fallback is always taken; the rule stays in case ids or the layout get shorter. A pure
+ * function of the container's dir and id, so exec finds the socket create chose.
+ */
+export function agentSocketPath(containerDir: string, containerId: string): { path: string; fallback: boolean } {
+  const inDir = join(containerDir, 'qga.sock');
+  if (Buffer.byteLength(inDir) <= UNIX_PATH_MAX) return { path: inDir, fallback: false };
+  return { path: join(AGENT_SOCKET_FALLBACK_DIR, `${containerId}.sock`), fallback: true };
+}
+
+let noted = false;
+
+/**
+ * Makes the fallback socket dir (QEMU creates the socket at start; it needs the dir) and says once
+ * per process how the channel is made, so the libvirt log's "tainted: custom-argv" is explained.
+ * The dir is root's, like the state dir: QEMU runs as root on vmlet nodes (qemu.conf user=root).
+ */
+export async function prepareAgentSocketDir(socket: { path: string; fallback: boolean }, log: Logger): Promise<void> {
+  if (socket.fallback) await mkdir(AGENT_SOCKET_FALLBACK_DIR, { recursive: true, mode: 0o700 });
+  if (noted) return;
+  noted = true;
+  log.info(
+    { socketDir: socket.fallback ? AGENT_SOCKET_FALLBACK_DIR : '<container dir>' },
+    'guest-agent channels are QEMU arguments libvirt does not manage (libvirt logs each domain as tainted: custom-argv)' +
+      (socket.fallback ? `; sockets go to ${AGENT_SOCKET_FALLBACK_DIR}: container state dir paths exceed the ${UNIX_PATH_MAX}-byte unix socket limit` : ''),
+  );
+}
+
+/** An `{"error": …}` reply: the agent understood the request and refused or failed it. */
+export class GuestAgentError extends VmletError {
+  override name = 'GuestAgentError';
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    readonly desc: string,
+  ) {
+    super('failed-precondition', `qemu-guest-agent: ${command} failed: ${desc} (${errorClass})`);
+  }
+}
+
+export type AgentFrame = { kind: 'delimiter' } | { kind: 'reply'; value: unknown } | { kind: 'garbage'; text: string };
+
+/**
+ * Splits the agent's byte stream into replies without relying on newlines: tracks braces and
+ * strings byte by byte (UTF-8 continuation bytes are ≥ 0x80, so structure bytes are never inside a
+ * character), so a reply split across chunks, or several in one chunk, come out whole. 0xFF
+ * (never valid in UTF-8 JSON) is the delimiter guest-sync-delimited sends; it also ends any
+ * half-read value. After expectDelimiter(), everything up to the next 0xFF is dropped.
+ */
+export class AgentFrameParser {
+  private parts: Buffer[] = [];
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private skipping = false;
+
+  /** Drop everything until the next 0xFF (used right before guest-sync-delimited). */
+  expectDelimiter(): void {
+    this.skipping = true;
+    this.reset();
+  }
+
+  push(chunk: Buffer): AgentFrame[] {
+    const frames: AgentFrame[] = [];
+    let start = -1; // start of the current value within this chunk
+    let garbage = '';
+    const flushGarbage = () => {
+      if (garbage) frames.push({ kind: 'garbage', text: garbage });
+      garbage = '';
+    };
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (b === 0xff) {
+        flushGarbage();
+        this.skipping = false;
+        this.reset();
+        start = -1;
+        frames.push({ kind: 'delimiter' });
+        continue;
+      }
+      if (this.skipping) continue;
+      if (this.depth === 0) {
+        if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) continue;
+        if (b !== 0x7b /* { */) {
+          // Not a reply (the agent only sends objects): the tail of one cut off at a delimiter, say.
+          garbage += String.fromCharCode(b);
+          continue;
+        }
+        flushGarbage();
+        start = i;
+        this.depth = 1;
+        continue;
+      }
+      if (start < 0) start = i; // a value that began in an earlier chunk
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (b === 0x5c /* \ */) this.escaped = true;
+        else if (b === 0x22 /* " */) this.inString = false;
+        continue;
+      }
+      if (b === 0x22) this.inString = true;
+      else if (b === 0x7b || b === 0x5b) this.depth++;
+      else if (b === 0x7d || b === 0x5d) {
+        this.depth--;
+        if (this.depth === 0) {
+          this.parts.push(chunk.subarray(start, i + 1));
+          const text = Buffer.concat(this.parts).toString('utf8');
+          this.parts = [];
+          start = -1;
+          try {
+            frames.push({ kind: 'reply', value: JSON.parse(text) as unknown });
+          } catch {
+            frames.push({ kind: 'garbage', text });
+          }
+        }
+      }
+    }
+    flushGarbage();
+    if (this.depth > 0 && start >= 0) this.parts.push(chunk.subarray(start));
+    return frames;
+  }
+
+  private reset(): void {
+    this.parts = [];
+    this.depth = 0;
+    this.inString = false;
+    this.escaped = false;
+  }
+}
+
+export interface GuestAgentOptions {
+  /** Giving up on connect() (ms). A unix connect either succeeds or fails at once; this is a backstop. */
+  connectTimeoutMs?: number;
+  /** Longest silence while waiting for a reply, the resynchronisation's included (ms). */
+  replyTimeoutMs?: number;
+  /** Close the connection after this long without requests (ms). */
+  idleMs?: number;
+  log?: Logger;
+}
+
+/** One VM's agent: a lazily (re)opened connection and a queue of requests. */
+export class GuestAgent {
+  private sock: Socket | undefined;
+  private parser = new AgentFrameParser();
+  /** Frames read but not yet asked for, and the one reader waiting for the next frame. */
+  private inbox: AgentFrame[] = [];
+  private reader: { resolve(f: AgentFrame): void; reject(e: Error): void } | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  private pending = 0;
+  private failures = 0;
+  private lastFailure: Error | undefined;
+  private lastDataAt = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly connectTimeoutMs: number;
+  private readonly replyTimeoutMs: number;
+  private readonly idleMs: number;
+  /** Called when the agent is idle and disconnected (the pool forgets it). */
+  onIdleClose: (() => void) | undefined;
+
+  constructor(
+    readonly socketPath: string,
+    private readonly opts: GuestAgentOptions = {},
+  ) {
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
+    this.replyTimeoutMs = opts.replyTimeoutMs ?? 5000;
+    this.idleMs = opts.idleMs ?? 30_000;
+  }
+
+  /** Sends one command and returns its `return` value; queued behind earlier requests. */
+  request<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    this.pending++;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.sock?.ref();
+    // Requests queued behind one that found no agent (or no reply) fail with it, at once,
+    // rather than each waiting out its own timeout: 20 piled-up probes would take 100 s.
+    const epoch = this.failures;
+    const run = this.tail.then(() => {
+      if (this.failures !== epoch && this.lastFailure) throw this.lastFailure;
+      return this.send(command, args);
+    });
+    this.tail = run.catch(() => undefined);
+    return run.finally(() => {
+      if (--this.pending === 0) this.idle();
+    }) as Promise<T>;
+  }
+
+  async ping(): Promise<void> {
+    await this.request('guest-ping');
+  }
+
+  close(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.drop(failedPrecondition(`qemu-guest-agent connection on ${this.socketPath} closed`));
+  }
+
+  private idle(): void {
+    this.sock?.unref();
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.pending > 0) return;
+      this.drop(failedPrecondition(`qemu-guest-agent connection on ${this.socketPath} closed (idle)`));
+      this.onIdleClose?.();
+    }, this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private async send(command: string, args: Record<string, unknown> | undefined): Promise<unknown> {
+    if (!this.sock) {
+      try {
+        await this.open();
+      } catch (err) {
+        this.failed(err as Error);
+        throw err;
+      }
+    }
+    this.sock!.write(JSON.stringify(args ? { execute: command, arguments: args } : { execute: command }) + '\n');
+    const msg = `qemu-guest-agent on ${this.socketPath} stopped answering (no reply to ${command} within ${this.replyTimeoutMs / 1000} s)`;
+    for (;;) {
+      const f = await this.nextFrame(msg);
+      if (f.kind === 'reply') return unwrap(command, f.value);
+    }
+  }
+
+  private async open(): Promise<void> {
+    const sock = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ path: this.socketPath });
+      const timer = setTimeout(() => {
+        s.destroy();
+        reject(noAgent(this.socketPath, `connect took longer than ${this.connectTimeoutMs / 1000} s`));
+      }, this.connectTimeoutMs);
+      s.once('connect', () => {
+        clearTimeout(timer);
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        reject(connectError(this.socketPath, err));
+      });
+    });
+    this.sock = sock;
+    this.inbox = [];
+    this.parser = new AgentFrameParser();
+    this.parser.expectDelimiter();
+    sock.on('data', (chunk: Buffer) => this.onData(sock, chunk));
+    sock.on('error', (err) => this.opts.log?.debug({ socket: this.socketPath, err: err.message }, 'guest-agent connection error'));
+    sock.on('close', () => {
+      if (this.sock === sock) this.drop(failedPrecondition(`qemu-guest-agent connection on ${this.socketPath} closed (VM stopped?)`));
+    });
+    // Resynchronise: 0xFF makes the agent drop a half-read request; our reply is the first one
+    // right after a delimiter carrying our id. Anything else is stale (an earlier client's).
+    const id = randomInt(1, 2 ** 31);
+    sock.write(Buffer.concat([Buffer.from([0xff]), Buffer.from(JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } }) + '\n')]));
+    const msg = `guest runs no qemu-guest-agent (no answer on ${this.socketPath} within ${this.replyTimeoutMs / 1000} s)`;
+    let delimited = false;
+    for (;;) {
+      const f = await this.nextFrame(msg);
+      if (f.kind === 'delimiter') delimited = true;
+      else if (f.kind === 'reply' && delimited && (f.value as { return?: unknown } | null)?.return === id) return;
+      else {
+        delimited = false;
+        this.opts.log?.debug({ socket: this.socketPath }, 'guest-agent: stale reply dropped');
+      }
+    }
+  }
+
+  /**
+   * The next delimiter or reply. When the agent sends nothing for the reply timeout the
+   * connection is closed (it is out of step). Bytes arriving count: a 16 MiB output takes
+   * seconds to cross virtio-serial under TCG (~5 MB/s measured).
+   */
+  private nextFrame(timeoutMsg: string): Promise<AgentFrame> {
+    const f = this.inbox.shift();
+    if (f) return Promise.resolve(f);
+    if (!this.sock) return Promise.reject(failedPrecondition(`qemu-guest-agent connection on ${this.socketPath} closed`));
+    const since = Date.now();
+    return new Promise<AgentFrame>((resolve, reject) => {
+      let timer: NodeJS.Timeout;
+      const arm = (ms: number) => {
+        timer = setTimeout(() => {
+          const quiet = Date.now() - Math.max(since, this.lastDataAt);
+          if (quiet < this.replyTimeoutMs) return arm(this.replyTimeoutMs - quiet);
+          const err = failedPrecondition(timeoutMsg);
+          this.failed(err);
+          this.drop(err);
+        }, ms);
+      };
+      arm(this.replyTimeoutMs);
+      this.reader = {
+        resolve: (fr) => {
+          clearTimeout(timer);
+          resolve(fr);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+    });
+  }
+
+  private onData(sock: Socket, chunk: Buffer): void {
+    if (this.sock !== sock) return;
+    this.lastDataAt = Date.now();
+    for (const f of this.parser.push(chunk)) {
+      if (f.kind === 'garbage') {
+        this.opts.log?.debug({ socket: this.socketPath, text: f.text.slice(0, 200) }, 'guest-agent: unparsable bytes dropped');
+        continue;
+      }
+      const r = this.reader;
+      this.reader = undefined;
+      if (r) r.resolve(f);
+      else this.inbox.push(f);
+    }
+  }
+
+  private failed(err: Error): void {
+    this.failures++;
+    this.lastFailure = err;
+  }
+
+  /** Closes the connection; the waiting reader, if any, fails with `err`. */
+  private drop(err: Error): void {
+    const s = this.sock;
+    this.sock = undefined;
+    this.inbox = [];
+    s?.destroy();
+    const r = this.reader;
+    this.reader = undefined;
+    r?.reject(err);
+  }
+}
+
+function unwrap(command: string, reply: unknown): unknown {
+  if (reply && typeof reply === 'object') {
+    const r = reply as { return?: unknown; error?: { class?: unknown; desc?: unknown } };
+    if ('return' in r) return r.return;
+    if (r.error) return Promise.reject(new GuestAgentError(command, String(r.error.class ?? 'Error'), String(r.error.desc ?? 'no description')));
+  }
+  return Promise.reject(new VmletError('internal', `qemu-guest-agent: unexpected reply to ${command}: ${JSON.stringify(reply).slice(0, 200)}`));
+}
+
+function noAgent(socket: string, why: string): VmletError {
+  return failedPrecondition(`guest runs no qemu-guest-agent (no answer on ${socket}: ${why})`);
+}
+
+function connectError(socket: string, err: NodeJS.ErrnoException): VmletError {
+  switch (err.code) {
+    case 'ENOENT':
+      return failedPrecondition(`no guest-agent channel: ${socket} does not exist (the VM is not running, or was created by a vmlet without exec support)`);
+    case 'ECONNREFUSED':
+      return failedPrecondition(`no guest-agent channel: nothing listens on ${socket} (the VM is not running)`);
+    case 'EAGAIN':
+      return failedPrecondition(`guest-agent channel ${socket} is busy: another client holds QEMU's only connection`);
+    default:
+      return failedPrecondition(`cannot connect to the guest-agent channel ${socket}: ${err.message}`);
+  }
+}
+
+const pool = new Map<string, GuestAgent>();
+
+/** The shared agent client of a socket (one connection per VM in the whole process). */
+export function guestAgentFor(socketPath: string, opts: GuestAgentOptions = {}): GuestAgent {
+  let a = pool.get(socketPath);
+  if (!a) {
+    const agent = new GuestAgent(socketPath, opts);
+    agent.onIdleClose = () => {
+      if (pool.get(socketPath) === agent) pool.delete(socketPath);
+    };
+    pool.set(socketPath, agent);
+    a = agent;
+  }
+  return a;
+}
+
+export interface GuestExecRequest {
+  /** argv[0]; the agent searches its PATH when it has no slash. */
+  path: string;
+  args?: string[];
+  /** KEY=VALUE; when given, the command gets only these (the agent's own environment otherwise). */
+  env?: string[];
+  /** Written to the command's stdin, which is then closed; /dev/null without it. */
+  input?: Buffer;
+}
+
+export interface GuestExecResult {
+  pid: number;
+  stdout: Buffer;
+  stderr: Buffer;
+  /** The exit status, or 128 + signal when a signal ended the command (a shell's convention). */
+  exitCode: number;
+  signal?: number;
+  /** The agent keeps at most 16 MiB of each stream. */
+  truncated: boolean;
+}
+
+interface ExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  signal?: number;
+  'out-data'?: string;
+  'err-data'?: string;
+  'out-truncated'?: boolean;
+  'err-truncated'?: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs a command in the guest (guest-exec with captured output) and polls guest-exec-status with
+ * backoff (10 ms doubling to 100 ms) until it exits. With timeoutMs, a command still running then
+ * fails the call with 'deadline-exceeded'. The agent (QEMU 7.2, and no later version either) has
+ * no command to stop a guest-exec'd process, so vmlet runs `/bin/sh -c 'kill -9 <pid>'` through
+ * guest-exec, best effort, and collects both statuses so the agent frees its records.
+ */
+export async function guestExec(agent: GuestAgent, req: GuestExecRequest, opts: { timeoutMs?: number } = {}): Promise<GuestExecResult> {
+  const started = Date.now();
+  const { pid } = await agent.request<{ pid: number }>('guest-exec', {
+    path: req.path,
+    arg: req.args ?? [],
+    ...(req.env ? { env: req.env } : {}),
+    ...(req.input && req.input.length > 0 ? { 'input-data': req.input.toString('base64') } : {}),
+    'capture-output': true,
+  });
+  const deadline = opts.timeoutMs && opts.timeoutMs > 0 ? started + opts.timeoutMs : Infinity;
+  let delay = 10;
+  for (;;) {
+    const wait = Math.min(delay, deadline - Date.now());
+    if (wait > 0) await sleep(wait);
+    const st = await agent.request<ExecStatus>('guest-exec-status', { pid });
+    if (st.exited) return execResult(pid, st);
+    if (Date.now() >= deadline) {
+      void killAndReap(agent, pid);
+      throw deadlineExceeded(`command ${JSON.stringify(req.path)} did not finish within ${opts.timeoutMs! / 1000} s (killed, pid ${pid} in the guest)`);
+    }
+    delay = Math.min(delay * 2, 100);
+  }
+}
+
+function execResult(pid: number, st: ExecStatus): GuestExecResult {
+  const signal = st.signal;
+  return {
+    pid,
+    stdout: Buffer.from(st['out-data'] ?? '', 'base64'),
+    stderr: Buffer.from(st['err-data'] ?? '', 'base64'),
+    exitCode: signal !== undefined && signal > 0 ? 128 + signal : (st.exitcode ?? 0),
+    ...(signal !== undefined && signal > 0 ? { signal } : {}),
+    truncated: !!(st['out-truncated'] || st['err-truncated']),
+  };
+}
+
+/** Best effort: kill a timed-out command and collect its status (and the kill's) so qemu-ga forgets both. */
+async function killAndReap(agent: GuestAgent, pid: number): Promise<void> {
+  const reap = async (p: number) => {
+    for (let i = 0; i < 20; i++) {
+      const st = await agent.request<ExecStatus>('guest-exec-status', { pid: p });
+      if (st.exited) return;
+      await sleep(100);
+    }
+  };
+  try {
+    const { pid: killer } = await agent.request<{ pid: number }>('guest-exec', { path: '/bin/sh', arg: ['-c', `kill -9 ${pid}`], 'capture-output': true });
+    await reap(killer);
+    await reap(pid);
+  } catch {
+    // The guest has no /bin/sh, or the agent went away: nothing more to do.
+  }
+}

@@ -1,0 +1,193 @@
+// ExecSync end to end, as the kubelet or crictl calls it: real registry, real libvirtd and QEMU
+// (TCG here), the project's test guest, whose qemu-ga answers on vmlet's guest-agent channel.
+// Also: the channel on a pc machine (PCI slot picked by QEMU next to libvirt's), stdin through
+// the agent directly, 20 concurrent calls, a timeout, vmlet killed mid-exec, and a guest whose
+// agent is gone.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { status as Status } from '@grpc/grpc-js';
+import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { waitFor } from '../helpers/wait.js';
+import { parseCriLogLine } from '../../src/stream/cri-log.js';
+import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, guestExec } from '../../src/vm/guest-agent.js';
+import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
+
+let reg: TestRegistry;
+let v: VmletProcess;
+let image = '';
+const logDir = tempDir('vmlet-execlogs-');
+const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
+
+interface ExecSyncReply {
+  stdout: Buffer;
+  stderr: Buffer;
+  exit_code: number;
+}
+const exec = (container_id: string, cmd: string[], timeout = 0) => rt<ExecSyncReply>('ExecSync', { container_id, cmd, timeout });
+const text = (r: ExecSyncReply) => ({ stdout: r.stdout.toString(), stderr: r.stderr.toString(), exit_code: r.exit_code });
+
+interface Pod {
+  id: string;
+  cid: string;
+  log: string;
+}
+
+async function startPod(name: string, annotations: Record<string, string> = {}): Promise<Pod> {
+  const uid = randomBytes(8).toString('hex');
+  const config = { metadata: { name, namespace: 'exec-test', uid, attempt: 0 }, hostname: name, log_directory: join(logDir, uid), annotations };
+  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+  const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: id,
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm.log' },
+    sandbox_config: config,
+  });
+  await rt('StartContainer', { container_id: cid });
+  const log = (await rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id: cid })).status!.log_path;
+  return { id, cid, log };
+}
+
+const consoleLines = (path: string) =>
+  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content.replace(/\r+$/, '')) : [];
+const marker = (pod: Pod, m: string, timeoutMs = 120_000) =>
+  waitFor(`${m} in ${pod.log}`, () => consoleLines(pod.log).find((l) => l.startsWith(m)), { timeoutMs, intervalMs: 100 });
+
+/** The agent starts in the background at boot; its first answer may trail the hostname marker. */
+const firstExec = (pod: Pod) =>
+  waitFor('qemu-ga to answer ExecSync', () => exec(pod.cid, ['true']).then((r) => r.exit_code === 0), { timeoutMs: 60_000, intervalMs: 500 });
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+beforeAll(async () => {
+  await ensureTestImages();
+  reg = await startRegistry();
+  image = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:exec')).reference;
+  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
+  await call(v.image, 'PullImage', { image: { image } });
+});
+
+afterAll(async () => {
+  if (v) {
+    const pods = await rt<{ items: { id: string }[] }>('ListPodSandbox', {}).catch(() => ({ items: [] }));
+    for (const p of pods.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+    await v.stop();
+  }
+  await reg?.stop();
+});
+
+describe('ExecSync through qemu-guest-agent', () => {
+  let pod: Pod;
+
+  it('runs a command in the guest: cat /etc/hostname is the pod hostname', async () => {
+    pod = await startPod('exec-q35');
+    expect(await marker(pod, 'VMLET-HOSTNAME')).toBe('VMLET-HOSTNAME exec-q35');
+    const socket = join(AGENT_SOCKET_FALLBACK_DIR, `${pod.cid}.sock`);
+    expect(existsSync(socket)).toBe(true); // QEMU's, in the fallback dir (the state dir path is too long)
+    await firstExec(pod);
+    expect(text(await exec(pod.cid, ['cat', '/etc/hostname']))).toEqual({ stdout: 'exec-q35\n', stderr: '', exit_code: 0 });
+    // An id prefix works as for every other call.
+    expect(text(await exec(pod.cid.slice(0, 12), ['echo', 'a b', '$HOME']))).toMatchObject({ stdout: 'a b $HOME\n' });
+    const st = await rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id: pod.cid, verbose: true });
+    expect(JSON.parse(st.info.info!).domainXml).toContain('org.qemu.guest_agent.0');
+    const logged = v.logLines.filter((l) => l.includes('"msg":"exec"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged.at(-1)).toMatchObject({ containerId: pod.cid, command: 'echo', exitCode: 0 });
+    expect(logged.some((l) => JSON.stringify(l).includes('$HOME'))).toBe(false); // never the arguments
+  });
+
+  it('returns exit codes, stderr, 127 for a missing command and 128 + signal', async () => {
+    expect(text(await exec(pod.cid, ['sh', '-c', 'exit 3']))).toEqual({ stdout: '', stderr: '', exit_code: 3 });
+    expect(text(await exec(pod.cid, ['sh', '-c', 'echo out; echo oops >&2; exit 1']))).toEqual({ stdout: 'out\n', stderr: 'oops\n', exit_code: 1 });
+    const missing = text(await exec(pod.cid, ['no-such-command', '--flag']));
+    expect(missing.exit_code).toBe(127);
+    expect(missing.stderr).toMatch(/no-such-command.*No such file or directory/);
+    expect(text(await exec(pod.cid, ['sh', '-c', 'kill -9 $$'])).exit_code).toBe(137);
+  });
+
+  it('answers 20 concurrent calls, each with its own output', async () => {
+    const t0 = performance.now();
+    const outs = await Promise.all(Array.from({ length: 20 }, (_, i) => exec(pod.cid, ['echo', String(i)])));
+    console.log(`20 concurrent ExecSync: ${(performance.now() - t0).toFixed(0)} ms`);
+    expect(outs.map((o) => text(o))).toEqual(Array.from({ length: 20 }, (_, i) => ({ stdout: `${i}\n`, stderr: '', exit_code: 0 })));
+  });
+
+  it('measures the round trip of ExecSync echo hi (median of 50)', async () => {
+    const times: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const t0 = performance.now();
+      expect(text(await exec(pod.cid, ['echo', 'hi'])).stdout).toBe('hi\n');
+      times.push(performance.now() - t0);
+    }
+    const s = [...times].sort((a, b) => a - b);
+    console.log(`ExecSync echo hi over gRPC: median ${median(times).toFixed(1)} ms, p90 ${s[44]!.toFixed(1)} ms, min ${s[0]!.toFixed(1)} ms (TCG)`);
+  });
+
+  it('fails with DEADLINE_EXCEEDED at the timeout and kills the command', async () => {
+    const t0 = Date.now();
+    const err = await failure(exec(pod.cid, ['sleep', '30'], 2));
+    const took = Date.now() - t0;
+    expect(err.code).toBe(Status.DEADLINE_EXCEEDED);
+    expect(err.details).toMatch(/did not finish within 2 s/);
+    expect(took).toBeGreaterThanOrEqual(2000);
+    expect(took).toBeLessThan(3500);
+    await waitFor('the sleep to be killed', async () => text(await exec(pod.cid, ['sh', '-c', 'ps | grep -c "[s]leep 30"'])).stdout === '0\n', {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
+  });
+
+  it('keeps working after vmlet is killed mid-exec and restarted (QEMU owns the socket)', async () => {
+    const pending = exec(pod.cid, ['sleep', '3']).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 500));
+    const stateDir = v.stateDir;
+    const config = readFileSync(join(v.dir, 'none.yaml'), 'utf8');
+    await v.stop('SIGKILL');
+    await pending;
+    v = await startVmlet({ stateDir, config });
+    // The sleep's reply may still be on its way to the old connection: the new one resynchronises past it.
+    expect(text(await exec(pod.cid, ['cat', '/etc/hostname']))).toMatchObject({ stdout: 'exec-q35\n', exit_code: 0 });
+  });
+
+  it('refuses bad calls with the right codes', async () => {
+    expect((await failure(exec(pod.cid, []))).code).toBe(Status.INVALID_ARGUMENT);
+    expect((await failure(exec('0000000000000000', ['true']))).code).toBe(Status.NOT_FOUND);
+  });
+
+  it('says the guest runs no agent once qemu-ga is gone', async () => {
+    // Stop the agent from inside, after this call has returned (output pipes closed first).
+    expect((await exec(pod.cid, ['sh', '-c', '(sleep 1; kill $(pidof qemu-ga)) >/dev/null 2>&1 </dev/null &'])).exit_code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1500));
+    const t0 = Date.now();
+    const first = await failure(exec(pod.cid, ['true']));
+    expect(first.code).toBe(Status.FAILED_PRECONDITION);
+    expect(first.details).toMatch(/qemu-guest-agent/);
+    const second = await failure(exec(pod.cid, ['true']));
+    expect(second.code).toBe(Status.FAILED_PRECONDITION);
+    expect(second.details).toBe(`guest runs no qemu-guest-agent (no answer on ${join(AGENT_SOCKET_FALLBACK_DIR, `${pod.cid}.sock`)} within 5 s)`);
+    expect(Date.now() - t0).toBeLessThan(15_000); // two 5 s reply timeouts
+  });
+
+  it('refuses a stopped container with FAILED_PRECONDITION', async () => {
+    await rt('StopContainer', { container_id: pod.cid, timeout: 0 });
+    const err = await failure(exec(pod.cid, ['true']));
+    expect(err.code).toBe(Status.FAILED_PRECONDITION);
+    expect(err.details).toBe(`container ${pod.cid} is exited; exec needs a running container`);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    expect(existsSync(join(AGENT_SOCKET_FALLBACK_DIR, `${pod.cid}.sock`))).toBe(false);
+  });
+
+  it('works on a pc machine too, and feeds stdin through the agent', async () => {
+    const pc = await startPod('exec-pc', { 'vmlet.io/machine': 'pc' });
+    expect(await marker(pc, 'VMLET-HOSTNAME')).toBe('VMLET-HOSTNAME exec-pc');
+    // Nobody has connected yet: talk to the agent directly (ExecSync has no stdin), then let go,
+    // since QEMU serves one client at a time.
+    const agent = new GuestAgent(join(AGENT_SOCKET_FALLBACK_DIR, `${pc.cid}.sock`));
+    await waitFor('qemu-ga to answer', () => agent.ping().then(() => true), { timeoutMs: 60_000, intervalMs: 500 });
+    const r = await guestExec(agent, { path: 'cat', input: Buffer.from('through stdin\n') });
+    expect({ out: r.stdout.toString(), code: r.exitCode }).toEqual({ out: 'through stdin\n', code: 0 });
+    agent.close();
+    expect(text(await exec(pc.cid, ['cat', '/etc/hostname']))).toEqual({ stdout: 'exec-pc\n', stderr: '', exit_code: 0 });
+    await rt('RemovePodSandbox', { pod_sandbox_id: pc.id });
+  });
+});
