@@ -3,7 +3,8 @@
 // the kubelet proxying the API server) then upgrades that URL to a WebSocket speaking the
 // Kubernetes channel protocols (channel.ts). Tokens are single-use, expire after a minute and are
 // bound to their request and kind; anything else gets an HTTP error before any upgrade.
-// SPDY/3.1 is not served: see README.md for what that means for crictl and the kubelet.
+// An `Upgrade: SPDY/3.1` request (crictl's default transport, the kubelet/API server) is
+// handed to spdy-server.ts after the same token checks.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -18,6 +19,11 @@ import {
   type Status, type TerminalSize,
 } from './channel.js';
 import type { AttachStreamRequest, ExecStreamRequest, PortForwardStreamRequest, StreamBackend, StreamIO } from './backend.js';
+import {
+  SPDY_PORTFORWARD_PROTOCOL, SPDY_REMOTECOMMAND_PROTOCOLS, acceptSpdy, isSpdyUpgrade, negotiateSpdyProtocol, offeredStreamProtocols,
+  runSpdyPortForward, runSpdyRemoteCommand,
+} from './spdy-server.js';
+import type { SpdyConnection } from './spdy-conn.js';
 
 export interface StreamServerOptions {
   backend: StreamBackend;
@@ -67,6 +73,7 @@ export class StreamServer {
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE });
   private readonly sweeper: NodeJS.Timeout;
   private readonly sessions = new Set<WebSocket>();
+  private readonly spdySessions = new Set<SpdyConnection>();
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -119,10 +126,12 @@ export class StreamServer {
       clearInterval(this.sweeper);
       this.tokens.clear();
       for (const ws of this.sessions) ws.close(1001, 'server shutting down');
+      for (const c of this.spdySessions) c.close();
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       // Sessions that do not finish their close handshake promptly are cut.
       const t = setTimeout(() => {
         for (const ws of this.sessions) ws.terminate();
+        for (const c of this.spdySessions) c.destroy();
         this.server.closeAllConnections();
       }, 1000);
       await closed;
@@ -148,7 +157,7 @@ export class StreamServer {
     const found = this.lookup(req.url);
     const live = found && this.tokens.peek(found.kind, found.token) !== undefined;
     const [code, msg] = live
-      ? [400, 'this URL must be opened with a WebSocket upgrade (v5.channel.k8s.io); SPDY is not supported']
+      ? [400, 'this URL must be opened with a WebSocket (v5.channel.k8s.io) or SPDY/3.1 upgrade']
       : [404, 'unknown or expired streaming URL'];
     res.writeHead(code, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
     res.end(msg + '\n');
@@ -164,6 +173,7 @@ export class StreamServer {
     }
     const { kind, token, query } = found;
     const upgrade = String(req.headers.upgrade ?? '').toLowerCase();
+    if (isSpdyUpgrade(req)) return this.onSpdyUpgrade(req, socket, head, kind, token, query);
     if (upgrade !== 'websocket') {
       // Leaves the token usable: a client falling back between transports may retry in time.
       return refuse(socket, 400, 'Bad Request',
@@ -203,6 +213,34 @@ export class StreamServer {
       if (kind === 'portforward') this.runPortForward(ws, chosen, request as PortForwardStreamRequest, ports);
       else this.runRemoteCommand(ws, chosen, kind, request as ExecStreamRequest | AttachStreamRequest);
     });
+  }
+
+  private onSpdyUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, kind: StreamKind, token: string, query: URLSearchParams): void {
+    const offered = offeredStreamProtocols(req);
+    const protocol = negotiateSpdyProtocol(kind, offered);
+    if (protocol === undefined) {
+      const want = kind === 'portforward' ? [SPDY_PORTFORWARD_PROTOCOL] : SPDY_REMOTECOMMAND_PROTOCOLS;
+      return refuse(socket, 400, 'Bad Request', `unsupported X-Stream-Protocol-Version ${JSON.stringify(offered)}; supported: ${want.join(', ')}`);
+    }
+    if (kind === 'portforward' && query.getAll('port').length) {
+      try {
+        parsePorts(query.getAll('port'));
+      } catch (err) {
+        return refuse(socket, 400, 'Bad Request', (err as Error).message);
+      }
+    }
+    const request = this.tokens.consume(kind, token);
+    if (request === undefined) return refuse(socket, 404, 'Not Found', 'unknown or expired streaming URL');
+    const log = this.opts.log.child({ stream: kind, transport: 'spdy', protocol });
+    const conn = acceptSpdy(socket, head, protocol);
+    this.spdySessions.add(conn);
+    conn.on('close', () => this.spdySessions.delete(conn));
+    if (kind === 'portforward') {
+      // Like the kubelet, every port the client names in its stream headers is forwarded.
+      runSpdyPortForward(conn, request as PortForwardStreamRequest, undefined, this.opts.backend, log);
+    } else {
+      runSpdyRemoteCommand(conn, protocol, kind, request as ExecStreamRequest | AttachStreamRequest, this.opts.backend, log);
+    }
   }
 
   private runRemoteCommand(ws: WebSocket, protocol: string, kind: StreamKind, req: ExecStreamRequest | AttachStreamRequest): void {
