@@ -20,6 +20,8 @@ fi
 
 step "npm run build"
 npm run build --silent
+step "typecheck (src, tests, benches)"
+npm run typecheck --silent
 
 step "test images"
 bash test/images/build-kernel-guest.sh

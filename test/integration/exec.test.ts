@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
-import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, guestExec } from '../../src/vm/guest-agent.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
 
@@ -49,10 +49,7 @@ async function startPod(name: string, annotations: Record<string, string> = {}):
   return { id, cid, log };
 }
 
-const consoleLines = (path: string) =>
-  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content.replace(/\r+$/, '')) : [];
-const marker = (pod: Pod, m: string, timeoutMs = 120_000) =>
-  waitFor(`${m} in ${pod.log}`, () => consoleLines(pod.log).find((l) => l.startsWith(m)), { timeoutMs, intervalMs: 100 });
+const marker = (pod: Pod, m: string, timeoutMs = 120_000) => waitForConsoleLine(pod.log, m, timeoutMs);
 
 /** The agent starts in the background at boot; its first answer may trail the hostname marker. */
 const firstExec = (pod: Pod) =>
@@ -61,21 +58,10 @@ const firstExec = (pod: Pod) =>
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 beforeAll(async () => {
-  await ensureTestImages();
-  reg = await startRegistry();
-  image = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:exec')).reference;
-  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
-  await call(v.image, 'PullImage', { image: { image } });
+  ({ reg, v, refs: [image = ''] } = await startVmSuite([['kernelboot', 'vmlet/kernelboot:exec']]));
 });
 
-afterAll(async () => {
-  if (v) {
-    const pods = await rt<{ items: { id: string }[] }>('ListPodSandbox', {}).catch(() => ({ items: [] }));
-    for (const p of pods.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-    await v.stop();
-  }
-  await reg?.stop();
-});
+afterAll(() => stopVmSuite(v, reg));
 
 describe('ExecSync through qemu-guest-agent', () => {
   let pod: Pod;

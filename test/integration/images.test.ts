@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, type VmletProcess } from '../helpers/vmlet.js';
-import { corruptBlob, ensureTestImages, pushImage, startRegistry, testImages, type TestRegistry } from '../helpers/registry.js';
+import { corruptBlob, ensureTestImages, pushImage, startRegistry, testImages, type TestImageName, type TestRegistry } from '../helpers/registry.js';
 import { startTokenProxy, type TokenProxy } from '../helpers/token-proxy.js';
 import { GUEST_DIR } from '../helpers/guest.js';
 import { waitFor } from '../helpers/wait.js';
@@ -226,7 +226,7 @@ describe('pull failures', () => {
     expect((await pull(reference)).image_ref).toBe(img.configDigest);
   });
 
-  it.each(['hostile-traversal', 'hostile-symlink', 'hostile-hardlink', 'hostile-device', 'hostile-size'])('refuses the %s image', async (name) => {
+  it.each<TestImageName>(['hostile-traversal', 'hostile-symlink', 'hostile-hardlink', 'hostile-device', 'hostile-size'])('refuses the %s image', async (name) => {
     const { reference } = await pushImage(reg, name, `vmlet/${name}:v1`);
     const err = await failure(pull(reference));
     expect(err.code).toBe(Status.INVALID_ARGUMENT);

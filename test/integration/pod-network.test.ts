@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
-import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import type { PodSandboxStatusResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatusResponse.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
 
@@ -57,29 +57,14 @@ async function startPod(name: string, o: { annotations?: Record<string, string>;
   return { id, ip, log };
 }
 
-const consoleLines = (path: string) =>
-  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content.replace(/\r+$/, '')) : [];
 
-/** The first console line starting with `marker`, once it appears. */
-const marker = (pod: Pod, m: string, timeoutMs = 90_000) =>
-  waitFor(`${m} in ${pod.log}`, () => consoleLines(pod.log).find((l) => l.startsWith(m)), { timeoutMs, intervalMs: 100 });
+const marker = (pod: Pod, m: string, timeoutMs = 90_000) => waitForConsoleLine(pod.log, m, timeoutMs);
 
 beforeAll(async () => {
-  await ensureTestImages();
-  reg = await startRegistry();
-  image = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:net')).reference;
-  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
-  await call(v.image, 'PullImage', { image: { image } });
+  ({ reg, v, refs: [image = ''] } = await startVmSuite([['kernelboot', 'vmlet/kernelboot:net']]));
 });
 
-afterAll(async () => {
-  if (v) {
-    const pods = await rt<{ items: { id: string }[] }>('ListPodSandbox', {}).catch(() => ({ items: [] }));
-    for (const p of pods.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-    await v.stop();
-  }
-  await reg?.stop();
-});
+afterAll(() => stopVmSuite(v, reg));
 
 describe('VM pod networking', () => {
   let a: Pod;
@@ -155,7 +140,7 @@ describe('VM pod networking', () => {
     expect(await v.stop('SIGKILL')).toBeNull();
     process.kill(dnsmasqPid, 'SIGKILL'); // as after a crash; a reboot also loses the netns
     await waitFor('dnsmasq to die', () => !existsSync(`/proc/${dnsmasqPid}/cmdline`) || readFileSync(`/proc/${dnsmasqPid}/stat`, 'utf8').includes(') Z '));
-    v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\n` });
+    v = await startVmlet({ stateDir: v.stateDir, config: vmletConfig(reg) });
     const newPid = Number(readFileSync(pidFile, 'utf8').trim());
     expect(newPid).not.toBe(dnsmasqPid);
     expect(readFileSync(`/proc/${newPid}/comm`, 'utf8').trim()).toBe('dnsmasq');

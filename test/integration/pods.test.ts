@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { DomainState, Libvirt } from '../../src/vm/libvirt.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
@@ -74,23 +75,15 @@ async function domainState(name: string): Promise<DomainState | 'gone'> {
 }
 
 beforeAll(async () => {
-  await ensureTestImages();
-  reg = await startRegistry();
-  kernelImage = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:v1')).reference;
-  diskImage = (await pushImage(reg, 'containerdisk', 'vmlet/containerdisk:v1')).reference;
-  rootfsImage = (await pushImage(reg, 'rootfs', 'vmlet/rootfs:v1')).reference;
-  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
-  for (const image of [kernelImage, diskImage, rootfsImage]) await call(v.image, 'PullImage', { image: { image } });
+  ({ reg, v, refs: [kernelImage = '', diskImage = '', rootfsImage = ''] } = await startVmSuite([
+    ['kernelboot', 'vmlet/kernelboot:v1'],
+    ['containerdisk', 'vmlet/containerdisk:v1'],
+    ['rootfs', 'vmlet/rootfs:v1'],
+  ]));
 });
 
 afterAll(async () => {
-  // Leave no VM behind, whatever failed.
-  if (v) {
-    const pods = await rt<ListPodSandboxResponse__Output>('ListPodSandbox', {}).catch(() => ({ items: [] }));
-    for (const p of pods.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-    await v.stop();
-  }
-  await reg?.stop();
+  await stopVmSuite(v, reg);
   await lv.close();
 });
 
@@ -315,7 +308,7 @@ describe('restart safety and concurrency', () => {
     await waitFor('B to power off', async () => (await domainState(domainB)) === DomainState.SHUTOFF, { timeoutMs: 90_000, intervalMs: 200 });
     expect(await domainState(domainA)).toBe(DomainState.RUNNING);
 
-    v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\n` });
+    v = await startVmlet({ stateDir: v.stateDir, config: vmletConfig(reg) });
     const after = (await cstatus(aid)).status!;
     expect(after).toMatchObject({ id: aid, state: 'CONTAINER_RUNNING', created_at: before.created_at, started_at: before.started_at, log_path: before.log_path });
     expect((await cstatus(bid)).status).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 0 });

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
-import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
 import type { ContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ContainerStatsResponse.js';
 import type { ListContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ListContainerStatsResponse.js';
@@ -60,31 +60,19 @@ async function startPod(name: string, image: string, annotations: Record<string,
   return { id, cid, log };
 }
 
-const consoleLines = (path: string) =>
-  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content.replace(/\r+$/, '')) : [];
-const marker = (pod: Pod, m: string, timeoutMs = 120_000) =>
-  waitFor(`${m} in ${pod.log}`, () => consoleLines(pod.log).find((l) => l.startsWith(m)), { timeoutMs, intervalMs: 100 });
+const marker = (pod: Pod, m: string, timeoutMs = 120_000) => waitForConsoleLine(pod.log, m, timeoutMs);
 
 const n = (u: { value: string } | null | undefined) => (u ? Number(u.value) : NaN);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  await ensureTestImages();
-  reg = await startRegistry();
-  diskImage = (await pushImage(reg, 'containerdisk', 'vmlet/containerdisk:stats')).reference;
-  kernelImage = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:stats')).reference;
-  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
-  for (const image of [diskImage, kernelImage]) await call(v.image, 'PullImage', { image: { image } });
+  ({ reg, v, refs: [diskImage = '', kernelImage = ''] } = await startVmSuite([
+    ['containerdisk', 'vmlet/containerdisk:stats'],
+    ['kernelboot', 'vmlet/kernelboot:stats'],
+  ]));
 });
 
-afterAll(async () => {
-  if (v) {
-    const pods = await rt<{ items: { id: string }[] }>('ListPodSandbox', {}).catch(() => ({ items: [] }));
-    for (const p of pods.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-    await v.stop();
-  }
-  await reg?.stop();
-});
+afterAll(() => stopVmSuite(v, reg));
 
 describe('VM pod stats', () => {
   let pod: Pod;

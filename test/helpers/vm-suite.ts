@@ -1,0 +1,52 @@
+// What the VM pod test files share: a registry with the test images pushed, vmlet with them
+// pulled, teardown that leaves no VM behind whatever failed, and reading the guest's console
+// from a container's CRI log.
+import { existsSync, readFileSync } from 'node:fs';
+import { call, startVmlet, type VmletProcess } from './vmlet.js';
+import { ensureTestImages, pushImage, startRegistry, type TestImageName, type TestRegistry } from './registry.js';
+import { waitFor } from './wait.js';
+import { parseCriLogLine } from '../../src/stream/cri-log.js';
+
+export interface VmSuite {
+  reg: TestRegistry;
+  v: VmletProcess;
+  /** Pushed references, in the order asked for. */
+  refs: string[];
+}
+
+/** Pushes each [image, repo:tag] to a fresh registry and starts vmlet with all of them pulled. */
+export async function startVmSuite(images: Array<[TestImageName, string]>): Promise<VmSuite> {
+  await ensureTestImages();
+  const reg = await startRegistry();
+  const refs: string[] = [];
+  for (const [name, tag] of images) refs.push((await pushImage(reg, name, tag)).reference);
+  const v = await startVmlet({ config: vmletConfig(reg) });
+  for (const image of refs) await call(v.image, 'PullImage', { image: { image } });
+  return { reg, v, refs };
+}
+
+/** vmlet's config for pulling from the test registry over plain HTTP. */
+export function vmletConfig(reg: TestRegistry): string {
+  return `registries:\n  insecure: ["${reg.host}"]\n`;
+}
+
+/** Removes every pod vmlet still has, then stops vmlet and the registry. */
+export async function stopVmSuite(v: VmletProcess | undefined, reg: TestRegistry | undefined): Promise<void> {
+  if (v) {
+    const pods = await call<object, { items: { id: string }[] }>(v.runtime, 'ListPodSandbox', {}).catch(() => ({ items: [] }));
+    for (const p of pods.items) await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+    await v.stop();
+  }
+  await reg?.stop();
+}
+
+/** The guest's console lines so far, from a container's CRI log (a tty's trailing \r removed). */
+export function consoleLines(logPath: string): string[] {
+  if (!existsSync(logPath)) return [];
+  return readFileSync(logPath, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content.replace(/\r+$/, ''));
+}
+
+/** The first console line starting with `prefix`, once it appears. */
+export function waitForConsoleLine(logPath: string, prefix: string, timeoutMs = 90_000): Promise<string> {
+  return waitFor(`${prefix} in ${logPath}`, () => consoleLines(logPath).find((l) => l.startsWith(prefix)), { timeoutMs, intervalMs: 100 });
+}
