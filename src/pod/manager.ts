@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ImageStore } from '../image/store.js';
 import type { AccelDecision } from '../vm/accel.js';
-import { DomainState, type Libvirt } from '../vm/libvirt.js';
+import type { Libvirt } from '../vm/libvirt.js';
 import { notFound } from '../errors.js';
 import { resolveId } from './ids.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -141,16 +141,15 @@ export class PodManager {
   }
 
   /**
-   * One libvirt list call for all domains: a running container whose domain is off (or gone)
-   * has exited; record when and why. Also used at start, for VMs that stopped while vmlet was down.
+   * A running container whose domain is no longer active (off, crashed or gone) has exited; record when and why. Also used at start, for VMs that stopped while vmlet was down.
    */
   async reconcile(includeStopping = false): Promise<void> {
     const running = [...this.containers.values()].filter((c) => c.state === 'running' && (includeStopping || !c.stopping));
     if (running.length === 0) return;
-    const domains = new Map((await this.deps.libvirt.listDomains()).map((d) => [d.name, d.state]));
+    // One list call for the active domains; getInfo only for ours.
+    const active = new Set((await this.deps.libvirt.activeDomainInfo(new Set(running.map((c) => c.domainName)))).map((d) => d.name));
     for (const c of running) {
-      const state = domains.get(c.domainName);
-      if (state !== undefined && state !== DomainState.SHUTOFF && state !== DomainState.CRASHED) continue;
+      if (active.has(c.domainName)) continue;
       await this.lock.run(c.id, async () => {
         if (c.state !== 'running' || (c.stopping && !includeStopping)) return;
         await this.markExited(c, c.stopping);
