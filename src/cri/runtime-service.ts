@@ -9,7 +9,7 @@ import type { StatusResponse } from '../gen/runtime/v1/StatusResponse.js';
 import type { RuntimeConfigResponse } from '../gen/runtime/v1/RuntimeConfigResponse.js';
 import type { UpdateRuntimeConfigResponse } from '../gen/runtime/v1/UpdateRuntimeConfigResponse.js';
 import { unary, withUnimplemented } from './rpc.js';
-import { failedPrecondition, notFound } from '../errors.js';
+import { failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { PodManager } from '../pod/manager.js';
 import type { StreamServer } from '../stream/server.js';
 import { runPodSandbox } from '../pod/sandbox-run.js';
@@ -22,6 +22,7 @@ import { removeContainer } from '../pod/container-remove.js';
 import { containerVerboseInfo } from '../pod/container-info.js';
 import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from '../pod/stats.js';
 import { execSync } from '../pod/container-exec.js';
+import { updateContainerResources } from '../pod/container-update.js';
 import { containerMatches, sandboxMatches, wireContainer, wireContainerStatus, wirePodSandbox, wirePodSandboxStatus } from './pod-wire.js';
 
 export function runtimeService(
@@ -92,10 +93,25 @@ export function runtimeService(
       return { status: wireContainerStatus(c), info };
     }),
 
-    // Through qemu-guest-agent: exec probes work. Exec (streaming) stays UNIMPLEMENTED for now.
+    // Through qemu-guest-agent (ExecSync: exec probes; Exec: crictl/kubectl exec without a TTY).
     ExecSync: unary(log, 'ExecSync', async (req) => {
       const r = await execSync(pods, req.container_id, req.cmd, Number(req.timeout));
       return { stdout: r.stdout, stderr: r.stderr, exit_code: r.exitCode };
+    }),
+
+    Exec: unary(log, 'Exec', async (req) => {
+      const c = pods.mustContainer(req.container_id);
+      if (req.cmd.length === 0 || !req.cmd[0]) throw invalidArgument('cmd is required: cmd[0] is the command to run in the guest');
+      if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; exec needs a running VM`);
+      if (req.tty) {
+        throw failedPrecondition('exec with a TTY (-t) needs a terminal in the guest, and qemu-guest-agent cannot provide one: run the command without -t, or use attach for the serial console');
+      }
+      return { url: streams.registerExec({ containerId: c.id, cmd: req.cmd, tty: false, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }) };
+    }),
+
+    UpdateContainerResources: unary(log, 'UpdateContainerResources', async (req) => {
+      await updateContainerResources(pods, req.container_id, req.linux);
+      return {};
     }),
 
     Attach: unary(log, 'Attach', async (req) => {

@@ -1,7 +1,9 @@
-// What the streaming server needs to know about VM pods: the console pty of a running VM, and the
+// What the streaming server needs to know about VM pods: the console pty of a running VM, the
 // pod IP to forward ports to (routable from the node through the CNI bridge, as the kubelet's own
-// probes rely on: no need to enter the pod's netns).
+// probes rely on: no need to enter the pod's netns), and exec through the guest agent.
+import type { Readable } from 'node:stream';
 import { failedPrecondition, notFound } from '../errors.js';
+import { execSync } from './container-exec.js';
 import { serialPtyPath } from '../stream/console-attach.js';
 import type { VmStreamLookups } from '../stream/vm-backend.js';
 import type { PodManager } from './manager.js';
@@ -15,10 +17,33 @@ export function podStreamLookups(m: PodManager): VmStreamLookups {
       if (!pty) throw failedPrecondition(`VM ${c.domainName} has no serial console pty`);
       return pty;
     },
+    /**
+     * qemu-guest-agent's guest-exec takes stdin whole at the start and gives output when the
+     * command ends: so stdin is read to its end first and output arrives at exit. No TTY (the
+     * Exec RPC refuses tty before a stream is set up).
+     */
+    async exec(req, io) {
+      const stdin = io.stdin ? await readAll(io.stdin) : undefined;
+      const r = await execSync(m, req.containerId, req.cmd, 0, stdin);
+      await write(io.stdout, r.stdout);
+      await write(io.stderr, r.stderr);
+      return { exitCode: r.exitCode };
+    },
     async podAddress(podSandboxId) {
       const ip = m.networks.get(podSandboxId)?.ips.find((i) => i.family === 4)?.address;
       if (!ip) throw notFound(`pod sandbox ${podSandboxId} has no pod IP`);
       return ip;
     },
   };
+}
+
+async function readAll(r: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(Buffer.from(c as Buffer));
+  return Buffer.concat(chunks);
+}
+
+function write(w: NodeJS.WritableStream | undefined, data: Buffer): Promise<void> {
+  if (!w || data.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => w.write(data, (err) => (err ? reject(err) : resolve())));
 }

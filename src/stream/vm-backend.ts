@@ -3,6 +3,7 @@
 //   consolePty(containerId): the serial pty path of a running container's domain (read the live
 //     domain XML and pass it to serialPtyPath); throw if the container is not running.
 //   podAddress(podSandboxId): the pod IP (routable from the host netns).
+//   exec(req, io): runs a command in the guest (optional: without it exec answers 'not available').
 import type { Duplex } from 'node:stream';
 import { execUnavailable, type StreamBackend } from './backend.js';
 import { ConsoleAttacher } from './console-attach.js';
@@ -11,6 +12,7 @@ import { dialTcp } from './port-forward.js';
 export interface VmStreamLookups {
   consolePty(containerId: string): Promise<string>;
   podAddress(podSandboxId: string): Promise<string>;
+  exec?: StreamBackend['exec'];
 }
 
 export function vmStreamBackend(lookups: VmStreamLookups, attacher = new ConsoleAttacher()): StreamBackend {
@@ -18,7 +20,7 @@ export function vmStreamBackend(lookups: VmStreamLookups, attacher = new Console
     async attach(req, io) {
       await attacher.attach(await lookups.consolePty(req.containerId), io);
     },
-    exec: execUnavailable,
+    exec: lookups.exec ?? execUnavailable,
     async portForward(podSandboxId, port): Promise<Duplex> {
       return dialTcp(await lookups.podAddress(podSandboxId), port);
     },

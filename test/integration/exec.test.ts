@@ -140,6 +140,36 @@ describe('ExecSync through qemu-guest-agent', () => {
     expect((await failure(exec('0000000000000000', ['true']))).code).toBe(Status.NOT_FOUND);
   });
 
+  it('streams exec over the Exec RPC (WebSocket v5): output, exit code, stdin; refuses a TTY', async () => {
+    const { WebSocket } = await import('ws');
+    /** Runs one exec session: returns stdout, stderr and the status JSON from the error channel. */
+    const session = async (cmd: string[], stdin?: string) => {
+      const { url } = await rt<{ url: string }>('Exec', { container_id: pod.cid, cmd, stdout: true, stderr: true, stdin: stdin !== undefined });
+      const ws = new WebSocket(url, ['v5.channel.k8s.io']);
+      const by: Record<number, Buffer[]> = { 1: [], 2: [], 3: [] };
+      ws.on('message', (d: Buffer) => by[d[0]!]?.push(d.subarray(1)));
+      await new Promise((r, j) => ws.once('open', r).once('error', j));
+      if (stdin !== undefined) {
+        ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(stdin)]));
+        ws.send(Buffer.from([255, 0])); // v5: stdin closed
+      }
+      await new Promise((r) => ws.once('close', r));
+      const str = (n: number) => Buffer.concat(by[n]!).toString();
+      return { stdout: str(1), stderr: str(2), status: JSON.parse(str(3) || '{}') as { status?: string; details?: { causes?: { message: string }[] } } };
+    };
+    const ok = await session(['cat', '/etc/hostname']);
+    expect(ok.stdout).toBe('exec-q35\n');
+    expect(ok.status.status).toBe('Success');
+    const bad = await session(['sh', '-c', 'echo oops >&2; exit 3']);
+    expect(bad.stderr).toBe('oops\n');
+    expect(bad.status.status).toBe('Failure');
+    expect(bad.status.details?.causes?.[0]?.message).toBe('3');
+    expect((await session(['cat'], 'piped in\n')).stdout).toBe('piped in\n');
+    const tty = await failure(rt('Exec', { container_id: pod.cid, cmd: ['sh'], tty: true, stdin: true, stdout: true }));
+    expect(tty.code).toBe(Status.FAILED_PRECONDITION);
+    expect(tty.details).toMatch(/TTY/);
+  });
+
   it('says the guest runs no agent once qemu-ga is gone', async () => {
     // Stop the agent from inside, after this call has returned (output pipes closed first).
     expect((await exec(pod.cid, ['sh', '-c', '(sleep 1; kill $(pidof qemu-ga)) >/dev/null 2>&1 </dev/null &'])).exit_code).toBe(0);

@@ -78,9 +78,9 @@ describe('vmlet serve', () => {
     const checkpoint = await failure(call(v.runtime, 'CheckpointContainer', { container_id: 'c', location: '/tmp/x' }));
     expect(checkpoint.code).toBe(Status.UNIMPLEMENTED);
     expect(checkpoint.details).toContain('CheckpointContainer');
-    const exec = await failure(call(v.runtime, 'Exec', { container_id: 'c', cmd: ['sh'], stdout: true }));
-    expect(exec.code).toBe(Status.UNIMPLEMENTED);
-    expect(exec.details).toContain('Exec');
+    const metrics = await failure(call(v.runtime, 'ListPodSandboxMetrics', {}));
+    expect(metrics.code).toBe(Status.UNIMPLEMENTED);
+    expect(metrics.details).toContain('ListPodSandboxMetrics');
   });
 
   it('answers UNIMPLEMENTED on a server-streaming RPC', async () => {
