@@ -125,7 +125,8 @@ describe('ExecSync through qemu-guest-agent', () => {
 
   it('keeps working after vmlet is killed mid-exec and restarted (QEMU owns the socket)', async () => {
     const pending = exec(pod.cid, ['sleep', '3']).catch((e: unknown) => e);
-    await new Promise((r) => setTimeout(r, 500));
+    // Mid-exec: the sleep runs in the guest (other calls interleave with its status polls).
+    await waitFor('the sleep to run in the guest', async () => (await exec(pod.cid, ['pidof', 'sleep'])).exit_code === 0, { timeoutMs: 10_000, intervalMs: 50 });
     const stateDir = v.stateDir;
     const config = readFileSync(join(v.dir, 'none.yaml'), 'utf8');
     await v.stop('SIGKILL');
