@@ -29,7 +29,7 @@ export function isPolled(method: string): boolean {
 }
 
 /** Ids worth having on the log line, taken from whichever request fields carry them. */
-function requestIds(req: unknown): Record<string, string> {
+export function requestIds(req: unknown): Record<string, string> {
   const ids: Record<string, string> = {};
   if (!req || typeof req !== 'object') return ids;
   const r = req as Record<string, unknown>;

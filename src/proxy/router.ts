@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { PodManager } from '../pod/manager.js';
 import { codeName } from '../cri/status.js';
-import { isPolled } from '../cri/rpc.js';
+import { isPolled, requestIds } from '../cri/rpc.js';
 import { connectDownstream, isServiceError, type CriService, type Downstream } from './downstream.js';
 
 /** What the router needs to know about vmlet's side. */
@@ -111,16 +111,6 @@ const BY_CONTAINER = [
 ];
 /** Stop/Remove are idempotent in CRI: NotFound from the downstream is success. */
 const IDEMPOTENT = new Set(['StopPodSandbox', 'RemovePodSandbox', 'StopContainer', 'RemoveContainer']);
-
-function requestIds(req: Req): Record<string, string> {
-  const ids: Record<string, string> = {};
-  if (typeof req.pod_sandbox_id === 'string' && req.pod_sandbox_id) ids.podSandboxId = req.pod_sandbox_id;
-  if (typeof req.container_id === 'string' && req.container_id) ids.containerId = req.container_id;
-  const meta = (req.config as { metadata?: { name?: string; namespace?: string } } | undefined)?.metadata;
-  if (meta?.name) ids.name = meta.name;
-  if (meta?.namespace) ids.namespace = meta.namespace;
-  return ids;
-}
 
 /** A gRPC error to send back: the same code, details and trailers. */
 function grpcError(code: Status, details: string, metadata = new Metadata()) {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { VmletError } from '../../src/errors.js';
 import { annotationOf, checkMachineForBoot, parseVmSettings, type VmSettingsInput } from '../../src/vm/annotations.js';
+import { invalidArgumentFrom } from '../helpers/errors.js';
 
 const defaults = { vcpus: 1, memoryMiB: 512 };
 
@@ -8,17 +9,7 @@ function parse(pod: Record<string, string> = {}, extra: Partial<VmSettingsInput>
   return parseVmSettings({ sandboxAnnotations: pod, containerAnnotations: {}, defaults, ...extra });
 }
 
-/** The InvalidArgument a call throws. */
-function rejection(fn: () => unknown): VmletError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(VmletError);
-    expect((err as VmletError).kind).toBe('invalid-argument');
-    return err as VmletError;
-  }
-  throw new Error('expected an InvalidArgument error');
-}
+const rejection = invalidArgumentFrom;
 
 const GiB = 2 ** 30;
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { VmletError } from '../../src/errors.js';
 import { parseVmSettings } from '../../src/vm/annotations.js';
+import { invalidArgumentFrom } from '../helpers/errors.js';
 import {
   buildSeed,
   CLOUD_INIT_ANNOTATIONS,
@@ -59,16 +60,7 @@ function mimeParts(userData: string): MimePart[] {
   });
 }
 
-function rejection(fn: () => unknown): VmletError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(VmletError);
-    expect((err as VmletError).kind).toBe('invalid-argument');
-    return err as VmletError;
-  }
-  throw new Error('expected an InvalidArgument error');
-}
+const rejection = invalidArgumentFrom;
 
 describe('annotation names', () => {
   it('exports the vmlet.io names so the typo check lets them through', () => {
