@@ -173,8 +173,11 @@ describe('ExecSync through qemu-guest-agent', () => {
 
   it('says the guest runs no agent once qemu-ga is gone', async () => {
     // Stop the agent from inside, after this call has returned (output pipes closed first).
-    expect((await exec(pod.cid, ['sh', '-c', '(sleep 1; kill $(pidof qemu-ga)) >/dev/null 2>&1 </dev/null &'])).exit_code).toBe(0);
-    await new Promise((r) => setTimeout(r, 1500));
+    // The guest says on its console when qemu-ga is really gone (no fixed wait).
+    const gone = 'VMLET-QGA-GONE';
+    const script = `(sleep 1; kill $(pidof qemu-ga); while pidof qemu-ga; do sleep 0.1; done; echo ${gone} >/dev/console) >/dev/null 2>&1 </dev/null &`;
+    expect((await exec(pod.cid, ['sh', '-c', script])).exit_code).toBe(0);
+    await marker(pod, gone, 30_000);
     const t0 = Date.now();
     const first = await failure(exec(pod.cid, ['true']));
     expect(first.code).toBe(Status.FAILED_PRECONDITION);
