@@ -66,6 +66,8 @@ export function wireContainerStatus(c: ContainerRecord): ContainerStatus {
     annotations: c.config.annotations ?? {},
     mounts: c.config.mounts ?? [],
     log_path: c.logPath,
+    // The kubelet reads these back to confirm an in-place resize.
+    resources: { linux: c.resources ?? c.config.linux?.resources ?? null },
   };
 }
 

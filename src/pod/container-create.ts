@@ -8,6 +8,7 @@ import type { ContainerConfig__Output } from '../gen/runtime/v1/ContainerConfig.
 import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
 import { createOverlay } from '../image/qemu-img.js';
 import { annotationOf, checkMachineForBoot, parseVmSettings } from '../vm/annotations.js';
+import { cgroupV2, hostShares, parseCpuTune } from '../vm/cputune.js';
 import { renderDomainXml } from '../vm/domain-xml.js';
 import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
 import { buildSeed, CLOUD_INIT_ANNOTATIONS, type PodNetworkInfo } from '../vm/cloud-init.js';
@@ -49,6 +50,8 @@ export async function createContainer(
       defaults: { vcpus: 1, memoryMiB: 512 },
       otherKnownAnnotations: CLOUD_INIT_ANNOTATIONS,
     });
+    const cputune = parseCpuTune(config.linux?.resources, 'config.linux.resources');
+    if (cputune.shares !== undefined) cputune.shares = hostShares(cputune.shares, cgroupV2());
     const net = m.networks.get(s.id);
     // Checked before anything is made: a bad cloud-init annotation leaves nothing behind.
     const seed = buildSeed({
@@ -104,6 +107,7 @@ export async function createContainer(
         seedIso,
         nics: net ? [{ tap: net.tap, mac: net.mac, mtu: net.mtu }] : [],
         guestAgent: { socket: agent.path },
+        cputune,
         metadata: { v: 1, containerId: id, sandboxId: s.id, name: config.metadata!.name, attempt: config.metadata!.attempt, image: imageName, imageId: image.id },
       });
       const rec: ContainerRecord = {
@@ -130,7 +134,7 @@ export async function createContainer(
       defined = true;
       await m.store.saveContainer(rec);
       m.containers.set(id, rec);
-      m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB }, 'container created');
+      m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, maxVcpus: settings.maxVcpus, maxMemoryMiB: settings.maxMemoryMiB }, 'container created');
       return id;
     } catch (err) {
       if (defined) await m.deps.libvirt.undefineDomain(name).catch(() => undefined);

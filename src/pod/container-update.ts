@@ -1,34 +1,122 @@
-// UpdateContainerResources: a VM's vCPUs and memory follow the container's limits (when no
-// annotation fixes them), but vmlet cannot resize a running VM yet (its libvirt binding has no
-// vCPU/memory/cputune calls). So a change that keeps the VM's size is accepted, and one that
-// would resize it, or pin it (cpuset), is refused with what and why.
-import { failedPrecondition } from '../errors.js';
+// UpdateContainerResources on a VM (in-place pod resize, the CPU manager's pinning):
+//  - memory limit → the balloon's target, up to the RAM the VM was defined with (vmlet.io/max-memory);
+//  - CPU limit → the whole domain's CFS quota (cputune global_quota), and more vCPUs when the limit
+//    needs them and vmlet.io/max-vcpus left room (hotplug). vCPUs are never unplugged: the quota
+//    already holds a smaller limit, and unplug needs the guest's cooperation;
+//  - cpu_shares → <shares>; cpuset_cpus → every vCPU and the emulator pinned (empty: unpinned).
+// Everything is checked before anything changes, so a refused update leaves the VM as it was.
+// A running VM changes live and in its definition; a created one only in its definition.
+import { failedPrecondition, invalidArgument, VmletError } from '../errors.js';
 import type { LinuxContainerResources__Output } from '../gen/runtime/v1/LinuxContainerResources.js';
-import { parseVmSettings } from '../vm/annotations.js';
+import { annotationOf, ANNOTATIONS, parseVmSettings } from '../vm/annotations.js';
 import { CLOUD_INIT_ANNOTATIONS } from '../vm/cloud-init.js';
+import { cgroupV2, formatCpuList, hostShares, hostTopology, parseCpuTune } from '../vm/cputune.js';
 import type { PodManager } from './manager.js';
+
+const KiB_PER_MiB = 1024;
 
 export async function updateContainerResources(m: PodManager, id: string, linux: LinuxContainerResources__Output | null): Promise<void> {
   const c = m.mustContainer(id);
   const s = m.mustSandbox(c.sandboxId);
-  if (linux?.cpuset_cpus || linux?.cpuset_mems) {
-    throw failedPrecondition('linux.cpuset_cpus/cpuset_mems: pinning a VM\'s vCPUs is not supported by vmlet yet');
-  }
-  const size = (resources: LinuxContainerResources__Output | null | undefined) =>
-    parseVmSettings({
-      sandboxAnnotations: s.config.annotations ?? {},
-      containerAnnotations: c.config.annotations ?? {},
-      containerResources: resources ?? null,
+  if (!linux) throw invalidArgument('linux is required: vmlet runs Linux VMs (windows resources do not apply)');
+  await m.lock.run(c.id, async () => {
+    if (c.state !== 'running' && c.state !== 'created') {
+      throw failedPrecondition(`container ${c.id} is ${c.state}: resources can be updated on a created or running container only`);
+    }
+    const live = c.state === 'running';
+    const host = hostTopology();
+    // Validation first (InvalidArgument naming the field): the same rules as CreateContainer.
+    // The maxima are the domain's, read from libvirt below: checked there with a resize's message.
+    const settings = parseVmSettings({
+      sandboxAnnotations: withoutMaxima(s.config.annotations),
+      containerAnnotations: withoutMaxima(c.config.annotations),
+      containerResources: linux,
       sandboxResources: s.config.linux?.resources ?? null,
       defaults: { vcpus: 1, memoryMiB: 512 },
       otherKnownAnnotations: CLOUD_INIT_ANNOTATIONS,
     });
-  const have = size(c.config.linux?.resources);
-  const want = size(linux);
-  if (want.vcpus !== have.vcpus || want.memoryMiB !== have.memoryMiB) {
-    throw failedPrecondition(
-      `linux resources would resize the VM from ${have.vcpus} vCPUs / ${have.memoryMiB} MiB to ${want.vcpus} vCPUs / ${want.memoryMiB} MiB: vmlet cannot resize a VM in place yet; recreate the pod`,
+    const tune = parseCpuTune(linux, 'linux', host);
+    const before = parseCpuTune(c.resources ?? c.config.linux?.resources, 'linux', host);
+
+    const lv = m.deps.libvirt;
+    const [info, vcpus] = await Promise.all([lv.domainInfo(c.domainName), lv.vcpuCounts(c.domainName, live)]);
+    const wantKiB = settings.memoryMiB * KiB_PER_MiB;
+    if (wantKiB > info.maxMemKiB) {
+      throw failedPrecondition(
+        `linux.memory_limit_in_bytes: the VM would need ${settings.memoryMiB} MiB (from ${settings.sources.memory}), more than the ${info.maxMemKiB / KiB_PER_MiB} MiB it was created with: ` +
+          `a running VM's memory can grow only up to its pod's ${ANNOTATIONS.maxMemory} annotation; recreate the pod with a larger one`,
+      );
+    }
+    const memoryChanges = wantKiB !== info.memoryKiB;
+    if (memoryChanges && settings.hugepages) {
+      throw failedPrecondition(`linux.memory_limit_in_bytes: the VM's memory is backed by hugepages (${annotationOf(settings, 'hugepages')}), which cannot be ballooned: it stays at ${info.memoryKiB / KiB_PER_MiB} MiB; recreate the pod to change it`);
+    }
+    if (settings.vcpus > vcpus.max) {
+      throw failedPrecondition(
+        `linux.cpu_quota: the CPU limit needs ${settings.vcpus} vCPUs (from ${settings.sources.vcpus}), more than the ${vcpus.max} the VM was created with: ` +
+          `vCPUs can be added to a running VM only up to its pod's ${ANNOTATIONS.maxVcpus} annotation; recreate the pod with a larger one`,
+      );
+    }
+    // A node list naming every host node constrains nothing (the kubelet sends "0" on one-node hosts).
+    const nodes = (x: number[] | undefined) => (x && x.length < host.numaNodes ? x : undefined);
+    if (!sameList(nodes(tune.memNodes), nodes(before.memNodes))) {
+      throw failedPrecondition(
+        `linux.cpuset_mems: moving a VM's memory to other NUMA nodes (${formatCpuList(before.memNodes ?? [])} → ${formatCpuList(tune.memNodes ?? [])}) is not supported on an existing VM; recreate the pod`,
+      );
+    }
+
+    const steps: string[] = [];
+    const step = async (what: string, fn: () => Promise<void>) => {
+      try {
+        await fn();
+        steps.push(what);
+      } catch (err) {
+        const done = steps.length ? ` (already applied: ${steps.join(', ')})` : '';
+        throw new VmletError('internal', `updating ${c.domainName}: ${what} failed: ${(err as Error).message}${done}`, { cause: err });
+      }
+    };
+    if (memoryChanges) await step(`memory ${settings.memoryMiB} MiB`, () => lv.setMemory(c.domainName, wantKiB, live));
+    const online = Math.max(vcpus.current, settings.vcpus);
+    if (online > vcpus.current) await step(`${online} vCPUs`, () => lv.setVcpus(c.domainName, online, live));
+    await step('CPU shares and quota', () =>
+      lv.setCpuScheduler(
+        c.domainName,
+        {
+          ...(tune.shares !== undefined ? { shares: hostShares(tune.shares, cgroupV2()) } : {}),
+          ...(tune.periodUs !== undefined ? { globalPeriod: tune.periodUs } : {}),
+          globalQuota: tune.quotaUs ?? -1, // -1: no limit
+        },
+        live,
+      ),
     );
-  }
-  m.log.info({ containerId: c.id, podSandboxId: c.sandboxId, vcpus: have.vcpus, memoryMiB: have.memoryMiB }, 'container resources updated (VM size unchanged)');
+    if (tune.cpuset || before.cpuset) {
+      const cpus = tune.cpuset ?? Array.from({ length: host.cpus }, (_, i) => i);
+      await step(`pinning to CPUs ${formatCpuList(cpus)}`, () => lv.pinCpus(c.domainName, online, cpus, live));
+    }
+
+    c.resources = linux;
+    await m.store.saveContainer(c);
+    m.log.info(
+      {
+        containerId: c.id,
+        podSandboxId: c.sandboxId,
+        live,
+        vcpus: online,
+        memoryMiB: settings.memoryMiB,
+        cpuQuotaUs: tune.quotaUs ?? -1,
+        cpuShares: tune.shares,
+        cpuset: tune.cpuset ? formatCpuList(tune.cpuset) : undefined,
+      },
+      'container resources updated',
+    );
+  });
+}
+
+function withoutMaxima(annotations: Record<string, string> | undefined): Record<string, string> {
+  const { [ANNOTATIONS.maxVcpus]: _v, [ANNOTATIONS.maxMemory]: _m, ...rest } = annotations ?? {};
+  return rest;
+}
+
+function sameList(a: number[] | undefined, b: number[] | undefined): boolean {
+  return formatCpuList(a ?? []) === formatCpuList(b ?? []);
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { atomicWrite } from '../util/atomic-write.js';
 import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
 import type { ContainerConfig__Output } from '../gen/runtime/v1/ContainerConfig.js';
+import type { LinuxContainerResources__Output } from '../gen/runtime/v1/LinuxContainerResources.js';
 
 export type SandboxState = 'ready' | 'notready';
 export type ContainerState = 'created' | 'running' | 'exited' | 'unknown';
@@ -49,6 +50,8 @@ export interface ContainerRecord {
   stopping?: 'shutdown' | 'destroy';
   /** Where each VM setting came from (annotation, resources, default): for verbose status. */
   settingSources?: Record<string, string>;
+  /** Resources as last set by UpdateContainerResources (config.linux.resources until then). */
+  resources?: LinuxContainerResources__Output;
 }
 
 export const nowNs = (): string => (BigInt(Date.now()) * 1_000_000n).toString();

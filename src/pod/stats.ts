@@ -6,13 +6,13 @@
 //   emulator and I/O threads, in ns). usage_nano_cores is the rate between this sample and the
 //   last kept one (see CpuRateTracker): left out until a sample at least 1 s older exists.
 // - Memory: the QEMU process as the host sees it, from /proc/<pid>/status (pid from libvirt's
-//   pid file). The guest's own view (free, cache) is unknowable here: the domain has no balloon
-//   device (memballoon model none) and the binding has no guest-agent call. So
+//   pid file). The host's view is what counts for eviction, and the guest's own view (free,
+//   cache) would need balloon statistics polled in every guest (not enabled). So
 //     working_set_bytes = usage_bytes = VmRSS (guest RAM the guest has touched, QEMU's own heap,
 //       and its binary and libraries: all the VM holds in host RAM; never under-counts, which is
 //       the safe side for eviction; the RuntimeClass overhead was sized with the same figure),
 //     rss_bytes = RssAnon + RssShmem (guest RAM and heap, without file-backed pages),
-//     available_bytes = guest memory − working set (0 when QEMU's overhead pushes RSS past it),
+//     available_bytes = guest memory (the balloon's current size) − working set (0 when QEMU's overhead pushes RSS past it),
 //     page_faults = minflt + majflt, major_page_faults = majflt (/proc/<pid>/stat, all threads).
 //   smaps_rollup (PSS, private vs shared) walks the page tables, costs time in proportion to the
 //   guest's RAM, and is not read.

@@ -13,6 +13,8 @@ export const PREFIX = 'vmlet.io/';
 export const ANNOTATIONS = {
   vcpus: 'vmlet.io/vcpus',
   memory: 'vmlet.io/memory',
+  maxVcpus: 'vmlet.io/max-vcpus',
+  maxMemory: 'vmlet.io/max-memory',
   cpuModel: 'vmlet.io/cpu-model',
   machine: 'vmlet.io/machine',
   diskBus: 'vmlet.io/disk-bus',
@@ -43,6 +45,10 @@ export type CpuModel = { mode: 'host-passthrough' | 'host-model' } | { mode: 'cu
 export interface VmSettings {
   vcpus: number;
   memoryMiB: number;
+  /** vCPUs the VM can grow to while running (CPU hotplug); ≥ vcpus. */
+  maxVcpus: number;
+  /** Guest RAM the VM can grow to while running (balloon); ≥ memoryMiB. */
+  maxMemoryMiB: number;
   cpuModel: CpuModel;
   machine: Machine;
   diskBus: DiskBus;
@@ -245,6 +251,23 @@ export function parseVmSettings(input: VmSettingsInput): VmSettings {
   const ioThreads = pick('ioThreads', (f) => intIn(f, LIMITS.ioThreads.min, LIMITS.ioThreads.max), 0);
   const serialLog = pick('serialLog', (f) => oneOf(f, ['true', 'false'] as const) === 'true', true);
 
+  // Headroom for live resizing (UpdateContainerResources): the VM is defined with these maxima
+  // and runs at vcpus/memory; without the annotations it cannot grow, only be limited.
+  const maxVcpus = pick('maxVcpus', (f) => {
+    const n = intIn(f, LIMITS.vcpus.min, LIMITS.vcpus.max);
+    if (n < vcpus) throw bad(f, `an integer ${vcpus}–${LIMITS.vcpus.max}: at least the VM's ${vcpus} vCPUs (from ${sources.vcpus})`);
+    return n;
+  }, vcpus);
+  const maxMemoryMiB = pick('maxMemory', (f) => {
+    const mib = Math.ceil(bytesOf(f, memRange) / MiB);
+    if (!inRange(mib) || mib < memoryMiB) throw bad(f, `${memRange}, and at least the VM's ${memoryMiB} MiB (from ${sources.memory})`);
+    return mib;
+  }, memoryMiB);
+  if (hugepages && maxMemoryMiB !== memoryMiB) {
+    const f = r.find('maxMemory')!;
+    throw invalidArgument(`annotation ${f.key}=${JSON.stringify(f.value)} cannot be combined with ${r.find('hugepages')!.key}: hugepage-backed guest memory cannot be ballooned; allowed: leave ${f.key} unset`);
+  }
+
   if (hugepages) {
     const unit = hugepages === '1Gi' ? 1024 : 2;
     if (memoryMiB % unit !== 0) {
@@ -261,6 +284,10 @@ export function parseVmSettings(input: VmSettingsInput): VmSettings {
     if (diskBus !== 'virtio') {
       throw invalidArgument(`annotation ${fmach.key}="microvm" needs disk bus virtio (microvm has no PCI bus for a ${diskBus} controller), but ${sources.diskBus} is ${JSON.stringify(diskBus)}: allowed virtio`);
     }
+    if (maxVcpus !== vcpus) {
+      const f = r.find('maxVcpus')!;
+      throw invalidArgument(`annotation ${fmach.key}="microvm" has no ACPI CPU hotplug, but ${f.source} asks for ${maxVcpus} vCPUs at most with ${vcpus} at start: allowed ${f.key} unset or ${vcpus}`);
+    }
     if (firmware !== 'bios') {
       throw invalidArgument(`annotation ${fmach.key}="microvm" cannot boot UEFI firmware (no microvm OVMF build is installed), but ${sources.firmware} is "uefi": allowed bios`);
     }
@@ -269,6 +296,8 @@ export function parseVmSettings(input: VmSettingsInput): VmSettings {
   return {
     vcpus,
     memoryMiB,
+    maxVcpus,
+    maxMemoryMiB,
     cpuModel,
     machine,
     diskBus,

@@ -17,6 +17,7 @@
 //    libvirt's root ports in slot 1; pc → the slot after libvirt's last device). libvirt does not
 //    know that slot, so hotplugging through libvirt could pick it (vmlet hotplugs nothing). libvirt
 //    marks such a domain tainted (custom-argv) in its log.
+import { formatCpuList } from './cputune.js';
 import { diskTarget, type VmMetadata, type VmSpec, type VmDisk, type VmNic } from './spec.js';
 
 export const METADATA_NS = 'https://vmlet.io/xmlns/domain/1';
@@ -40,11 +41,15 @@ export function renderDomainXml(spec: VmSpec): string {
   add(0, `<domain type='${esc(spec.domainType)}'${qemuNs}>`);
   add(2, `<name>${esc(spec.name)}</name>`);
   add(2, '<metadata>', `  <vmlet:vm xmlns:vmlet="${METADATA_NS}">${esc(JSON.stringify(spec.metadata))}</vmlet:vm>`, '</metadata>');
-  add(2, `<memory unit='MiB'>${int(spec.memoryMiB)}</memory>`);
+  // <memory> is what the guest is given; the balloon holds it at <currentMemory> (grown or shrunk live).
+  add(2, `<memory unit='MiB'>${int(spec.maxMemoryMiB)}</memory>`);
+  add(2, `<currentMemory unit='MiB'>${int(spec.memoryMiB)}</currentMemory>`);
   if (spec.hugepages) {
     add(2, `<memoryBacking><hugepages><page size='${HUGEPAGE_KIB[spec.hugepages]}' unit='KiB'/></hugepages></memoryBacking>`);
   }
-  add(2, `<vcpu placement='static'>${int(spec.vcpus)}</vcpu>`);
+  const current = spec.maxVcpus > spec.vcpus ? ` current='${int(spec.vcpus)}'` : '';
+  add(2, `<vcpu placement='static'${current}>${int(spec.maxVcpus)}</vcpu>`);
+  add(2, ...cputuneXml(spec));
   if (spec.ioThreads > 0) add(2, `<iothreads>${int(spec.ioThreads)}</iothreads>`);
 
   add(2, '<os>', `  <type arch='x86_64' machine='${esc(spec.machine)}'>hvm</type>`);
@@ -79,12 +84,29 @@ export function renderDomainXml(spec: VmSpec): string {
   add(4, `<serial type='pty'>${log}<target port='0'/></serial>`);
   add(4, "<console type='pty'><target type='serial' port='0'/></console>");
   add(4, `<rng model='virtio'><backend model='random'>/dev/urandom</backend>${mmio ? "<address type='virtio-mmio'/>" : ''}</rng>`);
-  // No balloon: the guest's memory is its limit; a balloon only adds a device nobody drives.
-  add(4, "<memballoon model='none'/>");
+  // The balloon carries UpdateContainerResources' memory changes. No autodeflate: a guest
+  // under memory pressure must not take back what its limit took away (a container is OOM-killed).
+  add(4, mmio ? "<memballoon model='virtio'><address type='virtio-mmio'/></memballoon>" : "<memballoon model='virtio'/>");
   add(2, '</devices>');
   if (spec.guestAgent) add(2, ...guestAgentXml(spec, spec.guestAgent.socket));
   add(0, '</domain>');
   return lines.join('\n') + '\n';
+}
+
+function cputuneXml(spec: VmSpec): string[] {
+  const t = spec.cputune;
+  const out: string[] = [];
+  const tune: string[] = [];
+  if (t.cpuset) {
+    const set = formatCpuList(t.cpuset);
+    for (let v = 0; v < spec.maxVcpus; v++) tune.push(`<vcpupin vcpu='${v}' cpuset='${set}'/>`);
+    tune.push(`<emulatorpin cpuset='${set}'/>`);
+  }
+  if (t.shares !== undefined) tune.push(`<shares>${int(t.shares)}</shares>`);
+  if (t.quotaUs !== undefined) tune.push(`<global_period>${int(t.periodUs ?? 100_000)}</global_period>`, `<global_quota>${int(t.quotaUs)}</global_quota>`);
+  if (tune.length) out.push('<cputune>', ...tune.map((x) => '  ' + x), '</cputune>');
+  if (t.memNodes) out.push(`<numatune><memory mode='strict' nodeset='${formatCpuList(t.memNodes)}'/></numatune>`);
+  return out;
 }
 
 function cpuXml(spec: VmSpec): string {

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Hypervisor, DomainState, ConnectListAllDomainsFlags, type Domain } from '@unraid/libvirt';
 import type { Logger } from '../log.js';
+import { AFFECT, LibvirtRpc, LibvirtRpcError, type RpcDomain } from './rpc/index.js';
 
 export { DomainState };
 
@@ -52,9 +53,21 @@ export interface DomainSample extends DomainInfo {
   sampledAtMs: number;
 }
 
+/** Scheduler parameters vmlet sets (libvirt's names: cpu_shares, global_period, global_quota). */
+export interface CpuScheduler {
+  shares?: number;
+  globalPeriod?: number;
+  /** µs per period for the whole domain; -1 = no limit. */
+  globalQuota?: number;
+}
+
+const VCPU_MAXIMUM = 4; // VIR_DOMAIN_VCPU_MAXIMUM
+
 export class Libvirt {
   private hv: Hypervisor | undefined;
   private connecting: Promise<Hypervisor> | undefined;
+  /** vmlet's own client of libvirt's RPC protocol, for the calls the binding lacks (tuning). */
+  private rpcClient: LibvirtRpc | undefined;
 
   constructor(
     readonly uri: string,
@@ -70,6 +83,9 @@ export class Libvirt {
     const hv = this.hv;
     this.hv = undefined;
     if (hv) await hv.connectClose().catch(() => undefined);
+    const rpc = this.rpcClient;
+    this.rpcClient = undefined;
+    if (rpc) await rpc.close().catch(() => undefined);
   }
 
   get connected(): boolean {
@@ -160,6 +176,66 @@ export class Libvirt {
     });
   }
 
+  /** Online and maximum vCPUs, of the running VM (live) or of its definition. */
+  async vcpuCounts(name: string, live: boolean): Promise<{ current: number; max: number }> {
+    return this.onRpcDomain('vcpus', name, async (rpc, dom) => {
+      const flags = live ? AFFECT.LIVE : AFFECT.CONFIG;
+      const [current, max] = await Promise.all([rpc.getVcpus(dom, flags), rpc.getVcpus(dom, flags | VCPU_MAXIMUM)]);
+      return { current, max };
+    });
+  }
+
+  /** CPU hotplug up to the defined maximum. */
+  async setVcpus(name: string, n: number, live: boolean): Promise<void> {
+    await this.onRpcDomain('set vcpus', name, (rpc, dom) => rpc.setVcpus(dom, n, affect(live)));
+  }
+
+  /** The balloon's target (live) and <currentMemory> (definition), in KiB. */
+  async setMemory(name: string, kib: number, live: boolean): Promise<void> {
+    await this.onRpcDomain('set memory', name, (rpc, dom) => rpc.setMemory(dom, kib, affect(live)));
+  }
+
+  async setCpuScheduler(name: string, p: CpuScheduler, live: boolean): Promise<void> {
+    const params = [
+      ...(p.shares !== undefined ? [{ field: 'cpu_shares', type: 'ullong' as const, value: p.shares }] : []),
+      ...(p.globalPeriod !== undefined ? [{ field: 'global_period', type: 'ullong' as const, value: p.globalPeriod }] : []),
+      ...(p.globalQuota !== undefined ? [{ field: 'global_quota', type: 'llong' as const, value: p.globalQuota }] : []),
+    ];
+    if (params.length === 0) return;
+    await this.onRpcDomain('set scheduler', name, (rpc, dom) => rpc.setSchedulerParameters(dom, params, affect(live)));
+  }
+
+  async cpuScheduler(name: string, live: boolean): Promise<Record<string, number>> {
+    return this.onRpcDomain('scheduler', name, (rpc, dom) => rpc.getSchedulerParameters(dom, live ? AFFECT.LIVE : AFFECT.CONFIG));
+  }
+
+  /** Pins vCPUs 0..vcpus-1 and the emulator threads to `cpus` (host CPU ids). */
+  async pinCpus(name: string, vcpus: number, cpus: readonly number[], live: boolean): Promise<void> {
+    await this.onRpcDomain('pin', name, async (rpc, dom) => {
+      for (let v = 0; v < vcpus; v++) await rpc.pinVcpu(dom, v, cpus, affect(live));
+      await rpc.pinEmulator(dom, cpus, affect(live));
+    });
+  }
+
+  /** Runs fn with the domain looked up over vmlet's RPC client; one retry after a lost connection. */
+  private async onRpcDomain<T>(op: string, name: string, fn: (rpc: LibvirtRpc, dom: RpcDomain) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      this.rpcClient ??= new LibvirtRpc({ uri: this.uri });
+      const rpc = this.rpcClient;
+      try {
+        return await fn(rpc, await rpc.lookupDomain(name));
+      } catch (err) {
+        if (!(err instanceof LibvirtRpcError)) throw err;
+        if (err.kind === 'connection' && attempt === 0) {
+          this.log.warn({ op, err: err.message }, 'libvirt RPC connection lost; reconnecting');
+          continue;
+        }
+        const kind: VirtErrorKind = err.kind === 'not-found' ? 'not-found' : err.kind === 'connection' ? 'connection' : 'other';
+        throw new VirtError(`${op} ${name}: ${err.message}`, kind, op);
+      }
+    }
+  }
+
   private async onDomain<T>(op: string, name: string, fn: (d: Domain) => Promise<T>): Promise<T> {
     return this.call(op, async (hv) => fn(await hv.domainLookupByName(name)), name);
   }
@@ -201,6 +277,11 @@ export class Libvirt {
       }
     }
   }
+}
+
+/** A running VM changes now and in its definition; a defined one only in its definition. */
+function affect(live: boolean): number {
+  return live ? AFFECT.LIVE | AFFECT.CONFIG : AFFECT.CONFIG;
 }
 
 function messageOf(err: unknown): string {

@@ -3,6 +3,7 @@
 // decision; domain-xml.ts renders it and nothing downstream reads annotations again.
 import { existsSync } from 'node:fs';
 import { VmletError, failedPrecondition } from '../errors.js';
+import type { CpuTune } from './cputune.js';
 import { annotationOf, checkMachineForBoot, type CpuModel, type DiskBus, type Firmware, type Hugepages, type Machine, type VmSettings } from './annotations.js';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -34,8 +35,14 @@ export interface VmSpec {
   /** From the node's accel decision only; no annotation can force KVM. */
   domainType: 'kvm' | 'qemu';
   machine: Machine;
+  /** vCPUs online at start, and the most CPU hotplug can bring online. */
   vcpus: number;
+  maxVcpus: number;
+  /** Guest RAM at start (the balloon's target), and the RAM the guest is given (the most it can grow to). */
   memoryMiB: number;
+  maxMemoryMiB: number;
+  /** CPU shares (already in the host cgroup's units), quota, pinning, NUMA nodes. */
+  cputune: CpuTune;
   cpuModel: CpuModel;
   firmware: Firmware;
   hugepages?: Hugepages;
@@ -116,6 +123,8 @@ export interface BuildVmSpecInput {
   seedIso?: string;
   /** Unix socket for the guest-agent channel (see guest-agent.ts agentSocketPath: ≤ 107 bytes). */
   guestAgent?: { socket: string };
+  /** From the container's resources (cputune.ts), shares already converted for the host's cgroup version. */
+  cputune?: CpuTune;
 }
 
 const internal = (msg: string) => new VmletError('internal', msg);
@@ -164,7 +173,10 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     domainType: input.domainType,
     machine: s.machine,
     vcpus: s.vcpus,
+    maxVcpus: s.maxVcpus,
     memoryMiB: s.memoryMiB,
+    maxMemoryMiB: s.maxMemoryMiB,
+    cputune: input.cputune ?? {},
     cpuModel: s.cpuModel,
     firmware: s.firmware,
     ...(s.hugepages ? { hugepages: s.hugepages } : {}),

@@ -30,11 +30,12 @@ KERNEL_META=linux-image-amd64
 # Kernel modules to put in the initrd (dependencies are added automatically).
 # MODULES are loaded by /init before VMLET-READY (the NIC must exist for DHCP);
 # LATE_MODULES in the background after it: CD-ROM/ISO9660 and the SATA (ahci) and
-# virtio-scsi buses for the NoCloud seed, sd_mod for SCSI/SATA disks. The disk drivers come
+# virtio-scsi buses for the NoCloud seed, sd_mod for SCSI/SATA disks, virtio_balloon for
+# live memory resizing (UpdateContainerResources). The disk drivers come
 # after sr_mod/sd_mod so their (synchronous, see README) scan binds the devices directly.
 # No af_packet: CONFIG_PACKET=y (built in) in Debian's kernel, as are raw ICMP sockets.
 MODULES=(virtio_pci virtio_console virtio_blk virtio_net virtio_rng)
-LATE_MODULES=(isofs sr_mod sd_mod ahci virtio_scsi)
+LATE_MODULES=(isofs sr_mod sd_mod ahci virtio_scsi virtio_balloon)
 # qemu-ga and the packages providing the libraries ld.so lists for it.
 QGA_PKGS=(qemu-guest-agent libc6 libgcc-s1 libglib2.0-0 libnuma1 libudev1 liburing2 libpcre2-8-0)
 # quiet: fewer slow serial writes; panic=-1: a crashed guest reboots at once (QEMU -no-reboot

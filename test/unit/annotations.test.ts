@@ -19,6 +19,8 @@ describe('defaults', () => {
     expect(s).toEqual({
       vcpus: 1,
       memoryMiB: 512,
+      maxVcpus: 1,
+      maxMemoryMiB: 512,
       cpuModel: { mode: 'host-passthrough' },
       machine: 'q35',
       diskBus: 'virtio',
@@ -27,7 +29,7 @@ describe('defaults', () => {
       serialLog: true,
       sources: {
         vcpus: 'default', memory: 'default', cpuModel: 'default', machine: 'default', diskBus: 'default',
-        firmware: 'default', ioThreads: 'default', serialLog: 'default',
+        firmware: 'default', ioThreads: 'default', serialLog: 'default', maxVcpus: 'default', maxMemory: 'default',
       },
     });
   });
@@ -208,6 +210,31 @@ describe('precedence: annotation > container resources > sandbox resources > def
     expect(rejection(() => parse({}, { sandboxResources: { memory_limit_in_bytes: String(16 * 2 ** 20) } })).message).toMatch(/^sandbox resources: memory limit 16777216 bytes gives 16 MiB of guest RAM: allowed a Kubernetes quantity from 32Mi to 16Ti/);
     // …unless an annotation overrides them.
     expect(parse({ 'vmlet.io/vcpus': '2' }, { containerResources: { cpu_quota: '30000000', cpu_period: '100000' } }).vcpus).toBe(2);
+  });
+});
+
+describe('max-vcpus and max-memory (headroom for live resizing)', () => {
+  it('default to the VM size, whatever it came from', () => {
+    expect(parse({}, { containerResources: { cpu_quota: '250000', memory_limit_in_bytes: String(GiB) } })).toMatchObject({ vcpus: 3, maxVcpus: 3, memoryMiB: 1024, maxMemoryMiB: 1024 });
+  });
+  it('raise the maxima above the size', () => {
+    expect(parse({ 'vmlet.io/max-vcpus': '4', 'vmlet.io/max-memory': '2Gi' }, { containerResources: { cpu_quota: '100000', memory_limit_in_bytes: String(GiB) } })).toMatchObject({
+      vcpus: 1, maxVcpus: 4, memoryMiB: 1024, maxMemoryMiB: 2048,
+    });
+  });
+  it('cannot be below the size, naming where the size came from', () => {
+    expect(rejection(() => parse({ 'vmlet.io/vcpus': '2', 'vmlet.io/max-vcpus': '1' })).message).toBe(
+      'annotation vmlet.io/max-vcpus="1" is invalid: allowed an integer 2–256: at least the VM\'s 2 vCPUs (from pod annotation vmlet.io/vcpus)',
+    );
+    expect(rejection(() => parse({ 'vmlet.io/max-memory': '256Mi' }, { containerResources: { memory_limit_in_bytes: String(GiB) } })).message).toMatch(
+      /^annotation vmlet\.io\/max-memory="256Mi" is invalid: allowed a Kubernetes quantity .*, and at least the VM's 1024 MiB \(from container resources\)$/,
+    );
+    expect(rejection(() => parse({ 'vmlet.io/max-vcpus': 'many' })).message).toMatch(/^annotation vmlet\.io\/max-vcpus="many" is invalid/);
+  });
+  it('max-memory cannot grow hugepage-backed memory; microvm cannot hotplug vCPUs', () => {
+    expect(rejection(() => parse({ 'vmlet.io/hugepages': '2Mi', 'vmlet.io/max-memory': '1Gi' })).message).toMatch(/cannot be combined with vmlet\.io\/hugepages: hugepage-backed guest memory cannot be ballooned/);
+    expect(parse({ 'vmlet.io/hugepages': '2Mi', 'vmlet.io/max-memory': '512Mi' }).maxMemoryMiB).toBe(512);
+    expect(rejection(() => parse({ 'vmlet.io/machine': 'microvm', 'vmlet.io/max-vcpus': '2' })).message).toMatch(/"microvm" has no ACPI CPU hotplug.*allowed vmlet\.io\/max-vcpus unset or 1$/);
   });
 });
 

@@ -113,6 +113,7 @@ describe('renderDomainXml', () => {
     expect(x).toMatch(/^<domain type='qemu'>\n/);
     expect(x).toContain('<name>vmlet-default-web-ab12cd34</name>');
     expect(x).toContain("<memory unit='MiB'>512</memory>");
+    expect(x).toContain("<currentMemory unit='MiB'>512</currentMemory>");
     expect(x).toContain("<vcpu placement='static'>1</vcpu>");
     expect(x).toContain("<type arch='x86_64' machine='q35'>hvm</type>");
     expect(x).toContain('<features><acpi/><apic/></features>');
@@ -120,7 +121,9 @@ describe('renderDomainXml', () => {
     expect(x).toContain('<on_reboot>restart</on_reboot>');
     expect(x).toContain('<on_crash>destroy</on_crash>');
     expect(x).toContain("<clock offset='utc'/>");
-    expect(x).toContain("<memballoon model='none'/>");
+    expect(x).toContain("<memballoon model='virtio'/>");
+    expect(x).not.toContain('<cputune>');
+    expect(x).not.toContain('<numatune>');
     expect(x).toContain("<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>");
     expect(x).toContain("<controller type='usb' model='none'/>");
     expect(x).not.toContain('<graphics');
@@ -308,5 +311,34 @@ describe('guest-agent channel', () => {
   it('refuses a socket path longer than a unix socket path can be', () => {
     expect(() => spec({}, { guestAgent: { socket: '/' + 'x'.repeat(107) } })).toThrow(/longer than 107 bytes/);
     expect(spec({}, { guestAgent: { socket: '/' + 'x'.repeat(106) } }).guestAgent).toEqual({ socket: '/' + 'x'.repeat(106) });
+  });
+});
+
+describe('live-resize headroom and CPU tuning', () => {
+  it('defines the maxima and starts at the size', () => {
+    const x = xml({ 'vmlet.io/vcpus': '2', 'vmlet.io/max-vcpus': '4', 'vmlet.io/memory': '256Mi', 'vmlet.io/max-memory': '1Gi' });
+    expect(x).toContain("<memory unit='MiB'>1024</memory>");
+    expect(x).toContain("<currentMemory unit='MiB'>256</currentMemory>");
+    expect(x).toContain("<vcpu placement='static' current='2'>4</vcpu>");
+  });
+  it('renders shares, the whole-domain quota, pinning of every vCPU and the emulator, and NUMA nodes', () => {
+    const x = xml({ 'vmlet.io/vcpus': '1', 'vmlet.io/max-vcpus': '2' }, { cputune: { shares: 512, quotaUs: 50_000, periodUs: 100_000, cpuset: [0, 1, 3], memNodes: [0] } });
+    expect(x).toContain(
+      [
+        '  <cputune>',
+        "    <vcpupin vcpu='0' cpuset='0-1,3'/>",
+        "    <vcpupin vcpu='1' cpuset='0-1,3'/>",
+        "    <emulatorpin cpuset='0-1,3'/>",
+        '    <shares>512</shares>',
+        '    <global_period>100000</global_period>',
+        '    <global_quota>50000</global_quota>',
+        '  </cputune>',
+        "  <numatune><memory mode='strict' nodeset='0'/></numatune>",
+      ].join('\n'),
+    );
+  });
+  it('puts the balloon on virtio-mmio for microvm', () => {
+    const x = xml({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm' });
+    expect(x).toContain("<memballoon model='virtio'><address type='virtio-mmio'/></memballoon>");
   });
 });
