@@ -4,13 +4,15 @@
 // Kubernetes channel protocols (channel.ts). Tokens are single-use, expire after a minute and are
 // bound to their request and kind; anything else gets an HTTP error before any upgrade.
 // An `Upgrade: SPDY/3.1` request (crictl's default transport, the kubelet/API server) is
-// handed to spdy-server.ts after the same token checks.
+// handed to spdy-server.ts after the same token checks, and so is a port-forward WebSocket
+// asking for `SPDY/3.1+portforward.k8s.io` (SPDY frames inside binary messages: what crictl and
+// kubectl send for port-forward over WebSocket).
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PassThrough, Writable } from 'node:stream';
-import { WebSocketServer, WebSocket, type RawData } from 'ws';
+import { WebSocketServer, WebSocket, createWebSocketStream, type RawData } from 'ws';
 import type { Logger } from '../log.js';
 import { TokenStore, TOKEN_TTL_MS, type StreamKind } from './tokens.js';
 import {
@@ -20,10 +22,10 @@ import {
 } from './channel.js';
 import type { AttachStreamRequest, ExecStreamRequest, PortForwardStreamRequest, StreamBackend, StreamIO } from './backend.js';
 import {
-  SPDY_PORTFORWARD_PROTOCOL, SPDY_REMOTECOMMAND_PROTOCOLS, acceptSpdy, isSpdyUpgrade, negotiateSpdyProtocol, offeredStreamProtocols,
-  runSpdyPortForward, runSpdyRemoteCommand,
+  SPDY_PORTFORWARD_PROTOCOL, SPDY_REMOTECOMMAND_PROTOCOLS, SPDY_TUNNEL_PORTFORWARD_PROTOCOL, acceptSpdy, isSpdyUpgrade, negotiateSpdyProtocol,
+  offeredStreamProtocols, runSpdyPortForward, runSpdyRemoteCommand,
 } from './spdy-server.js';
-import type { SpdyConnection } from './spdy-conn.js';
+import { SpdyConnection } from './spdy-conn.js';
 
 export interface StreamServerOptions {
   backend: StreamBackend;
@@ -70,7 +72,16 @@ function toBuffer(data: RawData): Buffer {
 
 export class StreamServer {
   private readonly tokens: TokenStore<Registered>;
-  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE });
+  /** The subprotocol vmlet chose for an upgrade request, so the WebSocket answers with exactly that. */
+  private readonly chosen = new WeakMap<IncomingMessage, string>();
+  /** Upgrades to SPDY tunnelled in WebSocket (their subprotocol header is added by hand). */
+  private readonly tunnels = new WeakSet<IncomingMessage>();
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: MAX_MESSAGE,
+    handleProtocols: (offered, req) => this.chosen.get(req) ?? offered.values().next().value ?? false,
+  });
   private readonly sweeper: NodeJS.Timeout;
   private readonly sessions = new Set<WebSocket>();
   private readonly spdySessions = new Set<SpdyConnection>();
@@ -85,6 +96,9 @@ export class StreamServer {
     this.sweeper = setInterval(() => this.tokens.sweep(), 30_000).unref();
     server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.wss.on('headers', (headers: string[], req: IncomingMessage) => {
+      if (this.tunnels.has(req)) headers.push(`Sec-WebSocket-Protocol: ${SPDY_TUNNEL_PORTFORWARD_PROTOCOL}`);
+    });
   }
 
   static async start(opts: StreamServerOptions): Promise<StreamServer> {
@@ -180,6 +194,7 @@ export class StreamServer {
         `vmlet's streaming server speaks WebSocket (${REMOTECOMMAND_PROTOCOLS.join(', ')}), not ${req.headers.upgrade ?? 'plain HTTP'}; with crictl use --transport websocket`);
     }
     const offered = offeredProtocols(req);
+    if (kind === 'portforward' && offered.includes(SPDY_TUNNEL_PORTFORWARD_PROTOCOL)) return this.onSpdyTunnel(req, socket, head, token, query);
     let protocol: string | undefined;
     if (kind === 'portforward') {
       protocol = offered.length === 0 ? '' : PORTFORWARD_PROTOCOLS.find((p) => offered.includes(p));
@@ -205,6 +220,7 @@ export class StreamServer {
       if (ports.length === 0) ports = pf.ports;
       if (ports.length === 0) return refuse(socket, 400, 'Bad Request', 'no port to forward: give ?port=N');
     }
+    if (protocol) this.chosen.set(req, protocol);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.sessions.add(ws);
       ws.on('close', () => this.sessions.delete(ws));
@@ -212,6 +228,33 @@ export class StreamServer {
       const chosen = ws.protocol || protocol;
       if (kind === 'portforward') this.runPortForward(ws, chosen, request as PortForwardStreamRequest, ports);
       else this.runRemoteCommand(ws, chosen, kind, request as ExecStreamRequest | AttachStreamRequest);
+    });
+  }
+
+  /** Port-forward over SPDY inside WebSocket binary messages; ports come from the stream headers, as over plain SPDY. */
+  private onSpdyTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, token: string, query: URLSearchParams): void {
+    if (query.getAll('port').length) {
+      try {
+        parsePorts(query.getAll('port'));
+      } catch (err) {
+        return refuse(socket, 400, 'Bad Request', (err as Error).message);
+      }
+    }
+    const request = this.tokens.consume('portforward', token);
+    if (request === undefined) return refuse(socket, 404, 'Not Found', 'unknown or expired streaming URL');
+    // ws refuses a subprotocol with '/' (not an RFC 6455 token; gorilla/websocket, which client-go
+    // uses, allows it): take the header out of ws's sight and answer it in the 'headers' hook.
+    delete req.headers['sec-websocket-protocol'];
+    this.tunnels.add(req);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.sessions.add(ws);
+      ws.on('close', () => this.sessions.delete(ws));
+      const log = this.opts.log.child({ stream: 'portforward', transport: 'websocket-spdy', protocol: SPDY_TUNNEL_PORTFORWARD_PROTOCOL });
+      ws.on('error', (err) => log.debug({ err: err.message }, 'streaming connection error'));
+      const conn = new SpdyConnection(createWebSocketStream(ws));
+      this.spdySessions.add(conn);
+      conn.on('close', () => this.spdySessions.delete(conn));
+      runSpdyPortForward(conn, request as PortForwardStreamRequest, undefined, this.opts.backend, log);
     });
   }
 

@@ -20,6 +20,11 @@ import { SpdyConnection, type SpdyStream } from './spdy-conn.js';
 export const SPDY_UPGRADE = 'SPDY/3.1';
 export const SPDY_REMOTECOMMAND_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io'] as const;
 export const SPDY_PORTFORWARD_PROTOCOL = 'portforward.k8s.io';
+/**
+ * The WebSocket subprotocol of SPDY tunnelled in WebSocket binary messages: client-go's
+ * NewSPDYOverWebsocketDialer, which crictl and kubectl port-forward use over WebSocket.
+ */
+export const SPDY_TUNNEL_PORTFORWARD_PROTOCOL = `${SPDY_UPGRADE}+${SPDY_PORTFORWARD_PROTOCOL}`;
 /** How long the client has to open the streams it asked for (the kubelet's default). */
 export const STREAM_CREATION_TIMEOUT_MS = 30_000;
 

@@ -1,6 +1,8 @@
 // The SPDY path against a real SPDY implementation: moby/spdystream (what client-go, crictl and
 // the kubelet use), from Debian's golang-github-docker-spdystream-dev, driven by a small Go
-// client built here. Skipped when Go or that package is not installed.
+// client built here; and SPDY tunnelled in WebSocket binary messages the way client-go's
+// NewSPDYOverWebsocketDialer does it (crictl/kubectl port-forward over WebSocket), with
+// gorilla/websocket (golang-github-gorilla-websocket-dev). Skipped when Go or a package is missing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +14,7 @@ import { StreamServer } from '../../src/stream/server.js';
 
 const GOPATH_SYS = '/usr/share/gocode';
 const haveGo = existsSync('/usr/bin/go') && existsSync(join(GOPATH_SYS, 'src/github.com/moby/spdystream/connection.go'));
+const haveGorilla = haveGo && existsSync(join(GOPATH_SYS, 'src/github.com/gorilla/websocket/conn.go'));
 
 const GO_CLIENT = String.raw`package main
 
@@ -96,6 +99,90 @@ func main() {
 }
 `;
 
+// A net.Conn over WebSocket binary messages, as client-go's TunnelingConnection: each write is one
+// message, reads run through messages as one byte stream.
+const GO_TUNNEL_CLIENT = String.raw`package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/moby/spdystream"
+)
+
+type tunnel struct {
+	*websocket.Conn
+	r io.Reader
+}
+
+func (t *tunnel) Read(p []byte) (int, error) {
+	for {
+		if t.r == nil {
+			typ, r, err := t.NextReader()
+			if err != nil { return 0, io.EOF }
+			if typ != websocket.BinaryMessage { return 0, fmt.Errorf("message type %d", typ) }
+			t.r = r
+		}
+		n, err := t.r.Read(p)
+		if err == io.EOF {
+			t.r = nil
+			if n > 0 { return n, nil }
+			continue
+		}
+		return n, err
+	}
+}
+
+func (t *tunnel) Write(p []byte) (int, error) {
+	if err := t.WriteMessage(websocket.BinaryMessage, p); err != nil { return 0, err }
+	return len(p), nil
+}
+
+func (t *tunnel) SetDeadline(d time.Time) error {
+	t.SetReadDeadline(d)
+	return t.SetWriteDeadline(d)
+}
+
+func dial(raw string) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{Subprotocols: []string{"SPDY/3.1+portforward.k8s.io"}}
+	return d.Dial(strings.Replace(raw, "http", "ws", 1), nil)
+}
+
+func stream(conn *spdystream.Connection, kv ...string) *spdystream.Stream {
+	h := http.Header{}
+	for i := 0; i < len(kv); i += 2 { h.Set(kv[i], kv[i+1]) }
+	s, err := conn.CreateStream(h, nil, false)
+	if err != nil { panic(err) }
+	if err := s.WaitTimeout(5 * time.Second); err != nil { panic(err) }
+	return s
+}
+
+func main() {
+	raw, port := os.Args[1], os.Args[2]
+	ws, _, err := dial(raw)
+	if err != nil { panic(err) }
+	fmt.Println("tunnel protocol:", ws.Subprotocol())
+	conn, err := spdystream.NewConnection(&tunnel{Conn: ws}, false)
+	if err != nil { panic(err) }
+	go conn.Serve(spdystream.NoOpStreamHandler)
+	e := stream(conn, "streamType", "error", "port", port, "requestID", "0")
+	e.Close()
+	data := stream(conn, "streamType", "data", "port", port, "requestID", "0")
+	big := strings.Repeat("t", 200*1024)
+	go func() { data.Write([]byte("ping-over-tunnel")); data.Write([]byte(big)); data.Close() }()
+	got, _ := io.ReadAll(data)
+	fmt.Printf("tunnel echo: %q, %d bytes, then EOF\n", got[:16], len(got))
+	conn.Close()
+	_, resp, err := dial(raw)
+	if resp != nil { fmt.Println("replayed token:", resp.StatusCode) } else { fmt.Println("replayed token:", err) }
+}
+`;
+
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<string> {
   return new Promise((resolve, reject) =>
     execFile(cmd, args, { env, cwd, timeout: 90_000 }, (err, out, errOut) => (err ? reject(new Error(`${err.message}\n${out}\n${errOut}`)) : resolve(out))),
@@ -104,6 +191,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string):
 
 let dir: string;
 let client: string;
+let tunnelClient: string;
 let server: StreamServer;
 let echo: Server;
 let echoPort: number;
@@ -117,6 +205,13 @@ beforeAll(async () => {
   client = join(dir, 'client');
   const env = { ...process.env, GO111MODULE: 'off', GOPATH: `${dir}:${GOPATH_SYS}`, GOCACHE: join(dir, 'cache'), GOFLAGS: '' };
   await run('go', ['build', '-o', client, '.'], env, src);
+  if (haveGorilla) {
+    const tsrc = join(dir, 'src/tunnelclient');
+    mkdirSync(tsrc, { recursive: true });
+    writeFileSync(join(tsrc, 'main.go'), GO_TUNNEL_CLIENT);
+    tunnelClient = join(dir, 'tunnel-client');
+    await run('go', ['build', '-o', tunnelClient, '.'], env, tsrc);
+  }
   echo = createServer((s) => {
     s.on('data', (d) => s.write(d));
     s.on('end', () => s.end());
@@ -165,5 +260,15 @@ describe.skipIf(!haveGo)('SPDY/3.1 with a moby/spdystream client', () => {
     expect(out).toContain('portforward protocol: portforward.k8s.io');
     expect(out).toContain('portforward echo: "ping-over-spdy"');
     expect(out).toContain('portforward after close: "" (EOF)');
+  });
+});
+
+describe.skipIf(!haveGorilla)('SPDY/3.1 tunnelled in WebSocket (SPDY/3.1+portforward.k8s.io) with gorilla/websocket', () => {
+  it('port-forwards (echo of 200 KiB, EOF after close) and refuses the used token', async () => {
+    const pf = server.registerPortForward({ podSandboxId: 'p', ports: [echoPort] });
+    const out = await run(tunnelClient, [pf, String(echoPort)], process.env);
+    expect(out).toContain('tunnel protocol: SPDY/3.1+portforward.k8s.io');
+    expect(out).toContain(`tunnel echo: "ping-over-tunnel", ${16 + 200 * 1024} bytes, then EOF`);
+    expect(out).toContain('replayed token: 404');
   });
 });
