@@ -146,8 +146,8 @@ export class PodManager {
   async reconcile(includeStopping = false): Promise<void> {
     const running = [...this.containers.values()].filter((c) => c.state === 'running' && (includeStopping || !c.stopping));
     if (running.length === 0) return;
-    // One list call for the active domains; getInfo only for ours.
-    const active = new Set((await this.deps.libvirt.activeDomainInfo(new Set(running.map((c) => c.domainName)))).map((d) => d.name));
+    // One bulk call for the active domains' state: no domain job, no QEMU asked.
+    const active = await this.deps.libvirt.activeDomainNames(new Set(running.map((c) => c.domainName)));
     for (const c of running) {
       if (active.has(c.domainName)) continue;
       await this.lock.run(c.id, async () => {

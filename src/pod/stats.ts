@@ -24,7 +24,9 @@
 //   `ip -n <netns> -s -j link show <tap>` only when dnsmasq is gone. Reported as the guest sees
 //   its NIC, named eth0: the tap's tx is what the guest received (rx_*), the tap's rx what the
 //   guest sent (tx_*).
-// A list call costs one libvirt list call for all domains, then getInfo per VM and /proc reads.
+// A list call costs one libvirt bulk stats call listing the running domains (their state only:
+// the groups with CPU and memory make libvirt ask every QEMU, see Libvirt.activeDomainInfo), then
+// getInfo per VM, sent at once, and /proc reads.
 import { readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { mountPointOf } from '../util/fs-usage.js';
@@ -253,7 +255,7 @@ function stateOf(m: PodManager): StatsState {
 
 const ACTIVE = new Set<DomainState>([DomainState.RUNNING, DomainState.BLOCKED, DomainState.PAUSED, DomainState.SHUTDOWN, DomainState.PMSUSPENDED]);
 
-/** The running domains among `containers`: lookup + getInfo for one, one list call for several. */
+/** The running domains among `containers`: lookup + getInfo for one, the bulk list + getInfo each for several. */
 async function sampleDomains(m: PodManager, containers: ContainerRecord[]): Promise<Map<string, DomainSample>> {
   const out = new Map<string, DomainSample>();
   // A created container's domain is defined but off; an exited one's is off or gone.

@@ -1,6 +1,7 @@
 // The pure-TypeScript libvirt RPC client against the real libvirtd: every call on a throwaway
-// transient domain (TCG, 64 MiB, 1 of 2 vCPUs, no disk: it idles in firmware), each effect
-// read back independently with virsh.
+// transient domain (TCG, 64 MiB, 1 of 2 vCPUs, no disk: it idles in firmware), plus a defined
+// one that is never started for the bulk stats' filters, each effect read back independently
+// with virsh.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rpcRejection as rejection } from '../helpers/errors.js';
 import { execFileSync } from 'node:child_process';
@@ -8,7 +9,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { AFFECT, LibvirtRpc, LibvirtRpcError, MEM_MAXIMUM, VCPU_MAXIMUM, type RpcDomain } from '../../src/vm/rpc/index.js';
+import { readFileSync } from 'node:fs';
+import {
+  AFFECT,
+  DOMAIN_STATS,
+  GET_ALL_DOMAINS_STATS,
+  LibvirtRpc,
+  LibvirtRpcError,
+  MEM_MAXIMUM,
+  VCPU_MAXIMUM,
+  type RpcDomain,
+} from '../../src/vm/rpc/index.js';
 
 const URI = 'qemu:///system';
 const virsh = (...args: string[]) => execFileSync('virsh', ['-c', URI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -34,6 +45,19 @@ function cpuList(s: string): number[] {
     });
 }
 
+/** `virsh domstats` output: the key=value lines of each domain, by domain name. */
+function domstats(out: string): Map<string, Record<string, string>> {
+  const byDomain = new Map<string, Record<string, string>>();
+  let cur: Record<string, string> | undefined;
+  for (const line of out.split('\n')) {
+    const d = /^Domain: '(.*)'$/.exec(line.trim());
+    if (d) byDomain.set(d[1]!, (cur = {}));
+    const kv = /^\s+([^=]+)=(.*)$/.exec(line);
+    if (kv && cur) cur[kv[1]!] = kv[2]!;
+  }
+  return byDomain;
+}
+
 /** `virsh schedinfo` / `dommemstat` style "key : value" or "key value" lines. */
 function keyValues(out: string, sep: RegExp): Record<string, string> {
   const kv: Record<string, string> = {};
@@ -47,6 +71,7 @@ function keyValues(out: string, sep: RegExp): Record<string, string> {
 
 describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () => {
   const name = `vmlet-rpctest-${randomBytes(4).toString('hex')}`;
+  const offName = `${name}-off`;
   const dir = mkdtempSync(join(tmpdir(), 'vmlet-rpctest-'));
   const rpc = new LibvirtRpc({ uri: URI });
   let dom: RpcDomain;
@@ -68,6 +93,9 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
     );
     virsh('create', xml);
     dom = await rpc.lookupDomain(name);
+    const offXml = join(dir, 'off.xml');
+    writeFileSync(offXml, readFileSync(xml, 'utf8').replace(`<name>${name}</name>`, `<name>${offName}</name>`));
+    virsh('define', offXml);
   });
 
   afterAll(async () => {
@@ -76,6 +104,11 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
       virsh('destroy', name);
     } catch {
       // already gone
+    }
+    try {
+      virsh('undefine', offName);
+    } catch {
+      // never defined
     }
     rmSync(dir, { recursive: true, force: true });
   });
@@ -211,6 +244,97 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
     expect(mine['actual']).toBe(Number(theirs['actual']));
     expect(mine['actual']).toBe(65_536);
     expect(mine['rss']).toBeGreaterThan(0);
+  });
+
+  it('reads getInfo as virsh dominfo prints it', async () => {
+    const mine = await rpc.getInfo(dom);
+    const theirs = keyValues(virsh('dominfo', name), /:\s+/);
+    expect(mine.state).toBe(1); // running
+    expect(theirs['State']).toBe('running');
+    expect(`${mine.maxMemKiB} KiB`).toBe(theirs['Max memory']);
+    expect(`${mine.memoryKiB} KiB`).toBe(theirs['Used memory']);
+    expect(String(mine.vcpus)).toBe(theirs['CPU(s)']);
+    expect(mine.cpuTimeNs).toBeGreaterThan(0);
+    expect(mine.cpuTimeNs / 1e9).toBeLessThanOrEqual(Number(theirs['CPU time']!.replace(/s$/, '')) + 0.05); // virsh asked later, rounds to 0.1 s
+  });
+
+  it('reads bulk stats as virsh domstats prints them: same fields, same values', async () => {
+    const groups = DOMAIN_STATS.STATE | DOMAIN_STATS.CPU_TOTAL | DOMAIN_STATS.VCPU | DOMAIN_STATS.BALLOON;
+    const all = await rpc.getAllDomainStats(groups, GET_ALL_DOMAINS_STATS.ACTIVE);
+    const theirs = domstats(virsh('domstats', '--state', '--cpu-total', '--vcpu', '--balloon', '--list-active'));
+    // Other domains may run on this host: the same set of running domains either way.
+    expect(new Set(all.map((r) => r.dom.name))).toEqual(new Set(theirs.keys()));
+    expect(all.map((r) => r.dom.name)).not.toContain(offName);
+    const rec = all.find((r) => r.dom.name === name)!;
+    expect(rec.dom).toEqual(dom);
+    const t = theirs.get(name)!;
+    expect(Object.keys(rec.params).sort()).toEqual(Object.keys(t).sort());
+    // Values that do not move between the two calls are equal; counters only grow.
+    for (const k of ['state.state', 'state.reason', 'balloon.current', 'balloon.maximum', 'vcpu.current', 'vcpu.maximum']) {
+      expect(String(rec.params[k]), k).toBe(t[k]);
+    }
+    expect(rec.params['balloon.maximum']).toBe(65_536);
+    for (const k of ['cpu.time', 'cpu.user', 'cpu.system', 'vcpu.0.time']) {
+      expect(typeof rec.params[k], k).toBe('number');
+      expect(BigInt(rec.params[k] as number), k).toBeLessThanOrEqual(BigInt(t[k]!));
+    }
+    // Every value keeps libvirt's type: numbers here (none of these is past 2^53).
+    for (const [k, v] of Object.entries(rec.params)) expect(['number', 'string'], k).toContain(typeof v);
+
+    const stateOnly = (await rpc.getAllDomainStats(DOMAIN_STATS.STATE, GET_ALL_DOMAINS_STATS.ACTIVE)).find((r) => r.dom.name === name)!;
+    expect(stateOnly.params).toEqual({ 'state.state': 1, 'state.reason': 1 });
+  });
+
+  it('with a domain list: only those, a missing one skipped (even with ENFORCE_STATS), an inactive one kept unless ACTIVE', async () => {
+    const off = await rpc.lookupDomain(offName);
+    expect(off.id).toBe(-1);
+    const ghost: RpcDomain = { name: 'no-such-domain', uuid: '8fed2cf1-1f9f-4766-8244-b8a8f1737e54', id: 77 };
+    const names = async (flags: number) => (await rpc.getAllDomainStats(DOMAIN_STATS.STATE, flags, [off, ghost, dom])).map((r) => r.dom.name);
+    expect(await names(0)).toEqual([offName, name]);
+    expect(await names(GET_ALL_DOMAINS_STATS.ENFORCE_STATS)).toEqual([offName, name]);
+    expect(await names(GET_ALL_DOMAINS_STATS.ACTIVE)).toEqual([name]);
+    expect(await names(GET_ALL_DOMAINS_STATS.INACTIVE)).toEqual([offName]);
+    const [offRec] = await rpc.getAllDomainStats(DOMAIN_STATS.STATE, 0, [off]);
+    expect(offRec!.params['state.state']).toBe(5); // shut off
+    expect(await rpc.getAllDomainStats(DOMAIN_STATS.STATE, 0, [ghost])).toEqual([]);
+  });
+
+  it('answers STATE and getInfo while the domain’s QEMU is stopped; CPU_TOTAL, VCPU and BALLOON each wait for its monitor', async () => {
+    // What vmlet's choice of calls rests on: STATE and getInfo come from libvirtd's records, each
+    // of the other groups needs a job on the domain and a reply from its QEMU.
+    const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
+    const short = new LibvirtRpc({ uri: URI, callTimeoutMs: 1000 });
+    const { CPU_TOTAL, VCPU, BALLOON } = DOMAIN_STATS;
+    try {
+      for (const [group, bit] of Object.entries({ CPU_TOTAL, VCPU, BALLOON })) {
+        process.kill(pid, 'SIGSTOP');
+        try {
+          let t = performance.now();
+          expect((await rpc.getAllDomainStats(DOMAIN_STATS.STATE, GET_ALL_DOMAINS_STATS.ACTIVE, [dom]))[0]!.params['state.state']).toBe(1);
+          expect((await rpc.getInfo(dom)).state).toBe(1);
+          expect(performance.now() - t, group).toBeLessThan(1000);
+          // NOWAIT does not help here: the job is free, so libvirtd takes it and waits for QEMU.
+          const stuck = await rejection(short.getAllDomainStats(bit, GET_ALL_DOMAINS_STATS.ACTIVE | GET_ALL_DOMAINS_STATS.NOWAIT, [dom]));
+          expect(stuck.message, group).toMatch(/timed out after 1000 ms/);
+          // That call now holds the domain's job inside libvirtd: NOWAIT skips what needs it.
+          t = performance.now();
+          const [rec] = await rpc.getAllDomainStats(CPU_TOTAL | VCPU | BALLOON, GET_ALL_DOMAINS_STATS.ACTIVE | GET_ALL_DOMAINS_STATS.NOWAIT, [dom]);
+          expect(performance.now() - t, group).toBeLessThan(1000);
+          expect(rec!.params).toHaveProperty('cpu.time');
+          expect(rec!.params).toHaveProperty('vcpu.current');
+          expect(rec!.params).toHaveProperty('balloon.current', 65_536);
+          expect(rec!.params).not.toHaveProperty('balloon.rss'); // asked of QEMU
+        } finally {
+          process.kill(pid, 'SIGCONT');
+        }
+        // Once QEMU runs again the stuck call ends (releasing the job) and the group answers.
+        expect((await rpc.getAllDomainStats(bit, GET_ALL_DOMAINS_STATS.ACTIVE, [dom])).map((r) => r.dom.name), group).toEqual([name]);
+      }
+    } finally {
+      await short.close();
+    }
+    const [after] = await rpc.getAllDomainStats(BALLOON, GET_ALL_DOMAINS_STATS.ACTIVE, [dom]);
+    expect(after!.params).toHaveProperty('balloon.rss');
   });
 
   it('answers 20 concurrent calls over one lazily opened connection', async () => {

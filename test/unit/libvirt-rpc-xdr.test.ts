@@ -31,7 +31,9 @@ import {
 import { kindForCode } from '../../src/vm/rpc/errors.js';
 import { cpuListFromMap, cpuListsFromMaps, cpumapFromList, cpumapLength } from '../../src/vm/rpc/cpumap.js';
 import { daemonUri } from '../../src/vm/rpc/uri.js';
-import { LibvirtRpc, LibvirtRpcError, socketPathForUri } from '../../src/vm/rpc/index.js';
+import { DOMAIN_STATS, GET_ALL_DOMAINS_STATS, LibvirtRpc, LibvirtRpcError, socketPathForUri, type RpcDomain } from '../../src/vm/rpc/index.js';
+import { Libvirt, VirtError } from '../../src/vm/libvirt.js';
+import { pino } from 'pino';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const w = () => new XdrWriter(4); // tiny initial size: every test also exercises growth
@@ -480,5 +482,226 @@ describe('connection against a fake daemon', () => {
     const err = await rejection(new LibvirtRpc({ uri: 'qemu:///session' }).libVersion());
     expect(err.kind).toBe('other');
     expect(err.message).toMatch(/only local system sockets are supported/);
+  });
+});
+
+// ------------------------------------------------------------------- bulk stats and getInfo
+
+const UUID_A = '8fed2cf1-1f9f-4766-8244-b8a8f1737e54';
+const UUID_B = '0b5e6a3c-2d4f-4e1a-9c7b-5a6d7e8f9012';
+const domA: RpcDomain = { name: 'vm-a', uuid: UUID_A, id: 3 };
+const domB: RpcDomain = { name: 'vm-b', uuid: UUID_B, id: 4 };
+
+/** remote_connect_get_all_domain_stats_ret as libvirtd writes it, from records of typed params. */
+function statsReply(records: Array<{ dom: RpcDomain; params: TypedParam[] }>): Buffer {
+  const x = new XdrWriter();
+  x.uint(records.length);
+  for (const r of records) {
+    encodeDomain(x, { name: r.dom.name, uuid: uuidFromString(r.dom.uuid), id: r.dom.id });
+    x.array(r.params, encodeTypedParam);
+  }
+  return x.bytes();
+}
+
+/** remote_domain_get_info_ret: state is an unsigned char and nrVirtCpu an unsigned short, each a whole XDR word. */
+function infoReply(i: { state: number; maxMem: bigint; memory: bigint; vcpus: number; cpuTime: bigint }): Buffer {
+  return new XdrWriter().uint(i.state).uhyper(i.maxMem).uhyper(i.memory).uint(i.vcpus).uhyper(i.cpuTime).bytes();
+}
+
+/** The arguments of a CONNECT_GET_ALL_DOMAIN_STATS call, decoded as libvirtd would. */
+function statsArgs(call: Call): { doms: Array<{ name: string; uuid: string; id: number }>; stats: number; flags: number } {
+  const r = new XdrReader(call.payload);
+  const doms = r.array(decodeDomain).map((d) => ({ name: d.name, uuid: uuidToString(d.uuid), id: d.id }));
+  const stats = r.uint();
+  const flags = r.uint();
+  r.end();
+  return { doms, stats, flags };
+}
+
+describe('getAllDomainStats and getInfo against a fake daemon', () => {
+  it('has libvirt’s group bits and flags', () => {
+    expect(DOMAIN_STATS).toMatchObject({ STATE: 1, CPU_TOTAL: 2, BALLOON: 4, VCPU: 8, INTERFACE: 16, BLOCK: 32, PERF: 64, IOTHREAD: 128, MEMORY: 256, DIRTYRATE: 512, VM: 1024 });
+    expect(GET_ALL_DOMAINS_STATS).toMatchObject({ ACTIVE: 1, INACTIVE: 2, PERSISTENT: 4, TRANSIENT: 8, RUNNING: 16, PAUSED: 32, SHUTOFF: 64, OTHER: 128 });
+    expect(GET_ALL_DOMAINS_STATS.NOWAIT).toBe(0x2000_0000);
+    expect(GET_ALL_DOMAINS_STATS.BACKING).toBe(0x4000_0000);
+    expect(GET_ALL_DOMAINS_STATS.ENFORCE_STATS).toBe(0x8000_0000);
+  });
+
+  it('sends an empty domain list, the groups and the flags; decodes each record’s domain and typed params', async () => {
+    const f = await fake({
+      [Proc.CONNECT_GET_ALL_DOMAIN_STATS]: (c, d) =>
+        d.reply(
+          c,
+          statsReply([
+            {
+              dom: domA,
+              params: [
+                { field: 'state.state', type: 'int', value: 1 },
+                { field: 'cpu.time', type: 'ullong', value: 123_456_789_012 },
+                { field: 'balloon.current', type: 'ullong', value: 262_144 },
+                { field: 'vcpu.current', type: 'uint', value: 2 },
+                { field: 'huge', type: 'ullong', value: (1n << 63n) + 5n },
+                { field: 'block.0.name', type: 'string', value: 'vda' },
+                { field: 'flag', type: 'boolean', value: true },
+                { field: 'ratio', type: 'double', value: 0.25 },
+                { field: '__proto__', type: 'int', value: 7 },
+              ],
+            },
+            { dom: { ...domB, id: -1 }, params: [] },
+          ]),
+        ),
+    });
+    const got = await client(f).getAllDomainStats(DOMAIN_STATS.STATE | DOMAIN_STATS.CPU_TOTAL, GET_ALL_DOMAINS_STATS.ACTIVE);
+    const call = f.calls.at(-1)!;
+    expect(call.header.proc).toBe(344);
+    expect(hex(call.payload)).toBe('00000000' + '00000003' + '00000001'); // doms<> empty, stats, flags
+    expect(got).toHaveLength(2);
+    expect(got[0]!.dom).toEqual(domA);
+    expect(got[0]!.params).toEqual({
+      'state.state': 1,
+      'cpu.time': 123_456_789_012,
+      'balloon.current': 262_144,
+      'vcpu.current': 2,
+      huge: (1n << 63n) + 5n, // past 2^53: exact, as bigint
+      'block.0.name': 'vda',
+      flag: true,
+      ratio: 0.25,
+      ['__proto__']: 7,
+    });
+    expect(Object.getPrototypeOf(got[0]!.params)).toBe(Object.prototype); // a field named __proto__ stays a key
+    expect(got[1]).toEqual({ dom: { ...domB, id: -1 }, params: {} });
+  });
+
+  it('sends the domains when given (libvirt looks them up by UUID); takes a set bit 31 as `|` makes it', async () => {
+    const f = await fake({ [Proc.CONNECT_GET_ALL_DOMAIN_STATS]: (c, d) => d.reply(c, statsReply([])) });
+    const c = client(f);
+    const flags = GET_ALL_DOMAINS_STATS.ACTIVE | GET_ALL_DOMAINS_STATS.ENFORCE_STATS;
+    expect(flags).toBeLessThan(0); // JavaScript's | is signed
+    expect(await c.getAllDomainStats(DOMAIN_STATS.BALLOON, flags, [domA, domB])).toEqual([]);
+    expect(statsArgs(f.calls.at(-1)!)).toEqual({ doms: [domA, domB], stats: 4, flags: 0x8000_0001 });
+    const raw = f.calls.at(-1)!.payload;
+    expect(hex(raw.subarray(0, 8))).toBe('00000002' + '00000004'); // count, then "vm-a"'s length
+    expect(hex(raw.subarray(-8))).toBe('00000004' + '80000001');
+  });
+
+  it('refuses flags that are not 32 bits, and a domain list past REMOTE_DOMAIN_LIST_MAX, before sending', async () => {
+    const f = await fake({});
+    const c = client(f);
+    for (const bad of [2 ** 32, -(2 ** 31) - 1, 1.5, Number.NaN]) {
+      expect((await rejection(c.getAllDomainStats(1, bad))).kind).toBe('invalid');
+      expect((await rejection(c.getAllDomainStats(bad, 0))).kind).toBe('invalid');
+    }
+    const many = Array.from({ length: 16_385 }, () => domA);
+    const err = await rejection(c.getAllDomainStats(1, 0, many));
+    expect(err).toMatchObject({ kind: 'invalid', op: 'getAllDomainStats' });
+    expect(err.message).toMatch(/16385 items exceeds its limit of 16384/);
+    expect(f.connections).toBe(0);
+  });
+
+  it('refuses a reply whose record has more params than REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX', async () => {
+    const x = new XdrWriter().uint(1);
+    encodeDomain(x, { name: 'vm-a', uuid: uuidFromString(UUID_A), id: 3 });
+    x.uint(4097);
+    for (let i = 0; i < 4097; i++) encodeTypedParam(x, { field: 'f', type: 'int', value: i });
+    const f = await fake({ [Proc.CONNECT_GET_ALL_DOMAIN_STATS]: (c, d) => d.reply(c, x.bytes()) });
+    const err = await rejection(client(f).getAllDomainStats(1, 0));
+    expect(err).toMatchObject({ kind: 'other', op: 'getAllDomainStats' });
+    expect(err.message).toMatch(/reply does not decode: array of 4097 items exceeds its limit of 4096/);
+  });
+
+  it('decodes getInfo, the unsigned char and short as whole words', async () => {
+    const f = await fake({
+      [Proc.DOMAIN_GET_INFO]: (c, d) => d.reply(c, infoReply({ state: 1, maxMem: 524_288n, memory: 262_144n, vcpus: 2, cpuTime: 98_760_000_000n })),
+    });
+    expect(await client(f).getInfo(domA)).toEqual({ state: 1, maxMemKiB: 524_288, memoryKiB: 262_144, vcpus: 2, cpuTimeNs: 98_760_000_000 });
+    const call = f.calls.at(-1)!;
+    expect(call.header.proc).toBe(16);
+    const args = new XdrReader(call.payload);
+    expect(uuidToString(decodeDomain(args).uuid)).toBe(UUID_A);
+    args.end();
+  });
+});
+
+describe('Libvirt wrapper: active domains over the RPC client', () => {
+  const silent = pino({ level: 'silent' });
+  const wrappers: Libvirt[] = [];
+  afterEach(async () => {
+    await Promise.all(wrappers.splice(0).map((l) => l.close()));
+  });
+  // activeDomainNames and activeDomainInfo use vmlet's RPC client only, never the binding.
+  const wrapper = (f: FakeDaemon) => {
+    const l = new Libvirt(`qemu:///system?socket=${f.path}`, silent);
+    wrappers.push(l);
+    return l;
+  };
+  const state = (dom: RpcDomain) => ({ dom, params: [{ field: 'state.state', type: 'int' as const, value: 1 }, { field: 'state.reason', type: 'int' as const, value: 1 }] });
+  const domC: RpcDomain = { name: 'not-ours', uuid: '11111111-2222-3333-4444-555555555555', id: 9 };
+
+  it('activeDomainNames: one STATE call for the running domains, nothing else', async () => {
+    const f = await fake({ [Proc.CONNECT_GET_ALL_DOMAIN_STATS]: (c, d) => d.reply(c, statsReply([state(domA), state(domB), state(domC)])) });
+    const lv = wrapper(f);
+    expect(await lv.activeDomainNames()).toEqual(new Set(['vm-a', 'vm-b', 'not-ours']));
+    expect(await lv.activeDomainNames(new Set(['vm-b', 'vm-gone']))).toEqual(new Set(['vm-b']));
+    const calls = f.calls.filter((c) => c.header.proc === Proc.CONNECT_GET_ALL_DOMAIN_STATS);
+    expect(calls.map(statsArgs)).toEqual([
+      { doms: [], stats: DOMAIN_STATS.STATE, flags: GET_ALL_DOMAINS_STATS.ACTIVE },
+      { doms: [], stats: DOMAIN_STATS.STATE, flags: GET_ALL_DOMAINS_STATS.ACTIVE },
+    ]);
+    expect(procs(f).filter((p) => p !== Proc.AUTH_LIST && p !== Proc.CONNECT_OPEN)).toEqual([344, 344]);
+  });
+
+  it('activeDomainInfo: the STATE call, then getInfo for the wanted domains only; one gone meanwhile is left out', async () => {
+    const infos = new Map([
+      [UUID_A, infoReply({ state: 1, maxMem: 524_288n, memory: 262_144n, vcpus: 2, cpuTime: 5_000_000_000n })],
+      [UUID_B, undefined], // destroyed between the list and its getInfo
+    ]);
+    const f = await fake({
+      [Proc.CONNECT_GET_ALL_DOMAIN_STATS]: (c, d) => d.reply(c, statsReply([state(domA), state(domB), state(domC)])),
+      [Proc.DOMAIN_GET_INFO]: (c, d) => {
+        const uuid = uuidToString(decodeDomain(new XdrReader(c.payload)).uuid);
+        const r = infos.get(uuid);
+        if (r) d.reply(c, r);
+        else d.fail(c, 42, `Domain not found: no domain with matching uuid '${uuid}'`);
+      },
+    });
+    const t0 = performance.timeOrigin + performance.now();
+    const got = await wrapper(f).activeDomainInfo(new Set(['vm-a', 'vm-b']));
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatchObject({ name: 'vm-a', state: 1, maxMemKiB: 524_288, memoryKiB: 262_144, vcpus: 2, cpuTimeNs: 5_000_000_000 });
+    expect(got[0]!.sampledAtMs).toBeGreaterThanOrEqual(t0);
+    // getInfo went to vm-a and vm-b (sent together), never to the domain that is not ours.
+    const asked = f.calls.filter((c) => c.header.proc === Proc.DOMAIN_GET_INFO).map((c) => decodeDomain(new XdrReader(c.payload)).name);
+    expect(asked.sort()).toEqual(['vm-a', 'vm-b']);
+  });
+
+  it('retries once after a lost connection; reports libvirt’s other errors as VirtError', async () => {
+    let n = 0;
+    const f = await fake({
+      [Proc.CONNECT_GET_ALL_DOMAIN_STATS]: (c, d) => {
+        if (++n === 1) return c.socket.destroy(); // libvirtd restarting
+        if (n === 2) return d.reply(c, statsReply([state(domA)]));
+        d.fail(c, 1, 'internal error: something broke');
+      },
+    });
+    const lv = wrapper(f);
+    expect(await lv.activeDomainNames()).toEqual(new Set(['vm-a']));
+    expect(f.connections).toBe(2);
+    const err = await lv.activeDomainNames().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(VirtError);
+    expect(err).toMatchObject({ kind: 'other', op: 'active domains', message: 'active domains: internal error: something broke' });
+  });
+
+  it('gives up with kind connection after the retry fails too', async () => {
+    const f = await fake({ [Proc.CONNECT_GET_ALL_DOMAIN_STATS]: (c) => c.socket.destroy() });
+    const err = await wrapper(f).activeDomainInfo().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(VirtError);
+    expect((err as VirtError).kind).toBe('connection');
+    expect(f.connections).toBe(2);
   });
 });

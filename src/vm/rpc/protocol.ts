@@ -12,6 +12,7 @@ export const KEEPALIVE_PROGRAM = 0x6b656570;
 export const Proc = {
   CONNECT_OPEN: 1,
   CONNECT_CLOSE: 2,
+  DOMAIN_GET_INFO: 16,
   DOMAIN_LOOKUP_BY_NAME: 23,
   DOMAIN_GET_SCHEDULER_TYPE: 56,
   AUTH_LIST: 66,
@@ -26,6 +27,7 @@ export const Proc = {
   DOMAIN_PIN_VCPU_FLAGS: 225,
   DOMAIN_GET_VCPU_PIN_INFO: 230,
   DOMAIN_PIN_EMULATOR: 279,
+  CONNECT_GET_ALL_DOMAIN_STATS: 344,
 } as const;
 
 /** virNetMessageType. */
@@ -48,6 +50,10 @@ export const Limits = {
   CPUMAPS_MAX: 16_384,
   SCHEDULER_PARAMETERS_MAX: 16,
   MEMORY_STATS_MAX: 1024,
+  /** REMOTE_DOMAIN_LIST_MAX: domains in a list call's arguments or reply. */
+  DOMAIN_LIST_MAX: 16_384,
+  /** REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX: typed params in one domain's stats record. */
+  GET_ALL_DOMAIN_STATS_MAX: 4096,
   AUTH_TYPE_LIST_MAX: 20,
   UUID_BUFLEN: 16,
 } as const;
