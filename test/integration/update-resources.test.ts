@@ -95,14 +95,19 @@ describe('UpdateContainerResources on a running VM', () => {
   });
 
   it('grows memory through the balloon, and the guest sees it', async () => {
+    const t0 = performance.now();
     await update(pod.cid, limits(100_000, 320));
+    const called = performance.now();
     await balloonAt(pod.dom, 320);
+    console.log(`UpdateContainerResources (memory 256 → 320 MiB): call ${Math.round(called - t0)} ms, balloon done in the guest after ${Math.round(performance.now() - t0)} ms`);
     expect(Math.abs((await guestMemKiB(pod.cid)) - memAt256 - 64 * 1024)).toBeLessThan(1024);
     expect(virsh('dumpxml', pod.dom, '--inactive')).toContain("<currentMemory unit='KiB'>327680</currentMemory>"); // the definition follows
   });
 
   it('hotplugs a vCPU for a larger CPU limit and sets quota, shares and pinning', async () => {
+    const t0 = performance.now();
     await update(pod.cid, limits(150_000, 320, { cpu_shares: '512', cpuset_cpus: '1' }));
+    console.log(`UpdateContainerResources (vCPU hotplug, quota, shares, pinning of 2 vCPUs + emulator): ${Math.round(performance.now() - t0)} ms`);
     expect(virsh('vcpucount', pod.dom, '--live', '--active').trim()).toBe('2');
     expect(fields(virsh('schedinfo', pod.dom, '--live'))).toMatchObject({ cpu_shares: 512, global_quota: 150000 });
     expect(vcpuPins(pod.dom)).toEqual({ 0: '1', 1: '1' });
