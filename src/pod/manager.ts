@@ -53,7 +53,11 @@ export class PodManager {
     }
     for (const c of containers) {
       if (!this.sandboxes.has(c.sandboxId)) continue;
-      c.consoleOffset = (await ConsoleTailer.savedOffset(this.offsetFile(c))) ?? c.consoleOffset;
+      const saved = await ConsoleTailer.savedPosition(this.offsetFile(c));
+      if (saved) {
+        c.consoleOffset = saved.offset;
+        if (saved.ino !== undefined) c.consoleIno = saved.ino;
+      }
       this.containers.set(c.id, c);
     }
     // A VM may have stopped while vmlet was down, even one vmlet was stopping when it died.
@@ -85,7 +89,7 @@ export class PodManager {
       const t = this.tailers.get(c.id);
       if (!t) continue;
       await t.halt();
-      c.consoleOffset = t.committed;
+      ({ offset: c.consoleOffset, ino: c.consoleIno } = t.position);
       await this.store.saveContainer(c);
     }
     this.tailers.clear();
@@ -123,7 +127,8 @@ export class PodManager {
   startTailer(c: ContainerRecord): void {
     // No CRI log asked for, or serial-log off (no console file): nothing to copy.
     if (this.tailers.has(c.id) || !c.logPath || !c.consoleLog) return;
-    const t = new ConsoleTailer(c.consoleLog, c.logPath, this.offsetFile(c), c.consoleOffset, this.log.child({ containerId: c.id, podSandboxId: c.sandboxId }));
+    const start = c.consoleIno === undefined ? { offset: c.consoleOffset } : { offset: c.consoleOffset, ino: c.consoleIno };
+    const t = new ConsoleTailer(c.consoleLog, c.logPath, this.offsetFile(c), start, this.log.child({ containerId: c.id, podSandboxId: c.sandboxId }));
     this.tailers.set(c.id, t);
     t.start();
   }
@@ -133,7 +138,7 @@ export class PodManager {
     if (!t) return;
     this.tailers.delete(c.id);
     await t.stop();
-    c.consoleOffset = t.committed;
+    ({ offset: c.consoleOffset, ino: c.consoleIno } = t.position);
   }
 
   offsetFile(c: ContainerRecord): string {

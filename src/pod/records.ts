@@ -37,6 +37,8 @@ export interface ContainerRecord {
   consoleLog: string;
   /** Bytes of consoleLog already copied to logPath. */
   consoleOffset: number;
+  /** Inode of the consoleLog file consoleOffset refers to (virtlogd rotates the file). */
+  consoleIno?: number;
   /** Files vmlet made for this container (overlay, NVRAM), removed with it. */
   files: string[];
   state: ContainerState;

@@ -1,12 +1,24 @@
 // Copies a VM's serial console (the file virtlogd writes, which keeps growing while vmlet is
-// down) into the container's CRI log, from a saved offset so a vmlet restart neither loses nor
-// repeats lines. Appends by path each time, so log rotation (ReopenContainerLog) needs nothing.
-import { appendFile, mkdir, open, rename, writeFile, readFile } from 'node:fs/promises';
+// down) into the container's CRI log, from a saved position (offset and the file's inode) so a
+// vmlet restart neither loses nor repeats lines. Appends by path each time, so log rotation
+// (ReopenContainerLog) needs nothing. virtlogd rotates its own file (console.log → .0 → .1 …,
+// at max_size, 2 MiB by default): when the inode changes, the rest of the old file is read from
+// its backup first, then any newer backups, then the new file, so nothing is lost or garbled.
+import { appendFile, mkdir, open, rename, stat, writeFile, readFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { CriLogFormatter } from './cri-log.js';
 
 const CHUNK = 256 * 1024;
+/** virtlogd keeps max_backups (3 by default) rotated files; look a little further. */
+const MAX_BACKUPS = 10;
+
+/** Where the copy stands: bytes consumed of the console file with this inode. */
+export interface ConsolePosition {
+  offset: number;
+  /** Inode of the file `offset` refers to; unknown for positions saved before rotation was handled. */
+  ino?: number;
+}
 
 export class ConsoleTailer {
   private timer: NodeJS.Timeout | undefined;
@@ -14,28 +26,36 @@ export class ConsoleTailer {
   private readonly fmt = new CriLogFormatter();
   /** Bytes of the console file consumed, including a partial line held in the formatter. */
   private consumed: number;
+  private ino: number | undefined;
 
   constructor(
     readonly consoleLog: string,
     readonly logPath: string,
-    /** Where the committed offset is kept between runs (see committed()). */
+    /** Where the committed position is kept between runs (see position). */
     readonly offsetFile: string,
-    startOffset: number,
+    start: ConsolePosition,
     private readonly log: Logger,
   ) {
-    this.consumed = startOffset;
+    this.consumed = start.offset;
+    this.ino = start.ino;
   }
 
-  /** The offset that is safe to resume from: lines held back as partial are read again. */
-  get committed(): number {
-    return this.consumed - this.fmt.pendingBytes;
+  /**
+   * The position that is safe to resume from: lines held back as partial are read again. (A
+   * partial line that began in a rotated-away file restarts at the new file's start: its first
+   * part is lost only if vmlet restarts right then.)
+   */
+  get position(): ConsolePosition {
+    const offset = Math.max(0, this.consumed - this.fmt.pendingBytes);
+    return this.ino === undefined ? { offset } : { offset, ino: this.ino };
   }
 
-  /** The committed offset saved by an earlier run, if newer than the record's. */
-  static async savedOffset(offsetFile: string): Promise<number | undefined> {
+  /** The position saved by an earlier run ("<offset> <inode>", or an offset alone), if any. */
+  static async savedPosition(offsetFile: string): Promise<ConsolePosition | undefined> {
     try {
-      const n = Number((await readFile(offsetFile, 'utf8')).trim());
-      return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+      const [offset, ino] = (await readFile(offsetFile, 'utf8')).trim().split(/\s+/).map(Number);
+      if (!(Number.isSafeInteger(offset) && offset! >= 0)) return undefined;
+      return Number.isSafeInteger(ino) && ino! > 0 ? { offset: offset!, ino: ino! } : { offset: offset! };
     } catch {
       return undefined;
     }
@@ -77,16 +97,15 @@ export class ConsoleTailer {
     }
     const out: Buffer[] = [];
     try {
-      const { size } = await fh.stat();
-      // virtlogd rotated or truncated the file: start over from its beginning.
-      if (size < this.consumed) this.consumed = 0;
-      const buf = Buffer.alloc(CHUNK);
-      while (this.consumed < size) {
-        const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, size - this.consumed), this.consumed);
-        if (bytesRead === 0) break;
-        this.consumed += bytesRead;
-        out.push(this.fmt.pushBytes(buf.subarray(0, bytesRead)));
+      const { size, ino } = await fh.stat();
+      if (this.ino !== undefined && ino !== this.ino) {
+        await this.copyRotated(out);
+        this.consumed = 0;
+      } else if (size < this.consumed) {
+        this.consumed = 0; // truncated in place
       }
+      this.ino = ino;
+      this.consumed = await this.read(fh, this.consumed, size, out);
     } finally {
       await fh.close();
     }
@@ -98,9 +117,49 @@ export class ConsoleTailer {
     await this.saveOffset();
   }
 
+  /** Reads [from, to) of fh through the formatter into out; returns where it stopped. */
+  private async read(fh: FileHandle, from: number, to: number, out: Buffer[]): Promise<number> {
+    const buf = Buffer.alloc(CHUNK);
+    let at = from;
+    while (at < to) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, to - at), at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+      out.push(this.fmt.pushBytes(buf.subarray(0, bytesRead)));
+    }
+    return at;
+  }
+
+  /** The file we were reading was rotated: the rest of it, then every newer backup, oldest first. */
+  private async copyRotated(out: Buffer[]): Promise<void> {
+    const backups: Array<{ path: string; ino: number }> = [];
+    for (let i = 0; i < MAX_BACKUPS; i++) {
+      const path = `${this.consoleLog}.${i}`;
+      try {
+        backups.push({ path, ino: (await stat(path)).ino });
+      } catch {
+        break;
+      }
+    }
+    const at = backups.findIndex((b) => b.ino === this.ino);
+    if (at < 0) {
+      this.log.warn({ consoleLog: this.consoleLog, lostAfterOffset: this.consumed }, 'console file rotated out of reach of its backups: the rest of it is not in the CRI log');
+      return;
+    }
+    for (let i = at; i >= 0; i--) {
+      const fh = await open(backups[i]!.path, 'r');
+      try {
+        await this.read(fh, i === at ? this.consumed : 0, (await fh.stat()).size, out);
+      } finally {
+        await fh.close();
+      }
+    }
+  }
+
   private async saveOffset(): Promise<void> {
     const tmp = `${this.offsetFile}.tmp`;
-    await writeFile(tmp, `${this.committed}\n`);
+    const p = this.position;
+    await writeFile(tmp, p.ino === undefined ? `${p.offset}\n` : `${p.offset} ${p.ino}\n`);
     await rename(tmp, this.offsetFile);
   }
 }

@@ -1,0 +1,99 @@
+// The console copier against files rotated the way virtlogd rotates them (console.log renamed
+// to .0, older backups shifted, a new console.log started): every line reaches the CRI log once,
+// in order, whether the rotation happens between two copies or while vmlet is down.
+import { afterEach, describe, expect, it } from 'vitest';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { ConsoleTailer } from '../../src/stream/console-tailer.js';
+import { parseCriLogLine } from '../../src/stream/cri-log.js';
+
+const log = pino({ level: 'silent' });
+let dir = '';
+
+function setup() {
+  dir = mkdtempSync(join(tmpdir(), 'vmlet-tailer-'));
+  return { console: join(dir, 'console.log'), cri: join(dir, 'cri', 'vm.log'), offset: join(dir, 'console.offset') };
+}
+
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const lines = (cri: string) => (existsSync(cri) ? readFileSync(cri, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content) : []);
+const numbered = (from: number, to: number, width = 0) => Array.from({ length: to - from }, (_, i) => `line ${from + i}${'.'.repeat(width)}`);
+const write = (file: string, xs: string[]) => appendFileSync(file, xs.map((x) => x + '\n').join(''));
+
+/** What virtlogd does at max_size: shift the backups up and start a new file. */
+function rotate(file: string, backups = 3) {
+  for (let i = backups - 1; i >= 0; i--) if (existsSync(`${file}.${i}`)) renameSync(`${file}.${i}`, `${file}.${i + 1}`);
+  renameSync(file, `${file}.0`);
+  writeFileSync(file, '');
+}
+
+describe('ConsoleTailer', () => {
+  it('copies complete lines and resumes from the saved position without repeating any', async () => {
+    const f = setup();
+    write(f.console, numbered(0, 3));
+    appendFileSync(f.console, 'partial');
+    const a = new ConsoleTailer(f.console, f.cri, f.offset, { offset: 0 }, log);
+    await a.halt();
+    expect(lines(f.cri)).toEqual(numbered(0, 3));
+    const saved = await ConsoleTailer.savedPosition(f.offset);
+    expect(saved).toEqual({ offset: 21, ino: statSync(f.console).ino }); // the partial line is read again
+    appendFileSync(f.console, ' line\n');
+    const b = new ConsoleTailer(f.console, f.cri, f.offset, saved!, log);
+    await b.halt();
+    expect(lines(f.cri)).toEqual([...numbered(0, 3), 'partial line']);
+  });
+
+  it('finishes the rotated file before the new one, even when the new one is already longer', async () => {
+    const f = setup();
+    const t = new ConsoleTailer(f.console, f.cri, f.offset, { offset: 0 }, log);
+    write(f.console, numbered(0, 5));
+    await t.drain();
+    write(f.console, numbered(5, 8)); // written after the last copy, before virtlogd rotates
+    rotate(f.console);
+    write(f.console, numbered(8, 40, 20)); // the new file passes the old offset before the next copy
+    await t.drain();
+    expect(lines(f.cri)).toEqual([...numbered(0, 8), ...numbered(8, 40, 20)]);
+  });
+
+  it('catches up across several rotations that happened while vmlet was down', async () => {
+    const f = setup();
+    write(f.console, numbered(0, 4));
+    const a = new ConsoleTailer(f.console, f.cri, f.offset, { offset: 0 }, log);
+    await a.halt();
+    write(f.console, numbered(4, 6));
+    rotate(f.console);
+    write(f.console, numbered(6, 9));
+    rotate(f.console);
+    write(f.console, numbered(9, 12));
+    const b = new ConsoleTailer(f.console, f.cri, f.offset, (await ConsoleTailer.savedPosition(f.offset))!, log);
+    await b.halt();
+    expect(lines(f.cri)).toEqual(numbered(0, 12));
+  });
+
+  it('starts the new file from its beginning when the old one rotated past the backups, or was truncated', async () => {
+    const f = setup();
+    write(f.console, numbered(0, 2));
+    const t = new ConsoleTailer(f.console, f.cri, f.offset, { offset: 0 }, log);
+    await t.drain();
+    for (let i = 0; i < 4; i++) {
+      rotate(f.console, 2); // only .0 and .1 are kept: the file we read is gone
+      write(f.console, [`gen ${i}`]);
+    }
+    await t.drain();
+    expect(lines(f.cri)).toEqual([...numbered(0, 2), 'gen 3']);
+    writeFileSync(f.console, 'new\n'); // same inode, shorter: truncated in place
+    await t.drain();
+    expect(lines(f.cri).at(-1)).toBe('new');
+  });
+
+  it('reads a position saved as an offset alone (before inodes were kept)', async () => {
+    const f = setup();
+    writeFileSync(f.offset, '42\n');
+    expect(await ConsoleTailer.savedPosition(f.offset)).toEqual({ offset: 42 });
+    writeFileSync(f.offset, 'junk\n');
+    expect(await ConsoleTailer.savedPosition(f.offset)).toBeUndefined();
+  });
+});
