@@ -2,6 +2,8 @@
 // pulled, teardown that leaves no VM behind whatever failed, and reading the guest's console
 // from a container's CRI log.
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { call, startVmlet, type VmletProcess } from './vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestImageName, type TestRegistry } from './registry.js';
 import { waitFor } from './wait.js';
@@ -49,4 +51,45 @@ export function consoleLines(logPath: string): string[] {
 /** The first console line starting with `prefix`, once it appears. */
 export function waitForConsoleLine(logPath: string, prefix: string, timeoutMs = 90_000): Promise<string> {
   return waitFor(`${prefix} in ${logPath}`, () => consoleLines(logPath).find((l) => l.startsWith(prefix)), { timeoutMs, intervalMs: 100 });
+}
+
+export interface VmPod {
+  id: string;
+  cid: string;
+  /** The container's CRI log (the guest's console). */
+  log: string;
+}
+
+export interface VmPodOptions {
+  name: string;
+  namespace: string;
+  image: string;
+  /** Each pod's CRI logs go to <logDir>/<pod uid>/vm.log. */
+  logDir: string;
+  annotations?: Record<string, string>;
+  /** The container's linux.resources. */
+  resources?: object;
+  /** StartContainer too (default true). */
+  start?: boolean;
+}
+
+/** A VM pod: RunPodSandbox, CreateContainer with the image, and StartContainer unless start is false. */
+export async function runVmPod(v: VmletProcess, o: VmPodOptions): Promise<VmPod> {
+  const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
+  const uid = randomBytes(8).toString('hex');
+  const config = { metadata: { name: o.name, namespace: o.namespace, uid, attempt: 0 }, hostname: o.name, log_directory: join(o.logDir, uid), annotations: o.annotations ?? {} };
+  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+  const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: id,
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image: o.image }, log_path: 'vm.log', ...(o.resources ? { linux: { resources: o.resources } } : {}) },
+    sandbox_config: config,
+  });
+  if (o.start ?? true) await rt('StartContainer', { container_id: cid });
+  return { id, cid, log: join(o.logDir, uid, 'vm.log') };
+}
+
+/** qemu-ga starts in the background at boot: its first answer may trail the console markers. */
+export function waitForAgent(v: VmletProcess, cid: string, timeoutMs = 60_000): Promise<boolean> {
+  const exec = () => call<object, { exit_code: number }>(v.runtime, 'ExecSync', { container_id: cid, cmd: ['true'], timeout: 10 });
+  return waitFor('qemu-ga to answer ExecSync', () => exec().then((r) => r.exit_code === 0, () => false), { timeoutMs, intervalMs: 500 });
 }

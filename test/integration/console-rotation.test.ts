@@ -4,12 +4,9 @@
 // followed the rotation by inode, ~660 of these 25000 lines were lost at the switch.)
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { consoleLines, startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
-import { waitFor } from '../helpers/wait.js';
+import { consoleLines, runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine } from '../helpers/vm-suite.js';
 
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -26,21 +23,9 @@ afterAll(() => stopVmSuite(v, reg));
 
 describe('console log across virtlogd rotation', () => {
   it('keeps every line when virtlogd rotates the console file', async () => {
-    const uid = randomBytes(8).toString('hex');
-    const config = { metadata: { name: 'rotation', namespace: 'console-test', uid, attempt: 0 }, hostname: 'rotation', log_directory: join(logDir, uid) };
-    const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
-    const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
-      pod_sandbox_id: id,
-      config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm.log' },
-      sandbox_config: config,
-    });
-    await rt('StartContainer', { container_id: cid });
-    const log = join(logDir, uid, 'vm.log');
+    const { id, cid, log } = await runVmPod(v, { name: 'rotation', namespace: 'console-test', image, logDir });
     await waitForConsoleLine(log, 'VMLET-HOSTNAME', 120_000);
-    await waitFor('qemu-ga to answer', () => rt<{ exit_code: number }>('ExecSync', { container_id: cid, cmd: ['true'], timeout: 10 }).then((r) => r.exit_code === 0, () => false), {
-      timeoutMs: 60_000,
-      intervalMs: 500,
-    });
+    await waitForAgent(v, cid);
     const pad = 'x'.repeat(77); // ~88 bytes a line: 25000 lines pass 2 MiB
     const script = `i=0; while [ $i -lt ${LINES} ]; do echo "SPAM $i ${pad}"; i=$((i+1)); done >/dev/console; echo SPAM-DONE >/dev/console`;
     const r = await rt<{ exit_code: number }>('ExecSync', { container_id: cid, cmd: ['sh', '-c', script], timeout: 300 });

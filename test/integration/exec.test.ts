@@ -6,11 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, guestExec } from '../../src/vm/guest-agent.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
@@ -29,25 +28,9 @@ interface ExecSyncReply {
 const exec = (container_id: string, cmd: string[], timeout = 0) => rt<ExecSyncReply>('ExecSync', { container_id, cmd, timeout });
 const text = (r: ExecSyncReply) => ({ stdout: r.stdout.toString(), stderr: r.stderr.toString(), exit_code: r.exit_code });
 
-interface Pod {
-  id: string;
-  cid: string;
-  log: string;
-}
+type Pod = VmPod;
 
-async function startPod(name: string, annotations: Record<string, string> = {}): Promise<Pod> {
-  const uid = randomBytes(8).toString('hex');
-  const config = { metadata: { name, namespace: 'exec-test', uid, attempt: 0 }, hostname: name, log_directory: join(logDir, uid), annotations };
-  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
-  const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
-    pod_sandbox_id: id,
-    config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm.log' },
-    sandbox_config: config,
-  });
-  await rt('StartContainer', { container_id: cid });
-  const log = (await rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id: cid })).status!.log_path;
-  return { id, cid, log };
-}
+const startPod = (name: string, annotations: Record<string, string> = {}): Promise<Pod> => runVmPod(v, { name, namespace: 'exec-test', image, logDir, annotations });
 
 const marker = (pod: Pod, m: string, timeoutMs = 120_000) => waitForConsoleLine(pod.log, m, timeoutMs);
 

@@ -15,7 +15,6 @@ import {
   DOMAIN_STATS,
   GET_ALL_DOMAINS_STATS,
   LibvirtRpc,
-  LibvirtRpcError,
   MEM_MAXIMUM,
   VCPU_MAXIMUM,
   type RpcDomain,

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { startVmSuite, stopVmSuite, vmletConfig } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { DomainState, Libvirt } from '../../src/vm/libvirt.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';

@@ -6,14 +6,12 @@
 // VMLET_STATS_BENCH=1 also runs 10 VM pods and reports the median latency of 20
 // ListContainerStats (and ListPodSandboxStats) calls.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
-import { waitFor } from '../helpers/wait.js';
+import { startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
 import type { ContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ContainerStatsResponse.js';
 import type { ListContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ListContainerStatsResponse.js';

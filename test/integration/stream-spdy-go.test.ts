@@ -16,6 +16,17 @@ const GOPATH_SYS = '/usr/share/gocode';
 const haveGo = existsSync('/usr/bin/go') && existsSync(join(GOPATH_SYS, 'src/github.com/moby/spdystream/connection.go'));
 const haveGorilla = haveGo && existsSync(join(GOPATH_SYS, 'src/github.com/gorilla/websocket/conn.go'));
 
+/** Opens a client stream with these headers and waits for its reply (both Go clients use it). */
+const GO_STREAM = String.raw`func stream(conn *spdystream.Connection, kv ...string) *spdystream.Stream {
+	h := http.Header{}
+	for i := 0; i < len(kv); i += 2 { h.Set(kv[i], kv[i+1]) }
+	s, err := conn.CreateStream(h, nil, false)
+	if err != nil { panic(err) }
+	if err := s.WaitTimeout(5 * time.Second); err != nil { panic(err) }
+	return s
+}
+`;
+
 const GO_CLIENT = String.raw`package main
 
 import (
@@ -51,15 +62,7 @@ func dial(raw string, protos []string) (*spdystream.Connection, string) {
 	return conn, resp.Header.Get("X-Stream-Protocol-Version")
 }
 
-func stream(conn *spdystream.Connection, kv ...string) *spdystream.Stream {
-	h := http.Header{}
-	for i := 0; i < len(kv); i += 2 { h.Set(kv[i], kv[i+1]) }
-	s, err := conn.CreateStream(h, nil, false)
-	if err != nil { panic(err) }
-	if err := s.WaitTimeout(5 * time.Second); err != nil { panic(err) }
-	return s
-}
-
+${GO_STREAM}
 func main() {
 	attachURL, pfURL, port := os.Args[1], os.Args[2], os.Args[3]
 	conn, proto := dial(attachURL, []string{"v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"})
@@ -153,15 +156,7 @@ func dial(raw string) (*websocket.Conn, *http.Response, error) {
 	return d.Dial(strings.Replace(raw, "http", "ws", 1), nil)
 }
 
-func stream(conn *spdystream.Connection, kv ...string) *spdystream.Stream {
-	h := http.Header{}
-	for i := 0; i < len(kv); i += 2 { h.Set(kv[i], kv[i+1]) }
-	s, err := conn.CreateStream(h, nil, false)
-	if err != nil { panic(err) }
-	if err := s.WaitTimeout(5 * time.Second); err != nil { panic(err) }
-	return s
-}
-
+${GO_STREAM}
 func main() {
 	raw, port := os.Args[1], os.Args[2]
 	ws, _, err := dial(raw)

@@ -4,12 +4,10 @@
 // Every effect is read back independently of vmlet: virsh for libvirt's view, ExecSync for the guest's.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { domainName } from '../../src/vm/spec.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
@@ -43,30 +41,17 @@ const guestMemKiB = async (cid: string) => Number(/MemTotal:\s+(\d+) kB/.exec(aw
 const balloonAt = (dom: string, mib: number) =>
   waitFor(`the balloon of ${dom} at ${mib} MiB`, () => fields(virsh('dommemstat', dom)).actual === mib * 1024, { timeoutMs: 60_000, intervalMs: 200 });
 
-interface Pod {
-  id: string;
-  cid: string;
+interface Pod extends VmPod {
   dom: string;
 }
 
 async function createPod(name: string, annotations: Record<string, string>, resources: object, start: boolean): Promise<Pod> {
-  const uid = randomBytes(8).toString('hex');
-  const config = { metadata: { name, namespace: NS, uid, attempt: 0 }, hostname: name, log_directory: join(logDir, uid), annotations };
-  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
-  const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
-    pod_sandbox_id: id,
-    config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm.log', linux: { resources } },
-    sandbox_config: config,
-  });
+  const pod = await runVmPod(v, { name, namespace: NS, image, logDir, annotations, resources, start });
   if (start) {
-    await rt('StartContainer', { container_id: cid });
-    await waitForConsoleLine(join(logDir, uid, 'vm.log'), 'VMLET-HOSTNAME', 120_000);
-    await waitFor('qemu-ga to answer', () => rt<ExecSyncReply>('ExecSync', { container_id: cid, cmd: ['true'], timeout: 10 }).then((r) => r.exit_code === 0, () => false), {
-      timeoutMs: 60_000,
-      intervalMs: 500,
-    });
+    await waitForConsoleLine(pod.log, 'VMLET-HOSTNAME', 120_000);
+    await waitForAgent(v, pod.cid);
   }
-  return { id, cid, dom: domainName(name, NS, id) };
+  return { ...pod, dom: domainName(name, NS, pod.id) };
 }
 
 const update = (cid: string, linux: object) => rt('UpdateContainerResources', { container_id: cid, linux });

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { VmletError } from '../../src/errors.js';
 import { annotationOf, checkMachineForBoot, parseVmSettings, type VmSettingsInput } from '../../src/vm/annotations.js';
 import { invalidArgumentFrom } from '../helpers/errors.js';
 
