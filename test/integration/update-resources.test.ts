@@ -89,6 +89,13 @@ describe('UpdateContainerResources on a running VM', () => {
     expect(virsh('dumpxml', pod.dom, '--inactive')).toContain("<currentMemory unit='KiB'>327680</currentMemory>"); // the definition follows
   });
 
+  it('follows quick successive resizes (libvirt learns the balloon size late: each target must still be set)', async () => {
+    for (const mib of [256, 320, 256, 320]) {
+      await update(pod.cid, limits(100_000, mib));
+      await balloonAt(pod.dom, mib);
+    }
+  });
+
   it('hotplugs a vCPU for a larger CPU limit and sets quota, shares and pinning', async () => {
     const t0 = performance.now();
     await update(pod.cid, limits(150_000, 320, { cpu_shares: '512', cpuset_cpus: '1' }));
