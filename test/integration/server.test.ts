@@ -81,6 +81,9 @@ describe('vmlet serve', () => {
     const metrics = await failure(call(v.runtime, 'ListPodSandboxMetrics', {}));
     expect(metrics.code).toBe(Status.UNIMPLEMENTED);
     expect(metrics.details).toContain('ListPodSandboxMetrics');
+    const podResize = await failure(call(v.runtime, 'UpdatePodSandboxResources', { pod_sandbox_id: 'p' }));
+    expect(podResize.code).toBe(Status.UNIMPLEMENTED);
+    expect(podResize.details).toContain('UpdatePodSandboxResources');
   });
 
   it('answers UNIMPLEMENTED on a server-streaming RPC', async () => {
