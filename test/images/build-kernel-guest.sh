@@ -45,6 +45,8 @@ CMDLINE="console=ttyS0 quiet panic=-1 cryptomgr.notests rodata=off"
 OUTPUTS=(vmlinux vmlinuz initrd.img cmdline stamp)
 
 step() { printf '==> %s\n' "$*"; }
+# shellcheck source=publish.sh
+. "$(dirname "$SCRIPT")/publish.sh"
 die() { printf 'build-kernel-guest: error: %s\n' "$*" >&2; exit 1; }
 
 print_outputs() {
@@ -837,16 +839,8 @@ chmod 0644 "$OUT"/*
 
 # --- publish atomically -------------------------------------------------------------
 step "publishing $DEST"
-FINAL=$(mktemp -d "$OUTDIR/.$NAME.XXXXXX")
-rmdir "$FINAL"
-mv "$OUT" "$FINAL"
-chmod 0755 "$FINAL"
-if [[ -e $DEST && ! -L $DEST ]]; then mv "$DEST" "$WORK/old-dest"; fi
-ln -s "${FINAL##*/}" "$OUTDIR/.$NAME.link.$$"
-mv -T "$OUTDIR/.$NAME.link.$$" "$DEST"
-for d in "$OUTDIR/.$NAME".*; do
-  [[ $d == "$FINAL" ]] || rm -rf "$d"
-done
+chmod 0755 "$OUT"
+publish_dir "$OUT" "$OUTDIR" "$NAME" "$WORK"
 
 # Drop cached .debs of versions no longer used.
 declare -A KEEP=()

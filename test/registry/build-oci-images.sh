@@ -38,6 +38,8 @@ TOOL_PKGS=(gzip mtools syslinux qemu-utils python3)
 RAW_DISK_MIB=8
 
 step() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=../images/publish.sh
+. "$HERE/../images/publish.sh"
 die() { printf 'build-oci-images: error: %s\n' "$*" >&2; exit 1; }
 stamp_val() { [[ -f $2 ]] && awk -v k="$1" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$2"; }
 
@@ -156,13 +158,5 @@ printf 'key=%s\n%s\n' "$KEY" "$INPUTS" > "$WORK/out/stamp"
 find "$WORK/out" -type d -exec chmod 0755 {} + ; find "$WORK/out" -type f -exec chmod 0644 {} +
 
 # --- publish atomically ---------------------------------------------------------------------
-FINAL=$(mktemp -d "$OUTDIR/.$NAME.XXXXXX")
-rmdir "$FINAL"
-mv "$WORK/out" "$FINAL"
-if [[ -e $DEST && ! -L $DEST ]]; then mv "$DEST" "$WORK/old-dest"; fi
-ln -s "${FINAL##*/}" "$OUTDIR/.$NAME.link.$$"
-mv -T "$OUTDIR/.$NAME.link.$$" "$DEST"
-for d in "$OUTDIR/.$NAME".*; do
-  [[ $d == "$FINAL" ]] || rm -rf "$d"
-done
-step "done: $(du -sh "$FINAL" | cut -f1) in $DEST"
+publish_dir "$WORK/out" "$OUTDIR" "$NAME" "$WORK"
+step "done: $(du -sh "$PUBLISHED" | cut -f1) in $DEST"
