@@ -69,6 +69,10 @@ export interface VmPodOptions {
   annotations?: Record<string, string>;
   /** The container's linux.resources. */
   resources?: object;
+  /** More PodSandboxConfig fields (labels, dns_config, port_mappings, …). */
+  sandbox?: object;
+  /** More ContainerConfig fields (labels, …). */
+  container?: object;
   /** StartContainer too (default true). */
   start?: boolean;
 }
@@ -77,11 +81,17 @@ export interface VmPodOptions {
 export async function runVmPod(v: VmletProcess, o: VmPodOptions): Promise<VmPod> {
   const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
   const uid = randomBytes(8).toString('hex');
-  const config = { metadata: { name: o.name, namespace: o.namespace, uid, attempt: 0 }, hostname: o.name, log_directory: join(o.logDir, uid), annotations: o.annotations ?? {} };
+  const config = {
+    metadata: { name: o.name, namespace: o.namespace, uid, attempt: 0 },
+    hostname: o.name,
+    log_directory: join(o.logDir, uid),
+    annotations: o.annotations ?? {},
+    ...o.sandbox,
+  };
   const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
   const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
     pod_sandbox_id: id,
-    config: { metadata: { name: 'vm', attempt: 0 }, image: { image: o.image }, log_path: 'vm.log', ...(o.resources ? { linux: { resources: o.resources } } : {}) },
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image: o.image }, log_path: 'vm.log', ...(o.resources ? { linux: { resources: o.resources } } : {}), ...o.container },
     sandbox_config: config,
   });
   if (o.start ?? true) await rt('StartContainer', { container_id: cid });

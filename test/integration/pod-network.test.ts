@@ -5,14 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { consoleLines, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { consoleLines, runVmPod, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import type { PodSandboxStatusResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatusResponse.js';
-import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
 
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -29,34 +27,22 @@ async function freePort(): Promise<number> {
   });
 }
 
-interface Pod {
-  id: string;
+interface Pod extends VmPod {
   ip: string;
-  log: string;
 }
 
 async function startPod(name: string, o: { annotations?: Record<string, string>; dns?: object; ports?: object[] } = {}): Promise<Pod> {
-  const uid = randomBytes(8).toString('hex');
-  const config = {
-    metadata: { name, namespace: 'net-test', uid, attempt: 0 },
-    hostname: name,
-    log_directory: join(logDir, uid),
-    dns_config: o.dns ?? {},
-    port_mappings: o.ports ?? [],
-    annotations: o.annotations ?? {},
-  };
-  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
-  const ip = (await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: id })).status!.network!.ip;
-  const { container_id } = await rt<{ container_id: string }>('CreateContainer', {
-    pod_sandbox_id: id,
-    config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm.log' },
-    sandbox_config: config,
+  const pod = await runVmPod(v, {
+    name,
+    namespace: 'net-test',
+    image,
+    logDir,
+    ...(o.annotations ? { annotations: o.annotations } : {}),
+    sandbox: { dns_config: o.dns ?? {}, port_mappings: o.ports ?? [] },
   });
-  await rt('StartContainer', { container_id });
-  const log = (await rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id })).status!.log_path;
-  return { id, ip, log };
+  const ip = (await rt<PodSandboxStatusResponse__Output>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status!.network!.ip;
+  return { ...pod, ip };
 }
-
 
 const marker = (pod: Pod, m: string, timeoutMs = 90_000) => waitForConsoleLine(pod.log, m, timeoutMs);
 

@@ -6,13 +6,10 @@
 // VMLET_STATS_BENCH=1 also runs 10 VM pods and reports the median latency of 20
 // ListContainerStats (and ListPodSandboxStats) calls.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
-import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
+import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import type { ContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ContainerStatsResponse.js';
 import type { ListContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ListContainerStatsResponse.js';
 import type { PodSandboxStatsResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatsResponse.js';
@@ -32,31 +29,18 @@ const fail = (p: Promise<unknown>) =>
     (e: ServiceError) => e,
   );
 
-interface Pod {
-  id: string;
-  cid: string;
-  log: string;
-}
+type Pod = VmPod;
 
-async function startPod(name: string, image: string, annotations: Record<string, string> = {}): Promise<Pod> {
-  const uid = randomBytes(8).toString('hex');
-  const config = {
-    metadata: { name, namespace: 'stats-test', uid, attempt: 0 },
-    hostname: name,
-    log_directory: join(logDir, uid),
-    labels: { app: name, suite: 'stats' },
+const startPod = (name: string, image: string, annotations: Record<string, string> = {}): Promise<Pod> =>
+  runVmPod(v, {
+    name,
+    namespace: 'stats-test',
+    image,
+    logDir,
     annotations,
-  };
-  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
-  const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
-    pod_sandbox_id: id,
-    config: { metadata: { name: 'vm', attempt: 0 }, image: { image }, log_path: 'vm.log', labels: { role: 'vm', app: name } },
-    sandbox_config: config,
+    sandbox: { labels: { app: name, suite: 'stats' } },
+    container: { labels: { role: 'vm', app: name } },
   });
-  await rt('StartContainer', { container_id: cid });
-  const log = (await rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id: cid })).status!.log_path;
-  return { id, cid, log };
-}
 
 const marker = (pod: Pod, m: string, timeoutMs = 120_000) => waitForConsoleLine(pod.log, m, timeoutMs);
 
