@@ -3,8 +3,9 @@
 // one that is never started for the bulk stats' filters, each effect read back independently
 // with virsh.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LIBVIRT_URI, virsh, virshKeyValues } from '../helpers/virsh.js';
+import { parseCpuList } from '../../src/vm/cputune.js';
 import { rpcRejection as rejection } from '../helpers/errors.js';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,29 +21,16 @@ import {
   type RpcDomain,
 } from '../../src/vm/rpc/index.js';
 
-const URI = 'qemu:///system';
-const virsh = (...args: string[]) => execFileSync('virsh', ['-c', URI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 function virshVersion(): { out?: string; reason?: string } {
   try {
     return { out: virsh('version') };
   } catch (err) {
-    return { reason: `virsh -c ${URI} version failed (${(err as Error).message.split('\n')[0]}): libvirtd not reachable` };
+    return { reason: `virsh -c ${LIBVIRT_URI} version failed (${(err as Error).message.split('\n')[0]}): libvirtd not reachable` };
   }
 }
 const probe = virshVersion();
 if (probe.reason) console.log(`skipping libvirt RPC integration tests: ${probe.reason}`);
-
-/** "0-2,5" -> [0, 1, 2, 5] */
-function cpuList(s: string): number[] {
-  return s
-    .trim()
-    .split(',')
-    .flatMap((part) => {
-      const [a, b] = part.split('-').map(Number);
-      return b === undefined ? [a!] : Array.from({ length: b - a! + 1 }, (_, i) => a! + i);
-    });
-}
 
 /** `virsh domstats` output: the key=value lines of each domain, by domain name. */
 function domstats(out: string): Map<string, Record<string, string>> {
@@ -57,22 +45,13 @@ function domstats(out: string): Map<string, Record<string, string>> {
   return byDomain;
 }
 
-/** `virsh schedinfo` / `dommemstat` style "key : value" or "key value" lines. */
-function keyValues(out: string, sep: RegExp): Record<string, string> {
-  const kv: Record<string, string> = {};
-  for (const line of out.split('\n')) {
-    const m = line.trim().split(sep);
-    if (m.length === 2 && m[0]) kv[m[0].trim()] = m[1]!.trim();
-  }
-  return kv;
-}
 
 
 describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () => {
   const name = `vmlet-rpctest-${randomBytes(4).toString('hex')}`;
   const offName = `${name}-off`;
   const dir = mkdtempSync(join(tmpdir(), 'vmlet-rpctest-'));
-  const rpc = new LibvirtRpc({ uri: URI });
+  const rpc = new LibvirtRpc({ uri: LIBVIRT_URI });
   let dom: RpcDomain;
   let hostCpus = 0;
 
@@ -150,7 +129,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
     );
     const mine = await rpc.getSchedulerParameters(dom, AFFECT.LIVE);
     expect(mine).toMatchObject({ cpu_shares: 512, global_period: 50_000, global_quota: 25_000 });
-    const theirs = keyValues(virsh('schedinfo', name, '--live'), /\s*:\s*/);
+    const theirs = virshKeyValues(virsh('schedinfo', name, '--live'), /\s*:\s*/);
     expect(theirs['cpu_shares']).toBe('512');
     expect(theirs['global_period']).toBe('50000');
     expect(theirs['global_quota']).toBe('25000');
@@ -165,7 +144,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
     expect(err.kind).toBe('invalid');
     expect(err.code).toBe(8);
     expect(err.message).toMatch(/invalid type 'int' for parameter 'cpu_shares'/);
-    expect(keyValues(virsh('schedinfo', name, '--live'), /\s*:\s*/)['cpu_shares']).toBe('512'); // unchanged
+    expect(virshKeyValues(virsh('schedinfo', name, '--live'), /\s*:\s*/)['cpu_shares']).toBe('512'); // unchanged
   });
 
   it('pins vCPU 0 to CPU 0, seen by virsh vcpupin and GetVcpuPinInfo', async () => {
@@ -174,7 +153,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
       .split('\n')
       .map((l) => /^\s*(\d+)\s+(\S+)\s*$/.exec(l))
       .filter((m): m is RegExpExecArray => m !== null);
-    const theirs = new Map(rows.map((m) => [Number(m[1]), cpuList(m[2]!)]));
+    const theirs = new Map(rows.map((m) => [Number(m[1]), parseCpuList(m[2]!, 'virsh vcpupin', 8192)]));
     expect(theirs.get(0)).toEqual([0]);
     const mine = await rpc.getVcpuPinInfo(dom, 2, hostCpus, AFFECT.LIVE);
     expect(mine).toHaveLength(2);
@@ -238,7 +217,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
 
   it('reads memory stats named as virsh dommemstat prints them', async () => {
     const mine = await rpc.memoryStats(dom);
-    const theirs = keyValues(virsh('dommemstat', name), /\s+/);
+    const theirs = virshKeyValues(virsh('dommemstat', name), /\s+/);
     expect(Object.keys(mine).sort()).toEqual(Object.keys(theirs).sort());
     expect(mine['actual']).toBe(Number(theirs['actual']));
     expect(mine['actual']).toBe(65_536);
@@ -247,7 +226,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
 
   it('reads getInfo as virsh dominfo prints it', async () => {
     const mine = await rpc.getInfo(dom);
-    const theirs = keyValues(virsh('dominfo', name), /:\s+/);
+    const theirs = virshKeyValues(virsh('dominfo', name), /:\s+/);
     expect(mine.state).toBe(1); // running
     expect(theirs['State']).toBe('running');
     expect(`${mine.maxMemKiB} KiB`).toBe(theirs['Max memory']);
@@ -302,7 +281,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
     // What vmlet's choice of calls rests on: STATE and getInfo come from libvirtd's records, each
     // of the other groups needs a job on the domain and a reply from its QEMU.
     const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
-    const short = new LibvirtRpc({ uri: URI, callTimeoutMs: 1000 });
+    const short = new LibvirtRpc({ uri: LIBVIRT_URI, callTimeoutMs: 1000 });
     const { CPU_TOTAL, VCPU, BALLOON } = DOMAIN_STATS;
     try {
       for (const [group, bit] of Object.entries({ CPU_TOTAL, VCPU, BALLOON })) {
@@ -337,7 +316,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
   });
 
   it('answers 20 concurrent calls over one lazily opened connection', async () => {
-    const fresh = new LibvirtRpc({ uri: URI });
+    const fresh = new LibvirtRpc({ uri: LIBVIRT_URI });
     try {
       expect(fresh.connected).toBe(false);
       const all = await Promise.all(Array.from({ length: 20 }, () => fresh.libVersion()));
@@ -353,12 +332,12 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
   });
 
   it('fails with kind connection when nothing listens at the socket path', async () => {
-    const nowhere = new LibvirtRpc({ uri: URI, socketPath: join(dir, 'no-listener.sock') });
+    const nowhere = new LibvirtRpc({ uri: LIBVIRT_URI, socketPath: join(dir, 'no-listener.sock') });
     const e1 = await rejection(nowhere.libVersion());
     expect(e1).toMatchObject({ kind: 'connection', op: 'libVersion' });
     const notSocket = join(dir, 'not-a-socket');
     writeFileSync(notSocket, '');
-    const e2 = await rejection(new LibvirtRpc({ uri: `${URI}?socket=${notSocket}` }).lookupDomain(name));
+    const e2 = await rejection(new LibvirtRpc({ uri: `${LIBVIRT_URI}?socket=${notSocket}` }).lookupDomain(name));
     expect(e2).toMatchObject({ kind: 'connection', op: 'lookupDomain' });
   });
 });

@@ -9,6 +9,7 @@ import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
+import { dommemstat, schedinfo, virsh } from '../helpers/virsh.js';
 import { domainName } from '../../src/vm/spec.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
 
@@ -20,9 +21,6 @@ const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method
 const MiB = 1024 * 1024;
 const NS = 'resize-test';
 
-const virsh = (...args: string[]) => execFileSync('virsh', ['-c', 'qemu:///system', ...args], { encoding: 'utf8' });
-/** `virsh schedinfo` / `dommemstat` style "key : value" lines → record. */
-const fields = (text: string) => Object.fromEntries([...text.matchAll(/^\s*(\S+)\s*:?\s+(-?\d+)\s*$/gm)].map((m) => [m[1]!, Number(m[2])]));
 const vcpuPins = (dom: string) => Object.fromEntries([...virsh('vcpupin', dom, '--live').matchAll(/^\s*(\d+)\s+(\S+)\s*$/gm)].map((m) => [Number(m[1]), m[2]!]));
 const emulatorPin = (dom: string) => /\*:\s*(\S+)/.exec(virsh('emulatorpin', dom, '--live'))?.[1];
 
@@ -39,7 +37,7 @@ const sh = async (cid: string, script: string) => {
 const guestMemKiB = async (cid: string) => Number(/MemTotal:\s+(\d+) kB/.exec(await sh(cid, 'cat /proc/meminfo'))![1]);
 /** QEMU's 'actual' is what the guest's balloon driver reports having done. */
 const balloonAt = (dom: string, mib: number) =>
-  waitFor(`the balloon of ${dom} at ${mib} MiB`, () => fields(virsh('dommemstat', dom)).actual === mib * 1024, { timeoutMs: 60_000, intervalMs: 200 });
+  waitFor(`the balloon of ${dom} at ${mib} MiB`, () => dommemstat(dom).actual === mib * 1024, { timeoutMs: 60_000, intervalMs: 200 });
 
 interface Pod extends VmPod {
   dom: string;
@@ -72,7 +70,7 @@ describe('UpdateContainerResources on a running VM', () => {
     const xml = virsh('dumpxml', pod.dom);
     expect(xml).toContain("<vcpu placement='static' current='1'>2</vcpu>");
     expect(xml).toContain("<memory unit='KiB'>393216</memory>");
-    expect(fields(virsh('schedinfo', pod.dom, '--live'))).toMatchObject({ cpu_shares: 1024, global_period: 100000, global_quota: 100000 });
+    expect(schedinfo(pod.dom)).toMatchObject({ cpu_shares: 1024, global_period: 100000, global_quota: 100000 });
     // The guest was given 384 MiB; its balloon driver hands all but 256 back once it loads.
     await balloonAt(pod.dom, 256);
     memAt256 = await guestMemKiB(pod.cid);
@@ -101,7 +99,7 @@ describe('UpdateContainerResources on a running VM', () => {
     await update(pod.cid, limits(150_000, 320, { cpu_shares: '512', cpuset_cpus: '1' }));
     console.log(`UpdateContainerResources (vCPU hotplug, quota, shares, pinning of 2 vCPUs + emulator): ${Math.round(performance.now() - t0)} ms`);
     expect(virsh('vcpucount', pod.dom, '--live', '--active').trim()).toBe('2');
-    expect(fields(virsh('schedinfo', pod.dom, '--live'))).toMatchObject({ cpu_shares: 512, global_quota: 150000 });
+    expect(schedinfo(pod.dom)).toMatchObject({ cpu_shares: 512, global_quota: 150000 });
     expect(vcpuPins(pod.dom)).toEqual({ 0: '1', 1: '1' });
     expect(emulatorPin(pod.dom)).toBe('1');
     // The new CPU reached the guest (Linux leaves a hotplugged CPU offline until told).
@@ -123,8 +121,8 @@ describe('UpdateContainerResources on a running VM', () => {
     const quota = await failure(update(pod.cid, limits(10, 320)));
     expect(quota.code).toBe(Status.INVALID_ARGUMENT);
     expect(quota.details).toMatch(/^linux\.cpu_quota=10 is invalid/);
-    expect(fields(virsh('dommemstat', pod.dom)).actual).toBe(320 * 1024);
-    expect(fields(virsh('schedinfo', pod.dom, '--live'))).toMatchObject({ cpu_shares: 512, global_quota: 150000 });
+    expect(dommemstat(pod.dom).actual).toBe(320 * 1024);
+    expect(schedinfo(pod.dom)).toMatchObject({ cpu_shares: 512, global_quota: 150000 });
     expect(vcpuPins(pod.dom)).toEqual({ 0: '1', 1: '1' });
   });
 
@@ -132,14 +130,14 @@ describe('UpdateContainerResources on a running VM', () => {
     const before = await guestMemKiB(pod.cid);
     await update(pod.cid, limits(50_000, 256, { cpuset_cpus: '' }));
     expect(virsh('vcpucount', pod.dom, '--live', '--active').trim()).toBe('2');
-    expect(fields(virsh('schedinfo', pod.dom, '--live')).global_quota).toBe(50000);
+    expect(schedinfo(pod.dom).global_quota).toBe(50000);
     const all = `0-${Number(execFileSync('nproc', ['--all'], { encoding: 'utf8' })) - 1}`;
     expect(vcpuPins(pod.dom)).toEqual({ 0: all, 1: all });
     await balloonAt(pod.dom, 256);
     expect(Math.abs(before - (await guestMemKiB(pod.cid)) - 64 * 1024)).toBeLessThan(1024);
     // No limit at all: the quota goes away.
     await update(pod.cid, { cpu_shares: '1024', memory_limit_in_bytes: String(256 * MiB) });
-    expect(fields(virsh('schedinfo', pod.dom, '--live')).global_quota).toBe(-1);
+    expect(schedinfo(pod.dom).global_quota).toBe(-1);
   });
 
   it('refuses a stopped container', async () => {
@@ -161,7 +159,7 @@ describe('UpdateContainerResources on a created (not started) VM', () => {
     expect(xml).toContain('<global_quota>80000</global_quota>');
     expect(xml).toContain("<vcpupin vcpu='0' cpuset='0'/>");
     await rt('StartContainer', { container_id: pod.cid });
-    expect(fields(virsh('schedinfo', pod.dom, '--live'))).toMatchObject({ cpu_shares: 256, global_quota: 80000 });
+    expect(schedinfo(pod.dom)).toMatchObject({ cpu_shares: 256, global_quota: 80000 });
     expect(vcpuPins(pod.dom)).toEqual({ 0: '0' });
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
