@@ -8,7 +8,7 @@ import type { ContainerConfig__Output } from '../gen/runtime/v1/ContainerConfig.
 import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
 import { createOverlay } from '../image/qemu-img.js';
 import { annotationOf, checkMachineForBoot, parseVmSettings } from '../vm/annotations.js';
-import { cgroupV2, hostShares, parseCpuTune } from '../vm/cputune.js';
+import { hostShares, parseCpuTune } from '../vm/cputune.js';
 import { renderDomainXml } from '../vm/domain-xml.js';
 import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
 import { buildSeed, CLOUD_INIT_ANNOTATIONS, type PodNetworkInfo } from '../vm/cloud-init.js';
@@ -51,7 +51,7 @@ export async function createContainer(
       otherKnownAnnotations: CLOUD_INIT_ANNOTATIONS,
     });
     const cputune = parseCpuTune(config.linux?.resources, 'config.linux.resources');
-    if (cputune.shares !== undefined) cputune.shares = hostShares(cputune.shares, cgroupV2());
+    if (cputune.shares !== undefined) cputune.shares = hostShares(cputune.shares);
     const net = m.networks.get(s.id);
     // Checked before anything is made: a bad cloud-init annotation leaves nothing behind.
     const seed = buildSeed({

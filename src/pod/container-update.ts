@@ -10,7 +10,7 @@ import { failedPrecondition, invalidArgument, VmletError } from '../errors.js';
 import type { LinuxContainerResources__Output } from '../gen/runtime/v1/LinuxContainerResources.js';
 import { annotationOf, ANNOTATIONS, parseVmSettings } from '../vm/annotations.js';
 import { CLOUD_INIT_ANNOTATIONS } from '../vm/cloud-init.js';
-import { cgroupV2, formatCpuList, hostShares, hostTopology, parseCpuTune } from '../vm/cputune.js';
+import { formatCpuList, hostShares, hostTopology, parseCpuTune } from '../vm/cputune.js';
 import type { PodManager } from './manager.js';
 
 const KiB_PER_MiB = 1024;
@@ -86,7 +86,7 @@ export async function updateContainerResources(m: PodManager, id: string, linux:
       lv.setCpuScheduler(
         c.domainName,
         {
-          ...(tune.shares !== undefined ? { shares: hostShares(tune.shares, cgroupV2()) } : {}),
+          ...(tune.shares !== undefined ? { shares: hostShares(tune.shares) } : {}),
           ...(tune.periodUs !== undefined ? { globalPeriod: tune.periodUs } : {}),
           globalQuota: tune.quotaUs ?? -1, // -1: no limit
         },

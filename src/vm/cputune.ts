@@ -111,7 +111,7 @@ export function cgroupV2(root = '/sys/fs/cgroup'): boolean {
 }
 
 /** cpu.shares → what libvirt's <shares> needs on this host: runc's conversion to cpu.weight on cgroup v2. */
-export function hostShares(shares: number, v2: boolean): number {
+export function hostShares(shares: number, v2 = cgroupV2()): number {
   if (!v2) return shares;
   return 1 + Math.floor(((shares - 2) * 9999) / 262_142);
 }
