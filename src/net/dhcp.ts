@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
+import { VmletError } from '../errors.js';
 import { NETNS_DIR } from './netns.js';
 
 export interface DhcpRoute {
@@ -22,11 +23,16 @@ export interface DhcpRoute {
 }
 
 export interface DhcpLease {
-  /** Interface dnsmasq serves (the pod bridge). */
+  /** Interface dnsmasq serves (the VM's tap; it may not exist yet: dnsmasq binds dynamically). */
   iface: string;
   mac: string;
-  ip: string;
+  /** The IPv4 lease; absent on an IPv6-only pod. */
+  ip?: string;
   prefix: number;
+  /** The DHCPv6 lease (with router advertisements for its prefix, router lifetime 0). */
+  ipv6?: { address: string; prefix: number };
+  /** IPv6 DNS servers (DHCPv6 option 23). */
+  dnsServers6?: string[];
   gateway?: string;
   /** Extra IPv4 routes besides the default one (sent as option 121 with the default route). */
   routes: DhcpRoute[];
@@ -70,7 +76,7 @@ export function inSubnet(ip: string, net: string, prefix: number): boolean {
 }
 
 function checkPath(p: string): string {
-  if (/[\s,#]/.test(p)) throw new Error(`dnsmasq cannot take the path ${JSON.stringify(p)} (whitespace, ',' or '#')`);
+  if (/[\s,#]/.test(p)) throw new VmletError('internal', `dnsmasq cannot take the path ${JSON.stringify(p)} (whitespace, ',' or '#')`);
   return p;
 }
 
@@ -78,6 +84,7 @@ const isDefault = (dst: string) => dst === '0.0.0.0/0' || dst === 'default';
 
 /** The classless static routes (option 121) the guest needs, or [] when option 3 alone does. */
 export function classlessRoutes(l: DhcpLease): DhcpRoute[] {
+  if (l.ip === undefined) return [];
   const extra = l.routes.filter((r) => !isDefault(r.dst) && isIP(r.dst.split('/')[0] ?? '') === 4);
   const gwOffLink = l.gateway !== undefined && !inSubnet(l.gateway, l.ip, l.prefix);
   const renewRoute = l.leaseTime !== undefined && l.leaseTime !== 'infinite' && l.serverAddress !== undefined;
@@ -95,7 +102,9 @@ export function classlessRoutes(l: DhcpLease): DhcpRoute[] {
 
 /** dnsmasq's config file for one pod (every line is a long option without its leading --). */
 export function dnsmasqConf(l: DhcpLease, files: DhcpFiles, log?: Logger): string {
-  if (isIP(l.ip) !== 4) throw new Error(`DHCP: pod IP ${JSON.stringify(l.ip)} is not IPv4`);
+  if (l.ip !== undefined && isIP(l.ip) !== 4) throw new VmletError('internal', `DHCP: pod IP ${JSON.stringify(l.ip)} is not IPv4`);
+  if (l.ipv6 && isIP(l.ipv6.address) !== 6) throw new VmletError('internal', `DHCPv6: pod IP ${JSON.stringify(l.ipv6.address)} is not IPv6`);
+  if (l.ip === undefined && !l.ipv6) throw new VmletError('internal', 'DHCP: the pod has no IP address to hand out');
   const lease = l.leaseTime === undefined || l.leaseTime === 'infinite' ? 'infinite' : `${Math.max(120, Math.floor(l.leaseTime))}`;
   let hostname = l.hostname;
   if (hostname !== undefined && !HOSTNAME_RE.test(hostname)) {
@@ -108,6 +117,8 @@ export function dnsmasqConf(l: DhcpLease, files: DhcpFiles, log?: Logger): strin
     return ok;
   });
   const servers = l.dnsServers.filter((s) => isIP(s) === 4);
+  const servers6 = [...(l.dnsServers6 ?? []), ...l.dnsServers].filter((s) => isIP(s) === 6);
+  const addrs = [...(l.ip !== undefined ? [l.ip] : []), ...(l.ipv6 ? [`[${l.ipv6.address}]`] : [])];
   const lines = [
     '# vmlet: DHCP for one pod VM (generated; see src/net/dhcp.ts)',
     `pid-file=${checkPath(files.pid)}`,
@@ -117,25 +128,42 @@ export function dnsmasqConf(l: DhcpLease, files: DhcpFiles, log?: Logger): strin
     'no-resolv',
     'no-hosts',
     `interface=${l.iface}`,
-    'bind-interfaces',
+    // The tap comes and goes with each QEMU process: bind-dynamic follows it (bind-interfaces
+    // refuses to start without it).
+    'bind-dynamic',
     'dhcp-authoritative',
     'leasefile-ro', // the lease is static: nothing to remember across restarts
     'no-ping',
-    // The bridge only has a link-local /32: shared-network lets dnsmasq serve the pod subnet there.
-    `shared-network=${l.iface},${l.ip}`,
-    `dhcp-range=${l.ip},static,${prefixToNetmask(l.prefix)}`,
-    `dhcp-host=${l.mac},${l.ip}${hostname ? `,${hostname}` : ''},${lease}`,
+    `dhcp-host=${l.mac},${addrs.join(',')}${hostname ? `,${hostname}` : ''},${lease}`,
     'dhcp-ignore=tag:!known', // answer the VM's MAC only
   ];
-  if (l.gateway) lines.push(`dhcp-option=option:router,${l.gateway}`);
-  const cl = classlessRoutes(l);
-  if (cl.length) lines.push(`dhcp-option-force=option:classless-static-route,${cl.map((r) => `${r.dst},${r.gw ?? '0.0.0.0'}`).join(',')}`);
-  if (servers.length) lines.push(`dhcp-option=option:dns-server,${servers.join(',')}`);
-  if (searches.length) {
-    lines.push(`dhcp-option-force=option:domain-search,${searches.join(',')}`);
-    lines.push(`dhcp-option-force=option:domain-name,${searches[0]}`);
+  if (l.ip !== undefined) {
+    // The tap only has a link-local /32: shared-network (by that address, which works before
+    // the tap exists) lets dnsmasq serve the pod subnet there.
+    lines.push(`shared-network=${l.serverAddress ?? l.iface},${l.ip}`);
+    lines.push(`dhcp-range=${l.ip},static,${prefixToNetmask(l.prefix)}`);
+    if (l.gateway) lines.push(`dhcp-option=option:router,${l.gateway}`);
+    const cl = classlessRoutes(l);
+    if (cl.length) lines.push(`dhcp-option-force=option:classless-static-route,${cl.map((r) => `${r.dst},${r.gw ?? '0.0.0.0'}`).join(',')}`);
+    if (servers.length) lines.push(`dhcp-option=option:dns-server,${servers.join(',')}`);
+    if (searches.length) {
+      lines.push(`dhcp-option-force=option:domain-search,${searches.join(',')}`);
+      lines.push(`dhcp-option-force=option:domain-name,${searches[0]}`);
+    }
+    if (l.mtu) lines.push(`dhcp-option-force=option:mtu,${l.mtu}`);
   }
-  if (l.mtu) lines.push(`dhcp-option-force=option:mtu,${l.mtu}`);
+  if (l.ipv6) {
+    // RAs announce the prefix on-link and "managed" (take the address from DHCPv6), with router
+    // lifetime 0: the pod has no router of its own to offer, the default route is the CNI
+    // gateway's and reaches the guest through the seed's network-config.
+    lines.push(
+      `dhcp-range=${l.ipv6.address},static,${l.ipv6.prefix},${lease}`,
+      'enable-ra',
+      `ra-param=${l.iface},${l.mtu ? `mtu:${l.mtu},` : ''}60,0`,
+    );
+    if (servers6.length) lines.push(`dhcp-option=option6:dns-server,${servers6.map((s) => `[${s}]`).join(',')}`);
+    if (searches.length) lines.push(`dhcp-option=option6:domain-search,${searches.join(',')}`);
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -209,11 +237,11 @@ async function launch(netnsName: string, files: DhcpFiles, log?: Logger): Promis
   });
   if (r.exitCode !== 0) {
     const why = [String(r.stderr ?? '').trim(), String(r.stdout ?? '').trim()].filter(Boolean).join('; ') || `exit code ${r.exitCode}`;
-    throw new Error(`DHCP server (dnsmasq) in netns ${netnsName} did not start: ${why}`);
+    throw new VmletError('internal', `DHCP server (dnsmasq) in netns ${netnsName} did not start: ${why}`);
   }
   const pid = readPid(files.pid);
   if (pid === undefined || !isOurDnsmasq(pid, files)) {
-    throw new Error(`DHCP server (dnsmasq) in netns ${netnsName} started but ${files.pid} names no running dnsmasq; see ${files.log}`);
+    throw new VmletError('internal', `DHCP server (dnsmasq) in netns ${netnsName} started but ${files.pid} names no running dnsmasq; see ${files.log}`);
   }
   log?.debug({ pid, netns: netnsName, ms: Math.round(performance.now() - t0) }, 'DHCP server started');
   return pid;
@@ -223,7 +251,7 @@ async function launch(netnsName: string, files: DhcpFiles, log?: Logger): Promis
 export async function ensureDhcp(netnsName: string, files: DhcpFiles, log?: Logger): Promise<{ pid: number; started: boolean }> {
   const pid = dhcpPid(files, netnsName);
   if (pid !== undefined) return { pid, started: false };
-  if (!existsSync(files.conf)) throw new Error(`DHCP server config ${files.conf} is missing`);
+  if (!existsSync(files.conf)) throw new VmletError('internal', `DHCP server config ${files.conf} is missing`);
   const stale = readPid(files.pid);
   if (stale !== undefined && isOurDnsmasq(stale, files)) {
     // Ours but in the wrong netns (the netns was recreated): replace it.

@@ -1,6 +1,7 @@
-// The pod network in one place for pod/: setupPodNetwork at RunPodSandbox (CNI ADD, bridge
-// wiring, DHCP server), the tap and MAC for the VM's <interface> (vm/domain-xml.ts), attachTap right after the domain
-// starts, reattachPodNetwork when vmlet starts, teardownPodNetwork at Stop/RemovePodSandbox.
+// The pod network in one place for pod/: setupPodNetwork at RunPodSandbox (CNI ADD, eth0
+// wiring, DHCP server), the tap and MAC for the VM's <interface> (vm/domain-xml.ts),
+// attachPodTap right after the domain starts, reattachPodNetwork when vmlet starts,
+// teardownPodNetwork at Stop/RemovePodSandbox.
 // The state is plain JSON: vmlet stores it with the sandbox (a copy also lives in
 // <stateDir>/network.json, written before CNI ADD, so a crash mid-setup can still be torn down).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
 import {
+  CniPluginError,
   cniAdd,
   cniArgs,
   cniDel,
@@ -20,21 +22,11 @@ import {
 import { dhcpFiles, dhcpPid, ensureDhcp, startDhcp, stopDhcp, type DhcpFiles, type DhcpLease } from './dhcp.js';
 import { macFromId } from './mac.js';
 import { NETNS_DIR } from './netns.js';
-import {
-  attachTap,
-  DHCP_SERVER_ADDRESS,
-  linkInfo,
-  POD_BRIDGE,
-  POD_IFNAME,
-  primaryIpv4,
-  tapName,
-  unwirePodNetns,
-  wirePodNetns,
-  type PodIp,
-  type PodRoute,
-} from './pod-network.js';
+import { linkInfo, POD_IFNAME, primaryIpv4, primaryIpv6, unwirePodNetns, wirePodNetns, type PodIp, type PodRoute } from './pod-network.js';
+import { attachTap, DHCP_SERVER_ADDRESS, tapName } from './tap.js';
 
-export { attachTap, tapName, type PodIp, type PodRoute } from './pod-network.js';
+export { type PodIp, type PodRoute } from './pod-network.js';
+export { tapName } from './tap.js';
 export { macFromId } from './mac.js';
 export { CniPluginError, type CniResult } from './cni.js';
 
@@ -73,11 +65,12 @@ export interface SetupPodNetworkInput {
 }
 
 export interface PodNetworkState {
-  version: 1;
+  /** 2: tc redirects (tap.ts); 1: a bridge in the netns (kept working for pods made then). */
+  version: 1 | 2;
   sandboxId: string;
   netnsName: string;
   netnsPath: string;
-  /** The CNI interface in the pod netns (now a port of `bridge`). */
+  /** The CNI interface in the pod netns: no addresses, its frames redirected to and from the tap. */
   ifName: string;
   /** The pod IPs (from CNI), each with prefix and gateway: the guest's addresses. */
   ips: PodIp[];
@@ -85,10 +78,15 @@ export interface PodNetworkState {
   routes: PodRoute[];
   /** eth0's MTU: the tap's and the guest's. */
   mtu: number;
-  /** The VM NIC's MAC (stable, from the sandbox id). */
+  /** The VM NIC's MAC: eth0's (empty until CNI ADD gave eth0). */
   mac: string;
-  bridge: string;
-  /** The DHCP server's link-local address on the bridge (CIDR). */
+  /** How the tap meets eth0: tc redirects (version 2); a version-1 pod has a `bridge` instead. */
+  link?: 'tc-redirect';
+  /** The tap's own MAC (from the sandbox id), the pod side of the guest's link. */
+  tapMac?: string;
+  /** Pods wired by vmlet 0.1 before tc redirects: the in-netns bridge (br0) the tap joins. */
+  bridge?: string;
+  /** The DHCP server's link-local address (CIDR), on the tap (on the bridge in version 1). */
   bridgeAddress: string;
   tap: string;
   hostname: string;
@@ -129,13 +127,14 @@ export function loadPodNetworkState(stateDir: string): PodNetworkState | undefin
 /** The DHCP lease the VM gets, from the state. */
 export function dhcpLease(s: PodNetworkState): DhcpLease {
   const v4 = primaryIpv4(s.ips);
-  if (!v4) throw new Error(`pod network of ${s.sandboxId} has no IPv4 address`);
+  const v6 = primaryIpv6(s.ips);
   return {
-    iface: s.bridge,
+    iface: s.bridge ?? s.tap,
     mac: s.mac,
-    ip: v4.address,
-    prefix: v4.prefix,
-    ...(v4.gateway ? { gateway: v4.gateway } : {}),
+    ...(v4 ? { ip: v4.address } : {}),
+    prefix: v4?.prefix ?? 32,
+    ...(v6 ? { ipv6: { address: v6.address, prefix: v6.prefix } } : {}),
+    ...(v4?.gateway ? { gateway: v4.gateway } : {}),
     routes: s.routes.filter((r) => r.family === 4).map((r) => ({ dst: r.dst, ...(r.gw ? { gw: r.gw } : {}) })),
     ...(s.hostname ? { hostname: s.hostname } : {}),
     dnsServers: s.dns.servers,
@@ -153,7 +152,7 @@ function attachment(s: PodNetworkState, netns: string): CniAttachment {
 const netnsExists = (s: { netnsName: string }) => existsSync(`${NETNS_DIR}/${s.netnsName}`);
 
 /**
- * CNI ADD on the pod netns, moves the pod IP to the VM side (bridge br0 with eth0 on it) and
+ * CNI ADD on the pod netns, moves the pod IP off eth0 to the VM side (tap.ts joins them) and
  * starts the pod's DHCP server. A failure undoes every step before it and throws.
  */
 export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetworkState> {
@@ -167,7 +166,7 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
   if (portMappings.length) runtimeConfig.portMappings = portMappings;
   if (dns.servers.length || dns.searches.length || dns.options.length) runtimeConfig.dns = dns;
   const state: PodNetworkState = {
-    version: 1,
+    version: 2,
     sandboxId: i.sandboxId,
     netnsName: i.netnsName,
     netnsPath: i.netnsPath,
@@ -175,8 +174,9 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
     ips: [],
     routes: [],
     mtu: 1500,
-    mac: macFromId(i.sandboxId),
-    bridge: POD_BRIDGE,
+    mac: '',
+    link: 'tc-redirect',
+    tapMac: macFromId(i.sandboxId),
     bridgeAddress: `${DHCP_SERVER_ADDRESS}/32`,
     tap: tapName(i.sandboxId),
     hostname: i.hostname || i.podName,
@@ -207,7 +207,8 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
     state.cni.result = added.raw;
     saveState(i.stateDir, state);
     lap('cniMs');
-    const w = await wirePodNetns({ netnsName: i.netnsName, cni: added.result, ifName: state.ifName, bridge: state.bridge, serverAddress: DHCP_SERVER_ADDRESS });
+    const w = await wirePodNetns({ netnsName: i.netnsName, cni: added.result, ifName: state.ifName });
+    state.mac = w.ifMac;
     state.ips = w.ips;
     state.routes = w.routes;
     state.mtu = w.mtu;
@@ -218,7 +219,8 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'pod network setup failed; undoing it');
     await teardownPodNetwork(state, { log }).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'undoing pod network setup failed'));
-    if (err instanceof VmletError) throw err;
+    // A plugin's own error and a refusal keep their message; the rest say which step failed.
+    if (err instanceof CniPluginError || (err instanceof VmletError && err.kind !== 'internal')) throw err;
     throw new VmletError('internal', `pod network setup failed: ${(err as Error).message}`, { cause: err });
   }
   const v4 = primaryIpv4(state.ips);
@@ -258,9 +260,24 @@ export async function reattachPodNetwork(state: PodNetworkState, o: { log?: Logg
   if (!netnsExists(state)) throw new VmletError('failed-precondition', `pod network of ${state.sandboxId}: netns ${state.netnsName} is gone`);
   const d = await ensureDhcp(state.netnsName, state.dhcp, log);
   let tap: ReattachResult['tap'] = 'absent';
-  if ((await linkInfo(state.netnsName, state.tap)) || (await linkInfo(undefined, state.tap))) tap = await attachTap(state);
+  if ((await linkInfo(state.netnsName, state.tap)) || (await linkInfo(undefined, state.tap))) tap = await attachPodTap(state);
   if (d.started || tap === 'moved') log?.info({ dhcp: d.started ? 'restarted' : 'running', tap }, 'pod network re-attached');
   return { dhcp: d.started ? 'restarted' : 'running', tap };
+}
+
+/**
+ * After every domain start: moves the VM's tap into the pod netns and joins it to eth0 (see
+ * tap.ts). Idempotent; 'moved' when it was still in the host netns.
+ */
+export function attachPodTap(s: PodNetworkState): Promise<'moved' | 'attached'> {
+  return attachTap({
+    netnsName: s.netnsName,
+    ifName: s.ifName,
+    tap: s.tap,
+    tapMac: s.tapMac ?? macFromId(s.sandboxId),
+    ips: s.ips,
+    ...(s.bridge ? { bridge: s.bridge } : {}),
+  });
 }
 
 /** Whether the pod's DHCP server is running (for status/doctor). */

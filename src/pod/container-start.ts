@@ -2,7 +2,7 @@
 import { failedPrecondition } from '../errors.js';
 import type { PodManager } from './manager.js';
 import { nowNs } from './records.js';
-import { attachTap } from '../net/index.js';
+import { attachPodTap } from '../net/index.js';
 
 export async function startContainer(m: PodManager, id: string): Promise<void> {
   const c = m.mustContainer(id);
@@ -13,7 +13,7 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     if (net) {
       // libvirt made the tap in the host netns; the VM's network is in the pod's.
       try {
-        await attachTap(net);
+        await attachPodTap(net);
       } catch (err) {
         await m.deps.libvirt.destroyDomain(c.domainName).catch(() => undefined);
         throw err;

@@ -1,7 +1,8 @@
 // The pod network end to end with real parts: Debian's CNI plugins (bridge, host-local,
 // portmap) on a test conflist, real network namespaces, dnsmasq, busybox udhcpc, and the
 // project's test guest booted through libvirt with the tap approach vmlet uses (libvirt makes
-// the tap in the host netns, attachTap moves it into the pod netns).
+// the tap in the host netns, attachPodTap moves it into the pod netns and joins it to eth0 with
+// tc redirects).
 // Every test uses its own bridge name and a private 10.250.x.0/24 and removes all it made.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { pino } from 'pino';
 import { createNetns, deleteNetns } from '../../src/net/netns.js';
 import { nicXml } from '../../src/vm/domain-xml.js';
 import {
-  attachTap,
+  attachPodTap,
   dhcpRunning,
   loadPodNetworkState,
   reattachPodNetwork,
@@ -96,8 +97,11 @@ async function newPod(extra: Partial<SetupPodNetworkInput> = {}): Promise<{ id: 
   return { id, ns, state };
 }
 
-/** Runs busybox udhcpc in a client netns whose veth sits on the pod's br0; returns udhcpc's env at "bound". */
-async function dhcpClient(podNs: string, mac: string, tries = 3, extra: string[] = []): Promise<Record<string, string> | undefined> {
+/**
+ * Runs busybox udhcpc in a client netns joined by a veth whose pod end stands in for the VM's
+ * tap (named `tap`, wired by `wire`); returns udhcpc's env at "bound".
+ */
+async function dhcpClient(podNs: string, mac: string, tap: string, wire: () => Promise<unknown>, tries = 3, extra: string[] = []): Promise<Record<string, string> | undefined> {
   const r = rand();
   const cns = `vmlet-ntc-${r}`;
   const dir = tempDir('vmlet-udhcpc-');
@@ -106,10 +110,10 @@ async function dhcpClient(podNs: string, mac: string, tries = 3, extra: string[]
   chmodSync(script, 0o755);
   await execa('ip', ['netns', 'add', cns]);
   try {
-    await execa('ip', ['link', 'add', `vc${r}`, 'type', 'veth', 'peer', 'name', `vp${r}`]);
+    await execa('ip', ['link', 'add', `vc${r}`, 'type', 'veth', 'peer', 'name', tap]);
     await execa('ip', ['link', 'set', `vc${r}`, 'netns', cns]);
-    await execa('ip', ['link', 'set', `vp${r}`, 'netns', podNs]);
-    await execa('ip', ['-n', podNs, 'link', 'set', `vp${r}`, 'master', 'br0', 'up']);
+    await execa('ip', ['link', 'set', tap, 'netns', podNs]);
+    await wire();
     await execa('ip', ['-n', cns, 'link', 'set', `vc${r}`, 'address', mac, 'up']);
     const res = await execa('ip', ['netns', 'exec', cns, 'busybox', 'udhcpc', '-i', `vc${r}`, '-f', '-n', '-q', '-t', String(tries), '-T', '1', ...extra, '-s', script], { reject: false });
     if (res.exitCode !== 0) return undefined;
@@ -120,7 +124,7 @@ async function dhcpClient(podNs: string, mac: string, tries = 3, extra: string[]
     }
     return env;
   } finally {
-    await execa('ip', ['-n', podNs, 'link', 'del', `vp${r}`], { reject: false });
+    await execa('ip', ['-n', podNs, 'link', 'del', tap], { reject: false });
     await execa('ip', ['netns', 'del', cns], { reject: false });
   }
 }
@@ -137,27 +141,33 @@ afterAll(async () => {
 describe('pod network: CNI ADD, wiring, DHCP, teardown', () => {
   it('moves the pod IP from eth0 to the VM side and serves it by DHCP to the VM MAC only', async () => {
     const { id, ns, state } = await newPod();
+    const eth0Mac = (JSON.parse(await ipOut(['-n', ns, '-j', 'link', 'show', 'dev', 'eth0'])) as Array<{ address: string }>)[0]!.address;
     // The state: pod IP with prefix and gateway, MTU, MAC, names, and the raw CNI result.
     expect(state.ips).toEqual([{ family: 4, address: expect.stringMatching(new RegExp(`^10\\.250\\.${octet}\\.\\d+$`)), prefix: 24, gateway: GATEWAY }]);
     expect(state.routes).toEqual([{ family: 4, dst: '0.0.0.0/0', gw: GATEWAY }]);
     expect(state.mtu).toBe(1500);
-    expect(state.mac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
+    // The guest carries eth0's own MAC (plugins that check source MACs pass its frames).
+    expect(state.mac).toBe(eth0Mac);
+    expect(state.tapMac).toMatch(/^02(:[0-9a-f]{2}){5}$/);
     expect(state.tap).toBe(`vmt-${id.slice(0, 11)}`);
     expect((state.cni.result as { cniVersion: string }).cniVersion).toBe('1.0.0');
     expect(JSON.parse(JSON.stringify(state))).toEqual(state);
     expect(loadPodNetworkState(join(state.dhcp.conf, '..'))).toEqual(state);
     const podIp = state.ips[0]!.address;
 
-    // In the netns: eth0 has no IPv4 and is a port of br0; br0 has only the DHCP server's address.
+    // In the netns: eth0 has no address at all (no IPv6 link-local either: the guest has its
+    // MAC) and no bridge; no routes.
     const eth0 = JSON.parse(await ipOut(['-n', ns, '-j', 'addr', 'show', 'dev', 'eth0'])) as Array<{ master?: string; addr_info: Array<{ family: string }> }>;
-    expect(eth0[0]!.master).toBe('br0');
-    expect(eth0[0]!.addr_info.filter((a) => a.family === 'inet')).toEqual([]);
-    expect(await ipOut(['-n', ns, '-4', 'addr', 'show', 'dev', 'br0'])).toContain('inet 169.254.75.10/32');
+    expect(eth0[0]!.master).toBeUndefined();
+    expect(eth0[0]!.addr_info).toEqual([]);
+    expect(await linkExists(ns, 'br0')).toBe(false);
     expect(await ipOut(['-n', ns, '-4', 'route', 'show'])).toBe('');
 
-    // A real DHCP client with the VM's MAC gets the full static lease.
+    // A real DHCP client with the VM's MAC, behind a stand-in tap wired as vmlet wires the VM's,
+    // gets the full static lease.
+    const wire = () => attachPodTap(state);
     const t0 = performance.now();
-    const env = await dhcpClient(ns, state.mac);
+    const env = await dhcpClient(ns, state.mac, state.tap, wire);
     const dhcpMs = performance.now() - t0;
     expect(env).toMatchObject({
       ip: podIp,
@@ -173,7 +183,7 @@ describe('pod network: CNI ADD, wiring, DHCP, teardown', () => {
     });
     console.log(`udhcpc in a client netns: lease after ${Math.round(dhcpMs)} ms (includes veth + netns setup)`);
     // Any other MAC gets no answer.
-    expect(await dhcpClient(ns, '02:00:00:00:00:01', 2)).toBeUndefined();
+    expect(await dhcpClient(ns, '02:00:00:00:00:01', state.tap, wire, 2)).toBeUndefined();
 
     // vmlet restart: a killed dnsmasq is started again, a live one is kept.
     const pid = dhcpPid(state.dhcp, ns)!;
@@ -182,12 +192,11 @@ describe('pod network: CNI ADD, wiring, DHCP, teardown', () => {
     await waitFor('dnsmasq gone', () => !dhcpRunning(state));
     expect(await reattachPodNetwork(state, { log })).toEqual({ dhcp: 'restarted', tap: 'absent' });
     expect(await reattachPodNetwork(state, { log })).toEqual({ dhcp: 'running', tap: 'absent' });
-    expect((await dhcpClient(ns, state.mac))?.ip).toBe(podIp);
+    expect((await dhcpClient(ns, state.mac, state.tap, wire))?.ip).toBe(podIp);
 
-    // Teardown: DHCP stopped, bridge and eth0 gone, IP released; twice is fine.
+    // Teardown: DHCP stopped, eth0 gone, IP released; twice is fine.
     await teardownPodNetwork(state, { log });
     expect(dhcpRunning(state)).toBe(false);
-    expect(await linkExists(ns, 'br0')).toBe(false);
     expect(await linkExists(ns, 'eth0')).toBe(false);
     expect(readdirSync(join(conf.ipamDir, state.cni.network))).not.toContain(podIp);
     await teardownPodNetwork(state, { log });
@@ -217,7 +226,6 @@ describe('pod network: CNI ADD, wiring, DHCP, teardown', () => {
     mkdirSync(stateDir);
     await expect(setupPodNetwork(input(id, ns, path, { stateDir }))).rejects.toThrow(/pod network setup failed: dnsmasq cannot take the path/);
     expect(await linkExists(ns, 'eth0')).toBe(false);
-    expect(await linkExists(ns, 'br0')).toBe(false);
     const used = readdirSync(join(conf.ipamDir, `vmlet-net-test-${BRIDGE}`)).filter((f) => f.startsWith('10.250.'));
     expect(used).toEqual([]);
   });
@@ -226,17 +234,20 @@ describe('pod network: CNI ADD, wiring, DHCP, teardown', () => {
     const ns = `vmlet-nt-${rand()}`;
     await createNetns(ns);
     cleanups.push(() => deleteNetns(ns));
-    await execa('ip', ['-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
-    await execa('ip', ['-n', ns, 'addr', 'add', '169.254.75.10/32', 'dev', 'br0']);
-    await execa('ip', ['-n', ns, 'link', 'set', 'br0', 'up']);
     const files = dhcpFiles(tempDir('vmlet-netstate-'));
     cleanups.push(() => stopDhcp(files));
     const mac = '02:11:22:33:44:55';
+    const tap = `vmt-${rand()}`;
+    // dnsmasq starts before its interface exists, as it does before the VM's first tap.
     await startDhcp(ns, {
-      iface: 'br0', mac, ip: `10.250.${octet}.77`, prefix: 32, gateway: '169.254.1.1',
+      iface: tap, mac, ip: `10.250.${octet}.77`, prefix: 32, gateway: '169.254.1.1', serverAddress: '169.254.75.10',
       routes: [{ dst: '169.254.1.1/32' }, { dst: '0.0.0.0/0', gw: '169.254.1.1' }], dnsServers: [], searches: [], mtu: 1450,
     }, files);
-    const env = await dhcpClient(ns, mac, 3, ['-O', 'staticroutes']);
+    const wire = async () => {
+      await execa('ip', ['-n', ns, 'addr', 'add', '169.254.75.10/32', 'dev', tap]);
+      await execa('ip', ['-n', ns, 'link', 'set', tap, 'up']);
+    };
+    const env = await dhcpClient(ns, mac, tap, wire, 3, ['-O', 'staticroutes']);
     expect(env).toMatchObject({
       ip: `10.250.${octet}.77`, subnet: '255.255.255.255', router: '169.254.1.1', mtu: '1450', serverid: '169.254.75.10',
       staticroutes: '169.254.1.1/32 0.0.0.0 0.0.0.0/0 169.254.1.1',
@@ -317,13 +328,14 @@ describe('pod network: a real guest through libvirt', () => {
     const t0 = performance.now();
     await lv.startDomain(name);
     const tStarted = performance.now();
-    expect(await attachTap(state, ns)).toBe('moved');
+    expect(await attachPodTap(state)).toBe('moved');
     const tTap = performance.now();
-    expect(await attachTap(state, ns)).toBe('attached');
+    expect(await attachPodTap(state)).toBe('attached');
     expect(await linkExists(undefined, state.tap)).toBe(false);
     const tapLink = await ipOut(['-n', ns, 'link', 'show', 'dev', state.tap]);
-    expect(tapLink).toContain('master br0');
+    expect(tapLink).not.toContain('master');
     expect(tapLink).toContain(`mtu ${state.mtu}`);
+    expect((await execa('tc', ['-n', ns, 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout).toContain(`Redirect to device ${state.tap})`);
 
     const console_ = () => (existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '');
     let tReady = 0;
@@ -337,7 +349,7 @@ describe('pod network: a real guest through libvirt', () => {
       `guest on the pod network (${accel.accel}): startDomain ${Math.round(tStarted - t0)} ms, tap moved+plugged ${Math.round(tTap - tStarted)} ms later; ` +
         `domain start → ${READY_MARKER} ${tReady ? ((tReady - t0) / 1000).toFixed(2) : '?'} s, → DHCP lease in the guest ${((tLease - t0) / 1000).toFixed(2)} s`,
     );
-    expect(readFileSync(state.dhcp.log, 'utf8')).toMatch(new RegExp(`DHCPACK\\(br0\\) ${podIp.replace(/\./g, '\\.')} ${state.mac} web-0`));
+    expect(readFileSync(state.dhcp.log, 'utf8')).toMatch(new RegExp(`DHCPACK\\(${state.tap}\\) ${podIp.replace(/\./g, '\\.')} ${state.mac} web-0`));
 
     // Host netns → pod IP: the CNI bridge on the host holds the gateway address.
     expect(await pingOnce(podIp)).toBe(true);

@@ -20,7 +20,7 @@ import {
 } from '../../src/net/cni.js';
 import { macFromId, isMac } from '../../src/net/mac.js';
 import { classlessRoutes, dnsmasqConf, prefixToNetmask, type DhcpLease } from '../../src/net/dhcp.js';
-import { tapName } from '../../src/net/pod-network.js';
+import { ipv6Network, linkLocalFromMac, servedIpv6Prefixes, tapCommands, tapName } from '../../src/net/tap.js';
 import { tempDir } from '../helpers/vmlet.js';
 
 const RESULT_100 = {
@@ -272,7 +272,7 @@ describe('VM NIC and DHCP config', () => {
   });
 
   const lease: DhcpLease = {
-    iface: 'br0', mac: '02:aa:bb:cc:dd:ee', ip: '10.250.9.2', prefix: 24, gateway: '10.250.9.1', routes: [{ dst: '0.0.0.0/0', gw: '10.250.9.1' }],
+    iface: 'vmt-4f9a1c2e0b7', mac: '02:aa:bb:cc:dd:ee', ip: '10.250.9.2', prefix: 24, gateway: '10.250.9.1', routes: [{ dst: '0.0.0.0/0', gw: '10.250.9.1' }],
     hostname: 'web-0', dnsServers: ['10.96.0.10', 'fd00::10'], searches: ['default.svc.cluster.local', 'svc.cluster.local', 'bad_domain!'], mtu: 1450,
     serverAddress: '169.254.75.10',
   };
@@ -281,14 +281,16 @@ describe('VM NIC and DHCP config', () => {
   it('writes a dnsmasq config with a static lease for the VM only', () => {
     const conf = dnsmasqConf(lease, files).split('\n');
     for (const l of [
-      'port=0', 'interface=br0', 'bind-interfaces', 'dhcp-authoritative', 'leasefile-ro', 'no-ping',
-      'shared-network=br0,10.250.9.2', 'dhcp-range=10.250.9.2,static,255.255.255.0',
+      'port=0', 'interface=vmt-4f9a1c2e0b7', 'bind-dynamic', 'dhcp-authoritative', 'leasefile-ro', 'no-ping',
+      'shared-network=169.254.75.10,10.250.9.2', 'dhcp-range=10.250.9.2,static,255.255.255.0',
       'dhcp-host=02:aa:bb:cc:dd:ee,10.250.9.2,web-0,infinite', 'dhcp-ignore=tag:!known',
       'dhcp-option=option:router,10.250.9.1', 'dhcp-option=option:dns-server,10.96.0.10',
       'dhcp-option-force=option:domain-search,default.svc.cluster.local,svc.cluster.local',
       'dhcp-option-force=option:mtu,1450', 'pid-file=/s/dnsmasq.pid', 'log-facility=/s/dnsmasq.log',
     ]) expect(conf).toContain(l);
     expect(conf.some((l) => l.includes('classless'))).toBe(false);
+    // IPv4 only: no RA, no DHCPv6.
+    expect(conf.some((l) => l.includes('enable-ra') || l.includes('option6'))).toBe(false);
     expect(prefixToNetmask(32)).toBe('255.255.255.255');
     expect(prefixToNetmask(0)).toBe('0.0.0.0');
     expect(prefixToNetmask(20)).toBe('255.255.240.0');
@@ -302,5 +304,61 @@ describe('VM NIC and DHCP config', () => {
     const calico = { ...lease, ip: '10.1.2.3', prefix: 32, gateway: '169.254.1.1', routes: [{ dst: '169.254.1.1/32' }, { dst: '0.0.0.0/0', gw: '169.254.1.1' }] };
     expect(classlessRoutes(calico)).toEqual([{ dst: '169.254.1.1/32' }, { dst: '0.0.0.0/0', gw: '169.254.1.1' }]);
     expect(dnsmasqConf(calico, files)).toContain('dhcp-option-force=option:classless-static-route,169.254.1.1/32,0.0.0.0,0.0.0.0/0,169.254.1.1\n');
+  });
+
+  it('serves IPv6 by DHCPv6 with RAs that announce the prefix but no default router', () => {
+    const conf = dnsmasqConf({ ...lease, ipv6: { address: 'fd00:10:89::5', prefix: 64 } }, files).split('\n');
+    for (const l of [
+      'dhcp-host=02:aa:bb:cc:dd:ee,10.250.9.2,[fd00:10:89::5],web-0,infinite',
+      'dhcp-range=fd00:10:89::5,static,64,infinite',
+      'enable-ra',
+      'ra-param=vmt-4f9a1c2e0b7,mtu:1450,60,0',
+      'dhcp-option=option6:dns-server,[fd00::10]',
+      'dhcp-option=option6:domain-search,default.svc.cluster.local,svc.cluster.local',
+    ]) expect(conf).toContain(l);
+    // IPv6 only: no IPv4 lines at all.
+    const v6only = dnsmasqConf({ ...lease, ip: undefined, gateway: undefined, ipv6: { address: 'fd00:10:89::5', prefix: 64 } }, files).split('\n');
+    expect(v6only).toContain('dhcp-host=02:aa:bb:cc:dd:ee,[fd00:10:89::5],web-0,infinite');
+    expect(v6only.some((l) => l.startsWith('shared-network') || l.startsWith('dhcp-option=option:'))).toBe(false);
+    expect(() => dnsmasqConf({ ...lease, ip: undefined }, files)).toThrow(/no IP address/);
+  });
+});
+
+describe('tap wiring (tc redirects)', () => {
+  const base = { netnsName: 'vmlet-x', ifName: 'eth0', tap: 'vmt-abc', tapMac: '02:11:22:33:44:55' };
+
+  it('redirects eth0 to the tap and the tap to eth0, except frames for the pod itself (DHCP, its MAC)', () => {
+    const c = tapCommands({ ...base, ips: [{ family: 4, address: '10.89.0.2', prefix: 16, gateway: '10.89.0.1' }] });
+    expect(c.ip).toEqual([
+      'link set vmt-abc down',
+      'link set vmt-abc address 02:11:22:33:44:55 addrgenmode none',
+      'addr replace 169.254.75.10/32 dev vmt-abc',
+      'link set vmt-abc up',
+    ]);
+    expect(c.tc[0]).toBe('qdisc replace dev eth0 ingress');
+    expect(c.tc[1]).toMatch(/^filter replace dev eth0 parent ffff: prio 1 handle 800::800 protocol all u32 match u32 0 0 action mirred egress redirect dev vmt-abc$/);
+    const tapRules = c.tc.filter((l) => l.startsWith('filter add dev vmt-abc'));
+    expect(tapRules.map((l) => /prio (\d+)/.exec(l)![1])).toEqual(['1', '2', '9']);
+    expect(tapRules[0]).toContain('match ether dst 02:11:22:33:44:55 flowid ffff:1');
+    expect(tapRules[1]).toContain('protocol ip u32 match ip protocol 17 0xff match ip dport 67 0xffff flowid ffff:1');
+    expect(tapRules[2]).toMatch(/match u32 0 0 action mirred egress redirect dev eth0$/);
+  });
+
+  it('adds a link-local, the prefix and the RS/DHCPv6 exceptions when the pod has IPv6', () => {
+    const c = tapCommands({ ...base, ips: [{ family: 4, address: '10.89.0.2', prefix: 16 }, { family: 6, address: 'fd00:10:89::5', prefix: 64 }] });
+    expect(c.ip).toContain('addr replace fe80::11:22ff:fe33:4455/64 dev vmt-abc nodad');
+    expect(c.ip).toContain('addr replace fd00:10:89::/64 dev vmt-abc nodad noprefixroute');
+    expect(c.tc.some((l) => l.includes('match ip6 protocol 58 0xff match u8 133 0xff at 40'))).toBe(true);
+    expect(c.tc.some((l) => l.includes('match ip6 protocol 17 0xff match ip6 dport 547 0xffff'))).toBe(true);
+    // A /128 (Calico-style) address has no prefix to announce.
+    expect(servedIpv6Prefixes([{ family: 6, address: 'fd00::7', prefix: 128 }])).toEqual([]);
+  });
+
+  it('computes link-locals and IPv6 networks', () => {
+    expect(linkLocalFromMac('52:54:00:12:34:56')).toBe('fe80::5054:ff:fe12:3456');
+    expect(ipv6Network('fd00:10:89::5', 64)).toBe('fd00:10:89::');
+    expect(ipv6Network('2001:db8:1:2:3:4:5:6', 48)).toBe('2001:db8:1::');
+    expect(ipv6Network('2001:db8:1:2:3:4:5:6', 128)).toBe('2001:db8:1:2:3:4:5:6');
+    expect(ipv6Network('fd00::1:0:0:7', 96)).toBe('fd00::1:0:0:0');
   });
 });
