@@ -242,35 +242,8 @@ step_cni() {
     return
   fi
   mkdir -p "$CNI_DIR"
-  cat >"$CNI_FILE.vmlet-tmp" <<'EOF'
-{
-  "cniVersion": "1.0.0",
-  "name": "vmlet",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "vmlet0",
-      "isGateway": true,
-      "ipMasq": true,
-      "hairpinMode": true,
-      "ipam": {
-        "type": "host-local",
-        "routes": [
-          { "dst": "0.0.0.0/0" }
-        ],
-        "ranges": [
-          [{ "subnet": "10.89.0.0/16" }]
-        ]
-      }
-    },
-    {
-      "type": "portmap",
-      "capabilities": { "portMappings": true }
-    }
-  ]
-}
-EOF
-  chmod 644 "$CNI_FILE.vmlet-tmp"
+  # The network tests run this very file (test/integration/net-matrix.test.ts).
+  install -m 644 "$HERE/10-vmlet-bridge.conflist" "$CNI_FILE.vmlet-tmp"
   mv -f "$CNI_FILE.vmlet-tmp" "$CNI_FILE"
   changed "wrote $CNI_FILE"
   step_done cni

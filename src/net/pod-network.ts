@@ -9,14 +9,27 @@ import type { CniResult } from './cni.js';
 import { sandboxIps } from './cni.js';
 import { NETNS_DIR } from './netns.js';
 import { VmletError } from '../errors.js';
+import { ipv6Network } from './ipv6.js';
 
 export const POD_IFNAME = 'eth0';
 
 export interface PodIp {
   family: 4 | 6;
   address: string;
+  /** The guest's prefix length: CNI's, or the full length when CNI left the subnet off-link. */
   prefix: number;
   gateway?: string;
+  /** CNI's prefix length when `prefix` differs from it (restored on eth0 before CNI DEL). */
+  cniPrefix?: number;
+}
+
+/** `10.1.2.0/24` for 10.1.2.3/24, as ip(8) prints a prefix route. */
+export function networkCidr(i: Pick<PodIp, 'family' | 'address' | 'prefix'>): string {
+  if (i.family === 6) return `${ipv6Network(i.address, i.prefix)}/${i.prefix}`;
+  const n = i.address.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
+  const m = i.prefix === 0 ? 0 : (0xffffffff << (32 - i.prefix)) >>> 0;
+  const net = (n & m) >>> 0;
+  return `${[24, 16, 8, 0].map((s) => (net >>> s) & 255).join('.')}/${i.prefix}`;
 }
 
 export interface PodRoute {
@@ -101,9 +114,11 @@ export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifNam
   const onLink = (link.addr_info ?? []).filter((a) => a.scope !== 'link' && a.scope !== 'host' && a.local && a.prefixlen !== undefined);
 
   const routes: PodRoute[] = [];
+  const prefixRoutes = new Set<string>();
   for (const family of [4, 6] as const) {
     const rs = await ipJson<IpRoute[]>(['-n', ns, `-${family}`, 'route', 'show', 'dev', ifName]);
     for (const r of rs) {
+      if (r.protocol === 'kernel' && r.dst) prefixRoutes.add(r.dst);
       if (r.protocol === 'kernel' || (r.type && r.type !== 'unicast')) continue; // prefix routes come with the address
       if (family === 6 && r.dst?.startsWith('fe80:')) continue;
       routes.push({ family, dst: normDst(r.dst, family), ...(r.gateway ? { gw: r.gateway } : {}) });
@@ -122,6 +137,16 @@ export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifNam
     if (def?.gw) i.gateway = def.gw;
   }
   if (ips.length === 0) throw new VmletError('internal', `CNI gave ${ifName} in netns ${ns} no IP address`);
+  // A plugin that removed the subnet's on-link route (ptp and Calico-style plugins route the
+  // subnet through the gateway) means no neighbour is on the link: the guest gets the address
+  // alone (/32, /128), as it would otherwise ARP for pods it cannot reach directly.
+  for (const i of ips) {
+    const max = i.family === 4 ? 32 : 128;
+    if (i.prefix < max && !prefixRoutes.has(networkCidr(i))) {
+      i.cniPrefix = i.prefix;
+      i.prefix = max;
+    }
+  }
 
   // eth0 keeps its MAC and MTU and loses every address (the IPv6 link-local too, which would
   // clash with the guest's: same MAC). Its ingress is redirected to the tap once there is one.
@@ -150,7 +175,10 @@ export async function unwirePodNetns(o: { netnsName: string; ips: PodIp[]; ifNam
   const eth = await linkInfo(ns, ifName);
   if (eth) {
     const have = new Set((eth.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
-    for (const i of o.ips) if (!have.has(`${i.address}/${i.prefix}`)) cmds.push(`addr add ${i.address}/${i.prefix} dev ${ifName}${i.family === 6 ? ' nodad' : ''}`);
+    for (const i of o.ips) {
+      const prefix = i.cniPrefix ?? i.prefix;
+      if (!have.has(`${i.address}/${prefix}`)) cmds.push(`addr add ${i.address}/${prefix} dev ${ifName}${i.family === 6 ? ' nodad' : ''}`);
+    }
   }
   if (cmds.length) await ip(['-n', ns, '-force', '-batch', '-'], cmds.join('\n') + '\n').catch(() => undefined);
   if (eth) await execa('tc', ['-n', ns, 'qdisc', 'del', 'dev', ifName, 'ingress'], { reject: false, timeout: 15_000 });

@@ -10,6 +10,7 @@ import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.j
 import type { TestRegistry } from '../helpers/registry.js';
 import { consoleLines, runVmPod, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
+import { portForwardExchange } from '../helpers/port-forward.js';
 import type { PodSandboxStatusResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatusResponse.js';
 
 let reg: TestRegistry;
@@ -104,20 +105,8 @@ describe('VM pod networking', () => {
     const again = new WebSocket(url, ['v5.channel.k8s.io']);
     const refused = await new Promise<number>((resolve) => again.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)).once('open', () => resolve(101)));
     expect(refused).toBe(404);
-    // Port-forward to the guest's httpd: the first frame on each channel is the port, then data.
-    const pf = await rt<{ url: string }>('PortForward', { pod_sandbox_id: a.id, port: [80] });
-    const fw = new WebSocket(pf.url, ['v4.channel.k8s.io']);
-    const data: Buffer[] = [];
-    let seen = 0;
-    fw.on('message', (d: Buffer) => {
-      if (d[0] !== 0) return;
-      if (seen++ === 0) return; // the port prefix
-      data.push(d.subarray(1));
-    });
-    await new Promise((r, j) => fw.once('open', r).once('error', j));
-    fw.send(Buffer.concat([Buffer.from([0]), Buffer.from('GET / HTTP/1.0\r\n\r\n')]));
-    await waitFor('the guest httpd to answer', () => Buffer.concat(data).toString().includes('vmlet-guest alpha'), { timeoutMs: 20_000 });
-    fw.close();
+    // Port-forward to the guest's httpd.
+    await portForwardExchange(v, a.id, 80, 'GET / HTTP/1.0\r\n\r\n', 'vmlet-guest alpha');
   });
 
   it('after kill -9 of vmlet and of the DHCP server, a restart brings DHCP back; the VM stays reachable', async () => {

@@ -20,7 +20,9 @@ import {
 } from '../../src/net/cni.js';
 import { macFromId, isMac } from '../../src/net/mac.js';
 import { classlessRoutes, dnsmasqConf, prefixToNetmask, type DhcpLease } from '../../src/net/dhcp.js';
-import { ipv6Network, linkLocalFromMac, servedIpv6Prefixes, tapCommands, tapName } from '../../src/net/tap.js';
+import { linkLocalFromMac, servedIpv6Prefixes, tapCommands, tapName } from '../../src/net/tap.js';
+import { ipv6Network } from '../../src/net/ipv6.js';
+import { networkCidr } from '../../src/net/pod-network.js';
 import { tempDir } from '../helpers/vmlet.js';
 
 const RESULT_100 = {
@@ -360,5 +362,8 @@ describe('tap wiring (tc redirects)', () => {
     expect(ipv6Network('2001:db8:1:2:3:4:5:6', 48)).toBe('2001:db8:1::');
     expect(ipv6Network('2001:db8:1:2:3:4:5:6', 128)).toBe('2001:db8:1:2:3:4:5:6');
     expect(ipv6Network('fd00::1:0:0:7', 96)).toBe('fd00::1:0:0:0');
+    expect(networkCidr({ family: 4, address: '10.252.7.2', prefix: 24 })).toBe('10.252.7.0/24');
+    expect(networkCidr({ family: 4, address: '10.89.200.9', prefix: 16 })).toBe('10.89.0.0/16');
+    expect(networkCidr({ family: 6, address: 'fd00:252:7::2', prefix: 64 })).toBe('fd00:252:7::/64');
   });
 });
