@@ -62,6 +62,8 @@ export interface SetupPodNetworkInput {
   log: Logger;
   /** Deadline per CNI plugin call (default 60 s). */
   cniTimeoutMs?: number;
+  /** Run the pod's DHCP/RA server (default true; false when the guest takes its addresses from the seed only). */
+  dhcp?: boolean;
 }
 
 export interface PodNetworkState {
@@ -92,6 +94,8 @@ export interface PodNetworkState {
   hostname: string;
   dns: PodDnsConfig;
   dhcp: DhcpFiles;
+  /** False when the pod has no DHCP server (network-config `static`); absent means it has one. */
+  dhcpServer?: false;
   cni: {
     network: string;
     /** The config list as used at ADD: DEL uses the same, even if the node's file changed. */
@@ -182,6 +186,7 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
     hostname: i.hostname || i.podName,
     dns,
     dhcp: dhcpFiles(i.stateDir),
+    ...(i.dhcp === false ? { dhcpServer: false as const } : {}),
     cni: {
       network: confList.name,
       confList,
@@ -214,8 +219,10 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
     state.mtu = w.mtu;
     saveState(i.stateDir, state);
     lap('wireMs');
-    await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log);
-    lap('dhcpMs');
+    if (state.dhcpServer !== false) {
+      await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log);
+      lap('dhcpMs');
+    }
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'pod network setup failed; undoing it');
     await teardownPodNetwork(state, { log }).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'undoing pod network setup failed'));
@@ -248,8 +255,8 @@ export async function teardownPodNetwork(state: PodNetworkState, o: { log?: Logg
 }
 
 export interface ReattachResult {
-  /** 'running': dnsmasq survived; 'restarted': it was started again from its config. */
-  dhcp: 'running' | 'restarted';
+  /** 'running': dnsmasq survived; 'restarted': it was started again from its config; 'none': the pod has no DHCP server. */
+  dhcp: 'running' | 'restarted' | 'none';
   /** What attachTap found, or 'absent' when no tap exists (no VM running). */
   tap: 'moved' | 'attached' | 'absent';
 }
@@ -258,11 +265,12 @@ export interface ReattachResult {
 export async function reattachPodNetwork(state: PodNetworkState, o: { log?: Logger } = {}): Promise<ReattachResult> {
   const log = o.log?.child({ podSandboxId: state.sandboxId });
   if (!netnsExists(state)) throw new VmletError('failed-precondition', `pod network of ${state.sandboxId}: netns ${state.netnsName} is gone`);
-  const d = await ensureDhcp(state.netnsName, state.dhcp, log);
+  const d = state.dhcpServer === false ? undefined : await ensureDhcp(state.netnsName, state.dhcp, log);
   let tap: ReattachResult['tap'] = 'absent';
   if ((await linkInfo(state.netnsName, state.tap)) || (await linkInfo(undefined, state.tap))) tap = await attachPodTap(state);
-  if (d.started || tap === 'moved') log?.info({ dhcp: d.started ? 'restarted' : 'running', tap }, 'pod network re-attached');
-  return { dhcp: d.started ? 'restarted' : 'running', tap };
+  const dhcp = d === undefined ? 'none' : d.started ? 'restarted' : 'running';
+  if (dhcp === 'restarted' || tap === 'moved') log?.info({ dhcp, tap }, 'pod network re-attached');
+  return { dhcp, tap };
 }
 
 /**

@@ -5,6 +5,7 @@ import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
 import { setupPodNetwork } from '../net/index.js';
 import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
 import { newId } from './ids.js';
+import { networkMode } from '../vm/cloud-init.js';
 import type { PodManager } from './manager.js';
 import { nowNs, type SandboxRecord } from './records.js';
 
@@ -27,6 +28,8 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig__Out
   if (config!.linux?.security_context?.namespace_options?.network === 'NODE') {
     throw invalidArgument('config.linux.security_context.namespace_options.network is NODE (hostNetwork): a VM pod has its own network; hostNetwork is not supported by vmlet');
   }
+  // Checked before anything is made: a bad value would only fail at CreateContainer otherwise.
+  const netMode = networkMode(config!.annotations ?? {});
   const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
   return m.lock.run(`sandbox-name:${key}`, async () => {
     for (const s of m.sandboxes.values()) {
@@ -56,6 +59,7 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig__Out
         binDirs: cfg.cni.binDirs,
         stateDir: m.store.sandboxDir(id),
         log: m.log,
+        dhcp: netMode !== 'static',
       });
       m.networks.set(id, net);
     } catch (err) {

@@ -17,7 +17,10 @@ export const CLOUD_INIT_ANNOTATION = {
   userData: 'vmlet.io/user-data',
   /** A YAML mapping merged into meta-data (instance-id stays the pod uid). */
   metaData: 'vmlet.io/meta-data',
-  /** `static` (default): vmlet writes network-config; `dhcp`: it does not and the guest asks vmlet's DHCP server. */
+  /**
+   * `both` (default): the seed's network-config and the pod's DHCP/RA server give the same
+   * addresses; `static`: network-config only, no DHCP server for the pod; `dhcp`: DHCP/RA only.
+   */
   networkConfig: 'vmlet.io/network-config',
   /** Newline-separated OpenSSH public keys for the image's default user. */
   sshAuthorizedKeys: 'vmlet.io/ssh-authorized-keys',
@@ -33,7 +36,7 @@ export const CLOUD_INIT_VIRTLET_ALIASES = {
   sshKeys: 'VirtletSSHKeys',
 } as const;
 
-export const NETWORK_MODES = ['static', 'dhcp'] as const;
+export const NETWORK_MODES = ['both', 'static', 'dhcp'] as const;
 export type NetworkMode = (typeof NETWORK_MODES)[number];
 
 export const SEED_LIMITS = {
@@ -409,9 +412,10 @@ function onLink(subnets: BlockList, addr: string, family: 4 | 6): boolean {
   return subnets.check(addr, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-function networkMode(annotations: Record<string, string>): NetworkMode {
+/** The pod's network mode from its annotations; InvalidArgument naming the annotation when bad. */
+export function networkMode(annotations: Record<string, string>): NetworkMode {
   const v = annotations[CLOUD_INIT_ANNOTATION.networkConfig];
-  if (v === undefined) return 'static';
+  if (v === undefined) return 'both';
   if ((NETWORK_MODES as readonly string[]).includes(v)) return v as NetworkMode;
   throw invalidArgument(`annotation ${CLOUD_INIT_ANNOTATION.networkConfig}=${JSON.stringify(v)} is invalid: allowed ${NETWORK_MODES.join(' | ')}`);
 }
@@ -422,7 +426,7 @@ export function buildSeed(input: CloudInitInput): Seed {
   checkSizes(input.annotations);
   const mode = networkMode(input.annotations);
   const files: SeedFiles = { 'meta-data': buildMetaData(input), 'user-data': buildUserData(input) };
-  if (mode === 'static' && input.network) {
+  if (mode !== 'dhcp' && input.network) {
     const nc = buildNetworkConfig(input.network);
     if (nc !== undefined) files['network-config'] = nc;
   }

@@ -2,11 +2,12 @@
 // the guest gets the pod IP, hostname and DNS, answers ping and HTTP from the host, reaches
 // another pod, and a hostPort reaches it. What the guest saw is read from its console log.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { status } from '@grpc/grpc-js';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { consoleLines, runVmPod, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
@@ -87,6 +88,26 @@ describe('VM pod networking', () => {
     expect(await marker(b, 'VMLET-DHCP eth0')).toMatch(new RegExp(`^VMLET-DHCP eth0 ${b.ip.replace(/\./g, '\\.')} router=10\\.250\\.0\\.1 dns=10\\.250\\.0\\.54 search=beta\\.test hostname=beta`));
     expect(consoleLines(b.log).some((l) => l.startsWith('VMLET-NETCONFIG'))).toBe(false);
     expect(await marker(b, 'VMLET-PING')).toBe(`VMLET-PING ${a.ip} ok`);
+  });
+
+  it('network-config static: the guest takes the seed addresses and the pod runs no DHCP server', async () => {
+    const c = await startPod('gamma', { annotations: { 'vmlet.io/network-config': 'static' } });
+    expect(await marker(c, 'VMLET-NETCONFIG')).toContain(`addresses=${c.ip}/24`);
+    // Nobody answers the guest's DHCP client: it gives up, the seed's address stays.
+    expect(await marker(c, 'VMLET-NODHCP')).toBe('VMLET-NODHCP eth0');
+    expect(existsSync(join(v.stateDir, 'pods', c.id, 'dnsmasq.pid'))).toBe(false);
+    await marker(c, 'VMLET-HTTPD 80');
+    const ping = await execa('ping', ['-c', '1', '-W', '5', c.ip], { reject: false });
+    expect(ping.exitCode, ping.stdout).toBe(0);
+    await rt('RemovePodSandbox', { pod_sandbox_id: c.id });
+  });
+
+  it('refuses a bad vmlet.io/network-config at RunPodSandbox, before any netns or CNI lease', async () => {
+    const before = readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-')).sort();
+    const err = await failure(runVmPod(v, { name: 'bad-net', namespace: 'net-test', image, logDir, annotations: { 'vmlet.io/network-config': 'off' } }));
+    expect(err.code).toBe(status.INVALID_ARGUMENT);
+    expect(err.details).toBe('annotation vmlet.io/network-config="off" is invalid: allowed both | static | dhcp');
+    expect(readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-')).sort()).toEqual(before);
   });
 
   it('attaches to the console and forwards a port through the streaming server (WebSocket v5)', async () => {

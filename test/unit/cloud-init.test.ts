@@ -112,7 +112,7 @@ describe('meta-data', () => {
 describe('network-config', () => {
   it('is netplan v2 with a MAC match, static address, gateway, DNS and MTU', () => {
     const s = seed({ network: NET });
-    expect(s.mode).toBe('static');
+    expect(s.mode).toBe('both');
     expect(y11(s.files['network-config']!)).toEqual({
       version: 2,
       ethernets: {
@@ -180,15 +180,15 @@ describe('network-config', () => {
     expect(dhcp.files['network-config']).toBeUndefined();
     expect(Object.keys(dhcp.files).sort()).toEqual(['meta-data', 'user-data']);
     const none = seed();
-    expect(none.mode).toBe('static');
+    expect(none.mode).toBe('both');
     expect(none.files['network-config']).toBeUndefined();
-    expect(withAnn({ 'vmlet.io/network-config': 'static' }, { network: NET }).files['network-config']).toContain('10.88.0.5/16');
+    for (const mode of ['static', 'both']) expect(withAnn({ 'vmlet.io/network-config': mode }, { network: NET }).files['network-config']).toContain('10.88.0.5/16');
   });
 
   it('rejects other modes, naming the annotation and the allowed values', () => {
     for (const v of ['DHCP', 'none', '']) {
       expect(rejection(() => withAnn({ 'vmlet.io/network-config': v }, { network: NET })).message).toBe(
-        `annotation vmlet.io/network-config=${JSON.stringify(v)} is invalid: allowed static | dhcp`,
+        `annotation vmlet.io/network-config=${JSON.stringify(v)} is invalid: allowed both | static | dhcp`,
       );
     }
   });
