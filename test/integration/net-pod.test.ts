@@ -230,6 +230,33 @@ describe('pod network: CNI ADD, wiring, DHCP, teardown', () => {
     expect(used).toEqual([]);
   });
 
+  it('keeps a pod wired by an older vmlet (state version 1: bridge br0 in the netns) working across a restart', async () => {
+    const { ns, state } = await newPod();
+    const podIp = state.ips[0]!.address;
+    // Rewire as vmlet 0.1 did: eth0 and the tap on br0 (169.254.75.10/32), dnsmasq on br0, the
+    // guest on a MAC of its own.
+    await stopDhcp(state.dhcp);
+    await execa('ip', ['-n', ns, '-batch', '-'], {
+      input: ['link add br0 type bridge stp_state 0 forward_delay 0', 'link set eth0 master br0', 'addr add 169.254.75.10/32 dev br0', 'link set br0 up'].join('\n') + '\n',
+    });
+    const legacy: PodNetworkState = { ...state, version: 1, bridge: 'br0', mac: '02:aa:00:00:00:01' };
+    delete legacy.link;
+    delete legacy.tapMac;
+    writeFileSync(legacy.dhcp.conf, readFileSync(legacy.dhcp.conf, 'utf8')
+      .replace(`interface=${state.tap}`, 'interface=br0').replace('bind-dynamic', 'bind-interfaces')
+      .replace('shared-network=169.254.75.10,', 'shared-network=br0,').replace(state.mac, legacy.mac));
+    // vmlet starts: dnsmasq again from its config; the tap (here a veth standing in) joins br0.
+    expect((await reattachPodNetwork(legacy, { log })).dhcp).toBe('restarted');
+    const env = await dhcpClient(ns, legacy.mac, legacy.tap, async () => {
+      expect(await attachPodTap(legacy)).toBe('attached');
+      expect(await ipOut(['-n', ns, 'link', 'show', 'dev', legacy.tap])).toContain('master br0');
+    });
+    expect(env?.ip).toBe(podIp);
+    await teardownPodNetwork(legacy, { log });
+    expect(await linkExists(ns, 'br0')).toBe(false);
+    expect(readdirSync(join(conf.ipamDir, state.cni.network))).not.toContain(podIp);
+  });
+
   it('serves a /32 pod IP with an off-link gateway (Calico style) through classless static routes', async () => {
     const ns = `vmlet-nt-${rand()}`;
     await createNetns(ns);
