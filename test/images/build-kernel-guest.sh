@@ -38,6 +38,13 @@ MODULES=(virtio_pci virtio_console virtio_blk virtio_net virtio_rng)
 LATE_MODULES=(isofs sr_mod sd_mod ahci virtio_scsi virtio_balloon)
 # qemu-ga and the packages providing the libraries ld.so lists for it.
 QGA_PKGS=(qemu-guest-agent libc6 libgcc-s1 libglib2.0-0 libnuma1 libudev1 liburing2 libpcre2-8-0)
+# ISC dhclient (vmlet.dhcp=dhclient, vmlet.dhcp6=dhclient) and the packages providing the
+# libraries ld.so lists for it (bookworm: libc only). Not its dhclient-script: the guest has
+# its own. Stored xz-compressed in the initrd and unpacked by the guest only when asked for.
+DHCLIENT_PKGS=(isc-dhcp-client libc6)
+# Dynamically linked programs taken from the packages: path (in the package and in the
+# initrd) and the package list that must provide its libraries.
+declare -A ELF_BINS=([usr/sbin/qemu-ga]=QGA_PKGS [sbin/dhclient]=DHCLIENT_PKGS)
 # quiet: fewer slow serial writes; panic=-1: a crashed guest reboots at once (QEMU -no-reboot
 # or libvirt on_reboot=destroy then ends it); cryptomgr.notests + rodata=off: skip crypto
 # self-tests and the W+X/RO page walk, ~0.3 s less under TCG.
@@ -120,7 +127,8 @@ resolve_versions() {
   KPKG=$(apt-cache depends "$KERNEL_META" 2>/dev/null |
          awk '$1 == "Depends:" && $2 ~ /^linux-image-/ && k == "" { k = $2 } END { print k }') || true
   [[ -n $KPKG ]] || return 1
-  PKGS=("$KPKG" busybox-static "${QGA_PKGS[@]}")
+  mapfile -t PKGS < <(printf '%s\n' "$KPKG" busybox-static "${QGA_PKGS[@]}" "${DHCLIENT_PKGS[@]}" |
+                      awk '!seen[$0]++')
   VER=()
   local pkg ver
   while read -r pkg ver; do
@@ -185,10 +193,10 @@ dpkg-deb -x "$(deb_of "$KPKG")" "$KROOT"
 KREL=$(find "$KROOT/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | head -n1)
 [[ -n $KREL && -f $KROOT/boot/vmlinuz-$KREL ]] || die "no kernel image in $KPKG"
 
-step "unpacking busybox-static and qemu-guest-agent (+ libraries)"
+step "unpacking busybox-static, qemu-guest-agent and isc-dhcp-client (+ libraries)"
 UROOT=$WORK/userland
 mkdir -p "$UROOT"
-for p in busybox-static "${QGA_PKGS[@]}"; do dpkg-deb -x "$(deb_of "$p")" "$UROOT"; done
+for p in "${PKGS[@]}"; do [[ $p == "$KPKG" ]] || dpkg-deb -x "$(deb_of "$p")" "$UROOT"; done
 
 OUT=$WORK/out
 mkdir -p "$OUT"
@@ -216,7 +224,7 @@ fi
 # --- initrd tree ------------------------------------------------------------------
 ROOT=$WORK/root
 step "assembling initrd tree"
-mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,etc/vmlet,proc,sys,dev,run,tmp,root,var/lib,lib/modules/"$KREL",mnt}
+mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,usr/lib/vmlet,etc/vmlet,proc,sys,dev,run,tmp,root,var/lib/dhcp,lib/modules/"$KREL",mnt}
 chmod 1777 "$ROOT/tmp"
 chmod 0700 "$ROOT/root"
 ln -s ../run "$ROOT/var/run"
@@ -266,21 +274,31 @@ for m in "${LATE_MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do printf '/lib/modules/%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules.late"
 step "late modules (load order): ${MODORDER[*]}"
 
-step "adding qemu-ga and its shared libraries"
-install -D -m 0755 "$UROOT/usr/sbin/qemu-ga" "$ROOT/usr/sbin/qemu-ga"
+step "adding qemu-ga, dhclient and their shared libraries"
 LDSO=$UROOT/lib64/ld-linux-x86-64.so.2
 [[ -x $LDSO ]] || die "dynamic loader not found in libc6"
 LIBPATH="$UROOT/lib/x86_64-linux-gnu:$UROOT/usr/lib/x86_64-linux-gnu"
-# `ldd` equivalent, run with the packaged loader against the packaged libraries only.
-LDD_OUT=$("$LDSO" --library-path "$LIBPATH" --list "$UROOT/usr/sbin/qemu-ga") || die "ld.so --list qemu-ga failed"
-if grep -q 'not found' <<<"$LDD_OUT"; then
-  die "qemu-ga needs libraries not in QGA_PKGS: $(grep 'not found' <<<"$LDD_OUT" | tr -s ' \t\n' ' ')"
-fi
+LIBS=()
+for bin in $(printf '%s\n' "${!ELF_BINS[@]}" | sort); do
+  [[ -f $UROOT/$bin ]] || die "/$bin not found in ${ELF_BINS[$bin]}"
+  # `ldd` equivalent, run with the packaged loader against the packaged libraries only.
+  LDD_OUT=$("$LDSO" --library-path "$LIBPATH" --list "$UROOT/$bin") || die "ld.so --list /$bin failed"
+  if grep -q 'not found' <<<"$LDD_OUT"; then
+    die "/$bin needs libraries not in ${ELF_BINS[$bin]}: $(grep 'not found' <<<"$LDD_OUT" | tr -s ' \t\n' ' ')"
+  fi
+  mapfile -t -O "${#LIBS[@]}" LIBS < <(grep -o "$UROOT/[^ ]*" <<<"$LDD_OUT")
+done
 while read -r lib; do
   rel=${lib#"$UROOT"}
   install -D -m 0755 "$(readlink -f "$lib")" "$ROOT$rel"
-done < <(grep -o "$UROOT/[^ ]*" <<<"$LDD_OUT" | sort -u)
+done < <(printf '%s\n' "${LIBS[@]}" | sort -u)
 [[ -e $ROOT/lib64/ld-linux-x86-64.so.2 ]] || die "dynamic loader missing from the ld.so --list output"
+install -D -m 0755 "$UROOT/usr/sbin/qemu-ga" "$ROOT/usr/sbin/qemu-ga"
+# dhclient (2.7 MB) would add ~20 % to the kernel's initramfs unpacking on every boot (about
+# 50 ms under TCG); xz'd it is stored almost as is and /etc/vmlet/dhclient.sh unpacks it when
+# a vmlet.dhcp* parameter asks for it. Single-threaded xz with a fixed dictionary: the same
+# bytes every build, and busybox's unxz needs only 4 MiB for it (busybox has no x86 BCJ filter).
+xz -T1 --check=crc32 --lzma2=preset=9e,dict=4MiB -c "$UROOT/sbin/dhclient" > "$ROOT/usr/lib/vmlet/dhclient.xz"
 
 # --- guest files --------------------------------------------------------------------
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOT/etc/passwd"
@@ -303,6 +321,12 @@ say() {
   else
     printf '%s\n' "$*" > /dev/console
   fi
+}
+# say_early LINE: say, for a marker that may come before VMLET-READY: until /init has printed
+# that (/run/vmlet/ready), start with a newline, as firmware output may not end with one.
+say_early() {
+  [ -e /run/vmlet/ready ] || [ -e /run/vmlet/prompt ] || printf '\n' > /dev/console
+  say "$@"
 }
 # commas WORDS...: the words joined with commas ("" when there are none).
 commas() (
@@ -470,7 +494,22 @@ case "$1" in
     [ -n "$mtu" ] && [ -z "$static" ] && ip link set dev "$interface" mtu "$mtu"
     [ -n "$static" ] || ip -4 addr flush dev "$interface"
     ip addr replace "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
-    if [ -n "$router" ] && { [ -z "$static" ] || [ -z "$(ip route show default)" ]; }; then
+    if [ -n "$staticroutes" ] && [ -z "$static" ]; then
+      # Option 121 replaces the router option (RFC 3442): on-link routes first, so the
+      # gateways of the others are reachable (a /32 lease has no on-link subnet).
+      while ip route del default dev "$interface" 2>/dev/null; do :; done
+      for pass in link via; do
+        set -- $staticroutes
+        while [ $# -ge 2 ]; do
+          if [ "$2" = 0.0.0.0 ]; then
+            [ $pass = link ] && ip route replace "$1" dev "$interface"
+          else
+            [ $pass = via ] && ip route replace "$1" via "$2" dev "$interface"
+          fi
+          shift 2
+        done
+      done
+    elif [ -n "$router" ] && { [ -z "$static" ] || [ -z "$(ip route show default)" ]; }; then
       while ip route del default dev "$interface" 2>/dev/null; do :; done
       for r in $router; do ip route add default via "$r" dev "$interface"; break; done
     fi
@@ -497,6 +536,230 @@ esac
 exit 0
 EOF
 chmod 0755 "$ROOT/etc/vmlet/udhcpc.script"
+
+# ISC dhclient: vmlet.dhcp=dhclient (IPv4) and vmlet.dhcp6=dhclient (DHCPv6, IA_NA).
+cat > "$ROOT/etc/vmlet/dhclient.sh" <<'EOF'
+#!/bin/sh
+# Started by /init in the background when vmlet.dhcp=dhclient ($1 = dhclient) and/or
+# vmlet.dhcp6=dhclient ($2 = dhclient). One-shot (-1) clients on eth0; the lease is applied by
+# /etc/vmlet/dhclient.script. Logs: /run/dhclient.log, /run/dhclient6.log.
+. /etc/vmlet/lib.sh
+R=/run/vmlet
+v4= v6=
+[ "$1" = dhclient ] && v4=1
+[ "$2" = dhclient ] && v6=1
+
+# The initrd has dhclient xz'd (see build-kernel-guest.sh): unpack it at the lowest priority,
+# so it does not slow down /init and late.sh.
+if [ ! -x /sbin/dhclient ]; then
+  renice 19 -p $$ >/dev/null
+  if xz -dc /usr/lib/vmlet/dhclient.xz > /sbin/dhclient.tmp && chmod 0755 /sbin/dhclient.tmp &&
+     mv /sbin/dhclient.tmp /sbin/dhclient; then
+    renice 0 -p $$ >/dev/null
+  else
+    say "vmlet-init: cannot unpack /usr/lib/vmlet/dhclient.xz"
+    [ -n "$v4" ] && { say "VMLET-NODHCP eth0"; : > $R/dhcp.done; }
+    [ -n "$v6" ] && say "VMLET-NODHCP6 eth0"
+    exit 1
+  fi
+fi
+# dhclient blocks in getrandom() until the kernel's random pool is initialised (about 1 s
+# under TCG without a virtio-rng device): wait for that here, so that VMLET-DHCPSTART to
+# VMLET-DHCP times the DHCP exchange only.
+head -c 1 /dev/random > /dev/null
+
+if [ -n "$v4" ]; then
+  (
+    say_early "VMLET-DHCPSTART eth0 dhclient"
+    dhclient -4 -1 -v -cf /etc/vmlet/dhclient.conf -sf /etc/vmlet/dhclient.script \
+      -lf /var/lib/dhcp/dhclient.eth0.leases -pf /run/dhclient.eth0.pid eth0 \
+      >/run/dhclient.log 2>&1 || say "VMLET-NODHCP eth0"
+    : > $R/dhcp.done
+  ) &
+fi
+
+if [ -n "$v6" ]; then
+  (
+    ip link set eth0 up
+    # dhclient -6 sends from the link-local address: wait until DAD is done with it (the
+    # flags in /proc/net/if_inet6 lose IFA_F_TENTATIVE, 0x40; scope 20 is link). About 1-2 s.
+    ok= i=0
+    while [ $i -lt 100 ]; do
+      while read -r _ _ _ scope flags dev; do
+        [ "$dev" = eth0 ] && [ "$scope" = 20 ] && [ $((0x$flags & 0x40)) = 0 ] && ok=1
+      done < /proc/net/if_inet6
+      [ -n "$ok" ] && break
+      sleep 0.1
+      i=$((i + 1))
+    done
+    if [ -z "$ok" ]; then
+      echo "eth0 has no usable IPv6 link-local address" > /run/dhclient6.log
+      say "VMLET-NODHCP6 eth0"
+      exit 1
+    fi
+    dhclient -6 -1 -v -cf /etc/vmlet/dhclient6.conf -sf /etc/vmlet/dhclient.script \
+      -lf /var/lib/dhcp/dhclient6.eth0.leases -pf /run/dhclient6.eth0.pid eth0 \
+      >/run/dhclient6.log 2>&1 || say "VMLET-NODHCP6 eth0"
+  ) &
+fi
+wait
+EOF
+chmod 0755 "$ROOT/etc/vmlet/dhclient.sh"
+
+# timeout 3: dhclient -1 sends about three DISCOVERs and gives up after about 4 s, as udhcpc -t 3 -T 1 does.
+cat > "$ROOT/etc/vmlet/dhclient.conf" <<'EOF'
+# dhclient -4 for vmlet.dhcp=dhclient (see /etc/vmlet/dhclient.sh).
+option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
+request subnet-mask, broadcast-address, routers, domain-name-servers, domain-search,
+	domain-name, host-name, interface-mtu, rfc3442-classless-static-routes;
+timeout 3;
+retry 60;
+initial-interval 1;
+backoff-cutoff 2;
+EOF
+cat > "$ROOT/etc/vmlet/dhclient6.conf" <<'EOF'
+# dhclient -6 for vmlet.dhcp6=dhclient (see /etc/vmlet/dhclient.sh). With -1, timeout bounds
+# the whole exchange (Solicit, Advertise, Request, Reply).
+request dhcp6.name-servers, dhcp6.domain-search;
+timeout 10;
+EOF
+
+cat > "$ROOT/etc/vmlet/dhclient.script" <<'EOF'
+#!/bin/sh
+# ISC dhclient event script (-sf), in place of Debian's dhclient-script (which needs more
+# than busybox has). IPv4: applies the lease as udhcpc.script does (the same static
+# network-config rules), plus the classless static routes (option 121, which replaces the
+# routers option: RFC 3442), and prints the same VMLET-DHCP marker and /run/vmlet/dhcp.env.
+# DHCPv6: adds the address (a /128: the on-link prefix route comes from the RA) and prints
+# VMLET-DHCP6. Renewals are applied without a marker.
+# shellcheck disable=SC2154 # reason, interface, new_*, old_* come from dhclient
+. /etc/vmlet/lib.sh
+static=
+[ -e "/run/vmlet/static.$interface" ] && static=1
+
+# bits IP MASK: the prefix length of a dotted netmask.
+bits() { p=$(ipcalc -p "$1" "${2:-255.255.255.0}"); echo "${p#PREFIX=}"; }
+# nodots WORDS: the words without their trailing dots (dhclient prints domain-search as "a.b.").
+nodots() { echo "$*" | sed 's/\.\( \|$\)/\1/g'; }
+# classless: option 121 ("24 192 168 10 192 168 1 1 ...": width, significant octets of the
+# destination, router) as "DEST/WIDTH ROUTER" lines.
+classless() (
+  # shellcheck disable=SC2046 # word splitting wanted
+  set -- $(echo "$new_rfc3442_classless_static_routes" | tr , ' ')
+  while [ $# -gt 0 ]; do
+    w=$1
+    shift
+    n=$(((w + 7) / 8))
+    [ "$w" -le 32 ] && [ $# -ge $((n + 4)) ] || { echo "bad option 121 at width $w" >&2; exit 1; }
+    d= i=0
+    while [ $i -lt 4 ]; do
+      if [ $i -lt $n ]; then o=$1; shift; else o=0; fi
+      d=$d${d:+.}$o
+      i=$((i + 1))
+    done
+    echo "$d/$w $1.$2.$3.$4"
+    shift 4
+  done
+)
+# set_default ROUTER: the default route, unless a static network-config already gave one.
+set_default() {
+  if [ -z "$static" ] || [ -z "$(ip route show default)" ]; then
+    while ip route del default dev "$interface" 2>/dev/null; do :; done
+    ip route add default via "$1" dev "$interface"
+  fi
+}
+# wait_dad ADDR: until the IPv6 address is no longer tentative (at most about 3 s).
+wait_dad() {
+  i=0
+  while [ $i -lt 30 ] && ip -6 addr show dev "$interface" | grep -q "inet6 $1/.*tentative"; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+}
+
+case "$reason" in
+  PREINIT)
+    ip link set "$interface" up
+    [ -n "$static" ] || ip -4 addr flush dev "$interface"
+    ;;
+  BOUND|REBOOT|RENEW|REBIND)
+    if [ -n "$old_ip_address" ] && [ "$old_ip_address" != "$new_ip_address" ]; then
+      ip -4 addr del "$old_ip_address/$(bits "$old_ip_address" "$old_subnet_mask")" dev "$interface"
+    fi
+    mtu=$new_interface_mtu
+    [ -n "$mtu" ] && [ -z "$static" ] && ip link set dev "$interface" mtu "$mtu"
+    case "$reason" in BOUND|REBOOT) [ -n "$static" ] || ip -4 addr flush dev "$interface" ;; esac
+    ip addr replace "$new_ip_address/$(bits "$new_ip_address" "$new_subnet_mask")" \
+      ${new_broadcast_address:+broadcast "$new_broadcast_address"} dev "$interface"
+    routes=$(classless)
+    if [ -n "$routes" ]; then
+      # On-link routes (router 0.0.0.0) first: the other routers may be reachable only so.
+      echo "$routes" | while read -r dst via; do
+        [ "$via" = 0.0.0.0 ] && ip route replace "$dst" dev "$interface"
+      done
+      echo "$routes" | while read -r dst via; do
+        case "$dst $via" in
+          *" 0.0.0.0") ;;
+          "0.0.0.0/0 "*) set_default "$via" ;;
+          *) ip route replace "$dst" via "$via" dev "$interface" ;;
+        esac
+      done
+    elif [ -n "$new_routers" ]; then
+      for r in $new_routers; do set_default "$r"; break; done
+    fi
+    dns=$new_domain_name_servers
+    search=$(nodots "${new_domain_search:-$new_domain_name}")
+    if [ ! -e /run/vmlet/dns.static ]; then
+      {
+        for d in $dns; do echo "nameserver $d"; done
+        [ -n "$search" ] && echo "search $search"
+      } > /etc/resolv.conf
+    fi
+    {
+      echo "dhcp_interface=$(shq "$interface")"
+      echo "dhcp_ip=$(shq "$new_ip_address")"
+      echo "dhcp_router=$(shq "$new_routers")"
+      echo "dhcp_dns=$(shq "$dns")"
+      echo "dhcp_search=$(shq "$search")"
+      echo "dhcp_hostname=$(shq "$new_host_name")"
+      echo "dhcp_mtu=$(shq "$mtu")"
+    } > /run/vmlet/dhcp.env
+    case "$reason" in BOUND|REBOOT)
+      say "VMLET-DHCP $interface $new_ip_address router=$(commas "$new_routers") dns=$(commas "$dns")" \
+          "search=$(commas "$search") hostname=$new_host_name mtu=$mtu" ;;
+    esac
+    ;;
+  EXPIRE|FAIL|RELEASE|STOP)
+    if [ -n "$old_ip_address" ]; then
+      ip -4 addr del "$old_ip_address/$(bits "$old_ip_address" "$old_subnet_mask")" dev "$interface"
+    fi
+    ;;
+  PREINIT6)
+    ip link set "$interface" up
+    ;;
+  BOUND6|REBOOT6|RENEW6|REBIND6)
+    if [ -n "$old_ip6_address" ] && [ "$old_ip6_address" != "$new_ip6_address" ]; then
+      ip -6 addr del "$old_ip6_address/${old_ip6_prefixlen:-128}" dev "$interface"
+    fi
+    ip -6 addr replace "$new_ip6_address/${new_ip6_prefixlen:-128}" dev "$interface"
+    {
+      echo "dhcp6_interface=$(shq "$interface")"
+      echo "dhcp6_ip=$(shq "$new_ip6_address")"
+      echo "dhcp6_dns=$(shq "$new_dhcp6_name_servers")"
+      echo "dhcp6_search=$(shq "$(nodots "$new_dhcp6_domain_search")")"
+    } > /run/vmlet/dhcp6.env
+    case "$reason" in BOUND6|REBOOT6)
+      wait_dad "$new_ip6_address"
+      say "VMLET-DHCP6 $interface $new_ip6_address dns=$(commas "$new_dhcp6_name_servers")" ;;
+    esac
+    ;;
+  EXPIRE6|RELEASE6|STOP6)
+    [ -n "$old_ip6_address" ] && ip -6 addr del "$old_ip6_address/${old_ip6_prefixlen:-128}" dev "$interface"
+    ;;
+esac
+exit 0
+EOF
+chmod 0755 "$ROOT/etc/vmlet/dhclient.script"
 
 # After VMLET-READY, in the background: storage modules, the NoCloud seed, DNS, httpd, ping.
 cat > "$ROOT/etc/vmlet/late.sh" <<'EOF'
@@ -715,7 +978,8 @@ chmod 0755 "$ROOT/sbin/shutdown"
 cat > "$ROOT/init" <<'EOF'
 #!/bin/sh
 # vmlet test guest init (busybox ash, PID 1).
-# Kernel command line: vmlet.test=poweroff | echo | ping:<ip>  (see test/images/README.md)
+# Kernel command line: vmlet.test=poweroff | echo | ping:<ip>, vmlet.dhcp=udhcpc |
+# udhcpc-broadcast | dhclient | none, vmlet.dhcp6=dhclient  (see test/images/README.md)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux
 
 mount -t proc -o nosuid,nodev,noexec proc /proc
@@ -735,13 +999,42 @@ done < /etc/vmlet/modules
 hostname -F /etc/hostname
 ip link set lo up
 
-# DHCP on eth0 in the background; /run/vmlet/dhcp.done tells late.sh udhcpc is finished.
+read -r cmdline < /proc/cmdline
+dhcp=udhcpc dhcp6=
+for p in $cmdline; do
+  case "$p" in
+    vmlet.dhcp=*) dhcp=${p#vmlet.dhcp=} ;;
+    vmlet.dhcp6=*) dhcp6=${p#vmlet.dhcp6=} ;;
+  esac
+done
+
+# DHCP on eth0 in the background, with the client vmlet.dhcp= names (udhcpc by default) and
+# DHCPv6 if vmlet.dhcp6=dhclient. /run/vmlet/dhcp.done tells late.sh the IPv4 client is finished.
 if [ -e /sys/class/net/eth0 ]; then
-  (
-    udhcpc -i eth0 -t 3 -T 1 -n -q -O mtu -O search -s /etc/vmlet/udhcpc.script \
-      >/run/udhcpc.log 2>&1 </dev/null || say "VMLET-NODHCP eth0"
-    : > /run/vmlet/dhcp.done
-  ) &
+  case "$dhcp" in
+    udhcpc|udhcpc-broadcast)
+      (
+        b=
+        [ "$dhcp" = udhcpc-broadcast ] && b=-B
+        say_early "VMLET-DHCPSTART eth0 $dhcp"
+        udhcpc -i eth0 -t 3 -T 1 -n -q $b -O mtu -O search -O staticroutes -s /etc/vmlet/udhcpc.script \
+          >/run/udhcpc.log 2>&1 </dev/null || say "VMLET-NODHCP eth0"
+        : > /run/vmlet/dhcp.done
+      ) &
+      ;;
+    dhclient) ;;
+    *)
+      [ "$dhcp" = none ] || say_early "vmlet-init: unknown vmlet.dhcp=$dhcp: no DHCP"
+      : > /run/vmlet/dhcp.done
+      ;;
+  esac
+  case "$dhcp6" in
+    ''|dhclient) ;;
+    *) say_early "vmlet-init: unknown vmlet.dhcp6=$dhcp6: no DHCPv6" ;;
+  esac
+  if [ "$dhcp" = dhclient ] || [ "$dhcp6" = dhclient ]; then
+    /etc/vmlet/dhclient.sh "$dhcp" "$dhcp6" </dev/null >/dev/null 2>&1 &
+  fi
 else
   : > /run/vmlet/dhcp.done
 fi
@@ -778,13 +1071,13 @@ fi
 
 # Leading newline: firmware output before the kernel has no trailing newline.
 printf '\nVMLET-READY\n'
+: > /run/vmlet/ready
 
 # Storage modules, NoCloud seed, DNS, httpd, vmlet.test=ping: (markers on the console).
 /etc/vmlet/late.sh </dev/null &
 
 mode=
-# shellcheck disable=SC2013 # words, not lines
-for p in $(cat /proc/cmdline); do
+for p in $cmdline; do
   case "$p" in vmlet.test=*) mode=${p#vmlet.test=} ;; esac
 done
 case "$mode" in

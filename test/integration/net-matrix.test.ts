@@ -74,9 +74,32 @@ const cells: Cell[] = [
   // The installer's defaults: bridge vmlet0, hairpinMode on, ipMasq, 10.89.0.0/16, portmap.
   { name: 'installer config (bridge, hairpin on), udhcpc', conflist: readFileSync(INSTALLER_CONFLIST, 'utf8'), client: 'udhcpc', node: '10.89.0.1', routes: defaultVia('10.89.0.1') },
   {
+    name: 'bridge hairpin on, udhcpc with the broadcast flag',
+    conflist: bridgeConf({ name: 'vmlet-mx-hp', bridge: newBridge(), hairpin: true, subnet: `10.253.${n}.0/24` }),
+    client: 'udhcpc-broadcast', node: `10.253.${n}.1`, routes: defaultVia(`10.253.${n}.1`),
+  },
+  {
     name: 'bridge hairpin off, udhcpc',
     conflist: bridgeConf({ name: 'vmlet-mx-nohp', bridge: newBridge(), hairpin: false, subnet: `10.253.${n + 1}.0/24` }),
     client: 'udhcpc', node: `10.253.${n + 1}.1`, routes: defaultVia(`10.253.${n + 1}.1`),
+  },
+  {
+    // Calico-style: ptp routes the subnet through the host end, nothing is on-link but it.
+    name: 'ptp (/32 in the guest, gateway on-link by route), udhcpc',
+    conflist: JSON.stringify({
+      cniVersion: '1.0.0', name: 'vmlet-mx-ptp',
+      plugins: [
+        { type: 'ptp', ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: `10.254.${n}.0/24` }]], routes: [{ dst: '0.0.0.0/0' }] } },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    }),
+    client: 'udhcpc', node: `10.254.${n}.1`,
+    routes: () => [`default via 10.254.${n}.1 dev eth0`, `10.254.${n}.0/24 via 10.254.${n}.1 dev eth0`, `10.254.${n}.1 dev eth0`],
+  },
+  {
+    name: 'bridge hairpin on, dual stack, dhclient (DHCPv4 + DHCPv6)',
+    conflist: bridgeConf({ name: 'vmlet-mx-ds', bridge: newBridge(), hairpin: true, subnet: `10.253.${n + 2}.0/24`, subnet6: `fd00:253:${n}::/64` }),
+    client: 'dhclient', node: `10.253.${n + 2}.1`, node6: `fd00:253:${n}::1`, routes: defaultVia(`10.253.${n + 2}.1`),
   },
 ];
 
