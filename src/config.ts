@@ -107,7 +107,7 @@ function readFileLayer(path: string, required: boolean): ConfigLayer {
   for (const key of Object.keys(doc)) {
     if (!known.has(key)) throw new ConfigError(`config file ${path}: unknown key "${key}" (known: ${[...known].join(', ')})`);
   }
-  return doc as ConfigLayer;
+  return doc;
 }
 
 export function loadConfig(opts: LoadOptions = {}): { config: Config; file: string | undefined } {
@@ -123,7 +123,7 @@ export function loadConfig(opts: LoadOptions = {}): { config: Config; file: stri
       if (k === 'config' || v === undefined) continue;
       // cni is a nested object: merge field by field so a layer may set one of them.
       if ((k === 'cni' || k === 'registries') && v && typeof v === 'object') {
-        const set = Object.entries(v as object).filter(([, x]) => x !== undefined);
+        const set = Object.entries(v).filter(([, x]) => x !== undefined);
         merged[k] = { ...(merged[k] as object), ...Object.fromEntries(set) };
       }
       else merged[k] = v;

@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { checkCni } from './net/cni-config.js';
 import { checkDownstream } from './proxy/downstream.js';
-import { programVersion, QEMU_IMG, QEMU_SYSTEM, which } from './runtime/binaries.js';
+import { programVersion, QEMU_IMG, QEMU_SYSTEM, which } from './util/binaries.js';
 import { decideAccel, probeHost } from './vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from './vm/libvirt.js';
 

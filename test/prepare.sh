@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh Debian/Ubuntu node, then nothing more: the node
 # installer's dependency and daemon steps (the same script a user runs), the npm packages,
-# the build, and the test guest images. Idempotent and quick when all is in place.
+# the build and its checks (typecheck, lint, depcheck), and the test guest images. Idempotent
+# and quick when all is in place.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,6 +23,10 @@ step "npm run build"
 npm run build --silent
 step "typecheck (src, tests, benches)"
 npm run typecheck --silent
+step "lint (eslint: src, tests, benches)"
+npm run lint --silent
+step "depcheck (dependency-cruiser: layers, no import cycles)"
+npm run depcheck --silent
 
 step "test images"
 bash test/images/build-kernel-guest.sh

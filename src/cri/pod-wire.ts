@@ -1,6 +1,5 @@
 // Internal pod/container records → CRI messages, and the List* filters.
 import type { ContainerRecord, SandboxRecord } from '../pod/records.js';
-import type { PodNetworkState } from '../net/index.js';
 import type { PodSandbox } from '../gen/runtime/v1/PodSandbox.js';
 import type { PodSandboxStatus } from '../gen/runtime/v1/PodSandboxStatus.js';
 import type { Container } from '../gen/runtime/v1/Container.js';
@@ -23,7 +22,12 @@ export function wirePodSandbox(s: SandboxRecord): PodSandbox {
   };
 }
 
-export function wirePodSandboxStatus(s: SandboxRecord, net: PodNetworkState | undefined): PodSandboxStatus {
+/** What the status needs of the pod's network (the PodManager's network state has it). */
+export interface PodAddresses {
+  ips: readonly { family: 4 | 6; address: string }[];
+}
+
+export function wirePodSandboxStatus(s: SandboxRecord, net: PodAddresses | undefined): PodSandboxStatus {
   // IPv4 first, as the kubelet takes `ip` as the primary pod IP; the rest (dual stack) follow.
   const ips = [...(net?.ips ?? [])].sort((a, b) => a.family - b.family).map((i) => i.address);
   return {

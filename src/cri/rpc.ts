@@ -10,43 +10,15 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
-import { codeName, toServiceError } from './status.js';
-
-/**
- * Calls the kubelet makes every few seconds: logged at debug so an idle node's log is not a
- * stream of polls. Every other call is logged at info; failures at warn/error.
- */
-const POLLED: ReadonlySet<string> = new Set([
-  'Version', 'Status', 'ListPodSandbox', 'PodSandboxStatus', 'ListContainers', 'ContainerStatus',
-  'ListImages', 'ImageStatus', 'ImageFsInfo', 'ContainerStats', 'ListContainerStats', 'PodSandboxStats',
-  'ListPodSandboxStats', 'ListMetricDescriptors', 'ListPodSandboxMetrics', 'RuntimeConfig',
-  'ExecSync', // exec probes: every period, for every probed pod
-]);
-
-/** Whether `method` is one of the calls the kubelet polls (logged at debug). */
-export function isPolled(method: string): boolean {
-  return POLLED.has(method);
-}
-
-/** Ids worth having on the log line, taken from whichever request fields carry them. */
-export function requestIds(req: unknown): Record<string, string> {
-  const ids: Record<string, string> = {};
-  if (!req || typeof req !== 'object') return ids;
-  const r = req as Record<string, unknown>;
-  if (typeof r.pod_sandbox_id === 'string' && r.pod_sandbox_id) ids.podSandboxId = r.pod_sandbox_id;
-  if (typeof r.container_id === 'string' && r.container_id) ids.containerId = r.container_id;
-  const meta = (r.config as { metadata?: { name?: string; namespace?: string } } | undefined)?.metadata;
-  if (meta?.name) ids.name = meta.name;
-  if (meta?.namespace) ids.namespace = meta.namespace;
-  return ids;
-}
+import { codeName, isPolled, requestIds } from '../grpc/rpc-log.js';
+import { toServiceError } from './status.js';
 
 function logResult(log: Logger, method: string, started: number, req: unknown, err?: unknown): void {
   const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
   const fields: Record<string, unknown> = { rpc: method, durationMs, ...requestIds(req) };
   if (!err) {
     fields.code = 'OK';
-    if (POLLED.has(method)) log.debug(fields, 'rpc');
+    if (isPolled(method)) log.debug(fields, 'rpc');
     else log.info(fields, 'rpc');
     return;
   }

@@ -6,7 +6,7 @@ import type { Runtime } from '../runtime/runtime.js';
 import type { ImageStore } from '../image/store.js';
 import type { PodManager } from '../pod/manager.js';
 import type { StreamServer } from '../stream/server.js';
-import { loadCri } from './proto.js';
+import { loadCri } from '../grpc/cri-proto.js';
 import { imageService } from './image-service.js';
 import { runtimeService } from './runtime-service.js';
 import { prepareSocketPath } from './socket.js';

@@ -1,7 +1,7 @@
 // Maps vmlet's errors to gRPC status codes. Anything unexpected becomes INTERNAL with its message.
 import { status as Status, type ServiceError, Metadata } from '@grpc/grpc-js';
-import { VmletError, type ErrorKind } from '../errors.js';
-import { VirtError } from '../vm/libvirt.js';
+import type { ErrorKind } from '../errors.js';
+import { errorKind } from '../pod/error-kind.js';
 
 const CODES: Record<ErrorKind, Status> = {
   'invalid-argument': Status.INVALID_ARGUMENT,
@@ -16,13 +16,8 @@ const CODES: Record<ErrorKind, Status> = {
 };
 
 export function toServiceError(err: unknown): Partial<ServiceError> & { code: Status; details: string } {
-  let code = Status.INTERNAL;
   const details = err instanceof Error ? err.message : String(err);
-  if (err instanceof VmletError) code = CODES[err.kind];
-  else if (err instanceof VirtError) code = err.kind === 'connection' ? Status.UNAVAILABLE : err.kind === 'not-found' ? Status.NOT_FOUND : Status.INTERNAL;
+  const kind = errorKind(err);
+  const code = kind ? CODES[kind] : Status.INTERNAL;
   return { code, details, message: details, metadata: new Metadata() };
-}
-
-export function codeName(code: Status): string {
-  return Status[code] ?? String(code);
 }

@@ -1,6 +1,6 @@
 // qemu-img through execa (never a shell): probing image files.
 import { execa } from 'execa';
-import { QEMU_IMG, which } from '../runtime/binaries.js';
+import { QEMU_IMG, which } from '../util/binaries.js';
 
 export interface DiskInfo {
   format: string;

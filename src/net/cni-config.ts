@@ -1,7 +1,7 @@
 // Finds the node's CNI network the way libcni does: the lexically first *.conf, *.conflist or
 // *.json in the config dir, and checks that every plugin it names exists in a plugin dir.
 import { readFileSync, readdirSync } from 'node:fs';
-import { findExecutable } from '../runtime/binaries.js';
+import { findExecutable } from '../util/binaries.js';
 import { join } from 'node:path';
 
 export interface CniNetwork {

@@ -420,12 +420,12 @@ export async function cniAdd(list: CniConfList, att: CniAttachment, opts: CniExe
  */
 export async function cniDel(list: CniConfList, att: CniAttachment, prevResult: unknown, opts: CniExecOptions): Promise<void> {
   const prev = compareVersions(list.cniVersion, '0.4.0') >= 0 && prevResult !== undefined && prevResult !== null ? prevResult : undefined;
-  let first: unknown;
+  let first: Error | undefined;
   for (const plugin of [...list.plugins].reverse()) {
     try {
       await execPlugin(list, plugin, 'DEL', att, prev, opts);
     } catch (err) {
-      first ??= err;
+      first ??= err instanceof Error ? err : new VmletError('internal', String(err));
     }
   }
   if (first) throw first;

@@ -129,7 +129,7 @@ export async function attachTap(w: TapWiring): Promise<'moved' | 'attached'> {
     moved = true;
     inPod = undefined;
   }
-  const flags = (inPod as { flags?: string[] } | undefined)?.flags;
+  const flags = inPod?.flags;
   if (w.bridge) {
     // A pod wired before tc redirects: its tap goes back on the bridge, as then.
     if (moved || inPod?.master !== w.bridge || !flags?.includes('UP')) await ip(['-n', w.netnsName, 'link', 'set', w.tap, 'master', w.bridge, 'up']);

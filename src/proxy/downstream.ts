@@ -2,7 +2,7 @@
 // services, built from the same loaded proto as vmlet's server, so a request or answer passes
 // through as the same plain object. Unary calls only, as promises with the caller's deadline.
 import { credentials, Metadata, status as Status, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadCri } from '../cri/proto.js';
+import { loadCri } from '../grpc/cri-proto.js';
 
 /** Which CRI service a call belongs to. */
 export type CriService = 'runtime' | 'image';
@@ -57,8 +57,8 @@ export function connectDownstream(endpoint: string): Downstream {
     'grpc.max_reconnect_backoff_ms': 2000,
   };
   const clients: Record<CriService, Client> = {
-    runtime: new cri.RuntimeService(target, credentials.createInsecure(), options) as unknown as Client,
-    image: new cri.ImageService(target, credentials.createInsecure(), options) as unknown as Client,
+    runtime: new cri.RuntimeService(target, credentials.createInsecure(), options),
+    image: new cri.ImageService(target, credentials.createInsecure(), options),
   };
   type Unary = (req: unknown, md: Metadata, opts: { deadline?: Date | number }, cb: (err: ServiceError | null, res: unknown) => void) => unknown;
   return {

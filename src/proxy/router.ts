@@ -14,8 +14,7 @@ import {
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { PodManager } from '../pod/manager.js';
-import { codeName } from '../cri/status.js';
-import { isPolled, requestIds } from '../cri/rpc.js';
+import { codeName, isPolled, requestIds } from '../grpc/rpc-log.js';
 import { connectDownstream, isServiceError, type CriService, type Downstream } from './downstream.js';
 
 /** What the router needs to know about vmlet's side. */
@@ -171,8 +170,10 @@ export function routedServices(opts: RouterOptions): { runtime: UntypedServiceIm
   /** vmlet's own handler for the call (it logs the call itself) as a promise. */
   function callOwn(service: CriService, method: string, call: Call): Promise<Res> {
     const h = own[service][method] as handleUnaryCall<Req, unknown> | undefined;
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- a gRPC status object: the callback takes it as is
     if (!h) return Promise.reject(grpcError(Status.UNIMPLEMENTED, `vmlet has no ${method}`));
     return new Promise((resolve, reject) => {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the handler's gRPC status, passed on
       h(call, (err, res) => (err ? reject(err) : resolve((res ?? {}) as Res)));
     });
   }
@@ -192,6 +193,7 @@ export function routedServices(opts: RouterOptions): { runtime: UntypedServiceIm
       const why = isServiceError(err) ? `${codeName(err.code)}: ${err.details}` : (err as Error).message;
       const e = grpcError(Status.UNAVAILABLE, `${where} failed ${method}: ${why}`);
       logForwarded(method, started, call.request, e);
+      // eslint-disable-next-line @typescript-eslint/only-throw-error -- a gRPC status object: the callback takes it as is
       throw e;
     }
   }
@@ -319,6 +321,7 @@ export function routedServices(opts: RouterOptions): { runtime: UntypedServiceIm
         (err: unknown) => {
           const e = downstreamError('RemoveImage', err);
           logForwarded('RemoveImage', started, call.request, e);
+          // eslint-disable-next-line @typescript-eslint/only-throw-error -- a gRPC status object: the callback takes it as is
           throw e;
         },
       );

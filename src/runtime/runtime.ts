@@ -9,7 +9,7 @@ import { checkCni } from '../net/cni-config.js';
 import { atomicWrite } from '../util/atomic-write.js';
 import { decideAccel, probeHost, type AccelDecision } from '../vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from '../vm/libvirt.js';
-import { programVersion, QEMU_SYSTEM, which } from './binaries.js';
+import { programVersion, QEMU_SYSTEM, which } from '../util/binaries.js';
 
 export interface Condition {
   type: 'RuntimeReady' | 'NetworkReady';

@@ -57,7 +57,7 @@ class SharedPty {
     // EIO when QEMU closes the master (VM stopped).
     this.rd.on('error', (err) => this.end(err));
     this.rd.on('end', () => this.end());
-    this.wr.on('error', (err) => this.end(err));
+    this.wr.on('error', (err: Error) => this.end(err));
   }
 
   write(chunk: Buffer): void {
@@ -74,7 +74,7 @@ class SharedPty {
     };
   }
 
-  private end(err?: Error): void {
+  private end(err?: NodeJS.ErrnoException): void {
     if (this.ended) return;
     this.ended = true;
     const ends = [...this.endListeners];
@@ -82,7 +82,7 @@ class SharedPty {
     this.endListeners.clear();
     this.close();
     // EIO is how a pty says its other side is gone: a normal end of the console.
-    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    const code = err?.code;
     for (const l of ends) l(code === 'EIO' ? undefined : err);
   }
 

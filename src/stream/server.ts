@@ -339,14 +339,16 @@ export class StreamServer {
     const run: Promise<Status> =
       kind === 'exec'
         ? this.opts.backend.exec(req as ExecStreamRequest, io).then((r) => exitStatus(r.exitCode))
-        : this.opts.backend.attach(req as AttachStreamRequest, io).then(() => successStatus());
+        : this.opts.backend.attach(req, io).then(() => successStatus());
     run
       .catch((err: unknown) => errorStatus((err as Error).message ?? String(err)))
       .then((status) => {
         log.info({ status: status.status, message: status.message }, 'stream session ended');
         if (ws.readyState !== WebSocket.OPEN) return;
         send(ERROR, Buffer.from(JSON.stringify(status)), () => ws.close(1000));
-      });
+      })
+      // A throw in the steps above would otherwise be an unhandled rejection: log it instead.
+      .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'stream session did not end cleanly'));
   }
 
   private runPortForward(ws: WebSocket, protocol: string, req: PortForwardStreamRequest, ports: number[]): void {

@@ -194,13 +194,15 @@ export function runSpdyRemoteCommand(
     const run: Promise<Status> =
       kind === 'exec'
         ? backend.exec(req as ExecStreamRequest, io).then((r) => exitStatus(r.exitCode))
-        : backend.attach(req as AttachStreamRequest, io).then(() => successStatus());
+        : backend.attach(req, io).then(() => successStatus());
     run
       .catch((err: unknown) => errorStatus((err as Error).message ?? String(err)))
       .then((status) => {
         log.info({ status: status.status, message: status.message }, 'stream session ended');
         finish(status);
-      });
+      })
+      // A throw in the steps above would otherwise be an unhandled rejection: log it instead.
+      .catch((err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err) }, 'stream session did not end cleanly'));
   }
 }
 

@@ -240,6 +240,7 @@ export function parseVmSettings(input: VmSettingsInput): VmSettings {
   const kernelArgs = pickOptional('kernelArgs', (f) => {
     const v = f.value.trim();
     // Printable ASCII/UTF-8 only: a newline or control character would end or corrupt the command line.
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     if (!v || /[\x00-\x1f\x7f]/.test(v) || Buffer.byteLength(v) > LIMITS.kernelArgsBytes) {
       throw bad(f, `kernel parameters: printable text without control characters, 1–${LIMITS.kernelArgsBytes} bytes`);
     }

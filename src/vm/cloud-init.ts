@@ -211,6 +211,7 @@ function sshKeys(annotations: Record<string, string>): string[] {
   src.value.split('\n').forEach((raw, i) => {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) return;
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     if (/[\x00-\x1f\x7f]/.test(line) || !SSH_KEY.test(line)) {
       throw invalidArgument(
         `annotation ${src.key} line ${i + 1} is not an OpenSSH public key: allowed one key a line, "[options] <type> <base64> [comment]" with type ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, … (blank lines and # comments are skipped)`,
@@ -284,6 +285,7 @@ function multipart(parts: Array<{ type: string; filename: string; text: string }
     // ASCII stays readable (7bit). Anything else is base64, as cloud-init's own make-mime writes
     // it: Python's email package would mangle non-ASCII text in an 8bit part. base64 also covers
     // a part that happens to contain the boundary ('-' never occurs in base64).
+    // eslint-disable-next-line no-control-regex -- the whole ASCII range, NUL included
     const plain = /^[\x00-\x7f]*$/.test(p.text) && !p.text.includes(MIME_BOUNDARY);
     out.push(
       `--${MIME_BOUNDARY}`,

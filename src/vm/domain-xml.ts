@@ -28,6 +28,7 @@ const HUGEPAGE_KIB = { '2Mi': 2048, '1Gi': 1048576 } as const;
 
 /** Escapes text and attribute values; refuses characters XML 1.0 cannot carry at all. */
 export function esc(s: string): string {
+  // eslint-disable-next-line no-control-regex -- the characters XML 1.0 cannot carry
   if (/[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/.test(s)) throw new Error(`value not representable in XML: ${JSON.stringify(s)}`);
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
 }

@@ -369,7 +369,7 @@ export class GuestAgent {
 
 function unwrap(command: string, reply: unknown): unknown {
   if (reply && typeof reply === 'object') {
-    const r = reply as { return?: unknown; error?: { class?: unknown; desc?: unknown } };
+    const r = reply as { return?: unknown; error?: { class?: string; desc?: string } }; // QMP's error: two strings
     if ('return' in r) return r.return;
     if (r.error) return Promise.reject(new GuestAgentError(command, String(r.error.class ?? 'Error'), String(r.error.desc ?? 'no description')));
   }

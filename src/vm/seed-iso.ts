@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, open, rename, rm, utimes, writeFile } from 'node:fs/pro
 import { basename, dirname, join } from 'node:path';
 import { execa, type ExecaError } from 'execa';
 import { VmletError } from '../errors.js';
-import { which } from '../runtime/binaries.js';
+import { which } from '../util/binaries.js';
 
 export const SEED_ISO_TOOL = 'genisoimage';
 export const SEED_VOLUME_ID = 'cidata';

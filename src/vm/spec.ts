@@ -138,6 +138,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
   if (input.boot.kind === 'kernel') {
     const cmdline = [input.boot.cmdline?.trim(), s.kernelArgs].filter(Boolean).join(' ');
     // The image's label is not checked anywhere else; a control character would corrupt the XML or the command line.
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     if (/[\x00-\x1f\x7f]/.test(cmdline)) throw failedPrecondition(`image kernel command line contains control characters: ${JSON.stringify(cmdline)}`);
     boot = { kind: 'kernel', kernel: input.boot.kernel, ...(input.boot.initrd ? { initrd: input.boot.initrd } : {}), cmdline };
   }

@@ -5,7 +5,7 @@
 //   GET  /token?service&scope  with Basic credentials → {"token": …}
 //   POST /token (grant_type=refresh_token)            → {"access_token": …} for the identity token
 //   /v2/…  401 + Bearer challenge unless Authorization: Bearer <a token it issued>
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 
@@ -33,7 +33,7 @@ export async function startTokenProxy(upstream: string, creds: { user: string; p
       req.setEncoding('utf8').on('data', (c: string) => (s += c)).on('end', () => resolve(s));
     });
   let url = '';
-  const server: Server = createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const auth = req.headers.authorization ?? '';
     seen.push({ method: req.method ?? '', path: req.url ?? '', auth: auth.split(' ')[0] ?? '' });
     const path = new URL(req.url ?? '/', url);
@@ -64,6 +64,15 @@ export async function startTokenProxy(upstream: string, creds: { user: string; p
     });
     up.on('error', () => res.writeHead(502).end());
     req.pipe(up);
+  };
+  const server: Server = createServer((req, res) => {
+    // A failure in the helper itself: answer 500 so the test fails on it (node:http ignores the
+    // handler's promise, so a rejection would go unhandled).
+    handle(req, res).catch((err: unknown) => {
+      console.error('token proxy:', err);
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, type Client, type ServiceError } from '@grpc/grpc-js';
-import { loadCri } from '../../src/cri/proto.js';
+import { loadCri } from '../../src/grpc/cri-proto.js';
 import type { RuntimeServiceClient } from '../../src/gen/runtime/v1/RuntimeService.js';
 import type { ImageServiceClient } from '../../src/gen/runtime/v1/ImageService.js';
 import { waitFor } from './wait.js';
@@ -88,13 +88,13 @@ export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess>
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logLines: string[] = [];
   let buf = '';
-  proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+  proc.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     buf += chunk;
     const parts = buf.split('\n');
     buf = parts.pop()!;
     logLines.push(...parts);
   });
-  proc.stdout!.resume();
+  proc.stdout.resume();
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const died = exited.then((code) => {
     throw new Error(`vmlet exited with ${code} before listening:\n${logLines.join('\n')}`);

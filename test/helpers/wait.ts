@@ -14,7 +14,8 @@ export async function waitFor<T>(
       lastErr = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${String(lastErr)}` : ''}`);
+      const why = lastErr instanceof Error ? String(lastErr) : JSON.stringify(lastErr);
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? `: ${why}` : ''}`);
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }

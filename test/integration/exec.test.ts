@@ -59,7 +59,7 @@ describe('ExecSync through qemu-guest-agent', () => {
     // An id prefix works as for every other call.
     expect(text(await exec(pod.cid.slice(0, 12), ['echo', 'a b', '$HOME']))).toMatchObject({ stdout: 'a b $HOME\n' });
     const st = await rt<ContainerStatusResponse__Output>('ContainerStatus', { container_id: pod.cid, verbose: true });
-    expect(JSON.parse(st.info.info!).domainXml).toContain('org.qemu.guest_agent.0');
+    expect((JSON.parse(st.info.info!) as { domainXml: string }).domainXml).toContain('org.qemu.guest_agent.0');
     const logged = v.logLines.filter((l) => l.includes('"msg":"exec"')).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(logged.at(-1)).toMatchObject({ containerId: pod.cid, command: 'echo', exitCode: 0 });
     expect(logged.some((l) => JSON.stringify(l).includes('$HOME'))).toBe(false); // never the arguments

@@ -44,7 +44,7 @@ afterAll(async () => {
 
 describe('PullImage and ImageStatus', () => {
   it('pulls a containerDisk and extracts its disk once, read-only', async () => {
-    const img = images().containerdisk!;
+    const img = images().containerdisk;
     const { reference, manifestDigest } = await pushImage(reg, 'containerdisk', 'vmlet/containerdisk:v1');
     const res = await pull(reference);
     expect(res.image_ref).toBe(img.configDigest);
@@ -61,7 +61,7 @@ describe('PullImage and ImageStatus', () => {
   });
 
   it('keeps a raw containerDisk raw (overlays on it are as cheap as on qcow2)', async () => {
-    const img = images()['containerdisk-raw']!;
+    const img = images()['containerdisk-raw'];
     const { reference } = await pushImage(reg, 'containerdisk-raw', 'vmlet/containerdisk-raw:v1');
     expect((await pull(reference)).image_ref).toBe(img.configDigest);
     const info = JSON.parse((await status(reference, true)).info.info!) as { boot: { kind: string; disk: { path: string; format: string; virtualSize: number } } };
@@ -70,7 +70,7 @@ describe('PullImage and ImageStatus', () => {
   });
 
   it('finds an image by id, bare hex, hex prefix, tag and digest reference', async () => {
-    const img = images().containerdisk!;
+    const img = images().containerdisk;
     const hex = img.configDigest.slice(7);
     const digestRef = (await status(`${reg.host}/vmlet/containerdisk:v1`)).image!.repo_digests[0]!;
     for (const name of [img.configDigest, hex, hex.slice(0, 12), `${reg.host}/vmlet/containerdisk:v1`, digestRef]) {
@@ -109,7 +109,7 @@ describe('PullImage and ImageStatus', () => {
   });
 
   it('picks linux/amd64 from a multi-arch index', async () => {
-    const img = images().multiarch!;
+    const img = images().multiarch;
     const { reference, manifestDigest } = await pushImage(reg, 'multiarch', 'vmlet/multiarch:v1');
     const res = await pull(reference);
     expect(res.image_ref).toBe(img.configDigest);
@@ -135,7 +135,7 @@ describe('PullImage and ImageStatus', () => {
       try {
         // Same uncompressed content, so the same config (diff_ids) and image id.
         const res = await call<object, PullImageResponse__Output>(vz.image, 'PullImage', { image: { image: reference } });
-        expect(res.image_ref).toBe(images()['rootfs-named-user']!.configDigest);
+        expect(res.image_ref).toBe(images()['rootfs-named-user'].configDigest);
       } finally {
         await vz.stop();
       }
@@ -157,7 +157,7 @@ describe('PullImage and ImageStatus', () => {
   it('maps docker.io short names to the configured mirror', async () => {
     await pushImage(reg, 'rootfs', 'library/busybox:latest');
     const res = await pull('busybox');
-    expect(res.image_ref).toBe(images().rootfs!.configDigest);
+    expect(res.image_ref).toBe(images().rootfs.configDigest);
     const st = (await status('busybox')).image!;
     expect(st.repo_tags).toContain('docker.io/library/busybox:latest');
     expect((await status('docker.io/library/busybox:latest')).image!.id).toBe(st.id);
@@ -166,8 +166,8 @@ describe('PullImage and ImageStatus', () => {
   it('shares one download between concurrent pulls of the same image', async () => {
     const { reference } = await pushImage(reg, 'rootfs-named-user', 'vmlet/concurrent:v1');
     await remove(reference).catch(() => undefined);
-    await remove(images()['rootfs-named-user']!.configDigest);
-    const layer = images()['rootfs-named-user']!.layers[0]!.digest;
+    await remove(images()['rootfs-named-user'].configDigest);
+    const layer = images()['rootfs-named-user'].layers[0]!.digest;
     const before = blobGets(layer);
     const [a, b, c] = await Promise.all([pull(reference), pull(reference), pull(reference)]);
     expect(new Set([a.image_ref, b.image_ref, c.image_ref]).size).toBe(1);
@@ -197,14 +197,14 @@ describe('pull failures', () => {
   });
 
   it('refuses a corrupted blob and keeps nothing of it', async () => {
-    const img = images().uncompressed!;
+    const img = images().uncompressed;
     const { reference } = await pushImage(reg, 'uncompressed', 'vmlet/corrupt:v1');
     // A registry of its own, so corrupting a blob there leaves the shared one alone.
     const own = await startRegistry();
     try {
       const pushed = await pushImage(own, 'rootfs', 'vmlet/corrupt:v1');
-      const layer = images().rootfs!.layers[1]!.digest;
-      await corruptBlob(own, layer);
+      const layer = images().rootfs.layers[1]!.digest;
+      corruptBlob(own, layer);
       const vm2 = await startVmlet({ config: `registries:\n  insecure: ["${own.host}"]\n` });
       try {
         const err = await failure(call(vm2.image, 'PullImage', { image: { image: pushed.reference } }));
@@ -240,15 +240,15 @@ describe('ListImages, RemoveImage, ImageFsInfo', () => {
   it('lists every image, and filters by reference', async () => {
     const all = (await list()).images;
     const ids = all.map((i: Image__Output) => i.id);
-    expect(ids).toContain(images().containerdisk!.configDigest);
-    expect(ids).toContain(images().kernelboot!.configDigest);
+    expect(ids).toContain(images().containerdisk.configDigest);
+    expect(ids).toContain(images().kernelboot.configDigest);
     for (const i of all) expect(Number(i.size)).toBeGreaterThan(0);
     const one = (await list(`${reg.host}/vmlet/kernelboot:v1`)).images;
-    expect(one.map((i) => i.id)).toEqual([images().kernelboot!.configDigest]);
+    expect(one.map((i) => i.id)).toEqual([images().kernelboot.configDigest]);
   });
 
   it('removes one tag of several, then the image, its blobs and its disk', async () => {
-    const img = images().containerdisk!;
+    const img = images().containerdisk;
     const { reference: second } = await pushImage(reg, 'containerdisk', 'vmlet/containerdisk:v2');
     await pull(second);
     expect((await status(second)).image!.repo_tags.length).toBe(2);
@@ -270,7 +270,7 @@ describe('ListImages, RemoveImage, ImageFsInfo', () => {
     const res = await call<object, ImageFsInfoResponse__Output>(v.image, 'ImageFsInfo', {});
     const fs = res.image_filesystems[0]!;
     expect(fs.fs_id!.mountpoint).toMatch(/^\//);
-    expect(Number(fs.used_bytes!.value)).toBeGreaterThan(images().kernelboot!.layers[0]!.size);
+    expect(Number(fs.used_bytes!.value)).toBeGreaterThan(images().kernelboot.layers[0]!.size);
     expect(Number(fs.inodes_used!.value)).toBeGreaterThan(3);
     expect(Number(fs.timestamp)).toBeGreaterThan(Date.now() * 1e6 - 60e9);
     expect(res.container_filesystems.length).toBe(1);
@@ -312,18 +312,18 @@ describe('registry authentication', () => {
 
   it('pulls with username/password and with auth (Basic challenge)', async () => {
     const ref = `${authReg.host}/vmlet/private:v1`;
-    expect((await pullA(ref, { username: creds.user, password: creds.password })).image_ref).toBe(images().rootfs!.configDigest);
+    expect((await pullA(ref, { username: creds.user, password: creds.password })).image_ref).toBe(images().rootfs.configDigest);
     const auth = Buffer.from(`${creds.user}:${creds.password}`).toString('base64');
-    expect((await pullA(ref, { auth })).image_ref).toBe(images().rootfs!.configDigest);
+    expect((await pullA(ref, { auth })).image_ref).toBe(images().rootfs.configDigest);
     const wrong = await failure(pullA(ref, { username: creds.user, password: 'wrong' }));
     expect(wrong.code).toBe(Status.PERMISSION_DENIED);
   });
 
   it('follows the Bearer token flow with a password, an identity token and a registry token', async () => {
     const ref = `${proxy.host}/vmlet/private:v1`;
-    expect((await pullA(ref, { username: creds.user, password: creds.password })).image_ref).toBe(images().rootfs!.configDigest);
-    expect((await pullA(ref, { identity_token: creds.identityToken })).image_ref).toBe(images().rootfs!.configDigest);
-    expect((await pullA(ref, { registry_token: proxy.issue() })).image_ref).toBe(images().rootfs!.configDigest);
+    expect((await pullA(ref, { username: creds.user, password: creds.password })).image_ref).toBe(images().rootfs.configDigest);
+    expect((await pullA(ref, { identity_token: creds.identityToken })).image_ref).toBe(images().rootfs.configDigest);
+    expect((await pullA(ref, { registry_token: proxy.issue() })).image_ref).toBe(images().rootfs.configDigest);
     expect(proxy.seen.some((r) => r.path.startsWith('/token') && r.method === 'GET')).toBe(true);
     expect(proxy.seen.some((r) => r.path.startsWith('/token') && r.method === 'POST')).toBe(true);
     expect(proxy.seen.filter((r) => r.path.startsWith('/v2/vmlet/private/')).some((r) => r.auth === 'Bearer')).toBe(true);

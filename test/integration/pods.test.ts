@@ -59,7 +59,7 @@ const cstatus = (id: string, verbose = false) => rt<ContainerStatusResponse__Out
 
 function logLines(path: string): { stream: string; tag: string; content: string }[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l)!);
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l));
 }
 
 const waitForLog = (path: string, text: string, timeoutMs = 90_000) =>

@@ -156,7 +156,7 @@ describe('a pod seed on the ISO', () => {
   });
 
   it('network-config has the netplan v2 shape', () => {
-    const nc = parseYaml(extract(iso, 'network-config'), { version: '1.1' }) as Record<string, any>;
+    const nc = parseYaml(extract(iso, 'network-config'), { version: '1.1' }) as { version: number; ethernets: { eth0: Record<string, unknown> } };
     expect(Object.keys(nc)).toEqual(['version', 'ethernets']);
     expect(nc.version).toBe(2);
     const eth = nc.ethernets.eth0;
@@ -242,9 +242,24 @@ if os.path.exists(nc):
 print(json.dumps(out))
 `;
 
+/** What VALIDATE_PY prints. */
+interface ValidateResult {
+  version?: string;
+  parts?: {
+    type: string;
+    filename: string | null;
+    body: string;
+    config?: { write_files?: { content: string }[]; [key: string]: unknown };
+    schema_errors?: string[];
+  }[];
+  meta?: unknown;
+  /** Renderer → file path → text. */
+  rendered?: Record<string, Record<string, string>>;
+}
+
 describe('the seed as cloud-init reads it', () => {
   let skip: string | undefined;
-  let result: Record<string, any> = {};
+  let result: ValidateResult = {};
   beforeAll(() => {
     skip = cloudInitPython();
     if (skip) {
@@ -258,27 +273,27 @@ describe('the seed as cloud-init reads it', () => {
       for (const name of ['meta-data', 'user-data', 'network-config']) writeFileSync(join(out, name), extract(iso, name));
       const r = spawnSync('python3', ['-c', VALIDATE_PY, out], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: PYPATH }, timeout: 60_000 });
       if (r.status !== 0) throw new Error(`cloud-init validation failed: ${r.stderr}`);
-      result = JSON.parse(r.stdout) as Record<string, any>;
+      result = JSON.parse(r.stdout) as ValidateResult;
     });
   });
 
   it('splits the user-data into the cloud-config and the script, with a schema-valid config', (ctx) => {
     if (skip) return ctx.skip();
     expect(result.version).toMatch(/^\d+\.\d+/);
-    const parts = result.parts as Array<Record<string, any>>;
+    const parts = result.parts!;
     expect(parts.map((p) => p.type)).toEqual(['text/cloud-config', 'text/x-shellscript']);
     expect(parts[0]!.schema_errors).toEqual([]);
-    expect(parts[0]!.config.ssh_authorized_keys).toEqual([KEY]);
-    expect(parts[0]!.config.runcmd).toEqual([['/bin/sh', '-c', `set -a; . ${ENV_FILE}; set +a; exec "$@"`, 'vmlet', '/usr/local/bin/db', '--data', '/var/lib/db']]);
-    expect(parts[0]!.config.write_files[0].content).toContain(`DB_PASSWORD='p'\\''a"s$s wörd'`); // non-ASCII survives MIME
-    expect(parts[0]!.config.ignored).toBeUndefined();
+    expect(parts[0]!.config!.ssh_authorized_keys).toEqual([KEY]);
+    expect(parts[0]!.config!.runcmd).toEqual([['/bin/sh', '-c', `set -a; . ${ENV_FILE}; set +a; exec "$@"`, 'vmlet', '/usr/local/bin/db', '--data', '/var/lib/db']]);
+    expect(parts[0]!.config!.write_files![0]!.content).toContain(`DB_PASSWORD='p'\\''a"s$s wörd'`); // non-ASCII survives MIME
+    expect(parts[0]!.config!.ignored).toBeUndefined();
     expect(parts[1]!.body).toBe(POD.annotations['vmlet.io/user-data']);
   });
 
   it('the env file is read back by a shell exactly', (ctx) => {
     if (skip) return ctx.skip();
     const envFile = join(dir, 'environment');
-    writeFileSync(envFile, (result.parts as Array<Record<string, any>>)[0]!.config.write_files[0].content as string);
+    writeFileSync(envFile, result.parts![0]!.config!.write_files![0]!.content);
     const r = spawnSync('sh', ['-c', `set -a; . "$1"; set +a; printf '%s\\0' "$DB_PASSWORD" "$MODE"`, 'sh', envFile], { encoding: 'utf8' });
     expect(r.stdout.split('\0').slice(0, 2)).toEqual([`p'a"s$s wörd`, 'primary']);
   });
@@ -290,7 +305,7 @@ describe('the seed as cloud-init reads it', () => {
 
   it('network-config renders to ifupdown, netplan and networkd with the pod addresses', (ctx) => {
     if (skip) return ctx.skip();
-    const r = result.rendered as Record<string, Record<string, string>>;
+    const r = result.rendered!;
     const eniText = r.eni!['etc/network/interfaces']!;
     expect(eniText).toContain('iface eth0 inet static');
     expect(eniText).toContain('address 10.88.0.7/16');

@@ -31,13 +31,36 @@ function input(extra: Partial<CloudInitInput> = {}): CloudInitInput {
 const seed = (extra: Partial<CloudInitInput> = {}) => buildSeed(input(extra));
 const withAnn = (annotations: Record<string, string>, extra: Partial<CloudInitInput> = {}) => seed({ annotations, ...extra });
 
-/** YAML as cloud-init's PyYAML reads it (1.1: 0644 is octal, yes is true). */
-const y11 = (text: string) => parseYaml(text, { version: '1.1' }) as Record<string, any>;
+/** YAML as cloud-init's PyYAML reads it (1.1: 0644 is octal, yes is true), as the test expects it. */
+const y11 = <T = Record<string, unknown>>(text: string) => parseYaml(text, { version: '1.1' }) as T;
+
+/** The netplan v2 network-config fields the tests read. */
+interface NetworkConfig {
+  version: number;
+  ethernets: { eth0: NetplanEthernet };
+}
+
+interface NetplanEthernet {
+  match: { macaddress: string };
+  addresses?: string[];
+  gateway4?: string;
+  gateway6?: string;
+  routes?: unknown[];
+  nameservers?: unknown;
+}
+
+/** The cloud-config fields the tests read into; any other is compared as a plain value. */
+interface CloudConfig {
+  write_files?: { path: string; content: string; permissions?: unknown }[];
+  runcmd?: unknown[];
+  ssh_authorized_keys?: string[];
+  [key: string]: unknown;
+}
 
 /** The cloud-config of a plain (non-multipart) user-data. */
-function cloudConfig(userData: string): Record<string, any> {
+function cloudConfig(userData: string): CloudConfig {
   expect(userData.split('\n')[0]).toBe('#cloud-config');
-  return y11(userData) ?? {};
+  return y11<CloudConfig | null>(userData) ?? {};
 }
 
 interface MimePart {
@@ -133,7 +156,7 @@ describe('network-config', () => {
   });
 
   it('lowercases the MAC and carries extra routes with their gateway or the pod gateway', () => {
-    const nc = y11(seed({ network: { ...NET, mac: '52:54:00:AB:CD:EF', routes: [{ dst: '10.96.0.0/12' }, { dst: '192.168.0.0/16', gw: '10.88.0.254' }] } }).files['network-config']!);
+    const nc = y11<NetworkConfig>(seed({ network: { ...NET, mac: '52:54:00:AB:CD:EF', routes: [{ dst: '10.96.0.0/12' }, { dst: '192.168.0.0/16', gw: '10.88.0.254' }] } }).files['network-config']!);
     const eth = nc.ethernets.eth0;
     expect(eth.match.macaddress).toBe('52:54:00:ab:cd:ef');
     expect(eth.gateway4).toBe('10.88.0.1');
@@ -141,13 +164,13 @@ describe('network-config', () => {
   });
 
   it('takes the default gateway from a 0.0.0.0/0 route with its own gw', () => {
-    const nc = y11(seed({ network: { ...NET, ips: [{ address: '10.88.0.5', prefix: 16, family: 4 }], routes: [{ dst: '0.0.0.0/0', gw: '10.88.0.2' }] } }).files['network-config']!);
+    const nc = y11<NetworkConfig>(seed({ network: { ...NET, ips: [{ address: '10.88.0.5', prefix: 16, family: 4 }], routes: [{ dst: '0.0.0.0/0', gw: '10.88.0.2' }] } }).files['network-config']!);
     expect(nc.ethernets.eth0.gateway4).toBe('10.88.0.2');
     expect(nc.ethernets.eth0.routes).toBeUndefined();
   });
 
   it('routes through an off-subnet gateway on-link (/32 pod addresses)', () => {
-    const nc = y11(seed({ network: { ...NET, ips: [{ address: '10.1.2.3', prefix: 32, gateway: '169.254.1.1', family: 4 }] } }).files['network-config']!);
+    const nc = y11<NetworkConfig>(seed({ network: { ...NET, ips: [{ address: '10.1.2.3', prefix: 32, gateway: '169.254.1.1', family: 4 }] } }).files['network-config']!);
     expect(nc.ethernets.eth0.gateway4).toBeUndefined();
     expect(nc.ethernets.eth0.routes).toEqual([{ to: '0.0.0.0/0', via: '169.254.1.1', 'on-link': true }]);
   });
@@ -159,7 +182,7 @@ describe('network-config', () => {
       routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }, { dst: 'fd00:10:96::/108' }],
       dns: { nameservers: ['10.96.0.10', 'fd00:10:96::a'], search: [] },
     };
-    const eth = y11(seed({ network: net }).files['network-config']!).ethernets.eth0;
+    const eth = y11<NetworkConfig>(seed({ network: net }).files['network-config']!).ethernets.eth0;
     expect(eth.addresses).toEqual(['10.88.0.5/16', 'fd00:10:88::5/64']);
     expect(eth.gateway4).toBe('10.88.0.1');
     expect(eth.gateway6).toBe('fd00:10:88::1');
@@ -168,7 +191,7 @@ describe('network-config', () => {
   });
 
   it('IPv6 only', () => {
-    const eth = y11(seed({ network: { ...NET, ips: [{ address: 'fd00::5', prefix: 64, gateway: 'fd00::1', family: 6 }], routes: [] } }).files['network-config']!).ethernets.eth0;
+    const eth = y11<NetworkConfig>(seed({ network: { ...NET, ips: [{ address: 'fd00::5', prefix: 64, gateway: 'fd00::1', family: 6 }], routes: [] } }).files['network-config']!).ethernets.eth0;
     expect(eth.addresses).toEqual(['fd00::5/64']);
     expect(eth.gateway6).toBe('fd00::1');
     expect(eth.gateway4).toBeUndefined();
@@ -244,10 +267,10 @@ describe('user-data', () => {
     ];
     const cfg = cloudConfig(seed({ envs }).files['user-data']);
     expect(cfg.write_files).toHaveLength(1);
-    const f = cfg.write_files[0];
+    const f = cfg.write_files![0]!;
     expect(f).toMatchObject({ path: ENV_FILE, owner: 'root:root', permissions: '0600' });
     expect(ENV_FILE).toBe('/etc/vmlet/environment');
-    const lines = (f.content as string).split('\n').filter((l) => !l.startsWith('#'));
+    const lines = f.content.split('\n').filter((l) => !l.startsWith('#'));
     expect(lines).toEqual([`PLAIN='last wins'`, `QUOTE='it'\\''s "q" $HOME \`id\` \\n'`, `MULTI='a`, `b'`, `EMPTY=''`, '']);
   });
 
@@ -297,10 +320,10 @@ describe('user-data', () => {
     expect(cfg.ssh_pwauth).toBe(true);
     expect(cfg.packages).toEqual(['htop']);
     expect(cfg.ssh_authorized_keys).toEqual([KEY3, KEY1]);
-    expect(cfg.runcmd[0]).toBe('echo first');
-    expect(cfg.runcmd[1]).toEqual(['/bin/sh', '-c', `set -a; . ${ENV_FILE}; set +a; exec "$@"`, 'vmlet', 'app']);
-    expect(cfg.write_files.map((f: { path: string }) => f.path)).toEqual(['/etc/motd', ENV_FILE]);
-    expect(cfg.write_files[0].permissions).toBe(0o644);
+    expect(cfg.runcmd![0]).toBe('echo first');
+    expect(cfg.runcmd![1]).toEqual(['/bin/sh', '-c', `set -a; . ${ENV_FILE}; set +a; exec "$@"`, 'vmlet', 'app']);
+    expect(cfg.write_files!.map((f) => f.path)).toEqual(['/etc/motd', ENV_FILE]);
+    expect(cfg.write_files![0]!.permissions).toBe(0o644);
   });
 
   it('fills a user key that is present but empty', () => {

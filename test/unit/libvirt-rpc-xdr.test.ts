@@ -398,7 +398,7 @@ describe('connection against a fake daemon', () => {
   it('matches replies by serial when the daemon answers out of order, ignoring keepalive and events', async () => {
     const held: Call[] = [];
     const f = await fake({
-      [Proc.CONNECT_GET_LIB_VERSION]: (call, d) => {
+      [Proc.CONNECT_GET_LIB_VERSION]: (call) => {
         held.push(call);
         if (held.length < 3) return;
         // A keepalive PING and a domain event first: neither answers anything.

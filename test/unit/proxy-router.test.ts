@@ -8,7 +8,7 @@ import { Metadata, Server, ServerCredentials, status as Status, type ServiceErro
 import { pino } from 'pino';
 import { unary } from '../../src/cri/rpc.js';
 import { invalidArgument, notFound } from '../../src/errors.js';
-import { loadCri } from '../../src/cri/proto.js';
+import { loadCri } from '../../src/grpc/cri-proto.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { checkDownstream, connectDownstream, forwardedMetadata, type CallOptions, type Downstream } from '../../src/proxy/downstream.js';
 import { mergeImages, mergeStatus, routedServices, type Ownership } from '../../src/proxy/router.js';
@@ -63,6 +63,7 @@ function ownServices(extra: Record<string, (req: Record<string, unknown>) => Pro
 function invoke(impl: UntypedServiceImplementation, method: string, request: object, opts: { deadline?: number; metadata?: Metadata } = {}): Promise<Record<string, unknown>> {
   const call = { request, metadata: opts.metadata ?? new Metadata(), getDeadline: () => opts.deadline ?? Infinity, cancelled: false };
   return new Promise((resolve, reject) => {
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the handler's gRPC status, as the tests inspect it
     (impl[method] as handleUnaryCall<object, Record<string, unknown>>)(call as never, (err, res) => (err ? reject(err) : resolve(res!)));
   });
 }
@@ -137,7 +138,9 @@ describe('routing', () => {
     const err = (await invoke(runtime, 'ListPodSandbox', {}).catch((e: unknown) => e)) as ServiceError;
     expect(err.code).toBe(Status.UNAVAILABLE);
     expect(err.details).toContain(ENDPOINT);
-    expect((await invoke(runtime, 'ListContainers', {}).catch((e: unknown) => e)) as ServiceError).toMatchObject({ code: Status.UNAVAILABLE, details: expect.stringContaining('INTERNAL: boom') });
+    const err2 = (await invoke(runtime, 'ListContainers', {}).catch((e: unknown) => e)) as ServiceError;
+    expect(err2.code).toBe(Status.UNAVAILABLE);
+    expect(err2.details).toContain('INTERNAL: boom');
     // vmlet does not implement it: the downstream's answer alone; neither side: UNIMPLEMENTED.
     expect(await invoke(runtime, 'ListPodSandboxStats', {})).toEqual({ stats: [{ attributes: { id: 'c1' } }] });
     await expect(invoke(runtime, 'ListContainerStats', {})).rejects.toMatchObject({ code: Status.UNIMPLEMENTED });
