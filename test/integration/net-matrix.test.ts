@@ -229,7 +229,8 @@ describe.each(cells)('VM pod network: $name', (cell) => {
     expect(body).toMatch(/^vmlet-guest mxa-/);
   });
 
-  it.runIf(cell.node6 !== undefined)('gives the guest its IPv6 pod address by DHCPv6 and reaches IPv6 neighbours', async () => {
+  // Only dual-stack cells have this step (defined, not skipped, elsewhere).
+  if (cell.node6 !== undefined) it('gives the guest its IPv6 pod address by DHCPv6 and reaches IPv6 neighbours', async () => {
     const ip6 = a.ips[1]!;
     expect(await waitForConsoleLine(a.log, 'VMLET-DHCP6 eth0', 60_000)).toMatch(new RegExp(`^VMLET-DHCP6 eth0 ${ip6} `));
     const addr = await exec(a.cid, 'ip -6 addr show dev eth0');
