@@ -1,5 +1,6 @@
 // Prepares the unix socket path: parent dir created, a stale socket from a crashed run removed,
 // a live one (another vmlet answering) refused. Never deletes something that is not a socket.
+import { VmletError } from '../errors.js';
 import { connect } from 'node:net';
 import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -26,9 +27,9 @@ export async function prepareSocketPath(path: string): Promise<{ replacedStale: 
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { replacedStale: false };
     throw err;
   }
-  if (!st.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  if (!st.isSocket()) throw new VmletError('failed-precondition', `${path} exists and is not a socket; refusing to replace it`);
   if (await answers(path)) {
-    throw new Error(`another process is already serving on ${path} (is vmlet already running?); stop it first`);
+    throw new VmletError('failed-precondition', `another process is already serving on ${path} (is vmlet already running?); stop it first`);
   }
   await unlink(path);
   return { replacedStale: true };

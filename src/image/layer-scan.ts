@@ -223,7 +223,7 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
 
 /** Resolves an in-image path through the image's symlinks, staying inside the image root. */
 export function resolveInImage(path: string, symlinks: Map<string, string>, maxHops = 40): string | undefined {
-  let parts = normalizeEntryPath(path, () => new Error('..')).split('/');
+  let parts = normalizeEntryPath(path, (why) => new VmletError('invalid-argument', why)).split('/');
   for (let hops = 0; hops <= maxHops; hops++) {
     let changed = false;
     for (let i = 1; i <= parts.length; i++) {

@@ -182,7 +182,7 @@ export class RegistrySession {
       // Small answers (manifests, tokens, errors) get one deadline for the whole exchange; a blob's
       // deadline covers only the wait for its headers, as its body may take long to stream.
       const ctl = new AbortController();
-      const timer = setTimeout(() => ctl.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+      const timer = setTimeout(() => ctl.abort(new VmletError('unavailable', `no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       timer.unref();
       const signal = opts.timeoutHeadersOnly ? ctl.signal : AbortSignal.timeout(this.timeoutMs);
       let res: Response;

@@ -1,5 +1,6 @@
 // Finds the node's CNI network the way libcni does: the lexically first *.conf, *.conflist or
 // *.json in the config dir, and checks that every plugin it names exists in a plugin dir.
+import { VmletError } from '../errors.js';
 import { readFileSync, readdirSync } from 'node:fs';
 import { findExecutable } from '../util/binaries.js';
 import { join } from 'node:path';
@@ -16,6 +17,9 @@ export type CniCheck =
   | { ok: true; network: CniNetwork; pluginPaths: Record<string, string> }
   | { ok: false; reason: 'NoCNIConfig' | 'InvalidCNIConfig' | 'CNIPluginMissing'; message: string; network?: CniNetwork };
 
+/** The node's CNI config cannot be used: the pod network is not ready. */
+const badConfig = (msg: string) => new VmletError('failed-precondition', msg);
+
 const CONF_EXT = /\.(conf|conflist|json)$/;
 
 /** Parses one CNI config file's text: a conflist, or a single-plugin .conf. */
@@ -24,24 +28,24 @@ export function parseCniConfig(file: string, text: string): CniNetwork {
   try {
     doc = JSON.parse(text) as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`${file}: not valid JSON: ${(err as Error).message}`);
+    throw badConfig(`${file}: not valid JSON: ${(err as Error).message}`);
   }
-  if (!doc || typeof doc !== 'object') throw new Error(`${file}: not a JSON object`);
+  if (!doc || typeof doc !== 'object') throw badConfig(`${file}: not a JSON object`);
   const name = typeof doc.name === 'string' ? doc.name : '';
-  if (!name) throw new Error(`${file}: missing "name"`);
+  if (!name) throw badConfig(`${file}: missing "name"`);
   const cniVersion = typeof doc.cniVersion === 'string' ? doc.cniVersion : '';
   let plugins: string[];
   if (Array.isArray(doc.plugins)) {
     plugins = doc.plugins.map((p, i) => {
       const type = (p as { type?: unknown })?.type;
-      if (typeof type !== 'string' || !type) throw new Error(`${file}: plugins[${i}] has no "type"`);
+      if (typeof type !== 'string' || !type) throw badConfig(`${file}: plugins[${i}] has no "type"`);
       return type;
     });
-    if (plugins.length === 0) throw new Error(`${file}: "plugins" is empty`);
+    if (plugins.length === 0) throw badConfig(`${file}: "plugins" is empty`);
   } else if (typeof doc.type === 'string' && doc.type) {
     plugins = [doc.type];
   } else {
-    throw new Error(`${file}: neither "plugins" nor "type" is set`);
+    throw badConfig(`${file}: neither "plugins" nor "type" is set`);
   }
   return { file, name, cniVersion, plugins };
 }

@@ -216,15 +216,18 @@ export function pluginConfig(
 
 // ---------------------------------------------------------------------------------- results
 
+/** A plugin answered with a result vmlet cannot read: the node's CNI setup is at fault. */
+const badResult = (msg: string) => new VmletError('internal', `CNI result: ${msg.replace(/^CNI result:? ?/, '')}`);
+
 function parseCidr(s: unknown, what: string): { address: string; prefix: number; family: 4 | 6 } {
-  if (typeof s !== 'string') throw new Error(`${what}: not a string`);
+  if (typeof s !== 'string') throw badResult(`${what}: not a string`);
   const slash = s.lastIndexOf('/');
   const address = slash < 0 ? s : s.slice(0, slash);
   const family = isIP(address);
-  if (family !== 4 && family !== 6) throw new Error(`${what}: ${JSON.stringify(s)} is not an IP address`);
+  if (family !== 4 && family !== 6) throw badResult(`${what}: ${JSON.stringify(s)} is not an IP address`);
   const prefix = slash < 0 ? (family === 4 ? 32 : 128) : Number(s.slice(slash + 1));
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128)) {
-    throw new Error(`${what}: bad prefix length in ${JSON.stringify(s)}`);
+    throw badResult(`${what}: bad prefix length in ${JSON.stringify(s)}`);
   }
   return { address, prefix, family };
 }
@@ -234,12 +237,12 @@ const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is st
 
 function parseRoutes(v: unknown, what: string): CniRoute[] {
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw new Error(`${what}: not a list`);
+  if (!Array.isArray(v)) throw badResult(`${what}: not a list`);
   return v.map((r, i) => {
     const o = (r ?? {}) as Record<string, unknown>;
     parseCidr(o.dst, `${what}[${i}].dst`);
     const gw = str(o.gw);
-    if (gw !== undefined && !isIP(gw)) throw new Error(`${what}[${i}].gw: ${JSON.stringify(gw)} is not an IP address`);
+    if (gw !== undefined && !isIP(gw)) throw badResult(`${what}[${i}].gw: ${JSON.stringify(gw)} is not an IP address`);
     return { dst: o.dst as string, ...(gw ? { gw } : {}) };
   });
 }
@@ -252,7 +255,7 @@ function parseDns(v: unknown): CniResultDns {
 
 /** Parses a plugin's ADD result: 0.3.x/0.4.0/1.x (`ips`, `interfaces`) or 0.1/0.2 (`ip4`, `ip6`). */
 export function parseCniResult(raw: unknown): CniResult {
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new Error('CNI result is not a JSON object');
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw badResult('CNI result is not a JSON object');
   const o = raw as Record<string, unknown>;
   const cniVersion = str(o.cniVersion) ?? '0.1.0';
   const res: CniResult = { cniVersion, interfaces: [], ips: [], routes: [], dns: parseDns(o.dns) };
@@ -268,11 +271,11 @@ export function parseCniResult(raw: unknown): CniResult {
     return res;
   }
   if (o.interfaces !== undefined) {
-    if (!Array.isArray(o.interfaces)) throw new Error('CNI result: interfaces is not a list');
+    if (!Array.isArray(o.interfaces)) throw badResult('CNI result: interfaces is not a list');
     res.interfaces = o.interfaces.map((x, i) => {
       const it = (x ?? {}) as Record<string, unknown>;
       const name = str(it.name);
-      if (!name) throw new Error(`CNI result: interfaces[${i}] has no name`);
+      if (!name) throw badResult(`CNI result: interfaces[${i}] has no name`);
       const mac = str(it.mac);
       const sandbox = str(it.sandbox);
       const mtu = typeof it.mtu === 'number' && it.mtu > 0 ? it.mtu : undefined;
@@ -280,16 +283,16 @@ export function parseCniResult(raw: unknown): CniResult {
     });
   }
   if (o.ips !== undefined) {
-    if (!Array.isArray(o.ips)) throw new Error('CNI result: ips is not a list');
+    if (!Array.isArray(o.ips)) throw badResult('CNI result: ips is not a list');
     res.ips = o.ips.map((x, i) => {
       const ip = (x ?? {}) as Record<string, unknown>;
       const c = parseCidr(ip.address, `ips[${i}].address`);
       const gateway = str(ip.gateway);
-      if (gateway !== undefined && isIP(gateway) !== c.family) throw new Error(`ips[${i}].gateway: ${JSON.stringify(gateway)} is not an IPv${c.family} address`);
+      if (gateway !== undefined && isIP(gateway) !== c.family) throw badResult(`ips[${i}].gateway: ${JSON.stringify(gateway)} is not an IPv${c.family} address`);
       let iface: number | undefined;
       if (typeof ip.interface === 'number') {
         if (!Number.isInteger(ip.interface) || ip.interface < 0 || ip.interface >= res.interfaces.length) {
-          throw new Error(`ips[${i}].interface: index ${ip.interface} is not in interfaces (${res.interfaces.length})`);
+          throw badResult(`ips[${i}].interface: index ${ip.interface} is not in interfaces (${res.interfaces.length})`);
         }
         iface = ip.interface;
       }

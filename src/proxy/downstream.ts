@@ -1,6 +1,7 @@
 // A gRPC client of the node's own CRI runtime (containerd, CRI-O) on its unix socket: both CRI
 // services, built from the same loaded proto as vmlet's server, so a request or answer passes
 // through as the same plain object. Unary calls only, as promises with the caller's deadline.
+import { VmletError } from '../errors.js';
 import { credentials, Metadata, status as Status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { loadCri } from '../grpc/cri-proto.js';
 
@@ -31,7 +32,7 @@ const TRANSPORT_HEADERS = new Set(['user-agent', 'content-type', 'te', 'host', '
 export function grpcTarget(endpoint: string): string {
   if (endpoint.startsWith('unix:///')) return endpoint;
   if (endpoint.startsWith('/')) return `unix://${endpoint}`;
-  throw new Error(`downstream endpoint ${JSON.stringify(endpoint)} must be unix:///absolute/path`);
+  throw new VmletError('invalid-argument', `downstream endpoint ${JSON.stringify(endpoint)} must be unix:///absolute/path`);
 }
 
 /** The caller's metadata minus transport headers, ready to send on. */
@@ -65,7 +66,7 @@ export function connectDownstream(endpoint: string): Downstream {
     endpoint,
     call<Res>(service: CriService, method: string, request: unknown, opts: CallOptions = {}): Promise<Res> {
       const fn = (clients[service] as unknown as Record<string, Unary | undefined>)[method];
-      if (typeof fn !== 'function') return Promise.reject(new Error(`no ${service} method ${method} in the CRI proto`));
+      if (typeof fn !== 'function') return Promise.reject(new VmletError('internal', `no ${service} method ${method} in the CRI proto`));
       const deadline = opts.deadline !== undefined && opts.deadline !== Infinity ? opts.deadline : undefined;
       return new Promise<Res>((resolve, reject) => {
         fn.call(clients[service], request, forwardedMetadata(opts.metadata), deadline === undefined ? {} : { deadline }, (err, res) =>

@@ -7,6 +7,7 @@
 // client closed (stdin), since WebSocket has no half-close.
 // portforward: per requested port i, channel 2i is data and 2i+1 is error; the first message
 // on each of them, sent by the server, is the port as 2 bytes little-endian.
+import { VmletError } from '../errors.js';
 
 export const STDIN = 0;
 export const STDOUT = 1;
@@ -51,7 +52,7 @@ export function decodeFrame(msg: Buffer | string, base64 = false): Frame | undef
     const s = typeof msg === 'string' ? msg : msg.toString('latin1');
     if (s.length === 0) return undefined;
     const channel = s.charCodeAt(0) - 0x30;
-    if (channel < 0 || channel > 9) throw new Error(`bad base64 channel byte ${JSON.stringify(s[0])}`);
+    if (channel < 0 || channel > 9) throw new VmletError('invalid-argument', `bad base64 channel byte ${JSON.stringify(s[0])}`);
     return { channel, data: Buffer.from(s.slice(1), 'base64') };
   }
   if (msg.length === 0) return undefined;
@@ -119,7 +120,7 @@ export function parsePorts(values: string[]): number[] {
   return values.flatMap((v) => v.split(',')).map((p) => {
     const t = p.trim();
     const n = Number(t);
-    if (!/^\d+$/.test(t) || n < 1 || n > 65535) throw new Error(`invalid port ${JSON.stringify(p)}: want 1-65535`);
+    if (!/^\d+$/.test(t) || n < 1 || n > 65535) throw new VmletError('invalid-argument', `invalid port ${JSON.stringify(p)}: want 1-65535`);
     return n;
   });
 }

@@ -7,6 +7,7 @@
 // Timestamps: fixed width, 9 fraction digits, UTC 'Z' (what containerd writes). Go's parser
 // accepts it as RFC3339Nano, and fixed width keeps lines sortable as text; Date has millisecond
 // resolution, so the last six digits are zero.
+import { VmletError } from '../errors.js';
 
 export const MAX_PIECE = 16 * 1024;
 
@@ -118,12 +119,12 @@ export function parseCriLogLine(line: string | Buffer): CriLogLine {
   if (bytes[bytes.length - 1] === NL) bytes = bytes.subarray(0, -1);
   // The header is ASCII, so matching the latin1 view keeps byte offsets exact.
   const m = HEAD.exec(bytes.toString('latin1', 0, Math.min(bytes.length, 96)));
-  if (!m) throw new Error(`not a CRI log line: ${JSON.stringify(bytes.toString('utf8', 0, 120))}`);
+  if (!m) throw new VmletError('internal', `not a CRI log line: ${JSON.stringify(bytes.toString('utf8', 0, 120))}`);
   const [head, timestamp, stream, tags] = m as unknown as [string, string, 'stdout' | 'stderr', string];
   // Tags are ':'-separated; P or F is the one the kubelet reads.
   const tag = tags.split(':').includes('P') ? 'P' : 'F';
   const time = new Date(timestamp.replace(/(\.\d{3})\d*/, '$1'));
-  if (Number.isNaN(time.getTime())) throw new Error(`bad CRI log timestamp ${timestamp}`);
+  if (Number.isNaN(time.getTime())) throw new VmletError('internal', `bad CRI log timestamp ${timestamp}`);
   const body = bytes.subarray(head.length);
   return { timestamp, time, stream, tag, partial: tag === 'P', bytes: body, content: body.toString('utf8') };
 }

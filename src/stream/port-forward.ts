@@ -1,6 +1,7 @@
 // Port-forward into a VM pod: the pod IP is routed from the host netns (the CNI bridge, the same
 // path the kubelet's HTTP probes take), so vmlet dials <pod ip>:<port> directly. No netns entry,
 // no helper process.
+import { VmletError } from '../errors.js';
 import { connect, type Socket } from 'node:net';
 
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -11,7 +12,7 @@ export function dialTcp(host: string, port: number, timeoutMs = CONNECT_TIMEOUT_
     const sock = connect({ host, port });
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new Error(`connecting to ${host}:${port}: timed out after ${timeoutMs} ms`));
+      reject(new VmletError('unavailable', `connecting to ${host}:${port}: timed out after ${timeoutMs} ms`));
     }, timeoutMs);
     sock.once('connect', () => {
       clearTimeout(timer);
@@ -20,7 +21,7 @@ export function dialTcp(host: string, port: number, timeoutMs = CONNECT_TIMEOUT_
     });
     const onError = (err: Error) => {
       clearTimeout(timer);
-      reject(new Error(`connecting to ${host}:${port}: ${err.message}`));
+      reject(new VmletError('unavailable', `connecting to ${host}:${port}: ${err.message}`, { cause: err }));
     };
     sock.once('error', onError);
   });

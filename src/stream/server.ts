@@ -7,6 +7,7 @@
 // handed to spdy-server.ts after the same token checks, and so is a port-forward WebSocket
 // asking for `SPDY/3.1+portforward.k8s.io` (SPDY frames inside binary messages: what crictl and
 // kubectl send for port-forward over WebSocket).
+import { VmletError } from '../errors.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -156,7 +157,7 @@ export class StreamServer {
   }
 
   private register(kind: StreamKind, req: Registered): string {
-    if (this.closing) throw new Error('streaming server is shutting down');
+    if (this.closing) throw new VmletError('unavailable', 'streaming server is shutting down');
     return `${this.baseUrl}/${kind}/${this.tokens.issue(kind, req)}`;
   }
 

@@ -5,8 +5,12 @@
 //   data frame:    0 | stream id(31)          | flags(8) | length(24) | payload
 // Header blocks (SYN_STREAM, SYN_REPLY, HEADERS) are name/value lists compressed with ONE zlib
 // stream per direction per connection, seeded with the fixed SPDY/3 dictionary below.
+import { VmletError } from '../errors.js';
 import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
+
+/** The peer sent bytes that are not SPDY/3.1: its fault, the session ends. */
+const badFrame = (msg: string) => new VmletError('invalid-argument', msg);
 
 export const SPDY_VERSION = 3;
 
@@ -131,9 +135,9 @@ export function encodeSettings(settings: { id: number; value: number; flags?: nu
 }
 
 export function parseSettings(payload: Buffer): { flags: number; id: number; value: number }[] {
-  if (payload.length < 4) throw new Error('short SETTINGS frame');
+  if (payload.length < 4) throw badFrame('short SETTINGS frame');
   const n = payload.readUInt32BE(0);
-  if (payload.length < 4 + 8 * n) throw new Error('short SETTINGS frame');
+  if (payload.length < 4 + 8 * n) throw badFrame('short SETTINGS frame');
   const out = [];
   for (let i = 0; i < n; i++) {
     const w = payload.readUInt32BE(4 + 8 * i);
@@ -155,7 +159,7 @@ export class FrameReader {
       const w1 = this.buf.readUInt32BE(0);
       const w2 = this.buf.readUInt32BE(4);
       const len = w2 & 0xffffff;
-      if (len > this.maxPayload) throw new Error(`SPDY frame of ${len} bytes exceeds the limit`);
+      if (len > this.maxPayload) throw badFrame(`SPDY frame of ${len} bytes exceeds the limit`);
       if (this.buf.length < 8 + len) break;
       const payload = Buffer.from(this.buf.subarray(8, 8 + len));
       const flags = w2 >>> 24;
@@ -189,7 +193,7 @@ export function decodeHeaderBlock(block: Buffer): Headers {
   const headers: Headers = new Map();
   let off = 0;
   const need = (n: number) => {
-    if (off + n > block.length) throw new Error('truncated SPDY header block');
+    if (off + n > block.length) throw badFrame('truncated SPDY header block');
   };
   need(4);
   const count = block.readUInt32BE(off);
@@ -272,7 +276,7 @@ export class HeaderCodec {
 
 /** SYN_STREAM payload: stream id, associated id, priority (3 bits), slot, header block. */
 export function parseSynStream(payload: Buffer): { streamId: number; associatedId: number; priority: number; block: Buffer } {
-  if (payload.length < 10) throw new Error('short SYN_STREAM');
+  if (payload.length < 10) throw badFrame('short SYN_STREAM');
   return {
     streamId: payload.readUInt32BE(0) & 0x7fffffff,
     associatedId: payload.readUInt32BE(4) & 0x7fffffff,
@@ -295,11 +299,11 @@ export function buildStreamHeaders(type: typeof SYN_REPLY | typeof HEADERS, stre
 }
 
 export function parseStreamHeaders(payload: Buffer): { streamId: number; block: Buffer } {
-  if (payload.length < 4) throw new Error('short SYN_REPLY/HEADERS');
+  if (payload.length < 4) throw badFrame('short SYN_REPLY/HEADERS');
   return { streamId: payload.readUInt32BE(0) & 0x7fffffff, block: payload.subarray(4) };
 }
 
 export function parseIdAndValue(payload: Buffer): [number, number] {
-  if (payload.length < 8) throw new Error('short control frame');
+  if (payload.length < 8) throw badFrame('short control frame');
   return [payload.readUInt32BE(0) & 0x7fffffff, payload.readUInt32BE(4)];
 }
