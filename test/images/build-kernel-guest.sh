@@ -338,6 +338,27 @@ commas() (
 )
 # shq VALUE: VALUE quoted for sh.
 shq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+# lease_done IF IP ROUTERS DNS SEARCH HOSTNAME MTU [quiet]: what every DHCP client script does
+# once the address is set: resolv.conf (unless the seed gave DNS), /run/vmlet/dhcp.env, and the
+# VMLET-DHCP marker (not with "quiet": a renewal).
+lease_done() {
+  if [ ! -e /run/vmlet/dns.static ]; then
+    {
+      for d in $4; do echo "nameserver $d"; done
+      [ -n "$5" ] && echo "search $5"
+    } > /etc/resolv.conf
+  fi
+  {
+    echo "dhcp_interface=$(shq "$1")"
+    echo "dhcp_ip=$(shq "$2")"
+    echo "dhcp_router=$(shq "$3")"
+    echo "dhcp_dns=$(shq "$4")"
+    echo "dhcp_search=$(shq "$5")"
+    echo "dhcp_hostname=$(shq "$6")"
+    echo "dhcp_mtu=$(shq "$7")"
+  } > /run/vmlet/dhcp.env
+  [ "${8:-}" = quiet ] || say "VMLET-DHCP $1 $2 router=$(commas "$3") dns=$(commas "$4") search=$(commas "$5") hostname=$6 mtu=$7"
+}
 EOF
 
 # YAML subset -> "path=value" lines, for meta-data and network-config.
@@ -513,24 +534,7 @@ case "$1" in
       while ip route del default dev "$interface" 2>/dev/null; do :; done
       for r in $router; do ip route add default via "$r" dev "$interface"; break; done
     fi
-    search=${search:-$domain}
-    if [ ! -e /run/vmlet/dns.static ]; then
-      {
-        for d in $dns; do echo "nameserver $d"; done
-        [ -n "$search" ] && echo "search $search"
-      } > /etc/resolv.conf
-    fi
-    {
-      echo "dhcp_interface=$(shq "$interface")"
-      echo "dhcp_ip=$(shq "$ip")"
-      echo "dhcp_router=$(shq "$router")"
-      echo "dhcp_dns=$(shq "$dns")"
-      echo "dhcp_search=$(shq "$search")"
-      echo "dhcp_hostname=$(shq "$hostname")"
-      echo "dhcp_mtu=$(shq "$mtu")"
-    } > /run/vmlet/dhcp.env
-    say "VMLET-DHCP $interface $ip router=$(commas "$router") dns=$(commas "$dns")" \
-        "search=$(commas "$search") hostname=$hostname mtu=$mtu"
+    lease_done "$interface" "$ip" "$router" "$dns" "${search:-$domain}" "$hostname" "$mtu"
     ;;
 esac
 exit 0
@@ -709,25 +713,9 @@ case "$reason" in
     fi
     dns=$new_domain_name_servers
     search=$(nodots "${new_domain_search:-$new_domain_name}")
-    if [ ! -e /run/vmlet/dns.static ]; then
-      {
-        for d in $dns; do echo "nameserver $d"; done
-        [ -n "$search" ] && echo "search $search"
-      } > /etc/resolv.conf
-    fi
-    {
-      echo "dhcp_interface=$(shq "$interface")"
-      echo "dhcp_ip=$(shq "$new_ip_address")"
-      echo "dhcp_router=$(shq "$new_routers")"
-      echo "dhcp_dns=$(shq "$dns")"
-      echo "dhcp_search=$(shq "$search")"
-      echo "dhcp_hostname=$(shq "$new_host_name")"
-      echo "dhcp_mtu=$(shq "$mtu")"
-    } > /run/vmlet/dhcp.env
-    case "$reason" in BOUND|REBOOT)
-      say "VMLET-DHCP $interface $new_ip_address router=$(commas "$new_routers") dns=$(commas "$dns")" \
-          "search=$(commas "$search") hostname=$new_host_name mtu=$mtu" ;;
-    esac
+    quiet=quiet
+    case "$reason" in BOUND|REBOOT) quiet= ;; esac
+    lease_done "$interface" "$new_ip_address" "$new_routers" "$dns" "$search" "$new_host_name" "$mtu" $quiet
     ;;
   EXPIRE|FAIL|RELEASE|STOP)
     if [ -n "$old_ip_address" ]; then
