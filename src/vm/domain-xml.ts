@@ -17,124 +17,120 @@
 //    libvirt's root ports in slot 1; pc → the slot after libvirt's last device). libvirt does not
 //    know that slot, so hotplugging through libvirt could pick it (vmlet hotplugs nothing). libvirt
 //    marks such a domain tainted (custom-argv) in its log.
+//  - Built as data (el(), src/vm/xml.ts) and serialised by @xmldom/xmldom, which escapes every
+//    value; read back with its namespace-aware parser, never with regular expressions.
+import { VmletError } from '../errors.js';
 import { formatCpuList } from './cputune.js';
 import { diskTarget, type VmMetadata, type VmSpec, type VmDisk, type VmNic } from './spec.js';
+import { childElements, el, parseXml, renderXml, serializeXml, type XmlElement } from './xml.js';
 
 export const METADATA_NS = 'https://vmlet.io/xmlns/domain/1';
 export const QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0';
 /** The virtio-serial port name qemu-ga (and cloud images' qemu-guest-agent unit) listens on. */
 export const GUEST_AGENT_PORT = 'org.qemu.guest_agent.0';
 const HUGEPAGE_KIB = { '2Mi': 2048, '1Gi': 1048576 } as const;
-
-/** Escapes text and attribute values; refuses characters XML 1.0 cannot carry at all. */
-export function esc(s: string): string {
-  // eslint-disable-next-line no-control-regex -- the characters XML 1.0 cannot carry
-  if (/[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/.test(s)) throw new Error(`value not representable in XML: ${JSON.stringify(s)}`);
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
-}
+const MMIO = el('address', { type: 'virtio-mmio' });
 
 export function renderDomainXml(spec: VmSpec): string {
-  const mmio = spec.machine === 'microvm';
-  const lines: string[] = [];
-  const add = (indent: number, ...xs: string[]) => lines.push(...xs.map((x) => ' '.repeat(indent) + x));
-
-  const qemuNs = spec.guestAgent ? ` xmlns:qemu='${QEMU_NS}'` : '';
-  add(0, `<domain type='${esc(spec.domainType)}'${qemuNs}>`);
-  add(2, `<name>${esc(spec.name)}</name>`);
-  add(2, '<metadata>', `  <vmlet:vm xmlns:vmlet="${METADATA_NS}">${esc(JSON.stringify(spec.metadata))}</vmlet:vm>`, '</metadata>');
-  // <memory> is what the guest is given; the balloon holds it at <currentMemory> (grown or shrunk live).
-  add(2, `<memory unit='MiB'>${int(spec.maxMemoryMiB)}</memory>`);
-  add(2, `<currentMemory unit='MiB'>${int(spec.memoryMiB)}</currentMemory>`);
-  if (spec.hugepages) {
-    add(2, `<memoryBacking><hugepages><page size='${HUGEPAGE_KIB[spec.hugepages]}' unit='KiB'/></hugepages></memoryBacking>`);
-  }
-  const current = spec.maxVcpus > spec.vcpus ? ` current='${int(spec.vcpus)}'` : '';
-  add(2, `<vcpu placement='static'${current}>${int(spec.maxVcpus)}</vcpu>`);
-  add(2, ...cputuneXml(spec));
-  if (spec.ioThreads > 0) add(2, `<iothreads>${int(spec.ioThreads)}</iothreads>`);
-
-  add(2, '<os>', `  <type arch='x86_64' machine='${esc(spec.machine)}'>hvm</type>`);
-  if (spec.loader && spec.nvram) {
-    add(4, `<loader readonly='yes' type='pflash'>${esc(spec.loader)}</loader>`);
-    add(4, `<nvram template='${esc(spec.nvram.template)}'>${esc(spec.nvram.path)}</nvram>`);
-  }
-  if (spec.boot.kind === 'kernel') {
-    add(4, `<kernel>${esc(spec.boot.kernel)}</kernel>`);
-    if (spec.boot.initrd) add(4, `<initrd>${esc(spec.boot.initrd)}</initrd>`);
-    if (spec.boot.cmdline) add(4, `<cmdline>${esc(spec.boot.cmdline)}</cmdline>`);
-  }
-  add(2, '</os>');
-
-  // ACPI: without it a guest's poweroff halts instead of powering off, and shutdown (power button) is ignored.
-  add(2, '<features><acpi/><apic/></features>');
-  add(2, cpuXml(spec));
-  add(2, "<clock offset='utc'/>");
-  add(2, '<on_poweroff>destroy</on_poweroff>', '<on_reboot>restart</on_reboot>', '<on_crash>destroy</on_crash>');
-
-  add(2, '<devices>');
-  spec.disks.forEach((d, i) => add(4, ...diskXml(spec, d, i)));
-  if (spec.seed) add(4, ...seedXml(spec, spec.seed.path));
-  for (const nic of spec.nics) add(4, ...nicXml(nic, spec.machine));
-  if (spec.disks.some((d) => d.bus === 'scsi')) {
-    const driver = spec.ioThreads > 0 ? "<driver iothread='1'/>" : '';
-    add(4, `<controller type='scsi' index='0' model='virtio-scsi'>${driver}</controller>`);
-  }
-  add(4, "<controller type='usb' model='none'/>");
-  // append='on': virtlogd keeps the history across VM restarts; vmlet tails the file from a saved offset.
-  const log = spec.serialLog ? `<log file='${esc(spec.serialLog.file)}' append='on'/>` : '';
-  add(4, `<serial type='pty'>${log}<target port='0'/></serial>`);
-  add(4, "<console type='pty'><target type='serial' port='0'/></console>");
-  add(4, `<rng model='virtio'><backend model='random'>/dev/urandom</backend>${mmio ? "<address type='virtio-mmio'/>" : ''}</rng>`);
-  // The balloon carries UpdateContainerResources' memory changes. No autodeflate: a guest
-  // under memory pressure must not take back what its limit took away (a container is OOM-killed).
-  add(4, mmio ? "<memballoon model='virtio'><address type='virtio-mmio'/></memballoon>" : "<memballoon model='virtio'/>");
-  add(2, '</devices>');
-  if (spec.guestAgent) add(2, ...guestAgentXml(spec, spec.guestAgent.socket));
-  add(0, '</domain>');
-  return lines.join('\n') + '\n';
+  return renderXml(domainElement(spec)) + '\n';
 }
 
-function cputuneXml(spec: VmSpec): string[] {
+function domainElement(spec: VmSpec): XmlElement {
+  const mmio = spec.machine === 'microvm';
+  const boot = spec.boot.kind === 'kernel' ? spec.boot : undefined;
+  return el(
+    'domain',
+    { type: spec.domainType, 'xmlns:qemu': spec.guestAgent ? QEMU_NS : undefined },
+    el('name', {}, spec.name),
+    el('metadata', {}, el('vmlet:vm', { 'xmlns:vmlet': METADATA_NS }, JSON.stringify(spec.metadata))),
+    // <memory> is what the guest is given; the balloon holds it at <currentMemory> (grown or shrunk live).
+    el('memory', { unit: 'MiB' }, int(spec.maxMemoryMiB)),
+    el('currentMemory', { unit: 'MiB' }, int(spec.memoryMiB)),
+    spec.hugepages && el('memoryBacking', {}, el('hugepages', {}, el('page', { size: String(HUGEPAGE_KIB[spec.hugepages]), unit: 'KiB' }))),
+    el('vcpu', { placement: 'static', current: spec.maxVcpus > spec.vcpus ? int(spec.vcpus) : undefined }, int(spec.maxVcpus)),
+    ...cputuneElements(spec),
+    spec.ioThreads > 0 && el('iothreads', {}, int(spec.ioThreads)),
+    el(
+      'os',
+      {},
+      el('type', { arch: 'x86_64', machine: spec.machine }, 'hvm'),
+      ...(spec.loader && spec.nvram ? [el('loader', { readonly: 'yes', type: 'pflash' }, spec.loader), el('nvram', { template: spec.nvram.template }, spec.nvram.path)] : []),
+      boot && el('kernel', {}, boot.kernel),
+      boot?.initrd ? el('initrd', {}, boot.initrd) : undefined,
+      boot?.cmdline ? el('cmdline', {}, boot.cmdline) : undefined,
+    ),
+    // ACPI: without it a guest's poweroff halts instead of powering off, and shutdown (power button) is ignored.
+    el('features', {}, el('acpi'), el('apic')),
+    cpuElement(spec),
+    el('clock', { offset: 'utc' }),
+    el('on_poweroff', {}, 'destroy'),
+    el('on_reboot', {}, 'restart'),
+    el('on_crash', {}, 'destroy'),
+    el(
+      'devices',
+      {},
+      ...spec.disks.map((d, i) => diskElement(spec, d, i)),
+      spec.seed && seedElement(spec, spec.seed.path),
+      ...spec.nics.map((nic) => nicElement(nic, spec.machine)),
+      spec.disks.some((d) => d.bus === 'scsi') &&
+        el('controller', { type: 'scsi', index: '0', model: 'virtio-scsi' }, spec.ioThreads > 0 && el('driver', { iothread: '1' })),
+      el('controller', { type: 'usb', model: 'none' }),
+      // append='on': virtlogd keeps the history across VM restarts; vmlet tails the file from a saved offset.
+      el('serial', { type: 'pty' }, spec.serialLog && el('log', { file: spec.serialLog.file, append: 'on' }), el('target', { port: '0' })),
+      el('console', { type: 'pty' }, el('target', { type: 'serial', port: '0' })),
+      el('rng', { model: 'virtio' }, el('backend', { model: 'random' }, '/dev/urandom'), mmio && MMIO),
+      // The balloon carries UpdateContainerResources' memory changes. No autodeflate: a guest
+      // under memory pressure must not take back what its limit took away (a container is OOM-killed).
+      el('memballoon', { model: 'virtio' }, mmio && MMIO),
+    ),
+    spec.guestAgent && el('qemu:commandline', {}, ...guestAgentArgs(spec, spec.guestAgent.socket).map((value) => el('qemu:arg', { value }))),
+  );
+}
+
+function cputuneElements(spec: VmSpec): XmlElement[] {
   const t = spec.cputune;
-  const out: string[] = [];
-  const tune: string[] = [];
+  const out: XmlElement[] = [];
+  const tune: XmlElement[] = [];
   if (t.cpuset) {
-    const set = formatCpuList(t.cpuset);
-    for (let v = 0; v < spec.maxVcpus; v++) tune.push(`<vcpupin vcpu='${v}' cpuset='${set}'/>`);
-    tune.push(`<emulatorpin cpuset='${set}'/>`);
+    const cpuset = formatCpuList(t.cpuset);
+    for (let v = 0; v < spec.maxVcpus; v++) tune.push(el('vcpupin', { vcpu: String(v), cpuset }));
+    tune.push(el('emulatorpin', { cpuset }));
   }
-  if (t.shares !== undefined) tune.push(`<shares>${int(t.shares)}</shares>`);
-  if (t.quotaUs !== undefined) tune.push(`<global_period>${int(t.periodUs ?? 100_000)}</global_period>`, `<global_quota>${int(t.quotaUs)}</global_quota>`);
-  if (tune.length) out.push('<cputune>', ...tune.map((x) => '  ' + x), '</cputune>');
-  if (t.memNodes) out.push(`<numatune><memory mode='strict' nodeset='${formatCpuList(t.memNodes)}'/></numatune>`);
+  if (t.shares !== undefined) tune.push(el('shares', {}, int(t.shares)));
+  if (t.quotaUs !== undefined) tune.push(el('global_period', {}, int(t.periodUs ?? 100_000)), el('global_quota', {}, int(t.quotaUs)));
+  if (tune.length) out.push(el('cputune', {}, ...tune));
+  if (t.memNodes) out.push(el('numatune', {}, el('memory', { mode: 'strict', nodeset: formatCpuList(t.memNodes) })));
   return out;
 }
 
-function cpuXml(spec: VmSpec): string {
+function cpuElement(spec: VmSpec): XmlElement {
   const m = spec.cpuModel;
-  if (m.mode === 'custom') {
-    // forbid: fail rather than silently give the guest a different CPU than the one asked for.
-    return `<cpu mode='custom' match='exact'><model fallback='forbid'>${esc(m.model)}</model></cpu>`;
-  }
-  if (m.mode === 'host-passthrough' && spec.domainType === 'qemu') return "<cpu mode='maximum'/>";
-  return `<cpu mode='${m.mode}'/>`;
+  // forbid: fail rather than silently give the guest a different CPU than the one asked for.
+  if (m.mode === 'custom') return el('cpu', { mode: 'custom', match: 'exact' }, el('model', { fallback: 'forbid' }, m.model));
+  if (m.mode === 'host-passthrough' && spec.domainType === 'qemu') return el('cpu', { mode: 'maximum' });
+  return el('cpu', { mode: m.mode });
 }
 
-function diskXml(spec: VmSpec, d: VmDisk, i: number): string[] {
-  const iothread = d.bus === 'virtio' && spec.ioThreads > 0 ? ` iothread='${(i % spec.ioThreads) + 1}'` : '';
-  const discard = d.readonly ? '' : " discard='unmap'"; // freed guest blocks shrink the overlay
+function diskElement(spec: VmSpec, d: VmDisk, i: number): XmlElement {
   // QEMU has no read-only SATA hard disk (libvirt: "readonly sata disks are not supported"); a SATA CD-ROM is the read-only device there.
   const device = d.readonly && d.bus === 'sata' ? 'cdrom' : 'disk';
-  return [
-    `<disk type='file' device='${device}'>`,
-    `  <driver name='qemu' type='${esc(d.format)}' cache='writeback'${discard}${iothread}/>`,
-    `  <source file='${esc(d.path)}'/>`,
-    `  <target dev='${esc(d.target)}' bus='${esc(d.bus)}'/>`,
-    ...(d.readonly ? ['  <readonly/>'] : []),
-    ...(spec.boot.kind === 'disk' && i === 0 ? ["  <boot order='1'/>"] : []),
-    ...(spec.machine === 'microvm' && d.bus === 'virtio' ? ["  <address type='virtio-mmio'/>"] : []),
-    '</disk>',
-  ];
+  const driver = {
+    name: 'qemu',
+    type: d.format,
+    cache: 'writeback',
+    discard: d.readonly ? undefined : 'unmap', // freed guest blocks shrink the overlay
+    iothread: d.bus === 'virtio' && spec.ioThreads > 0 ? String((i % spec.ioThreads) + 1) : undefined,
+  };
+  return el(
+    'disk',
+    { type: 'file', device },
+    el('driver', driver),
+    el('source', { file: d.path }),
+    el('target', { dev: d.target, bus: d.bus }),
+    d.readonly && el('readonly'),
+    spec.boot.kind === 'disk' && i === 0 && el('boot', { order: '1' }),
+    spec.machine === 'microvm' && d.bus === 'virtio' && MMIO,
+  );
 }
 
 /**
@@ -142,23 +138,23 @@ function diskXml(spec: VmSpec, d: VmDisk, i: number): string[] {
  * q35, IDE on pc. microvm has neither: a read-only virtio disk there (NoCloud finds the seed by
  * its cidata label on any block device).
  */
-function seedXml(spec: VmSpec, path: string): string[] {
+function seedElement(spec: VmSpec, path: string): XmlElement {
   const count = (bus: string) => spec.disks.filter((d) => d.bus === bus).length;
-  const [device, bus, target, address] =
+  const [device, bus, dev] =
     spec.machine === 'microvm'
-      ? ['disk', 'virtio', diskTarget('virtio', count('virtio')), "  <address type='virtio-mmio'/>"]
+      ? ['disk', 'virtio', diskTarget('virtio', count('virtio'))]
       : spec.machine === 'pc'
-        ? ['cdrom', 'ide', 'hdc', '']
-        : ['cdrom', 'sata', diskTarget('sata', count('sata')), ''];
-  return [
-    `<disk type='file' device='${device}'>`,
-    "  <driver name='qemu' type='raw'/>",
-    `  <source file='${esc(path)}'/>`,
-    `  <target dev='${target}' bus='${bus}'/>`,
-    '  <readonly/>',
-    ...(address ? [address] : []),
-    '</disk>',
-  ];
+        ? ['cdrom', 'ide', 'hdc']
+        : ['cdrom', 'sata', diskTarget('sata', count('sata'))];
+  return el(
+    'disk',
+    { type: 'file', device },
+    el('driver', { name: 'qemu', type: 'raw' }),
+    el('source', { file: path }),
+    el('target', { dev, bus }),
+    el('readonly'),
+    spec.machine === 'microvm' && MMIO,
+  );
 }
 
 /**
@@ -166,16 +162,21 @@ function seedXml(spec: VmSpec, path: string): string[] {
  * pod's netns once QEMU holds it. <mtu> sets the tap's MTU and the virtio NIC's host_mtu, so the
  * guest uses the pod MTU even before DHCP.
  */
+function nicElement(nic: VmNic, machine: VmSpec['machine']): XmlElement {
+  return el(
+    'interface',
+    { type: 'ethernet' },
+    el('mac', { address: nic.mac }),
+    el('target', { dev: nic.tap }),
+    el('model', { type: 'virtio' }),
+    el('mtu', { size: int(nic.mtu) }),
+    machine === 'microvm' && MMIO,
+  );
+}
+
+/** The <interface> element alone, as lines (for a hand-written domain in the pod network's tests). */
 export function nicXml(nic: VmNic, machine: VmSpec['machine'] = 'q35'): string[] {
-  return [
-    "<interface type='ethernet'>",
-    `  <mac address='${esc(nic.mac)}'/>`,
-    `  <target dev='${esc(nic.tap)}'/>`,
-    "  <model type='virtio'/>",
-    `  <mtu size='${int(nic.mtu)}'/>`,
-    ...(machine === 'microvm' ? ["  <address type='virtio-mmio'/>"] : []),
-    '</interface>',
-  ];
+  return renderXml(nicElement(nic, machine)).split('\n');
 }
 
 /**
@@ -191,12 +192,8 @@ export function guestAgentArgs(spec: Pick<VmSpec, 'machine'>, socket: string): s
   return ['-chardev', chardev, '-device', JSON.stringify(controller), '-device', JSON.stringify(port)];
 }
 
-function guestAgentXml(spec: VmSpec, socket: string): string[] {
-  return ['<qemu:commandline>', ...guestAgentArgs(spec, socket).map((a) => `  <qemu:arg value='${esc(a)}'/>`), '</qemu:commandline>'];
-}
-
 function int(n: number): string {
-  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`not a count: ${n}`);
+  if (!Number.isSafeInteger(n) || n < 0) throw new VmletError('internal', `domain XML: ${n} is not a count (a whole number, 0 or more)`);
   return String(n);
 }
 
@@ -204,32 +201,31 @@ function int(n: number): string {
  * A domain's XML (as libvirt dumps it, uuid included) without its UEFI loader and NVRAM. libvirt
  * refuses a plain undefine of a domain with NVRAM and the binding has no undefine flags, so an
  * inactive UEFI domain is redefined from this first, then undefined; vmlet deletes the NVRAM file.
+ * XML with neither comes back unchanged.
  */
 export function stripNvram(xml: string): string {
-  return xml.replace(/\s*<(loader|nvram)\b[^>]*?(?:\/>|>[\s\S]*?<\/\1>)/g, '');
-}
-
-const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
-
-function unescapeXml(s: string): string {
-  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|[a-z]+);/g, (all, e: string) => {
-    if (e.startsWith('#x')) return String.fromCodePoint(parseInt(e.slice(2), 16));
-    if (e.startsWith('#')) return String.fromCodePoint(parseInt(e.slice(1), 10));
-    return ENTITIES[e] ?? all;
-  });
+  const doc = parseXml(xml);
+  let removed = 0;
+  for (const os of childElements(doc.documentElement!, 'os')) {
+    for (const e of [...childElements(os, 'loader'), ...childElements(os, 'nvram')]) {
+      const indentation = e.previousSibling;
+      if (indentation && indentation.nodeType === indentation.TEXT_NODE && !indentation.nodeValue?.trim()) os.removeChild(indentation);
+      os.removeChild(e);
+      removed++;
+    }
+  }
+  return removed ? serializeXml(doc) : xml;
 }
 
 /**
- * vmlet's metadata from a domain's XML (as rendered, or as libvirt returns it: libvirt re-indents
- * and unescapes quotes but keeps the prefix). undefined when absent, unreadable or another version.
+ * vmlet's metadata from a domain's XML (as rendered, or as libvirt returns it: re-indented, with
+ * whatever prefix the namespace is bound to). undefined when absent, unreadable or another version.
  */
 export function readMetadata(xml: string): VmMetadata | undefined {
-  const nsAttr = METADATA_NS.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-  const re = new RegExp(`<([A-Za-z_][\\w.-]*):vm\\s[^>]*?xmlns:\\1\\s*=\\s*(["'])${nsAttr}\\2[^>]*>([\\s\\S]*?)</\\1:vm\\s*>`);
-  const m = re.exec(xml);
-  if (!m) return undefined;
   try {
-    const v = JSON.parse(unescapeXml(m[3]!)) as unknown;
+    const vm = parseXml(xml).getElementsByTagNameNS(METADATA_NS, 'vm').item(0);
+    if (!vm) return undefined;
+    const v = JSON.parse(vm.textContent ?? '') as unknown;
     if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
     const md = v as Record<string, unknown>;
     if (md.v !== 1 || typeof md.sandboxId !== 'string' || typeof md.containerId !== 'string') return undefined;

@@ -1,27 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { VmletError } from '../../src/errors.js';
-import { parseVmSettings } from '../../src/vm/annotations.js';
-import { buildVmSpec, diskTarget, domainName, type BuildVmSpecInput, type VmMetadata, type VmSpec } from '../../src/vm/spec.js';
-import { guestAgentArgs, readMetadata, renderDomainXml, stripNvram } from '../../src/vm/domain-xml.js';
-
-const metadata: VmMetadata = { v: 1, sandboxId: 'ab12cd34ef', containerId: 'ff00ee11', pod: { name: 'web', namespace: 'default' } };
-
-function spec(annotations: Record<string, string> = {}, over: Partial<BuildVmSpecInput> = {}): VmSpec {
-  const settings = parseVmSettings({ sandboxAnnotations: annotations, containerAnnotations: {}, defaults: { vcpus: 1, memoryMiB: 512 } });
-  return buildVmSpec({
-    name: 'vmlet-default-web-ab12cd34',
-    domainType: 'qemu',
-    settings,
-    boot: { kind: 'disk' },
-    disks: [{ path: '/var/lib/vmlet/c/root.qcow2', format: 'qcow2' }],
-    consoleLog: '/var/lib/vmlet/s/console.log',
-    nvramPath: '/var/lib/vmlet/c/nvram.fd',
-    metadata,
-    ...over,
-  });
-}
-const xml = (annotations: Record<string, string> = {}, over: Partial<BuildVmSpecInput> = {}) => renderDomainXml(spec(annotations, over));
-const kernelBoot = { kind: 'kernel', kernel: '/k/vmlinux', initrd: '/k/initrd', cmdline: 'console=ttyS0 quiet' } as const;
+import { diskTarget, domainName, type BuildVmSpecInput, type VmMetadata } from '../../src/vm/spec.js';
+import { guestAgentArgs, METADATA_NS, nicXml, QEMU_NS, readMetadata, renderDomainXml, stripNvram } from '../../src/vm/domain-xml.js';
+import { el, parseXml, type XmlElement } from '../../src/vm/xml.js';
+import { kernelBoot, metadata, spec, xml } from './domain-spec-fixtures.js';
+import { at, childNames, descendants, one, tree } from './xml-tree.js';
 
 describe('domainName', () => {
   it('is vmlet-<namespace>-<pod>-<8 of the id>', () => {
@@ -107,130 +90,196 @@ describe('buildVmSpec', () => {
   });
 });
 
+// The rendered XML is read back with the XML library and compared as data (xml-tree.ts): what
+// libvirt reads, whatever the quoting and indentation.
+const dom = (annotations: Record<string, string> = {}, over: Partial<BuildVmSpecInput> = {}) => tree(xml(annotations, over));
+const MMIO = el('address', { type: 'virtio-mmio' });
+const qcow2Driver = { name: 'qemu', type: 'qcow2', cache: 'writeback', discard: 'unmap' };
+
 describe('renderDomainXml', () => {
   it('base shape: type, name, memory, vcpus, features, lifecycle, clock, devices', () => {
-    const x = xml();
-    expect(x).toMatch(/^<domain type='qemu'>\n/);
-    expect(x).toContain('<name>vmlet-default-web-ab12cd34</name>');
-    expect(x).toContain("<memory unit='MiB'>512</memory>");
-    expect(x).toContain("<currentMemory unit='MiB'>512</currentMemory>");
-    expect(x).toContain("<vcpu placement='static'>1</vcpu>");
-    expect(x).toContain("<type arch='x86_64' machine='q35'>hvm</type>");
-    expect(x).toContain('<features><acpi/><apic/></features>');
-    expect(x).toContain('<on_poweroff>destroy</on_poweroff>');
-    expect(x).toContain('<on_reboot>restart</on_reboot>');
-    expect(x).toContain('<on_crash>destroy</on_crash>');
-    expect(x).toContain("<clock offset='utc'/>");
-    expect(x).toContain("<memballoon model='virtio'/>");
-    expect(x).not.toContain('<cputune>');
-    expect(x).not.toContain('<numatune>');
-    expect(x).toContain("<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>");
-    expect(x).toContain("<controller type='usb' model='none'/>");
-    expect(x).not.toContain('<graphics');
-    expect(x).not.toContain('<iothreads>');
-    expect(x).not.toContain('<memoryBacking>');
-    expect(x).not.toContain('<loader');
+    const d = dom();
+    expect(d.name).toBe('domain');
+    expect(d.attrs).toEqual({ type: 'qemu' });
+    expect(childNames(d)).toEqual(['name', 'metadata', 'memory', 'currentMemory', 'vcpu', 'os', 'features', 'cpu', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'devices']);
+    expect(one(d, 'name')).toEqual(el('name', {}, 'vmlet-default-web-ab12cd34'));
+    expect(one(d, 'memory')).toEqual(el('memory', { unit: 'MiB' }, '512'));
+    expect(one(d, 'currentMemory')).toEqual(el('currentMemory', { unit: 'MiB' }, '512'));
+    expect(one(d, 'vcpu')).toEqual(el('vcpu', { placement: 'static' }, '1'));
+    expect(one(d, 'os')).toEqual(el('os', {}, el('type', { arch: 'x86_64', machine: 'q35' }, 'hvm')));
+    expect(one(d, 'features')).toEqual(el('features', {}, el('acpi'), el('apic')));
+    expect(one(d, 'on_poweroff')).toEqual(el('on_poweroff', {}, 'destroy'));
+    expect(one(d, 'on_reboot')).toEqual(el('on_reboot', {}, 'restart'));
+    expect(one(d, 'on_crash')).toEqual(el('on_crash', {}, 'destroy'));
+    expect(one(d, 'clock')).toEqual(el('clock', { offset: 'utc' }));
+    expect(one(d, 'devices/memballoon')).toEqual(el('memballoon', { model: 'virtio' }));
+    expect(one(d, 'devices/rng')).toEqual(el('rng', { model: 'virtio' }, el('backend', { model: 'random' }, '/dev/urandom')));
+    expect(at(d, 'devices/controller')).toEqual([el('controller', { type: 'usb', model: 'none' })]);
+    for (const absent of ['cputune', 'numatune', 'graphics', 'iothreads', 'memoryBacking', 'loader']) expect(descendants(d, absent)).toEqual([]);
+  });
+  it('ends with a newline, as before (a file or a log line reads whole)', () => {
+    expect(xml()).toMatch(/<\/domain>\n$/);
   });
   it('domain type kvm comes only from the spec', () => {
-    expect(xml({}, { domainType: 'kvm' })).toMatch(/^<domain type='kvm'>/);
+    expect(dom({}, { domainType: 'kvm' }).attrs).toEqual({ type: 'kvm' });
   });
   it('vcpus and memory', () => {
-    const x = xml({ 'vmlet.io/vcpus': '4', 'vmlet.io/memory': '2Gi' });
-    expect(x).toContain("<vcpu placement='static'>4</vcpu>");
-    expect(x).toContain("<memory unit='MiB'>2048</memory>");
+    const d = dom({ 'vmlet.io/vcpus': '4', 'vmlet.io/memory': '2Gi' });
+    expect(one(d, 'vcpu')).toEqual(el('vcpu', { placement: 'static' }, '4'));
+    expect(one(d, 'memory')).toEqual(el('memory', { unit: 'MiB' }, '2048'));
   });
   it('cpu model: host-passthrough becomes maximum under TCG, stays under KVM', () => {
-    expect(xml()).toContain("<cpu mode='maximum'/>");
-    expect(xml({}, { domainType: 'kvm' })).toContain("<cpu mode='host-passthrough'/>");
-    expect(xml({ 'vmlet.io/cpu-model': 'host-model' })).toContain("<cpu mode='host-model'/>");
-    expect(xml({ 'vmlet.io/cpu-model': 'host-model' }, { domainType: 'kvm' })).toContain("<cpu mode='host-model'/>");
-    expect(xml({ 'vmlet.io/cpu-model': 'Nehalem' })).toContain("<cpu mode='custom' match='exact'><model fallback='forbid'>Nehalem</model></cpu>");
+    expect(one(dom(), 'cpu')).toEqual(el('cpu', { mode: 'maximum' }));
+    expect(one(dom({}, { domainType: 'kvm' }), 'cpu')).toEqual(el('cpu', { mode: 'host-passthrough' }));
+    expect(one(dom({ 'vmlet.io/cpu-model': 'host-model' }), 'cpu')).toEqual(el('cpu', { mode: 'host-model' }));
+    expect(one(dom({ 'vmlet.io/cpu-model': 'host-model' }, { domainType: 'kvm' }), 'cpu')).toEqual(el('cpu', { mode: 'host-model' }));
+    expect(one(dom({ 'vmlet.io/cpu-model': 'Nehalem' }), 'cpu')).toEqual(el('cpu', { mode: 'custom', match: 'exact' }, el('model', { fallback: 'forbid' }, 'Nehalem')));
   });
   it('machine pc', () => {
-    expect(xml({ 'vmlet.io/machine': 'pc' })).toContain("<type arch='x86_64' machine='pc'>hvm</type>");
+    expect(one(dom({ 'vmlet.io/machine': 'pc' }), 'os/type')).toEqual(el('type', { arch: 'x86_64', machine: 'pc' }, 'hvm'));
   });
   it('machine microvm: virtio devices on virtio-mmio', () => {
-    const x = xml({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm' });
-    expect(x).toContain("machine='microvm'");
-    expect(x).toContain("<rng model='virtio'><backend model='random'>/dev/urandom</backend><address type='virtio-mmio'/></rng>");
-    expect(x).toMatch(/<target dev='vda' bus='virtio'\/>\n\s*<address type='virtio-mmio'\/>/);
+    const d = dom({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm' });
+    expect(one(d, 'os/type').attrs.machine).toBe('microvm');
+    expect(one(d, 'devices/rng')).toEqual(el('rng', { model: 'virtio' }, el('backend', { model: 'random' }, '/dev/urandom'), MMIO));
+    expect(one(d, 'devices/disk')).toEqual(
+      el('disk', { type: 'file', device: 'disk' }, el('driver', qcow2Driver), el('source', { file: '/var/lib/vmlet/c/root.qcow2' }), el('target', { dev: 'vda', bus: 'virtio' }), MMIO),
+    );
   });
   it('disk boot: the first disk boots; qcow2 with writeback cache and discard', () => {
-    const x = xml({}, { disks: [{ path: '/a.qcow2', format: 'qcow2' }, { path: '/b.raw', format: 'raw', readonly: true }] });
-    expect(x).toContain(
-      ["<disk type='file' device='disk'>", "  <driver name='qemu' type='qcow2' cache='writeback' discard='unmap'/>", "  <source file='/a.qcow2'/>", "  <target dev='vda' bus='virtio'/>", "  <boot order='1'/>", '</disk>']
-        .map((l) => '    ' + l)
-        .join('\n'),
-    );
-    expect(x).toMatch(/<driver name='qemu' type='raw' cache='writeback'\/>\n\s*<source file='\/b\.raw'\/>\n\s*<target dev='vdb' bus='virtio'\/>\n\s*<readonly\/>\n\s*<\/disk>/);
-    expect(x.match(/<boot order/g)).toHaveLength(1);
+    const d = dom({}, { disks: [{ path: '/a.qcow2', format: 'qcow2' }, { path: '/b.raw', format: 'raw', readonly: true }] });
+    expect(at(d, 'devices/disk')).toEqual([
+      el('disk', { type: 'file', device: 'disk' }, el('driver', qcow2Driver), el('source', { file: '/a.qcow2' }), el('target', { dev: 'vda', bus: 'virtio' }), el('boot', { order: '1' })),
+      el('disk', { type: 'file', device: 'disk' }, el('driver', { name: 'qemu', type: 'raw', cache: 'writeback' }), el('source', { file: '/b.raw' }), el('target', { dev: 'vdb', bus: 'virtio' }), el('readonly')),
+    ]);
+    expect(descendants(d, 'boot')).toHaveLength(1);
   });
   it('disk bus scsi adds a virtio-scsi controller; sata needs none', () => {
-    const scsi = xml({ 'vmlet.io/disk-bus': 'scsi' });
-    expect(scsi).toContain("<target dev='sda' bus='scsi'/>");
-    expect(scsi).toContain("<controller type='scsi' index='0' model='virtio-scsi'></controller>");
-    const sata = xml({ 'vmlet.io/disk-bus': 'sata' });
-    expect(sata).toContain("<target dev='sda' bus='sata'/>");
-    expect(sata).not.toContain("type='scsi'");
+    const scsi = dom({ 'vmlet.io/disk-bus': 'scsi' });
+    expect(one(scsi, 'devices/disk/target')).toEqual(el('target', { dev: 'sda', bus: 'scsi' }));
+    expect(at(scsi, 'devices/controller')).toContainEqual(el('controller', { type: 'scsi', index: '0', model: 'virtio-scsi' }));
+    const sata = dom({ 'vmlet.io/disk-bus': 'sata' });
+    expect(one(sata, 'devices/disk/target')).toEqual(el('target', { dev: 'sda', bus: 'sata' }));
+    expect(descendants(sata).filter((e) => e.attrs.type === 'scsi')).toEqual([]);
   });
   it('a read-only disk on sata is a CD-ROM (QEMU has no read-only SATA hard disk)', () => {
-    const x = xml({ 'vmlet.io/disk-bus': 'sata' }, { disks: [{ path: '/a', format: 'qcow2' }, { path: '/seed.iso', format: 'raw', readonly: true }] });
-    expect(x).toMatch(/<disk type='file' device='disk'>\n\s*<driver name='qemu' type='qcow2'/);
-    expect(x).toMatch(/<disk type='file' device='cdrom'>\n\s*<driver name='qemu' type='raw' cache='writeback'\/>\n\s*<source file='\/seed\.iso'\/>\n\s*<target dev='sdb' bus='sata'\/>\n\s*<readonly\/>/);
-    expect(xml({}, { disks: [{ path: '/a', format: 'qcow2' }, { path: '/b', format: 'raw', readonly: true }] })).not.toContain('cdrom');
+    const disks = at(dom({ 'vmlet.io/disk-bus': 'sata' }, { disks: [{ path: '/a', format: 'qcow2' }, { path: '/seed.iso', format: 'raw', readonly: true }] }), 'devices/disk');
+    expect(disks[0]!.attrs).toEqual({ type: 'file', device: 'disk' });
+    expect(childNames(disks[0]!)[0]).toBe('driver');
+    expect(one(disks[0]!, 'driver').attrs).toMatchObject({ name: 'qemu', type: 'qcow2' });
+    expect(disks[1]).toEqual(
+      el('disk', { type: 'file', device: 'cdrom' }, el('driver', { name: 'qemu', type: 'raw', cache: 'writeback' }), el('source', { file: '/seed.iso' }), el('target', { dev: 'sdb', bus: 'sata' }), el('readonly')),
+    );
+    const virtio = dom({}, { disks: [{ path: '/a', format: 'qcow2' }, { path: '/b', format: 'raw', readonly: true }] });
+    expect(at(virtio, 'devices/disk').map((e) => e.attrs.device)).toEqual(['disk', 'disk']);
   });
   it('io-threads: declared, spread over virtio disks, and given to the scsi controller', () => {
-    const x = xml({ 'vmlet.io/io-threads': '2' }, { disks: [{ path: '/a', format: 'qcow2' }, { path: '/b', format: 'qcow2' }, { path: '/c', format: 'qcow2' }] });
-    expect(x).toContain('<iothreads>2</iothreads>');
-    expect([...x.matchAll(/iothread='(\d)'/g)].map((m) => m[1])).toEqual(['1', '2', '1']);
-    const scsi = xml({ 'vmlet.io/io-threads': '1', 'vmlet.io/disk-bus': 'scsi' });
-    expect(scsi).toContain("<controller type='scsi' index='0' model='virtio-scsi'><driver iothread='1'/></controller>");
-    expect(scsi).not.toMatch(/<driver name='qemu'[^>]*iothread/);
+    const d = dom({ 'vmlet.io/io-threads': '2' }, { disks: [{ path: '/a', format: 'qcow2' }, { path: '/b', format: 'qcow2' }, { path: '/c', format: 'qcow2' }] });
+    expect(one(d, 'iothreads')).toEqual(el('iothreads', {}, '2'));
+    expect(descendants(d).flatMap((e) => e.attrs.iothread ?? [])).toEqual(['1', '2', '1']);
+    const scsi = dom({ 'vmlet.io/io-threads': '1', 'vmlet.io/disk-bus': 'scsi' });
+    expect(at(scsi, 'devices/controller')).toContainEqual(el('controller', { type: 'scsi', index: '0', model: 'virtio-scsi' }, el('driver', { iothread: '1' })));
+    expect(at(scsi, 'devices/disk/driver').map((e) => e.attrs.iothread)).toEqual([undefined]);
   });
   it('hugepages', () => {
-    expect(xml({ 'vmlet.io/hugepages': '2Mi' })).toContain("<memoryBacking><hugepages><page size='2048' unit='KiB'/></hugepages></memoryBacking>");
-    expect(xml({ 'vmlet.io/hugepages': '1Gi', 'vmlet.io/memory': '1Gi' })).toContain("<page size='1048576' unit='KiB'/>");
+    expect(one(dom({ 'vmlet.io/hugepages': '2Mi' }), 'memoryBacking')).toEqual(el('memoryBacking', {}, el('hugepages', {}, el('page', { size: '2048', unit: 'KiB' }))));
+    expect(one(dom({ 'vmlet.io/hugepages': '1Gi', 'vmlet.io/memory': '1Gi' }), 'memoryBacking/hugepages/page')).toEqual(el('page', { size: '1048576', unit: 'KiB' }));
   });
   it('firmware uefi: read-only pflash loader and an NVRAM from the template', () => {
-    const x = xml({ 'vmlet.io/firmware': 'uefi' });
-    expect(x).toContain("<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>");
-    expect(x).toContain("<nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/vmlet/c/nvram.fd</nvram>");
+    const d = dom({ 'vmlet.io/firmware': 'uefi' });
+    expect(one(d, 'os/loader')).toEqual(el('loader', { readonly: 'yes', type: 'pflash' }, '/usr/share/OVMF/OVMF_CODE_4M.fd'));
+    expect(one(d, 'os/nvram')).toEqual(el('nvram', { template: '/usr/share/OVMF/OVMF_VARS_4M.fd' }, '/var/lib/vmlet/c/nvram.fd'));
   });
   it('kernel boot: kernel, initrd, cmdline; no disk boot order', () => {
-    const x = xml({ 'vmlet.io/kernel-args': 'loglevel=7' }, { boot: kernelBoot });
-    expect(x).toContain('<kernel>/k/vmlinux</kernel>');
-    expect(x).toContain('<initrd>/k/initrd</initrd>');
-    expect(x).toContain('<cmdline>console=ttyS0 quiet loglevel=7</cmdline>');
-    expect(x).not.toContain('<boot order');
+    const d = dom({ 'vmlet.io/kernel-args': 'loglevel=7' }, { boot: kernelBoot });
+    expect(one(d, 'os/kernel')).toEqual(el('kernel', {}, '/k/vmlinux'));
+    expect(one(d, 'os/initrd')).toEqual(el('initrd', {}, '/k/initrd'));
+    expect(one(d, 'os/cmdline')).toEqual(el('cmdline', {}, 'console=ttyS0 quiet loglevel=7'));
+    expect(descendants(d, 'boot')).toEqual([]);
   });
   it('serial log on: virtlogd appends to the file; off: a plain pty', () => {
-    expect(xml()).toContain("<serial type='pty'><log file='/var/lib/vmlet/s/console.log' append='on'/><target port='0'/></serial>");
-    expect(xml()).toContain("<console type='pty'><target type='serial' port='0'/></console>");
-    expect(xml({ 'vmlet.io/serial-log': 'false' })).toContain("<serial type='pty'><target port='0'/></serial>");
+    expect(one(dom(), 'devices/serial')).toEqual(el('serial', { type: 'pty' }, el('log', { file: '/var/lib/vmlet/s/console.log', append: 'on' }), el('target', { port: '0' })));
+    expect(one(dom(), 'devices/console')).toEqual(el('console', { type: 'pty' }, el('target', { type: 'serial', port: '0' })));
+    expect(one(dom({ 'vmlet.io/serial-log': 'false' }), 'devices/serial')).toEqual(el('serial', { type: 'pty' }, el('target', { port: '0' })));
   });
   it('escapes every value', () => {
     const x = xml({ 'vmlet.io/kernel-args': `a="<b>" c='&'` }, { name: "x'<&>\"", boot: { kind: 'kernel', kernel: "/k/it's<&>", cmdline: '' }, disks: [{ path: "/d/'q'&<>.qcow2", format: 'qcow2' }] });
-    expect(x).toContain('<name>x&apos;&lt;&amp;&gt;&quot;</name>');
-    expect(x).toContain('<kernel>/k/it&apos;s&lt;&amp;&gt;</kernel>');
-    expect(x).toContain('<cmdline>a=&quot;&lt;b&gt;&quot; c=&apos;&amp;&apos;</cmdline>');
-    expect(x).toContain("<source file='/d/&apos;q&apos;&amp;&lt;&gt;.qcow2'/>");
+    const d = tree(x); // the strict parser reads it back: well-formed, and every value comes back as given
+    expect(one(d, 'name')).toEqual(el('name', {}, "x'<&>\""));
+    expect(one(d, 'os/kernel')).toEqual(el('kernel', {}, "/k/it's<&>"));
+    expect(one(d, 'os/cmdline')).toEqual(el('cmdline', {}, `a="<b>" c='&'`));
+    expect(one(d, 'devices/disk/source')).toEqual(el('source', { file: "/d/'q'&<>.qcow2" }));
     // Inside attribute values: no raw < or >, and every & starts an entity.
-    for (const m of x.matchAll(/='([^']*)'/g)) expect(m[1]).not.toMatch(/[<>]|&(?!(amp|lt|gt|apos|quot);)/);
+    const values = [...x.matchAll(/=(?:'([^']*)'|"([^"]*)")/g)].map((m) => m[1] ?? m[2]!);
+    for (const v of values) expect(v).not.toMatch(/[<>]|&(?!(amp|lt|gt|apos|quot|#\d+|#x[0-9a-fA-F]+);)/);
   });
-  it('refuses characters XML cannot carry', () => {
-    expect(() => xml({}, { disks: [{ path: '/a\x01b', format: 'qcow2' }] })).toThrow(/not representable in XML/);
+  it('refuses characters XML cannot carry, as an internal error (a programming fault)', () => {
+    for (const path of ['/a\x01b', '/a\uffffb', '/a\ud800b']) {
+      const err = catchError(() => xml({}, { disks: [{ path, format: 'qcow2' }] }));
+      expect(err).toBeInstanceOf(VmletError);
+      expect(err).toMatchObject({ kind: 'internal', message: expect.stringMatching(/not representable in XML/) as unknown });
+    }
+    expect(catchError(() => xml({}, { name: 'a\x1fb' }))).toMatchObject({ kind: 'internal', message: expect.stringMatching(/not representable in XML/) as unknown });
+  });
+  it('refuses a count that is not a whole number, as an internal error', () => {
+    const s = spec();
+    expect(catchError(() => renderDomainXml({ ...s, vcpus: 1, maxVcpus: 1.5 }))).toMatchObject({ kind: 'internal', message: expect.stringMatching(/1\.5 is not a count/) as unknown });
+    expect(catchError(() => renderDomainXml({ ...s, memoryMiB: -1 }))).toMatchObject({ kind: 'internal', message: expect.stringMatching(/-1 is not a count/) as unknown });
   });
 });
 
+function catchError(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (err) {
+    return err;
+  }
+  return expect.unreachable('no error thrown');
+}
+
 describe('stripNvram', () => {
+  const uuid = el('uuid', {}, '1b4e28ba-2fa1-11d2-883f-0016d3cca427');
   it('removes the UEFI loader and NVRAM, nothing else', () => {
-    const x = xml({ 'vmlet.io/firmware': 'uefi' });
-    const stripped = stripNvram(x.replace('<name>', "<uuid>1b4e28ba-2fa1-11d2-883f-0016d3cca427</uuid><name>"));
-    expect(stripped).not.toMatch(/<loader|<nvram/);
-    expect(stripped).toContain('<uuid>1b4e28ba-2fa1-11d2-883f-0016d3cca427</uuid>');
-    expect(stripped).toContain("<type arch='x86_64' machine='q35'>hvm</type>\n  </os>");
-    expect(stripNvram("<os><loader readonly='yes' type='pflash'/><nvram template='/t'/></os>")).toBe('<os></os>');
+    const x = xml({ 'vmlet.io/firmware': 'uefi' }).replace('<name>', '<uuid>1b4e28ba-2fa1-11d2-883f-0016d3cca427</uuid><name>');
+    const stripped = stripNvram(x);
+    const d = tree(stripped);
+    expect(descendants(d, 'loader')).toEqual([]);
+    expect(descendants(d, 'nvram')).toEqual([]);
+    expect(one(d, 'uuid')).toEqual(uuid);
+    expect(one(d, 'os')).toEqual(el('os', {}, el('type', { arch: 'x86_64', machine: 'q35' }, 'hvm')));
+    // Everything else as it was; no blank line where they stood.
+    const before = tree(x);
+    one(before, 'os').children = one(before, 'os').children.filter((c) => typeof c === 'string' || !['loader', 'nvram'].includes(c.name));
+    expect(d).toEqual(before);
+    expect(stripped).not.toMatch(/\n\s*\n/);
+    expect(tree(stripNvram("<domain><os><loader readonly='yes' type='pflash'/><nvram template='/t'/></os></domain>"))).toEqual(el('domain', {}, el('os')));
     expect(stripNvram(xml())).toBe(xml());
+  });
+  it('reads the XML as libvirt dumps it (single quotes, its indentation, other metadata kept)', () => {
+    const fromLibvirt = [
+      "<domain type='kvm' id='3'>",
+      '  <name>x</name>',
+      '  <uuid>1b4e28ba-2fa1-11d2-883f-0016d3cca427</uuid>',
+      '  <metadata>',
+      '    <other:x xmlns:other="https://example.com/x"><![CDATA[a<b]]>&amp;</other:x>',
+      '  </metadata>',
+      '  <os>',
+      "    <type arch='x86_64' machine='pc-q35-7.2'>hvm</type>",
+      "    <loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>",
+      "    <nvram template='/usr/share/OVMF/OVMF_VARS_4M.fd'>/var/lib/vmlet/c/nvram.fd</nvram>",
+      "    <boot dev='hd'/>",
+      '  </os>',
+      '  <devices>',
+      '    <nvram><address type="spapr-vio" reg="0x3000"/></nvram>',
+      '  </devices>',
+      '</domain>',
+      '',
+    ].join('\n');
+    const d = tree(stripNvram(fromLibvirt));
+    expect(d.attrs).toEqual({ type: 'kvm', id: '3' });
+    expect(one(d, 'os')).toEqual(el('os', {}, el('type', { arch: 'x86_64', machine: 'pc-q35-7.2' }, 'hvm'), el('boot', { dev: 'hd' })));
+    expect(one(d, 'metadata/other:x').children).toEqual(['a<b', '&']); // the CDATA section and the text, both kept
+    expect(at(d, 'devices/nvram')).toHaveLength(1); // a device of that name (spapr-vio) is not the UEFI NVRAM
   });
 });
 
@@ -238,7 +287,13 @@ describe('metadata', () => {
   it('is stored under the vmlet namespace as escaped JSON and read back', () => {
     const md: VmMetadata = { ...metadata, tricky: `</vmlet:vm> & "quotes" 'apos' <x> ü \u2028 \n`, n: 3, list: [true, null] };
     const x = xml({}, { metadata: md });
-    expect(x).toMatch(/<metadata>\n\s*<vmlet:vm xmlns:vmlet="https:\/\/vmlet\.io\/xmlns\/domain\/1">\{[^<]*\}<\/vmlet:vm>\n\s*<\/metadata>/);
+    const stored = one(tree(x), 'metadata');
+    expect(stored.children).toHaveLength(1);
+    const vm = one(stored, 'vmlet:vm');
+    expect(vm.attrs).toEqual({ 'xmlns:vmlet': METADATA_NS });
+    expect(vm.children).toHaveLength(1);
+    expect(JSON.parse(vm.children[0] as string)).toEqual(spec({}, { metadata: md }).metadata);
+    expect(parseXml(x).getElementsByTagNameNS(METADATA_NS, 'vm')).toHaveLength(1);
     expect(x.match(/<\/vmlet:vm>/g)).toHaveLength(1);
     expect(readMetadata(x)).toEqual(spec({}, { metadata: md }).metadata);
   });
@@ -246,6 +301,8 @@ describe('metadata', () => {
     const fromLibvirt = `<domain type='qemu'>\n  <name>x</name>\n  <metadata>\n    <vmlet:vm xmlns:vmlet="https://vmlet.io/xmlns/domain/1">{"v":1,"sandboxId":"s","containerId":"c","a":"x&lt;y&amp;z'&#233;&#x41;"}</vmlet:vm>\n  </metadata>\n</domain>`;
     expect(readMetadata(fromLibvirt)).toEqual({ v: 1, sandboxId: 's', containerId: 'c', a: "x<y&z'éA" });
     expect(readMetadata(fromLibvirt.replace(/vmlet:vm/g, 'v2:vm').replace('xmlns:vmlet', 'xmlns:v2'))).toMatchObject({ sandboxId: 's' });
+    // The namespace is what counts, wherever it is declared.
+    expect(readMetadata(`<domain xmlns:m="${METADATA_NS}"><metadata><m:vm>{"v":1,"sandboxId":"s","containerId":"c"}</m:vm></metadata></domain>`)).toMatchObject({ sandboxId: 's' });
   });
   it('is undefined when absent, of another namespace or version, or not vmlet JSON', () => {
     expect(readMetadata("<domain type='qemu'><name>x</name></domain>")).toBeUndefined();
@@ -254,25 +311,37 @@ describe('metadata', () => {
     expect(readMetadata('<metadata><vmlet:vm xmlns:vmlet="https://vmlet.io/xmlns/domain/1">{not json</vmlet:vm></metadata>')).toBeUndefined();
     expect(readMetadata('<metadata><vmlet:vm xmlns:vmlet="https://vmlet.io/xmlns/domain/1">[1]</vmlet:vm></metadata>')).toBeUndefined();
   });
+  it('is undefined when the XML is not well-formed', () => {
+    expect(readMetadata('<metadata><vmlet:vm xmlns:vmlet="https://vmlet.io/xmlns/domain/1">{"v":1,"sandboxId":"s","containerId":"c"}</vmlet:vm>')).toBeUndefined();
+    expect(readMetadata('')).toBeUndefined();
+  });
 });
 
 describe('network cards and the cloud-init seed', () => {
   const nic = { tap: 'vmt-ab12cd34ef56', mac: '02:ab:12:cd:34:ef', mtu: 1450 };
+  const nicEl = (...extra: XmlElement[]) =>
+    el('interface', { type: 'ethernet' }, el('mac', { address: '02:ab:12:cd:34:ef' }), el('target', { dev: 'vmt-ab12cd34ef56' }), el('model', { type: 'virtio' }), el('mtu', { size: '1450' }), ...extra);
 
   it('renders a tap NIC with the pod MAC and MTU', () => {
-    const x = xml({}, { nics: [nic] });
-    expect(x).toMatch(/<interface type='ethernet'>\s*<mac address='02:ab:12:cd:34:ef'\/>\s*<target dev='vmt-ab12cd34ef56'\/>\s*<model type='virtio'\/>\s*<mtu size='1450'\/>\s*<\/interface>/);
-    expect(xml()).not.toContain('<interface');
+    expect(one(dom({}, { nics: [nic] }), 'devices/interface')).toEqual(nicEl());
+    expect(descendants(dom(), 'interface')).toEqual([]);
+  });
+
+  it('nicXml: the same <interface> alone, as lines (virtio-mmio on microvm)', () => {
+    expect(tree(nicXml(nic).join('\n'))).toEqual(nicEl());
+    expect(nicXml(nic).length).toBeGreaterThan(1);
+    expect(tree(nicXml(nic, 'microvm').join('\n'))).toEqual(nicEl(MMIO));
   });
 
   it('attaches the seed read-only as a CD-ROM on the machine’s own bus', () => {
-    const q35 = xml({}, { seedIso: '/s/seed.iso' });
-    expect(q35).toMatch(/<disk type='file' device='cdrom'>\s*<driver name='qemu' type='raw'\/>\s*<source file='\/s\/seed.iso'\/>\s*<target dev='sda' bus='sata'\/>\s*<readonly\/>/);
-    const pc = xml({ 'vmlet.io/machine': 'pc' }, { seedIso: '/s/seed.iso' });
-    expect(pc).toMatch(/<target dev='hdc' bus='ide'\/>\s*<readonly\/>/);
+    const seed = (dev: string, bus: string) => el('disk', { type: 'file', device: 'cdrom' }, el('driver', { name: 'qemu', type: 'raw' }), el('source', { file: '/s/seed.iso' }), el('target', { dev, bus }), el('readonly'));
+    expect(at(dom({}, { seedIso: '/s/seed.iso' }), 'devices/disk')[1]).toEqual(seed('sda', 'sata'));
+    expect(at(dom({ 'vmlet.io/machine': 'pc' }, { seedIso: '/s/seed.iso' }), 'devices/disk')[1]).toEqual(seed('hdc', 'ide'));
     // A SATA root disk takes sda: the seed follows it.
-    const sata = xml({ 'vmlet.io/disk-bus': 'sata' }, { seedIso: '/s/seed.iso' });
-    expect(sata).toMatch(/<source file='\/s\/seed.iso'\/>\s*<target dev='sdb' bus='sata'\/>/);
+    expect(at(dom({ 'vmlet.io/disk-bus': 'sata' }, { seedIso: '/s/seed.iso' }), 'devices/disk')[1]).toEqual(seed('sdb', 'sata'));
+    // microvm has neither controller: a read-only virtio disk on virtio-mmio.
+    const micro = at(dom({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm', seedIso: '/s/seed.iso' }), 'devices/disk')[1];
+    expect(micro).toEqual(el('disk', { type: 'file', device: 'disk' }, el('driver', { name: 'qemu', type: 'raw' }), el('source', { file: '/s/seed.iso' }), el('target', { dev: 'vdb', bus: 'virtio' }), el('readonly'), MMIO));
   });
 });
 
@@ -281,23 +350,27 @@ describe('guest-agent channel', () => {
 
   it('is QEMU arguments libvirt does not manage: a unix socket, a virtio-serial controller and the named port', () => {
     const x = xml({}, { guestAgent: { socket } });
-    expect(x).toMatch(/^<domain type='qemu' xmlns:qemu='http:\/\/libvirt.org\/schemas\/domain\/qemu\/1.0'>/);
-    const args = [...x.matchAll(/<qemu:arg value='([^']*)'\/>/g)].map((m) => m[1]!.replace(/&quot;/g, '"'));
-    expect(args).toEqual([
+    const d = tree(x);
+    expect(d.attrs).toEqual({ type: 'qemu', 'xmlns:qemu': 'http://libvirt.org/schemas/domain/qemu/1.0' });
+    // In libvirt's qemu namespace (whatever the prefix), which is what makes libvirt pass the arguments on.
+    expect(parseXml(x).getElementsByTagNameNS(QEMU_NS, 'commandline')).toHaveLength(1);
+    const cmdline = one(d, 'qemu:commandline');
+    expect(cmdline.children.every((c) => typeof c !== 'string' && c.name === 'qemu:arg')).toBe(true);
+    expect(at(d, 'qemu:commandline/qemu:arg').map((a) => a.attrs.value)).toEqual([
       '-chardev', `socket,id=vmletqga,path=${socket},server=on,wait=off`,
       '-device', '{"driver":"virtio-serial-pci","id":"vmletvser"}',
       '-device', '{"driver":"virtserialport","bus":"vmletvser.0","chardev":"vmletqga","name":"org.qemu.guest_agent.0"}',
     ]);
-    // After </devices>, and never a libvirt <channel> (libvirtd would hold the socket's only connection).
-    expect(x).toMatch(/<\/devices>\s*<qemu:commandline>[\s\S]*<\/qemu:commandline>\s*<\/domain>/);
-    expect(x).not.toContain('<channel');
-    expect(x).not.toMatch(/address/); // QEMU picks the slot
+    // After <devices>, and never a libvirt <channel> (libvirtd would hold the socket's only connection).
+    expect(childNames(d).slice(-2)).toEqual(['devices', 'qemu:commandline']);
+    expect(descendants(d, 'channel')).toEqual([]);
+    expect(descendants(d, 'address')).toEqual([]); // QEMU picks the slot
   });
 
   it('is absent, with no qemu namespace, without a socket', () => {
-    const x = xml();
-    expect(x).not.toContain('qemu:commandline');
-    expect(x).toMatch(/^<domain type='qemu'>/);
+    const d = dom();
+    expect(descendants(d, 'qemu:commandline')).toEqual([]);
+    expect(d.attrs).toEqual({ type: 'qemu' });
   });
 
   it('uses the virtio-mmio controller on microvm and doubles commas in the path', () => {
@@ -316,29 +389,29 @@ describe('guest-agent channel', () => {
 
 describe('live-resize headroom and CPU tuning', () => {
   it('defines the maxima and starts at the size', () => {
-    const x = xml({ 'vmlet.io/vcpus': '2', 'vmlet.io/max-vcpus': '4', 'vmlet.io/memory': '256Mi', 'vmlet.io/max-memory': '1Gi' });
-    expect(x).toContain("<memory unit='MiB'>1024</memory>");
-    expect(x).toContain("<currentMemory unit='MiB'>256</currentMemory>");
-    expect(x).toContain("<vcpu placement='static' current='2'>4</vcpu>");
+    const d = dom({ 'vmlet.io/vcpus': '2', 'vmlet.io/max-vcpus': '4', 'vmlet.io/memory': '256Mi', 'vmlet.io/max-memory': '1Gi' });
+    expect(one(d, 'memory')).toEqual(el('memory', { unit: 'MiB' }, '1024'));
+    expect(one(d, 'currentMemory')).toEqual(el('currentMemory', { unit: 'MiB' }, '256'));
+    expect(one(d, 'vcpu')).toEqual(el('vcpu', { placement: 'static', current: '2' }, '4'));
   });
   it('renders shares, the whole-domain quota, pinning of every vCPU and the emulator, and NUMA nodes', () => {
-    const x = xml({ 'vmlet.io/vcpus': '1', 'vmlet.io/max-vcpus': '2' }, { cputune: { shares: 512, quotaUs: 50_000, periodUs: 100_000, cpuset: [0, 1, 3], memNodes: [0] } });
-    expect(x).toContain(
-      [
-        '  <cputune>',
-        "    <vcpupin vcpu='0' cpuset='0-1,3'/>",
-        "    <vcpupin vcpu='1' cpuset='0-1,3'/>",
-        "    <emulatorpin cpuset='0-1,3'/>",
-        '    <shares>512</shares>',
-        '    <global_period>100000</global_period>',
-        '    <global_quota>50000</global_quota>',
-        '  </cputune>',
-        "  <numatune><memory mode='strict' nodeset='0'/></numatune>",
-      ].join('\n'),
+    const d = dom({ 'vmlet.io/vcpus': '1', 'vmlet.io/max-vcpus': '2' }, { cputune: { shares: 512, quotaUs: 50_000, periodUs: 100_000, cpuset: [0, 1, 3], memNodes: [0] } });
+    expect(one(d, 'cputune')).toEqual(
+      el(
+        'cputune',
+        {},
+        el('vcpupin', { vcpu: '0', cpuset: '0-1,3' }),
+        el('vcpupin', { vcpu: '1', cpuset: '0-1,3' }),
+        el('emulatorpin', { cpuset: '0-1,3' }),
+        el('shares', {}, '512'),
+        el('global_period', {}, '100000'),
+        el('global_quota', {}, '50000'),
+      ),
     );
+    expect(one(d, 'numatune')).toEqual(el('numatune', {}, el('memory', { mode: 'strict', nodeset: '0' })));
+    expect(childNames(d).slice(childNames(d).indexOf('cputune'), childNames(d).indexOf('cputune') + 2)).toEqual(['cputune', 'numatune']);
   });
   it('puts the balloon on virtio-mmio for microvm', () => {
-    const x = xml({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm' });
-    expect(x).toContain("<memballoon model='virtio'><address type='virtio-mmio'/></memballoon>");
+    expect(one(dom({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm' }), 'devices/memballoon')).toEqual(el('memballoon', { model: 'virtio' }, MMIO));
   });
 });
