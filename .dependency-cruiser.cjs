@@ -12,7 +12,8 @@
 //   vm/ net/ image/ stream/ util/   the parts pod/ asks to do their part
 //   grpc/     the CRI proto loader and the RPC log line, shared by cri/ and proxy/
 //   leaves    config.ts, errors.ts, log.ts, version.ts
-// and nothing below cri/ imports cri/ or proxy/ [nothing-below-imports-cri, only-cri-imports-proxy].
+// and nothing below cri/ imports cri/ or proxy/ [nothing-below-imports-cri, only-cri-imports-proxy],
+// nor the generated CRI wire types: cri/ maps them to vmlet's own [no-wire-types-below-cri].
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [
@@ -45,6 +46,15 @@ module.exports = {
       comment: 'Data flows one way: nothing below cri/ knows about it.',
       from: { path: '^src/(pod|vm|net|image|stream|proxy|runtime|util|grpc)/' },
       to: { path: '^src/cri/' },
+    },
+    {
+      name: 'no-wire-types-below-cri',
+      severity: 'error',
+      comment:
+        'The generated CRI types (src/gen/) are the wire: cri/ maps them to vmlet\'s own types (pod/configs.ts, ' +
+        'pod/stats.ts, …) and back, so nothing below it names them. proxy/ and grpc/ speak gRPC and may.',
+      from: { path: ['^src/(pod|vm|net|image|stream|runtime|util)/', '^src/(config|errors|log|version)[.]ts$'] },
+      to: { path: '^src/gen/' },
     },
     {
       name: 'only-cri-imports-proxy',

@@ -1,4 +1,6 @@
-// ImageService: wire ↔ internal mapping only. Behaviour lives in image/store.ts.
+// ImageService: wire ↔ internal mapping only, one call per RPC. Pull, list and remove are the
+// image store's (image/store.ts); ImageStatus and ImageFsInfo are pod/image-status.ts and
+// pod/image-fs-info.ts; docs/design.md ("RPC → file") names the file for every RPC.
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import { invalidArgument } from '../errors.js';
@@ -10,6 +12,8 @@ import type { Image } from '../gen/runtime/v1/Image.js';
 import type { AuthConfig__Output } from '../gen/runtime/v1/AuthConfig.js';
 import type { FilesystemUsage } from '../gen/runtime/v1/FilesystemUsage.js';
 import type { ImageSpec__Output } from '../gen/runtime/v1/ImageSpec.js';
+import { imageStatus } from '../pod/image-status.js';
+import { imageFsInfo } from '../pod/image-fs-info.js';
 import { unary, withUnimplemented } from './rpc.js';
 
 /** CRI: `uid` when the config's User is numeric (before any ':group'), `username` otherwise. */
@@ -65,21 +69,9 @@ export function imageService(log: Logger, images: ImageStore, containerDir: stri
     }),
 
     ImageStatus: unary(log, 'ImageStatus', async (req) => {
-      const rec = images.status(imageName(req.image, 'image.image'));
+      const st = imageStatus(images, imageName(req.image, 'image.image'), req.verbose);
       // CRI: an unknown image is an empty answer, not an error.
-      if (!rec) return { image: null, info: {} };
-      const info: Record<string, string> = {};
-      if (req.verbose) {
-        info.info = JSON.stringify({
-          boot: rec.boot,
-          manifestDigest: rec.manifestDigest,
-          layers: rec.layers,
-          labels: rec.labels,
-          user: rec.user,
-          pulledAt: rec.pulledAt,
-        });
-      }
-      return { image: toWireImage(rec), info };
+      return { image: st.image ? toWireImage(st.image) : null, info: st.info };
     }),
 
     ListImages: unary(log, 'ListImages', async (req) => ({
@@ -91,10 +83,10 @@ export function imageService(log: Logger, images: ImageStore, containerDir: stri
       return {};
     }),
 
-    ImageFsInfo: unary(log, 'ImageFsInfo', async () => ({
-      image_filesystems: [wireUsage(await images.fsUsage())],
-      container_filesystems: [wireUsage(await images.fsUsage(containerDir))],
-    })),
+    ImageFsInfo: unary(log, 'ImageFsInfo', async () => {
+      const u = await imageFsInfo(images, containerDir);
+      return { image_filesystems: [wireUsage(u.images)], container_filesystems: [wireUsage(u.containers)] };
+    }),
   };
   return withUnimplemented(log, 'ImageService', definition, impl as UntypedServiceImplementation);
 }

@@ -1,5 +1,7 @@
-// Internal pod/container records → CRI messages, and the List* filters.
-import type { ContainerRecord, SandboxRecord } from '../pod/records.js';
+// Internal pod/container records → CRI messages, and the List* filters → vmlet's (pod/*-list.ts).
+import type { ContainerRecord, ContainerState, SandboxRecord, SandboxState } from '../pod/records.js';
+import type { ContainerFilter } from '../pod/container-list.js';
+import type { SandboxFilter } from '../pod/sandbox-list.js';
 import type { PodSandbox } from '../gen/runtime/v1/PodSandbox.js';
 import type { PodSandboxStatus } from '../gen/runtime/v1/PodSandboxStatus.js';
 import type { Container } from '../gen/runtime/v1/Container.js';
@@ -22,14 +24,12 @@ export function wirePodSandbox(s: SandboxRecord): PodSandbox {
   };
 }
 
-/** What the status needs of the pod's network (the PodManager's network state has it). */
-export interface PodAddresses {
-  ips: readonly { family: 4 | 6; address: string }[];
-}
+/** The pod's IPs (pod/sandbox-status.ts has them from its network state). */
+export type PodAddresses = readonly { family: 4 | 6; address: string }[];
 
-export function wirePodSandboxStatus(s: SandboxRecord, net: PodAddresses | undefined): PodSandboxStatus {
+export function wirePodSandboxStatus(s: SandboxRecord, addresses: PodAddresses): PodSandboxStatus {
   // IPv4 first, as the kubelet takes `ip` as the primary pod IP; the rest (dual stack) follow.
-  const ips = [...(net?.ips ?? [])].sort((a, b) => a.family - b.family).map((i) => i.address);
+  const ips = [...addresses].sort((a, b) => a.family - b.family).map((i) => i.address);
   return {
     ...wirePodSandbox(s),
     network: { ip: ips[0] ?? '', additional_ips: ips.slice(1).map((ip) => ({ ip })) },
@@ -75,22 +75,24 @@ export function wireContainerStatus(c: ContainerRecord): ContainerStatus {
   };
 }
 
-function labelsMatch(labels: Record<string, string> | undefined, selector: Record<string, string> | undefined): boolean {
-  for (const [k, v] of Object.entries(selector ?? {})) if (labels?.[k] !== v) return false;
-  return true;
+/** A filter that asks for a state vmlet has no name for (an enum value newer than proto/): no record is in it. */
+export const NO_MATCH = 'no-match';
+
+function stateOf<S extends string>(names: Record<S, string>, wire: string | number): S | typeof NO_MATCH {
+  for (const [state, name] of Object.entries(names) as [S, string][]) if (name === wire) return state;
+  return NO_MATCH;
 }
 
-export function sandboxMatches(s: SandboxRecord, f: PodSandboxFilter__Output | null): boolean {
-  if (!f) return true;
-  if (f.id && !s.id.startsWith(f.id)) return false;
-  if (f.state && SANDBOX_STATE[s.state] !== f.state.state) return false;
-  return labelsMatch(s.config.labels, f.label_selector);
+export function sandboxFilter(f: PodSandboxFilter__Output | null): SandboxFilter | null | typeof NO_MATCH {
+  if (!f) return null;
+  const state = f.state ? stateOf<SandboxState>(SANDBOX_STATE, f.state.state) : undefined;
+  if (state === NO_MATCH) return NO_MATCH;
+  return { id: f.id, labelSelector: f.label_selector, ...(state ? { state } : {}) };
 }
 
-export function containerMatches(c: ContainerRecord, f: ContainerFilter__Output | null): boolean {
-  if (!f) return true;
-  if (f.id && !c.id.startsWith(f.id)) return false;
-  if (f.pod_sandbox_id && !c.sandboxId.startsWith(f.pod_sandbox_id)) return false;
-  if (f.state && CONTAINER_STATE[c.state] !== f.state.state) return false;
-  return labelsMatch(c.config.labels, f.label_selector);
+export function containerFilter(f: ContainerFilter__Output | null): ContainerFilter | null | typeof NO_MATCH {
+  if (!f) return null;
+  const state = f.state ? stateOf<ContainerState>(CONTAINER_STATE, f.state.state) : undefined;
+  if (state === NO_MATCH) return NO_MATCH;
+  return { id: f.id, podSandboxId: f.pod_sandbox_id, labelSelector: f.label_selector, ...(state ? { state } : {}) };
 }

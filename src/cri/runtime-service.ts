@@ -1,4 +1,8 @@
-// RuntimeService: wire ↔ internal mapping only. Behaviour lives in runtime/ (and pod/ later).
+// RuntimeService: wire ↔ internal mapping only. Each handler maps the request to vmlet's types,
+// makes one call and maps the answer back; rpc.ts wraps them all the same way (timing, one log
+// line, error → status). The behaviour of each RPC lives in src/pod/<noun>-<verb>.ts, or in
+// src/runtime/ for the node-wide Status, RuntimeConfig and UpdateRuntimeConfig; docs/design.md
+// ("RPC → file") names the file for every RPC. Records → messages: pod-wire.ts, stats-wire.ts.
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -9,21 +13,30 @@ import type { StatusResponse } from '../gen/runtime/v1/StatusResponse.js';
 import type { RuntimeConfigResponse } from '../gen/runtime/v1/RuntimeConfigResponse.js';
 import type { UpdateRuntimeConfigResponse } from '../gen/runtime/v1/UpdateRuntimeConfigResponse.js';
 import { unary, withUnimplemented } from './rpc.js';
-import { failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { PodManager } from '../pod/manager.js';
 import type { StreamServer } from '../stream/server.js';
 import { runPodSandbox } from '../pod/sandbox-run.js';
 import { stopPodSandbox } from '../pod/sandbox-stop.js';
 import { removePodSandbox } from '../pod/sandbox-remove.js';
+import { podSandboxStatus } from '../pod/sandbox-status.js';
+import { listPodSandboxes } from '../pod/sandbox-list.js';
+import { portForward } from '../pod/sandbox-port-forward.js';
+import { podSandboxStats } from '../pod/sandbox-stats.js';
+import { listPodSandboxStats } from '../pod/sandbox-stats-list.js';
 import { createContainer } from '../pod/container-create.js';
 import { startContainer } from '../pod/container-start.js';
 import { stopContainer } from '../pod/container-stop.js';
 import { removeContainer } from '../pod/container-remove.js';
-import { containerVerboseInfo } from '../pod/container-info.js';
-import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats } from '../pod/stats.js';
-import { execSync } from '../pod/container-exec.js';
+import { containerStatus } from '../pod/container-status.js';
+import { listContainers } from '../pod/container-list.js';
+import { execContainer, execSync } from '../pod/container-exec.js';
+import { attachContainer } from '../pod/container-attach.js';
 import { updateContainerResources } from '../pod/container-update.js';
-import { containerMatches, sandboxMatches, wireContainer, wireContainerStatus, wirePodSandbox, wirePodSandboxStatus } from './pod-wire.js';
+import { reopenContainerLog } from '../pod/container-reopen-log.js';
+import { containerStats } from '../pod/container-stats.js';
+import { listContainerStats } from '../pod/container-stats-list.js';
+import { containerFilter, NO_MATCH, sandboxFilter, wireContainer, wireContainerStatus, wirePodSandbox, wirePodSandboxStatus } from './pod-wire.js';
+import { containerStatsFilter, sandboxStatsFilter, wireContainerStats, wirePodSandboxStats } from './stats-wire.js';
 
 export function runtimeService(
   log: Logger,
@@ -48,20 +61,19 @@ export function runtimeService(
     }),
 
     PodSandboxStatus: unary(log, 'PodSandboxStatus', async (req) => {
-      const s = pods.mustSandbox(req.pod_sandbox_id);
-      const info: Record<string, string> = {};
-      if (req.verbose) info.info = JSON.stringify({ netns: s.netns ?? null, runtimeHandler: s.runtimeHandler, network: pods.networks.get(s.id) ?? null, config: s.config });
+      const st = podSandboxStatus(pods, req.pod_sandbox_id, req.verbose);
       return {
-        status: wirePodSandboxStatus(s, pods.networks.get(s.id)),
-        info,
-        containers_statuses: pods.containersOf(s.id).map(wireContainerStatus),
-        timestamp: (BigInt(Date.now()) * 1_000_000n).toString(),
+        status: wirePodSandboxStatus(st.sandbox, st.ips),
+        info: st.info,
+        containers_statuses: st.containers.map(wireContainerStatus),
+        timestamp: st.timestamp,
       };
     }),
 
-    ListPodSandbox: unary(log, 'ListPodSandbox', async (req) => ({
-      items: [...pods.sandboxes.values()].filter((s) => sandboxMatches(s, req.filter)).map(wirePodSandbox),
-    })),
+    ListPodSandbox: unary(log, 'ListPodSandbox', async (req) => {
+      const filter = sandboxFilter(req.filter);
+      return { items: filter === NO_MATCH ? [] : listPodSandboxes(pods, filter).map(wirePodSandbox) };
+    }),
 
     CreateContainer: unary(log, 'CreateContainer', async (req) => ({
       container_id: await createContainer(pods, req.pod_sandbox_id, req.config, req.sandbox_config),
@@ -82,60 +94,47 @@ export function runtimeService(
       return {};
     }),
 
-    ListContainers: unary(log, 'ListContainers', async (req) => ({
-      containers: [...pods.containers.values()].filter((c) => containerMatches(c, req.filter)).map(wireContainer),
-    })),
-
-    ContainerStatus: unary(log, 'ContainerStatus', async (req) => {
-      const c = pods.mustContainer(req.container_id);
-      const info: Record<string, string> = {};
-      if (req.verbose) info.info = JSON.stringify(await containerVerboseInfo(pods, c));
-      return { status: wireContainerStatus(c), info };
+    ListContainers: unary(log, 'ListContainers', async (req) => {
+      const filter = containerFilter(req.filter);
+      return { containers: filter === NO_MATCH ? [] : listContainers(pods, filter).map(wireContainer) };
     }),
 
-    // Through qemu-guest-agent (ExecSync: exec probes; Exec: crictl/kubectl exec without a TTY).
+    ContainerStatus: unary(log, 'ContainerStatus', async (req) => {
+      const st = await containerStatus(pods, req.container_id, req.verbose);
+      return { status: wireContainerStatus(st.container), info: st.info };
+    }),
+
     ExecSync: unary(log, 'ExecSync', async (req) => {
       const r = await execSync(pods, req.container_id, req.cmd, Number(req.timeout));
       return { stdout: r.stdout, stderr: r.stderr, exit_code: r.exitCode };
     }),
 
-    Exec: unary(log, 'Exec', async (req) => {
-      const c = pods.mustContainer(req.container_id);
-      if (req.cmd.length === 0 || !req.cmd[0]) throw invalidArgument('cmd is required: cmd[0] is the command to run in the guest');
-      if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; exec needs a running VM`);
-      if (req.tty) {
-        throw failedPrecondition('exec with a TTY (-t) needs a terminal in the guest, and qemu-guest-agent cannot provide one: run the command without -t, or use attach for the serial console');
-      }
-      return { url: streams.registerExec({ containerId: c.id, cmd: req.cmd, tty: false, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }) };
-    }),
+    Exec: unary(log, 'Exec', async (req) => ({
+      url: execContainer(pods, streams, { containerId: req.container_id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }),
+    })),
 
     UpdateContainerResources: unary(log, 'UpdateContainerResources', async (req) => {
       await updateContainerResources(pods, req.container_id, req.linux);
       return {};
     }),
 
-    Attach: unary(log, 'Attach', async (req) => {
-      const c = pods.mustContainer(req.container_id);
-      if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; attach needs a running VM`);
-      return { url: streams.registerAttach({ containerId: c.id, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }) };
-    }),
+    Attach: unary(log, 'Attach', async (req) => ({
+      url: attachContainer(pods, streams, { containerId: req.container_id, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr }),
+    })),
 
-    PortForward: unary(log, 'PortForward', async (req) => {
-      const s = pods.mustSandbox(req.pod_sandbox_id);
-      return { url: streams.registerPortForward({ podSandboxId: s.id, ports: req.port }) };
-    }),
+    PortForward: unary(log, 'PortForward', async (req) => ({ url: portForward(pods, streams, req.pod_sandbox_id, req.port) })),
 
-    ContainerStats: unary(log, 'ContainerStats', async (req) => ({ stats: await containerStats(pods, req.container_id) })),
-    ListContainerStats: unary(log, 'ListContainerStats', async (req) => ({ stats: await listContainerStats(pods, req.filter) })),
-    PodSandboxStats: unary(log, 'PodSandboxStats', async (req) => ({ stats: await podSandboxStats(pods, req.pod_sandbox_id) })),
-    ListPodSandboxStats: unary(log, 'ListPodSandboxStats', async (req) => ({ stats: await listPodSandboxStats(pods, req.filter) })),
-
+    ContainerStats: unary(log, 'ContainerStats', async (req) => ({ stats: wireContainerStats(await containerStats(pods, req.container_id)) })),
+    ListContainerStats: unary(log, 'ListContainerStats', async (req) => ({
+      stats: (await listContainerStats(pods, containerStatsFilter(req.filter))).map(wireContainerStats),
+    })),
+    PodSandboxStats: unary(log, 'PodSandboxStats', async (req) => ({ stats: wirePodSandboxStats(await podSandboxStats(pods, req.pod_sandbox_id)) })),
+    ListPodSandboxStats: unary(log, 'ListPodSandboxStats', async (req) => ({
+      stats: (await listPodSandboxStats(pods, sandboxStatsFilter(req.filter))).map(wirePodSandboxStats),
+    })),
 
     ReopenContainerLog: unary(log, 'ReopenContainerLog', async (req) => {
-      const c = pods.container(req.container_id);
-      if (!c) throw notFound(`container ${req.container_id} not found`);
-      // The console copier opens the log by path for every write, so a rotated file is picked up as is.
-      if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; only a running container's log can be reopened`);
+      reopenContainerLog(pods, req.container_id);
       return {};
     }),
 
@@ -146,6 +145,8 @@ export function runtimeService(
       runtime_api_version: RUNTIME_API_VERSION,
     })),
 
+    // Node-wide: runtime/runtime.ts. What vmlet does not offer (user namespaces, recursive
+    // read-only mounts, supplemental groups policy) is said here, as the wire asks for it.
     Status: unary(log, 'Status', async (req): Promise<StatusResponse> => {
       const s = await runtime.status(req.verbose);
       return {

@@ -4,8 +4,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.js';
-import type { ContainerConfig__Output } from '../gen/runtime/v1/ContainerConfig.js';
-import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
+import type { ContainerConfig, PodSandboxConfig } from './configs.js';
 import { createOverlay } from '../image/qemu-img.js';
 import { annotationOf, checkMachineForBoot, parseVmSettings } from '../vm/annotations.js';
 import { hostShares, parseCpuTune } from '../vm/cputune.js';
@@ -22,8 +21,8 @@ import { nowNs, type ContainerRecord } from './records.js';
 export async function createContainer(
   m: PodManager,
   sandboxId: string,
-  config: ContainerConfig__Output | null,
-  _sandboxConfig: PodSandboxConfig__Output | null,
+  config: ContainerConfig | null,
+  _sandboxConfig: PodSandboxConfig | null,
 ): Promise<string> {
   const s = m.mustSandbox(sandboxId);
   if (!config?.metadata?.name) throw invalidArgument('config.metadata.name is required');

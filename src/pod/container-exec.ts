@@ -1,8 +1,13 @@
-// ExecSync: a command in the guest through qemu-guest-agent (guest-exec), its output and exit code.
+// ExecSync: a command in the guest through qemu-guest-agent (guest-exec), its output and exit code
+// (exec probes). Exec: the same through the streaming server (crictl/kubectl exec without a TTY):
+// the RPC checks and registers the request, the stream runs execSync when the client connects.
 // No container lock: an exec may run as long as it likes and must not hold up Stop or Status.
 import { invalidArgument, failedPrecondition, VmletError } from '../errors.js';
 import { agentSocketPath, guestAgentFor, guestExec, GuestAgentError } from '../vm/guest-agent.js';
+import type { StreamServer } from '../stream/server.js';
+import type { ExecStreamRequest } from '../stream/backend.js';
 import type { PodManager } from './manager.js';
+import { requireRunning } from './records.js';
 
 export interface ExecSyncResult {
   stdout: Buffer;
@@ -18,18 +23,18 @@ export interface ExecSyncResult {
  * on stderr, as a shell does. `stdin` is for callers other than the ExecSync RPC (which has none).
  */
 export async function execSync(m: PodManager, containerId: string, cmd: string[], timeoutSec: number, stdin?: Buffer): Promise<ExecSyncResult> {
-  if (cmd.length === 0 || !cmd[0]) throw invalidArgument('cmd is required: cmd[0] is the command to run in the guest');
+  const path = requireCommand(cmd);
   if (!Number.isFinite(timeoutSec) || timeoutSec < 0) throw invalidArgument(`timeout must be 0 (no limit) or a positive number of seconds, not ${timeoutSec}`);
   const c = m.mustContainer(containerId);
-  if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; exec needs a running container`);
+  requireRunning(c, 'exec needs a running container');
   const socket = agentSocketPath(m.store.containerDir(c.sandboxId, c.id), c.id).path;
   const agent = guestAgentFor(socket, { log: m.log });
   const started = performance.now();
-  const fields = { containerId: c.id, podSandboxId: c.sandboxId, command: cmd[0] }; // never the arguments: they may carry secrets
+  const fields = { containerId: c.id, podSandboxId: c.sandboxId, command: path }; // never the arguments: they may carry secrets
   const ms = () => Math.round((performance.now() - started) * 10) / 10;
   let res: ExecSyncResult;
   try {
-    const r = await guestExec(agent, { path: cmd[0], args: cmd.slice(1), ...(stdin ? { input: stdin } : {}) }, { timeoutMs: timeoutSec * 1000 });
+    const r = await guestExec(agent, { path, args: cmd.slice(1), ...(stdin ? { input: stdin } : {}) }, { timeoutMs: timeoutSec * 1000 });
     res = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode };
     if (r.truncated) m.log.warn({ ...fields }, 'exec output cut at the guest agent limit (16 MiB a stream)');
   } catch (err) {
@@ -42,6 +47,24 @@ export async function execSync(m: PodManager, containerId: string, cmd: string[]
   }
   m.log.info({ ...fields, exitCode: res.exitCode, durationMs: ms() }, 'exec');
   return res;
+}
+
+/** Exec: the streaming URL the client connects to. No TTY: qemu-guest-agent cannot give one. */
+export function execContainer(m: PodManager, streams: Pick<StreamServer, 'registerExec'>, req: ExecStreamRequest): string {
+  const c = m.mustContainer(req.containerId);
+  requireCommand(req.cmd);
+  requireRunning(c, 'exec needs a running VM');
+  if (req.tty) {
+    throw failedPrecondition('exec with a TTY (-t) needs a terminal in the guest, and qemu-guest-agent cannot provide one: run the command without -t, or use attach for the serial console');
+  }
+  return streams.registerExec({ ...req, containerId: c.id, tty: false });
+}
+
+/** cmd[0], the command to run; InvalidArgument when there is none. */
+function requireCommand(cmd: readonly string[]): string {
+  const path = cmd[0];
+  if (!path) throw invalidArgument('cmd is required: cmd[0] is the command to run in the guest');
+  return path;
 }
 
 /**

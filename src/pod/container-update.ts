@@ -7,7 +7,7 @@
 // Everything is checked before anything changes, so a refused update leaves the VM as it was.
 // A running VM changes live and in its definition; a created one only in its definition.
 import { failedPrecondition, invalidArgument, VmletError } from '../errors.js';
-import type { LinuxContainerResources__Output } from '../gen/runtime/v1/LinuxContainerResources.js';
+import type { LinuxContainerResources } from './configs.js';
 import { annotationOf, ANNOTATIONS, parseVmSettings } from '../vm/annotations.js';
 import { CLOUD_INIT_ANNOTATIONS } from '../vm/cloud-init.js';
 import { formatCpuList, hostShares, hostTopology, parseCpuTune } from '../vm/cputune.js';
@@ -15,7 +15,7 @@ import type { PodManager } from './manager.js';
 
 const KiB_PER_MiB = 1024;
 
-export async function updateContainerResources(m: PodManager, id: string, linux: LinuxContainerResources__Output | null): Promise<void> {
+export async function updateContainerResources(m: PodManager, id: string, linux: LinuxContainerResources | null): Promise<void> {
   const c = m.mustContainer(id);
   const s = m.mustSandbox(c.sandboxId);
   if (!linux) throw invalidArgument('linux is required: vmlet runs Linux VMs (windows resources do not apply)');

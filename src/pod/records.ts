@@ -1,20 +1,20 @@
 // What vmlet remembers about sandboxes and containers, and where: one JSON file per record under
 // <stateDir>/pods/<sandbox-id>/, written atomically. The CRI configs are kept as the kubelet sent
-// them (the CRI data model, not gRPC types), so status answers echo them back unchanged.
+// them (the CRI data model in vmlet's own types, configs.ts), so status answers echo them back
+// unchanged.
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { atomicWrite } from '../util/atomic-write.js';
-import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
-import type { ContainerConfig__Output } from '../gen/runtime/v1/ContainerConfig.js';
-import type { LinuxContainerResources__Output } from '../gen/runtime/v1/LinuxContainerResources.js';
+import { failedPrecondition } from '../errors.js';
+import type { ContainerConfig, LinuxContainerResources, PodSandboxConfig } from './configs.js';
 
 export type SandboxState = 'ready' | 'notready';
 export type ContainerState = 'created' | 'running' | 'exited' | 'unknown';
 
 export interface SandboxRecord {
   id: string;
-  config: PodSandboxConfig__Output;
+  config: PodSandboxConfig;
   runtimeHandler: string;
   state: SandboxState;
   /** Nanoseconds since the epoch, as a decimal string (int64 on the wire). */
@@ -26,7 +26,7 @@ export interface SandboxRecord {
 export interface ContainerRecord {
   id: string;
   sandboxId: string;
-  config: ContainerConfig__Output;
+  config: ContainerConfig;
   /** Image as asked for, and the id it resolved to. */
   image: string;
   imageId: string;
@@ -53,10 +53,18 @@ export interface ContainerRecord {
   /** Where each VM setting came from (annotation, resources, default): for verbose status. */
   settingSources?: Record<string, string>;
   /** Resources as last set by UpdateContainerResources (config.linux.resources until then). */
-  resources?: LinuxContainerResources__Output;
+  resources?: LinuxContainerResources;
 }
 
 export const nowNs = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
+
+/** The wall clock in ms since the epoch, with sub-ms precision. */
+export const nowMs = (): number => performance.timeOrigin + performance.now();
+
+/** FailedPrecondition unless the container's VM runs: `container <id> is <state>; <needs>`. */
+export function requireRunning(c: ContainerRecord, needs: string): void {
+  if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; ${needs}`);
+}
 
 export class PodStateStore {
   constructor(

@@ -3,7 +3,7 @@
 import { alreadyExists, invalidArgument } from '../errors.js';
 import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
 import { setupPodNetwork } from '../net/index.js';
-import type { PodSandboxConfig__Output } from '../gen/runtime/v1/PodSandboxConfig.js';
+import type { PodSandboxConfig } from './configs.js';
 import { newId } from './ids.js';
 import { networkMode } from '../vm/cloud-init.js';
 import type { PodManager } from './manager.js';
@@ -17,7 +17,7 @@ export function resolveHandler(handler: string, handlers: string[], defaultRunti
   throw invalidArgument(`runtime_handler ${JSON.stringify(handler)} is not served by vmlet (handlers: ${handlers.join(', ')})${hint}`);
 }
 
-export async function runPodSandbox(m: PodManager, config: PodSandboxConfig__Output | null, handler: string): Promise<string> {
+export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | null, handler: string): Promise<string> {
   const { config: cfg } = m.deps;
   const runtimeHandler = resolveHandler(handler, cfg.handlers, cfg.defaultRuntime);
   const meta = config?.metadata;

@@ -4,6 +4,7 @@
 import type { Readable } from 'node:stream';
 import { failedPrecondition, notFound } from '../errors.js';
 import { execSync } from './container-exec.js';
+import { attachable } from './container-attach.js';
 import { serialPtyPath } from '../stream/console-attach.js';
 import type { VmStreamLookups } from '../stream/vm-backend.js';
 import type { PodManager } from './manager.js';
@@ -11,8 +12,7 @@ import type { PodManager } from './manager.js';
 export function podStreamLookups(m: PodManager): VmStreamLookups {
   return {
     async consolePty(containerId) {
-      const c = m.mustContainer(containerId);
-      if (c.state !== 'running') throw failedPrecondition(`container ${c.id} is ${c.state}; attach needs a running VM`);
+      const c = attachable(m, containerId);
       const pty = serialPtyPath(await m.deps.libvirt.domainXML(c.domainName));
       if (!pty) throw failedPrecondition(`VM ${c.domainName} has no serial console pty`);
       return pty;

@@ -1,22 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  containerStats,
-  containerStatsMatches,
-  CpuRateTracker,
-  filesUsage,
-  guestView,
-  listContainerStats,
-  listPodSandboxStats,
-  nsString,
-  parseIpLinkStats,
-  parseNetDev,
-  parseProcStatFaults,
-  parseProcStatus,
-  podSandboxStats,
-  sandboxStatsMatches,
-} from '../../src/pod/stats.js';
+import { CpuRateTracker } from '../../src/pod/stats-cpu.js';
+import { parseProcStatFaults, parseProcStatus } from '../../src/pod/stats-memory.js';
+import { filesUsage } from '../../src/pod/stats-layer.js';
+import { guestView, parseIpLinkStats, parseNetDev } from '../../src/pod/stats-network.js';
+import { containerStats as podContainerStats } from '../../src/pod/container-stats.js';
+import { listContainerStats as podListContainerStats } from '../../src/pod/container-stats-list.js';
+import { podSandboxStats as podPodSandboxStats } from '../../src/pod/sandbox-stats.js';
+import { listPodSandboxStats as podListPodSandboxStats } from '../../src/pod/sandbox-stats-list.js';
+import { containerMatches } from '../../src/pod/container-list.js';
+import { recordMatches } from '../../src/pod/filter.js';
+import { containerStatsFilter, nsString, sandboxStatsFilter, wireContainerStats, wirePodSandboxStats } from '../../src/cri/stats-wire.js';
+import type { ContainerStatsFilter__Output } from '../../src/gen/runtime/v1/ContainerStatsFilter.js';
+import type { PodSandboxStatsFilter__Output } from '../../src/gen/runtime/v1/PodSandboxStatsFilter.js';
 import { DomainState, VirtError, type DomainSample } from '../../src/vm/libvirt.js';
 import type { PodManager } from '../../src/pod/manager.js';
 import type { ContainerRecord, SandboxRecord } from '../../src/pod/records.js';
@@ -132,6 +129,17 @@ describe('wire helpers', () => {
 });
 
 // ---------------------------------------------------------------------------------- assembly
+
+// The four RPCs as the wire sees them: pod/ measures, cri/stats-wire.ts makes the messages.
+type WireFilter<F> = F | null;
+const containerStats = async (m: PodManager, id: string) => wireContainerStats(await podContainerStats(m, id));
+const listContainerStats = async (m: PodManager, f: WireFilter<ContainerStatsFilter__Output>) =>
+  (await podListContainerStats(m, containerStatsFilter(f))).map(wireContainerStats);
+const podSandboxStats = async (m: PodManager, id: string) => wirePodSandboxStats(await podPodSandboxStats(m, id));
+const listPodSandboxStats = async (m: PodManager, f: WireFilter<PodSandboxStatsFilter__Output>) =>
+  (await podListPodSandboxStats(m, sandboxStatsFilter(f))).map(wirePodSandboxStats);
+const containerStatsMatches = (c: ContainerRecord, f: WireFilter<ContainerStatsFilter__Output>) => containerMatches(c, containerStatsFilter(f));
+const sandboxStatsMatches = (s: SandboxRecord, f: WireFilter<PodSandboxStatsFilter__Output>) => recordMatches(s, sandboxStatsFilter(f));
 
 const SB = (n: number) => n.toString(16).padEnd(64, 'a');
 const CT = (n: number) => n.toString(16).padEnd(64, 'c');
@@ -260,7 +268,7 @@ describe('stats assembly (fake libvirt)', () => {
     expect(sandboxStatsMatches(s1, { id: '', label_selector: { app: 'web' } })).toBe(true);
     expect(sandboxStatsMatches(s2, { id: '', label_selector: { app: 'web' } })).toBe(false);
     expect(sandboxStatsMatches(s1, { id: s2.id, label_selector: {} })).toBe(false);
-    expect(sandboxStatsMatches(s1, undefined)).toBe(true);
+    expect(sandboxStatsMatches(s1, null)).toBe(true);
   });
 
   it('ListContainerStats: one list call, attributes, CPU, writable layer; nano cores from the second call', async () => {
