@@ -32,7 +32,8 @@ export async function undefineDomain(m: PodManager, name: string): Promise<void>
     if ((err as { kind?: string }).kind === 'not-found') return;
     throw err;
   }
-  if (/<nvram[\s>]/.test(xml)) await lv.defineDomain(stripNvram(xml));
+  const withoutNvram = stripNvram(xml);
+  if (withoutNvram !== xml) await lv.defineDomain(withoutNvram);
   await lv.undefineDomain(name).catch((err: Error & { kind?: string }) => {
     if (err.kind !== 'not-found') throw err;
   });

@@ -10,14 +10,19 @@
 import { constants, openSync, closeSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import type { StreamIO } from './backend.js';
+import { childElements, parseXml } from '../vm/xml.js';
 
 /** The pty path of the domain's first serial, from the live domain XML; undefined if none yet. */
 export function serialPtyPath(domainXml: string): string | undefined {
-  for (const m of domainXml.matchAll(/<serial\b[^>]*>([\s\S]*?)<\/serial>/g)) {
-    const open = /<serial\b[^>]*>/.exec(m[0])?.[0] ?? '';
-    if (!/type=['"]pty['"]/.test(open)) continue;
-    const src = /<source\b[^>]*\bpath=['"]([^'"]+)['"]/.exec(m[1] ?? '');
-    if (src?.[1]) return src[1];
+  const doc = parseXml(domainXml);
+  for (const domain of childElements(doc, 'domain')) {
+    for (const devices of childElements(domain, 'devices')) {
+      for (const serial of childElements(devices, 'serial')) {
+        if (serial.getAttribute('type') !== 'pty') continue;
+        const path = childElements(serial, 'source')[0]?.getAttribute('path');
+        if (path) return path;
+      }
+    }
   }
   return undefined;
 }

@@ -73,6 +73,6 @@ describe('serialPtyPath', () => {
   });
 
   it('is undefined for an inactive domain (no source yet)', () => {
-    expect(serialPtyPath("<serial type='pty'><target port='0'/></serial>")).toBeUndefined();
+    expect(serialPtyPath("<domain><devices><serial type='pty'><target port='0'/></serial></devices></domain>")).toBeUndefined();
   });
 });
