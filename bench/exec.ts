@@ -16,7 +16,8 @@ import { decideAccel, probeHost } from '../src/vm/accel.js';
 import { parseVmSettings } from '../src/vm/annotations.js';
 import { buildVmSpec } from '../src/vm/spec.js';
 import { renderDomainXml } from '../src/vm/domain-xml.js';
-import { GuestAgent, guestExec } from '../src/vm/guest-agent.js';
+import { GuestAgent } from '../src/vm/guest-agent.js';
+import { guestExec } from '../src/vm/guest-exec.js';
 import { kernelGuest, READY_MARKER } from '../test/helpers/guest.js';
 import { waitFor } from '../test/helpers/wait.js';
 

@@ -3,7 +3,8 @@
 // the RPC checks and registers the request, the stream runs execSync when the client connects.
 // No container lock: an exec may run as long as it likes and must not hold up Stop or Status.
 import { invalidArgument, failedPrecondition, VmletError } from '../errors.js';
-import { agentSocketPath, guestAgentFor, guestExec, GuestAgentError } from '../vm/guest-agent.js';
+import { agentSocketPath, guestAgentFor, GuestAgentError } from '../vm/guest-agent.js';
+import { guestExec } from '../vm/guest-exec.js';
 import type { StreamServer } from '../stream/server.js';
 import type { ExecStreamRequest } from '../stream/backend.js';
 import type { PodManager } from './manager.js';

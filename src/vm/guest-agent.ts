@@ -21,7 +21,8 @@ import { mkdir } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
-import { VmletError, deadlineExceeded, failedPrecondition } from '../errors.js';
+import { VmletError, failedPrecondition } from '../errors.js';
+import { AgentFrameParser, type AgentFrame } from './guest-agent-frames.js';
 import type { Logger } from '../log.js';
 
 /** Longest unix socket path: sun_path is 108 bytes including the terminating NUL. */
@@ -69,96 +70,6 @@ export class GuestAgentError extends VmletError {
     readonly desc: string,
   ) {
     super('failed-precondition', `qemu-guest-agent: ${command} failed: ${desc} (${errorClass})`);
-  }
-}
-
-export type AgentFrame = { kind: 'delimiter' } | { kind: 'reply'; value: unknown } | { kind: 'garbage'; text: string };
-
-/**
- * Splits the agent's byte stream into replies without relying on newlines: tracks braces and
- * strings byte by byte (UTF-8 continuation bytes are ≥ 0x80, so structure bytes are never inside a
- * character), so a reply split across chunks, or several in one chunk, come out whole. 0xFF
- * (never valid in UTF-8 JSON) is the delimiter guest-sync-delimited sends; it also ends any
- * half-read value. After expectDelimiter(), everything up to the next 0xFF is dropped.
- */
-export class AgentFrameParser {
-  private parts: Buffer[] = [];
-  private depth = 0;
-  private inString = false;
-  private escaped = false;
-  private skipping = false;
-
-  /** Drop everything until the next 0xFF (used right before guest-sync-delimited). */
-  expectDelimiter(): void {
-    this.skipping = true;
-    this.reset();
-  }
-
-  push(chunk: Buffer): AgentFrame[] {
-    const frames: AgentFrame[] = [];
-    let start = -1; // start of the current value within this chunk
-    let garbage = '';
-    const flushGarbage = () => {
-      if (garbage) frames.push({ kind: 'garbage', text: garbage });
-      garbage = '';
-    };
-    for (let i = 0; i < chunk.length; i++) {
-      const b = chunk[i]!;
-      if (b === 0xff) {
-        flushGarbage();
-        this.skipping = false;
-        this.reset();
-        start = -1;
-        frames.push({ kind: 'delimiter' });
-        continue;
-      }
-      if (this.skipping) continue;
-      if (this.depth === 0) {
-        if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) continue;
-        if (b !== 0x7b /* { */) {
-          // Not a reply (the agent only sends objects): the tail of one cut off at a delimiter, say.
-          garbage += String.fromCharCode(b);
-          continue;
-        }
-        flushGarbage();
-        start = i;
-        this.depth = 1;
-        continue;
-      }
-      if (start < 0) start = i; // a value that began in an earlier chunk
-      if (this.inString) {
-        if (this.escaped) this.escaped = false;
-        else if (b === 0x5c /* \ */) this.escaped = true;
-        else if (b === 0x22 /* " */) this.inString = false;
-        continue;
-      }
-      if (b === 0x22) this.inString = true;
-      else if (b === 0x7b || b === 0x5b) this.depth++;
-      else if (b === 0x7d || b === 0x5d) {
-        this.depth--;
-        if (this.depth === 0) {
-          this.parts.push(chunk.subarray(start, i + 1));
-          const text = Buffer.concat(this.parts).toString('utf8');
-          this.parts = [];
-          start = -1;
-          try {
-            frames.push({ kind: 'reply', value: JSON.parse(text) as unknown });
-          } catch {
-            frames.push({ kind: 'garbage', text });
-          }
-        }
-      }
-    }
-    flushGarbage();
-    if (this.depth > 0 && start >= 0) this.parts.push(chunk.subarray(start));
-    return frames;
-  }
-
-  private reset(): void {
-    this.parts = [];
-    this.depth = 0;
-    this.inString = false;
-    this.escaped = false;
   }
 }
 
@@ -407,98 +318,4 @@ export function guestAgentFor(socketPath: string, opts: GuestAgentOptions = {}):
     a = agent;
   }
   return a;
-}
-
-export interface GuestExecRequest {
-  /** argv[0]; the agent searches its PATH when it has no slash. */
-  path: string;
-  args?: string[];
-  /** KEY=VALUE; when given, the command gets only these (the agent's own environment otherwise). */
-  env?: string[];
-  /** Written to the command's stdin, which is then closed; /dev/null without it. */
-  input?: Buffer;
-}
-
-export interface GuestExecResult {
-  pid: number;
-  stdout: Buffer;
-  stderr: Buffer;
-  /** The exit status, or 128 + signal when a signal ended the command (a shell's convention). */
-  exitCode: number;
-  signal?: number;
-  /** The agent keeps at most 16 MiB of each stream. */
-  truncated: boolean;
-}
-
-interface ExecStatus {
-  exited: boolean;
-  exitcode?: number;
-  signal?: number;
-  'out-data'?: string;
-  'err-data'?: string;
-  'out-truncated'?: boolean;
-  'err-truncated'?: boolean;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Runs a command in the guest (guest-exec with captured output) and polls guest-exec-status with
- * backoff (10 ms doubling to 100 ms) until it exits. With timeoutMs, a command still running then
- * fails the call with 'deadline-exceeded'. The agent (QEMU 7.2, and no later version either) has
- * no command to stop a guest-exec'd process, so vmlet runs `/bin/sh -c 'kill -9 <pid>'` through
- * guest-exec, best effort, and collects both statuses so the agent frees its records.
- */
-export async function guestExec(agent: GuestAgent, req: GuestExecRequest, opts: { timeoutMs?: number } = {}): Promise<GuestExecResult> {
-  const started = Date.now();
-  const { pid } = await agent.request<{ pid: number }>('guest-exec', {
-    path: req.path,
-    arg: req.args ?? [],
-    ...(req.env ? { env: req.env } : {}),
-    ...(req.input && req.input.length > 0 ? { 'input-data': req.input.toString('base64') } : {}),
-    'capture-output': true,
-  });
-  const deadline = opts.timeoutMs && opts.timeoutMs > 0 ? started + opts.timeoutMs : Infinity;
-  let delay = 10;
-  for (;;) {
-    const wait = Math.min(delay, deadline - Date.now());
-    if (wait > 0) await sleep(wait);
-    const st = await agent.request<ExecStatus>('guest-exec-status', { pid });
-    if (st.exited) return execResult(pid, st);
-    if (Date.now() >= deadline) {
-      void killAndReap(agent, pid);
-      throw deadlineExceeded(`command ${JSON.stringify(req.path)} did not finish within ${opts.timeoutMs! / 1000} s (killed, pid ${pid} in the guest)`);
-    }
-    delay = Math.min(delay * 2, 100);
-  }
-}
-
-function execResult(pid: number, st: ExecStatus): GuestExecResult {
-  const signal = st.signal;
-  return {
-    pid,
-    stdout: Buffer.from(st['out-data'] ?? '', 'base64'),
-    stderr: Buffer.from(st['err-data'] ?? '', 'base64'),
-    exitCode: signal !== undefined && signal > 0 ? 128 + signal : (st.exitcode ?? 0),
-    ...(signal !== undefined && signal > 0 ? { signal } : {}),
-    truncated: !!(st['out-truncated'] || st['err-truncated']),
-  };
-}
-
-/** Best effort: kill a timed-out command and collect its status (and the kill's) so qemu-ga forgets both. */
-async function killAndReap(agent: GuestAgent, pid: number): Promise<void> {
-  const reap = async (p: number) => {
-    for (let i = 0; i < 20; i++) {
-      const st = await agent.request<ExecStatus>('guest-exec-status', { pid: p });
-      if (st.exited) return;
-      await sleep(100);
-    }
-  };
-  try {
-    const { pid: killer } = await agent.request<{ pid: number }>('guest-exec', { path: '/bin/sh', arg: ['-c', `kill -9 ${pid}`], 'capture-output': true });
-    await reap(killer);
-    await reap(pid);
-  } catch {
-    // The guest has no /bin/sh, or the agent went away: nothing more to do.
-  }
 }

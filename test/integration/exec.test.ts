@@ -11,7 +11,8 @@ import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helper
 import type { TestRegistry } from '../helpers/registry.js';
 import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
-import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, guestExec } from '../../src/vm/guest-agent.js';
+import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent } from '../../src/vm/guest-agent.js';
+import { guestExec } from '../../src/vm/guest-exec.js';
 import type { ContainerStatusResponse__Output } from '../../src/gen/runtime/v1/ContainerStatusResponse.js';
 
 let reg: TestRegistry;

@@ -12,15 +12,9 @@ import { createLogger } from '../../src/log.js';
 import { execSync } from '../../src/pod/container-exec.js';
 import type { PodManager } from '../../src/pod/manager.js';
 import type { ContainerRecord } from '../../src/pod/records.js';
-import {
-  AGENT_SOCKET_FALLBACK_DIR,
-  AgentFrameParser,
-  GuestAgent,
-  GuestAgentError,
-  agentSocketPath,
-  guestExec,
-  type AgentFrame,
-} from '../../src/vm/guest-agent.js';
+import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, GuestAgentError, agentSocketPath } from '../../src/vm/guest-agent.js';
+import { AgentFrameParser, type AgentFrame } from '../../src/vm/guest-agent-frames.js';
+import { guestExec } from '../../src/vm/guest-exec.js';
 
 const FF = Buffer.from([0xff]);
 const b = (s: string) => Buffer.from(s);
