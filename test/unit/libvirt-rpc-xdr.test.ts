@@ -3,7 +3,6 @@
 // speaks the same framing (auth flows, out-of-order replies, keepalive, timeouts, drops).
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { rpcRejection as rejection } from '../helpers/errors.js';
-import { createServer, type Server, type Socket } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +33,7 @@ import { daemonUri } from '../../src/vm/rpc/uri.js';
 import { DOMAIN_STATS, GET_ALL_DOMAINS_STATS, LibvirtRpc, LibvirtRpcError, socketPathForUri, type RpcDomain } from '../../src/vm/rpc/index.js';
 import { Libvirt, VirtError } from '../../src/vm/libvirt.js';
 import { pino } from 'pino';
+import { FakeDaemon, type Call, type Handler } from '../helpers/fake-libvirtd.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const w = () => new XdrWriter(4); // tiny initial size: every test also exercises growth
@@ -268,78 +268,8 @@ describe('CPU maps', () => {
 
 // ------------------------------------------------------------------- fake daemon
 
-interface Call {
-  header: MessageHeader;
-  payload: Buffer;
-  socket: Socket;
-}
-
-type Handler = (call: Call, fake: FakeDaemon) => void;
-
 const dir = mkdtempSync(join(tmpdir(), 'vmlet-rpc-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let seq = 0;
-
-class FakeDaemon {
-  readonly path = join(dir, `d${++seq}.sock`);
-  readonly calls: Call[] = [];
-  readonly sockets = new Set<Socket>();
-  connections = 0;
-  private server: Server;
-
-  constructor(
-    private readonly handlers: Partial<Record<number, Handler>>,
-    private readonly auth: number[] = [AuthType.NONE],
-  ) {
-    this.server = createServer((s) => {
-      this.connections++;
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-      s.on('error', () => undefined);
-      let buf = Buffer.alloc(0);
-      s.on('data', (chunk: Buffer) => {
-        buf = Buffer.concat([buf, chunk]);
-        while (buf.length >= 4 && buf.length >= buf.readUInt32BE(0)) {
-          const len = buf.readUInt32BE(0);
-          const { header, payload } = decodePacket(buf.subarray(0, len));
-          buf = buf.subarray(len);
-          const call = { header, payload, socket: s };
-          this.calls.push(call);
-          this.dispatch(call);
-        }
-      });
-    });
-  }
-
-  listen(): Promise<this> {
-    return new Promise((resolve) => this.server.listen(this.path, () => resolve(this)));
-  }
-
-  close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-
-  reply(call: Call, payload: Uint8Array = Buffer.alloc(0), status: number = MessageStatus.OK): void {
-    call.socket.write(encodePacket({ ...call.header, type: MessageType.REPLY, status }, payload));
-  }
-
-  fail(call: Call, code: number, message: string): void {
-    const x = new XdrWriter();
-    encodeRemoteError(x, { code, domain: 10, message });
-    this.reply(call, x.bytes(), MessageStatus.ERROR);
-  }
-
-  private dispatch(call: Call): void {
-    const proc = call.header.proc;
-    const h = this.handlers[proc];
-    if (h) return h(call, this);
-    if (proc === Proc.AUTH_LIST) return this.reply(call, new XdrWriter().array(this.auth, (x, v) => x.int(v)).bytes());
-    if (proc === Proc.AUTH_POLKIT) return this.reply(call, new XdrWriter().int(1).bytes());
-    if (proc === Proc.CONNECT_OPEN || proc === Proc.CONNECT_CLOSE) return this.reply(call);
-    this.fail(call, 3, `this fake does not support procedure ${proc}`);
-  }
-}
 
 const version = (n: bigint) => new XdrWriter().uhyper(n).bytes();
 const fakes: FakeDaemon[] = [];
@@ -350,7 +280,7 @@ afterEach(async () => {
 });
 
 async function fake(handlers: Partial<Record<number, Handler>>, auth?: number[]): Promise<FakeDaemon> {
-  const f = await new FakeDaemon(handlers, auth).listen();
+  const f = await new FakeDaemon(dir, handlers, auth).listen();
   fakes.push(f);
   return f;
 }

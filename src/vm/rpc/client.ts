@@ -1,6 +1,7 @@
 // One connection to libvirtd's UNIX socket: frames calls, matches replies by serial (calls may
-// be answered out of order: the daemon runs them on a worker pool), and turns socket trouble
-// into 'connection' errors for every call in flight. Knows nothing of the individual calls.
+// be answered out of order: the daemon runs them on a worker pool), hands the daemon's event
+// messages to a listener, and turns socket trouble into 'connection' errors for every call in
+// flight. Knows nothing of the individual calls or events.
 import { createConnection, type Socket } from 'node:net';
 import { connectionError, kindForCode, LibvirtRpcError } from './errors.js';
 import {
@@ -32,6 +33,7 @@ export class RpcConnection {
   private inboxBytes = 0;
   private closedWith: LibvirtRpcError | undefined;
   private readonly closeListeners: Array<(err: LibvirtRpcError) => void> = [];
+  private messageListener: ((proc: number, payload: Buffer) => void) | undefined;
 
   private constructor(
     private readonly socket: Socket,
@@ -71,6 +73,14 @@ export class RpcConnection {
   onClose(fn: (err: LibvirtRpcError) => void): void {
     if (this.closedWith) fn(this.closedWith);
     else this.closeListeners.push(fn);
+  }
+
+  /**
+   * Where the daemon's messages go (events: type MESSAGE of the remote program), by procedure
+   * with the undecoded payload. The listener must not throw: it runs inside the socket's reader.
+   */
+  onMessage(fn: (proc: number, payload: Buffer) => void): void {
+    this.messageListener = fn;
   }
 
   /** Sends one call and resolves with the reply's payload, or rejects with libvirt's error. */
@@ -147,8 +157,13 @@ export class RpcConnection {
   private onPacket(packet: Buffer): void {
     const r = new XdrReader(packet, LEN_SIZE);
     const h = decodeHeader(r);
-    // Keepalive PINGs (another program) and events (type MESSAGE) answer nothing we sent.
+    // Keepalive PINGs (another program) answer nothing we sent; the daemon sends them only to
+    // clients that ask for keepalive, which this one does not.
     if (h.prog !== REMOTE_PROGRAM || h.vers !== REMOTE_PROTOCOL_VERSION) return;
+    if (h.type === MessageType.MESSAGE) {
+      if (h.status === MessageStatus.OK) this.messageListener?.(h.proc, packet.subarray(r.offset));
+      return;
+    }
     if (h.type !== MessageType.REPLY && h.type !== MessageType.REPLY_WITH_FDS) return;
     const p = this.pending.get(h.serial);
     if (!p) return; // a late reply to a call that already timed out

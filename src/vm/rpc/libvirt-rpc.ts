@@ -1,10 +1,8 @@
-// The public client: a lazily opened, self-healing connection plus one method per libvirt call
-// vmlet needs and the native binding lacks (pinning, scheduler, balloon, vCPU count, bulk domain
-// stats). Each method encodes its *_args struct, makes the call and decodes its *_ret struct.
-import { RpcConnection } from './client.js';
+// The typed calls: one method per libvirt call vmlet makes, each encoding its *_args struct,
+// making the call and decoding its *_ret struct, plus the lifecycle events the daemon sends once
+// asked to. Connections, framing and the reply plumbing are session.ts's; the structs are
+// protocol.ts's and structs.ts's; libvirt's flag values are constants.ts's.
 import { cpuListsFromMaps, cpumapFromList, cpumapLength } from './cpumap.js';
-import { invalidError, LibvirtRpcError } from './errors.js';
-import { handshake } from './handshake.js';
 import {
   decodeDomain,
   decodeTypedParam,
@@ -19,8 +17,20 @@ import {
   type TypedParam,
   type WireDomain,
 } from './protocol.js';
-import { daemonUri, socketPathForUri } from './uri.js';
-import { XdrError, XdrReader, XdrWriter } from './xdr.js';
+import { RpcSession, type LibvirtRpcOptions } from './session.js';
+import {
+  decodeDomainInfo,
+  decodeDomainState,
+  decodeLifecycleMsg,
+  decodeListAllDomains,
+  decodeNodeInfo,
+  encodeEventRegisterArgs,
+  encodeListAllDomainsArgs,
+  type DomainStateReason,
+  type NodeInfo,
+  type RpcDomainInfo,
+} from './structs.js';
+import { XdrError, XdrReader, type XdrWriter } from './xdr.js';
 
 export interface RpcDomain {
   name: string;
@@ -28,69 +38,6 @@ export interface RpcDomain {
   uuid: string;
   /** -1 when the domain is not running. */
   id: number;
-}
-
-/** virDomainModificationImpact (VIR_DOMAIN_AFFECT_*): which definition a change applies to. */
-export const AFFECT = { CURRENT: 0, LIVE: 1, CONFIG: 2 } as const;
-/** VIR_DOMAIN_VCPU_MAXIMUM / VIR_DOMAIN_MEM_MAXIMUM: the maximum rather than the current value. */
-export const VCPU_MAXIMUM = 4;
-export const MEM_MAXIMUM = 4;
-
-/**
- * virDomainStatsTypes (VIR_DOMAIN_STATS_*): the groups getAllDomainStats reports; 0 asks for
- * every group the driver has. The QEMU driver (libvirt 9.0, QEMU 7.2) answers STATE, INTERFACE,
- * PERF and MEMORY from its own records and the host; for CPU_TOTAL, VCPU and BALLOON it takes a
- * query job on each domain in turn and asks its QEMU over the monitor (query-stats; query-balloon
- * and qom-get), which costs ~1-2 ms per domain and group under TCG and waits for a busy or stuck
- * domain (see NOWAIT). Only the monitor's share is left out when the job cannot be had: cpu.time,
- * vcpu.current and balloon.current/maximum come from libvirtd's records either way.
- */
-export const DOMAIN_STATS = {
-  STATE: 1 << 0,
-  CPU_TOTAL: 1 << 1,
-  BALLOON: 1 << 2,
-  VCPU: 1 << 3,
-  INTERFACE: 1 << 4,
-  BLOCK: 1 << 5,
-  PERF: 1 << 6,
-  IOTHREAD: 1 << 7,
-  MEMORY: 1 << 8,
-  DIRTYRATE: 1 << 9,
-  VM: 1 << 10,
-} as const;
-
-/**
- * virConnectGetAllDomainStatsFlags (VIR_CONNECT_GET_ALL_DOMAINS_STATS_*): the list filters are
- * VIR_CONNECT_LIST_DOMAINS_*'s. ENFORCE_STATS is bit 31: `x | ENFORCE_STATS` is a negative
- * number in JavaScript, which getAllDomainStats takes as the same 32 bits.
- */
-export const GET_ALL_DOMAINS_STATS = {
-  ACTIVE: 1 << 0,
-  INACTIVE: 1 << 1,
-  PERSISTENT: 1 << 2,
-  TRANSIENT: 1 << 3,
-  RUNNING: 1 << 4,
-  PAUSED: 1 << 5,
-  SHUTOFF: 1 << 6,
-  OTHER: 1 << 7,
-  /**
-   * Skip (rather than wait up to 30 s for) the stats that need a domain's job while another job
-   * holds it. A free job is still taken: a stuck QEMU still stalls the call.
-   */
-  NOWAIT: 1 << 29,
-  BACKING: 1 << 30,
-  /** Fail, rather than leave a group out, when the driver cannot report a requested group. */
-  ENFORCE_STATS: 0x8000_0000,
-} as const;
-
-/** virDomainInfo: what virDomainGetInfo reports (memory in KiB, CPU time in ns). */
-export interface RpcDomainInfo {
-  /** virDomainState: 1 running, 3 paused, 5 shut off, ... */
-  state: number;
-  maxMemKiB: number;
-  memoryKiB: number;
-  vcpus: number;
-  cpuTimeNs: number;
 }
 
 export type DomainStatsValue = number | bigint | string | boolean;
@@ -101,65 +48,102 @@ export interface DomainStatsRecord {
   params: Record<string, DomainStatsValue>;
 }
 
-export interface LibvirtRpcOptions {
-  /** A local system URI, e.g. qemu:///system (see socketPathForUri). */
-  uri: string;
-  /** Overrides the socket derived from the URI. */
-  socketPath?: string;
-  /** Per call, and for connecting plus the handshake. Default 30 s. */
-  callTimeoutMs?: number;
+/** A lifecycle event as the daemon sent it (REMOTE_PROC_DOMAIN_EVENT_CALLBACK_LIFECYCLE). */
+export interface RpcLifecycleEvent {
+  /** The registration it answers (registerDomainEvent's callbackId). */
+  callbackId: number;
+  dom: RpcDomain;
+  /** virDomainEventType: LIFECYCLE_EVENTS[event] names it. */
+  event: number;
+  /** virDomainEvent<Event>DetailType, by event. */
+  detail: number;
 }
 
-type Encode = (w: XdrWriter) => void;
+export type { LibvirtRpcOptions, RpcDomainInfo, NodeInfo, DomainStateReason };
 
-export class LibvirtRpc {
-  readonly uri: string;
-  private readonly socketPath: string | undefined;
-  private readonly timeoutMs: number;
-  private conn: RpcConnection | undefined;
-  private connecting: Promise<RpcConnection> | undefined;
-  private offeredAuth: number[] = [];
+export class LibvirtRpc extends RpcSession {
+  private readonly lifecycleListeners = new Set<(e: RpcLifecycleEvent) => void>();
+  private eventErrorHandler: (err: unknown) => void = () => undefined;
 
   constructor(opts: LibvirtRpcOptions) {
-    this.uri = opts.uri;
-    this.socketPath = opts.socketPath;
-    this.timeoutMs = opts.callTimeoutMs ?? 30_000;
-    if (!(this.timeoutMs > 0)) throw new RangeError(`callTimeoutMs must be positive, got ${this.timeoutMs}`);
+    super(opts);
+    this.handleMessages(Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE, (payload) => {
+      let e: RpcLifecycleEvent;
+      try {
+        const r = new XdrReader(payload);
+        const m = decodeLifecycleMsg(r);
+        r.end('lifecycle event');
+        e = { callbackId: m.callbackId, dom: fromWire(m.dom), event: m.event, detail: m.detail };
+      } catch (err) {
+        this.eventErrorHandler(err);
+        return;
+      }
+      for (const fn of this.lifecycleListeners) {
+        try {
+          fn(e);
+        } catch (err) {
+          this.eventErrorHandler(err);
+        }
+      }
+    });
   }
 
-  /** Auth types (remote_auth_type) the daemon listed at the last handshake; [] means none needed. */
-  get authTypes(): readonly number[] {
-    return this.offeredAuth;
-  }
-
-  get connected(): boolean {
-    return this.conn !== undefined && !this.conn.closed;
-  }
-
-  /** Opens the connection if it is not open (concurrent callers share one attempt). */
-  async connect(): Promise<void> {
-    await this.connection('connect');
-  }
-
-  /** Closes the connection; a later call opens a new one. */
-  async close(): Promise<void> {
-    await this.connecting?.catch(() => undefined);
-    const c = this.conn;
-    this.conn = undefined;
-    if (!c || c.closed) return;
-    // CONNECT_CLOSE lets the daemon release the driver connection now rather than on EOF.
-    await c.call(Proc.CONNECT_CLOSE, undefined, 'close', Math.min(this.timeoutMs, 5_000)).catch(() => undefined);
-    c.close();
-  }
+  // ---------------------------------------------------------------- connection and node
 
   /** libvirt's version as major * 1e6 + minor * 1e3 + micro; cheap, so also a ping. */
   async libVersion(): Promise<number> {
     return this.call('libVersion', Proc.CONNECT_GET_LIB_VERSION, undefined, (r) => Number(r.uhyper()));
   }
 
+  /** virNodeGetInfo: goes to the hypervisor driver, so it proves more than the daemon is up. */
+  async nodeGetInfo(): Promise<NodeInfo> {
+    return this.call('nodeGetInfo', Proc.NODE_GET_INFO, undefined, decodeNodeInfo);
+  }
+
+  async hostname(): Promise<string> {
+    return this.call('hostname', Proc.CONNECT_GET_HOSTNAME, undefined, (r) => r.string(Limits.STRING_MAX));
+  }
+
+  // ---------------------------------------------------------------- domain lifecycle
+
   async lookupDomain(name: string): Promise<RpcDomain> {
-    const d = await this.call('lookupDomain', Proc.DOMAIN_LOOKUP_BY_NAME, (w) => w.string(name, Limits.STRING_MAX), decodeDomain);
-    return { name: d.name, uuid: uuidToString(d.uuid), id: d.id };
+    return this.call('lookupDomain', Proc.DOMAIN_LOOKUP_BY_NAME, (w) => w.string(name, Limits.STRING_MAX), (r) => fromWire(decodeDomain(r)));
+  }
+
+  /** Domains matching `flags` (LIST_DOMAINS bits; 0 for all), with their name, UUID and id. */
+  async listAllDomains(flags: number): Promise<RpcDomain[]> {
+    const doms = await this.call('listAllDomains', Proc.CONNECT_LIST_ALL_DOMAINS, (w) => encodeListAllDomainsArgs(w, bits32(flags, 'flags')), decodeListAllDomains);
+    return doms.map(fromWire);
+  }
+
+  /** virDomainDefineXML: defines (or redefines, by name and UUID) a persistent domain. */
+  async defineXML(xml: string): Promise<RpcDomain> {
+    return this.call('defineXML', Proc.DOMAIN_DEFINE_XML, (w) => w.string(xml, Limits.STRING_MAX), (r) => fromWire(decodeDomain(r)), this.lifecycleTimeoutMs);
+  }
+
+  /** virDomainCreateWithFlags: starts a defined domain; returns it with its new id. */
+  async createDomain(dom: RpcDomain, flags = 0): Promise<RpcDomain> {
+    return this.call('createDomain', Proc.DOMAIN_CREATE_WITH_FLAGS, domFlags(dom, flags), (r) => fromWire(decodeDomain(r)), this.lifecycleTimeoutMs);
+  }
+
+  /** virDomainShutdown: asks the guest to power off (ACPI power button for vmlet's domains). */
+  async shutdownDomain(dom: RpcDomain): Promise<void> {
+    await this.call('shutdownDomain', Proc.DOMAIN_SHUTDOWN, domOnly(dom), none, this.lifecycleTimeoutMs);
+  }
+
+  /** virDomainDestroy: stops QEMU now (SIGTERM, then SIGKILL). */
+  async destroyDomain(dom: RpcDomain): Promise<void> {
+    await this.call('destroyDomain', Proc.DOMAIN_DESTROY, domOnly(dom), none, this.lifecycleTimeoutMs);
+  }
+
+  /** virDomainUndefineFlags (UNDEFINE bits). A running domain stays running, now transient. */
+  async undefineDomain(dom: RpcDomain, flags: number): Promise<void> {
+    await this.call('undefineDomain', Proc.DOMAIN_UNDEFINE_FLAGS, domFlags(dom, flags), none, this.lifecycleTimeoutMs);
+  }
+
+  /** virDomainGetXMLDesc: the live definition of a running domain, else the persistent one. */
+  async getXMLDesc(dom: RpcDomain, flags = 0): Promise<string> {
+    return this.call('getXMLDesc', Proc.DOMAIN_GET_XML_DESC, domFlags(dom, flags), (r) => r.string(Limits.STRING_MAX));
   }
 
   /**
@@ -168,14 +152,47 @@ export class LibvirtRpc {
    * takes no job on the domain and does not ask QEMU.
    */
   async getInfo(dom: RpcDomain): Promise<RpcDomainInfo> {
-    return this.call(
-      'getInfo',
-      Proc.DOMAIN_GET_INFO,
-      (w) => encodeDomain(w, wire(dom)),
-      // unsigned char and unsigned short take a whole XDR word each.
-      (r) => ({ state: r.uint(), maxMemKiB: Number(r.uhyper()), memoryKiB: Number(r.uhyper()), vcpus: r.uint(), cpuTimeNs: Number(r.uhyper()) }),
-    );
+    return this.call('getInfo', Proc.DOMAIN_GET_INFO, domOnly(dom), decodeDomainInfo);
   }
+
+  /** virDomainGetState: the state and why (from libvirtd's records only). */
+  async getState(dom: RpcDomain): Promise<DomainStateReason> {
+    return this.call('getState', Proc.DOMAIN_GET_STATE, domFlags(dom, 0), decodeDomainState);
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /**
+   * Asks the daemon to send this connection events of kind `eventId` (EVENT_ID) for `dom`, or for
+   * every domain. Returns the registration's id, which its events carry, and the connection it
+   * holds on: a registration ends with its connection and must be made again on the next one.
+   */
+  async registerDomainEvent(eventId: number, dom?: RpcDomain): Promise<{ callbackId: number; generation: number }> {
+    const { value, generation } = await this.callOn(
+      'registerDomainEvent',
+      Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY,
+      (w) => encodeEventRegisterArgs(w, eventId, dom ? wire(dom) : null),
+      (r) => r.int(),
+    );
+    return { callbackId: value, generation };
+  }
+
+  async deregisterDomainEvent(callbackId: number): Promise<void> {
+    await this.call('deregisterDomainEvent', Proc.CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY, (w) => w.int(callbackId), none);
+  }
+
+  /** Every lifecycle event the daemon sends on any connection of this client; returns the unsubscribe. */
+  onLifecycleEvent(fn: (e: RpcLifecycleEvent) => void): () => void {
+    this.lifecycleListeners.add(fn);
+    return () => this.lifecycleListeners.delete(fn);
+  }
+
+  /** Where an event that does not decode, or a listener's exception, is reported (default: dropped). */
+  onEventError(fn: (err: unknown) => void): void {
+    this.eventErrorHandler = fn;
+  }
+
+  // ---------------------------------------------------------------- tuning and stats
 
   /** Pins one vCPU to host CPUs `cpus`. */
   async pinVcpu(dom: RpcDomain, vcpu: number, cpus: readonly number[], flags: number): Promise<void> {
@@ -250,12 +267,7 @@ export class LibvirtRpc {
 
   /** The scheduler's name (qemu: "posix") and how many tunables it has. */
   async schedulerType(dom: RpcDomain): Promise<{ type: string; nparams: number }> {
-    return this.call(
-      'schedulerType',
-      Proc.DOMAIN_GET_SCHEDULER_TYPE,
-      (w) => encodeDomain(w, wire(dom)),
-      (r) => ({ type: r.string(Limits.STRING_MAX), nparams: r.int() }),
-    );
+    return this.call('schedulerType', Proc.DOMAIN_GET_SCHEDULER_TYPE, domOnly(dom), (r) => ({ type: r.string(Limits.STRING_MAX), nparams: r.int() }));
   }
 
   /** Sets tunables; types must be libvirt's (cpu_shares ullong, *_quota llong, *_period ullong). */
@@ -297,15 +309,7 @@ export class LibvirtRpc {
   }
 
   async getVcpus(dom: RpcDomain, flags: number): Promise<number> {
-    return this.call(
-      'getVcpus',
-      Proc.DOMAIN_GET_VCPUS_FLAGS,
-      (w) => {
-        encodeDomain(w, wire(dom));
-        w.uint(flags);
-      },
-      (r) => r.int(),
-    );
+    return this.call('getVcpus', Proc.DOMAIN_GET_VCPUS_FLAGS, domFlags(dom, flags), (r) => r.int());
   }
 
   /** Balloon statistics keyed as `virsh dommemstat` names them (KiB, except counters and last_update). */
@@ -344,65 +348,10 @@ export class LibvirtRpc {
         ),
     );
     return records.map(({ dom, params }) => ({
-      dom: { name: dom.name, uuid: uuidToString(dom.uuid), id: dom.id },
+      dom: fromWire(dom),
       // fromEntries defines own properties: a field named __proto__ would stay a plain key.
       params: Object.fromEntries(params.map((p) => [p.field, p.value])),
     }));
-  }
-
-  // ---------------------------------------------------------------- plumbing
-
-  private async call<T>(op: string, proc: number, encode: Encode | undefined, decode: (r: XdrReader) => T): Promise<T> {
-    let args: Buffer | undefined;
-    if (encode) {
-      const w = new XdrWriter();
-      try {
-        encode(w);
-      } catch (err) {
-        // Bad arguments are refused here, before they cost a round trip.
-        if (err instanceof XdrError) throw invalidError(op, `${op}: ${err.message}`, err);
-        throw err;
-      }
-      args = w.bytes();
-    }
-    const c = await this.connection(op);
-    const reply = await c.call(proc, args, op, this.timeoutMs);
-    return decodeReply(op, reply, decode);
-  }
-
-  private async connection(op: string): Promise<RpcConnection> {
-    if (this.conn && !this.conn.closed) return this.conn;
-    this.conn = undefined;
-    this.connecting ??= this.open().finally(() => {
-      this.connecting = undefined;
-    });
-    try {
-      return await this.connecting;
-    } catch (err) {
-      // Every caller sees the failure under its own operation name.
-      if (err instanceof LibvirtRpcError && err.op !== op) {
-        throw new LibvirtRpcError(err.message, { code: err.code, domain: err.domain, kind: err.kind, op, cause: err });
-      }
-      throw err;
-    }
-  }
-
-  private async open(): Promise<RpcConnection> {
-    const name = daemonUri(this.uri); // refuses session and remote URIs before touching a socket
-    const path = this.socketPath ?? socketPathForUri(this.uri);
-    const c = await RpcConnection.open(path, this.timeoutMs);
-    try {
-      this.offeredAuth = await handshake(c, name, this.timeoutMs);
-    } catch (err) {
-      c.close('libvirt handshake failed');
-      if (err instanceof XdrError) throw new LibvirtRpcError(`libvirt handshake: ${err.message}`, { kind: 'other', op: 'connect', cause: err });
-      throw err;
-    }
-    this.conn = c;
-    c.onClose(() => {
-      if (this.conn === c) this.conn = undefined; // the next call reconnects
-    });
-    return c;
   }
 }
 
@@ -410,24 +359,21 @@ function wire(dom: RpcDomain): WireDomain {
   return { name: dom.name, uuid: uuidFromString(dom.uuid), id: dom.id };
 }
 
+function fromWire(d: WireDomain): RpcDomain {
+  return { name: d.name, uuid: uuidToString(d.uuid), id: d.id };
+}
+
 const none = (): void => undefined;
+
+/** The arguments of the many calls that take just a domain, or a domain and a flags word. */
+const domOnly = (dom: RpcDomain) => (w: XdrWriter) => encodeDomain(w, wire(dom));
+const domFlags = (dom: RpcDomain, flags: number) => (w: XdrWriter) => {
+  encodeDomain(w, wire(dom));
+  w.uint(flags);
+};
 
 /** An unsigned int of flag bits; also takes the negative number `|` makes of a set bit 31. */
 function bits32(v: number, what: string): number {
   if (!Number.isInteger(v) || v < -0x8000_0000 || v > 0xffff_ffff) throw new XdrError(`${what}: ${v} is not 32 bits of flags`);
   return v >>> 0;
-}
-
-function decodeReply<T>(op: string, payload: Buffer, decode: (r: XdrReader) => T): T {
-  try {
-    const r = new XdrReader(payload);
-    const v = decode(r);
-    r.end(`${op} reply`);
-    return v;
-  } catch (err) {
-    if (err instanceof XdrError) {
-      throw new LibvirtRpcError(`${op}: reply does not decode: ${err.message}`, { kind: 'other', op, cause: err });
-    }
-    throw err;
-  }
 }

@@ -1,6 +1,7 @@
 // Wire facts of libvirt's remote protocol (src/rpc/virnetprotocol.x, src/remote/remote_protocol.x)
-// for the few calls this client makes, and the structs they share. Procedure numbers are ABI:
-// libvirt never renumbers them, so a table of constants is safe across daemon versions.
+// for the calls this client makes, and the structs they share (the bigger replies and the event
+// messages are in structs.ts). Procedure numbers are ABI: libvirt never renumbers them, so a
+// table of constants is safe across daemon versions.
 import { XdrError, XdrReader, XdrWriter } from './xdr.js';
 
 export const REMOTE_PROGRAM = 0x20008086;
@@ -8,25 +9,39 @@ export const REMOTE_PROTOCOL_VERSION = 1;
 /** libvirt's keepalive program ('keep'): its PINGs are not replies to anything we sent. */
 export const KEEPALIVE_PROGRAM = 0x6b656570;
 
-/** REMOTE_PROC_* of remote_protocol.x. */
+/** REMOTE_PROC_* of remote_protocol.x, in number order. */
 export const Proc = {
   CONNECT_OPEN: 1,
   CONNECT_CLOSE: 2,
+  NODE_GET_INFO: 6,
+  DOMAIN_DEFINE_XML: 11,
+  DOMAIN_DESTROY: 12,
+  DOMAIN_GET_XML_DESC: 14,
   DOMAIN_GET_INFO: 16,
   DOMAIN_LOOKUP_BY_NAME: 23,
+  DOMAIN_SHUTDOWN: 33,
   DOMAIN_GET_SCHEDULER_TYPE: 56,
+  CONNECT_GET_HOSTNAME: 59,
   AUTH_LIST: 66,
   AUTH_POLKIT: 70,
   CONNECT_GET_LIB_VERSION: 157,
   DOMAIN_MEMORY_STATS: 159,
+  DOMAIN_CREATE_WITH_FLAGS: 196,
   DOMAIN_SET_VCPUS_FLAGS: 199,
   DOMAIN_GET_VCPUS_FLAGS: 200,
   DOMAIN_SET_MEMORY_FLAGS: 204,
+  DOMAIN_GET_STATE: 212,
   DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS: 219,
   DOMAIN_GET_SCHEDULER_PARAMETERS_FLAGS: 223,
   DOMAIN_PIN_VCPU_FLAGS: 225,
   DOMAIN_GET_VCPU_PIN_INFO: 230,
+  DOMAIN_UNDEFINE_FLAGS: 231,
+  CONNECT_LIST_ALL_DOMAINS: 273,
   DOMAIN_PIN_EMULATOR: 279,
+  CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: 316,
+  CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: 317,
+  /** Sent by the daemon (type MESSAGE) to a connection with a lifecycle callback registered. */
+  DOMAIN_EVENT_CALLBACK_LIFECYCLE: 318,
   CONNECT_GET_ALL_DOMAIN_STATS: 344,
 } as const;
 
