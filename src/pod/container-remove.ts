@@ -1,8 +1,7 @@
 // RemoveContainer: stop the VM if it runs, undefine the domain, delete its overlay, NVRAM and
 // state. The CRI log file stays: the kubelet owns pod log dirs. Unknown: success.
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { QEMU_LOG_DIR } from './exit.js';
+import { removeQemuLog } from '../vm/stop-reason.js';
 import { stripNvram } from '../vm/domain-xml.js';
 import type { PodManager } from './manager.js';
 import { stopContainer } from './container-stop.js';
@@ -15,7 +14,7 @@ export async function removeContainer(m: PodManager, id: string): Promise<void> 
     if (!m.containers.has(c.id)) return;
     await undefineDomain(m, c.domainName);
     for (const f of c.files) await rm(f, { force: true, recursive: true });
-    await rm(join(QEMU_LOG_DIR, `${c.domainName}.log`), { force: true });
+    await removeQemuLog(c.domainName);
     await m.store.removeContainer(c);
     m.containers.delete(c.id);
     m.log.info({ containerId: c.id, podSandboxId: c.sandboxId, domain: c.domainName }, 'container removed');

@@ -1,29 +1,5 @@
-// Why a VM stopped, and the exit code and reason the kubelet sees. The libvirt binding has no
-// domain events or state reasons, but libvirtd ends each run's log (/var/log/libvirt/qemu/
-// <name>.log) with "shutting down, reason=<shutdown|destroyed|crashed|failed|…>".
-import { open } from 'node:fs/promises';
-import { join } from 'node:path';
-
-export const QEMU_LOG_DIR = '/var/log/libvirt/qemu';
-
-export async function lastShutdownReason(domainName: string, logDir = QEMU_LOG_DIR): Promise<string | undefined> {
-  let fh;
-  try {
-    fh = await open(join(logDir, `${domainName}.log`), 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const { size } = await fh.stat();
-    const len = Math.min(size, 64 * 1024);
-    const buf = Buffer.alloc(len);
-    await fh.read(buf, 0, len, size - len);
-    const all = [...buf.toString('utf8').matchAll(/shutting down, reason=([a-z-]+)/g)];
-    return all.at(-1)?.[1];
-  } finally {
-    await fh.close();
-  }
-}
+// The exit code and reason the kubelet sees for a VM that stopped, from libvirt's reason
+// (src/vm/stop-reason.ts says where that comes from).
 
 export interface ExitStatus {
   exitCode: number;

@@ -11,7 +11,8 @@ import { notFound } from '../errors.js';
 import { resolveId } from './ids.js';
 import { KeyedLock } from './keyed-lock.js';
 import { PodStateStore, type ContainerRecord, type SandboxRecord } from './records.js';
-import { exitStatus, lastShutdownReason } from './exit.js';
+import { exitStatus } from './exit.js';
+import { lastStopReason, stopReasonOf } from '../vm/stop-reason.js';
 import { ConsoleTailer } from '../stream/console-tailer.js';
 import { loadPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
 
@@ -33,6 +34,7 @@ export class PodManager {
   readonly networks = new Map<string, PodNetworkState>();
   private monitorTimer: NodeJS.Timeout | undefined;
   private monitoring: Promise<void> | undefined;
+  private readonly unlisten: Array<() => void> = [];
 
   constructor(readonly deps: PodDeps) {
     this.store = new PodStateStore(join(deps.config.stateDir, 'pods'), deps.log);
@@ -42,8 +44,13 @@ export class PodManager {
     return this.deps.log;
   }
 
-  /** Rebuilds the index from disk and libvirt; VMs keep running across vmlet restarts. */
-  async start(monitorIntervalMs = 1000): Promise<void> {
+  /**
+   * Rebuilds the index from disk and libvirt; VMs keep running across vmlet restarts. Exits are
+   * heard as libvirt lifecycle events; a full look at every running VM's domain runs at start,
+   * after each libvirt reconnect (events sent meanwhile are lost) and, as a safety net, every
+   * `safetyPollMs`.
+   */
+  async start(safetyPollMs = 30_000): Promise<void> {
     const { sandboxes, containers } = await this.store.loadAll();
     // Offsets kept by the console copiers are newer than the records.
     for (const s of sandboxes) {
@@ -60,6 +67,16 @@ export class PodManager {
       }
       this.containers.set(c.id, c);
     }
+    // Listen before looking, so an exit between the look and the listening is not missed.
+    const lv = this.deps.libvirt;
+    this.unlisten.push(
+      lv.onLifecycle((e) => {
+        const reason = stopReasonOf(e);
+        if (reason !== undefined) this.domainStopped(e.name, reason);
+      }),
+      lv.onReconnect(() => this.pollStates('after a libvirt reconnect')),
+    );
+    await lv.eventsReady().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'libvirt lifecycle events not registered yet; the safety poll covers exits meanwhile'));
     // A VM may have stopped while vmlet was down, even one vmlet was stopping when it died.
     await this.reconcile(true).catch((err: unknown) =>
       this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),
@@ -74,16 +91,33 @@ export class PodManager {
       );
     }
     this.log.info({ sandboxes: this.sandboxes.size, containers: this.containers.size }, 'pod state recovered');
-    this.monitorTimer = setInterval(() => {
-      this.monitoring ??= this.reconcile()
-        .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'domain state poll failed'))
-        .finally(() => (this.monitoring = undefined));
-    }, monitorIntervalMs);
+    this.monitorTimer = setInterval(() => this.pollStates(), safetyPollMs);
+  }
+
+  /** One look at every running VM's domain (not while one is under way). */
+  private pollStates(why?: string): void {
+    if (why) this.log.info({ why }, 'checking VM states');
+    this.monitoring ??= this.reconcile()
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'domain state poll failed'))
+      .finally(() => (this.monitoring = undefined));
+  }
+
+  /** A lifecycle event said a domain ended: its running container (if vmlet is not stopping it) exited. */
+  private domainStopped(domainName: string, reason: string): void {
+    const c = [...this.containers.values()].find((x) => x.domainName === domainName);
+    if (!c || c.state !== 'running' || c.stopping) return;
+    this.lock
+      .run(c.id, async () => {
+        if (c.state !== 'running' || c.stopping || !this.containers.has(c.id)) return;
+        await this.markExited(c, undefined, reason);
+      })
+      .catch((err: unknown) => this.log.warn({ containerId: c.id, err: (err as Error).message }, 'cannot record the VM exit'));
   }
 
   /** Stops watching; VMs keep running. Console copy positions are saved for the next start. */
   async stop(): Promise<void> {
     if (this.monitorTimer) clearInterval(this.monitorTimer);
+    for (const off of this.unlisten.splice(0)) off();
     await this.monitoring;
     for (const c of this.containers.values()) {
       const t = this.tailers.get(c.id);
@@ -163,9 +197,9 @@ export class PodManager {
   }
 
   /** Records a container's exit (caller holds its lock). */
-  async markExited(c: ContainerRecord, stopping: 'shutdown' | 'destroy' | undefined): Promise<void> {
+  async markExited(c: ContainerRecord, stopping: 'shutdown' | 'destroy' | undefined, reason?: string): Promise<void> {
     await this.stopTailer(c);
-    const st = exitStatus(await lastShutdownReason(c.domainName), stopping);
+    const st = exitStatus(reason ?? (await lastStopReason(c.domainName)), stopping);
     c.state = 'exited';
     c.finishedAt = (BigInt(Date.now()) * 1_000_000n).toString();
     c.exitCode = st.exitCode;
