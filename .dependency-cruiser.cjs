@@ -95,13 +95,6 @@ module.exports = {
       to: { path: '(^|/)node_modules/@grpc/' },
     },
     {
-      name: 'libvirt-binding-in-one-place',
-      severity: 'error',
-      comment: 'libvirt is reached through one client: only src/vm/libvirt.ts and src/vm/rpc/ import the binding.',
-      from: { path: '^src/', pathNot: ['^src/vm/libvirt[.]ts$', '^src/vm/rpc/'] },
-      to: { path: '(^|/)node_modules/@unraid/libvirt/' },
-    },
-    {
       name: 'not-to-unresolvable',
       severity: 'error',
       comment: 'An import that does not resolve is a typo or a missing package.',

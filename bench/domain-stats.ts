@@ -1,7 +1,8 @@
 // Benchmark (not a test): what sampling N running VMs costs libvirt, per call: the bulk stats
 // call (virConnectGetAllDomainStats over vmlet's RPC client) with various stats groups, the STATE
-// call plus getInfo per domain that Libvirt.activeDomainInfo makes, and the binding's list +
-// getName + getInfo per domain that it made before. Boots N
+// call plus getInfo per domain that Libvirt.activeDomainInfo makes (the native binding's list +
+// getName + getInfo per domain, measured here before the binding was dropped, is in
+// docs/design.md). Boots N
 // VM pods through vmlet (kernelboot test image, TCG), waits for their guests to be up, then runs
 // each variant in blocks of 5 calls, interleaved: latency per call, and libvirtd's CPU time per
 // call (utime + stime of libvirtd over each block, from /proc).
@@ -11,7 +12,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { ConnectListAllDomainsFlags, Hypervisor } from '@unraid/libvirt';
 import { call, startVmlet, tempDir } from '../test/helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { waitFor } from '../test/helpers/wait.js';
@@ -44,8 +44,6 @@ async function main(): Promise<void> {
   const reg = await startRegistry();
   const v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n` });
   const rt = <T>(m: string, req: object) => call<object, T>(v.runtime, m, req);
-  const hv = new Hypervisor({ uri: URI });
-  await hv.connectOpen();
   const rpc = new LibvirtRpc({ uri: URI });
   const lv = new Libvirt(URI, pino({ level: 'silent' }));
   const pods: string[] = [];
@@ -71,11 +69,6 @@ async function main(): Promise<void> {
 
     const one = (await rpc.getAllDomainStats(S.STATE, F.ACTIVE)).map((r) => r.dom.name).find((n) => n.includes('stats-0'))!;
     const variants: Record<string, () => Promise<number>> = {
-      'binding: list(ACTIVE) + getName + getInfo each (old activeDomainInfo)': async () => {
-        const doms = await hv.connectListAllDomains(ConnectListAllDomainsFlags.ACTIVE);
-        const got = await Promise.all(doms.map(async (d) => ({ name: await d.getName(), info: await d.getInfo() })));
-        return got.length;
-      },
       'getAllDomainStats STATE, ACTIVE': async () => (await rpc.getAllDomainStats(S.STATE, F.ACTIVE)).length,
       'getAllDomainStats STATE|CPU_TOTAL, ACTIVE': async () => (await rpc.getAllDomainStats(S.STATE | S.CPU_TOTAL, F.ACTIVE)).length,
       'getAllDomainStats STATE|CPU_TOTAL|VCPU, ACTIVE': async () => (await rpc.getAllDomainStats(S.STATE | S.CPU_TOTAL | S.VCPU, F.ACTIVE)).length,
@@ -89,10 +82,6 @@ async function main(): Promise<void> {
       },
       'Libvirt.activeDomainInfo() (the above, mapped)': async () => (await lv.activeDomainInfo()).length,
       'Libvirt.activeDomainNames() (the STATE call)': async () => (await lv.activeDomainNames()).size,
-      'binding: one domain, lookup + getInfo (domainSample)': async () => {
-        await (await hv.domainLookupByName(one)).getInfo();
-        return 1;
-      },
       'one domain, lookup + getAllDomainStats STATE|CPU_TOTAL|VCPU|BALLOON of it': async () => {
         const dom = await rpc.lookupDomain(one);
         return (await rpc.getAllDomainStats(S.STATE | S.CPU_TOTAL | S.VCPU | S.BALLOON, F.ACTIVE, [dom])).length;
@@ -126,7 +115,6 @@ async function main(): Promise<void> {
     for (const id of pods) await rt('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
     await lv.close();
     await rpc.close();
-    await hv.connectClose().catch(() => undefined);
     await v.stop();
     await reg.stop();
   }

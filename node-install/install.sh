@@ -7,7 +7,6 @@ set -euo pipefail
 PACKAGES=(
   qemu-system-x86 qemu-utils            # the VMs
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-  libvirt-dev g++ make python3          # native libvirt binding (node-gyp)
   containernetworking-plugins           # CNI bridge/host-local/portmap/loopback
   tini                                  # child subreaper for libvirtd (no systemd)
   ovmf                                  # UEFI firmware
@@ -16,7 +15,7 @@ PACKAGES=(
   dnsmasq-base                          # per-pod DHCP server for the VM (src/net/dhcp.ts)
 )
 # Only with --with-test-deps: what the test suite needs beyond a node (test image builds).
-TEST_PACKAGES=(cpio xz-utils docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-go golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
+TEST_PACKAGES=(python3 cpio xz-utils docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-go golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
 # Only when systemd is PID 1 (it ships units, users, qemu.conf, AppArmor profiles).
 SYSTEMD_PACKAGES=(libvirt-daemon-system)
 NODE_MIN_MAJOR=20

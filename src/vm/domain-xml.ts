@@ -199,8 +199,8 @@ function int(n: number): string {
 
 /**
  * A domain's XML (as libvirt dumps it, uuid included) without its UEFI loader and NVRAM. libvirt
- * refuses a plain undefine of a domain with NVRAM and the binding has no undefine flags, so an
- * inactive UEFI domain is redefined from this first, then undefined; vmlet deletes the NVRAM file.
+ * refuses a plain undefine of a domain with NVRAM, so an inactive UEFI domain is redefined from
+ * this first (the undefine also passes KEEP_NVRAM), then undefined; vmlet deletes the NVRAM file.
  * XML with neither comes back unchanged.
  */
 export function stripNvram(xml: string): string {

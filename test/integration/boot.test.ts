@@ -1,4 +1,4 @@
-// Proves the harness boots a real guest: the libvirt binding (through src/vm/libvirt.ts) defines,
+// Proves the harness boots a real guest: vmlet's libvirt client (src/vm/libvirt.ts) defines,
 // starts and destroys a domain running the project's kernel-boot test guest under this node's
 // accelerator (TCG here), and the guest's ready marker appears in its serial console log.
 import { afterAll, describe, expect, it } from 'vitest';
