@@ -1,6 +1,7 @@
 // Decides how a pulled image boots and puts its boot files in place, once per image:
 //  containerDisk: exactly one file under /disk/ → disks/<id>.qcow2|.raw (read-only base)
 //  kernel boot:   a kernel (+ initrd) at /boot/vmlinuz, /boot/initrd.img or the vmlet.io/* labels
+//                 (read by vm/image-labels.ts, the one parser of image labels)
 //  rootfs:        anything else (booting it comes later).
 import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -8,10 +9,8 @@ import { VmletError } from '../errors.js';
 import type { BootInfo } from './image-index.js';
 import { qemuImgInfo } from './qemu-img.js';
 import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from './layer-scan.js';
+import { LABEL, parseImageLabels } from '../vm/image-labels.js';
 
-export const LABEL_KERNEL = 'vmlet.io/kernel';
-export const LABEL_INITRD = 'vmlet.io/initrd';
-export const LABEL_CMDLINE = 'vmlet.io/cmdline';
 const DEFAULT_KERNEL = 'boot/vmlinuz';
 const DEFAULT_INITRD = 'boot/initrd.img';
 
@@ -30,8 +29,9 @@ export async function prepareBoot(
   paths: BootPaths,
   limits: ScanLimits,
 ): Promise<BootInfo> {
-  const kernelPath = inImage(labels[LABEL_KERNEL] ?? DEFAULT_KERNEL);
-  const initrdPath = inImage(labels[LABEL_INITRD] ?? DEFAULT_INITRD);
+  const label = parseImageLabels(labels);
+  const kernelPath = inImage(label.kernel ?? DEFAULT_KERNEL);
+  const initrdPath = inImage(label.initrd ?? DEFAULT_INITRD);
   // Keep files from the kernel/initrd directories (a symlink there may point at a versioned name).
   const dirs = [...new Set(['boot', posix.dirname(kernelPath), posix.dirname(initrdPath)])].filter((d) => d !== '.');
   const wanted = (p: string) => p.startsWith('disk/') || dirs.some((d) => p === d || p.startsWith(d + '/'));
@@ -59,23 +59,23 @@ export async function prepareBoot(
     }
     const kernel = resolve(kernelPath, scan);
     const initrd = resolve(initrdPath, scan);
-    const labelled = LABEL_KERNEL in labels;
+    const labelled = label.kernel !== undefined;
     if (kernel && (initrd || labelled)) {
-      if (LABEL_INITRD in labels && !initrd) {
-        throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL_INITRD} names ${labels[LABEL_INITRD]}, which the image does not contain`);
+      if (label.initrd !== undefined && !initrd) {
+        throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL.initrd} names ${label.initrd}, which the image does not contain`);
       }
       const dir = join(paths.kernels, hex);
       await rm(dir, { recursive: true, force: true });
       await mkdir(dir, { recursive: true });
       await rename(kernel, join(dir, 'kernel'));
       if (initrd) await rename(initrd, join(dir, 'initrd'));
-      const cmdline = labels[LABEL_CMDLINE];
+      const cmdline = label.cmdline;
       return {
         kind: 'kernel',
         kernel: { kernel: join(dir, 'kernel'), ...(initrd ? { initrd: join(dir, 'initrd') } : {}), ...(cmdline ? { cmdline } : {}) },
       };
     }
-    if (labelled) throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL_KERNEL} names ${labels[LABEL_KERNEL]}, which the image does not contain`);
+    if (labelled) throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL.kernel} names ${label.kernel}, which the image does not contain`);
     return { kind: 'rootfs' };
   } finally {
     for (const tmp of scan.files.values()) await rm(tmp, { force: true });

@@ -1,16 +1,18 @@
-// CreateContainer: the pod's VM. Resolves the image, turns annotations and resources into one VM
-// spec, makes the root disk (a qcow2 overlay on the containerDisk), and defines the libvirt
-// domain with the CRI metadata inside it. Nothing runs yet. A failure leaves nothing behind.
+// CreateContainer: the pod's VM. Resolves the image, turns annotations, image labels and resources
+// into the VM's settings (parsed once), checks them against the image and the node, then makes the
+// root disk (a qcow2 overlay on the containerDisk) and the cloud-init seed, and defines the
+// libvirt domain with the CRI metadata inside it. Nothing runs yet. A failure leaves nothing behind.
 import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { ContainerConfig, PodSandboxConfig } from './configs.js';
 import { createOverlay } from '../image/qemu-img.js';
-import { annotationOf, checkMachineForBoot, parseVmSettings } from '../vm/annotations.js';
+import { NODE_DEFAULTS, parseVmSettings } from '../vm/annotations.js';
 import { hostShares, parseCpuTune } from '../vm/cputune.js';
 import { renderDomainXml } from '../vm/domain-xml.js';
 import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
-import { buildSeed, CLOUD_INIT_ANNOTATIONS, type PodNetworkInfo } from '../vm/cloud-init.js';
+import { checkVmPrerequisites } from '../vm/spec-checks.js';
+import { buildSeed, type PodNetworkInfo } from '../vm/cloud-init.js';
 import { writeSeedIso } from '../vm/seed-iso.js';
 import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import type { PodNetworkState } from '../net/index.js';
@@ -41,29 +43,34 @@ export async function createContainer(
     if (image.boot.kind === 'rootfs') {
       throw failedPrecondition(`image ${imageName} is a container rootfs (no /disk/ containerDisk, no kernel): booting such images is not supported yet; use a containerDisk or kernel-boot image`);
     }
+    // Everything is checked before anything is made: a bad annotation leaves nothing behind.
     const settings = parseVmSettings({
       sandboxAnnotations: s.config.annotations ?? {},
       containerAnnotations: config.annotations ?? {},
+      imageLabels: image.labels,
       containerResources: config.linux?.resources ?? null,
       sandboxResources: s.config.linux?.resources ?? null,
-      defaults: { vcpus: 1, memoryMiB: 512 },
-      otherKnownAnnotations: CLOUD_INIT_ANNOTATIONS,
+      defaults: NODE_DEFAULTS,
     });
     const cputune = parseCpuTune(config.linux?.resources, 'config.linux.resources');
     if (cputune.shares !== undefined) cputune.shares = hostShares(cputune.shares);
     const net = m.networks.get(s.id);
-    // Checked before anything is made: a bad cloud-init annotation leaves nothing behind.
     const seed = buildSeed({
       podUid: s.config.metadata!.uid,
       podName: s.config.metadata!.name,
       hostname: s.config.hostname ?? '',
-      annotations: { ...(s.config.annotations ?? {}), ...(config.annotations ?? {}) },
+      cloudInit: settings.cloudInit,
       envs: (config.envs ?? []).map((e) => ({ key: e.key, value: e.value })),
       command: config.command ?? [],
       args: config.args ?? [],
       ...(net ? { network: networkInfo(net) } : {}),
     });
-    checkMachineForBoot(settings, image.boot.kind === 'kernel' ? 'kernel' : 'disk');
+    await checkVmPrerequisites({
+      settings,
+      bootKind: image.boot.kind === 'kernel' ? 'kernel' : 'disk',
+      ...(image.boot.disk ? { imageDiskBytes: image.boot.disk.virtualSize } : {}),
+    });
+    const { cloudInit: _, ...machine } = settings; // what UpdateContainerResources needs back
 
     const id = newId();
     const dir = m.store.containerDir(s.id, id);
@@ -78,11 +85,7 @@ export async function createContainer(
       if (image.boot.disk) {
         const overlay = join(dir, 'root.qcow2');
         files.push(overlay);
-        const want = settings.rootDiskSizeBytes;
-        if (want !== undefined && want < image.boot.disk.virtualSize) {
-          throw invalidArgument(`annotation ${annotationOf(settings, 'rootDiskSize')}: ${want} bytes is smaller than the image's disk (${image.boot.disk.virtualSize} bytes); the root disk can only grow`);
-        }
-        await createOverlay(overlay, image.boot.disk.path, image.boot.disk.format, want);
+        await createOverlay(overlay, image.boot.disk.path, image.boot.disk.format, settings.rootDiskSizeBytes);
         disks = [{ path: overlay, format: 'qcow2' }];
       }
       const nvram = settings.firmware === 'uefi' ? join(dir, 'nvram.fd') : undefined;
@@ -98,7 +101,7 @@ export async function createContainer(
         domainType: m.deps.accel.domainType,
         settings,
         boot: image.boot.kernel
-          ? { kind: 'kernel', kernel: image.boot.kernel.kernel, ...(image.boot.kernel.initrd ? { initrd: image.boot.kernel.initrd } : {}), cmdline: image.boot.kernel.cmdline ?? '' }
+          ? { kind: 'kernel', kernel: image.boot.kernel.kernel, ...(image.boot.kernel.initrd ? { initrd: image.boot.kernel.initrd } : {}), cmdline: settings.imageCmdline ?? '' }
           : { kind: 'disk' },
         disks,
         ...(settings.serialLog ? { consoleLog: join(dir, 'console.log') } : {}),
@@ -128,6 +131,7 @@ export async function createContainer(
         reason: '',
         message: '',
         settingSources: settings.sources,
+        settings: machine,
       };
       await m.deps.libvirt.defineDomain(renderDomainXml(spec));
       defined = true;

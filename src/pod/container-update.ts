@@ -8,10 +8,10 @@
 // A running VM changes live and in its definition; a created one only in its definition.
 import { failedPrecondition, invalidArgument, VmletError } from '../errors.js';
 import type { LinuxContainerResources } from './configs.js';
-import { annotationOf, ANNOTATIONS, parseVmSettings } from '../vm/annotations.js';
-import { CLOUD_INIT_ANNOTATIONS } from '../vm/cloud-init.js';
+import { annotationOf, ANNOTATIONS, NODE_DEFAULTS, parseVmSettings, resizeSettings, type MachineSettings } from '../vm/annotations.js';
 import { formatCpuList, hostShares, hostTopology, parseCpuTune } from '../vm/cputune.js';
 import type { PodManager } from './manager.js';
+import type { ContainerRecord, SandboxRecord } from './records.js';
 
 const KiB_PER_MiB = 1024;
 
@@ -25,15 +25,13 @@ export async function updateContainerResources(m: PodManager, id: string, linux:
     }
     const live = c.state === 'running';
     const host = hostTopology();
-    // Validation first (InvalidArgument naming the field): the same rules as CreateContainer.
-    // The maxima are the domain's, read from libvirt below: checked there with a resize's message.
-    const settings = parseVmSettings({
-      sandboxAnnotations: withoutMaxima(s.config.annotations),
-      containerAnnotations: withoutMaxima(c.config.annotations),
+    // Validation first (InvalidArgument naming the field): the settings CreateContainer parsed,
+    // with the new resources under the same rules. The maxima are the domain's, read from libvirt
+    // below: checked there with a resize's message.
+    const settings = resizeSettings(storedSettings(c, s), {
       containerResources: linux,
       sandboxResources: s.config.linux?.resources ?? null,
-      defaults: { vcpus: 1, memoryMiB: 512 },
-      otherKnownAnnotations: CLOUD_INIT_ANNOTATIONS,
+      defaults: NODE_DEFAULTS,
     });
     const tune = parseCpuTune(linux, 'linux', host);
     const before = parseCpuTune(c.resources ?? c.config.linux?.resources, 'linux', host);
@@ -116,9 +114,18 @@ export async function updateContainerResources(m: PodManager, id: string, linux:
   });
 }
 
-function withoutMaxima(annotations: Record<string, string> | undefined): Record<string, string> {
-  const { [ANNOTATIONS.maxVcpus]: _v, [ANNOTATIONS.maxMemory]: _m, ...rest } = annotations ?? {};
-  return rest;
+/** What CreateContainer parsed; a record written before vmlet kept it is parsed again from its configs, as then. */
+function storedSettings(c: ContainerRecord, s: SandboxRecord): MachineSettings {
+  return (
+    c.settings ??
+    parseVmSettings({
+      sandboxAnnotations: s.config.annotations ?? {},
+      containerAnnotations: c.config.annotations ?? {},
+      containerResources: c.config.linux?.resources ?? null,
+      sandboxResources: s.config.linux?.resources ?? null,
+      defaults: NODE_DEFAULTS,
+    })
+  );
 }
 
 function sameList(a: number[] | undefined, b: number[] | undefined): boolean {

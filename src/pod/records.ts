@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { atomicWrite } from '../util/atomic-write.js';
 import { failedPrecondition } from '../errors.js';
 import type { ContainerConfig, LinuxContainerResources, PodSandboxConfig } from './configs.js';
+import type { MachineSettings } from '../vm/annotations.js';
 
 export type SandboxState = 'ready' | 'notready';
 export type ContainerState = 'created' | 'running' | 'exited' | 'unknown';
@@ -52,6 +53,8 @@ export interface ContainerRecord {
   stopping?: 'shutdown' | 'destroy';
   /** Where each VM setting came from (annotation, resources, default): for verbose status. */
   settingSources?: Record<string, string>;
+  /** The VM's settings as CreateContainer parsed them (absent in records written before vmlet kept them). */
+  settings?: MachineSettings;
   /** Resources as last set by UpdateContainerResources (config.linux.resources until then). */
   resources?: LinuxContainerResources;
 }

@@ -5,7 +5,7 @@ import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
 import { setupPodNetwork } from '../net/index.js';
 import type { PodSandboxConfig } from './configs.js';
 import { newId } from './ids.js';
-import { networkMode } from '../vm/cloud-init.js';
+import { parsePodAnnotations } from '../vm/annotations.js';
 import type { PodManager } from './manager.js';
 import { nowNs, type SandboxRecord } from './records.js';
 
@@ -28,8 +28,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
   if (config!.linux?.security_context?.namespace_options?.network === 'NODE') {
     throw invalidArgument('config.linux.security_context.namespace_options.network is NODE (hostNetwork): a VM pod has its own network; hostNetwork is not supported by vmlet');
   }
-  // Checked before anything is made: a bad value would only fail at CreateContainer otherwise.
-  const netMode = networkMode(config!.annotations ?? {});
+  // The pod's annotations, checked before anything is made (netns, CNI lease, DHCP server): a
+  // pod whose VM could never be created is refused here, with the annotation named.
+  const { networkMode } = parsePodAnnotations(config!.annotations ?? {});
   const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
   return m.lock.run(`sandbox-name:${key}`, async () => {
     for (const s of m.sandboxes.values()) {
@@ -59,7 +60,7 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
         binDirs: cfg.cni.binDirs,
         stateDir: m.store.sandboxDir(id),
         log: m.log,
-        dhcp: netMode !== 'static',
+        dhcp: networkMode !== 'static',
       });
       m.networks.set(id, net);
     } catch (err) {

@@ -1,14 +1,17 @@
-// Pod/container annotations + CRI resources → the VM's settings, validated in this one place.
+// Pod/container annotations + image labels + CRI resources → the VM's settings (VmSettings),
+// parsed and validated in this one place; cloud-init.ts, spec.ts and pod/ read only the result.
 // Every rejection is InvalidArgument naming the annotation as the user wrote it (a Virtlet alias
-// when that was the source) and the values allowed. Precedence per setting:
-//   container annotation > pod (sandbox) annotation > container resources > sandbox resources > default,
-// and within one set of annotations the vmlet.io/ name beats its Virtlet alias. Scope comes
-// first because a container-level annotation is the more specific request.
+// when that was the source) and the values allowed. Precedence (annotation-lookup.ts):
+//   container annotation > pod annotation > container resources > sandbox resources > default,
+// and within one set of annotations the vmlet.io/ name beats its Virtlet alias.
+// Two steps: each annotation is parsed on its own (readMachine: all RunPodSandbox can check,
+// parsePodAnnotations), then combined with the resources and checked together (combine).
 // Nothing here chooses KVM vs TCG: the domain type comes from the node's accel decision only.
 import { invalidArgument } from '../errors.js';
-import { formatBytes, parseQuantityBytes, QuantityError } from './quantity.js';
-
-export const PREFIX = 'vmlet.io/';
+import { bad, bytesOf, checkUnknown, findAnnotation, intIn, oneOf, type AnnotationSets, type Found } from './annotation-lookup.js';
+import { CLOUD_INIT_ANNOTATIONS, readCloudInit, type CloudInitSettings, type NetworkMode } from './cloud-init-settings.js';
+import { LABEL, parseImageLabels } from './image-labels.js';
+import { formatBytes } from './quantity.js';
 
 export const ANNOTATIONS = {
   vcpus: 'vmlet.io/vcpus',
@@ -36,13 +39,17 @@ export const VIRTLET_ALIASES: Partial<Record<SettingName, string>> = {
   cpuModel: 'VirtletCPUModel',
 };
 
+/** Every vmlet.io/ annotation vmlet reads; any other vmlet.io/ key is refused as a typo. */
+const KNOWN: readonly string[] = [...Object.values(ANNOTATIONS), ...CLOUD_INIT_ANNOTATIONS];
+
 export type Machine = 'q35' | 'pc' | 'microvm';
 export type DiskBus = 'virtio' | 'scsi' | 'sata';
 export type Firmware = 'bios' | 'uefi';
 export type Hugepages = '2Mi' | '1Gi';
 export type CpuModel = { mode: 'host-passthrough' | 'host-model' } | { mode: 'custom'; model: string };
 
-export interface VmSettings {
+/** The VM's machine: plain data, kept in the container's record for UpdateContainerResources. */
+export interface MachineSettings {
   vcpus: number;
   memoryMiB: number;
   /** vCPUs the VM can grow to while running (CPU hotplug); ≥ vcpus. */
@@ -58,8 +65,15 @@ export interface VmSettings {
   hugepages?: Hugepages;
   ioThreads: number;
   serialLog: boolean;
+  /** The image's kernel command line (label vmlet.io/cmdline), for kernel boot. */
+  imageCmdline?: string;
   /** Setting → where its value came from ('pod annotation vmlet.io/vcpus', 'container resources', 'default', …). */
   sources: Record<string, string>;
+}
+
+export interface VmSettings extends MachineSettings {
+  /** What the NoCloud seed is built from (cloud-init.ts), with the container's envs and command. */
+  cloudInit: CloudInitSettings;
 }
 
 /** The int64 fields of CRI LinuxContainerResources (decimal strings with longs:String; 0 = unset). */
@@ -69,15 +83,22 @@ export interface ResourceLimits {
   memory_limit_in_bytes?: string | number;
 }
 
-export interface VmSettingsInput {
-  sandboxAnnotations: Record<string, string>;
-  containerAnnotations: Record<string, string>;
+/** The resource order after the annotations: container limits, sandbox limits, the node default. */
+export interface Resources {
   containerResources?: ResourceLimits | null;
   sandboxResources?: ResourceLimits | null;
   defaults: { vcpus: number; memoryMiB: number };
-  /** Other vmlet.io/ keys that other modules own (cloud-init, extra disks, …): not typos. */
-  otherKnownAnnotations?: readonly string[];
 }
+
+export interface VmSettingsInput extends Resources {
+  sandboxAnnotations: Record<string, string>;
+  containerAnnotations: Record<string, string>;
+  /** The image's labels (ImageRecord.labels). */
+  imageLabels?: Record<string, string>;
+}
+
+/** The node default, last in the resource order. */
+export const NODE_DEFAULTS = { vcpus: 1, memoryMiB: 512 } as const;
 
 export const LIMITS = {
   vcpus: { min: 1, max: 256 },
@@ -90,53 +111,61 @@ export const LIMITS = {
 const CPU_MODEL = /^[A-Za-z0-9_.+-]{1,64}$/;
 const MiB = 1 << 20;
 const CFS_DEFAULT_PERIOD = 100_000; // kubelet always sends it with a quota; the kernel's default
+const MEM_RANGE = `a Kubernetes quantity from ${formatBytes(LIMITS.memoryMiB.min * MiB)} to ${formatBytes(LIMITS.memoryMiB.max * MiB)} (e.g. 512Mi, 2Gi)`;
+const inMemRange = (mib: number) => mib >= LIMITS.memoryMiB.min && mib <= LIMITS.memoryMiB.max;
 
-/** One annotation as found: its value and the name/scope that supplied it. */
-interface Found {
-  key: string;
-  value: string;
-  source: string;
+function memoryOf(f: Found): number {
+  const mib = Math.ceil(bytesOf(f, MEM_RANGE) / MiB);
+  if (!inMemRange(mib)) throw bad(f, MEM_RANGE);
+  return mib;
 }
 
-class Reader {
-  constructor(private readonly input: VmSettingsInput) {}
-
-  find(setting: SettingName): Found | undefined {
-    const names = [ANNOTATIONS[setting], VIRTLET_ALIASES[setting]].filter((n): n is string => n !== undefined);
-    const scopes: Array<[string, Record<string, string>]> = [
-      ['container annotation', this.input.containerAnnotations],
-      ['pod annotation', this.input.sandboxAnnotations],
-    ];
-    for (const [scope, annotations] of scopes) {
-      for (const key of names) {
-        const value = annotations[key];
-        if (value !== undefined) return { key, value, source: `${scope} ${key}` };
-      }
+/** Each annotation's value on its own: what one annotation can be refused for. */
+const PARSE = {
+  vcpus: (f: Found) => intIn(f, LIMITS.vcpus.min, LIMITS.vcpus.max),
+  memory: memoryOf,
+  maxVcpus: (f: Found) => intIn(f, LIMITS.vcpus.min, LIMITS.vcpus.max),
+  maxMemory: memoryOf,
+  cpuModel: (f: Found): CpuModel => {
+    if (f.key === VIRTLET_ALIASES.cpuModel) return { mode: oneOf(f, ['host-model'] as const) }; // all Virtlet supported
+    if (f.value === 'host-passthrough' || f.value === 'host-model') return { mode: f.value };
+    if (CPU_MODEL.test(f.value)) return { mode: 'custom', model: f.value };
+    throw bad(f, 'host-passthrough | host-model | a QEMU CPU model name (1–64 of A-Z a-z 0-9 _ . + -, e.g. Skylake-Client)');
+  },
+  machine: (f: Found) => oneOf<Machine>(f, ['q35', 'pc', 'microvm']),
+  diskBus: (f: Found) => (f.key === VIRTLET_ALIASES.diskBus ? oneOf<DiskBus>(f, ['virtio', 'scsi']) : oneOf<DiskBus>(f, ['virtio', 'scsi', 'sata'])),
+  rootDiskSize: (f: Found) => {
+    const allowed = `a Kubernetes quantity from 1Mi to ${formatBytes(LIMITS.rootDiskBytes.max)} (e.g. 10Gi)`;
+    const n = bytesOf(f, allowed);
+    if (n < LIMITS.rootDiskBytes.min || n > LIMITS.rootDiskBytes.max) throw bad(f, allowed);
+    return Math.ceil(n / 512) * 512; // disk images are whole 512-byte sectors
+  },
+  kernelArgs: (f: Found) => {
+    const v = f.value.trim();
+    // Printable ASCII/UTF-8 only: a newline or control character would end or corrupt the command line.
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
+    if (!v || /[\x00-\x1f\x7f]/.test(v) || Buffer.byteLength(v) > LIMITS.kernelArgsBytes) {
+      throw bad(f, `kernel parameters: printable text without control characters, 1–${LIMITS.kernelArgsBytes} bytes`);
     }
-    return undefined;
+    return v;
+  },
+  firmware: (f: Found) => oneOf<Firmware>(f, ['bios', 'uefi']),
+  hugepages: (f: Found) => oneOf<Hugepages>(f, ['2Mi', '1Gi']),
+  ioThreads: (f: Found) => intIn(f, LIMITS.ioThreads.min, LIMITS.ioThreads.max),
+  serialLog: (f: Found) => oneOf(f, ['true', 'false'] as const) === 'true',
+} satisfies Record<SettingName, (f: Found) => unknown>;
+
+type Parsed = { [K in SettingName]?: { value: ReturnType<(typeof PARSE)[K]>; found: Found } };
+
+/** Step one: every setting's annotation under the precedence rule, parsed on its own. */
+function readMachine(sets: AnnotationSets): Parsed {
+  const out: Record<string, { value: unknown; found: Found }> = {};
+  for (const setting of Object.keys(ANNOTATIONS) as SettingName[]) {
+    const alias = VIRTLET_ALIASES[setting];
+    const found = findAnnotation(sets, alias ? [ANNOTATIONS[setting], alias] : [ANNOTATIONS[setting]]);
+    if (found) out[setting] = { value: PARSE[setting](found), found };
   }
-}
-
-const bad = (f: Found, allowed: string) => invalidArgument(`annotation ${f.key}=${JSON.stringify(f.value)} is invalid: allowed ${allowed}`);
-
-function oneOf<T extends string>(f: Found, allowed: readonly T[]): T {
-  if ((allowed as readonly string[]).includes(f.value)) return f.value as T;
-  throw bad(f, allowed.join(' | '));
-}
-
-function intIn(f: Found, min: number, max: number): number {
-  const n = /^\d{1,6}$/.test(f.value) ? Number(f.value) : NaN;
-  if (!(n >= min && n <= max)) throw bad(f, `an integer ${min}–${max}`);
-  return n;
-}
-
-function bytesOf(f: Found, allowed: string): number {
-  try {
-    return parseQuantityBytes(f.value);
-  } catch (err) {
-    if (err instanceof QuantityError) throw bad(f, `${allowed} (${err.message})`);
-    throw err;
-  }
+  return out; // each value is PARSE[setting]'s result for its setting
 }
 
 /** An int64 CRI field: decimal string or number; 0, negative (quota -1 = unlimited) or junk = unset. */
@@ -145,149 +174,86 @@ function int64(v: string | number | undefined): number {
   return Number.isFinite(n) && n > 0 ? n : 0;
 }
 
-function checkUnknown(input: VmSettingsInput): void {
-  const known = new Set<string>([...Object.values(ANNOTATIONS), ...(input.otherKnownAnnotations ?? [])]);
-  for (const [where, annotations] of [['pod', input.sandboxAnnotations], ['container', input.containerAnnotations]] as const) {
-    for (const key of Object.keys(annotations)) {
-      if (key.startsWith(PREFIX) && !known.has(key)) {
-        throw invalidArgument(`unknown ${where} annotation ${key}: known vmlet.io annotations are ${[...known].sort().join(', ')}`);
-      }
+/** vCPUs from the container's CPU limit, else the sandbox's, else the default; `sources.vcpus` says which. */
+function vcpusFromResources(r: Resources, sources: Record<string, string>): number {
+  for (const [res, what] of [[r.containerResources, 'container resources'], [r.sandboxResources, 'sandbox resources']] as const) {
+    const quota = int64(res?.cpu_quota);
+    if (!quota) continue;
+    const period = int64(res?.cpu_period) || CFS_DEFAULT_PERIOD;
+    const n = Math.ceil(quota / period); // a fraction of a CPU still needs a whole vCPU
+    if (n > LIMITS.vcpus.max) {
+      throw invalidArgument(`${what}: CPU limit cpu_quota=${quota} cpu_period=${period} needs ${n} vCPUs: allowed ${LIMITS.vcpus.min}–${LIMITS.vcpus.max} (set ${ANNOTATIONS.vcpus} to override)`);
     }
+    sources.vcpus = what;
+    return n;
+  }
+  sources.vcpus = 'default';
+  return r.defaults.vcpus;
+}
+
+/** Guest RAM from the container's memory limit, else the sandbox's, else the default; rounded up to whole MiB. */
+function memoryFromResources(r: Resources, sources: Record<string, string>): number {
+  for (const [res, what] of [[r.containerResources, 'container resources'], [r.sandboxResources, 'sandbox resources']] as const) {
+    const bytes = int64(res?.memory_limit_in_bytes);
+    if (!bytes) continue;
+    const mib = Math.ceil(bytes / MiB);
+    if (!inMemRange(mib)) {
+      throw invalidArgument(`${what}: memory limit ${bytes} bytes gives ${mib} MiB of guest RAM: allowed ${MEM_RANGE} (set ${ANNOTATIONS.memory} to override)`);
+    }
+    sources.memory = what;
+    return mib;
+  }
+  sources.memory = 'default';
+  return r.defaults.memoryMiB;
+}
+
+function checkHugepages(hugepages: Hugepages, key: string, memoryMiB: number, memorySource: string | undefined): void {
+  const unit = hugepages === '1Gi' ? 1024 : 2;
+  if (memoryMiB % unit !== 0) {
+    throw invalidArgument(
+      `annotation ${key}=${JSON.stringify(hugepages)} needs guest memory to be a multiple of ${hugepages}, but memory is ${memoryMiB} MiB (from ${memorySource}): allowed a memory size that is a multiple of ${unit} MiB`,
+    );
   }
 }
 
-export function parseVmSettings(input: VmSettingsInput): VmSettings {
-  checkUnknown(input);
-  const r = new Reader(input);
+/** Step two: the parsed annotations with the resources and defaults, and the checks between settings. */
+function combine(p: Parsed, r: Resources): MachineSettings {
   const sources: Record<string, string> = {};
-  const memRange = `a Kubernetes quantity from ${formatBytes(LIMITS.memoryMiB.min * MiB)} to ${formatBytes(LIMITS.memoryMiB.max * MiB)} (e.g. 512Mi, 2Gi)`;
-
-  // vCPUs: annotation > container quota/period > sandbox quota/period > default.
-  let vcpus: number;
-  const fv = r.find('vcpus');
-  if (fv) {
-    vcpus = intIn(fv, LIMITS.vcpus.min, LIMITS.vcpus.max);
-    sources.vcpus = fv.source;
-  } else {
-    const fromRes = (res: ResourceLimits | null | undefined, what: string): number | undefined => {
-      const quota = int64(res?.cpu_quota);
-      if (!quota) return undefined;
-      const period = int64(res?.cpu_period) || CFS_DEFAULT_PERIOD;
-      const n = Math.ceil(quota / period); // a fraction of a CPU still needs a whole vCPU
-      if (n > LIMITS.vcpus.max) {
-        throw invalidArgument(`${what}: CPU limit cpu_quota=${quota} cpu_period=${period} needs ${n} vCPUs: allowed ${LIMITS.vcpus.min}–${LIMITS.vcpus.max} (set ${ANNOTATIONS.vcpus} to override)`);
-      }
-      sources.vcpus = what;
-      return n;
-    };
-    vcpus = fromRes(input.containerResources, 'container resources') ?? fromRes(input.sandboxResources, 'sandbox resources') ?? input.defaults.vcpus;
-    sources.vcpus ??= 'default';
-  }
-
-  // Memory: annotation > container limit > sandbox limit > default; rounded up to whole MiB.
-  let memoryMiB: number;
-  const fm = r.find('memory');
-  const inRange = (mib: number) => mib >= LIMITS.memoryMiB.min && mib <= LIMITS.memoryMiB.max;
-  if (fm) {
-    memoryMiB = Math.ceil(bytesOf(fm, memRange) / MiB);
-    if (!inRange(memoryMiB)) throw bad(fm, memRange);
-    sources.memory = fm.source;
-  } else {
-    const fromRes = (res: ResourceLimits | null | undefined, what: string): number | undefined => {
-      const bytes = int64(res?.memory_limit_in_bytes);
-      if (!bytes) return undefined;
-      const mib = Math.ceil(bytes / MiB);
-      if (!inRange(mib)) {
-        throw invalidArgument(`${what}: memory limit ${bytes} bytes gives ${mib} MiB of guest RAM: allowed ${memRange} (set ${ANNOTATIONS.memory} to override)`);
-      }
-      sources.memory = what;
-      return mib;
-    };
-    memoryMiB = fromRes(input.containerResources, 'container resources') ?? fromRes(input.sandboxResources, 'sandbox resources') ?? input.defaults.memoryMiB;
-    sources.memory ??= 'default';
-  }
-
-  const pick = <T>(setting: SettingName, parse: (f: Found) => T, dflt: T): T => {
-    const f = r.find(setting);
-    sources[setting] = f ? f.source : 'default';
-    return f ? parse(f) : dflt;
+  for (const [setting, { found }] of Object.entries(p)) sources[setting] = found.source;
+  const vcpus = p.vcpus?.value ?? vcpusFromResources(r, sources);
+  const memoryMiB = p.memory?.value ?? memoryFromResources(r, sources);
+  const or = <K extends SettingName>(setting: K, dflt: ReturnType<(typeof PARSE)[K]>) => {
+    sources[setting] ??= 'default';
+    return p[setting]?.value ?? dflt;
   };
-  const pickOptional = <T>(setting: SettingName, parse: (f: Found) => T): T | undefined => {
-    const f = r.find(setting);
-    if (!f) return undefined;
-    sources[setting] = f.source;
-    return parse(f);
-  };
-
-  const cpuModel = pick<CpuModel>('cpuModel', (f) => {
-    if (f.key === VIRTLET_ALIASES.cpuModel) return { mode: oneOf(f, ['host-model'] as const) }; // all Virtlet supported
-    if (f.value === 'host-passthrough' || f.value === 'host-model') return { mode: f.value };
-    if (CPU_MODEL.test(f.value)) return { mode: 'custom', model: f.value };
-    throw bad(f, 'host-passthrough | host-model | a QEMU CPU model name (1–64 of A-Z a-z 0-9 _ . + -, e.g. Skylake-Client)');
-  }, { mode: 'host-passthrough' });
-
-  const machine = pick<Machine>('machine', (f) => oneOf(f, ['q35', 'pc', 'microvm'] as const), 'q35');
-
-  const diskBus = pick<DiskBus>('diskBus', (f) => (f.key === VIRTLET_ALIASES.diskBus ? oneOf(f, ['virtio', 'scsi'] as const) : oneOf(f, ['virtio', 'scsi', 'sata'] as const)), 'virtio');
-
-  const rootDiskSizeBytes = pickOptional('rootDiskSize', (f) => {
-    const allowed = `a Kubernetes quantity from 1Mi to ${formatBytes(LIMITS.rootDiskBytes.max)} (e.g. 10Gi)`;
-    const n = bytesOf(f, allowed);
-    if (n < LIMITS.rootDiskBytes.min || n > LIMITS.rootDiskBytes.max) throw bad(f, allowed);
-    return Math.ceil(n / 512) * 512; // disk images are whole 512-byte sectors
-  });
-
-  const kernelArgs = pickOptional('kernelArgs', (f) => {
-    const v = f.value.trim();
-    // Printable ASCII/UTF-8 only: a newline or control character would end or corrupt the command line.
-    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
-    if (!v || /[\x00-\x1f\x7f]/.test(v) || Buffer.byteLength(v) > LIMITS.kernelArgsBytes) {
-      throw bad(f, `kernel parameters: printable text without control characters, 1–${LIMITS.kernelArgsBytes} bytes`);
-    }
-    return v;
-  });
-
-  const firmware = pick<Firmware>('firmware', (f) => oneOf(f, ['bios', 'uefi'] as const), 'bios');
-  const hugepages = pickOptional<Hugepages>('hugepages', (f) => oneOf(f, ['2Mi', '1Gi'] as const));
-  const ioThreads = pick('ioThreads', (f) => intIn(f, LIMITS.ioThreads.min, LIMITS.ioThreads.max), 0);
-  const serialLog = pick('serialLog', (f) => oneOf(f, ['true', 'false'] as const) === 'true', true);
+  const cpuModel = or('cpuModel', { mode: 'host-passthrough' });
+  const machine = or('machine', 'q35');
+  const diskBus = or('diskBus', 'virtio');
+  const firmware = or('firmware', 'bios');
+  const ioThreads = or('ioThreads', 0);
+  const serialLog = or('serialLog', true);
+  const { rootDiskSize, kernelArgs, hugepages, maxVcpus: fmaxV, maxMemory: fmaxM } = p;
 
   // Headroom for live resizing (UpdateContainerResources): the VM is defined with these maxima
   // and runs at vcpus/memory; without the annotations it cannot grow, only be limited.
-  const maxVcpus = pick('maxVcpus', (f) => {
-    const n = intIn(f, LIMITS.vcpus.min, LIMITS.vcpus.max);
-    if (n < vcpus) throw bad(f, `an integer ${vcpus}–${LIMITS.vcpus.max}: at least the VM's ${vcpus} vCPUs (from ${sources.vcpus})`);
-    return n;
-  }, vcpus);
-  const maxMemoryMiB = pick('maxMemory', (f) => {
-    const mib = Math.ceil(bytesOf(f, memRange) / MiB);
-    if (!inRange(mib) || mib < memoryMiB) throw bad(f, `${memRange}, and at least the VM's ${memoryMiB} MiB (from ${sources.memory})`);
-    return mib;
-  }, memoryMiB);
-  if (hugepages && maxMemoryMiB !== memoryMiB) {
-    const f = r.find('maxMemory')!;
-    throw invalidArgument(`annotation ${f.key}=${JSON.stringify(f.value)} cannot be combined with ${r.find('hugepages')!.key}: hugepage-backed guest memory cannot be ballooned; allowed: leave ${f.key} unset`);
+  const maxVcpus = or('maxVcpus', vcpus);
+  if (fmaxV && maxVcpus < vcpus) throw bad(fmaxV.found, `an integer ${vcpus}–${LIMITS.vcpus.max}: at least the VM's ${vcpus} vCPUs (from ${sources.vcpus})`);
+  const maxMemoryMiB = or('maxMemory', memoryMiB);
+  if (fmaxM && maxMemoryMiB < memoryMiB) throw bad(fmaxM.found, `${MEM_RANGE}, and at least the VM's ${memoryMiB} MiB (from ${sources.memory})`);
+  if (hugepages && fmaxM && maxMemoryMiB !== memoryMiB) {
+    const f = fmaxM.found;
+    throw invalidArgument(`annotation ${f.key}=${JSON.stringify(f.value)} cannot be combined with ${hugepages.found.key}: hugepage-backed guest memory cannot be ballooned; allowed: leave ${f.key} unset`);
   }
-
-  if (hugepages) {
-    const unit = hugepages === '1Gi' ? 1024 : 2;
-    if (memoryMiB % unit !== 0) {
-      const f = r.find('hugepages')!;
-      throw invalidArgument(
-        `annotation ${f.key}=${JSON.stringify(f.value)} needs guest memory to be a multiple of ${hugepages}, but memory is ${memoryMiB} MiB (from ${sources.memory}): allowed a memory size that is a multiple of ${unit} MiB`,
-      );
-    }
-  }
+  if (hugepages) checkHugepages(hugepages.value, hugepages.found.key, memoryMiB, sources.memory);
 
   // microvm has no PCI bus (so no SCSI/SATA controller) and Debian ships no microvm OVMF.
-  if (machine === 'microvm') {
-    const fmach = r.find('machine')!;
+  if (p.machine?.value === 'microvm') {
+    const fmach = p.machine.found;
     if (diskBus !== 'virtio') {
       throw invalidArgument(`annotation ${fmach.key}="microvm" needs disk bus virtio (microvm has no PCI bus for a ${diskBus} controller), but ${sources.diskBus} is ${JSON.stringify(diskBus)}: allowed virtio`);
     }
-    if (maxVcpus !== vcpus) {
-      const f = r.find('maxVcpus')!;
-      throw invalidArgument(`annotation ${fmach.key}="microvm" has no ACPI CPU hotplug, but ${f.source} asks for ${maxVcpus} vCPUs at most with ${vcpus} at start: allowed ${f.key} unset or ${vcpus}`);
+    if (fmaxV && maxVcpus !== vcpus) {
+      throw invalidArgument(`annotation ${fmach.key}="microvm" has no ACPI CPU hotplug, but ${fmaxV.found.source} asks for ${maxVcpus} vCPUs at most with ${vcpus} at start: allowed ${fmaxV.found.key} unset or ${vcpus}`);
     }
     if (firmware !== 'bios') {
       throw invalidArgument(`annotation ${fmach.key}="microvm" cannot boot UEFI firmware (no microvm OVMF build is installed), but ${sources.firmware} is "uefi": allowed bios`);
@@ -302,20 +268,64 @@ export function parseVmSettings(input: VmSettingsInput): VmSettings {
     cpuModel,
     machine,
     diskBus,
-    ...(rootDiskSizeBytes !== undefined ? { rootDiskSizeBytes } : {}),
-    ...(kernelArgs !== undefined ? { kernelArgs } : {}),
+    ...(rootDiskSize ? { rootDiskSizeBytes: rootDiskSize.value } : {}),
+    ...(kernelArgs ? { kernelArgs: kernelArgs.value } : {}),
     firmware,
-    ...(hugepages !== undefined ? { hugepages } : {}),
+    ...(hugepages ? { hugepages: hugepages.value } : {}),
     ioThreads,
     serialLog,
     sources,
   };
 }
 
+/** A container's VM settings, for CreateContainer: everything the pod, the container and the image ask for. */
+export function parseVmSettings(input: VmSettingsInput): VmSettings {
+  const sets: AnnotationSets = { container: input.containerAnnotations, pod: input.sandboxAnnotations };
+  checkUnknown(sets, KNOWN);
+  const settings = combine(readMachine(sets), input);
+  const cloudInit = readCloudInit(sets, settings.sources);
+  const { cmdline } = parseImageLabels(input.imageLabels ?? {});
+  if (cmdline === undefined) return { ...settings, cloudInit };
+  settings.sources.imageCmdline = `image label ${LABEL.cmdline}`;
+  return { ...settings, imageCmdline: cmdline, cloudInit };
+}
+
+/** What RunPodSandbox needs of the pod's annotations; they are checked on their own before the pod is made. */
+export interface PodSettings {
+  networkMode: NetworkMode;
+}
+
+/**
+ * The pod's annotations on their own (RunPodSandbox): names, and every value that decides a
+ * setting. What depends on the container (its annotations and resources) or the image is
+ * checked again, with them, at CreateContainer.
+ */
+export function parsePodAnnotations(annotations: Record<string, string>): PodSettings {
+  const sets: AnnotationSets = { container: {}, pod: annotations };
+  checkUnknown(sets, KNOWN);
+  readMachine(sets);
+  return { networkMode: readCloudInit(sets, {}).networkMode };
+}
+
+const byAnnotation = (source: string | undefined) => /^(?:container|pod) annotation /.test(source ?? '');
+
+/**
+ * The settings CreateContainer stored, with new container resources (UpdateContainerResources):
+ * vCPUs and memory follow the resources unless an annotation set them, under the same order and
+ * checks as at creation. The maxima stay as created: libvirt's domain holds them.
+ */
+export function resizeSettings(stored: MachineSettings, resources: Resources): MachineSettings {
+  const sources = { ...stored.sources };
+  const vcpus = byAnnotation(sources.vcpus) ? stored.vcpus : vcpusFromResources(resources, sources);
+  const memoryMiB = byAnnotation(sources.memory) ? stored.memoryMiB : memoryFromResources(resources, sources);
+  if (stored.hugepages) checkHugepages(stored.hugepages, annotationOf(stored, 'hugepages'), memoryMiB, sources.memory);
+  return { ...stored, vcpus, memoryMiB, sources };
+}
+
 export type BootKind = 'disk' | 'kernel';
 
 /** microvm has no firmware disk boot path here (no PCI, qboot only loads a kernel): kernel boot only. */
-export function checkMachineForBoot(settings: VmSettings, bootKind: BootKind): void {
+export function checkMachineForBoot(settings: MachineSettings, bootKind: BootKind): void {
   if (settings.machine === 'microvm' && bootKind !== 'kernel') {
     throw invalidArgument(
       `annotation ${annotationOf(settings, 'machine')}="microvm" needs an image that boots a kernel directly (vmlet.io/kernel label or /boot/vmlinuz), but this image boots from its disk: allowed q35 | pc for disk images`,
@@ -324,7 +334,7 @@ export function checkMachineForBoot(settings: VmSettings, bootKind: BootKind): v
 }
 
 /** The annotation name recorded as the source of a setting ('pod annotation VirtletVCPUCount' → 'VirtletVCPUCount'). */
-export function annotationOf(settings: VmSettings, setting: SettingName): string {
+export function annotationOf(settings: MachineSettings, setting: SettingName): string {
   const src = settings.sources[setting];
   const m = src ? /annotation (\S+)$/.exec(src) : null;
   return m?.[1] ?? ANNOTATIONS[setting];

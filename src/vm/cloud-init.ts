@@ -1,47 +1,20 @@
-// Pod + container → the VM's NoCloud seed (meta-data, user-data, network-config), pure.
-// Every rejection is InvalidArgument naming the annotation as the user wrote it (a Virtlet alias
-// when that was the source) and what is allowed. Within one set of annotations a vmlet.io/ name
-// beats its Virtlet alias, as in annotations.ts; the caller merges pod and container annotations.
+// The VM's NoCloud seed (meta-data, user-data, network-config) from its parsed settings, pure.
+// The cloud-init annotations are read and validated with the rest of the VM's settings
+// (cloud-init-settings.ts); what can still be refused here comes from the container (its envs,
+// a user key vmlet must append to that is not a list) or the size of the whole seed.
 //
 // All YAML is produced by the `yaml` package as YAML 1.1, the dialect cloud-init's PyYAML reads:
 // the emitter then quotes what 1.1 would misread (`yes`, `on`, `0644`, a MAC such as
-// 52:54:00:12:34:56, which 1.1 reads as a base-60 integer). User documents are parsed as 1.1 and
-// edited in place, so their comments, formats (0644 stays octal), anchors and tags survive.
+// 52:54:00:12:34:56, which 1.1 reads as a base-60 integer). User documents are edited in place
+// (a copy of them), so their comments, formats, anchors and tags survive.
 import { BlockList, isIP } from 'node:net';
-import { Document, isAlias, isMap, isScalar, isSeq, parseDocument, YAMLMap, type YAMLSeq, type Node } from 'yaml';
+import { Document, isAlias, isMap, isScalar, isSeq, type YAMLMap, type YAMLSeq, type Node } from 'yaml';
 import { invalidArgument, VmletError } from '../errors.js';
-
-/** vmlet's cloud-init annotations: pass CLOUD_INIT_ANNOTATIONS as otherKnownAnnotations to parseVmSettings. */
-export const CLOUD_INIT_ANNOTATION = {
-  /** A `#cloud-config` YAML document or a `#!` script. */
-  userData: 'vmlet.io/user-data',
-  /** A YAML mapping merged into meta-data (instance-id stays the pod uid). */
-  metaData: 'vmlet.io/meta-data',
-  /**
-   * `both` (default): the seed's network-config and the pod's DHCP/RA server give the same
-   * addresses; `static`: network-config only, no DHCP server for the pod; `dhcp`: DHCP/RA only.
-   */
-  networkConfig: 'vmlet.io/network-config',
-  /** Newline-separated OpenSSH public keys for the image's default user. */
-  sshAuthorizedKeys: 'vmlet.io/ssh-authorized-keys',
-} as const;
-
-export const CLOUD_INIT_ANNOTATIONS: readonly string[] = Object.values(CLOUD_INIT_ANNOTATION);
-
-/** Virtlet's names, accepted so Virtlet pods move over unchanged; the vmlet.io/ name wins when both are set. */
-export const CLOUD_INIT_VIRTLET_ALIASES = {
-  userData: 'VirtletCloudInitUserData', // cloud-config YAML, `#cloud-config` header optional
-  userDataScript: 'VirtletCloudInitUserDataScript', // a `#!` script
-  metaData: 'VirtletCloudInitMetaData',
-  sshKeys: 'VirtletSSHKeys',
-} as const;
-
-export const NETWORK_MODES = ['both', 'static', 'dhcp'] as const;
-export type NetworkMode = (typeof NETWORK_MODES)[number];
+import { ANNOTATION_BYTES, CLOUD_INIT_ANNOTATION, readCloudInit, YAML_VERSION, type CloudInitSettings, type NetworkMode } from './cloud-init-settings.js';
 
 export const SEED_LIMITS = {
   /** Per annotation, in UTF-8 bytes (Kubernetes allows 256 KiB for all annotations together). */
-  annotationBytes: 256 * 1024,
+  annotationBytes: ANNOTATION_BYTES,
   /** meta-data + user-data + network-config, in UTF-8 bytes. */
   seedBytes: 1024 * 1024,
 } as const;
@@ -63,18 +36,26 @@ export interface PodNetworkInfo {
   mtu?: number;
 }
 
-export interface CloudInitInput {
+interface SeedBase {
   podUid: string;
   podName: string;
   /** The sandbox hostname; empty → the pod name. */
   hostname: string;
-  /** Pod and container annotations, merged by the caller. */
-  annotations: Record<string, string>;
   envs: Array<{ key: string; value: string }>;
   command: string[];
   args: string[];
   /** Absent while the pod has no network. */
   network?: PodNetworkInfo;
+}
+
+/** The seed's inputs: the cloud-init part of the VM's settings (VmSettings.cloudInit) and the container's. */
+export interface SeedInput extends SeedBase {
+  cloudInit: CloudInitSettings;
+}
+
+/** The same with one set of annotations instead of parsed settings (tools, tests): read as a pod's. */
+export interface CloudInitInput extends SeedBase {
+  annotations: Record<string, string>;
 }
 
 export type SeedFileName = 'meta-data' | 'user-data' | 'network-config';
@@ -85,57 +66,14 @@ export interface Seed {
   mode: NetworkMode;
 }
 
-const YAML_VERSION = '1.1' as const;
 const TO_STRING = { lineWidth: 0, minContentWidth: 0 } as const; // never fold long lines (keys, scripts)
 const CLOUD_CONFIG_HEADER = '#cloud-config';
 const MIME_BOUNDARY = '==vmlet-seed-boundary==';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
-// Key types OpenSSH accepts (plain, certificates, FIDO), then base64: a line may start with options.
-const SSH_KEY = /(?:^|\s)(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9-]+)(?:@openssh\.com)?\s+[A-Za-z0-9+/]+={0,3}(?:\s|$)/;
 
 const newDoc = (value: unknown) => new Document(value, { version: YAML_VERSION, aliasDuplicateObjects: false });
 const kib = (n: number) => `${n / 1024} KiB`;
-
-/** The first present annotation among names, in order. */
-function find(annotations: Record<string, string>, ...names: string[]): { key: string; value: string } | undefined {
-  for (const key of names) {
-    const value = annotations[key];
-    if (value !== undefined) return { key, value };
-  }
-  return undefined;
-}
-
-function checkSizes(annotations: Record<string, string>): void {
-  for (const key of [...CLOUD_INIT_ANNOTATIONS, ...Object.values(CLOUD_INIT_VIRTLET_ALIASES)]) {
-    const value = annotations[key];
-    if (value === undefined) continue;
-    const n = Buffer.byteLength(value);
-    if (n > SEED_LIMITS.annotationBytes) {
-      throw invalidArgument(`annotation ${key} is ${n} bytes: allowed at most ${kib(SEED_LIMITS.annotationBytes)} (${SEED_LIMITS.annotationBytes} bytes)`);
-    }
-  }
-}
-
-/** A YAML mapping from an annotation, as an editable document; blank → an empty mapping. */
-function parseMapping(key: string, text: string, what: string): Document {
-  const doc: Document = parseDocument(text, { version: YAML_VERSION, prettyErrors: true });
-  const err = doc.errors[0];
-  if (err) {
-    const pos = err.linePos?.[0];
-    const where = pos ? `line ${pos.line}, column ${pos.col}` : 'unknown position';
-    const msg = (err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-    throw invalidArgument(`annotation ${key} is not valid YAML: ${where}: ${msg}`);
-  }
-  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
-    doc.contents = new YAMLMap();
-  }
-  if (!isMap(doc.contents)) {
-    const got = isSeq(doc.contents) ? 'a list' : isScalar(doc.contents) ? `a scalar (${JSON.stringify(String(doc.contents.value)).slice(0, 40)})` : 'not a mapping';
-    throw invalidArgument(`annotation ${key} must be ${what} (a YAML mapping of keys to values), but the document is ${got}`);
-  }
-  return doc;
-}
 
 /** `doc` as text, without the header comment the user's document may carry (the caller adds its own). */
 function bodyOf(doc: Document): string {
@@ -146,9 +84,8 @@ function bodyOf(doc: Document): string {
 
 // ---- meta-data ----
 
-function buildMetaData(input: CloudInitInput): string {
-  const src = find(input.annotations, CLOUD_INIT_ANNOTATION.metaData, CLOUD_INIT_VIRTLET_ALIASES.metaData);
-  const doc = src ? parseMapping(src.key, src.value, 'cloud-init meta-data') : newDoc({});
+function buildMetaData(input: SeedInput): string {
+  const doc = input.cloudInit.metaData?.doc.clone() ?? newDoc({}); // a copy: the settings stay as parsed
   const map = doc.contents as YAMLMap;
   // instance-id is vmlet's: cloud-init re-applies per-instance config (the network-config with
   // this pod's IP, SSH keys) only when it changes, so it must follow the pod. Everything else
@@ -162,69 +99,9 @@ function buildMetaData(input: CloudInitInput): string {
 
 // ---- user-data ----
 
-interface UserParts {
-  /** The user's cloud-config and the annotation it came from. */
-  config?: { doc: Document; key: string };
-  scripts: Array<{ text: string; key: string }>;
-}
-
-/** One user-data annotation: `#cloud-config` YAML, or a `#!` script; Virtlet's YAML may omit the header. */
-function classify(parts: UserParts, key: string, value: string, headerOptional: boolean): void {
-  const text = value.trimStart();
-  if (text === '') return;
-  if (text.startsWith('#!')) {
-    parts.scripts.push({ text, key });
-    return;
-  }
-  if (!/^#cloud-config[ \t]*(?:\r?\n|$)/.test(text) && !headerOptional) {
-    throw invalidArgument(
-      `annotation ${key} must start with "#cloud-config" (a cloud-config YAML document) or "#!" (a script): other cloud-init user-data formats are not supported`,
-    );
-  }
-  parts.config = { doc: parseMapping(key, value, 'a cloud-config document'), key };
-}
-
-function userParts(annotations: Record<string, string>): UserParts {
-  const parts: UserParts = { scripts: [] };
-  const own = annotations[CLOUD_INIT_ANNOTATION.userData];
-  if (own !== undefined) {
-    classify(parts, CLOUD_INIT_ANNOTATION.userData, own, false);
-    return parts; // vmlet.io/user-data replaces both Virtlet user-data annotations
-  }
-  const vData = annotations[CLOUD_INIT_VIRTLET_ALIASES.userData];
-  if (vData !== undefined) classify(parts, CLOUD_INIT_VIRTLET_ALIASES.userData, vData, true);
-  const vScript = annotations[CLOUD_INIT_VIRTLET_ALIASES.userDataScript];
-  if (vScript !== undefined && vScript.trim() !== '') {
-    const text = vScript.trimStart();
-    if (!text.startsWith('#!')) {
-      throw invalidArgument(`annotation ${CLOUD_INIT_VIRTLET_ALIASES.userDataScript} must be a script starting with "#!" (e.g. #!/bin/sh)`);
-    }
-    parts.scripts.push({ text, key: CLOUD_INIT_VIRTLET_ALIASES.userDataScript });
-  }
-  return parts;
-}
-
-function sshKeys(annotations: Record<string, string>): string[] {
-  const src = find(annotations, CLOUD_INIT_ANNOTATION.sshAuthorizedKeys, CLOUD_INIT_VIRTLET_ALIASES.sshKeys);
-  if (!src) return [];
-  const keys: string[] = [];
-  src.value.split('\n').forEach((raw, i) => {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) return;
-    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
-    if (/[\x00-\x1f\x7f]/.test(line) || !SSH_KEY.test(line)) {
-      throw invalidArgument(
-        `annotation ${src.key} line ${i + 1} is not an OpenSSH public key: allowed one key a line, "[options] <type> <base64> [comment]" with type ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, … (blank lines and # comments are skipped)`,
-      );
-    }
-    keys.push(line);
-  });
-  return keys;
-}
-
 const shQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
-function envFile(envs: CloudInitInput['envs']): string | undefined {
+function envFile(envs: SeedInput['envs']): string | undefined {
   if (envs.length === 0) return undefined;
   const last = new Map<string, string>(); // CRI: a repeated key takes its last value
   for (const { key, value } of envs) {
@@ -239,10 +116,10 @@ function envFile(envs: CloudInitInput['envs']): string | undefined {
 }
 
 /** What vmlet adds to the user's cloud-config; lists are appended to the user's, other keys only fill gaps. */
-function vmletConfig(input: CloudInitInput): Record<string, unknown> {
+function vmletConfig(input: SeedInput): Record<string, unknown> {
   const cfg: Record<string, unknown> = {};
-  const keys = sshKeys(input.annotations);
-  if (keys.length > 0) cfg.ssh_authorized_keys = keys;
+  const keys = input.cloudInit.sshAuthorizedKeys;
+  if (keys.length > 0) cfg.ssh_authorized_keys = [...keys];
   const env = envFile(input.envs);
   if (env !== undefined) cfg.write_files = [{ path: ENV_FILE, owner: 'root:root', permissions: '0600', content: env }];
   const argv = [...input.command, ...input.args];
@@ -301,21 +178,21 @@ function multipart(parts: Array<{ type: string; filename: string; text: string }
   return out.join('\n');
 }
 
-function buildUserData(input: CloudInitInput): string {
-  const parts = userParts(input.annotations);
+function buildUserData(input: SeedInput): string {
+  const { config, scripts } = input.cloudInit;
   const add = vmletConfig(input);
   let doc: Document;
-  if (parts.config) {
-    doc = parts.config.doc;
-    mergeInto(doc, parts.config.key, add);
+  if (config) {
+    doc = config.doc.clone(); // a copy: the settings stay as parsed
+    mergeInto(doc, config.key, add);
   } else {
     doc = newDoc(add);
   }
   const cloudConfig = `${CLOUD_CONFIG_HEADER}\n${bodyOf(doc)}`;
-  if (parts.scripts.length === 0) return cloudConfig;
+  if (scripts.length === 0) return cloudConfig;
   return multipart([
     { type: 'text/cloud-config', filename: 'vmlet-cloud-config', text: cloudConfig },
-    ...parts.scripts.map((s, i) => ({
+    ...scripts.map((s, i) => ({
       type: 'text/x-shellscript',
       filename: `part-${String(i + 1).padStart(3, '0')}-${s.key.replace(/[^A-Za-z0-9.-]/g, '_')}`,
       text: s.text,
@@ -414,19 +291,15 @@ function onLink(subnets: BlockList, addr: string, family: 4 | 6): boolean {
   return subnets.check(addr, family === 4 ? 'ipv4' : 'ipv6');
 }
 
-/** The pod's network mode from its annotations; InvalidArgument naming the annotation when bad. */
-export function networkMode(annotations: Record<string, string>): NetworkMode {
-  const v = annotations[CLOUD_INIT_ANNOTATION.networkConfig];
-  if (v === undefined) return 'both';
-  if ((NETWORK_MODES as readonly string[]).includes(v)) return v as NetworkMode;
-  throw invalidArgument(`annotation ${CLOUD_INIT_ANNOTATION.networkConfig}=${JSON.stringify(v)} is invalid: allowed ${NETWORK_MODES.join(' | ')}`);
-}
-
 // ---- the seed ----
 
-export function buildSeed(input: CloudInitInput): Seed {
-  checkSizes(input.annotations);
-  const mode = networkMode(input.annotations);
+/** The seed; from parsed settings (CreateContainer), or from one set of annotations read by the same parser. */
+export function buildSeed(input: SeedInput | CloudInitInput): Seed {
+  if (!('cloudInit' in input)) {
+    const { annotations, ...rest } = input;
+    return buildSeed({ ...rest, cloudInit: readCloudInit({ container: {}, pod: annotations }, {}) });
+  }
+  const mode = input.cloudInit.networkMode;
   const files: SeedFiles = { 'meta-data': buildMetaData(input), 'user-data': buildUserData(input) };
   if (mode !== 'dhcp' && input.network) {
     const nc = buildNetworkConfig(input.network);

@@ -1,10 +1,10 @@
 // VmSpec: the one object that flows from annotations to domain XML. Built once per container
 // from the parsed settings, the image's boot info, the disks pod/ prepared and the node's accel
-// decision; domain-xml.ts renders it and nothing downstream reads annotations again.
-import { existsSync } from 'node:fs';
+// decision; domain-xml.ts renders it and nothing downstream reads annotations again. Pure: what
+// needs the node's files (OVMF) is checked before, by spec-checks.ts.
 import { VmletError, failedPrecondition } from '../errors.js';
 import type { CpuTune } from './cputune.js';
-import { annotationOf, checkMachineForBoot, type CpuModel, type DiskBus, type Firmware, type Hugepages, type Machine, type VmSettings } from './annotations.js';
+import { annotationOf, checkMachineForBoot, type CpuModel, type DiskBus, type Firmware, type Hugepages, type Machine, type MachineSettings } from './annotations.js';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
@@ -106,7 +106,7 @@ export function diskTarget(bus: DiskBus, index: number): string {
 export interface BuildVmSpecInput {
   name: string;
   domainType: 'kvm' | 'qemu';
-  settings: VmSettings;
+  settings: MachineSettings;
   /** From the image: kernel boot carries the image's command line (label vmlet.io/cmdline). */
   boot: { kind: 'disk' } | { kind: 'kernel'; kernel: string; initrd?: string; cmdline?: string };
   /** Prepared by pod/ (root overlay first, already grown to settings.rootDiskSizeBytes); bus and target are assigned here. */
@@ -116,7 +116,7 @@ export interface BuildVmSpecInput {
   /** Per-VM UEFI variable store; required when settings.firmware is uefi. */
   nvramPath?: string;
   metadata: VmMetadata;
-  /** Defaults to Debian's OVMF. */
+  /** Defaults to Debian's OVMF (checkVmPrerequisites checked that it is there). */
   ovmf?: OvmfPaths;
   nics?: VmNic[];
   /** Path of the NoCloud seed ISO. */
@@ -146,10 +146,6 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
   let uefi: Pick<VmSpec, 'loader' | 'nvram'> = {};
   if (s.firmware === 'uefi') {
     const ovmf = input.ovmf ?? DEBIAN_OVMF;
-    const missing = [ovmf.code, ovmf.varsTemplate].filter((p) => !existsSync(p));
-    if (missing.length) {
-      throw failedPrecondition(`annotation ${annotationOf(s, 'firmware')}="uefi" needs OVMF on the node (install Debian's ovmf package): missing ${missing.join(', ')}`);
-    }
     if (!input.nvramPath) throw internal(`${input.name}: UEFI firmware without an NVRAM path`);
     uefi = { loader: ovmf.code, nvram: { path: input.nvramPath, template: ovmf.varsTemplate } };
   }

@@ -2,7 +2,7 @@
 // the project's test guests. The same sequence crictl runs: runp, create, start, ps, inspect,
 // logs, stop, rm, stopp, rmp.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
@@ -222,9 +222,18 @@ describe('VM pod errors', () => {
   });
 
   it('refuses a bad annotation, naming it, and leaves nothing behind', async () => {
-    const pod = await runPod('bad', { 'vmlet.io/vcpus': '0' });
+    // On the pod: refused at RunPodSandbox, before its netns, CNI lease or DHCP server exist.
+    const netnsBefore = readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-')).sort();
+    const onPod = await failure(runPod('bad-pod', { 'vmlet.io/vcpus': '0' }));
+    expect(onPod.code).toBe(Status.INVALID_ARGUMENT);
+    expect(onPod.details).toBe('annotation vmlet.io/vcpus="0" is invalid: allowed an integer 1–256');
+    const { items } = await rt<{ items: Array<{ metadata?: { name?: string } }> }>('ListPodSandbox', {});
+    expect(items.some((p) => p.metadata?.name === 'bad-pod')).toBe(false);
+    expect(readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-')).sort()).toEqual(netnsBefore);
+    // On the container: refused at CreateContainer, no domain or disk made.
+    const pod = await runPod('bad');
     const before = (await lv.listDomains()).length;
-    const err = await failure(createVm(pod, kernelImage));
+    const err = await failure(createVm(pod, kernelImage, { 'vmlet.io/vcpus': '0' }));
     expect(err.code).toBe(Status.INVALID_ARGUMENT);
     expect(err.details).toContain('vmlet.io/vcpus');
     expect((await lv.listDomains()).length).toBe(before);

@@ -29,7 +29,9 @@ describe('defaults', () => {
       sources: {
         vcpus: 'default', memory: 'default', cpuModel: 'default', machine: 'default', diskBus: 'default',
         firmware: 'default', ioThreads: 'default', serialLog: 'default', maxVcpus: 'default', maxMemory: 'default',
+        networkConfig: 'default',
       },
+      cloudInit: { scripts: [], sshAuthorizedKeys: [], networkMode: 'both' },
     });
   });
 
@@ -297,7 +299,8 @@ describe('unknown vmlet.io/ annotations', () => {
   it('other prefixes are left alone', () => {
     expect(() => parse({ 'kubectl.kubernetes.io/last-applied-configuration': '{}', 'example.com/vcpus': 'x', 'vmlet.io.example/x': 'y', Virtlet: 'x' })).not.toThrow();
   });
-  it('keys owned by other modules can be declared known', () => {
-    expect(() => parse({ 'vmlet.io/cloud-init-user-data': '#cloud-config' }, { otherKnownAnnotations: ['vmlet.io/cloud-init-user-data'] })).not.toThrow();
+  it('the cloud-init annotations are known too: one parser reads them all', () => {
+    expect(() => parse({ 'vmlet.io/user-data': '#cloud-config', 'vmlet.io/network-config': 'dhcp', 'vmlet.io/meta-data': '', 'vmlet.io/ssh-authorized-keys': '' })).not.toThrow();
+    expect(rejection(() => parse({ 'vmlet.io/cloud-init-user-data': '#cloud-config' })).message).toMatch(/^unknown pod annotation vmlet\.io\/cloud-init-user-data: known .*vmlet\.io\/user-data/);
   });
 });

@@ -1,16 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { VmletError } from '../../src/errors.js';
-import { parseVmSettings } from '../../src/vm/annotations.js';
+import { NODE_DEFAULTS, parseVmSettings } from '../../src/vm/annotations.js';
 import { invalidArgumentFrom } from '../helpers/errors.js';
-import {
-  buildSeed,
-  CLOUD_INIT_ANNOTATIONS,
-  ENV_FILE,
-  SEED_LIMITS,
-  type CloudInitInput,
-  type PodNetworkInfo,
-} from '../../src/vm/cloud-init.js';
+import { buildSeed, ENV_FILE, SEED_LIMITS, type CloudInitInput, type PodNetworkInfo } from '../../src/vm/cloud-init.js';
 
 const KEY1 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm1tJc0a2wTQwbXBpR8fKx1 alice@laptop';
 const KEY2 = 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7Zt3nq9+/x== bob@desk';
@@ -85,13 +78,22 @@ function mimeParts(userData: string): MimePart[] {
 
 const rejection = invalidArgumentFrom;
 
-describe('annotation names', () => {
-  it('exports the vmlet.io names so the typo check lets them through', () => {
-    expect([...CLOUD_INIT_ANNOTATIONS].sort()).toEqual(['vmlet.io/meta-data', 'vmlet.io/network-config', 'vmlet.io/ssh-authorized-keys', 'vmlet.io/user-data']);
-    const ann = Object.fromEntries(CLOUD_INIT_ANNOTATIONS.map((k) => [k, 'x']));
-    const base = { containerAnnotations: {}, defaults: { vcpus: 1, memoryMiB: 512 } };
-    expect(() => parseVmSettings({ ...base, sandboxAnnotations: ann })).toThrow(/unknown pod annotation vmlet.io\//);
-    expect(() => parseVmSettings({ ...base, sandboxAnnotations: ann, otherKnownAnnotations: CLOUD_INIT_ANNOTATIONS })).not.toThrow();
+describe('the seed from parsed settings (cloud-init-settings.test.ts: the parsing)', () => {
+  const settings = (pod: Record<string, string>) => parseVmSettings({ sandboxAnnotations: pod, containerAnnotations: {}, defaults: NODE_DEFAULTS }).cloudInit;
+
+  it('is the seed the same annotations give', () => {
+    const ann = { 'vmlet.io/user-data': '#cloud-config\n# note\nruncmd: [date]\n', VirtletCloudInitMetaData: 'zone: z1\n', VirtletSSHKeys: KEY2 };
+    const extra = { command: ['app'], envs: [{ key: 'A', value: '1' }], network: NET };
+    const { annotations: _, ...base } = input(extra);
+    expect(buildSeed({ ...base, cloudInit: settings(ann) })).toEqual(withAnn(ann, extra));
+  });
+
+  it('leaves the settings as parsed: building twice gives the same seed', () => {
+    const cloudInit = settings({ 'vmlet.io/user-data': '#cloud-config\nruncmd: [date]\n', 'vmlet.io/meta-data': 'instance-id: x\n' });
+    const { annotations: _, ...base } = input({ command: ['app'] });
+    const first = buildSeed({ ...base, cloudInit });
+    expect(buildSeed({ ...base, cloudInit })).toEqual(first);
+    expect(cloudConfig(first.files['user-data']).runcmd).toEqual(['date', ['app']]);
   });
 });
 
