@@ -8,7 +8,8 @@
 //   proxy/    downstream CRI routing: pod (id ownership), grpc, gen, leaves       [proxy-imports]
 //   runtime/  node-wide Status/RuntimeConfig, beside pod/; nothing below imports it
 //             [only-top-imports-runtime]
-//   pod/      the sandbox and container verbs; the parts do not import it [parts-do-not-import-pod]
+//   pod/      the sandbox and container verbs; the parts do not import it [parts-do-not-import-pod];
+//             it reaches VMs through vm/driver.ts only, never libvirt [pod-uses-the-vm-driver]
 //   vm/ net/ image/ stream/ util/   the parts pod/ asks to do their part
 //   grpc/     the CRI proto loader and the RPC log line, shared by cri/ and proxy/
 //   leaves    config.ts, errors.ts, log.ts, version.ts
@@ -62,6 +63,15 @@ module.exports = {
       comment: 'proxy/ is the routing cri/server.ts puts in front of vmlet: nothing below uses it.',
       from: { path: '^src/(pod|vm|net|image|stream|runtime|util|grpc)/' },
       to: { path: '^src/proxy/' },
+    },
+    {
+      name: 'pod-uses-the-vm-driver',
+      severity: 'error',
+      comment:
+        'pod/ reaches VMs through the VM driver (vm/driver.ts: vmlet\'s own types and errors); only vm/ ' +
+        '(libvirt-driver.ts over libvirt.ts and rpc/) and the CLI that wires it know libvirt.',
+      from: { path: '^src/pod/' },
+      to: { path: ['^src/vm/libvirt[.]ts$', '^src/vm/libvirt-driver[.]ts$', '^src/vm/rpc/'] },
     },
     {
       name: 'parts-do-not-import-pod',

@@ -7,6 +7,7 @@ import { startCriServer } from './cri/server.js';
 import { Runtime } from './runtime/runtime.js';
 import { ImageStore } from './image/store.js';
 import { PodManager } from './pod/manager.js';
+import { LibvirtDriver } from './vm/libvirt-driver.js';
 import { podStreamLookups } from './pod/streams.js';
 import { StreamServer } from './stream/server.js';
 import { vmStreamBackend } from './stream/vm-backend.js';
@@ -20,7 +21,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
   const images = new ImageStore(join(config.stateDir, 'images'), config.registries, log, {
     inUse: (id) => pods?.imageInUse(id) ?? false,
   });
-  pods = new PodManager({ config, log, libvirt: runtime.libvirt, images, accel: runtime.accel });
+  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel });
   let server;
   let streams: StreamServer | undefined;
   try {

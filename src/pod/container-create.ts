@@ -9,7 +9,6 @@ import type { ContainerConfig, PodSandboxConfig } from './configs.js';
 import { createOverlay } from '../image/qemu-img.js';
 import { NODE_DEFAULTS, parseVmSettings } from '../vm/annotations.js';
 import { hostShares, parseCpuTune } from '../vm/cputune.js';
-import { renderDomainXml } from '../vm/domain-xml.js';
 import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
 import { checkVmPrerequisites } from '../vm/spec-checks.js';
 import { buildSeed, type PodNetworkInfo } from '../vm/cloud-init.js';
@@ -18,7 +17,7 @@ import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import type { PodNetworkState } from '../net/index.js';
 import { newId } from './ids.js';
 import type { PodManager } from './manager.js';
-import { nowNs, type ContainerRecord } from './records.js';
+import { createdContainer } from './records.js';
 
 export async function createContainer(
   m: PodManager,
@@ -112,7 +111,7 @@ export async function createContainer(
         cputune,
         metadata: { v: 1, containerId: id, sandboxId: s.id, name: config.metadata!.name, attempt: config.metadata!.attempt, image: imageName, imageId: image.id },
       });
-      const rec: ContainerRecord = {
+      const rec = createdContainer({
         id,
         sandboxId: s.id,
         config,
@@ -121,26 +120,18 @@ export async function createContainer(
         domainName: name,
         logPath,
         consoleLog: settings.serialLog ? join(dir, 'console.log') : '',
-        consoleOffset: 0,
         files,
-        state: 'created',
-        createdAt: nowNs(),
-        startedAt: '0',
-        finishedAt: '0',
-        exitCode: 0,
-        reason: '',
-        message: '',
         settingSources: settings.sources,
         settings: machine,
-      };
-      await m.deps.libvirt.defineDomain(renderDomainXml(spec));
+      });
+      await m.deps.vm.define(spec);
       defined = true;
       await m.store.saveContainer(rec);
       m.containers.set(id, rec);
       m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, maxVcpus: settings.maxVcpus, maxMemoryMiB: settings.maxMemoryMiB }, 'container created');
       return id;
     } catch (err) {
-      if (defined) await m.deps.libvirt.undefineDomain(name).catch(() => undefined);
+      if (defined) await m.deps.vm.remove(name).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
       throw err;
     }

@@ -8,14 +8,14 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
   const c = m.mustContainer(id);
   await m.lock.run(c.id, async () => {
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
-    await m.deps.libvirt.startDomain(c.domainName);
+    await m.deps.vm.start(c.domainName);
     const net = m.networks.get(c.sandboxId);
     if (net) {
       // libvirt made the tap in the host netns; the VM's network is in the pod's.
       try {
         await attachPodTap(net);
       } catch (err) {
-        await m.deps.libvirt.destroyDomain(c.domainName).catch(() => undefined);
+        await m.deps.vm.destroy(c.domainName).catch(() => undefined);
         throw err;
       }
     }

@@ -3,7 +3,6 @@
 // from, the files vmlet made, the domain XML.
 import type { PodManager } from './manager.js';
 import type { ContainerRecord } from './records.js';
-import { DomainState } from '../vm/libvirt.js';
 
 export interface ContainerStatusResult {
   container: ContainerRecord;
@@ -19,12 +18,12 @@ export async function containerStatus(m: PodManager, id: string, verbose: boolea
 }
 
 async function containerVerboseInfo(m: PodManager, c: ContainerRecord): Promise<Record<string, unknown>> {
-  const lv = m.deps.libvirt;
+  const vm = m.deps.vm;
   let domainXml: string | null = null;
   let libvirtState: string | null = null;
   try {
-    domainXml = await lv.domainXML(c.domainName);
-    libvirtState = DomainState[(await lv.domainInfo(c.domainName)).state] ?? null;
+    domainXml = await vm.definition(c.domainName);
+    libvirtState = (await vm.state(c.domainName)).toUpperCase();
   } catch (err) {
     libvirtState = `unavailable: ${(err as Error).message}`;
   }

@@ -36,8 +36,8 @@ export async function updateContainerResources(m: PodManager, id: string, linux:
     const tune = parseCpuTune(linux, 'linux', host);
     const before = parseCpuTune(c.resources ?? c.config.linux?.resources, 'linux', host);
 
-    const lv = m.deps.libvirt;
-    const [info, vcpus] = await Promise.all([lv.domainInfo(c.domainName), lv.vcpuCounts(c.domainName, live)]);
+    const vm = m.deps.vm;
+    const [info, vcpus] = await Promise.all([vm.sample(c.domainName), vm.vcpuCounts(c.domainName, live)]);
     const wantKiB = settings.memoryMiB * KiB_PER_MiB;
     if (wantKiB > info.maxMemKiB) {
       throw failedPrecondition(
@@ -77,23 +77,23 @@ export async function updateContainerResources(m: PodManager, id: string, linux:
     // BALLOON_CHANGE events, which QEMU sends at most once a second, so right after a resize it
     // can still show the target a new update asks for, and skipping the call would lose it
     // (measured: 1 run in 5 of update-resources.test.ts). Setting the same target is a no-op.
-    if (!settings.hugepages) await step(`memory ${settings.memoryMiB} MiB`, () => lv.setMemory(c.domainName, wantKiB, live));
+    if (!settings.hugepages) await step(`memory ${settings.memoryMiB} MiB`, () => vm.setMemory(c.domainName, wantKiB, live));
     const online = Math.max(vcpus.current, settings.vcpus);
-    if (online > vcpus.current) await step(`${online} vCPUs`, () => lv.setVcpus(c.domainName, online, live));
+    if (online > vcpus.current) await step(`${online} vCPUs`, () => vm.setVcpus(c.domainName, online, live));
     await step('CPU shares and quota', () =>
-      lv.setCpuScheduler(
+      vm.setScheduler(
         c.domainName,
         {
           ...(tune.shares !== undefined ? { shares: hostShares(tune.shares) } : {}),
-          ...(tune.periodUs !== undefined ? { globalPeriod: tune.periodUs } : {}),
-          globalQuota: tune.quotaUs ?? -1, // -1: no limit
+          ...(tune.periodUs !== undefined ? { periodUs: tune.periodUs } : {}),
+          quotaUs: tune.quotaUs ?? -1, // -1: no limit
         },
         live,
       ),
     );
     if (tune.cpuset || before.cpuset) {
       const cpus = tune.cpuset ?? Array.from({ length: host.cpus }, (_, i) => i);
-      await step(`pinning to CPUs ${formatCpuList(cpus)}`, () => lv.pinCpus(c.domainName, online, cpus, live));
+      await step(`pinning to CPUs ${formatCpuList(cpus)}`, () => vm.pinCpus(c.domainName, online, cpus, live));
     }
 
     c.resources = linux;

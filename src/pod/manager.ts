@@ -1,25 +1,24 @@
 // The in-memory index of sandboxes and containers, rebuilt at start from the state dir and
-// libvirt, plus what every verb needs: per-id locks, persistence, the libvirt connection.
+// the VM driver, plus what every verb needs: per-id locks, persistence, the VM driver.
 // The verbs themselves live in one file each (sandbox-*.ts, container-*.ts).
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ImageStore } from '../image/store.js';
 import type { AccelDecision } from '../vm/accel.js';
-import type { Libvirt } from '../vm/libvirt.js';
+import type { VmDriver } from '../vm/driver.js';
 import { notFound } from '../errors.js';
 import { resolveId } from './ids.js';
 import { KeyedLock } from './keyed-lock.js';
 import { PodStateStore, type ContainerRecord, type SandboxRecord } from './records.js';
 import { exitStatus } from './exit.js';
-import { lastStopReason, stopReasonOf } from '../vm/stop-reason.js';
 import { ConsoleTailer } from '../stream/console-tailer.js';
 import { loadPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
 
 export interface PodDeps {
   config: Config;
   log: Logger;
-  libvirt: Libvirt;
+  vm: VmDriver;
   images: ImageStore;
   accel: AccelDecision;
 }
@@ -68,15 +67,12 @@ export class PodManager {
       this.containers.set(c.id, c);
     }
     // Listen before looking, so an exit between the look and the listening is not missed.
-    const lv = this.deps.libvirt;
+    const vm = this.deps.vm;
     this.unlisten.push(
-      lv.onLifecycle((e) => {
-        const reason = stopReasonOf(e);
-        if (reason !== undefined) this.domainStopped(e.name, reason);
-      }),
-      lv.onReconnect(() => this.pollStates('after a libvirt reconnect')),
+      vm.onExit((name, reason) => this.domainStopped(name, reason)),
+      vm.onResync(() => this.pollStates('after a libvirt reconnect')),
     );
-    await lv.eventsReady().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'libvirt lifecycle events not registered yet; the safety poll covers exits meanwhile'));
+    await vm.ready().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'libvirt lifecycle events not registered yet; the safety poll covers exits meanwhile'));
     // A VM may have stopped while vmlet was down, even one vmlet was stopping when it died.
     await this.reconcile(true).catch((err: unknown) =>
       this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),
@@ -186,7 +182,7 @@ export class PodManager {
     const running = [...this.containers.values()].filter((c) => c.state === 'running' && (includeStopping || !c.stopping));
     if (running.length === 0) return;
     // One bulk call for the active domains' state: no domain job, no QEMU asked.
-    const active = await this.deps.libvirt.activeDomainNames(new Set(running.map((c) => c.domainName)));
+    const active = await this.deps.vm.activeNames(new Set(running.map((c) => c.domainName)));
     for (const c of running) {
       if (active.has(c.domainName)) continue;
       await this.lock.run(c.id, async () => {
@@ -199,7 +195,7 @@ export class PodManager {
   /** Records a container's exit (caller holds its lock). */
   async markExited(c: ContainerRecord, stopping: 'shutdown' | 'destroy' | undefined, reason?: string): Promise<void> {
     await this.stopTailer(c);
-    const st = exitStatus(reason ?? (await lastStopReason(c.domainName)), stopping);
+    const st = exitStatus(reason ?? (await this.deps.vm.exitReason(c.domainName)), stopping);
     c.state = 'exited';
     c.finishedAt = (BigInt(Date.now()) * 1_000_000n).toString();
     c.exitCode = st.exitCode;

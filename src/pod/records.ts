@@ -61,6 +61,14 @@ export interface ContainerRecord {
 
 export const nowNs = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
 
+/** What the kubelet's config and CreateContainer decide about a container; the rest of its record starts as 'created'. */
+export type NewContainer = Omit<ContainerRecord, 'consoleOffset' | 'state' | 'createdAt' | 'startedAt' | 'finishedAt' | 'exitCode' | 'reason' | 'message'>;
+
+/** The record of a container CreateContainer just made: created now, never started. */
+export function createdContainer(c: NewContainer): ContainerRecord {
+  return { ...c, consoleOffset: 0, state: 'created', createdAt: nowNs(), startedAt: '0', finishedAt: '0', exitCode: 0, reason: '', message: '' };
+}
+
 /** The wall clock in ms since the epoch, with sub-ms precision. */
 export const nowMs = (): number => performance.timeOrigin + performance.now();
 

@@ -5,9 +5,9 @@
 // The same getInfo answer carries the balloon's current size, which the memory figures use
 // (stats-memory.ts). For several containers, one libvirt bulk stats call lists the running
 // domains (their state only: the groups with CPU and memory make libvirt ask every QEMU, see
-// Libvirt.activeDomainInfo), then getInfo per VM, sent at once.
-import { unavailable } from '../errors.js';
-import { DomainState, VirtError, type DomainSample } from '../vm/libvirt.js';
+// Libvirt.activeDomainInfo), then getInfo per VM, sent at once (VmDriver.sampleActive).
+import { unavailable, VmletError } from '../errors.js';
+import type { VmSample, VmState } from '../vm/driver.js';
 import type { PodManager } from './manager.js';
 import type { ContainerRecord } from './records.js';
 
@@ -68,25 +68,25 @@ export class CpuRateTracker {
   }
 }
 
-const ACTIVE = new Set<DomainState>([DomainState.RUNNING, DomainState.BLOCKED, DomainState.PAUSED, DomainState.SHUTDOWN, DomainState.PMSUSPENDED]);
+const ACTIVE = new Set<VmState>(['running', 'blocked', 'paused', 'shutdown', 'pmsuspended']);
 
 /** The running domains among `containers`: lookup + getInfo for one, the bulk list + getInfo each for several. */
-export async function sampleDomains(m: PodManager, containers: ContainerRecord[]): Promise<Map<string, DomainSample>> {
-  const out = new Map<string, DomainSample>();
+export async function sampleDomains(m: PodManager, containers: ContainerRecord[]): Promise<Map<string, VmSample>> {
+  const out = new Map<string, VmSample>();
   // A created container's domain is defined but off; an exited one's is off or gone.
   const wanted = containers.filter((c) => c.state === 'running' || c.state === 'unknown');
   if (wanted.length === 0) return out;
-  const lv = m.deps.libvirt;
+  const vm = m.deps.vm;
   try {
     if (wanted.length === 1) {
-      const d = await lv.domainSample(wanted[0]!.domainName);
+      const d = await vm.sample(wanted[0]!.domainName);
       out.set(d.name, d);
     } else {
-      for (const d of await lv.activeDomainInfo(new Set(wanted.map((c) => c.domainName)))) out.set(d.name, d);
+      for (const d of await vm.sampleActive(new Set(wanted.map((c) => c.domainName)))) out.set(d.name, d);
     }
   } catch (err) {
-    if (err instanceof VirtError && err.kind === 'not-found') return out; // removed meanwhile
-    if (err instanceof VirtError && err.kind === 'connection') throw unavailable(`cannot read VM stats: ${err.message}`);
+    if (err instanceof VmletError && err.kind === 'not-found') return out; // removed meanwhile
+    if (err instanceof VmletError && err.kind === 'unavailable') throw unavailable(`cannot read VM stats: ${err.message}`);
     throw err;
   }
   for (const [name, d] of out) if (!ACTIVE.has(d.state)) out.delete(name);
@@ -94,7 +94,7 @@ export async function sampleDomains(m: PodManager, containers: ContainerRecord[]
 }
 
 /** A container's CPU from its domain's sample; the rate is kept under the container's id. */
-export function containerCpu(rates: CpuRateTracker, containerId: string, d: DomainSample): CpuStats {
+export function containerCpu(rates: CpuRateTracker, containerId: string, d: VmSample): CpuStats {
   const rate = rates.update(containerId, d.cpuTimeNs, d.sampledAtMs);
   return { atMs: d.sampledAtMs, usageCoreNanoSeconds: d.cpuTimeNs, ...(rate !== undefined ? { usageNanoCores: rate } : {}) };
 }

@@ -1,5 +1,5 @@
-// Stats, memory: the QEMU process as the host sees it, from /proc/<pid>/status (pid from
-// libvirt's pid file). The host's view is what counts for eviction, and the guest's own view
+// Stats, memory: the QEMU process as the host sees it, from /proc/<pid>/status (pid from the VM
+// driver). The host's view is what counts for eviction, and the guest's own view
 // (free, cache) would need balloon statistics polled in every guest (not enabled). So
 //   working_set_bytes = usage_bytes = VmRSS (guest RAM the guest has touched, QEMU's own heap,
 //     and its binary and libraries: all the VM holds in host RAM; never under-counts, which is
@@ -10,10 +10,7 @@
 // smaps_rollup (PSS, private vs shared) walks the page tables, costs time in proportion to the
 // guest's RAM, and is not read.
 import { readFileSync } from 'node:fs';
-import type { DomainSample } from '../vm/libvirt.js';
-
-/** Where libvirt's system QEMU driver keeps `<domain>.pid`. */
-export const QEMU_RUN_DIR = '/run/libvirt/qemu';
+import type { VmSample } from '../vm/driver.js';
 
 /** Memory of a container (its QEMU process) or of a pod (the sum of its containers'). */
 export interface MemoryStats {
@@ -74,14 +71,13 @@ export interface QemuProc {
 }
 
 /**
- * The domain's QEMU process, from libvirt's pid file and /proc; undefined when it is gone. Read
+ * A QEMU process (pid from VmDriver.qemuPid) from /proc; undefined when it is gone. Read
  * synchronously: tmpfs and procfs never block, and three small sync reads cost ~30 µs where the
  * same reads through the thread pool cost ~0.2 ms (status + stat of 10 processes: 0.29 vs 1.9 ms).
  */
-export function readQemuProc(domainName: string): QemuProc | undefined {
+export function readQemuProc(pid: number | undefined): QemuProc | undefined {
+  if (pid === undefined) return undefined;
   try {
-    const pid = Number.parseInt(readFileSync(`${QEMU_RUN_DIR}/${domainName}.pid`, 'utf8'), 10);
-    if (!Number.isInteger(pid) || pid <= 1) return undefined;
     const mem = parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
     if (!mem) return undefined;
     let faults: { minor: number; major: number } | undefined;
@@ -97,7 +93,7 @@ export function readQemuProc(domainName: string): QemuProc | undefined {
 }
 
 /** A container's memory and swap from its QEMU process and its domain's balloon size. */
-export function containerMemory(d: DomainSample, proc: QemuProc, atMs: number): { memory: MemoryStats; swap: SwapStats } {
+export function containerMemory(d: VmSample, proc: QemuProc, atMs: number): { memory: MemoryStats; swap: SwapStats } {
   const guestBytes = d.memoryKiB * 1024;
   const ws = proc.mem.rssBytes;
   const memory: MemoryStats = {

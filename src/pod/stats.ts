@@ -10,7 +10,7 @@
 // A list call costs one libvirt bulk stats call listing the running domains, then getInfo per
 // VM, sent at once, and /proc reads.
 import { mountPointOf } from '../util/fs-usage.js';
-import type { DomainSample } from '../vm/libvirt.js';
+import type { VmSample } from '../vm/driver.js';
 import type { ContainerMetadata, PodSandboxMetadata } from './configs.js';
 import type { PodManager } from './manager.js';
 import { nowMs, type ContainerRecord, type SandboxRecord } from './records.js';
@@ -80,8 +80,8 @@ export function prune(m: PodManager, st: StatsState): void {
   st.cpu.retain(keep);
 }
 
-async function measureContainer(m: PodManager, st: StatsState, c: ContainerRecord, d: DomainSample | undefined): Promise<ContainerStats> {
-  const proc = d ? readQemuProc(d.name) : undefined;
+async function measureContainer(m: PodManager, st: StatsState, c: ContainerRecord, d: VmSample | undefined): Promise<ContainerStats> {
+  const proc = d ? readQemuProc(m.deps.vm.qemuPid(d.name)) : undefined;
   const memAtMs = nowMs();
   const layer = await writableLayer(c.files, mountpoint(m, st));
   const out: ContainerStats = { ...attributes(c), writableLayer: layer };

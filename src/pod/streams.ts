@@ -5,7 +5,6 @@ import type { Readable } from 'node:stream';
 import { failedPrecondition, notFound } from '../errors.js';
 import { execSync } from './container-exec.js';
 import { attachable } from './container-attach.js';
-import { serialPtyPath } from '../stream/console-attach.js';
 import type { VmStreamLookups } from '../stream/vm-backend.js';
 import type { PodManager } from './manager.js';
 
@@ -13,7 +12,7 @@ export function podStreamLookups(m: PodManager): VmStreamLookups {
   return {
     async consolePty(containerId) {
       const c = attachable(m, containerId);
-      const pty = serialPtyPath(await m.deps.libvirt.domainXML(c.domainName));
+      const pty = await m.deps.vm.consolePty(c.domainName);
       if (!pty) throw failedPrecondition(`VM ${c.domainName} has no serial console pty`);
       return pty;
     },

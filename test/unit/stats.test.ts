@@ -14,7 +14,7 @@ import { recordMatches } from '../../src/pod/filter.js';
 import { containerStatsFilter, nsString, sandboxStatsFilter, wireContainerStats, wirePodSandboxStats } from '../../src/cri/stats-wire.js';
 import type { ContainerStatsFilter__Output } from '../../src/gen/runtime/v1/ContainerStatsFilter.js';
 import type { PodSandboxStatsFilter__Output } from '../../src/gen/runtime/v1/PodSandboxStatsFilter.js';
-import { DomainState, VirtError, type DomainSample } from '../../src/vm/libvirt.js';
+import type { VmSample } from '../../src/vm/driver.js';
 import type { PodManager } from '../../src/pod/manager.js';
 import type { ContainerRecord, SandboxRecord } from '../../src/pod/records.js';
 import { VmletError } from '../../src/errors.js';
@@ -176,29 +176,30 @@ function container(n: number, sandboxId: string, labels: Record<string, string>,
   };
 }
 
-/** A PodManager stand-in: the records, the store root and a scripted libvirt. */
-function fakeManager(o: { sandboxes: SandboxRecord[]; containers: ContainerRecord[]; domains: () => DomainSample[]; root: string }) {
+/** A PodManager stand-in: the records, the store root and a scripted VM driver. */
+function fakeManager(o: { sandboxes: SandboxRecord[]; containers: ContainerRecord[]; domains: () => VmSample[]; root: string }) {
   const calls = { list: 0, info: 0 };
   const sandboxes = new Map(o.sandboxes.map((s) => [s.id, s]));
   const containers = new Map(o.containers.map((c) => [c.id, c]));
-  const libvirt = {
-    async activeDomainInfo(names?: ReadonlySet<string>): Promise<DomainSample[]> {
+  const vm = {
+    async sampleActive(names?: ReadonlySet<string>): Promise<VmSample[]> {
       calls.list++;
       return o.domains().filter((d) => !names || names.has(d.name));
     },
-    async domainSample(name: string): Promise<DomainSample> {
+    async sample(name: string): Promise<VmSample> {
       calls.info++;
       const d = o.domains().find((x) => x.name === name);
-      if (!d) throw new VirtError(`info ${name}: Domain not found`, 'not-found', 'info');
+      if (!d) throw new VmletError('not-found', `info ${name}: Domain not found`);
       return d;
     },
+    qemuPid: (): number | undefined => undefined,
   };
   const m = {
     sandboxes,
     containers,
     networks: new Map(),
     store: { root: o.root },
-    deps: { libvirt },
+    deps: { vm },
     container: (id: string) => [...containers.values()].find((c) => c.id.startsWith(id)),
     sandbox: (id: string) => [...sandboxes.values()].find((s) => s.id.startsWith(id)),
     mustContainer(id: string) {
@@ -216,10 +217,10 @@ function fakeManager(o: { sandboxes: SandboxRecord[]; containers: ContainerRecor
   return { m: m as unknown as PodManager, calls };
 }
 
-const sample = (name: string, cpuTimeNs: number, sampledAtMs: number): DomainSample => ({
+const sample = (name: string, cpuTimeNs: number, sampledAtMs: number): VmSample => ({
   name,
   sampledAtMs,
-  state: DomainState.RUNNING,
+  state: 'running',
   maxMemKiB: 524288,
   memoryKiB: 524288,
   vcpus: 1,
@@ -331,8 +332,8 @@ describe('stats assembly (fake libvirt)', () => {
 
   it('maps a lost libvirt connection to Unavailable', async () => {
     const { m } = setup();
-    (m.deps.libvirt as unknown as { activeDomainInfo: () => Promise<never> }).activeDomainInfo = async () => {
-      throw new VirtError('stats: cannot recv data', 'connection', 'stats');
+    (m.deps.vm as unknown as { sampleActive: () => Promise<never> }).sampleActive = async () => {
+      throw new VmletError('unavailable', 'stats: cannot recv data');
     };
     await expect(listContainerStats(m, null)).rejects.toMatchObject({ kind: 'unavailable' });
   });

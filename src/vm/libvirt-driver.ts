@@ -1,0 +1,159 @@
+// The VM driver (./driver.ts) over vmlet's libvirt client (./libvirt.ts, the only libvirt
+// client): libvirt's errors become VmletErrors, its states and lifecycle events vmlet's, and the
+// knowledge of QEMU's and libvirt's files lives here: the pid file, the QEMU log's stop reasons,
+// the NVRAM element stripped before undefine, the console pty in the live XML.
+import { readFileSync } from 'node:fs';
+import { VmletError, type ErrorKind } from '../errors.js';
+import { serialPtyPath } from '../stream/console-attach.js';
+import { renderDomainXml, stripNvram } from './domain-xml.js';
+import type { VmDriver, VmExitReason, VmSample, VmScheduler, VmState } from './driver.js';
+import { DomainState, VirtError, type DomainSample, type Libvirt } from './libvirt.js';
+import type { VmSpec } from './spec.js';
+import { lastStopReason, removeQemuLog, stopReasonOf } from './stop-reason.js';
+
+/** Where libvirt's system QEMU driver keeps `<domain>.pid`. */
+export const QEMU_RUN_DIR = '/run/libvirt/qemu';
+
+const KINDS: Record<VirtError['kind'], ErrorKind> = { 'not-found': 'not-found', connection: 'unavailable', other: 'internal' };
+
+/** A libvirt error as vmlet's (same message, the libvirt error as its cause); anything else unchanged. */
+export function vmError(err: unknown): unknown {
+  return err instanceof VirtError ? new VmletError(KINDS[err.kind], err.message, { cause: err }) : err;
+}
+
+async function wrap<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw vmError(err);
+  }
+}
+
+const isNotFound = (err: unknown) => err instanceof VirtError && err.kind === 'not-found';
+
+export const vmState = (s: DomainState): VmState => (DomainState[s]?.toLowerCase() as VmState | undefined) ?? 'nostate';
+
+const vmSample = (d: DomainSample): VmSample => ({ ...d, state: vmState(d.state) });
+
+export class LibvirtDriver implements VmDriver {
+  constructor(
+    private readonly lv: Libvirt,
+    private readonly runDir = QEMU_RUN_DIR,
+  ) {}
+
+  async define(spec: VmSpec): Promise<void> {
+    await wrap(this.lv.defineDomain(renderDomainXml(spec)));
+  }
+
+  start(name: string): Promise<void> {
+    return wrap(this.lv.startDomain(name));
+  }
+
+  shutdown(name: string): Promise<void> {
+    return wrap(this.lv.shutdownDomain(name));
+  }
+
+  async destroy(name: string): Promise<void> {
+    await this.lv.destroyDomain(name).catch((err: unknown) => {
+      if (isNotFound(err) || /not running/i.test((err as Error).message)) return;
+      throw vmError(err);
+    });
+  }
+
+  /** Undefines, gone or not; a domain with NVRAM is first redefined without it (see stripNvram). Then its QEMU log goes. */
+  async remove(name: string): Promise<void> {
+    try {
+      const xml = await this.lv.domainXML(name);
+      const withoutNvram = stripNvram(xml);
+      if (withoutNvram !== xml) await this.lv.defineDomain(withoutNvram);
+      await this.lv.undefineDomain(name).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw vmError(err);
+    }
+    await removeQemuLog(name);
+  }
+
+  async state(name: string): Promise<VmState> {
+    try {
+      return vmState((await this.lv.domainInfo(name)).state);
+    } catch (err) {
+      if (isNotFound(err)) return 'absent';
+      throw vmError(err);
+    }
+  }
+
+  async sample(name: string): Promise<VmSample> {
+    return vmSample(await wrap(this.lv.domainSample(name)));
+  }
+
+  async sampleActive(names?: ReadonlySet<string>): Promise<VmSample[]> {
+    return (await wrap(this.lv.activeDomainInfo(names))).map(vmSample);
+  }
+
+  activeNames(names?: ReadonlySet<string>): Promise<Set<string>> {
+    return wrap(this.lv.activeDomainNames(names));
+  }
+
+  definition(name: string): Promise<string> {
+    return wrap(this.lv.domainXML(name));
+  }
+
+  async consolePty(name: string): Promise<string | undefined> {
+    return serialPtyPath(await this.definition(name));
+  }
+
+  qemuPid(name: string): number | undefined {
+    try {
+      const pid = Number.parseInt(readFileSync(`${this.runDir}/${name}.pid`, 'utf8'), 10);
+      return Number.isInteger(pid) && pid > 1 ? pid : undefined;
+    } catch {
+      return undefined; // not running (libvirt removes the file when QEMU exits)
+    }
+  }
+
+  exitReason(name: string): Promise<VmExitReason | undefined> {
+    return lastStopReason(name);
+  }
+
+  vcpuCounts(name: string, live: boolean): Promise<{ current: number; max: number }> {
+    return wrap(this.lv.vcpuCounts(name, live));
+  }
+
+  setVcpus(name: string, n: number, live: boolean): Promise<void> {
+    return wrap(this.lv.setVcpus(name, n, live));
+  }
+
+  setMemory(name: string, kib: number, live: boolean): Promise<void> {
+    return wrap(this.lv.setMemory(name, kib, live));
+  }
+
+  setScheduler(name: string, s: VmScheduler, live: boolean): Promise<void> {
+    const p = {
+      ...(s.shares !== undefined ? { shares: s.shares } : {}),
+      ...(s.periodUs !== undefined ? { globalPeriod: s.periodUs } : {}),
+      ...(s.quotaUs !== undefined ? { globalQuota: s.quotaUs } : {}),
+    };
+    return wrap(this.lv.setCpuScheduler(name, p, live));
+  }
+
+  pinCpus(name: string, vcpus: number, cpus: readonly number[], live: boolean): Promise<void> {
+    return wrap(this.lv.pinCpus(name, vcpus, cpus, live));
+  }
+
+  onExit(listener: (name: string, reason: VmExitReason) => void): () => void {
+    return this.lv.onLifecycle((e) => {
+      const reason = stopReasonOf(e);
+      if (reason !== undefined) listener(e.name, reason);
+    });
+  }
+
+  onResync(listener: () => void): () => void {
+    return this.lv.onReconnect(listener);
+  }
+
+  ready(): Promise<void> {
+    return wrap(this.lv.eventsReady());
+  }
+}
