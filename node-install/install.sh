@@ -258,7 +258,7 @@ step_vmlet_build() {
   [ -e "$installed" ] || installed=node_modules
   if [ -f package-lock.json ]; then
     if [ ! -d node_modules ] || [ package-lock.json -nt "$installed" ]; then
-      run_logged "npm ci" npm ci --no-audit --no-fund
+      run_logged "npm ci" npm_ci
       mkdir -p node_modules
       if [ -e node_modules/.package-lock.json ]; then touch node_modules/.package-lock.json; else touch node_modules; fi
       changed "npm ci"

@@ -84,3 +84,18 @@ detached_exec() {
   done
   exec setsid "$@"
 }
+
+# npm_ci: the lockfile's packages, from npm's cache where it has them (--prefer-offline: a cached
+# package is not revalidated, so a machine that installed once does not need the registry
+# again), and three tries with a pause between them: the registry sometimes does not answer
+# for a while (DNS EAI_AGAIN, time-outs), and a failed try leaves nothing half-installed.
+npm_ci() {
+  local try
+  for try in 1 2 3; do
+    npm ci --no-audit --no-fund --prefer-offline && return 0
+    [ "$try" -lt 3 ] || break
+    printf 'npm ci failed (try %s of 3); trying again in %s s\n' "$try" $((try * 15)) >&2
+    sleep $((try * 15))
+  done
+  return 1
+}

@@ -16,7 +16,9 @@ bash node-install/install.sh --skip-vmlet --with-test-deps
 # npm ci only when the lockfile changed since the last install (npm writes .package-lock.json last).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   step "npm ci"
-  npm ci --no-audit --no-fund
+  # shellcheck source=../node-install/lib.sh
+  . node-install/lib.sh
+  npm_ci
 fi
 
 step "npm run build"
