@@ -4,7 +4,8 @@
 #   test/images/build-kernel-guest.sh [OUTDIR]      (default OUTDIR=<repo>/.cache/test-images)
 #
 # Produces OUTDIR/kernel-guest/{vmlinux,vmlinuz,initrd.img,cmdline,stamp}.
-# Packages are fetched with `apt-get download` into OUTDIR/debs/ and unpacked with
+# Packages are fetched with `apt-get download` into $VMLET_DEB_CACHE (default
+# /var/cache/vmlet/test-debs, shared by every checkout) and unpacked with
 # `dpkg-deb -x`; nothing is installed on the host.  See test/images/README.md.
 #
 # OUTDIR/kernel-guest is a symlink to a fully built directory (.kernel-guest.XXXXXX);
@@ -22,7 +23,9 @@ mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 NAME=kernel-guest
 DEST=$OUTDIR/$NAME
-DEBS=$OUTDIR/debs
+# Downloaded .debs are kept per node, not per checkout: every clone (and CI's fresh one) reuses
+# them, and builds work while the package mirror does not answer.
+DEBS=${VMLET_DEB_CACHE:-/var/cache/vmlet/test-debs}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 export SOURCE_DATE_EPOCH
 

@@ -95,7 +95,8 @@ WORK=$(mktemp -d "$OUTDIR/.oci-build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
 # --- busybox ------------------------------------------------------------------------------
-BB_DEB=$OUTDIR/debs/busybox-static_${BUSYBOX_VER//:/%3a}_amd64.deb
+# The kernel guest's build keeps it in the node's .deb cache (build-kernel-guest.sh).
+BB_DEB=${VMLET_DEB_CACHE:-/var/cache/vmlet/test-debs}/busybox-static_${BUSYBOX_VER//:/%3a}_amd64.deb
 if [[ ! -f $BB_DEB ]]; then
   step "downloading busybox-static=$BUSYBOX_VER"
   (cd "$WORK" && apt-get -q -o APT::Sandbox::User=root download "busybox-static=$BUSYBOX_VER" >/dev/null) ||
