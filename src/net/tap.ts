@@ -106,11 +106,17 @@ async function tc(netnsName: string, lines: string[]): Promise<void> {
   }
 }
 
-/** Whether the tap in the pod netns is already wired: up, and eth0's redirect points at it. */
+/**
+ * Whether the tap in the pod netns is already wired: up, eth0's redirect points at it and its
+ * own redirect (installed last) points at eth0.
+ */
 async function isWired(w: TapWiring, flags: string[] | undefined): Promise<boolean> {
   if (!flags?.includes('UP')) return false;
-  const r = await execa('tc', ['-n', w.netnsName, 'filter', 'show', 'dev', w.ifName, 'ingress'], { reject: false, timeout: 15_000 });
-  return r.exitCode === 0 && String(r.stdout).includes(`Redirect to device ${w.tap})`);
+  const redirects = async (dev: string, to: string) => {
+    const r = await execa('tc', ['-n', w.netnsName, 'filter', 'show', 'dev', dev, 'ingress'], { reject: false, timeout: 15_000 });
+    return r.exitCode === 0 && String(r.stdout).includes(`Redirect to device ${to})`);
+  };
+  return (await redirects(w.ifName, w.tap)) && (await redirects(w.tap, w.ifName));
 }
 
 /**
@@ -120,14 +126,13 @@ async function isWired(w: TapWiring, flags: string[] | undefined): Promise<boole
  * the tap is in neither (the domain is not running).
  */
 export async function attachTap(w: TapWiring): Promise<'moved' | 'attached'> {
-  let inPod = await linkInfo(w.netnsName, w.tap);
+  const inPod = await linkInfo(w.netnsName, w.tap);
   let moved = false;
   if (!inPod) {
     const inHost = await linkInfo(undefined, w.tap);
     if (!inHost) throw new VmletError('internal', `tap ${w.tap} is neither in the host netns nor in ${w.netnsName}: is the domain running?`);
     await ip(['link', 'set', w.tap, 'netns', w.netnsName]);
     moved = true;
-    inPod = undefined;
   }
   const flags = inPod?.flags;
   if (w.bridge) {
