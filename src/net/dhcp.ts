@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
+import { inSubnet, prefixToNetmask } from './ip-math.js';
 import { NETNS_DIR } from './netns.js';
 
 export interface DhcpRoute {
@@ -59,21 +60,6 @@ export function dhcpFiles(stateDir: string): DhcpFiles {
 const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
 const HOSTNAME_RE = new RegExp(`^${LABEL}$`);
 const DOMAIN_RE = new RegExp(`^${LABEL}(?:\\.${LABEL})*\\.?$`);
-
-export function prefixToNetmask(prefix: number): string {
-  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return [24, 16, 8, 0].map((s) => (m >>> s) & 255).join('.');
-}
-
-function ipv4ToInt(ip: string): number {
-  return ip.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
-}
-
-export function inSubnet(ip: string, net: string, prefix: number): boolean {
-  if (isIP(ip) !== 4 || isIP(net) !== 4) return false;
-  const m = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  return ((ipv4ToInt(ip) & m) >>> 0) === ((ipv4ToInt(net) & m) >>> 0);
-}
 
 function checkPath(p: string): string {
   if (/[\s,#]/.test(p)) throw new VmletError('internal', `dnsmasq cannot take the path ${JSON.stringify(p)} (whitespace, ',' or '#')`);

@@ -9,7 +9,7 @@ import type { CniResult } from './cni.js';
 import { sandboxIps } from './cni.js';
 import { NETNS_DIR } from './netns.js';
 import { VmletError } from '../errors.js';
-import { ipv6Network } from './ipv6.js';
+import { ipv4Network, ipv6Network } from './ip-math.js';
 
 export const POD_IFNAME = 'eth0';
 
@@ -25,11 +25,7 @@ export interface PodIp {
 
 /** `10.1.2.0/24` for 10.1.2.3/24, as ip(8) prints a prefix route. */
 export function networkCidr(i: Pick<PodIp, 'family' | 'address' | 'prefix'>): string {
-  if (i.family === 6) return `${ipv6Network(i.address, i.prefix)}/${i.prefix}`;
-  const n = i.address.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
-  const m = i.prefix === 0 ? 0 : (0xffffffff << (32 - i.prefix)) >>> 0;
-  const net = (n & m) >>> 0;
-  return `${[24, 16, 8, 0].map((s) => (net >>> s) & 255).join('.')}/${i.prefix}`;
+  return `${i.family === 6 ? ipv6Network(i.address, i.prefix) : ipv4Network(i.address, i.prefix)}/${i.prefix}`;
 }
 
 export interface PodRoute {

@@ -11,7 +11,7 @@
 // every domain start; the filters on eth0 name the tap by ifindex and are replaced each time.
 import { VmletError } from '../errors.js';
 import { ip, linkInfo, type PodIp } from './pod-network.js';
-import { ipv6Network } from './ipv6.js';
+import { ipv6Network } from './ip-math.js';
 import { execa } from 'execa';
 
 /** The DHCP server's address on the tap: link-local, so it never clashes with a pod subnet. */

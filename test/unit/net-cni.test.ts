@@ -19,9 +19,9 @@ import {
   type CniConfList,
 } from '../../src/net/cni.js';
 import { macFromId, isMac } from '../../src/net/mac.js';
-import { classlessRoutes, dnsmasqConf, prefixToNetmask, type DhcpLease } from '../../src/net/dhcp.js';
+import { classlessRoutes, dnsmasqConf, type DhcpLease } from '../../src/net/dhcp.js';
 import { linkLocalFromMac, servedIpv6Prefixes, tapCommands, tapName } from '../../src/net/tap.js';
-import { ipv6Network } from '../../src/net/ipv6.js';
+import { ipv6Network, prefixToNetmask } from '../../src/net/ip-math.js';
 import { networkCidr } from '../../src/net/pod-network.js';
 import { tempDir } from '../helpers/vmlet.js';
 

@@ -1,5 +1,30 @@
-// IPv6 address arithmetic the pod network needs (Node has no helper for it).
+// IP address arithmetic the pod network needs (Node has none): netmasks, subnet tests and
+// network addresses, IPv4 and IPv6.
+import { isIP } from 'node:net';
 import { VmletError } from '../errors.js';
+
+function ipv4ToInt(ip: string): number {
+  return ip.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
+}
+
+const intToIpv4 = (n: number) => [24, 16, 8, 0].map((s) => (n >>> s) & 255).join('.');
+
+const ipv4Mask = (prefix: number) => (prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
+
+export function prefixToNetmask(prefix: number): string {
+  return intToIpv4(ipv4Mask(prefix));
+}
+
+export function inSubnet(ip: string, net: string, prefix: number): boolean {
+  if (isIP(ip) !== 4 || isIP(net) !== 4) return false;
+  const m = ipv4Mask(prefix);
+  return ((ipv4ToInt(ip) & m) >>> 0) === ((ipv4ToInt(net) & m) >>> 0);
+}
+
+/** The network address of an IPv4 prefix (10.1.2.0 for 10.1.2.3/24). */
+export function ipv4Network(address: string, prefix: number): string {
+  return intToIpv4((ipv4ToInt(address) & ipv4Mask(prefix)) >>> 0);
+}
 
 /** The network address of an IPv6 prefix (its subnet-router anycast address, which no host uses). */
 export function ipv6Network(address: string, prefix: number): string {
