@@ -1,5 +1,5 @@
 // Attach = the VM's serial console. libvirt gives the domain's serial a pty (`<serial type='pty'>`,
-// path in the live XML as <source path='/dev/pts/N'/>); QEMU holds the master side and puts the
+// found by the VM driver's consolePty); QEMU holds the master side and puts the
 // slave in raw mode, virtlogd gets a copy of all output through QEMU's chardev log (so the console
 // log keeps growing whether or not anyone is attached). vmlet opens the slave side: bytes read are
 // the guest's output, bytes written reach the guest's serial input. Closing it leaves the VM alone.
@@ -10,22 +10,6 @@
 import { constants, openSync, closeSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import type { StreamIO } from './backend.js';
-import { childElements, parseXml } from '../vm/xml.js';
-
-/** The pty path of the domain's first serial, from the live domain XML; undefined if none yet. */
-export function serialPtyPath(domainXml: string): string | undefined {
-  const doc = parseXml(domainXml);
-  for (const domain of childElements(doc, 'domain')) {
-    for (const devices of childElements(domain, 'devices')) {
-      for (const serial of childElements(devices, 'serial')) {
-        if (serial.getAttribute('type') !== 'pty') continue;
-        const path = childElements(serial, 'source')[0]?.getAttribute('path');
-        if (path) return path;
-      }
-    }
-  }
-  return undefined;
-}
 
 type Listener = (chunk: Buffer) => void;
 type EndListener = (err?: Error) => void;

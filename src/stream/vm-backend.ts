@@ -1,7 +1,7 @@
 // The StreamBackend for VM pods, from two lookups the caller supplies (pod/ or serve.ts knows
 // the records and the libvirt connection; this file does not):
 //   consolePty(containerId): the serial pty path of a running container's domain (read the live
-//     domain XML and pass it to serialPtyPath); throw if the container is not running.
+//     domain XML through the VM driver's consolePty); throw if the container is not running.
 //   podAddress(podSandboxId): the pod IP (routable from the host netns).
 //   exec(req, io): runs a command in the guest (optional: without it exec answers 'not available').
 import type { Duplex } from 'node:stream';

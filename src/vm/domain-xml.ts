@@ -234,3 +234,18 @@ export function readMetadata(xml: string): VmMetadata | undefined {
     return undefined;
   }
 }
+
+/** The pty path of the domain's first serial, from the live domain XML; undefined if none yet. */
+export function serialPtyPath(domainXml: string): string | undefined {
+  const doc = parseXml(domainXml);
+  for (const domain of childElements(doc, 'domain')) {
+    for (const devices of childElements(domain, 'devices')) {
+      for (const serial of childElements(devices, 'serial')) {
+        if (serial.getAttribute('type') !== 'pty') continue;
+        const path = childElements(serial, 'source')[0]?.getAttribute('path');
+        if (path) return path;
+      }
+    }
+  }
+  return undefined;
+}

@@ -4,8 +4,7 @@
 // the NVRAM element stripped before undefine, the console pty in the live XML.
 import { readFileSync } from 'node:fs';
 import { VmletError, type ErrorKind } from '../errors.js';
-import { serialPtyPath } from '../stream/console-attach.js';
-import { renderDomainXml, stripNvram } from './domain-xml.js';
+import { renderDomainXml, serialPtyPath, stripNvram } from './domain-xml.js';
 import type { VmDriver, VmExitReason, VmSample, VmScheduler, VmState } from './driver.js';
 import { DomainState, VirtError, type DomainSample, type Libvirt } from './libvirt.js';
 import type { VmSpec } from './spec.js';

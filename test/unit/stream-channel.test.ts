@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   decodeFrame, encodeFrame, errorStatus, exitStatus, parsePorts, parseResize, portPrefix, successStatus,
 } from '../../src/stream/channel.js';
-import { serialPtyPath } from '../../src/stream/console-attach.js';
+import { serialPtyPath } from '../../src/vm/domain-xml.js';
 
 describe('channel framing', () => {
   it('prefixes binary messages with the channel byte', () => {
