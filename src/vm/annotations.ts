@@ -40,7 +40,10 @@ export const VIRTLET_ALIASES: Partial<Record<SettingName, string>> = {
 };
 
 /** Every vmlet.io/ annotation vmlet reads; any other vmlet.io/ key is refused as a typo. */
-const KNOWN: readonly string[] = [...Object.values(ANNOTATIONS), ...CLOUD_INIT_ANNOTATIONS];
+/** Pod annotation: what the pod is (docs: README "Pod kinds"); auto decides by its first container's image. */
+export const POD_KIND_ANNOTATION = 'vmlet.io/pod-kind';
+export type PodKind = 'auto' | 'vm' | 'sandboxed';
+const KNOWN: readonly string[] = [...Object.values(ANNOTATIONS), ...CLOUD_INIT_ANNOTATIONS, POD_KIND_ANNOTATION];
 
 export type Machine = 'q35' | 'pc' | 'microvm';
 export type DiskBus = 'virtio' | 'scsi' | 'sata';
@@ -293,6 +296,7 @@ export function parseVmSettings(input: VmSettingsInput): VmSettings {
 /** What RunPodSandbox needs of the pod's annotations; they are checked on their own before the pod is made. */
 export interface PodSettings {
   networkMode: NetworkMode;
+  podKind: PodKind;
 }
 
 /**
@@ -304,7 +308,9 @@ export function parsePodAnnotations(annotations: Record<string, string>): PodSet
   const sets: AnnotationSets = { container: {}, pod: annotations };
   checkUnknown(sets, KNOWN);
   readMachine(sets);
-  return { networkMode: readCloudInit(sets, {}).networkMode };
+  const kind = findAnnotation(sets, [POD_KIND_ANNOTATION]);
+  const podKind = kind ? oneOf<PodKind>(kind, ['auto', 'vm', 'sandboxed']) : 'auto';
+  return { networkMode: readCloudInit(sets, {}).networkMode, podKind };
 }
 
 const byAnnotation = (source: string | undefined) => /^(?:container|pod) annotation /.test(source ?? '');

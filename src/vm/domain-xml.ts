@@ -21,7 +21,7 @@
 //    value; read back with its namespace-aware parser, never with regular expressions.
 import { VmletError } from '../errors.js';
 import { formatCpuList } from './cputune.js';
-import { diskTarget, type VmMetadata, type VmSpec, type VmDisk, type VmNic } from './spec.js';
+import { diskTarget, type VmMetadata, type VmSpec, type VmDisk, type VmNic, type VmShare } from './spec.js';
 import { childElements, el, parseXml, renderXml, serializeXml, type XmlElement } from './xml.js';
 
 export const METADATA_NS = 'https://vmlet.io/xmlns/domain/1';
@@ -71,6 +71,7 @@ function domainElement(spec: VmSpec): XmlElement {
       {},
       ...spec.disks.map((d, i) => diskElement(spec, d, i)),
       spec.seed && seedElement(spec, spec.seed.path),
+      ...(spec.shares ?? []).map((sh) => shareElement(sh)),
       ...spec.nics.map((nic) => nicElement(nic, spec.machine)),
       spec.disks.some((d) => d.bus === 'scsi') &&
         el('controller', { type: 'scsi', index: '0', model: 'virtio-scsi' }, spec.ioThreads > 0 && el('driver', { iothread: '1' })),
@@ -83,7 +84,7 @@ function domainElement(spec: VmSpec): XmlElement {
       // under memory pressure must not take back what its limit took away (a container is OOM-killed).
       el('memballoon', { model: 'virtio' }, mmio && MMIO),
     ),
-    spec.guestAgent && el('qemu:commandline', {}, ...guestAgentArgs(spec, spec.guestAgent.socket).map((value) => el('qemu:arg', { value }))),
+    spec.guestAgent && el('qemu:commandline', {}, ...guestAgentArgs(spec, spec.guestAgent.socket, spec.guestAgent.port).map((value) => el('qemu:arg', { value }))),
   );
 }
 
@@ -128,6 +129,7 @@ function diskElement(spec: VmSpec, d: VmDisk, i: number): XmlElement {
     el('source', { file: d.path }),
     el('target', { dev: d.target, bus: d.bus }),
     d.readonly && el('readonly'),
+    d.serial && el('serial', {}, d.serial),
     spec.boot.kind === 'disk' && i === 0 && el('boot', { order: '1' }),
     spec.machine === 'microvm' && d.bus === 'virtio' && MMIO,
   );
@@ -158,6 +160,15 @@ function seedElement(spec: VmSpec, path: string): XmlElement {
 }
 
 /**
+ * A 9p share (QEMU's local fsdev). passthrough: the guest sees the host's owners and modes, which
+ * is what an image rootfs needs (QEMU runs as root on vmlet nodes); readonly makes QEMU refuse
+ * every write, whatever the guest mounts it as.
+ */
+function shareElement(sh: VmShare): XmlElement {
+  return el('filesystem', { type: 'mount', accessmode: 'passthrough' }, el('source', { dir: sh.source }), el('target', { dir: sh.tag }), sh.readonly && el('readonly'));
+}
+
+/**
  * A tap that libvirt creates in its own (the host's) netns; the pod network moves it into the
  * pod's netns once QEMU holds it. <mtu> sets the tap's MTU and the virtio NIC's host_mtu, so the
  * guest uses the pod MTU even before DHCP.
@@ -184,11 +195,11 @@ export function nicXml(nic: VmNic, machine: VmSpec['machine'] = 'q35'): string[]
  * without a client; it serves one client at a time), a virtio-serial controller (on microvm
  * the virtio-mmio variant) and the named port on it. No address: QEMU picks a free one.
  */
-export function guestAgentArgs(spec: Pick<VmSpec, 'machine'>, socket: string): string[] {
+export function guestAgentArgs(spec: Pick<VmSpec, 'machine'>, socket: string, portName: string = GUEST_AGENT_PORT): string[] {
   // QemuOpts syntax: a comma in a value is written twice.
   const chardev = `socket,id=vmletqga,path=${socket.replace(/,/g, ',,')},server=on,wait=off`;
   const controller = { driver: spec.machine === 'microvm' ? 'virtio-serial-device' : 'virtio-serial-pci', id: 'vmletvser' };
-  const port = { driver: 'virtserialport', bus: 'vmletvser.0', chardev: 'vmletqga', name: GUEST_AGENT_PORT };
+  const port = { driver: 'virtserialport', bus: 'vmletvser.0', chardev: 'vmletqga', name: portName };
   return ['-chardev', chardev, '-device', JSON.stringify(controller), '-device', JSON.stringify(port)];
 }
 

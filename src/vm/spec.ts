@@ -27,6 +27,15 @@ export interface VmDisk {
   /** Guest device name: vda, vdb, … for virtio; sda, sdb, … for scsi and sata. */
   target: string;
   readonly?: boolean;
+  /** Serial number the guest reads (/sys/block/<dev>/serial) to find a disk by purpose. */
+  serial?: string;
+}
+
+/** A host directory shared into the guest over 9p (virtio-9p), found there by its mount tag. */
+export interface VmShare {
+  source: string;
+  tag: string;
+  readonly: boolean;
 }
 
 export interface VmSpec {
@@ -65,7 +74,9 @@ export interface VmSpec {
    * a unix socket QEMU listens on (and owns: it outlives vmlet). Given to QEMU directly, not
    * declared to libvirt, so that libvirtd does not take the socket's only connection.
    */
-  guestAgent?: { socket: string };
+  guestAgent?: { socket: string; port?: string };
+  /** 9p shares (sandboxed pods: the image rootfs tree, read-only). */
+  shares?: VmShare[];
   metadata: VmMetadata;
 }
 
@@ -110,7 +121,7 @@ export interface BuildVmSpecInput {
   /** From the image: kernel boot carries the image's command line (label vmlet.io/cmdline). */
   boot: { kind: 'disk' } | { kind: 'kernel'; kernel: string; initrd?: string; cmdline?: string };
   /** Prepared by pod/ (root overlay first, already grown to settings.rootDiskSizeBytes); bus and target are assigned here. */
-  disks: Array<{ path: string; format: 'qcow2' | 'raw'; readonly?: boolean }>;
+  disks: Array<{ path: string; format: 'qcow2' | 'raw'; readonly?: boolean; serial?: string }>;
   /** Serial console file virtlogd writes; required when settings.serialLog. */
   consoleLog?: string;
   /** Per-VM UEFI variable store; required when settings.firmware is uefi. */
@@ -122,7 +133,8 @@ export interface BuildVmSpecInput {
   /** Path of the NoCloud seed ISO. */
   seedIso?: string;
   /** Unix socket for the guest-agent channel (see guest-agent.ts agentSocketPath: ≤ 107 bytes). */
-  guestAgent?: { socket: string };
+  guestAgent?: { socket: string; port?: string };
+  shares?: VmShare[];
   /** From the container's resources (cputune.ts), shares already converted for the host's cgroup version. */
   cputune?: CpuTune;
 }
@@ -185,12 +197,14 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
       bus: s.diskBus,
       target: diskTarget(s.diskBus, i),
       ...(d.readonly ? { readonly: true } : {}),
+      ...(d.serial ? { serial: d.serial } : {}),
     })),
     ...(s.serialLog && input.consoleLog ? { serialLog: { file: input.consoleLog } } : {}),
     ...uefi,
     nics: input.nics ?? [],
     ...(input.seedIso ? { seed: { path: input.seedIso } } : {}),
-    ...(input.guestAgent ? { guestAgent: { socket: input.guestAgent.socket } } : {}),
+    ...(input.guestAgent ? { guestAgent: { socket: input.guestAgent.socket, ...(input.guestAgent.port ? { port: input.guestAgent.port } : {}) } } : {}),
+    ...(input.shares?.length ? { shares: input.shares.map((sh) => ({ ...sh })) } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
     metadata: { settingSources: s.sources, ...input.metadata },
   };

@@ -43,9 +43,11 @@ describe('image labels', () => {
 });
 
 describe('parsePodAnnotations (RunPodSandbox, before anything is made)', () => {
-  it("gives the pod's network mode", () => {
-    expect(parsePodAnnotations({})).toEqual({ networkMode: 'both' });
-    expect(parsePodAnnotations({ 'vmlet.io/network-config': 'static', 'vmlet.io/vcpus': '2' })).toEqual({ networkMode: 'static' });
+  it("gives the pod's network mode and kind", () => {
+    expect(parsePodAnnotations({})).toEqual({ networkMode: 'both', podKind: 'auto' });
+    expect(parsePodAnnotations({ 'vmlet.io/network-config': 'static', 'vmlet.io/vcpus': '2' })).toEqual({ networkMode: 'static', podKind: 'auto' });
+    expect(parsePodAnnotations({ 'vmlet.io/pod-kind': 'sandboxed' }).podKind).toBe('sandboxed');
+    expect(parsePodAnnotations({ 'vmlet.io/pod-kind': 'vm' }).podKind).toBe('vm');
   });
   it('refuses a bad value of any setting, an unknown name and bad cloud-init data, naming the annotation', () => {
     expect(rejection(() => parsePodAnnotations({ 'vmlet.io/vcpus': '0' })).message).toBe('annotation vmlet.io/vcpus="0" is invalid: allowed an integer 1–256');
@@ -55,6 +57,7 @@ describe('parsePodAnnotations (RunPodSandbox, before anything is made)', () => {
     expect(rejection(() => parsePodAnnotations({ 'vmlet.io/user-data': '#cloud-config\nfoo: [unclosed\n' })).message).toMatch(/^annotation vmlet\.io\/user-data is not valid YAML/);
     expect(rejection(() => parsePodAnnotations({ VirtletSSHKeys: 'nope' })).message).toMatch(/^annotation VirtletSSHKeys line 1 is not an OpenSSH public key/);
     expect(rejection(() => parsePodAnnotations({ 'vmlet.io/network-config': 'off' })).message).toBe('annotation vmlet.io/network-config="off" is invalid: allowed both | static | dhcp');
+    expect(rejection(() => parsePodAnnotations({ 'vmlet.io/pod-kind': 'container' })).message).toBe('annotation vmlet.io/pod-kind="container" is invalid: allowed auto | vm | sandboxed');
   });
   it('leaves to CreateContainer what the container or the image may still decide', () => {
     // Memory may come from the container's limit: a whole number of 1Gi pages, or not.

@@ -1,0 +1,72 @@
+// The sandboxed pod's micro-VM as a VmSpec (pure): the guest kit's kernel and initramfs, the
+// image rootfs tree shared read-only over 9p, the pod's scratch disk for containers' writable
+// layers, vmlet's agent port, and the pod network given on the kernel command line (the guest
+// has no DHCP client to wait for: its /init configures eth0 from vmlet.ip/vmlet.gw/vmlet.route).
+import { buildVmSpec, type VmMetadata, type VmNic, type VmSpec } from '../vm/spec.js';
+import type { MachineSettings } from '../vm/annotations.js';
+import type { CpuTune } from '../vm/cputune.js';
+
+/** The agent's virtio-serial port name (docs/guest-agent.md). */
+export const AGENT_PORT = 'vmlet.agent.0';
+/** The 9p tag of the image rootfs tree; the guest mounts it at /run/vmlet/images. */
+export const IMAGES_TAG = 'vmlet-images';
+/** The serial of the scratch disk; the guest mounts it at /run/vmlet/scratch. */
+export const SCRATCH_SERIAL = 'vmlet-scratch';
+
+export interface GuestKit {
+  vmlinux: string;
+  initrd: string;
+  cmdline: string;
+}
+
+export interface PodNetForGuest {
+  ips: Array<{ address: string; prefix: number; gateway?: string }>;
+  routes: Array<{ dst: string; gw?: string }>;
+  mtu: number;
+}
+
+export interface PodVmInput {
+  name: string;
+  domainType: 'kvm' | 'qemu';
+  settings: MachineSettings;
+  kit: GuestKit;
+  imagesDir: string;
+  scratch: string;
+  agentSocket: string;
+  consoleLog: string;
+  nic?: VmNic;
+  net?: PodNetForGuest;
+  cputune?: CpuTune;
+  metadata: VmMetadata;
+}
+
+export function podVmSpec(i: PodVmInput): VmSpec {
+  return buildVmSpec({
+    name: i.name,
+    domainType: i.domainType,
+    // Disks are virtio whatever the annotations say: the guest kit has virtio_blk only.
+    settings: { ...i.settings, diskBus: 'virtio', serialLog: true, firmware: 'bios' },
+    boot: { kind: 'kernel', kernel: i.kit.vmlinux, initrd: i.kit.initrd, cmdline: [i.kit.cmdline.trim(), ...netArgs(i.net)].filter(Boolean).join(' ') },
+    disks: [{ path: i.scratch, format: 'raw', serial: SCRATCH_SERIAL }],
+    consoleLog: i.consoleLog,
+    nics: i.nic ? [i.nic] : [],
+    guestAgent: { socket: i.agentSocket, port: AGENT_PORT },
+    shares: [{ source: i.imagesDir, tag: IMAGES_TAG, readonly: true }],
+    ...(i.cputune ? { cputune: i.cputune } : {}),
+    metadata: i.metadata,
+  });
+}
+
+/** vmlet.ip=<addr>/<len> per pod IP, vmlet.gw=<gw> per family, vmlet.route=<dst>@<gw> per CNI route. */
+export function netArgs(net: PodNetForGuest | undefined): string[] {
+  if (!net) return [];
+  const out: string[] = [];
+  for (const ip of net.ips) out.push(`vmlet.ip=${ip.address}/${ip.prefix}`);
+  for (const ip of net.ips) if (ip.gateway) out.push(`vmlet.gw=${ip.gateway}`);
+  for (const r of net.routes) {
+    if (r.dst === '0.0.0.0/0' || r.dst === '::/0') continue; // the gateway's
+    out.push(`vmlet.route=${r.dst}@${r.gw ?? ''}`);
+  }
+  if (net.mtu) out.push(`vmlet.mtu=${net.mtu}`);
+  return out;
+}
