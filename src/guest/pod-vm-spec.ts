@@ -5,6 +5,7 @@
 import { buildVmSpec, type VmMetadata, type VmNic, type VmSpec } from '../vm/spec.js';
 import type { MachineSettings } from '../vm/annotations.js';
 import type { CpuTune } from '../vm/cputune.js';
+import { SHARED_TAG } from './shared-mounts.js';
 
 /** The agent's virtio-serial port name (docs/guest-agent.md). */
 export const AGENT_PORT = 'vmlet.agent.0';
@@ -31,6 +32,8 @@ export interface PodVmInput {
   settings: MachineSettings;
   kit: GuestKit;
   imagesDir: string;
+  /** The pod's shared dir of bind mounts (shared-mounts.ts), read-write. */
+  sharedDir: string;
   scratch: string;
   agentSocket: string;
   consoleLog: string;
@@ -51,7 +54,10 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     consoleLog: i.consoleLog,
     nics: i.nic ? [i.nic] : [],
     guestAgent: { socket: i.agentSocket, port: AGENT_PORT },
-    shares: [{ source: i.imagesDir, tag: IMAGES_TAG, readonly: true }],
+    shares: [
+      { source: i.imagesDir, tag: IMAGES_TAG, readonly: true },
+      { source: i.sharedDir, tag: SHARED_TAG, readonly: false },
+    ],
     ...(i.cputune ? { cputune: i.cputune } : {}),
     metadata: i.metadata,
   });

@@ -15,6 +15,7 @@ const input = (annotations: Record<string, string> = {}) => ({
   settings: settings(annotations),
   kit: { vmlinux: '/usr/local/lib/vmlet/guest/vmlinux', initrd: '/usr/local/lib/vmlet/guest/initrd.img', cmdline: 'console=ttyS0 quiet\n' },
   imagesDir: '/var/lib/vmlet/images/rootfs',
+  sharedDir: '/var/lib/vmlet/pods/ab/shared',
   scratch: '/var/lib/vmlet/pods/ab/scratch.img',
   agentSocket: '/var/lib/vmlet/pods/ab/qga.sock',
   consoleLog: '/var/lib/vmlet/pods/ab/console.log',
@@ -50,6 +51,7 @@ describe('pod VM spec', () => {
     expect(spec.boot.kind === 'kernel' && spec.boot.cmdline).toBe('console=ttyS0 quiet ' + netArgs(input().net).join(' '));
     const xml = renderDomainXml(spec).replace(/>\s+</g, '><');
     expect(xml).toContain(`<filesystem type="mount" accessmode="passthrough"><source dir="/var/lib/vmlet/images/rootfs"/><target dir="${IMAGES_TAG}"/><readonly/></filesystem>`);
+    expect(xml).toContain('<filesystem type="mount" accessmode="passthrough"><source dir="/var/lib/vmlet/pods/ab/shared"/><target dir="vmlet-shared"/></filesystem>');
     expect(xml).toContain(`<serial>${SCRATCH_SERIAL}</serial>`);
     expect(xml).toContain(`name&quot;:&quot;${AGENT_PORT}&quot;`);
     expect(xml).not.toContain('org.qemu.guest_agent.0');
