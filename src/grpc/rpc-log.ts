@@ -1,5 +1,5 @@
 // The parts of the one log line each CRI call gets, shared by vmlet's own handlers
-// (src/cri/rpc.ts) and the calls forwarded to the downstream CRI (src/proxy/router.ts).
+// (src/cri/rpc.ts) and the calls forwarded to the downstream CRI (src/proxy/backends.ts).
 import { status as Status } from '@grpc/grpc-js';
 
 /**

@@ -39,7 +39,8 @@ function podConfig(name: string) {
   };
 }
 
-const vmletConfig = () => `registries:\n  insecure: ["${reg.host}"]\ndownstream: ${ctr.endpoint}\n`;
+// docker.io mirrored as containerd's is: a container pod's pull fills vmlet's store too.
+const vmletConfig = () => `registries:\n  insecure: ["${reg.host}"]\n  mirrors:\n    docker.io: ["${reg.url}"]\ndownstream: ${ctr.endpoint}\n`;
 
 /** The pods of this suite, as the ids the tests created. */
 const ids = { plainPod: '', plainCtr: '', vmPod: '', vmCtr: '' };
@@ -76,14 +77,18 @@ describe('converged node', () => {
     })).container_id;
     await rt('StartContainer', { container_id: ids.plainCtr });
 
-    // The VM pod: handler vmlet → vmlet.
+    // The VM pod: handler vmlet → vmlet. Its image is already in containerd's store only: as a
+    // kubelet without RuntimeClassInImageCriApi does (imagePullPolicy IfNotPresent), ask
+    // ImageStatus with no handler, pull on "absent" with the pod's config, create from the ref.
+    await call(ctr.image, 'PullImage', { image: { image: kernelImage } });
     const vm = podConfig('vm');
-    await img('PullImage', { image: { image: kernelImage, runtime_handler: 'vmlet' }, sandbox_config: vm });
     ids.vmPod = (await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config: vm, runtime_handler: 'vmlet' })).pod_sandbox_id;
+    expect((await img<ImageStatusResponse__Output>('ImageStatus', { image: { image: kernelImage } })).image).toBeNull();
+    const kernelRef = (await img<{ image_ref: string }>('PullImage', { image: { image: kernelImage }, sandbox_config: vm })).image_ref;
     ids.vmCtr = (await rt<{ container_id: string }>('CreateContainer', {
       pod_sandbox_id: ids.vmPod,
       sandbox_config: vm,
-      config: { metadata: { name: 'vm', attempt: 0 }, image: { image: kernelImage }, log_path: 'vm/0.log' },
+      config: { metadata: { name: 'vm', attempt: 0 }, image: { image: kernelRef }, log_path: 'vm/0.log' },
     })).container_id;
     await rt('StartContainer', { container_id: ids.vmCtr });
 
@@ -108,9 +113,13 @@ describe('converged node', () => {
     const exec = await rt<ExecResponse__Output>('Exec', { container_id: ids.plainCtr, cmd: ['true'], stdout: true });
     expect(exec.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/exec\//); // containerd's own streaming server
 
-    // Images: both worlds.
+    // Images: without a handler an image is present only when both stores hold it
+    // (docs/converged-images.md); each pod's pull filled the other store in the background.
     expect((await img<ImageStatusResponse__Output>('ImageStatus', { image: { image: kernelImage } })).image?.repo_tags).toContain(kernelImage);
-    expect((await img<ImageStatusResponse__Output>('ImageStatus', { image: { image: BUSYBOX } })).image?.repo_tags).toContain(BUSYBOX);
+    expect((await img<ImageStatusResponse__Output>('ImageStatus', { image: { image: kernelImage, runtime_handler: 'vmlet' } })).image?.repo_tags).toContain(kernelImage);
+    expect((await img<ImageStatusResponse__Output>('ImageStatus', { image: { image: BUSYBOX, runtime_handler: 'runc' } })).image?.repo_tags).toContain(BUSYBOX);
+    await waitFor('busybox in both stores', async () =>
+      (await img<ImageStatusResponse__Output>('ImageStatus', { image: { image: BUSYBOX } })).image?.repo_tags.includes(BUSYBOX));
     expect((await img<ImageStatusResponse__Output>('ImageStatus', { image: { image: 'docker.io/library/nope:1' } })).image).toBeNull();
     const tags = (await img<ListImagesResponse__Output>('ListImages', {})).images.flatMap((i) => i.repo_tags);
     expect(tags).toEqual(expect.arrayContaining([kernelImage, BUSYBOX, 'docker.io/library/pause:3.6']));

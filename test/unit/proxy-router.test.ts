@@ -7,11 +7,12 @@ import { tmpdir } from 'node:os';
 import { Metadata, Server, ServerCredentials, status as Status, type ServiceError, type UntypedServiceImplementation, type handleUnaryCall } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { unary } from '../../src/cri/rpc.js';
-import { invalidArgument, notFound } from '../../src/errors.js';
+import { invalidArgument, notFound, VmletError } from '../../src/errors.js';
 import { loadCri } from '../../src/grpc/cri-proto.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { checkDownstream, connectDownstream, forwardedMetadata, type CallOptions, type Downstream } from '../../src/proxy/downstream.js';
-import { mergeImages, mergeStatus, routedServices, type Ownership } from '../../src/proxy/router.js';
+import { mergeStatus, routedServices, type Ownership } from '../../src/proxy/router.js';
+import { mergeImages } from '../../src/proxy/images.js';
 
 const log = pino({ level: 'silent' });
 const ENDPOINT = 'unix:///run/fake/containerd.sock';
@@ -130,7 +131,7 @@ describe('routing', () => {
       },
       ListPodSandboxStats: () => ({ stats: [{ attributes: { id: 'c1' } }] }),
     });
-    const own = ownServices({ ListPodSandbox: async () => ({ items: [{ id: 'vmpod1' }] }), ListContainerStats: async () => { throw new (await import('../../src/errors.js')).VmletError('unimplemented', 'not yet'); } });
+    const own = ownServices({ ListPodSandbox: async () => ({ items: [{ id: 'vmpod1' }] }), ListContainerStats: async () => { throw new VmletError('unimplemented', 'not yet'); } });
     const { runtime } = routedServices({ log, own, owner, downstream: ds });
     const filter = { label_selector: { app: 'x' } };
     expect(await invoke(runtime, 'ListPodSandbox', { filter })).toEqual({ items: [{ id: 'vmpod1' }, { id: 'c1', filter }] });
@@ -145,35 +146,136 @@ describe('routing', () => {
     expect(await invoke(runtime, 'ListPodSandboxStats', {})).toEqual({ stats: [{ attributes: { id: 'c1' } }] });
     await expect(invoke(runtime, 'ListContainerStats', {})).rejects.toMatchObject({ code: Status.UNIMPLEMENTED });
   });
+});
 
-  it('routes PullImage by handler, then by pod; merges image answers', async () => {
+describe('images on a converged node', () => {
+  const K = 'sha256:' + 'k'.repeat(64);
+  const B = 'sha256:' + 'b'.repeat(64);
+  const nameOf = (req: Record<string, unknown>) => (req.image as { image: string }).image;
+
+  /** vmlet's store holds `kernel` (id K) and `both` (B); the downstream's `busybox` and `both` (B). */
+  function setup(over: { ownPull?: (req: Record<string, unknown>) => Promise<unknown>; downPull?: (req: Record<string, unknown>) => unknown } = {}) {
+    const ownSent: string[] = [];
+    const mineHas: Record<string, string> = { kernel: K, both: B, moved: K };
+    const theirsHas: Record<string, string> = { busybox: B, both: B, moved: B };
     const ds = fakeDownstream({
-      PullImage: fromDownstream('PullImage'),
-      ImageStatus: (req) => ((req.image as { image: string }).image === 'busybox' ? { image: { id: 'sha256:b' }, info: {} } : { image: null, info: {} }),
-      ListImages: () => ({ images: [{ id: 'sha256:b', repo_tags: ['busybox'] }, { id: 'sha256:k', repo_tags: ['k:v2'] }] }),
+      PullImage: over.downPull ?? ((req) => ({ image_ref: `down:${nameOf(req)}` })),
+      ImageStatus: (req) => {
+        const id = theirsHas[nameOf(req)];
+        return id ? { image: { id, repo_tags: [nameOf(req)] }, info: req.verbose ? { info: '{"chainID":"c"}' } : {} } : { image: null, info: {} };
+      },
+      ListImages: () => ({ images: [{ id: B, repo_tags: ['busybox'] }, { id: K, repo_tags: ['k:v2'] }] }),
       RemoveImage: () => {
         throw grpcErr(Status.NOT_FOUND, 'no such image');
       },
       ImageFsInfo: () => ({ image_filesystems: [{ fs_id: { mountpoint: '/ctr' } }], container_filesystems: [] }),
     });
+    const track = (m: string, fn: (req: Record<string, unknown>) => Promise<unknown>) => async (req: Record<string, unknown>) => {
+      ownSent.push(m);
+      return fn(req);
+    };
     const own = ownServices({
-      ImageStatus: async (req) => ((req.image as { image: string }).image === 'kernel' ? { image: { id: 'sha256:k' }, info: {} } : { image: null, info: {} }),
-      ListImages: async () => ({ images: [{ id: 'sha256:k', repo_tags: ['k:v1'] }] }),
-      ImageFsInfo: async () => ({ image_filesystems: [{ fs_id: { mountpoint: '/vmlet' } }], container_filesystems: [{ fs_id: { mountpoint: '/vmlet/c' } }] }),
-      RemoveImage: async () => {
-        throw notFound('no image');
-      },
+      PullImage: track('PullImage', over.ownPull ?? (async (req) => ({ image_ref: `vmlet:${nameOf(req)}` }))),
+      ImageStatus: track('ImageStatus', async (req) => {
+        const id = mineHas[nameOf(req)];
+        return id ? { image: { id, repo_tags: [nameOf(req)] }, info: req.verbose ? { info: '{"boot":"kernel"}' } : {} } : { image: null, info: {} };
+      }),
+      ListImages: track('ListImages', async () => ({ images: [{ id: K, repo_tags: ['k:v1'] }] })),
+      ImageFsInfo: track('ImageFsInfo', async () => ({ image_filesystems: [{ fs_id: { mountpoint: '/vmlet' } }], container_filesystems: [{ fs_id: { mountpoint: '/vmlet/c' } }] })),
+      RemoveImage: track('RemoveImage', async (req) => {
+        if (nameOf(req) === 'x') throw notFound('no image');
+        if (nameOf(req) === 'used') throw new VmletError('failed-precondition', 'image used is in use by a container');
+        return {};
+      }),
     });
     const { image } = routedServices({ log, own, owner, downstream: ds });
-    expect(await invoke(image, 'PullImage', { image: { image: 'k', runtime_handler: 'vmlet' } })).toMatchObject({ from: 'vmlet' });
-    expect(await invoke(image, 'PullImage', { image: { image: 'k', runtime_handler: '' }, sandbox_config: { metadata: { uid: 'vm-uid' } } })).toMatchObject({ from: 'vmlet' });
-    expect(await invoke(image, 'PullImage', { image: { image: 'b', runtime_handler: '' }, sandbox_config: { metadata: { uid: 'other' } } })).toMatchObject({ from: 'downstream' });
-    expect(await invoke(image, 'PullImage', { image: { image: 'b' } })).toMatchObject({ from: 'downstream' });
-    expect((await invoke(image, 'ImageStatus', { image: { image: 'kernel' } })).image).toEqual({ id: 'sha256:k' });
-    expect((await invoke(image, 'ImageStatus', { image: { image: 'busybox' } })).image).toEqual({ id: 'sha256:b' });
-    expect((await invoke(image, 'ImageStatus', { image: { image: 'none' } })).image).toBeNull();
-    expect((await invoke(image, 'ListImages', {})).images).toEqual([{ id: 'sha256:k', repo_tags: ['k:v1', 'k:v2'], repo_digests: [] }, { id: 'sha256:b', repo_tags: ['busybox'] }]);
+    const sent = () => ({ vmlet: [...ownSent], downstream: ds.sent.map((s) => s.method) });
+    const reset = () => {
+      ownSent.length = 0;
+      ds.sent.length = 0;
+    };
+    return { image, sent, reset };
+  }
+
+  it('goes to one store when ImageSpec.runtime_handler names it (KEP-4216)', async () => {
+    const { image, sent, reset } = setup();
+    for (const m of ['PullImage', 'ImageStatus', 'RemoveImage']) {
+      reset();
+      await invoke(image, m, { image: { image: 'kernel', runtime_handler: 'vmlet' } });
+      expect(sent()).toEqual({ vmlet: [m], downstream: [] });
+      reset();
+      await invoke(image, m, { image: { image: 'busybox', runtime_handler: 'runc' } });
+      expect(sent()).toEqual({ vmlet: [], downstream: [m] });
+    }
+    // Each store answers for itself: vmlet's copy of `kernel`, containerd's of `busybox`.
+    expect((await invoke(image, 'ImageStatus', { image: { image: 'kernel', runtime_handler: 'vmlet' } })).image).toEqual({ id: K, repo_tags: ['kernel'] });
+    expect((await invoke(image, 'ImageStatus', { image: { image: 'kernel', runtime_handler: 'runc' } })).image).toBeNull();
+    expect(await invoke(image, 'PullImage', { image: { image: 'x', runtime_handler: 'runc' } })).toEqual({ image_ref: 'down:x' });
+    reset();
+    await invoke(image, 'ListImages', { filter: { image: { image: '', runtime_handler: 'vmlet' } } });
+    expect(sent()).toEqual({ vmlet: ['ListImages'], downstream: [] });
+  });
+
+  it('answers ImageStatus present only when both stores hold the same image', async () => {
+    const { image } = setup();
+    const status = (name: string, verbose = false) => invoke(image, 'ImageStatus', { image: { image: name }, verbose });
+    expect((await status('kernel')).image).toBeNull(); // vmlet's only: a container pod could not use it
+    expect((await status('busybox')).image).toBeNull(); // containerd's only: the issue's case
+    expect((await status('moved')).image).toBeNull(); // the tag names different images in the two
+    expect((await status('none')).image).toBeNull();
+    expect(await status('both')).toEqual({ image: { id: B, repo_tags: ['both'] }, info: {} });
+    const v = await status('both', true);
+    expect(v.info).toEqual({ info: '{"boot":"kernel"}', 'downstream.info': '{"chainID":"c"}', stores: JSON.stringify({ vmlet: B, downstream: B, downstreamEndpoint: ENDPOINT }) });
+    expect((await status('busybox', true)).info).toEqual({ stores: JSON.stringify({ vmlet: null, downstream: B, downstreamEndpoint: ENDPOINT }) });
+  });
+
+  it('pulls into both stores without a handler; a failure names the store', async () => {
+    const ok = setup();
+    expect(await invoke(ok.image, 'PullImage', { image: { image: 'busybox' } })).toEqual({ image_ref: 'vmlet:busybox' });
+    expect(ok.sent()).toEqual({ vmlet: ['PullImage'], downstream: ['PullImage'] });
+
+    const downFails = setup({ downPull: () => { throw grpcErr(Status.NOT_FOUND, 'failed to resolve reference "busybox": not found'); } });
+    const e1 = (await invoke(downFails.image, 'PullImage', { image: { image: 'busybox' } }).catch((e: unknown) => e)) as ServiceError;
+    expect(e1.code).toBe(Status.NOT_FOUND);
+    expect(e1.details).toBe(`PullImage: downstream CRI ${ENDPOINT}: failed to resolve reference "busybox": not found (the copy in vmlet's image store was pulled and stays)`);
+
+    const ownFails = setup({ ownPull: async () => { throw new VmletError('unavailable', 'registry r: connection refused'); } });
+    const e2 = (await invoke(ownFails.image, 'PullImage', { image: { image: 'busybox' } }).catch((e: unknown) => e)) as ServiceError;
+    expect(e2.code).toBe(Status.UNAVAILABLE);
+    expect(e2.details).toBe(`PullImage: vmlet's image store: registry r: connection refused (the copy in downstream CRI ${ENDPOINT} was pulled and stays)`);
+  });
+
+  it('answers a pod\'s pull from its backend\'s store, filling the other best effort', async () => {
+    let release: (v: unknown) => void = () => undefined;
+    const hang = new Promise((resolve) => (release = resolve));
+    // The other store's pull never ends during the call: the answer does not wait for it.
+    const s = setup({ downPull: async () => { await hang; throw grpcErr(Status.UNKNOWN, 'unpack failed'); } });
+    const vmPod = { metadata: { name: 'vm', namespace: 'ns', uid: 'vm-uid' } };
+    expect(await invoke(s.image, 'PullImage', { image: { image: 'kernel' }, sandbox_config: vmPod })).toEqual({ image_ref: 'vmlet:kernel' });
+    expect(s.sent()).toEqual({ vmlet: ['PullImage'], downstream: ['PullImage'] });
+    release(undefined);
+
+    const t = setup({ ownPull: async () => { throw new VmletError('invalid-argument', 'unsupported media type'); } });
+    const plainPod = { metadata: { name: 'web', namespace: 'ns', uid: 'other' } };
+    expect(await invoke(t.image, 'PullImage', { image: { image: 'busybox' }, sandbox_config: plainPod })).toEqual({ image_ref: 'down:busybox' });
+    // The pod's own store failing fails the pull, naming it.
+    const e = (await invoke(t.image, 'PullImage', { image: { image: 'kernel' }, sandbox_config: vmPod }).catch((x: unknown) => x)) as ServiceError;
+    expect(e.code).toBe(Status.INVALID_ARGUMENT);
+    expect(e.details).toBe("PullImage: vmlet's image store: unsupported media type");
+  });
+
+  it('lists the union, removes from both, and reports both filesystems', async () => {
+    const { image, sent, reset } = setup();
+    expect((await invoke(image, 'ListImages', {})).images).toEqual([{ id: K, repo_tags: ['k:v1', 'k:v2'], repo_digests: [] }, { id: B, repo_tags: ['busybox'] }]);
+    reset();
     expect(await invoke(image, 'RemoveImage', { image: { image: 'x' } })).toEqual({});
+    expect(sent()).toEqual({ vmlet: ['RemoveImage'], downstream: ['RemoveImage'] });
+    expect(await invoke(image, 'RemoveImage', { image: { image: 'x', runtime_handler: 'runc' } })).toEqual({}); // NotFound is removed
+    // vmlet's store refusing (a VM uses the image) keeps containerd's copy too.
+    reset();
+    const e = (await invoke(image, 'RemoveImage', { image: { image: 'used' } }).catch((x: unknown) => x)) as ServiceError;
+    expect(e).toMatchObject({ code: Status.FAILED_PRECONDITION, details: "RemoveImage: vmlet's image store: image used is in use by a container" });
+    expect(sent()).toEqual({ vmlet: ['RemoveImage'], downstream: [] });
     const fs = await invoke(image, 'ImageFsInfo', {});
     expect(fs.image_filesystems).toEqual([{ fs_id: { mountpoint: '/ctr' } }, { fs_id: { mountpoint: '/vmlet' } }]);
     expect(fs.container_filesystems).toEqual([{ fs_id: { mountpoint: '/vmlet/c' } }]);
