@@ -1,0 +1,3 @@
+module vmlet.io/agent
+
+go 1.19

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+func mount(src, target, fstype string, flags uintptr, data string) error {
+	if err := syscall.Mount(src, target, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s (%s): %w", src, target, fstype, err)
+	}
+	return nil
+}
+
+// mountsUnder lists mount points at or below dir, deepest (latest) first.
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		fs := strings.Fields(s.Text())
+		if len(fs) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fs[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	// mountinfo lists in mount order: unmount in reverse, children before parents.
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unmountAll detaches every mount at or below dir.
+func unmountAll(dir string) error {
+	var last error
+	for i := 0; i < 3; i++ {
+		mps := mountsUnder(dir)
+		if len(mps) == 0 {
+			return nil
+		}
+		for _, mp := range mps {
+			if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+				last = fmt.Errorf("unmount %s: %w", mp, err)
+			}
+		}
+	}
+	if mps := mountsUnder(dir); len(mps) > 0 {
+		if last == nil {
+			last = fmt.Errorf("still mounted: %s", strings.Join(mps, " "))
+		}
+		return last
+	}
+	return nil
+}
+
+type devNode struct {
+	name         string
+	major, minor uint32
+}
+
+var devNodes = []devNode{{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}}
+
+// setupDev fills the container's /dev tmpfs: the standard nodes (mknod, or a bind of ours when
+// mknod is refused), devpts with its own instance (so a pty made there is /dev/pts/N inside),
+// the pod's /dev/shm and the /dev/fd links.
+func setupDev(dev, podShm string) error {
+	if err := mount("tmpfs", dev, "tmpfs", syscall.MS_NOSUID|syscall.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return err
+	}
+	for _, n := range devNodes {
+		p := filepath.Join(dev, n.name)
+		if err := syscall.Mknod(p, syscall.S_IFCHR|0o666, int(n.major<<8|n.minor)); err != nil {
+			if err := os.WriteFile(p, nil, 0o666); err != nil {
+				return err
+			}
+			if err := mount("/dev/"+n.name, p, "", syscall.MS_BIND, ""); err != nil {
+				return err
+			}
+			continue
+		}
+		_ = os.Chmod(p, 0o666)
+	}
+	for _, d := range []string{"pts", "shm"} {
+		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := mount("devpts", filepath.Join(dev, "pts"), "devpts", syscall.MS_NOSUID|syscall.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
+		return err
+	}
+	if err := mount(podShm, filepath.Join(dev, "shm"), "", syscall.MS_BIND, ""); err != nil {
+		return err
+	}
+	links := [][2]string{{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(dev, l[1])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bindTarget makes the mount point for source at target inside root: a directory, or an empty
+// file when the source is not a directory. Returns the host path.
+func bindTarget(root, target string, dir bool) (string, error) {
+	p, err := resolveIn(root, target, true, true)
+	if err == nil {
+		return p, nil
+	}
+	if !os.IsNotExist(err) {
+		return "", err
+	}
+	if dir {
+		err = os.Mkdir(p, 0o755)
+	} else {
+		err = os.WriteFile(p, nil, 0o644)
+	}
+	return p, err
+}
+
+func bindMount(src, target string, readonly bool) error {
+	if err := mount(src, target, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return err
+	}
+	if readonly {
+		return mount("", target, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, "")
+	}
+	return nil
+}

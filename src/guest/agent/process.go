@@ -1,0 +1,232 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+type procSpec struct {
+	path   string // in-root path to exec
+	args   []string
+	env    []string
+	cwd    string
+	user   userSpec
+	tty    bool
+	stdin  bool
+	stream uint32
+	main   bool // the container's main process, else an exec
+}
+
+type execParams struct {
+	ID     string    `json:"id"`
+	Stream uint32    `json:"stream"`
+	Args   []string  `json:"args"`
+	Env    []string  `json:"env"`
+	Tty    bool      `json:"tty"`
+	Stdin  bool      `json:"stdin"`
+	Cwd    string    `json:"cwd"`
+	User   *userSpec `json:"user"`
+}
+
+func (a *agent) exec(p execParams) (interface{}, error) {
+	if p.Stream == 0 {
+		return nil, errf("invalid-argument", "stream: want a stream id >= 1")
+	}
+	if len(p.Args) == 0 {
+		return nil, errf("invalid-argument", "args: the command is empty")
+	}
+	c := a.lookup(p.ID)
+	if c == nil {
+		return nil, errf("not-found", "container %s not found", p.ID)
+	}
+	a.mu.Lock()
+	running := c.state == "running"
+	a.mu.Unlock()
+	if !running {
+		return nil, errf("failed-precondition", "container %s is not running", p.ID)
+	}
+	env := mergeEnv(c.spec.Env, p.Env)
+	cwd, user := c.spec.Cwd, c.spec.User
+	if p.Cwd != "" {
+		cwd = p.Cwd
+	}
+	if p.User != nil {
+		user = *p.User
+	}
+	path, err := lookPath(c.rootfs, p.Args[0], env, cwd)
+	if err != nil {
+		return nil, errf("not-found", "%v", err)
+	}
+	pid, _, err := a.spawn(c, procSpec{path: path, args: p.Args, env: env, cwd: cwd, user: user, tty: p.Tty, stdin: p.Stdin, stream: p.Stream})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]interface{}{"pid": pid}, nil
+}
+
+// spawn starts a process of container c with its stdio on a new stream. The reaper calls back
+// on exit; the callback waits for spawn to have recorded the pid first.
+func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
+	st := newStream(sp.stream)
+	st.tty = sp.tty
+	st.ignoreClose = sp.main && !c.spec.StdinOnce
+	st.container = c
+	var childEnds, outputs []*os.File
+	var outTypes []byte
+	closeAll := func(fs []*os.File) {
+		for _, f := range fs {
+			f.Close()
+		}
+	}
+	fds := make([]uintptr, 3)
+	if sp.tty {
+		master, slave, err := openPty(filepath.Join(c.rootfs, "dev/pts/ptmx"))
+		if err != nil {
+			return 0, 0, errf("internal", "pty: %v", err)
+		}
+		st.master = master
+		childEnds = append(childEnds, slave)
+		outputs, outTypes = append(outputs, master), append(outTypes, tStdout)
+		fds[0], fds[1], fds[2] = slave.Fd(), slave.Fd(), slave.Fd()
+		if sp.stdin {
+			st.startStdin(master)
+		}
+	} else {
+		if sp.stdin {
+			r, w, err := os.Pipe()
+			if err != nil {
+				return 0, 0, errf("internal", "pipe: %v", err)
+			}
+			childEnds = append(childEnds, r)
+			fds[0] = r.Fd()
+			st.startStdin(w)
+		} else {
+			null, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
+			if err != nil {
+				return 0, 0, errf("internal", "/dev/null: %v", err)
+			}
+			childEnds = append(childEnds, null)
+			fds[0] = null.Fd()
+		}
+		for i, typ := range []byte{tStdout, tStderr} {
+			r, w, err := os.Pipe()
+			if err != nil {
+				closeAll(childEnds)
+				closeAll(outputs)
+				st.endStdin()
+				return 0, 0, errf("internal", "pipe: %v", err)
+			}
+			childEnds = append(childEnds, w)
+			outputs, outTypes = append(outputs, r), append(outTypes, typ)
+			fds[i+1] = w.Fd()
+		}
+	}
+	env := sp.env
+	if _, ok := envGet(env, "PATH"); !ok {
+		env = append(append([]string{}, env...), "PATH="+defaultPath)
+	}
+	if _, ok := envGet(env, "TERM"); !ok && sp.tty {
+		env = append(env, "TERM=xterm")
+	}
+	groups := sp.user.Groups
+	if groups == nil {
+		groups = []uint32{}
+	}
+	attr := &syscall.ProcAttr{
+		Dir:   sp.cwd,
+		Env:   env,
+		Files: fds,
+		Sys: &syscall.SysProcAttr{
+			Chroot:     c.rootfs,
+			Credential: &syscall.Credential{Uid: sp.user.UID, Gid: sp.user.GID, Groups: groups},
+			Setsid:     true,
+			Setctty:    sp.tty,
+			Ctty:       0,
+		},
+	}
+
+	a.mu.Lock()
+	if a.streams[sp.stream] != nil {
+		a.mu.Unlock()
+		closeAll(childEnds)
+		closeAll(outputs)
+		st.endStdin()
+		return 0, 0, errf("already-exists", "stream %d is in use", sp.stream)
+	}
+	a.streams[sp.stream] = st
+	a.mu.Unlock()
+
+	recorded := make(chan struct{})
+	oomBase := oomKills(c.cgroup)
+	pid, err := a.reaper.start(sp.path, sp.args, attr, func(pid int, ws syscall.WaitStatus) {
+		<-recorded
+		a.exited(c, st, sp, pid, ws, outputs, oomBase)
+	})
+	closeAll(childEnds)
+	if err != nil {
+		closeAll(outputs)
+		st.endStdin()
+		a.mu.Lock()
+		delete(a.streams, sp.stream)
+		a.mu.Unlock()
+		code := "internal"
+		if err == syscall.ENOENT || err == syscall.EACCES || err == syscall.ENOEXEC {
+			code = "failed-precondition"
+		}
+		return 0, 0, errf(code, "start %v: %v", sp.args, err)
+	}
+	a.cg.add(c.cgroup, pid)
+	started := now()
+	a.mu.Lock()
+	st.pid = pid
+	if sp.main {
+		c.state, c.pid, c.startedAt, c.finishedAt, c.exitCode, c.signal, c.stream = "running", pid, started, 0, 0, 0, sp.stream
+	} else {
+		c.execs[pid] = true
+	}
+	a.mu.Unlock()
+	close(recorded)
+	for i, f := range outputs {
+		st.pump(a.port, f, outTypes[i])
+	}
+	logf("started %s stream %d pid %d: %v", c.spec.ID, sp.stream, pid, sp.args)
+	return pid, started, nil
+}
+
+// exited reports a process's end after the last of its output. The end of a container's main
+// process ends the container, as the death of a pid namespace's init would: what it left
+// running is killed.
+func (a *agent) exited(c *container, st *stream, sp procSpec, pid int, ws syscall.WaitStatus, outputs []*os.File, oomBase uint64) {
+	finished := now()
+	code, sig := ws.ExitStatus(), 0
+	if ws.Signaled() {
+		sig = int(ws.Signal())
+		code = 128 + sig
+	}
+	if sp.main {
+		a.killAll(c, pid)
+	}
+	st.drain(outputs)
+	st.endStdin()
+	if st.master != nil {
+		st.master.Close()
+	}
+	oom := oomKills(c.cgroup) > oomBase
+	a.mu.Lock()
+	delete(a.streams, sp.stream)
+	if sp.main {
+		c.state, c.exitCode, c.signal, c.finishedAt = "exited", code, sig, finished
+	} else {
+		delete(c.execs, pid)
+	}
+	a.mu.Unlock()
+	logf("exited %s stream %d pid %d: code %d signal %d oom %v", c.spec.ID, sp.stream, pid, code, sig, oom)
+	a.event(map[string]interface{}{
+		"event": "exit", "stream": sp.stream, "id": c.spec.ID, "exec": !sp.main, "pid": pid,
+		"exitCode": code, "signal": sig, "oomKilled": oom, "finishedAt": finished,
+	})
+	if sp.main {
+		close(c.exitCh)
+	}
+}

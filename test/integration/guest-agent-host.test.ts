@@ -1,0 +1,348 @@
+// The Go guest agent (src/guest/agent/) on this host in --connect mode, driven by AgentClient:
+// a busybox image whose applets are ABSOLUTE symlinks (/bin/sh -> /bin/busybox, resolved inside
+// the rootfs), real overlay/proc/devpts mounts, pipes and ptys, flow control, reconnects. Also
+// runs the agent's `go vet` and `go test`. Needs root, Go and busybox-static.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VmletError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
+import { AgentClient, type CreateContainerParams, type ExitEvent } from '../../src/guest/agent-client.js';
+import { ROOT } from '../helpers/vmlet.js';
+import { waitFor } from '../helpers/wait.js';
+
+const AGENT_SRC = join(ROOT, 'src/guest/agent');
+const CACHE = join(ROOT, '.cache/guest-agent');
+const BIN = join(CACHE, 'vmlet-agent');
+const GO_ENV = { ...process.env, GOFLAGS: '-mod=mod', GOPROXY: 'off', GOCACHE: join(CACHE, 'gocache'), GOPATH: join(CACHE, 'gocache/gopath'), CGO_ENABLED: '0' };
+const APPLETS = ['sh', 'cat', 'echo', 'sleep', 'id', 'stty', 'pwd', 'seq', 'true', 'ls', 'head', 'wc', 'tr', 'dd'];
+const log = createLogger('warn');
+
+function newestSource(): number {
+  return Math.max(...readdirSync(AGENT_SRC).map((f) => statSync(join(AGENT_SRC, f)).mtimeMs));
+}
+
+function buildAgent(): void {
+  if (existsSync(BIN) && statSync(BIN).mtimeMs > newestSource()) return;
+  execFileSync(join(AGENT_SRC, 'build.sh'), [BIN], { stdio: 'inherit', env: GO_ENV });
+}
+
+/** Paths mounted at or below dir, deepest first. */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4]?.replace(/\\040/g, ' '))
+    .filter((p): p is string => !!p && (p === dir || p.startsWith(dir + '/')))
+    .reverse();
+}
+
+function cgroupParent(): string | undefined {
+  for (const d of ['/sys/fs/cgroup/unified', '/sys/fs/cgroup']) {
+    if (existsSync(join(d, 'cgroup.procs')) && existsSync(join(d, 'cgroup.subtree_control'))) return d;
+  }
+  return undefined;
+}
+
+let dir: string;
+let server: Server;
+let agent: ChildProcess;
+let agentLog = '';
+let client: AgentClient;
+let cgroupRoot: string;
+const sockets: Socket[] = [];
+const socketWaiters: Array<(s: Socket) => void> = [];
+let readyMs = 0;
+
+function nextSocket(): Promise<Socket> {
+  const s = sockets.shift();
+  if (s) return Promise.resolve(s);
+  return new Promise((resolve) => socketWaiters.push(resolve));
+}
+
+function container(id: string, args: string[], more: Partial<CreateContainerParams> = {}): CreateContainerParams {
+  return {
+    id, image: 'bb', args, env: ['PATH=/usr/local/bin:/usr/bin:/bin'], cwd: '/', user: { uid: 0, gid: 0, groups: [] },
+    tty: false, stdin: false, stdinOnce: false, readonlyRootfs: false, mounts: [], memoryLimitBytes: 0, cpuQuotaUs: 0, cpuPeriodUs: 0,
+    ...more,
+  };
+}
+
+interface Run { stdout: () => string; stderr: () => string; exit: Promise<ExitEvent> }
+
+/** Attaches a collecting sink to the stream and resolves its exit event. */
+function watch(stream: number, onChunk?: (d: Buffer) => Promise<void> | void): Run {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  client.attachSink(stream, {
+    stdout: (d) => {
+      out.push(d);
+      return onChunk?.(d);
+    },
+    stderr: (d) => void err.push(d),
+  });
+  const exit = new Promise<ExitEvent>((resolve) => {
+    const on = (e: ExitEvent) => {
+      if (e.stream !== stream) return;
+      client.off('exit', on);
+      resolve(e);
+    };
+    client.on('exit', on);
+  });
+  return { stdout: () => Buffer.concat(out).toString(), stderr: () => Buffer.concat(err).toString(), exit };
+}
+
+async function runContainer(p: CreateContainerParams, stream: number): Promise<Run & { e: ExitEvent }> {
+  await client.createContainer(p);
+  const r = watch(stream);
+  await client.startContainer(p.id, stream);
+  return { ...r, e: await r.exit };
+}
+
+function haveGo(): boolean {
+  try {
+    execFileSync('go', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const HAVE = process.getuid?.() === 0 && existsSync('/bin/busybox') && haveGo();
+
+// Root (mounts), Go (the build) and busybox-static (the image) are needed.
+describe.skipIf(!HAVE)('vmlet guest agent on this host', () => {
+  beforeAll(async () => {
+    buildAgent();
+    dir = mkdtempSync('/tmp/vmlet-agent-');
+    const img = join(dir, 'images/bb');
+    for (const d of ['bin', 'usr/bin', 'etc', 'tmp']) mkdirSync(join(img, d), { recursive: true });
+    copyFileSync('/bin/busybox', join(img, 'bin/busybox'));
+    for (const a of APPLETS) symlinkSync('/bin/busybox', join(img, 'bin', a));
+    symlinkSync('/bin/busybox', join(img, 'usr/bin/env'));
+    mkdirSync(join(dir, 'sysctl/net/ipv4'), { recursive: true });
+    const parent = cgroupParent();
+    cgroupRoot = parent ? join(parent, `vmlet-test-${process.pid}`) : join(dir, 'no-cgroup/vmlet');
+
+    server = createServer((s) => {
+      const w = socketWaiters.shift();
+      if (w) w(s);
+      else sockets.push(s);
+    });
+    const sock = join(dir, 'agent.sock');
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    const t0 = performance.now();
+    agent = spawn(BIN, ['--connect', sock, '--run-dir', join(dir, 'run'), '--images', join(dir, 'images'), '--scratch', join(dir, 'scratch'), '--cgroup-root', cgroupRoot, '--sysctl-dir', join(dir, 'sysctl')], { stdio: ['ignore', 'inherit', 'pipe'] });
+    agent.stderr!.on('data', (d: Buffer) => (agentLog += d.toString()));
+    client = AgentClient.over(await nextSocket(), { log });
+    await new Promise<void>((resolve) => client.once('ready', () => resolve()));
+    readyMs = performance.now() - t0;
+  });
+
+  afterAll(async () => {
+    try {
+      const h = await client.hello({ timeoutMs: 2000 });
+      for (const c of h.containers) await client.removeContainer(c.id, { timeoutMs: 10_000 }).catch(() => undefined);
+    } catch {
+      // the agent is gone already: what it left is cleaned up below
+    }
+    client?.close();
+    if (agent?.pid) {
+      agent.kill('SIGKILL');
+      await waitFor('the agent to exit', () => agent.exitCode !== null || agent.signalCode !== null, { timeoutMs: 5000 });
+    }
+    server?.close();
+    if (dir) {
+      for (const mp of mountsUnder(dir)) execFileSync('umount', ['-l', mp]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+    if (cgroupRoot && existsSync(cgroupRoot)) {
+      for (const d of readdirSync(cgroupRoot, { withFileTypes: true })) if (d.isDirectory()) rmdirSync(join(cgroupRoot, d.name));
+      rmdirSync(cgroupRoot);
+    }
+    if (process.env.VMLET_AGENT_LOG) console.log(agentLog);
+  });
+
+  // The agent's console, for whoever reads a failure.
+  afterEach((ctx) => {
+    if (ctx.task.result?.state === 'fail') console.log(agentLog);
+  });
+
+  it('passes go vet and go test', () => {
+    execFileSync('go', ['vet', './...'], { cwd: AGENT_SRC, env: GO_ENV, stdio: 'pipe' });
+    execFileSync('go', ['test', './...'], { cwd: AGENT_SRC, env: GO_ENV, stdio: 'pipe' });
+  });
+
+  it('says hello, ready, and how big it is', async () => {
+    const h = await client.hello();
+    expect(h).toMatchObject({ version: 1, containers: [] });
+    expect(h.agent).toMatch(/^vmlet-agent /);
+    expect(h.bootNs).toBeGreaterThan(1_600_000_000n * 1_000_000_000n);
+    expect(agentLog).toContain('VMLET-AGENT-READY');
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1];
+    console.log(`vmlet-agent: ${statSync(BIN).size} bytes, idle RSS ${rss} kB, spawn to ready ${readyMs.toFixed(1)} ms`);
+  });
+
+  it('sets up the pod: files, sysctls, and refuses a sysctl that is not namespaced', async () => {
+    await client.setupPod({ hostname: 'pod-1', hosts: '10.1.2.3 pod-1\n', resolvConf: 'nameserver 10.96.0.10\n', sysctls: { 'net.ipv4.ip_forward': '1' } });
+    expect(readFileSync(join(dir, 'sysctl/net/ipv4/ip_forward'), 'utf8')).toBe('1');
+    await expect(client.setupPod({ hostname: 'x', hosts: '', resolvConf: '', sysctls: { 'kernel.panic': '1' } })).rejects.toMatchObject({ kind: 'invalid-argument' });
+    await client.setupPod({ hostname: 'pod-1', hosts: '10.1.2.3 pod-1\n', resolvConf: 'nameserver 10.96.0.10\n', sysctls: {} });
+    const r = await runContainer(container('files', ['cat', '/etc/hosts', '/etc/resolv.conf', '/etc/hostname']), 10);
+    expect(r.stdout()).toBe('10.1.2.3 pod-1\nnameserver 10.96.0.10\npod-1\n');
+  });
+
+  it('runs a container: stdout and stderr apart, exit code 3', async () => {
+    const r = await runContainer(container('c1', ['sh', '-c', 'echo out; echo err >&2; exit 3']), 1);
+    expect(r.stdout()).toBe('out\n');
+    expect(r.stderr()).toBe('err\n');
+    expect(r.e).toMatchObject({ id: 'c1', stream: 1, exec: false, exitCode: 3, signal: 0, oomKilled: false });
+    expect(r.e.finishedAt).toBeGreaterThan(0n);
+  });
+
+  it('runs as the given user and groups', async () => {
+    const r = await runContainer(container('c2', ['id'], { user: { uid: 1234, gid: 1234, groups: [2000, 3000] } }), 2);
+    expect(r.stdout()).toMatch(/^uid=1234 gid=1234 groups=(1234,)?2000,3000\n$/);
+  });
+
+  it('passes env and makes the cwd', async () => {
+    const r = await runContainer(container('c3', ['/usr/bin/env', 'sh', '-c', 'echo $FOO; pwd'], { env: ['FOO=bar baz'], cwd: '/work/dir' }), 3);
+    expect(r.stdout()).toBe('bar baz\n/work/dir\n');
+    expect(r.e.exitCode).toBe(0);
+  });
+
+  it('signals: TERM to sleep is exit 143, signal 15', async () => {
+    await client.createContainer(container('c4', ['sleep', '100']));
+    const r = watch(4);
+    const { pid, startedAt } = await client.startContainer('c4', 4);
+    expect(pid).toBeGreaterThan(0);
+    expect(startedAt).toBeGreaterThan(0n);
+    expect((await client.hello()).containers.find((c) => c.id === 'c4')).toMatchObject({ state: 'running', pid, stream: 4 });
+    await client.signal('c4', 15);
+    expect(await r.exit).toMatchObject({ exitCode: 143, signal: 15 });
+    await expect(client.signal('c4', 15)).rejects.toMatchObject({ kind: 'failed-precondition' });
+  });
+
+  it('execs with a tty and resizes it; execs with stdin; kills an exec by its stream', async () => {
+    await client.createContainer(container('c5', ['sleep', '100']));
+    const main = watch(5);
+    await client.startContainer('c5', 5);
+
+    const tty = 2 ** 31 + 1;
+    const t = watch(tty);
+    await client.exec({ id: 'c5', stream: tty, args: ['sh'], env: [], tty: true, stdin: true });
+    await client.resize(tty, 100, 40);
+    client.writeStdin(tty, Buffer.from('stty size; exit 7\n'));
+    expect(await t.exit).toMatchObject({ exec: true, exitCode: 7 });
+    expect(t.stdout()).toContain('40 100');
+    expect(t.stderr()).toBe('');
+
+    const cat = 2 ** 31 + 2;
+    const c = watch(cat);
+    await client.exec({ id: 'c5', stream: cat, args: ['cat'], env: [], tty: false, stdin: true });
+    client.writeStdin(cat, Buffer.from('hello\n'));
+    await waitFor('cat to echo', () => c.stdout() === 'hello\n');
+    client.closeStdin(cat);
+    expect(await c.exit).toMatchObject({ exitCode: 0 });
+
+    const sl = 2 ** 31 + 3;
+    const s = watch(sl);
+    await client.exec({ id: 'c5', stream: sl, args: ['sleep', '100'], env: [], tty: false, stdin: false });
+    await client.signal('c5', 9, sl);
+    expect(await s.exit).toMatchObject({ exitCode: 137, signal: 9 });
+
+    await expect(client.exec({ id: 'c5', stream: 2 ** 31 + 4, args: ['nope'], env: [], tty: false, stdin: false })).rejects.toMatchObject({
+      kind: 'not-found',
+      message: 'exec: "nope": executable file not found in $PATH',
+    });
+    await client.signal('c5', 9);
+    expect(await main.exit).toMatchObject({ exitCode: 137 });
+  });
+
+  it('gives a stdinOnce container its stdin until the first close', async () => {
+    await client.createContainer(container('c8', ['cat'], { stdin: true, stdinOnce: true }));
+    const r = watch(8);
+    await client.startContainer('c8', 8);
+    client.writeStdin(8, Buffer.from('one\n'));
+    client.closeStdin(8);
+    expect(await r.exit).toMatchObject({ exitCode: 0 });
+    expect(r.stdout()).toBe('one\n');
+  });
+
+  it('refuses a command that is not in the image and leaves nothing behind', async () => {
+    const err = await client.createContainer(container('c6', ['nonexistent'])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VmletError);
+    expect(err).toMatchObject({ kind: 'invalid-argument', message: 'exec: "nonexistent": executable file not found in $PATH' });
+    expect(existsSync(join(dir, 'run/c/c6'))).toBe(false);
+    expect(existsSync(join(dir, 'scratch/c6'))).toBe(false);
+    expect(mountsUnder(join(dir, 'run/c/c6'))).toEqual([]);
+    await expect(client.createContainer(container('c1', ['true']))).rejects.toMatchObject({ kind: 'already-exists' });
+    await expect(client.startContainer('nope', 99)).rejects.toMatchObject({ kind: 'not-found' });
+  });
+
+  it('holds a fast writer to the window of a slow reader, and loses nothing', async () => {
+    const n = 600_000; // seq 1 600000: 4.4 MB
+    const expected = Array.from({ length: n }, (_, i) => `${i + 1}\n`).join('');
+    let gate: () => void = () => {};
+    const paused = new Promise<void>((resolve) => (gate = resolve));
+    let first = true;
+    const r = watch(7, async () => {
+      if (first) {
+        first = false;
+        await paused;
+      } else if (Math.random() < 0.05) await sleep(2);
+    });
+    await client.createContainer(container('c7', ['seq', '1', String(n)]));
+    const socket = (client as unknown as { socket: Socket }).socket;
+    let received = 0;
+    const count = (d: Buffer) => (received += d.length);
+    socket.on('data', count);
+    await client.startContainer('c7', 7);
+    await sleep(500);
+    socket.off('data', count);
+    // Stopped by the window: 256 KiB of output plus frame headers and the start response.
+    expect(received).toBeGreaterThan(0);
+    expect(received).toBeLessThan(256 * 1024 + 2048);
+    gate();
+    expect(await r.exit).toMatchObject({ exitCode: 0 });
+    expect(r.stdout().length).toBe(expected.length);
+    expect(r.stdout() === expected).toBe(true);
+  });
+
+  it('reports stats', async () => {
+    const s = await client.stats();
+    expect(s.memTotalBytes).toBeGreaterThan(0);
+    expect(s.timeNs).toBeGreaterThan(0n);
+    expect(s.containers.map((c) => c.id)).toContain('c3');
+    expect(s.containers.find((c) => c.id === 'c3')!.writableLayerInodes).toBeGreaterThan(1); // made /work/dir
+  });
+
+  it('keeps its state across a host reconnect', async () => {
+    const closed = new Promise((resolve) => client.once('close', resolve));
+    client.close();
+    await closed;
+    client = AgentClient.over(await nextSocket(), { log });
+    const h = await client.hello();
+    expect(h.containers.find((c) => c.id === 'c1')).toMatchObject({ state: 'exited', exitCode: 3, stream: 1 });
+    expect(h.containers.find((c) => c.id === 'c4')).toMatchObject({ state: 'exited', exitCode: 143, signal: 15 });
+    await expect(client.hello()).resolves.toMatchObject({ version: 1 });
+  });
+
+  it('removes containers with all their mounts, idempotently', async () => {
+    await client.createContainer(container('c9', ['sleep', '100'], { readonlyRootfs: true, mounts: [{ source: join(dir, 'images/bb/etc'), target: '/data', readonly: true }] }));
+    const r = watch(9);
+    await client.startContainer('c9', 9);
+    expect(mountsUnder(join(dir, 'run/c/c9')).length).toBeGreaterThanOrEqual(8);
+    const h = await client.hello();
+    for (const c of h.containers) await client.removeContainer(c.id);
+    expect(await r.exit).toMatchObject({ exitCode: 137 });
+    await client.removeContainer('c9');
+    expect((await client.hello()).containers).toEqual([]);
+    expect(mountsUnder(join(dir, 'run/c'))).toEqual([]);
+    expect(mountsUnder(join(dir, 'scratch'))).toEqual([]);
+    expect(readdirSync(join(dir, 'run/c'))).toEqual([]);
+    expect(readdirSync(join(dir, 'scratch'))).toEqual([]);
+    expect(existsSync(join(dir, 'images/bb/etc'))).toBe(true); // the bind mount's source survived
+  });
+});
