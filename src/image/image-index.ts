@@ -7,6 +7,7 @@ import { atomicWrite } from '../util/atomic-write.js';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
 import { formatReference, parseReference, repoName } from './reference.js';
+import type { RunConfig } from './image-config.js';
 
 export type BootKind = 'containerdisk' | 'kernel' | 'rootfs';
 
@@ -40,6 +41,8 @@ export interface ImageRecord {
   /** config.User, as written in the image. */
   user: string;
   labels: Record<string, string>;
+  /** How to run it as a container (image-config.ts). Absent on records written before vmlet kept it: ImageStore.runConfig reads the config blob then. */
+  runConfig?: RunConfig;
   boot: BootInfo;
   pulledAt: string;
 }
@@ -108,6 +111,7 @@ export class ImageIndex {
       existing.repoDigests = [...new Set([...existing.repoDigests, ...rec.repoDigests])];
       existing.blobs = [...new Set([...existing.blobs, ...rec.blobs])];
       existing.pinned ||= rec.pinned;
+      if (!existing.runConfig && rec.runConfig) existing.runConfig = rec.runConfig;
       return existing;
     }
     this.images.set(rec.id, rec);

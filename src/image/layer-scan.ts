@@ -57,7 +57,8 @@ export function normalizeEntryPath(raw: string, onBad: (why: string) => Error): 
   return parts.join('/');
 }
 
-function decompressor(mediaType: string, layer: string): Transform | PassThrough {
+/** The stream that turns a stored layer blob of `mediaType` into its tar. */
+export function decompressor(mediaType: string, layer: string): Transform | PassThrough {
   if (/tar\+gzip$|tar\.gzip$|tar\.gz$/.test(mediaType) || mediaType.endsWith('.diff.tar.gzip')) return createGunzip();
   if (/tar\+zstd$/.test(mediaType)) return zstdStream();
   if (/\.tar$|layer\.v1\.tar$|diff\.tar$/.test(mediaType)) return new PassThrough();

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
 import type { BlobStore } from './blob-store.js';
 import type { ImageRecord, LayerInfo } from './image-index.js';
+import { runConfigOf, type ImageConfig } from './image-config.js';
 import { MANIFEST_TYPES, RegistrySession, endpointsFor, type Credentials } from './registry.js';
 import { formatReference, isDigest, parseReference, repoName, tagReference, type ImageRef } from './reference.js';
 
@@ -26,12 +27,7 @@ interface Manifest {
   manifests?: Descriptor[];
 }
 
-export interface ImageConfig {
-  architecture?: string;
-  os?: string;
-  config?: { User?: string; Labels?: Record<string, string> | null };
-  rootfs?: { diff_ids?: string[] };
-}
+export type { ImageConfig } from './image-config.js';
 
 export interface Pulled {
   ref: ImageRef;
@@ -139,6 +135,7 @@ export class Puller {
         layers: layerDescs.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType })),
         user: config.config?.User ?? '',
         labels: config.config?.Labels ?? {},
+        runConfig: runConfigOf(config),
       },
     };
   }

@@ -5,9 +5,10 @@
 //   tmp/                downloads and extractions in progress (wiped at start)
 //   disks/<hex>.qcow2   containerDisk bases, read-only      (hex = image id)
 //   kernels/<hex>/      kernel-boot files
+//   rootfs/<hex>/       unpacked layers of a rootfs image (0755: shared read-only into guests)
 //   index.json          the image index
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, statfs } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RegistriesConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -16,6 +17,9 @@ import { mountPointOf, treeUsage } from '../util/fs-usage.js';
 import { BlobStore } from './blob-store.js';
 import { prepareBoot } from './boot.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
+import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js';
+import type { LayerRef, ScanLimits } from './layer-scan.js';
+import { unpackRootfs } from './rootfs.js';
 import { Puller } from './pull.js';
 import { formatReference, parseReference } from './reference.js';
 import type { Credentials } from './registry.js';
@@ -44,7 +48,10 @@ export class ImageStore {
   private readonly puller: Puller;
   private pulls = new Map<string, Promise<ImageRecord>>();
   private preparing = new Map<string, Promise<ImageRecord>>();
+  private unpacking = new Map<string, Promise<{ dir: string; name: string }>>();
   private pendingGc = false;
+  /** `<root>/rootfs`: each rootfs image unpacked in `<hex>/`, shared read-only into guests. */
+  readonly rootfsRoot: string;
 
   constructor(
     readonly root: string,
@@ -55,12 +62,78 @@ export class ImageStore {
     this.blobs = new BlobStore(root);
     this.index = new ImageIndex(root, log);
     this.puller = new Puller(this.blobs, registries, log);
+    this.rootfsRoot = join(root, 'rootfs');
   }
 
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     await this.blobs.init();
+    await mkdir(this.rootfsRoot, { recursive: true, mode: 0o755 });
+    await chmod(this.rootfsRoot, 0o755);
     await this.index.load();
+  }
+
+  private async limits(): Promise<ScanLimits> {
+    const free = await this.freeBytes();
+    return { maxEntryBytes: this.opts.maxEntryBytes ?? TiB, maxImageBytes: this.opts.maxImageBytes ?? 4 * TiB, writableBytes: Math.max(0, free - RESERVE_BYTES) };
+  }
+
+  /**
+   * The image's layers unpacked in `<rootfsRoot>/<hex>/` (`name` = hex, the guest's name for it),
+   * done once per image: later calls return at once, concurrent ones share one unpack. The dir
+   * appears only complete (unpackRootfs renames it into place at the end).
+   */
+  ensureRootfs(imageId: string): Promise<{ dir: string; name: string }> {
+    const rec = this.index.find(imageId);
+    if (!rec) return Promise.reject(new VmletError('not-found', `image ${imageId} not found; pull it first`));
+    let p = this.unpacking.get(rec.id);
+    if (!p) {
+      p = this.unpack(rec).finally(() => this.unpacking.delete(rec.id));
+      this.unpacking.set(rec.id, p);
+    }
+    return p;
+  }
+
+  private async unpack(rec: ImageRecord): Promise<{ dir: string; name: string }> {
+    if (rec.boot.kind !== 'rootfs') {
+      throw new VmletError('failed-precondition', `image ${rec.repoTags[0] ?? rec.id} is a ${rec.boot.kind} image: it boots a VM of its own and cannot run as a container of a sandboxed pod`);
+    }
+    const name = rec.id.slice('sha256:'.length);
+    const dir = join(this.rootfsRoot, name);
+    if (existsSync(dir)) return { dir, name };
+    const started = Date.now();
+    const diffIds = (await this.config(rec)).rootfs?.diff_ids ?? [];
+    const layers: LayerRef[] = rec.layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ...(diffIds[i] ? { diffId: diffIds[i] } : {}) }));
+    for (const l of layers) {
+      if (!(await this.blobs.has(l.digest))) throw new VmletError('failed-precondition', `image ${rec.id}: layer ${l.digest} is missing from the image store; pull the image again`);
+    }
+    await unpackRootfs(layers, dir, this.blobs.tmpDir, await this.limits());
+    if (!this.index.get(rec.id)) {
+      // Removed while we unpacked (gc ran before the rename): do not leave the tree behind.
+      await rm(dir, { recursive: true, force: true });
+      throw new VmletError('not-found', `image ${rec.id} was removed while its rootfs was unpacked`);
+    }
+    this.log.info({ id: rec.id, dir, ms: Date.now() - started }, 'image rootfs unpacked');
+    return { dir, name };
+  }
+
+  private async config(rec: ImageRecord): Promise<ImageConfig> {
+    try {
+      return JSON.parse((await this.blobs.read(rec.id)).toString('utf8')) as ImageConfig;
+    } catch (err) {
+      throw new VmletError('failed-precondition', `image ${rec.id}: its config blob is unreadable (${(err as Error).message}); pull the image again`);
+    }
+  }
+
+  /** How to run the image as a container: from the index, or (records of older vmlet) its config blob. */
+  async runConfig(imageId: string): Promise<RunConfig> {
+    const rec = this.index.find(imageId);
+    if (!rec) throw new VmletError('not-found', `image ${imageId} not found; pull it first`);
+    if (!rec.runConfig) {
+      rec.runConfig = runConfigOf(await this.config(rec));
+      await this.index.save();
+    }
+    return rec.runConfig;
   }
 
   /** Pulls (or re-uses a pull in flight of the same reference and credentials). */
@@ -95,13 +168,12 @@ export class ImageStore {
         if (!prep) {
           // Reads each layer as soon as it is stored, while later ones still download.
           prep = (async () => {
-            const free = await this.freeBytes();
             const boot = await prepareBoot(
               id,
               pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, ...(l.diffId ? { diffId: l.diffId } : {}) })),
               pulled.record.labels,
               { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
-              { maxEntryBytes: this.opts.maxEntryBytes ?? TiB, maxImageBytes: this.opts.maxImageBytes ?? 4 * TiB, writableBytes: Math.max(0, free - RESERVE_BYTES) },
+              await this.limits(),
             );
             await pulled.downloads;
             return this.index.put({ ...pulled.record, boot, pulledAt: new Date().toISOString() });
@@ -187,7 +259,7 @@ export class ImageStore {
       }
     }
     const liveHex = new Set(images.map((r) => r.id.slice(7)));
-    for (const sub of ['disks', 'kernels']) {
+    for (const sub of ['disks', 'kernels', 'rootfs']) {
       let names: string[] = [];
       try {
         names = await readdir(join(this.root, sub));
@@ -195,7 +267,8 @@ export class ImageStore {
         continue;
       }
       for (const n of names) {
-        if (!liveHex.has(n.split('.')[0]!)) {
+        // An unpack in flight renames its tree into rootfs/ when done: not garbage (unpack checks the index after).
+        if (!liveHex.has(n.split('.')[0]!) && !(sub === 'rootfs' && this.unpacking.has(`sha256:${n}`))) {
           await rm(join(this.root, sub, n), { recursive: true, force: true });
           removed++;
         }

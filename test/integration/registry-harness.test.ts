@@ -53,7 +53,7 @@ describe('registry test harness', () => {
 
   it('images.json names every image with an existing layout', () => {
     expect(Object.keys(images).sort()).toEqual([
-      'containerdisk', 'containerdisk-raw', 'hostile-device', 'hostile-hardlink', 'hostile-size', 'hostile-symlink',
+      'busybox-app', 'containerdisk', 'containerdisk-raw', 'hostile-device', 'hostile-hardlink', 'hostile-size', 'hostile-symlink',
       'hostile-traversal', 'kernelboot', 'multiarch', 'rootfs', 'rootfs-named-user', 'uncompressed',
     ]);
     for (const info of Object.values(images)) {

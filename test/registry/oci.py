@@ -188,6 +188,26 @@ def busybox_tree(inp, with_layer2_content):
 
 MOTD = 'vmlet rootfs test image: layer 2\n'
 
+BUSYBOX_APP_APPLETS = sorted(set([
+    'base64', 'basename', 'cat', 'chmod', 'chown', 'cp', 'cut', 'date', 'df', 'dirname', 'du', 'echo',
+    'env', 'false', 'find', 'grep', 'head', 'hostname', 'id', 'kill', 'ln', 'ls', 'mkdir', 'mv', 'nc',
+    'printf', 'ps', 'pwd', 'readlink', 'rm', 'sed', 'seq', 'sh', 'sleep', 'sort', 'stat', 'tail', 'tee',
+    'test', 'touch', 'tr', 'true', 'uname', 'uniq', 'wc', 'wget', 'whoami', 'xargs', 'yes']))
+
+
+def busybox_app_entries(inp):
+    """One layer, applets hard-linked to /bin/busybox (as busybox:musl images ship them): the
+    target precedes its links, so the order is set here rather than sorted."""
+    dirs = [d('bin'), d('etc'), d('home'), d('home/app', 0o755, 1234, 1234), d('root', 0o700),
+            d('tmp', 0o1777), d('usr'), d('usr/bin')]
+    e = dirs + [f('bin/busybox', path=inp['busybox'], mode=0o755)]
+    e += [hard('bin/' + a, 'bin/busybox') for a in BUSYBOX_APP_APPLETS]
+    e.append(hard('usr/bin/env', 'bin/busybox'))
+    e.append(f('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\n'))
+    e.append(f('etc/group', 'root:x:0:\napp:x:1234:\n'))
+    e.append(f('home/app/hello.txt', 'hello from busybox-app\n', uid=1234, gid=1234))
+    return e
+
 
 def hostile_size_tar():
     """A tar header claiming a 2 TiB file, followed by 64 KiB of data and no end: the stream
@@ -236,6 +256,9 @@ def build(work, final, inp):
               d('opt'), d('opt/old'), f('opt/old/.wh..wh..opq', ''), f('opt/old/b.txt', 'b from layer 2\n')]
     single('rootfs', [(make_tar(busybox_tree(inp, False)), True), (make_tar(layer2), True)], rootfs_cfg)
     single('rootfs-named-user', [(make_tar(busybox_tree(inp, True)), True)], dict(rootfs_cfg, User='app'))
+
+    single('busybox-app', [(make_tar(busybox_app_entries(inp), sort=False), True)],
+           {'Env': [PATH_ENV, 'APP=1'], 'Cmd': ['sh'], 'WorkingDir': '/home/app'})
 
     single('uncompressed', [(make_tar([f('hello.txt', 'hello from an uncompressed layer\n')]), False)], {})
 

@@ -1,0 +1,315 @@
+// Unpacks an image's layers into a directory tree that guests use read-only as the lower dir
+// of a container's overlay. Our own writer over node-tar's Parser (not tar.Unpack, whose
+// protections we would have to trust): every entry is checked before anything is written.
+//  - Paths: '..' is refused (HostileLayerError, as layer-scan does); absolute paths are
+//    relative to the rootfs. Every parent of an entry (and of a hard-link target) must be a
+//    real directory: an entry reached through a symlink is refused, whichever layer made it.
+//    Files are created with O_EXCL after removing what was there, so no final symlink is
+//    followed either; symlinks are stored as written and never followed on the host.
+//  - Device nodes are refused like layer-scan refuses them (pull already rejects such images;
+//    containers get /dev from the guest). FIFOs are made with mkfifo(1).
+//  - Owner (we run as root), mode with setuid/setgid/sticky, and mtimes are kept; xattrs are not.
+//  - Whiteouts: `.wh.<name>` removes lower-layer <name>; `.wh..wh..opq` empties its directory
+//    of lower-layer content but keeps this layer's entries, before or after the marker.
+//  - Limits (ScanLimits): each entry ≤ maxEntryBytes; uncompressed tar bytes ≤ maxImageBytes;
+//    file bytes written ≤ writableBytes; and the apparent size (files plus every hard link at
+//    its target's size) ≤ maxImageBytes, so hard links are no way around the size cap for
+//    whoever copies or reads the tree.
+// The tree is built in a temp dir under the store's tmp/ and renamed to `dest` when complete:
+// a crash leaves only tmp/ behind (the store wipes it at start).
+import { createHash } from 'node:crypto';
+import {
+  chmodSync, closeSync, constants, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, writeSync,
+} from 'node:fs';
+import { chmod, mkdtemp, rename, rm } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Parser, type ReadEntry } from 'tar';
+import { VmletError } from '../errors.js';
+import { decompressor, HostileLayerError, normalizeEntryPath, type LayerRef, type ScanLimits } from './layer-scan.js';
+
+const run = promisify(execFile);
+const isRoot = process.getuid?.() === 0;
+
+interface Budget {
+  imageBytes: number;
+  apparentBytes: number;
+  written: number;
+}
+
+/** Applies `layers` in order into a new directory, then renames it to `dest` (which must not exist). */
+export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits): Promise<void> {
+  const root = await mkdtemp(join(tmpDir, 'rootfs-'));
+  try {
+    await chmod(root, 0o755);
+    const tree = new Tree(root);
+    const budget: Budget = { imageBytes: 0, apparentBytes: 0, written: 0 };
+    for (const layer of layers) {
+      await layer.ready;
+      await applyLayer(tree, layer, limits, budget);
+    }
+    tree.finish();
+    // Data first, then the rename that makes the tree visible: after a power loss, a present
+    // dest is a complete one. syncfs(2) through sync(1) (Node has no binding for it).
+    await run('sync', ['-f', root]).catch(() => undefined);
+    await rename(root, dest);
+  } catch (err) {
+    await rm(root, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
+  const bad = (why: string) => new HostileLayerError(layer.digest, why);
+  const diffHash = createHash('sha256');
+  const state: LayerState = { bad, limits, budget, added: new Set(), keep: new Set() };
+  let chain: Promise<void> = Promise.resolve();
+  let failure: Error | undefined;
+  let current: ReadEntry | undefined;
+  const parser = new Parser({
+    strict: true,
+    noResume: true,
+    // The stream is already decompressed: no second guess at its format.
+    zstd: false,
+    brotli: false,
+    onReadEntry: (entry: ReadEntry) => {
+      // Entries are applied one at a time, in tar order; a body stays buffered (and the parser
+      // applies backpressure) until its turn comes.
+      chain = chain.then(async () => {
+        if (failure) return void entry.resume();
+        current = entry;
+        try {
+          await tree.apply(entry, state);
+        } catch (err) {
+          // fs errors (ENOSPC, ENAMETOOLONG…) say which layer and entry, with a kind for gRPC.
+          failure ??= err instanceof VmletError ? err : new VmletError('internal', `image layer ${layer.digest}: unpacking ${JSON.stringify(entry.path)}: ${(err as Error).message}`);
+          entry.resume();
+          parser.abort(failure);
+        } finally {
+          current = undefined;
+        }
+      });
+    },
+  });
+  // The last entries may fail after the parser has ended (and the pipeline stopped listening).
+  parser.on('error', () => undefined);
+  const count = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      budget.imageBytes += chunk.length;
+      if (budget.imageBytes > limits.maxImageBytes) return cb(bad(`uncompressed layers exceed ${limits.maxImageBytes} bytes`));
+      diffHash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(createReadStream(layer.path) as Readable, decompressor(layer.mediaType, layer.digest), count, parser);
+  } catch (err) {
+    failure ??= err instanceof VmletError ? err : bad((err as Error).message);
+    // A body cut short by a broken stream would never end: end it so its reader stops (destroy
+    // would not wake a reader that has not started iterating yet).
+    current?.end();
+    await chain;
+    throw failure;
+  }
+  await chain;
+  if (failure) throw failure;
+  const diffId = `sha256:${diffHash.digest('hex')}`;
+  if (layer.diffId && diffId !== layer.diffId) {
+    throw new VmletError('invalid-argument', `image layer ${layer.digest}: uncompressed digest ${diffId} does not match the config's diff_id ${layer.diffId}`);
+  }
+}
+
+interface LayerState {
+  bad: (why: string) => Error;
+  limits: ScanLimits;
+  budget: Budget;
+  /** In-image paths this layer wrote (whiteouts never remove them). */
+  added: Set<string>;
+  /** `added` plus their parent directories: what an opaque whiteout keeps. */
+  keep: Set<string>;
+}
+
+class Tree {
+  /** In-image directories known to be real directories with real directories above them. */
+  private dirs = new Set<string>(['']);
+  /** Directory mtimes, set at the end (writing inside a directory changes its mtime). */
+  private dirTimes = new Map<string, Date>();
+
+  constructor(private readonly root: string) {}
+
+  private host(p: string): string {
+    return p === '' ? this.root : join(this.root, p);
+  }
+
+  async apply(entry: ReadEntry, s: LayerState): Promise<void> {
+    const path = normalizeEntryPath(entry.path, s.bad);
+    const base = posix.basename(path);
+    const dir = parentOf(path);
+    if (entry.type === 'CharacterDevice' || entry.type === 'BlockDevice') throw s.bad(`device node ${JSON.stringify(entry.path)}`);
+    if (entry.size > s.limits.maxEntryBytes) throw s.bad(`entry ${JSON.stringify(entry.path)} is ${entry.size} bytes (limit ${s.limits.maxEntryBytes})`);
+
+    if (base === '.wh..wh..opq') {
+      this.parents(path, s, true);
+      await this.prune(dir, s);
+      return void entry.resume();
+    }
+    if (base.startsWith('.wh..wh.')) return void entry.resume(); // aufs metadata: nothing to apply
+    if (base.startsWith('.wh.')) {
+      this.parents(path, s, false);
+      const victim = posix.join(dir, base.slice(4));
+      // A whiteout hides lower layers only: this layer's own entries stay.
+      if (s.keep.has(victim)) await this.prune(victim, s);
+      else await this.remove(victim);
+      return void entry.resume();
+    }
+
+    if (path === '' && entry.type !== 'Directory') throw s.bad(`entry ${JSON.stringify(entry.path)} would replace the root directory`);
+    if (path !== '') this.parents(path, s, true);
+    s.added.add(path);
+    for (let p = path; p !== ''; p = parentOf(p)) s.keep.add(p);
+    s.keep.add('');
+    const host = this.host(path);
+    const existing = lstatSync(host, { throwIfNoEntry: false });
+    if (existing && !(existing.isDirectory() && entry.type === 'Directory')) await this.remove(path);
+
+    switch (entry.type) {
+      case 'Directory':
+        if (!existing?.isDirectory()) mkdirSync(host, { mode: 0o700 });
+        this.dirs.add(path);
+        this.owner(host, entry);
+        chmodSync(host, entry.mode ?? 0o755);
+        if (entry.mtime) this.dirTimes.set(path, entry.mtime);
+        return void entry.resume();
+      case 'File':
+      case 'OldFile':
+      case 'ContiguousFile':
+        return this.file(host, entry, s);
+      case 'SymbolicLink':
+        symlinkSync(entry.linkpath ?? '', host);
+        this.owner(host, entry);
+        if (entry.mtime) lutimesSync(host, entry.atime ?? entry.mtime, entry.mtime);
+        return void entry.resume();
+      case 'Link':
+        this.hardLink(host, entry, s);
+        return void entry.resume();
+      case 'FIFO':
+        await run('mkfifo', ['-m', (entry.mode ?? 0o644).toString(8), host]);
+        this.owner(host, entry);
+        chmodSync(host, entry.mode ?? 0o644);
+        if (entry.mtime) lutimesSync(host, entry.atime ?? entry.mtime, entry.mtime);
+        return void entry.resume();
+      default:
+        // Other types (GNU dump dirs, sparse files of old tars…) are not in OCI layers.
+        throw s.bad(`unsupported entry type ${entry.type} for ${JSON.stringify(entry.path)}`);
+    }
+  }
+
+  private async file(host: string, entry: ReadEntry, s: LayerState): Promise<void> {
+    s.budget.written += entry.size;
+    if (s.budget.written > s.limits.writableBytes) throw s.bad(`needs more than the ${s.limits.writableBytes} bytes free in the image store`);
+    this.charge(entry.size, s);
+    // O_EXCL: whatever was at the path was removed; never write through a link.
+    const fd = openSync(host, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      let got = 0;
+      for await (const chunk of entry as AsyncIterable<Buffer>) {
+        got += chunk.length;
+        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+      }
+      if (got !== entry.size) throw s.bad(`entry ${JSON.stringify(entry.path)} is truncated (${got} of ${entry.size} bytes)`);
+      // chown before chmod: chown clears setuid/setgid.
+      if (isRoot) fchownSync(fd, entry.uid ?? 0, entry.gid ?? 0);
+      fchmodSync(fd, entry.mode ?? 0o644);
+      if (entry.mtime) futimesSync(fd, entry.atime ?? entry.mtime, entry.mtime);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private hardLink(host: string, entry: ReadEntry, s: LayerState): void {
+    const target = normalizeEntryPath(entry.linkpath ?? '', s.bad);
+    if (target === '') throw s.bad(`hard link ${JSON.stringify(entry.path)} to the root directory`);
+    this.parents(target, s, false);
+    const st = lstatSync(this.host(target), { throwIfNoEntry: false });
+    if (!st) throw s.bad(`hard link ${JSON.stringify(entry.path)} to ${JSON.stringify(entry.linkpath)}, which is not in the image`);
+    if (st.isDirectory()) throw s.bad(`hard link ${JSON.stringify(entry.path)} to directory ${JSON.stringify(entry.linkpath)}`);
+    this.charge(st.isFile() ? st.size : 0, s);
+    // link(2) does not follow a symlink target: the new name is that symlink. Owner and mode
+    // are the target inode's; the link's own header does not change them.
+    linkSync(this.host(target), host);
+  }
+
+  private charge(bytes: number, s: LayerState): void {
+    s.budget.apparentBytes += bytes;
+    if (s.budget.apparentBytes > s.limits.maxImageBytes) {
+      throw s.bad(`files total more than ${s.limits.maxImageBytes} bytes (hard links count at their target's size)`);
+    }
+  }
+
+  private owner(host: string, entry: ReadEntry): void {
+    if (isRoot) lchownSync(host, entry.uid ?? 0, entry.gid ?? 0);
+  }
+
+  /**
+   * Checks that every directory above `path` is a real directory (a symlink there is a hostile
+   * layer); `create` makes missing ones (0755, root), as containerd does.
+   */
+  private parents(path: string, s: LayerState, create: boolean): void {
+    const parts = path.split('/');
+    let cur = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      cur = cur === '' ? parts[i]! : `${cur}/${parts[i]}`;
+      if (this.dirs.has(cur)) continue;
+      const st = lstatSync(this.host(cur), { throwIfNoEntry: false });
+      if (!st) {
+        if (!create) return; // nothing below a missing directory
+        mkdirSync(this.host(cur));
+        chmodSync(this.host(cur), 0o755); // whatever vmlet's umask: guests' users must get through
+        s.keep.add(cur);
+      } else if (st.isSymbolicLink()) {
+        throw s.bad(`entry ${JSON.stringify(path)} goes through symlink ${JSON.stringify(cur)}`);
+      } else if (!st.isDirectory()) {
+        throw s.bad(`entry ${JSON.stringify(path)} is below ${JSON.stringify(cur)}, which is not a directory`);
+      }
+      this.dirs.add(cur);
+    }
+  }
+
+  /** Removes what lower layers put at or below `p`, keeping this layer's entries. */
+  private async prune(p: string, s: LayerState): Promise<void> {
+    const st = lstatSync(this.host(p), { throwIfNoEntry: false });
+    if (!st?.isDirectory()) return;
+    for (const name of readdirSync(this.host(p))) {
+      const child = p === '' ? name : `${p}/${name}`;
+      if (!s.keep.has(child)) await this.remove(child);
+      else await this.prune(child, s);
+    }
+  }
+
+  private async remove(p: string): Promise<void> {
+    if (p === '') return;
+    const st = lstatSync(this.host(p), { throwIfNoEntry: false });
+    if (!st) return;
+    if (st.isDirectory()) {
+      for (const set of [this.dirs, this.dirTimes]) {
+        for (const k of set.keys()) if (k === p || k.startsWith(p + '/')) set.delete(k);
+      }
+    }
+    // rm never follows symlinks: a symlink is removed, not what it points to.
+    await rm(this.host(p), { recursive: true, force: true });
+  }
+
+  /** Directory mtimes, deepest first (lutimes: never through a symlink, though none is left in `dirTimes`). */
+  finish(): void {
+    const dirs = [...this.dirTimes].sort((a, b) => b[0].length - a[0].length);
+    for (const [p, mtime] of dirs) lutimesSync(this.host(p), mtime, mtime);
+  }
+}
+
+function parentOf(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}

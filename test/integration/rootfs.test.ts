@@ -1,0 +1,390 @@
+// Unpacking images into a rootfs tree for sandboxed pods: the project's test images pulled from
+// a real registry into an ImageStore (ensureRootfs, runConfig, users), and hostile layers fed
+// to unpackRootfs directly (built here, byte by byte) to show nothing lands outside the tree.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Header, type HeaderData } from 'tar';
+import { ImageStore } from '../../src/image/store.js';
+import { unpackRootfs } from '../../src/image/rootfs.js';
+import type { LayerRef, ScanLimits } from '../../src/image/layer-scan.js';
+import { resolveUser } from '../../src/image/users.js';
+import { containerArgs, containerEnv } from '../../src/image/image-config.js';
+import { ensureTestImages, pushImage, startRegistry, testImages, type TestImageName, type TestRegistry } from '../helpers/registry.js';
+import { tempDir } from '../helpers/vmlet.js';
+
+const BIG: ScanLimits = { maxEntryBytes: 2 ** 40, maxImageBytes: 2 ** 40, writableBytes: 2 ** 40 };
+const dirs: string[] = [];
+const mkTemp = (prefix: string) => {
+  const d = tempDir(prefix);
+  dirs.push(d);
+  return d;
+};
+
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('ImageStore.ensureRootfs with the test images', () => {
+  let reg: TestRegistry;
+  let store: ImageStore;
+  let root: string;
+  const logLines: Array<{ msg: string; id?: string; ms?: number }> = [];
+  const refs = {} as Record<string, string>;
+
+  beforeAll(async () => {
+    await ensureTestImages();
+    reg = await startRegistry();
+    root = join(mkTemp('vmlet-rootfs-store-'), 'images');
+    const sink = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as { msg: string });
+        cb();
+      },
+    });
+    store = new ImageStore(root, { insecure: [reg.host], mirrors: {} }, pino({ level: 'info' }, sink));
+    await store.init();
+    // busybox-app is not in TestImageName (test/helpers/registry.ts) yet.
+    for (const name of ['rootfs', 'rootfs-named-user', 'containerdisk', 'busybox-app'] satisfies TestImageName[]) {
+      refs[name] = (await pushImage(reg, name, `vmlet/${name}:v1`)).reference;
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await reg?.stop();
+  });
+
+  const unpacks = (id: string) => logLines.filter((l) => l.msg === 'image rootfs unpacked' && l.id === id);
+
+  it('unpacks the two-layer rootfs image once, applying whiteouts, owners and modes', async () => {
+    const img = testImages().rootfs;
+    const rec = await store.pull(refs.rootfs!);
+    expect(rec.id).toBe(img.configDigest);
+    expect(rec.boot.kind).toBe('rootfs');
+    expect(statSync(store.rootfsRoot).mode & 0o777).toBe(0o755);
+
+    const { dir, name } = await store.ensureRootfs(rec.id);
+    expect(name).toBe(img.configDigest.slice(7));
+    expect(dir).toBe(join(root, 'rootfs', name));
+    const [first] = unpacks(rec.id);
+    console.log(`rootfs test image unpacked in ${first?.ms} ms`);
+
+    expect(readFileSync(join(dir, 'etc/motd'), 'utf8')).toBe('vmlet rootfs test image: layer 2\n');
+    expect(existsSync(join(dir, 'etc/remove-me'))).toBe(false);
+    expect(readdirSync(join(dir, 'opt/old'))).toEqual(['b.txt']);
+    const home = statSync(join(dir, 'home/app'));
+    expect([home.uid, home.gid, home.mode & 0o7777]).toEqual([1234, 1234, 0o755]);
+    expect(lstatSync(join(dir, 'usr/bin/env')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(dir, 'usr/bin/env'))).toBe('/bin/busybox');
+    expect(readlinkSync(join(dir, 'bin/sh'))).toBe('busybox');
+    const bb = statSync(join(dir, 'bin/busybox'));
+    expect(bb.mode & 0o7777).toBe(0o755);
+    expect(bb.mtimeMs).toBe(0); // SOURCE_DATE_EPOCH
+    expect(statSync(join(dir, 'tmp')).mode & 0o7777).toBe(0o1777);
+    expect(statSync(join(dir, 'root')).mode & 0o7777).toBe(0o700);
+    expect(statSync(join(dir, 'etc')).mtimeMs).toBe(0); // directory mtimes survive their children being written
+    // Nothing left in tmp/.
+    expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+
+    // Present: returns at once, same tree.
+    const before = statSync(dir);
+    const again = await store.ensureRootfs(rec.id);
+    expect(again).toEqual({ dir, name });
+    const after = statSync(dir);
+    expect([after.ino, after.mtimeMs, after.ctimeMs]).toEqual([before.ino, before.mtimeMs, before.ctimeMs]);
+    expect(unpacks(rec.id)).toHaveLength(1);
+
+    // The image's user resolves against the unpacked /etc/passwd.
+    expect(await resolveUser(dir, { imageUser: (await store.runConfig(rec.id)).user })).toEqual({ uid: 1234, gid: 1234, groups: [1234] });
+  });
+
+  it('unpacks once for concurrent callers, and keeps the run config', async () => {
+    const rec = await store.pull(refs['rootfs-named-user']!);
+    const results = await Promise.all([store.ensureRootfs(rec.id), store.ensureRootfs(rec.id.slice(7)), store.ensureRootfs(rec.id)]);
+    expect(new Set(results.map((r) => r.dir)).size).toBe(1);
+    expect(unpacks(rec.id)).toHaveLength(1);
+    const dir = results[0].dir;
+    expect(readdirSync(join(dir, 'opt/old'))).toEqual(['b.txt']);
+    expect(existsSync(join(dir, 'etc/remove-me'))).toBe(false);
+
+    const rc = await store.runConfig(rec.id);
+    expect(rc).toEqual({ entrypoint: [], cmd: ['/bin/sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], workingDir: '/', user: 'app', exposedPorts: [] });
+    expect(await resolveUser(dir, { imageUser: rc.user })).toEqual({ uid: 1234, gid: 1234, groups: [1234] });
+    await expect(resolveUser(dir, { imageUser: rc.user, runAsUsername: 'nobody' })).rejects.toThrow('unable to find user nobody: no matching entries in passwd file');
+
+    // A record written by an older vmlet has no runConfig: read from the config blob.
+    delete store.index.get(rec.id)!.runConfig;
+    expect(await store.runConfig(rec.id)).toEqual(rc);
+  });
+
+  it('unpacks busybox-app with its hard-linked applets, and runs its Cmd', async () => {
+    const rec = await store.pull(refs['busybox-app']!);
+    const { dir } = await store.ensureRootfs(rec.id);
+    console.log(`busybox-app unpacked in ${unpacks(rec.id)[0]?.ms} ms`);
+    const bb = lstatSync(join(dir, 'bin/busybox'));
+    expect(bb.mode & 0o7777).toBe(0o755); // the links' own header mode (0644) does not change the inode
+    for (const applet of ['bin/sh', 'bin/wget', 'usr/bin/env']) expect(lstatSync(join(dir, applet)).ino, applet).toBe(bb.ino);
+    expect(bb.nlink).toBeGreaterThan(40);
+    expect(statSync(join(dir, 'home/app/hello.txt')).uid).toBe(1234);
+    const rc = await store.runConfig(rec.id);
+    expect(containerArgs(rc, [], [])).toEqual(['sh']);
+    expect(containerArgs(rc, [], ['-c', 'echo $APP'])).toEqual(['-c', 'echo $APP']);
+    expect(containerEnv(rc.env, [{ key: 'APP', value: '2' }])).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'APP=2']);
+    expect(rc.workingDir).toBe('/home/app');
+    expect(await resolveUser(dir, { imageUser: rc.user })).toEqual({ uid: 0, gid: 0, groups: [0] });
+    expect(await resolveUser(dir, { imageUser: rc.user, runAsUser: 1234, supplementalGroups: [5] })).toEqual({ uid: 1234, gid: 1234, groups: [1234, 5] });
+  });
+
+  it('refuses a containerDisk image (it is a VM of its own)', async () => {
+    const rec = await store.pull(refs.containerdisk!);
+    await expect(store.ensureRootfs(rec.id)).rejects.toMatchObject({ kind: 'failed-precondition' });
+    expect(existsSync(join(store.rootfsRoot, rec.id.slice(7)))).toBe(false);
+    await expect(store.ensureRootfs('sha256:' + '0'.repeat(64))).rejects.toMatchObject({ kind: 'not-found' });
+  });
+
+  it('removes the tree with the image, and unpacks it again after a new pull', async () => {
+    const rec = store.status(refs.rootfs!)!;
+    const dir = join(store.rootfsRoot, rec.id.slice(7));
+    expect(existsSync(dir)).toBe(true);
+    await store.remove(rec.id);
+    expect(existsSync(dir)).toBe(false);
+    // The named-user image is still there.
+    expect(existsSync(join(store.rootfsRoot, store.status(refs['rootfs-named-user']!)!.id.slice(7)))).toBe(true);
+
+    await store.pull(refs.rootfs!);
+    await store.ensureRootfs(rec.id);
+    expect(unpacks(rec.id)).toHaveLength(2);
+    expect(readFileSync(join(dir, 'etc/motd'), 'utf8')).toContain('layer 2');
+  });
+
+  it('does not leave a tree behind for an image removed while it unpacks', async () => {
+    const rec = store.status(refs['rootfs-named-user']!)!;
+    const dir = join(store.rootfsRoot, rec.id.slice(7));
+    rmSync(dir, { recursive: true });
+    const pending = store.ensureRootfs(rec.id);
+    await store.remove(rec.id);
+    await expect(pending).rejects.toMatchObject({ kind: 'not-found' });
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
+// --- hostile and tricky layers, built here ------------------------------------------------
+
+type Entry = HeaderData & { path: string; data?: string | Buffer };
+
+/** A ustar stream of `entries`, in the given order (no sorting: order is part of the attack). */
+function tarOf(entries: Entry[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const data = typeof e.data === 'string' ? Buffer.from(e.data) : (e.data ?? Buffer.alloc(0));
+    const type = e.type ?? 'File';
+    const h = new Header({ mode: type === 'Directory' ? 0o755 : 0o644, uid: 0, gid: 0, mtime: new Date(1_000_000_000_000), ...e, type, size: type === 'File' ? data.length : 0 });
+    h.encode();
+    blocks.push(h.block!);
+    if (type === 'File') blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+let layerDir: string;
+let n = 0;
+function layer(entries: Entry[], opts: { gzip?: boolean; diffId?: string } = {}): LayerRef {
+  const tar = tarOf(entries);
+  const body = opts.gzip === false ? tar : gzipSync(tar);
+  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  const path = join(layerDir, `layer-${n++}`);
+  writeFileSync(path, body);
+  return {
+    digest,
+    path,
+    mediaType: opts.gzip === false ? 'application/vnd.oci.image.layer.v1.tar' : 'application/vnd.oci.image.layer.v1.tar+gzip',
+    diffId: opts.diffId ?? `sha256:${createHash('sha256').update(tar).digest('hex')}`,
+  };
+}
+
+describe('unpackRootfs', () => {
+  let work: string;
+  let tmp: string;
+  let outside: string;
+  let dest: string;
+  let k = 0;
+
+  beforeAll(() => {
+    work = mkTemp('vmlet-unpack-');
+    layerDir = join(work, 'layers');
+    tmp = join(work, 'tmp');
+    outside = join(work, 'outside');
+    for (const d of [layerDir, tmp, outside]) mkdirSync(d);
+    writeFileSync(join(outside, 'victim'), 'untouched\n');
+  });
+
+  const unpack = async (layers: LayerRef[], limits: ScanLimits = BIG) => {
+    dest = join(work, `dest-${k++}`);
+    await unpackRootfs(layers, dest, tmp, limits);
+    return dest;
+  };
+  /** The layers are refused with `msg`, nothing is in dest, tmp/ or outside/. */
+  const refused = async (layers: LayerRef[], msg: string | RegExp, limits: ScanLimits = BIG) => {
+    await expect(unpack(layers, limits)).rejects.toThrow(msg);
+    expect(existsSync(dest)).toBe(false);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(readdirSync(outside).sort()).toEqual(['victim']);
+    expect(readFileSync(join(outside, 'victim'), 'utf8')).toBe('untouched\n');
+  };
+
+  it('keeps owners, modes (setuid, sticky), mtimes, fifos, hard links and symlinks as written', async () => {
+    const d = await unpack([
+      layer([
+        { path: 'usr/', type: 'Directory' },
+        { path: 'usr/bin/', type: 'Directory' },
+        { path: 'usr/bin/su', data: 'su', mode: 0o4755, uid: 0, gid: 0 },
+        { path: 'usr/bin/wall', data: 'wall', mode: 0o2755, uid: 0, gid: 5 },
+        { path: 'scratch/', type: 'Directory', mode: 0o1777 },
+        { path: 'home/u/', type: 'Directory', mode: 0o750, uid: 1000, gid: 2000 },
+        { path: 'home/u/f', data: 'x', mode: 0o600, uid: 1000, gid: 2000, mtime: new Date(1234567890000) },
+        { path: 'run/fifo', type: 'FIFO', mode: 0o620, uid: 7, gid: 8 },
+        { path: 'usr/bin/su-again', type: 'Link', linkpath: 'usr/bin/su' },
+        { path: 'link-out', type: 'SymbolicLink', linkpath: outside + '/victim', uid: 3, gid: 4 },
+        { path: '/abs.txt', data: 'absolute paths are inside the rootfs' },
+      ]),
+    ]);
+    const mode = (p: string) => lstatSync(join(d, p)).mode & 0o7777;
+    expect(mode('usr/bin/su')).toBe(0o4755);
+    expect(mode('usr/bin/wall')).toBe(0o2755);
+    expect(lstatSync(join(d, 'usr/bin/wall')).gid).toBe(5);
+    expect(mode('scratch')).toBe(0o1777);
+    const home = lstatSync(join(d, 'home/u'));
+    expect([home.uid, home.gid, home.mode & 0o7777]).toEqual([1000, 2000, 0o750]);
+    expect(mode('home')).toBe(0o755); // made for its child: containerd's default
+    const f = lstatSync(join(d, 'home/u/f'));
+    expect([f.uid, f.gid, f.mode & 0o7777, f.mtimeMs]).toEqual([1000, 2000, 0o600, 1234567890000]);
+    expect(home.mtimeMs).toBe(1_000_000_000_000);
+    const fifo = lstatSync(join(d, 'run/fifo'));
+    expect([fifo.isFIFO(), fifo.uid, fifo.gid, fifo.mode & 0o7777]).toEqual([true, 7, 8, 0o620]);
+    expect(lstatSync(join(d, 'usr/bin/su-again')).ino).toBe(lstatSync(join(d, 'usr/bin/su')).ino);
+    const l = lstatSync(join(d, 'link-out'));
+    expect([l.isSymbolicLink(), l.uid, l.gid]).toEqual([true, 3, 4]);
+    expect(readlinkSync(join(d, 'link-out'))).toBe(outside + '/victim');
+    expect(readFileSync(join(d, 'abs.txt'), 'utf8')).toContain('absolute');
+    expect(mode('.')).toBe(0o755);
+  });
+
+  it('applies whiteouts and opaque dirs, keeping the opaque layer\'s entries before and after the marker', async () => {
+    const d = await unpack([
+      layer([
+        { path: 'a/', type: 'Directory' },
+        { path: 'a/old1', data: '1' },
+        { path: 'a/sub/', type: 'Directory' },
+        { path: 'a/sub/old2', data: '2' },
+        { path: 'gone/', type: 'Directory' },
+        { path: 'gone/x', data: 'x' },
+        { path: 'file', data: 'f' },
+        { path: 'keep', data: 'k' },
+      ]),
+      layer([
+        { path: 'a/new-before', data: 'nb' },
+        { path: 'a/sub/new-deep', data: 'nd' },
+        { path: 'a/.wh..wh..opq', data: '' },
+        { path: 'a/new-after', data: 'na' },
+        { path: '.wh.gone', data: '' },
+        { path: '.wh.file', data: '' },
+        { path: '.wh.never-existed', data: '' },
+      ]),
+      layer([{ path: 'gone/', type: 'Directory' }, { path: 'gone/back', data: 'b' }], { gzip: false }),
+    ]);
+    expect(readdirSync(join(d, 'a')).sort()).toEqual(['new-after', 'new-before', 'sub']);
+    expect(readdirSync(join(d, 'a/sub'))).toEqual(['new-deep']);
+    expect(readdirSync(d).sort()).toEqual(['a', 'gone', 'keep']);
+    expect(readdirSync(join(d, 'gone'))).toEqual(['back']);
+  });
+
+  it('replaces a symlink of a lower layer instead of writing through it', async () => {
+    const d = await unpack([
+      layer([{ path: 'f', type: 'SymbolicLink', linkpath: join(outside, 'victim') }]),
+      layer([{ path: 'f', data: 'replaced' }]),
+    ]);
+    expect(lstatSync(join(d, 'f')).isFile()).toBe(true);
+    expect(readFileSync(join(outside, 'victim'), 'utf8')).toBe('untouched\n');
+  });
+
+  it('refuses a file written through a symlink of the same layer', async () => {
+    await refused([layer([{ path: 'evil', type: 'SymbolicLink', linkpath: outside }, { path: 'evil/x', data: 'escaped' }])], 'goes through symlink "evil"');
+  });
+
+  it('refuses a file written through a symlink dir of a lower layer', async () => {
+    await refused([layer([{ path: 'etc', type: 'SymbolicLink', linkpath: outside }]), layer([{ path: 'etc/passwd', data: 'escaped' }])], 'goes through symlink "etc"');
+    await refused([layer([{ path: 'up', type: 'SymbolicLink', linkpath: '../../../../../..' + outside }]), layer([{ path: 'up/y/z', data: 'escaped' }])], 'goes through symlink "up"');
+  });
+
+  it('refuses whiteouts and hard-link targets reached through a symlink', async () => {
+    await refused([layer([{ path: 's', type: 'SymbolicLink', linkpath: outside }]), layer([{ path: 's/.wh.victim', data: '' }])], 'goes through symlink "s"');
+    await refused([layer([{ path: 's', type: 'SymbolicLink', linkpath: outside }]), layer([{ path: 's/.wh..wh..opq', data: '' }])], 'goes through symlink "s"');
+    await refused([layer([{ path: 's', type: 'SymbolicLink', linkpath: outside }, { path: 'h', type: 'Link', linkpath: 's/victim' }])], 'goes through symlink "s"');
+  });
+
+  it('makes a hard link to a symlink a link to the symlink, never to what it points at', async () => {
+    const d = await unpack([layer([{ path: 'ln', type: 'SymbolicLink', linkpath: '/etc/shadow' }, { path: 'hl', type: 'Link', linkpath: 'ln' }])]);
+    expect(lstatSync(join(d, 'hl')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(d, 'hl'))).toBe('/etc/shadow');
+  });
+
+  it('refuses ".." in paths and hard-link targets, and hard links to nothing', async () => {
+    await refused([layer([{ path: 'ok/../../x', data: 'escaped' }])], "contains '..'");
+    await refused([layer([{ path: '../../../' + outside + '/x', data: 'escaped' }])], "contains '..'");
+    await refused([layer([{ path: 'pw', type: 'Link', linkpath: '../../etc/passwd' }])], "contains '..'");
+    // Absolute target: inside the rootfs, where there is no /etc/passwd.
+    await refused([layer([{ path: 'pw', type: 'Link', linkpath: '/etc/passwd' }])], 'which is not in the image');
+  });
+
+  it('refuses device nodes', async () => {
+    await refused([layer([{ path: 'dev/', type: 'Directory' }, { path: 'dev/mem', type: 'CharacterDevice', devmaj: 1, devmin: 1 }])], 'device node');
+  });
+
+  it('refuses the project\'s hostile test images', async () => {
+    const images = testImages();
+    const fromLayout = (name: TestImageName): LayerRef[] => {
+      const img = images[name];
+      return img.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: join(img.layout, 'blobs/sha256', l.digest.slice(7)) }));
+    };
+    await refused(fromLayout('hostile-traversal'), "contains '..'");
+    await refused(fromLayout('hostile-symlink'), 'goes through symlink "etc"');
+    await refused(fromLayout('hostile-hardlink'), "contains '..'");
+    await refused(fromLayout('hostile-device'), 'device node');
+    await refused(fromLayout('hostile-size'), 'is 2199023255552 bytes (limit', { ...BIG, maxEntryBytes: 2 ** 40 });
+    await refused(fromLayout('hostile-size'), /truncated|Truncated/, { maxEntryBytes: 2 ** 42, maxImageBytes: 2 ** 42, writableBytes: 2 ** 42 });
+  });
+
+  it('counts hard links at their target\'s size: a hard-link storm cannot pass the size cap', async () => {
+    const big = Buffer.alloc(1024 * 1024, 7);
+    const storm: Entry[] = [{ path: 'big', data: big }];
+    for (let i = 0; i < 64; i++) storm.push({ path: `l${i}`, type: 'Link', linkpath: 'big' });
+    const limits = { maxEntryBytes: 2 * 1024 * 1024, maxImageBytes: 32 * 1024 * 1024, writableBytes: 32 * 1024 * 1024 };
+    await refused([layer(storm)], 'hard links count at their target\'s size', limits);
+    // Under the cap it unpacks (the links share one inode).
+    const d = await unpack([layer(storm.slice(0, 20))], limits);
+    expect(statSync(join(d, 'l18')).nlink).toBe(20);
+  });
+
+  it('enforces entry, uncompressed and writable limits', async () => {
+    const l = layer([{ path: 'a', data: Buffer.alloc(4096) }, { path: 'b', data: Buffer.alloc(4096) }]);
+    await refused([l], 'is 4096 bytes (limit 4000)', { ...BIG, maxEntryBytes: 4000 });
+    await refused([l], 'uncompressed layers exceed 8192 bytes', { ...BIG, maxImageBytes: 8192 });
+    await refused([l], 'needs more than the 6000 bytes free', { ...BIG, writableBytes: 6000 });
+  });
+
+  it('checks each layer\'s diff_id', async () => {
+    await refused([layer([{ path: 'a', data: 'a' }], { diffId: 'sha256:' + '1'.repeat(64) })], "does not match the config's diff_id");
+  });
+
+  it('refuses a corrupt layer without hanging', async () => {
+    const good = layer([{ path: 'a', data: Buffer.alloc(200_000, 1) }]);
+    const body = readFileSync(good.path);
+    writeFileSync(good.path, body.subarray(0, body.length / 2));
+    await refused([good], /unexpected end of file|Truncated|truncated/);
+  }, 20_000);
+});
