@@ -13,12 +13,15 @@ PACKAGES=(
   genisoimage                           # cloud-init NoCloud seed ISOs (cidata)
   iproute2
   dnsmasq-base                          # per-pod DHCP server for the VM (src/net/dhcp.ts)
+  golang-go cpio xz-utils               # the guest kit: vmlet-agent (Go), initramfs (build-guest-kit.sh)
 )
 # Only with --with-test-deps: what the test suite needs beyond a node (test image builds).
-TEST_PACKAGES=(python3 cpio xz-utils docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-go golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
+TEST_PACKAGES=(python3 docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
 # Only when systemd is PID 1 (it ships units, users, qemu.conf, AppArmor profiles).
 SYSTEMD_PACKAGES=(libvirt-daemon-system)
 NODE_MIN_MAJOR=20
+# The guest kit (node-install/build-guest-kit.sh): config.yaml's guestKitDir default.
+GUEST_KIT_DIR=/usr/local/lib/vmlet/guest
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -34,12 +37,14 @@ Usage: $(basename "$0") [--skip-vmlet] [--with-test-deps] [--help]
 Prepares this node for vmlet: apt packages, libvirt (libvirtd/virtlogd
 running), state directories, a default CNI config, and (unless
 --skip-vmlet) builds vmlet from $REPO and installs
+the guest kit sandboxed pods boot from ($GUEST_KIT_DIR),
 /usr/local/bin/vmlet, /etc/vmlet/config.yaml, /etc/crictl.yaml and
 the vmlet systemd unit, then runs vmlet: through systemd when it is PID 1,
 otherwise as a detached daemon (pid in /run/vmlet/vmlet.pid, log in
 /var/log/vmlet/vmlet.log; restarted when this run rebuilt it). Safe to re-run.
 
   --skip-vmlet      do everything except building/installing/running vmlet itself
+                    (and its guest kit, $GUEST_KIT_DIR)
   --with-test-deps  also install what the test suite needs (npm test uses this)
   --help        show this help
 EOF
@@ -248,6 +253,19 @@ step_cni() {
   step_done cni
 }
 
+# -------------------------------------------------------------- guest kit
+# What sandboxed pods boot from (kernel, initramfs, vmlet-agent): built from Debian packages
+# and src/guest/agent by build-guest-kit.sh, which does nothing when its inputs are unchanged.
+# The tests build their own (test/prepare.sh: <repo>/.cache/guest-kit).
+step_guest_kit() {
+  local before after
+  before=$(readlink "$GUEST_KIT_DIR" 2>/dev/null || true)
+  run_logged "node-install/build-guest-kit.sh $GUEST_KIT_DIR" bash "$HERE/build-guest-kit.sh" "$GUEST_KIT_DIR"
+  after=$(readlink "$GUEST_KIT_DIR" 2>/dev/null || true)
+  [ "$before" = "$after" ] || changed "built $(cat "$GUEST_KIT_DIR/VERSION")"
+  step_done guest-kit "$GUEST_KIT_DIR, version $(cat "$GUEST_KIT_DIR/VERSION")"
+}
+
 # ------------------------------------------------------------------ vmlet
 step_vmlet_build() {
   [ -f "$REPO/package.json" ] || die "$REPO/package.json not found: cannot build vmlet (use --skip-vmlet)"
@@ -397,6 +415,7 @@ step_state_dirs
 "$HERE/start-daemons.sh"
 step_cni
 if [ "$SKIP_VMLET" -eq 0 ]; then
+  step_guest_kit
   step_vmlet_build
   step_vmlet_files
 else

@@ -19,6 +19,8 @@ export interface Config {
   cni: { confDir: string; binDirs: string[] };
   registries: RegistriesConfig;
   logLevel: LogLevel;
+  /** The guest kit sandboxed pods boot from (node-install/build-guest-kit.sh writes it). */
+  guestKitDir: string;
   /**
    * The node's own CRI runtime (e.g. unix:///run/containerd/containerd.sock): every pod whose
    * handler is not one of vmlet's goes there, and calls about its ids are forwarded (src/proxy/).
@@ -46,6 +48,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   cni: { confDir: '/etc/cni/net.d', binDirs: ['/opt/cni/bin', '/usr/lib/cni'] },
   registries: { insecure: [], mirrors: {} },
   logLevel: 'info',
+  guestKitDir: '/usr/local/lib/vmlet/guest',
   downstream: undefined,
 });
 
@@ -78,6 +81,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_CGROUP_DRIVER: 'cgroupDriver',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
+    VMLET_GUEST_KIT_DIR: 'guestKitDir',
   };
   for (const [name, key] of Object.entries(map)) {
     const v = env[name];
@@ -174,6 +178,12 @@ function registries(v: unknown): RegistriesConfig {
   return { insecure, mirrors: out };
 }
 
+function absPath(v: unknown, key: string): string {
+  const s = str(v, key);
+  if (!s.startsWith('/')) throw new ConfigError(`config "${key}" is ${JSON.stringify(s)}; it must be an absolute path`);
+  return s;
+}
+
 /** A CRI endpoint on a unix socket: unix:///absolute/path (what crictl and the kubelet accept). */
 function criEndpoint(v: unknown, key: string): string {
   if (typeof v !== 'string' || !/^unix:\/\/\/[^\0]+$/.test(v) || v.endsWith('/')) {
@@ -197,6 +207,7 @@ export function validate(raw: Record<string, unknown>): Config {
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
     registries: registries(raw.registries),
     logLevel: oneOf(raw.logLevel, 'logLevel', LOG_LEVELS),
+    guestKitDir: absPath(raw.guestKitDir, 'guestKitDir'),
     ...(raw.downstream === undefined || raw.downstream === null ? {} : { downstream: criEndpoint(raw.downstream, 'downstream') }),
   };
 }

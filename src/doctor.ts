@@ -1,7 +1,7 @@
 // `vmlet doctor`: one line per prerequisite, OK / WARN / FAIL, with the fix when it is not OK.
 // Exit 0 only when vmlet can run VMs (TCG counts, with a warning).
 import { connect } from 'node:net';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
@@ -10,6 +10,7 @@ import { checkDownstream } from './proxy/downstream.js';
 import { programVersion, QEMU_IMG, QEMU_SYSTEM, which } from './util/binaries.js';
 import { decideAccel, probeHost } from './vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from './vm/libvirt.js';
+import { hasPvhNote, readAt } from './guest/kit.js';
 
 export type Verdict = 'OK' | 'WARN' | 'FAIL';
 
@@ -111,6 +112,41 @@ async function downstreamCheck(endpoint: string): Promise<CheckResult> {
     : { name: 'downstream', verdict: 'FAIL', detail: r.error ?? `${endpoint} does not answer`, fix: "start the node's containerd, or fix downstream in the config" };
 }
 
+const KIT_FILES = ['vmlinux', 'initrd.img', 'cmdline', 'VERSION'] as const;
+
+/** The guest kit sandboxed pods boot from: its files, VERSION, a PVH-bootable vmlinux, a gzip'd initrd. */
+export async function guestKitCheck(dir: string): Promise<CheckResult> {
+  const name = 'guest-kit';
+  const fix = `run node-install/install.sh (it builds the kit into /usr/local/lib/vmlet/guest with node-install/build-guest-kit.sh), or set guestKitDir in the config`;
+  const fail = (detail: string): CheckResult => ({ name, verdict: 'FAIL', detail: `${dir}: ${detail}; sandboxed pods cannot boot`, fix });
+  const missing: string[] = [];
+  for (const f of KIT_FILES) {
+    const st = await stat(join(dir, f)).catch(() => undefined);
+    if (!st?.isFile() || st.size === 0) missing.push(f);
+  }
+  if (missing.length) return fail(`missing ${missing.join(', ')}`);
+  try {
+    const version = (await readFile(join(dir, 'VERSION'), 'utf8')).trim();
+    if (!version) return fail('VERSION is empty');
+    const vmlinux = join(dir, 'vmlinux');
+    let pvh: boolean;
+    try {
+      pvh = await hasPvhNote(vmlinux);
+    } catch (err) {
+      return fail(`vmlinux: ${(err as Error).message}`);
+    }
+    if (!pvh) return fail('vmlinux has no PVH entry note (QEMU cannot boot it with -kernel)');
+    const gz = await readAt(join(dir, 'initrd.img'), 0, 2);
+    if (gz.length < 2 || gz[0] !== 0x1f || gz[1] !== 0x8b) return fail('initrd.img is not gzip');
+    if (version.endsWith('-standin')) {
+      return { name, verdict: 'WARN', detail: `${dir}: version ${version} has the stand-in agent (built without src/guest/agent): sandboxed pods boot but run no containers`, fix };
+    }
+    return { name, verdict: 'OK', detail: `${dir}: version ${version}` };
+  } catch (err) {
+    return fail((err as Error).message);
+  }
+}
+
 export async function runChecks(config: Config, log: Logger): Promise<CheckResult[]> {
   return Promise.all([
     ...(config.downstream ? [downstreamCheck(config.downstream)] : []),
@@ -124,6 +160,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     Promise.resolve(cniCheck(config)),
     writableCheck('state-dir', config.stateDir),
     writableCheck('socket-dir', dirname(config.socket)),
+    guestKitCheck(config.guestKitDir),
   ]);
 }
 

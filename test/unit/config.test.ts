@@ -54,6 +54,18 @@ describe('config', () => {
     expect(config.handlers).toEqual(['vmlet', 'vm-fast']);
   });
 
+  it('reads guestKitDir from the file, VMLET_GUEST_KIT_DIR and flags, and wants an absolute path', () => {
+    expect(defaults.guestKitDir).toBe('/usr/local/lib/vmlet/guest');
+    const path = file('guestKitDir: /file/kit\n');
+    expect(loadConfig({ env: { VMLET_CONFIG: path } }).config.guestKitDir).toBe('/file/kit');
+    expect(loadConfig({ env: { VMLET_CONFIG: path, VMLET_GUEST_KIT_DIR: '/env/kit' } }).config.guestKitDir).toBe('/env/kit');
+    expect(loadConfig({ env: { VMLET_CONFIG: path, VMLET_GUEST_KIT_DIR: '/env/kit' }, flags: { guestKitDir: '/flag/kit' } }).config.guestKitDir).toBe('/flag/kit');
+    expect(() => loadConfig({ env: {}, flags: { config: file('guestKitDir: kit\n') } })).toThrow(
+      new ConfigError('config "guestKitDir" is "kit"; it must be an absolute path'),
+    );
+    expect(() => loadConfig({ env: {}, flags: { config: file('guestKitDir: ""\n') } })).toThrow(/"guestKitDir" must be a non-empty string/);
+  });
+
   it('parses the config file the installer ships', () => {
     const { config } = loadConfig({ env: {}, flags: { config: new URL('../../node-install/config.yaml', import.meta.url).pathname } });
     expect(config).toEqual(defaults);
