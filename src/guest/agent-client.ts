@@ -14,7 +14,7 @@ export interface CreateContainerParams {
   tty: boolean; stdin: boolean; stdinOnce: boolean; readonlyRootfs: boolean; mounts: AgentMount[];
   memoryLimitBytes: number; cpuQuotaUs: number; cpuPeriodUs: number;
 }
-export interface ExecParams { id: string; stream: number; args: string[]; env: string[]; tty: boolean; stdin: boolean; cwd?: string; user?: AgentUser }
+export interface ExecParams { id: string; stream: number; args: string[]; env: string[]; tty: boolean; stdin: boolean; cwd?: string; user?: AgentUser; /** Terminal size before the process starts (tty). */ cols?: number; rows?: number }
 export interface ExitEvent { stream: number; id: string; exec: boolean; pid: number; exitCode: number; signal: number; oomKilled: boolean; finishedAt: bigint }
 export interface AgentContainerState { id: string; state: 'created' | 'running' | 'exited'; pid: number; exitCode: number; signal: number; startedAt: bigint; finishedAt: bigint; stream: number }
 export interface HelloResult { version: number; agent: string; bootNs: bigint; containers: AgentContainerState[] }

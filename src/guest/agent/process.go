@@ -16,6 +16,8 @@ type procSpec struct {
 	stdin  bool
 	stream uint32
 	main   bool // the container's main process, else an exec
+	// The terminal's size before the process starts (tty only; 0: the kernel's 0x0 until a resize).
+	cols, rows uint16
 }
 
 type execParams struct {
@@ -27,6 +29,8 @@ type execParams struct {
 	Stdin  bool      `json:"stdin"`
 	Cwd    string    `json:"cwd"`
 	User   *userSpec `json:"user"`
+	Cols   uint16    `json:"cols"`
+	Rows   uint16    `json:"rows"`
 }
 
 func (a *agent) exec(p execParams) (interface{}, error) {
@@ -58,7 +62,7 @@ func (a *agent) exec(p execParams) (interface{}, error) {
 	if err != nil {
 		return nil, errf("not-found", "%v", err)
 	}
-	pid, _, err := a.spawn(c, procSpec{path: path, args: p.Args, env: env, cwd: cwd, user: user, tty: p.Tty, stdin: p.Stdin, stream: p.Stream})
+	pid, _, err := a.spawn(c, procSpec{path: path, args: p.Args, env: env, cwd: cwd, user: user, tty: p.Tty, stdin: p.Stdin, stream: p.Stream, cols: p.Cols, rows: p.Rows})
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +90,11 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 			return 0, 0, errf("internal", "pty: %v", err)
 		}
 		st.master = master
+		if sp.cols > 0 && sp.rows > 0 {
+			if err := resizePty(master, sp.cols, sp.rows); err != nil {
+				logf("stream %d: initial terminal size: %v", sp.stream, err)
+			}
+		}
 		childEnds = append(childEnds, slave)
 		outputs, outTypes = append(outputs, master), append(outTypes, tStdout)
 		fds[0], fds[1], fds[2] = slave.Fd(), slave.Fd(), slave.Fd()
