@@ -10,7 +10,8 @@
 //             [only-top-imports-runtime]
 //   pod/      the sandbox and container verbs; the parts do not import it [parts-do-not-import-pod];
 //             it reaches VMs through vm/driver.ts only, never libvirt [pod-uses-the-vm-driver]
-//   vm/ net/ image/ stream/ util/   the parts pod/ asks to do their part
+//   vm/ net/ image/ stream/ util/ guest/   the parts pod/ asks to do their part (guest/: the
+//             sandboxed pod's guest kit, agent client, pod VM spec)
 //   grpc/     the CRI proto loader and the RPC log line, shared by cri/ and proxy/
 //   leaves    config.ts, errors.ts, log.ts, version.ts
 // and nothing below cri/ imports cri/ or proxy/ [nothing-below-imports-cri, only-cri-imports-proxy],
@@ -45,7 +46,7 @@ module.exports = {
       name: 'nothing-below-imports-cri',
       severity: 'error',
       comment: 'Data flows one way: nothing below cri/ knows about it.',
-      from: { path: '^src/(pod|vm|net|image|stream|proxy|runtime|util|grpc)/' },
+      from: { path: '^src/(pod|vm|net|image|stream|proxy|runtime|util|grpc|guest)/' },
       to: { path: '^src/cri/' },
     },
     {
@@ -54,7 +55,7 @@ module.exports = {
       comment:
         'The generated CRI types (src/gen/) are the wire: cri/ maps them to vmlet\'s own types (pod/configs.ts, ' +
         'pod/stats.ts, …) and back, so nothing below it names them. proxy/ and grpc/ speak gRPC and may.',
-      from: { path: ['^src/(pod|vm|net|image|stream|runtime|util)/', '^src/(config|errors|log|version)[.]ts$'] },
+      from: { path: ['^src/(pod|vm|net|image|stream|runtime|util|guest)/', '^src/(config|errors|log|version)[.]ts$'] },
       to: { path: '^src/gen/' },
     },
     {
@@ -77,14 +78,14 @@ module.exports = {
       name: 'parts-do-not-import-pod',
       severity: 'error',
       comment: 'pod/ asks vm/, net/, image/, stream/ and util/ to do their part; they do not call back.',
-      from: { path: '^src/(vm|net|image|stream|util)/' },
+      from: { path: '^src/(vm|net|image|stream|util|guest)/' },
       to: { path: '^src/pod/' },
     },
     {
       name: 'only-top-imports-runtime',
       severity: 'error',
       comment: 'runtime/ (Status, RuntimeConfig) sits beside pod/ under cri/: the parts below do not import it.',
-      from: { path: '^src/(pod|vm|net|image|stream|proxy|util|grpc)/' },
+      from: { path: '^src/(pod|vm|net|image|stream|proxy|util|grpc|guest)/' },
       to: { path: '^src/runtime/' },
     },
     {

@@ -8,9 +8,9 @@ import { Runtime } from './runtime/runtime.js';
 import { ImageStore } from './image/store.js';
 import { PodManager } from './pod/manager.js';
 import { LibvirtDriver } from './vm/libvirt-driver.js';
-import { podStreamLookups } from './pod/streams.js';
+import { podStreamBackend } from './pod/streams.js';
+import { reconnectPodVms } from './pod/podvm-boot.js';
 import { StreamServer } from './stream/server.js';
-import { vmStreamBackend } from './stream/vm-backend.js';
 import { RUNTIME_VERSION } from './version.js';
 
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
@@ -22,12 +22,14 @@ export async function serve(config: Config, configFile: string | undefined, log:
     inUse: (id) => pods?.imageInUse(id) ?? false,
   });
   pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel });
+  const podManager = pods;
+  pods.reconnectPodVms = () => reconnectPodVms(podManager);
   let server;
   let streams: StreamServer | undefined;
   try {
     await images.init();
     await pods.start();
-    streams = await StreamServer.start({ log, backend: vmStreamBackend(podStreamLookups(pods)) });
+    streams = await StreamServer.start({ log, backend: podStreamBackend(pods) });
     server = await startCriServer(config.socket, { runtime, images, pods, streams, containerDir: pods.store.root }, log);
   } catch (err) {
     log.fatal({ socket: config.socket, err: (err as Error).message }, 'cannot serve CRI');

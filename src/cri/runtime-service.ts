@@ -134,7 +134,7 @@ export function runtimeService(
     })),
 
     ReopenContainerLog: unary(log, 'ReopenContainerLog', async (req) => {
-      reopenContainerLog(pods, req.container_id);
+      await reopenContainerLog(pods, req.container_id);
       return {};
     }),
 

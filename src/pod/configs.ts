@@ -66,6 +66,7 @@ export interface PodSandboxConfig {
     security_context: { namespace_options: NamespaceOption | null } | null;
     overhead: LinuxContainerResources | null;
     resources: LinuxContainerResources | null;
+    sysctls: Record<string, string>;
   } | null;
 }
 
@@ -90,5 +91,20 @@ export interface ContainerConfig {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   log_path: string;
-  linux: { resources: LinuxContainerResources | null } | null;
+  working_dir: string;
+  stdin: boolean;
+  stdin_once: boolean;
+  tty: boolean;
+  linux: { resources: LinuxContainerResources | null; security_context: LinuxContainerSecurityContext | null } | null;
+}
+
+/** The parts of LinuxContainerSecurityContext a sandboxed container honours (int64 as decimal strings). */
+export interface LinuxContainerSecurityContext {
+  run_as_user: { value: string } | null;
+  run_as_group: { value: string } | null;
+  run_as_username: string;
+  supplemental_groups: string[];
+  readonly_rootfs: boolean;
+  privileged: boolean;
+  namespace_options: NamespaceOption | null;
 }

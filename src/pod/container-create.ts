@@ -7,7 +7,10 @@ import { isAbsolute, join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { ContainerConfig, PodSandboxConfig } from './configs.js';
 import { createOverlay } from '../image/qemu-img.js';
-import { NODE_DEFAULTS, parseVmSettings } from '../vm/annotations.js';
+import { NODE_DEFAULTS, parsePodAnnotations, parseVmSettings, POD_KIND_ANNOTATION } from '../vm/annotations.js';
+import type { BootInfo } from '../image/image-index.js';
+import { ensurePodVm } from './podvm-boot.js';
+import { createSandboxedContainer } from './sandboxed-create.js';
 import { hostShares, parseCpuTune } from '../vm/cputune.js';
 import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
 import { checkVmPrerequisites } from '../vm/spec-checks.js';
@@ -17,7 +20,7 @@ import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import type { PodNetworkState } from '../net/index.js';
 import { newId } from './ids.js';
 import type { PodManager } from './manager.js';
-import { createdContainer } from './records.js';
+import { createdContainer, type SandboxRecord } from './records.js';
 
 export async function createContainer(
   m: PodManager,
@@ -34,13 +37,15 @@ export async function createContainer(
     const existing = m.containersOf(s.id);
     const same = existing.find((c) => c.config.metadata?.name === config.metadata!.name && c.config.metadata?.attempt === config.metadata!.attempt);
     if (same) throw alreadyExists(`container ${config.metadata!.name} (attempt ${config.metadata!.attempt}) already exists in pod ${s.id} as ${same.id}`);
-    if (existing.length > 0) {
-      throw failedPrecondition(`pod ${s.id} already has container ${existing[0]!.id}: vmlet runs one VM per pod, for now; remove it first`);
-    }
     const image = m.deps.images.status(imageName);
     if (!image) throw notFound(`image ${imageName} not found: pull it first`);
-    if (image.boot.kind === 'rootfs') {
-      throw failedPrecondition(`image ${imageName} is a container rootfs (no /disk/ containerDisk, no kernel): booting such images is not supported yet; use a containerDisk or kernel-boot image`);
+    const kind = podKindFor(s, image.boot.kind, imageName);
+    if (kind === 'sandboxed') {
+      const p = await ensurePodVm(m, s);
+      return createSandboxedContainer(m, s, p, config, image, imageName);
+    }
+    if (existing.length > 0) {
+      throw failedPrecondition(`pod ${s.id} already has container ${existing[0]!.id}: a VM-image pod runs one VM; remove it first`);
     }
     // Everything is checked before anything is made: a bad annotation leaves nothing behind.
     const settings = parseVmSettings({
@@ -127,6 +132,10 @@ export async function createContainer(
       await m.deps.vm.define(spec);
       defined = true;
       await m.store.saveContainer(rec);
+      if (s.kind !== 'vm') {
+        s.kind = 'vm';
+        await m.store.saveSandbox(s);
+      }
       m.containers.set(id, rec);
       m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, maxVcpus: settings.maxVcpus, maxMemoryMiB: settings.maxMemoryMiB }, 'container created');
       return id;
@@ -136,6 +145,23 @@ export async function createContainer(
       throw err;
     }
   });
+}
+
+/**
+ * What the pod is: fixed by its first container's image unless vmlet.io/pod-kind says, and a later
+ * container must be of the same kind (a VM image cannot run inside a sandboxed pod's VM, nor a
+ * container image as a VM).
+ */
+function podKindFor(s: SandboxRecord, boot: BootInfo['kind'], imageName: string): 'vm' | 'sandboxed' {
+  const asked = parsePodAnnotations(s.config.annotations ?? {}).podKind;
+  const kind = s.kind ?? (asked !== 'auto' ? asked : boot === 'rootfs' ? 'sandboxed' : 'vm');
+  const imageKind = boot === 'rootfs' ? 'sandboxed' : 'vm';
+  if (kind !== imageKind) {
+    const what = boot === 'rootfs' ? 'a container image (no containerDisk, no kernel)' : `a VM image (${boot === 'kernel' ? 'kernel boot' : 'containerDisk'})`;
+    const pod = kind === 'sandboxed' ? 'a sandboxed pod (its containers are processes in one VM)' : 'a VM-image pod (its container is the VM)';
+    throw invalidArgument(`image ${imageName} is ${what}, and pod ${s.id} is ${pod}${s.kind ? '' : ` (${POD_KIND_ANNOTATION}: ${asked})`}: run it in a pod of its own kind`);
+  }
+  return kind;
 }
 
 /** What the guest's static network-config says; the same the pod's DHCP server answers. */

@@ -9,6 +9,7 @@ import type { StreamServer } from '../stream/server.js';
 import type { ExecStreamRequest } from '../stream/backend.js';
 import type { PodManager } from './manager.js';
 import { requireRunning } from './records.js';
+import { execSyncSandboxed } from './sandboxed-exec.js';
 
 export interface ExecSyncResult {
   stdout: Buffer;
@@ -27,6 +28,7 @@ export async function execSync(m: PodManager, containerId: string, cmd: string[]
   const path = requireCommand(cmd);
   if (!Number.isFinite(timeoutSec) || timeoutSec < 0) throw invalidArgument(`timeout must be 0 (no limit) or a positive number of seconds, not ${timeoutSec}`);
   const c = m.mustContainer(containerId);
+  if (c.kind === 'sandboxed') return execSyncSandboxed(m, c, cmd, timeoutSec, stdin);
   requireRunning(c, 'exec needs a running container');
   const socket = agentSocketPath(m.store.containerDir(c.sandboxId, c.id), c.id).path;
   const agent = guestAgentFor(socket, { log: m.log });
@@ -55,10 +57,10 @@ export function execContainer(m: PodManager, streams: Pick<StreamServer, 'regist
   const c = m.mustContainer(req.containerId);
   requireCommand(req.cmd);
   requireRunning(c, 'exec needs a running VM');
-  if (req.tty) {
+  if (req.tty && c.kind !== 'sandboxed') {
     throw failedPrecondition('exec with a TTY (-t) needs a terminal in the guest, and qemu-guest-agent cannot provide one: run the command without -t, or use attach for the serial console');
   }
-  return streams.registerExec({ ...req, containerId: c.id, tty: false });
+  return streams.registerExec({ ...req, containerId: c.id, tty: req.tty && c.kind === 'sandboxed' });
 }
 
 /** cmd[0], the command to run; InvalidArgument when there is none. */

@@ -3,6 +3,7 @@
 import { rm } from 'node:fs/promises';
 import type { PodManager } from './manager.js';
 import { stopContainer } from './container-stop.js';
+import { removeSandboxed } from './sandboxed-lifecycle.js';
 
 export async function removeContainer(m: PodManager, id: string): Promise<void> {
   const c = m.container(id);
@@ -10,6 +11,7 @@ export async function removeContainer(m: PodManager, id: string): Promise<void> 
   await stopContainer(m, c.id, 0);
   await m.lock.run(c.id, async () => {
     if (!m.containers.has(c.id)) return;
+    if (c.kind === 'sandboxed') return removeSandboxed(m, c);
     await m.deps.vm.remove(c.domainName);
     for (const f of c.files) await rm(f, { force: true, recursive: true });
     await m.store.removeContainer(c);

@@ -3,10 +3,12 @@ import { failedPrecondition } from '../errors.js';
 import type { PodManager } from './manager.js';
 import { nowNs } from './records.js';
 import { attachPodTap } from '../net/index.js';
+import { startSandboxed } from './sandboxed-lifecycle.js';
 
 export async function startContainer(m: PodManager, id: string): Promise<void> {
   const c = m.mustContainer(id);
   await m.lock.run(c.id, async () => {
+    if (c.kind === 'sandboxed') return startSandboxed(m, c);
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
     await m.deps.vm.start(c.domainName);
     const net = m.networks.get(c.sandboxId);

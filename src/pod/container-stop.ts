@@ -1,6 +1,7 @@
 // StopContainer: ACPI shutdown, up to `timeout` seconds for the guest to power off, then destroy.
 // timeout 0 destroys at once. Unknown or not running: success (CRI: idempotent).
 import type { PodManager } from './manager.js';
+import { stopSandboxed } from './sandboxed-lifecycle.js';
 
 const POLL_MS = 100;
 
@@ -9,6 +10,7 @@ export async function stopContainer(m: PodManager, id: string, timeoutSec: numbe
   if (!c) return;
   await m.lock.run(c.id, async () => {
     if (c.state !== 'running') return;
+    if (c.kind === 'sandboxed') return stopSandboxed(m, c, timeoutSec);
     const vm = m.deps.vm;
     const isOff = async () => {
       const s = await vm.state(c.domainName);

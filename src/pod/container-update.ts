@@ -17,6 +17,9 @@ const KiB_PER_MiB = 1024;
 
 export async function updateContainerResources(m: PodManager, id: string, linux: LinuxContainerResources | null): Promise<void> {
   const c = m.mustContainer(id);
+  if (c.kind === 'sandboxed') {
+    throw new VmletError('unimplemented', `UpdateContainerResources: container ${c.id} runs in a sandboxed pod's VM, whose containers' cgroups vmlet does not resize yet`);
+  }
   const s = m.mustSandbox(c.sandboxId);
   if (!linux) throw invalidArgument('linux is required: vmlet runs Linux VMs (windows resources do not apply)');
   await m.lock.run(c.id, async () => {

@@ -14,6 +14,7 @@ import { PodStateStore, type ContainerRecord, type SandboxRecord } from './recor
 import { exitStatus } from './exit.js';
 import { ConsoleTailer } from '../stream/console-tailer.js';
 import { loadPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
+import type { PodVm } from './podvm.js';
 
 export interface PodDeps {
   config: Config;
@@ -31,6 +32,10 @@ export class PodManager {
   readonly tailers = new Map<string, ConsoleTailer>();
   /** Pod networks by sandbox id (their state file, network.json, is owned by net/). */
   readonly networks = new Map<string, PodNetworkState>();
+  /** Sandboxed pods' running VMs by sandbox id (handles made on first use: podvm-boot.ts podVmOf). */
+  readonly podVms = new Map<string, PodVm>();
+  /** Connects to running pod VMs' agents (set by serve.ts through podvm-boot.ts, so this file need not import it). */
+  reconnectPodVms: (() => void) | undefined;
   private monitorTimer: NodeJS.Timeout | undefined;
   private monitoring: Promise<void> | undefined;
   private readonly unlisten: Array<() => void> = [];
@@ -77,7 +82,8 @@ export class PodManager {
     await this.reconcile(true).catch((err: unknown) =>
       this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),
     );
-    for (const c of this.containers.values()) if (c.state === 'running') this.startTailer(c);
+    for (const c of this.containers.values()) if (c.state === 'running' && c.kind !== 'sandboxed') this.startTailer(c);
+    this.reconnectPodVms?.();
     // DHCP servers outlive vmlet; after a reboot or a kill they are started again, and a running
     // VM's tap is put back on its bridge.
     for (const [id, net] of this.networks) {
@@ -100,7 +106,9 @@ export class PodManager {
 
   /** A lifecycle event said a domain ended: its running container (if vmlet is not stopping it) exited. */
   private domainStopped(domainName: string, reason: string): void {
-    const c = [...this.containers.values()].find((x) => x.domainName === domainName);
+    const pod = [...this.sandboxes.values()].find((x) => x.podVm?.domainName === domainName);
+    if (pod) return this.podVmStopped(pod, reason);
+    const c = [...this.containers.values()].find((x) => x.domainName === domainName && x.kind !== 'sandboxed');
     if (!c || c.state !== 'running' || c.stopping) return;
     this.lock
       .run(c.id, async () => {
@@ -110,11 +118,40 @@ export class PodManager {
       .catch((err: unknown) => this.log.warn({ containerId: c.id, err: (err as Error).message }, 'cannot record the VM exit'));
   }
 
+  /**
+   * A sandboxed pod's VM ended while the pod was ready (it crashed, or someone destroyed it): its
+   * running containers exited and the pod is NOTREADY, so the kubelet makes it again.
+   */
+  private podVmStopped(s: SandboxRecord, reason: string): void {
+    if (s.state !== 'ready' || this.stoppingPods.has(s.id)) return;
+    this.podVms.get(s.id)?.close();
+    this.podVms.delete(s.id);
+    this.lock
+      .run(s.id, async () => {
+        if (s.state !== 'ready' || this.stoppingPods.has(s.id)) return;
+        const at = (BigInt(Date.now()) * 1_000_000n).toString();
+        for (const c of this.containersOf(s.id)) {
+          if (c.kind !== 'sandboxed' || c.state !== 'running') continue;
+          Object.assign(c, { state: 'exited', exitCode: 255, reason: 'Error', message: `the pod's VM stopped (libvirt: ${reason})`, finishedAt: at });
+          await this.store.saveContainer(c);
+        }
+        s.state = 'notready';
+        await this.store.saveSandbox(s);
+        this.log.warn({ podSandboxId: s.id, domain: s.podVm?.domainName, reason }, 'pod VM stopped; pod is NOTREADY');
+      })
+      .catch((err: unknown) => this.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'cannot record the pod VM stop'));
+  }
+
+  /** Pods whose VM vmlet itself is stopping (StopPodSandbox): their VM's end is expected. */
+  readonly stoppingPods = new Set<string>();
+
   /** Stops watching; VMs keep running. Console copy positions are saved for the next start. */
   async stop(): Promise<void> {
     if (this.monitorTimer) clearInterval(this.monitorTimer);
     for (const off of this.unlisten.splice(0)) off();
     await this.monitoring;
+    for (const p of this.podVms.values()) p.close();
+    this.podVms.clear();
     for (const c of this.containers.values()) {
       const t = this.tailers.get(c.id);
       if (!t) continue;
@@ -179,10 +216,12 @@ export class PodManager {
    * A running container whose domain is no longer active (off, crashed or gone) has exited; record when and why. Also used at start, for VMs that stopped while vmlet was down.
    */
   async reconcile(includeStopping = false): Promise<void> {
-    const running = [...this.containers.values()].filter((c) => c.state === 'running' && (includeStopping || !c.stopping));
-    if (running.length === 0) return;
+    const running = [...this.containers.values()].filter((c) => c.state === 'running' && c.kind !== 'sandboxed' && (includeStopping || !c.stopping));
+    const pods = [...this.sandboxes.values()].filter((s) => s.state === 'ready' && s.podVm);
+    if (running.length === 0 && pods.length === 0) return;
     // One bulk call for the active domains' state: no domain job, no QEMU asked.
-    const active = await this.deps.vm.activeNames(new Set(running.map((c) => c.domainName)));
+    const active = await this.deps.vm.activeNames(new Set([...running.map((c) => c.domainName), ...pods.map((s) => s.podVm!.domainName)]));
+    for (const s of pods) if (!active.has(s.podVm!.domainName)) this.podVmStopped(s, 'not running');
     for (const c of running) {
       if (active.has(c.domainName)) continue;
       await this.lock.run(c.id, async () => {

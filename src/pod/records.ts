@@ -22,11 +22,36 @@ export interface SandboxRecord {
   createdAt: string;
   /** Named network namespace (under /run/netns) and its path. */
   netns?: { name: string; path: string };
+  /**
+   * What the pod is, fixed by its first container (or the vmlet.io/pod-kind annotation): 'vm'
+   * (VM-image pod: each container is a VM) or 'sandboxed' (one micro-VM, containers inside).
+   * Absent until then, and in records written before sandboxed pods.
+   */
+  kind?: 'vm' | 'sandboxed';
+  /** The sandboxed pod's VM, once booted. */
+  podVm?: PodVmRecord;
+}
+
+export interface PodVmRecord {
+  domainName: string;
+  agentSocket: string;
+  scratch: string;
+  consoleLog: string;
+  /** The guest kit version it booted. */
+  kit: string;
+  /** Last process stream id handed out (docs/guest-agent.md: unique for the VM's life). */
+  lastStream: number;
 }
 
 export interface ContainerRecord {
   id: string;
   sandboxId: string;
+  /** 'sandboxed': a process tree in the pod's VM (domainName is the pod VM's); absent: the container is a VM. */
+  kind?: 'sandboxed';
+  /** Sandboxed: the agent stream of the current (or last) run of its main process. */
+  stream?: number;
+  /** Sandboxed: the signal StopContainer sends first (the image's StopSignal; SIGTERM by default). */
+  stopSignal?: number;
   config: ContainerConfig;
   /** Image as asked for, and the id it resolved to. */
   image: string;

@@ -4,12 +4,19 @@ import { deleteNetns } from '../net/netns.js';
 import { teardownPodNetwork } from '../net/index.js';
 import type { PodManager } from './manager.js';
 import { removeContainer } from './container-remove.js';
+import { removePodVm } from './podvm-boot.js';
 
 export async function removePodSandbox(m: PodManager, id: string): Promise<void> {
   const s = m.sandbox(id);
   if (!s) return;
   for (const c of m.containersOf(s.id)) await removeContainer(m, c.id);
   await m.lock.run(s.id, async () => {
+    m.stoppingPods.add(s.id);
+    try {
+      await removePodVm(m, s);
+    } finally {
+      m.stoppingPods.delete(s.id);
+    }
     const net = m.networks.get(s.id);
     if (net && s.state === 'ready') await teardownPodNetwork(net, { log: m.log }); // removed without a stop
     if (s.netns) await deleteNetns(s.netns.name);

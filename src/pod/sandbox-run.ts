@@ -2,7 +2,8 @@
 // its container. A failure leaves nothing behind.
 import { alreadyExists, invalidArgument } from '../errors.js';
 import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
-import { setupPodNetwork } from '../net/index.js';
+import { setupPodNetwork, teardownPodNetwork } from '../net/index.js';
+import { ensurePodVm } from './podvm-boot.js';
 import type { PodSandboxConfig } from './configs.js';
 import { newId } from './ids.js';
 import { parsePodAnnotations } from '../vm/annotations.js';
@@ -30,7 +31,7 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
   }
   // The pod's annotations, checked before anything is made (netns, CNI lease, DHCP server): a
   // pod whose VM could never be created is refused here, with the annotation named.
-  const { networkMode } = parsePodAnnotations(config!.annotations ?? {});
+  const { networkMode, podKind } = parsePodAnnotations(config!.annotations ?? {});
   const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
   return m.lock.run(`sandbox-name:${key}`, async () => {
     for (const s of m.sandboxes.values()) {
@@ -60,7 +61,8 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
         binDirs: cfg.cni.binDirs,
         stateDir: m.store.sandboxDir(id),
         log: m.log,
-        dhcp: networkMode !== 'static',
+        // A sandboxed pod's guest takes its addresses from the kernel command line: no DHCP.
+        dhcp: networkMode !== 'static' && podKind !== 'sandboxed',
       });
       m.networks.set(id, net);
     } catch (err) {
@@ -69,7 +71,21 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
       throw err;
     }
     m.sandboxes.set(id, rec);
-    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path }, 'pod sandbox created');
+    if (podKind === 'sandboxed') {
+      // Asked for: the VM boots now, while the kubelet pulls the images.
+      try {
+        await m.lock.run(id, () => ensurePodVm(m, rec));
+      } catch (err) {
+        m.sandboxes.delete(id);
+        const net = m.networks.get(id);
+        if (net) await teardownPodNetwork(net, { log: m.log }).catch(() => undefined);
+        m.networks.delete(id);
+        await deleteNetns(name).catch(() => undefined);
+        await m.store.removeSandbox(id).catch(() => undefined);
+        throw err;
+      }
+    }
+    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: rec.kind ?? 'decided by its first container' }, 'pod sandbox created');
     return id;
   });
 }

@@ -4,12 +4,19 @@
 import { teardownPodNetwork } from '../net/index.js';
 import type { PodManager } from './manager.js';
 import { stopContainer } from './container-stop.js';
+import { stopPodVm } from './podvm-boot.js';
 
 export async function stopPodSandbox(m: PodManager, id: string): Promise<void> {
   const s = m.sandbox(id);
   if (!s) return;
   for (const c of m.containersOf(s.id)) await stopContainer(m, c.id, 0);
   await m.lock.run(s.id, async () => {
+    m.stoppingPods.add(s.id);
+    try {
+      await stopPodVm(m, s);
+    } finally {
+      m.stoppingPods.delete(s.id);
+    }
     const net = m.networks.get(s.id);
     if (net) await teardownPodNetwork(net, { log: m.log });
     if (s.state !== 'notready') {

@@ -6,6 +6,7 @@
 //   stats-memory.ts    memory and swap of the QEMU process (/proc)
 //   stats-layer.ts     writable layer (the files vmlet made for the container)
 //   stats-network.ts   network, pods only (the VM tap's counters in the pod netns)
+//   stats-sandboxed.ts a sandboxed pod's containers: their cgroups in the guest, through its agent
 // The RPCs: container-stats.ts, container-stats-list.ts, sandbox-stats.ts, sandbox-stats-list.ts.
 // A list call costs one libvirt bulk stats call listing the running domains, then getInfo per
 // VM, sent at once, and /proc reads.
@@ -18,6 +19,7 @@ import { containerCpu, CpuRateTracker, podCpu, podRateKey, sampleDomains, type C
 import { containerMemory, podMemory, readQemuProc, type MemoryStats, type SwapStats } from './stats-memory.js';
 import { writableLayer, type FilesystemStats } from './stats-layer.js';
 import { podNetwork, type NetworkStats } from './stats-network.js';
+import { sandboxedFigures } from './stats-sandboxed.js';
 
 /** Whose stats these are: the record's id, and the metadata and labels the kubelet gave it. */
 export interface StatsAttributes<M> {
@@ -92,8 +94,14 @@ async function measureContainer(m: PodManager, st: StatsState, c: ContainerRecor
 
 /** Stats of `containers`, in their order. */
 export async function measureContainers(m: PodManager, st: StatsState, containers: ContainerRecord[]): Promise<ContainerStats[]> {
-  const domains = await sampleDomains(m, containers);
-  return Promise.all(containers.map((c) => measureContainer(m, st, c, domains.get(c.domainName))));
+  const vms = containers.filter((c) => c.kind !== 'sandboxed');
+  const [domains, inPods] = await Promise.all([sampleDomains(m, vms), sandboxedFigures(m, st.cpu, containers.filter((c) => c.kind === 'sandboxed'))]);
+  return Promise.all(
+    containers.map(async (c) => {
+      const fig = inPods.get(c.id);
+      return fig ? { ...attributes(c), ...fig } : measureContainer(m, st, c, domains.get(c.domainName));
+    }),
+  );
 }
 
 /** A pod's stats from its members' (measured by measureContainers). A stopped pod has no CPU, memory or network. */

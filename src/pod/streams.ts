@@ -5,8 +5,21 @@ import type { Readable } from 'node:stream';
 import { failedPrecondition, notFound } from '../errors.js';
 import { execSync } from './container-exec.js';
 import { attachable } from './container-attach.js';
-import type { VmStreamLookups } from '../stream/vm-backend.js';
+import { vmStreamBackend, type VmStreamLookups } from '../stream/vm-backend.js';
+import type { StreamBackend } from '../stream/backend.js';
+import { attachSandboxed, execStreamSandboxed } from './sandboxed-exec.js';
 import type { PodManager } from './manager.js';
+
+/** Streams for both pod kinds: a sandboxed pod's containers through vmlet's agent, VMs as below. */
+export function podStreamBackend(m: PodManager): StreamBackend {
+  const vm = vmStreamBackend(podStreamLookups(m));
+  const sandboxed = (id: string) => m.container(id)?.kind === 'sandboxed';
+  return {
+    attach: (req, io) => (sandboxed(req.containerId) ? attachSandboxed(m, req, io) : vm.attach(req, io)),
+    exec: (req, io) => (sandboxed(req.containerId) ? execStreamSandboxed(m, req, io) : vm.exec(req, io)),
+    portForward: (id, port) => vm.portForward(id, port),
+  };
+}
 
 export function podStreamLookups(m: PodManager): VmStreamLookups {
   return {

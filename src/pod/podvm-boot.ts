@@ -1,0 +1,210 @@
+// The sandboxed pod's VM: booted when the pod becomes sandboxed (its first container of a plain
+// OCI image, or RunPodSandbox with vmlet.io/pod-kind: sandboxed), destroyed at StopPodSandbox,
+// undefined at RemovePodSandbox. Also what the agent says about containers: their exits, and
+// after a reconnection (vmlet restarted) what happened to them meanwhile.
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseVmSettings, NODE_DEFAULTS } from '../vm/annotations.js';
+import { domainName } from '../vm/spec.js';
+import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
+import { attachPodTap } from '../net/index.js';
+import { readGuestKit } from '../guest/kit.js';
+import { createScratch } from '../guest/scratch.js';
+import { preparePodShare, releasePodShare } from '../guest/shared-mounts.js';
+import { podVmSpec } from '../guest/pod-vm-spec.js';
+import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.js';
+import type { PodManager } from './manager.js';
+import type { ContainerRecord, SandboxRecord } from './records.js';
+import { PodVm } from './podvm.js';
+
+const GiB = 1024 ** 3;
+/** The scratch disk's size (sparse) when vmlet.io/root-disk-size does not say. */
+export const SCRATCH_DEFAULT_BYTES = 10 * GiB;
+/** Boot to agent under TCG takes seconds; a loaded node (CI, many pods starting) takes longer. */
+const BOOT_TIMEOUT_MS = 120_000;
+
+/** The running pod VM of a sandboxed pod (its handle made on first use), else undefined. */
+export function podVmOf(m: PodManager, s: SandboxRecord): PodVm | undefined {
+  if (s.kind !== 'sandboxed' || !s.podVm || s.state !== 'ready') return undefined;
+  let p = m.podVms.get(s.id);
+  if (!p) {
+    p = new PodVm(s.id, s.podVm, {
+      log: m.log,
+      onExit: (e) => agentExit(m, e),
+      onHello: (h, agent) => agentHello(m, s, h, agent),
+    });
+    m.podVms.set(s.id, p);
+  }
+  return p;
+}
+
+/** Boots the pod's VM if it has none (caller holds the sandbox's lock). A failure leaves nothing behind. */
+export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodVm> {
+  const running = podVmOf(m, s);
+  if (running) return running;
+  const kit = await readGuestKit(m.deps.config.guestKitDir);
+  const settings = parseVmSettings({
+    sandboxAnnotations: s.config.annotations ?? {},
+    containerAnnotations: {},
+    imageLabels: {},
+    containerResources: null,
+    sandboxResources: s.config.linux?.resources ?? null,
+    defaults: NODE_DEFAULTS,
+  });
+  const dir = m.store.sandboxDir(s.id);
+  const scratch = join(dir, 'scratch.img');
+  const shared = join(dir, 'shared');
+  const socket = agentSocketPath(dir, s.id);
+  await prepareAgentSocketDir(socket, m.log);
+  const consoleLog = join(dir, 'console.log');
+  const md = s.config.metadata!;
+  const name = domainName(md.name, md.namespace, s.id);
+  const net = m.networks.get(s.id);
+  const spec = podVmSpec({
+    name,
+    domainType: m.deps.accel.domainType,
+    settings,
+    kit,
+    imagesDir: m.deps.images.rootfsRoot,
+    sharedDir: shared,
+    scratch,
+    agentSocket: socket.path,
+    consoleLog,
+    ...(net ? { nic: { tap: net.tap, mac: net.mac, mtu: net.mtu }, net: { ips: net.ips, routes: net.routes, mtu: net.mtu } } : {}),
+    metadata: { v: 1, sandboxId: s.id, containerId: '', podVm: true },
+  });
+  const started = performance.now();
+  let defined = false;
+  try {
+    await createScratch(scratch, settings.rootDiskSizeBytes ?? SCRATCH_DEFAULT_BYTES);
+    await preparePodShare(shared);
+    await m.deps.vm.define(spec);
+    defined = true;
+    await m.deps.vm.start(name);
+    if (net) await attachPodTap(net);
+    s.kind = 'sandboxed';
+    s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0 };
+    const p = podVmOf(m, s)!;
+    const agent = await p.agent(BOOT_TIMEOUT_MS);
+    await agent.setupPod(await podFiles(s, net?.ips[0]?.address));
+    await m.store.saveSandbox(s);
+    m.log.info({ podSandboxId: s.id, domain: name, kit: kit.version, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, bootMs: Math.round(performance.now() - started) }, 'pod VM ready');
+    return p;
+  } catch (err) {
+    m.podVms.get(s.id)?.close();
+    m.podVms.delete(s.id);
+    delete s.kind;
+    delete s.podVm;
+    if (defined) {
+      await m.deps.vm.destroy(name).catch(() => undefined);
+      await m.deps.vm.remove(name).catch(() => undefined);
+    }
+    await rm(scratch, { force: true });
+    await releasePodShare(shared).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot release the pod share'));
+    throw err;
+  }
+}
+
+/** At vmlet's start: the agents of running pod VMs, to hear the exits that happened meanwhile. */
+export function reconnectPodVms(m: PodManager): void {
+  for (const s of m.sandboxes.values()) {
+    const p = podVmOf(m, s);
+    p?.agent(30_000).catch((err: unknown) => m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'cannot reach the pod VM\'s agent; tried again on next use'));
+  }
+}
+
+/** StopPodSandbox: the VM goes at once (the kubelet already gave containers their grace period). */
+export async function stopPodVm(m: PodManager, s: SandboxRecord): Promise<void> {
+  m.podVms.get(s.id)?.close();
+  m.podVms.delete(s.id);
+  if (!s.podVm) return;
+  await m.deps.vm.destroy(s.podVm.domainName);
+  for (const c of m.containersOf(s.id)) {
+    if (c.kind === 'sandboxed' && c.state === 'running') await finishSandboxed(m, c, { exitCode: 137, reason: 'Error', message: 'the pod was stopped' });
+  }
+}
+
+/** RemovePodSandbox: the VM's definition and scratch disk (the rest is in the sandbox dir). */
+export async function removePodVm(m: PodManager, s: SandboxRecord): Promise<void> {
+  await stopPodVm(m, s);
+  if (!s.podVm) return;
+  await m.deps.vm.remove(s.podVm.domainName);
+  await rm(s.podVm.scratch, { force: true });
+  await releasePodShare(join(m.store.sandboxDir(s.id), 'shared'));
+}
+
+export interface SandboxedExit {
+  exitCode: number;
+  reason: string;
+  message: string;
+  finishedAt?: bigint;
+}
+
+/** Records that a sandboxed container's main process ended. Idempotent, lock-free: the state changes before any await. */
+export async function finishSandboxed(m: PodManager, c: ContainerRecord, st: SandboxedExit): Promise<void> {
+  if (c.state !== 'running') return;
+  c.state = 'exited';
+  c.exitCode = st.exitCode;
+  c.reason = st.reason;
+  c.message = st.message;
+  c.finishedAt = (st.finishedAt ?? BigInt(Date.now()) * 1_000_000n).toString();
+  await m.podVms.get(c.sandboxId)?.io.get(c.id)?.exited();
+  await m.store.saveContainer(c);
+  m.log.info({ containerId: c.id, podSandboxId: c.sandboxId, exitCode: c.exitCode, reason: c.reason }, 'container exited');
+}
+
+/** containerd's vocabulary: Completed for 0, OOMKilled, Error otherwise; 128 + signal when signalled. */
+export function exitFromAgent(e: Pick<ExitEvent, 'exitCode' | 'signal' | 'oomKilled' | 'finishedAt'>): SandboxedExit {
+  const reason = e.oomKilled ? 'OOMKilled' : e.exitCode === 0 ? 'Completed' : 'Error';
+  return { exitCode: e.exitCode, reason, message: e.signal ? `killed by signal ${e.signal}` : '', finishedAt: e.finishedAt };
+}
+
+function agentExit(m: PodManager, e: ExitEvent): void {
+  if (e.exec) return;
+  const c = m.containers.get(e.id);
+  if (!c || c.kind !== 'sandboxed' || c.stream !== e.stream) return;
+  finishSandboxed(m, c, exitFromAgent(e)).catch((err: unknown) => m.log.warn({ containerId: c.id, err: (err as Error).message }, 'cannot record the container exit'));
+}
+
+/** After a (re)connection: exits the agent saw while nobody listened, and output routing again. */
+async function agentHello(m: PodManager, s: SandboxRecord, h: HelloResult, agent: AgentClient): Promise<void> {
+  const p = m.podVms.get(s.id);
+  for (const c of m.containersOf(s.id)) {
+    if (c.kind !== 'sandboxed' || c.state !== 'running' || c.stream === undefined) continue;
+    const st = h.containers.find((x) => x.id === c.id);
+    if (!st || st.stream !== c.stream) {
+      await finishSandboxed(m, c, { exitCode: 255, reason: 'Error', message: 'the guest agent does not know this run of the container (the pod VM restarted?)' });
+    } else if (st.state === 'exited') {
+      await finishSandboxed(m, c, exitFromAgent({ exitCode: st.exitCode, signal: st.signal, oomKilled: false, finishedAt: st.finishedAt }));
+    } else if (p) {
+      agent.attachSink(c.stream, p.ioOf(c.id, c.logPath).sink());
+    }
+  }
+}
+
+/** /etc/hosts, /etc/resolv.conf, hostname and sysctls for every container, as containerd makes them. */
+async function podFiles(s: SandboxRecord, podIp: string | undefined) {
+  const hostname = s.config.hostname || s.config.metadata!.name;
+  const hosts = [
+    '127.0.0.1\tlocalhost',
+    '::1\tlocalhost ip6-localhost ip6-loopback',
+    'fe00::0\tip6-localnet',
+    'fe00::0\tip6-mcastprefix',
+    'fe00::1\tip6-allnodes',
+    'fe00::2\tip6-allrouters',
+    ...(podIp ? [`${podIp}\t${hostname}`] : []),
+  ].join('\n') + '\n';
+  const dns = s.config.dns_config;
+  let resolvConf: string;
+  if (dns && (dns.servers?.length || dns.searches?.length || dns.options?.length)) {
+    resolvConf = [
+      ...(dns.searches?.length ? [`search ${dns.searches.join(' ')}`] : []),
+      ...(dns.servers ?? []).map((x) => `nameserver ${x}`),
+      ...(dns.options?.length ? [`options ${dns.options.join(' ')}`] : []),
+    ].join('\n') + '\n';
+  } else {
+    // No DNS config: the node's, as containerd does.
+    resolvConf = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+  }
+  return { hostname, hosts, resolvConf, sysctls: { ...(s.config.linux?.sysctls ?? {}) } };
+}

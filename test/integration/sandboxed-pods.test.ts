@@ -1,0 +1,237 @@
+// Sandboxed pods end to end: a real vmlet, libvirtd and QEMU (TCG) boot the guest kit, the image
+// rootfs comes from the loopback registry, and every container is a process tree in the pod VM run
+// by vmlet's agent. One pod VM serves most cases, in the order a kubelet would call.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { status as Status } from '@grpc/grpc-js';
+import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
+import { waitFor } from '../helpers/wait.js';
+import { parseCriLogLine } from '../../src/stream/cri-log.js';
+import { virsh } from '../helpers/virsh.js';
+import { ROOT } from '../helpers/vmlet.js';
+
+const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
+
+let v: VmletProcess;
+let reg: TestRegistry;
+let image: string; // the busybox `rootfs` test image: User 1234, Cmd ["/bin/sh"]
+let vmImage: string; // a kernel-boot VM image
+const logDir = tempDir('vmlet-sbx-logs-');
+const emptyDir = join(logDir, 'empty-dir'); // the host side of an emptyDir both containers mount at /data
+const dataMount = { container_path: '/data', host_path: emptyDir };
+const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
+
+interface Pod {
+  id: string;
+  config: object;
+  logs: string;
+}
+
+async function runPod(name: string, annotations: Record<string, string> = {}): Promise<Pod> {
+  const uid = randomBytes(8).toString('hex');
+  const config = {
+    metadata: { name, namespace: 'sbx', uid, attempt: 0 },
+    hostname: name,
+    log_directory: join(logDir, uid),
+    annotations,
+    dns_config: { servers: ['10.96.0.10'], searches: ['sbx.svc.cluster.local'], options: ['ndots:5'] },
+  };
+  const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+  return { id, config, logs: join(logDir, uid) };
+}
+
+async function create(pod: Pod, name: string, config: object = {}, attempt = 0): Promise<string> {
+  const { container_id } = await rt<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: pod.id,
+    config: { metadata: { name, attempt }, image: { image }, log_path: `${name}_${attempt}.log`, ...config },
+    sandbox_config: pod.config,
+  });
+  return container_id;
+}
+
+interface Status_ {
+  state: string;
+  exit_code: number;
+  reason: string;
+}
+const status = async (cid: string) => (await rt<{ status: Status_ }>('ContainerStatus', { container_id: cid })).status;
+const exited = (cid: string, timeoutMs = 60_000) =>
+  waitFor(`container ${cid.slice(0, 8)} to exit`, async () => ((await status(cid)).state === 'CONTAINER_EXITED' ? status(cid) : undefined), { timeoutMs, intervalMs: 100 });
+
+function logLines(path: string): Array<{ stream: string; content: string }> {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l));
+}
+const logHas = (path: string, stream: string, content: string) =>
+  waitFor(`${stream} "${content}" in ${path}`, () => logLines(path).some((l) => l.stream === stream && l.content === content) || undefined, { timeoutMs: 30_000, intervalMs: 100 });
+
+const execSync = (cid: string, cmd: string[], timeout = 20) =>
+  rt<{ stdout: Buffer; stderr: Buffer; exit_code: number }>('ExecSync', { container_id: cid, cmd, timeout }).then((r) => ({
+    stdout: Buffer.from(r.stdout).toString(),
+    stderr: Buffer.from(r.stderr).toString(),
+    exitCode: r.exit_code,
+  }));
+
+beforeAll(async () => {
+  ({ v, reg, refs: [image, vmImage] } = await startVmSuite([
+    ['rootfs', 'sbx/busybox:1'],
+    ['kernelboot', 'sbx/kernel:1'],
+  ]).then((s) => ({ ...s, refs: s.refs as [string, string] })));
+  // The suite's vmlet has the default guest kit dir; this file's pods boot the test build.
+  await v.stop();
+  const { startVmlet } = await import('../helpers/vmlet.js');
+  v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n` });
+}, 300_000);
+
+afterAll(async () => {
+  await stopVmSuite(v, reg);
+}, 120_000);
+
+describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', () => {
+  let pod: Pod;
+  let app: string;
+
+  it('runs an init container to completion: exit 0, Completed, stdout and stderr apart in the CRI log', async () => {
+    pod = await runPod('multi');
+    const { chmodSync, mkdirSync, writeFileSync } = await import('node:fs');
+    writeFileSync(join(logDir, 'config.txt'), 'key=value\n');
+    mkdirSync(emptyDir);
+    chmodSync(emptyDir, 0o777); // as the kubelet makes an emptyDir: the image's user (1234) writes there
+    const init = await create(pod, 'init', { command: ['sh', '-c', 'echo init-out; echo init-err >&2; echo shared > /tmp/marker; echo from-init > /data/hello; exit 0'], mounts: [dataMount] });
+    await rt('StartContainer', { container_id: init });
+    const st = await exited(init);
+    expect(st.exit_code).toBe(0);
+    expect(readFileSync(join(emptyDir, 'hello'), 'utf8')).toBe('from-init\n');
+    expect(st.reason).toBe('Completed');
+    const log = join(pod.logs, 'init_0.log');
+    await logHas(log, 'stdout', 'init-out');
+    await logHas(log, 'stderr', 'init-err');
+    // Exactly one VM for the pod, and it is the guest kit's kernel.
+    const xml = virsh('dumpxml', `vmlet-sbx-multi-${pod.id.slice(0, 8)}`);
+    expect(xml).toContain(join(KIT, 'vmlinux'));
+  }, 240_000);
+
+  it('gives the image its user, the pod its hostname, DNS and hosts file, and the env', async () => {
+    app = await create(pod, 'app', {
+      command: ['sh', '-c', 'trap "echo got-term; exit 7" TERM; echo ready; while true; do sleep 1; done'],
+      envs: [{ key: 'GREETING', value: 'hello there' }],
+      working_dir: '/tmp',
+      mounts: [dataMount, { container_path: '/etc/config.txt', host_path: join(logDir, 'config.txt'), readonly: true }],
+    });
+    await rt('StartContainer', { container_id: app });
+    await logHas(join(pod.logs, 'app_0.log'), 'stdout', 'ready');
+    expect((await status(app)).state).toBe('CONTAINER_RUNNING');
+    expect((await execSync(app, ['id', '-u'])).stdout.trim()).toBe('1234');
+    expect((await execSync(app, ['hostname'])).stdout.trim()).toBe('multi');
+    const resolv = (await execSync(app, ['cat', '/etc/resolv.conf'])).stdout;
+    expect(resolv).toContain('nameserver 10.96.0.10');
+    expect(resolv).toContain('search sbx.svc.cluster.local');
+    expect((await execSync(app, ['cat', '/etc/hosts'])).stdout).toMatch(/127\.0\.0\.1\s+localhost/);
+    expect((await execSync(app, ['sh', '-c', 'echo "$GREETING"; pwd'])).stdout).toBe('hello there\n/tmp\n');
+    // The emptyDir the init container wrote; a read-only file mount stays read-only.
+    expect((await execSync(app, ['cat', '/data/hello'])).stdout).toBe('from-init\n');
+    expect((await execSync(app, ['cat', '/etc/config.txt'])).stdout).toBe('key=value\n');
+    expect((await execSync(app, ['sh', '-c', 'echo x > /etc/config.txt'])).exitCode).not.toBe(0);
+    // Each container has its own writable layer: the init container's file is not here.
+    expect((await execSync(app, ['cat', '/tmp/marker'])).exitCode).not.toBe(0);
+  }, 120_000);
+
+  it('execs: exit codes, stderr, 127 for a missing command, DEADLINE_EXCEEDED at the timeout', async () => {
+    const bad = await execSync(app, ['sh', '-c', 'echo oops >&2; exit 3']);
+    expect(bad).toMatchObject({ exitCode: 3, stderr: 'oops\n' });
+    expect((await execSync(app, ['no-such-command'])).exitCode).toBe(127);
+    const t0 = Date.now();
+    const slow = await failure(execSync(app, ['sleep', '30'], 1));
+    expect(slow.code).toBe(Status.DEADLINE_EXCEEDED);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    // The timed-out command was killed: no sleep 30 left behind.
+    await waitFor('sleep 30 to be gone', async () => !(await execSync(app, ['sh', '-c', 'ps -o args | grep -v grep | grep -q "sleep 30" && echo yes || true'])).stdout.includes('yes') || undefined, { timeoutMs: 10_000, intervalMs: 200 });
+  }, 120_000);
+
+  it('streams exec with a TTY and a resize (WebSocket v5)', async () => {
+    const { WebSocket } = await import('ws');
+    const { url } = await rt<{ url: string }>('Exec', { container_id: app, cmd: ['sh', '-c', 'sleep 0.5; stty size; tty'], tty: true, stdin: true, stdout: true });
+    const ws = new WebSocket(url, ['v5.channel.k8s.io']);
+    const out: Buffer[] = [];
+    ws.on('message', (d: Buffer) => d[0] === 1 && out.push(d.subarray(1)));
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    ws.send(Buffer.concat([Buffer.from([4]), Buffer.from(JSON.stringify({ Width: 99, Height: 33 }))]));
+    await new Promise((r) => ws.once('close', r));
+    const text = Buffer.concat(out).toString();
+    expect(text).toContain('33 99');
+    expect(text).toMatch(/\/dev\/pts\/\d+/);
+  }, 60_000);
+
+  it('stops with the grace period: SIGTERM reaches the process, which exits 7', async () => {
+    await rt('StopContainer', { container_id: app, timeout: 20 });
+    const st = await status(app);
+    expect(st.state).toBe('CONTAINER_EXITED');
+    expect(st.exit_code).toBe(7);
+    expect(st.reason).toBe('Error');
+    await logHas(join(pod.logs, 'app_0.log'), 'stdout', 'got-term');
+  }, 60_000);
+
+  it('kills a process that ignores SIGTERM after the timeout: exit 137', async () => {
+    const stubborn = await create(pod, 'stubborn', { command: ['sh', '-c', 'trap "" TERM; echo up; while true; do sleep 1; done'] });
+    await rt('StartContainer', { container_id: stubborn });
+    await logHas(join(pod.logs, 'stubborn_0.log'), 'stdout', 'up');
+    const t0 = Date.now();
+    await rt('StopContainer', { container_id: stubborn, timeout: 1 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    expect((await status(stubborn)).exit_code).toBe(137);
+    await rt('RemoveContainer', { container_id: stubborn });
+  }, 60_000);
+
+  it('restarts a container in the running pod VM (a new attempt, as the kubelet does)', async () => {
+    await rt('RemoveContainer', { container_id: app });
+    const again = await create(pod, 'app', { command: ['sh', '-c', 'echo second-run; exit 5'] }, 1);
+    await rt('StartContainer', { container_id: again });
+    expect((await exited(again)).exit_code).toBe(5);
+    await logHas(join(pod.logs, 'app_1.log'), 'stdout', 'second-run');
+  }, 60_000);
+
+  it('refuses bad containers with containerd\'s errors and leaves nothing behind', async () => {
+    const before = (await rt<{ containers: unknown[] }>('ListContainers', { filter: { pod_sandbox_id: pod.id } })).containers.length;
+    const notFound = await failure(create(pod, 'nocmd', { command: ['/no/such/binary'] }));
+    expect(notFound.code).toBe(Status.INVALID_ARGUMENT);
+    expect(notFound.details).toMatch(/executable file not found|no such file/i);
+    const noUser = await failure(create(pod, 'nouser', { linux: { security_context: { run_as_username: 'nobody-here' } } }));
+    expect(noUser.code).toBe(Status.INVALID_ARGUMENT);
+    expect(noUser.details).toMatch(/unable to find user nobody-here/);
+    const vm = await failure(create(pod, 'vm', { image: { image: vmImage } }));
+    expect(vm.code).toBe(Status.INVALID_ARGUMENT);
+    expect(vm.details).toMatch(/sandboxed pod/);
+    expect((await rt<{ containers: unknown[] }>('ListContainers', { filter: { pod_sandbox_id: pod.id } })).containers.length).toBe(before);
+  }, 60_000);
+
+  it('stops the pod: its VM is destroyed; removes it: the domain and scratch disk are gone', async () => {
+    const name = `vmlet-sbx-multi-${pod.id.slice(0, 8)}`;
+    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+    expect(virsh('domstate', name).trim()).toBe('shut off');
+    const ps = await rt<{ status: { state: string } }>('PodSandboxStatus', { pod_sandbox_id: pod.id });
+    expect(ps.status.state).toBe('SANDBOX_NOTREADY');
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    expect(() => virsh('domstate', name)).toThrow();
+    expect(existsSync(join(v.stateDir, 'pods', pod.id))).toBe(false);
+  }, 60_000);
+});
+
+describe('pod kind annotation', () => {
+  it('vmlet.io/pod-kind: sandboxed boots the VM at RunPodSandbox; a bad value is refused there', async () => {
+    const bad = await failure(runPod('badkind', { 'vmlet.io/pod-kind': 'container' }));
+    expect(bad.code).toBe(Status.INVALID_ARGUMENT);
+    expect(bad.details).toMatch(/vmlet\.io\/pod-kind/);
+    const pod = await runPod('early', { 'vmlet.io/pod-kind': 'sandboxed' });
+    expect(virsh('domstate', `vmlet-sbx-early-${pod.id.slice(0, 8)}`).trim()).toBe('running');
+    const c = await create(pod, 'c', { command: ['sh', '-c', 'echo quick'] });
+    await rt('StartContainer', { container_id: c });
+    expect((await exited(c)).exit_code).toBe(0);
+    await logHas(join(pod.logs, 'c_0.log'), 'stdout', 'quick');
+    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  }, 240_000);
+});
