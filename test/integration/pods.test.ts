@@ -280,11 +280,8 @@ describe('VM pod errors', () => {
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
 
-  it('refuses rootfs images, unpulled images and a second container', async () => {
+  it('refuses unpulled images, a second container, and a container image in a VM-image pod', async () => {
     const pod = await runPod('refusals');
-    const rootfs = await failure(createVm(pod, rootfsImage));
-    expect(rootfs.code).toBe(Status.FAILED_PRECONDITION);
-    expect(rootfs.details).toMatch(/not supported yet/);
     const unpulled = await failure(createVm(pod, `${reg.host}/vmlet/never:v1`));
     expect(unpulled.code).toBe(Status.NOT_FOUND);
     await createVm(pod, kernelImage);
@@ -292,7 +289,13 @@ describe('VM pod errors', () => {
       rt('CreateContainer', { pod_sandbox_id: pod.id, config: { metadata: { name: 'other', attempt: 0 }, image: { image: kernelImage } }, sandbox_config: pod.config }),
     );
     expect(second.code).toBe(Status.FAILED_PRECONDITION);
-    expect(second.details).toMatch(/one VM per pod/);
+    expect(second.details).toMatch(/a VM-image pod runs one VM/);
+    // The pod's kind was fixed by its first container: a plain container image does not fit it.
+    const mixed = await failure(
+      rt('CreateContainer', { pod_sandbox_id: pod.id, config: { metadata: { name: 'app', attempt: 0 }, image: { image: rootfsImage } }, sandbox_config: pod.config }),
+    );
+    expect(mixed.code).toBe(Status.INVALID_ARGUMENT);
+    expect(mixed.details).toMatch(/is a container image .* is a VM-image pod/);
     const inUse = await failure(call(v.image, 'RemoveImage', { image: { image: kernelImage } }));
     expect(inUse.code).toBe(Status.FAILED_PRECONDITION);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
