@@ -81,7 +81,7 @@ describe('vmlet doctor', () => {
     writeFileSync(join(kit, 'VERSION'), '0123456789ab-6.1.0-1\n');
     r = doctor([], writeCniConf(), kit);
     expect(r.verdict('guest-kit')).toBe('FAIL');
-    expect(r.stdout).toContain('vmlinux: not an ELF file');
+    expect(r.stdout).toContain('vmlinux is not an ELF file');
     copyFileSync(join(GUEST_KIT, 'vmlinux'), join(kit, 'vmlinux'));
     r = doctor([], writeCniConf(), kit);
     expect(r.verdict('guest-kit')).toBe('FAIL');

@@ -48,7 +48,7 @@ function imagesShare(dir: string): { path: string; token: string } {
   return { path, token };
 }
 
-function boot(o: { dir: string; append: string; images?: string; scratch?: string; initrd?: string }): Boot {
+function boot(o: { dir: string; append: string; images?: string; shared?: string; scratch?: string; initrd?: string }): Boot {
   const log = join(o.dir, `console-${randomBytes(3).toString('hex')}.log`);
   const fd = openSync(log, 'w');
   const args = [
@@ -62,6 +62,9 @@ function boot(o: { dir: string; append: string; images?: string; scratch?: strin
     '-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=',
     ...(o.images
       ? ['-fsdev', `local,id=img,path=${o.images},security_model=none,readonly=on`, '-device', 'virtio-9p-pci,fsdev=img,mount_tag=vmlet-images']
+      : []),
+    ...(o.shared
+      ? ['-fsdev', `local,id=shr,path=${o.shared},security_model=none`, '-device', 'virtio-9p-pci,fsdev=shr,mount_tag=vmlet-shared']
       : []),
     ...(o.scratch
       ? ['-drive', `file=${o.scratch},format=raw,if=none,id=s0`, '-device', 'virtio-blk-pci,drive=s0,serial=vmlet-scratch']
@@ -110,9 +113,12 @@ describe('guest kit', () => {
   it('boots to the agent with the 9p share, the scratch disk, overlay on 9p and the network', async () => {
     const dir = tempDir('vmlet-kit-');
     const images = imagesShare(dir);
+    const shared = join(dir, 'shared');
+    mkdirSync(shared);
     const b = boot({
       dir,
       images: images.path,
+      shared,
       scratch: scratchDisk(dir),
       append: 'vmlet.ip=10.0.2.15/24 vmlet.ip=fd00:1::15/64 vmlet.gw=10.0.2.2 vmlet.gw=fd00:1::2 vmlet.route=10.96.0.0/12@10.0.2.3 vmlet.route=192.168.7.0/24@ vmlet.mtu=1400 vmlet.selftest=1',
     });
@@ -136,7 +142,8 @@ describe('guest kit', () => {
   it('without a scratch disk: tmpfs and a warning; IPv4 /32 gets an on-link route to its gateway', async () => {
     const dir = tempDir('vmlet-kit-');
     const images = imagesShare(dir);
-    const b = boot({ dir, images: images.path, append: 'vmlet.ip=10.0.2.15/32 vmlet.gw=10.0.2.2 vmlet.selftest=1' });
+    mkdirSync(join(dir, 'shared'));
+    const b = boot({ dir, images: images.path, shared: join(dir, 'shared'), append: 'vmlet.ip=10.0.2.15/32 vmlet.gw=10.0.2.2 vmlet.selftest=1' });
     const text = await waitConsole(b, READY);
     expect(text).toContain('vmlet-init: no scratch disk (virtio-blk serial vmlet-scratch): tmpfs at /run/vmlet/scratch');
     expect(line(text, 'VMLET-SELFTEST ')).toBe('VMLET-SELFTEST ok lower=img-0 entries=3 scratch=tmpfs');

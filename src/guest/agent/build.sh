@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds vmlet-agent reproducibly: static (CGO off), no paths or build id in the binary, with the
+# Builds vmlet-agent reproducibly: static (CGO off), no paths, build id or git revision (which
+# would change with every commit) in the binary, with the
 # Go standard library only (no module downloads). Usage: build.sh OUT. Prints only errors.
 # GOCACHE: $VMLET_AGENT_GOCACHE, else the repo's .cache/guest-agent/gocache (shared with the
 # tests), else a directory under $TMPDIR; never next to OUT (that may be packaged).
@@ -15,4 +16,4 @@ fi
 mkdir -p "$(dirname "$out")"
 cd "$dir"
 CGO_ENABLED=0 GOOS=linux GOFLAGS=-mod=mod GOPROXY=off GOCACHE=$cache GOPATH=$cache/gopath \
-  go build -trimpath -ldflags='-s -w -buildid=' -o "$out" .
+  go build -trimpath -buildvcs=false -ldflags='-s -w -buildid=' -o "$out" .
