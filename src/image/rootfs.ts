@@ -237,9 +237,13 @@ class Tree {
     if (!st) throw s.bad(`hard link ${JSON.stringify(entry.path)} to ${JSON.stringify(entry.linkpath)}, which is not in the image`);
     if (st.isDirectory()) throw s.bad(`hard link ${JSON.stringify(entry.path)} to directory ${JSON.stringify(entry.linkpath)}`);
     this.charge(st.isFile() ? st.size : 0, s);
-    // link(2) does not follow a symlink target: the new name is that symlink. Owner and mode
-    // are the target inode's; the link's own header does not change them.
+    // link(2) does not follow a symlink target: the new name is that symlink. As containerd
+    // does, the link's header sets the owner and mode of the (shared) inode, unless it is a symlink.
     linkSync(this.host(target), host);
+    if (!st.isSymbolicLink()) {
+      if (isRoot) lchownSync(host, entry.uid ?? 0, entry.gid ?? 0);
+      chmodSync(host, entry.mode ?? 0o644);
+    }
   }
 
   private charge(bytes: number, s: LayerState): void {

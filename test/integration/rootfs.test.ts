@@ -126,7 +126,7 @@ describe('ImageStore.ensureRootfs with the test images', () => {
     const { dir } = await store.ensureRootfs(rec.id);
     console.log(`busybox-app unpacked in ${unpacks(rec.id)[0]?.ms} ms`);
     const bb = lstatSync(join(dir, 'bin/busybox'));
-    expect(bb.mode & 0o7777).toBe(0o755); // the links' own header mode (0644) does not change the inode
+    expect(bb.mode & 0o7777).toBe(0o755); // the links' headers say 0755 too: each one sets the inode's mode
     for (const applet of ['bin/sh', 'bin/wget', 'usr/bin/env']) expect(lstatSync(join(dir, applet)).ino, applet).toBe(bb.ino);
     expect(bb.nlink).toBeGreaterThan(40);
     expect(statSync(join(dir, 'home/app/hello.txt')).uid).toBe(1234);
@@ -248,13 +248,18 @@ describe('unpackRootfs', () => {
         { path: 'home/u/', type: 'Directory', mode: 0o750, uid: 1000, gid: 2000 },
         { path: 'home/u/f', data: 'x', mode: 0o600, uid: 1000, gid: 2000, mtime: new Date(1234567890000) },
         { path: 'run/fifo', type: 'FIFO', mode: 0o620, uid: 7, gid: 8 },
-        { path: 'usr/bin/su-again', type: 'Link', linkpath: 'usr/bin/su' },
+        { path: 'usr/bin/su-again', type: 'Link', linkpath: 'usr/bin/su', mode: 0o4755 },
+        // As containerd unpacks it: a link's header sets the shared inode's mode and owner.
+        { path: 'usr/bin/tool', data: 'tool', mode: 0o644 },
+        { path: 'usr/bin/tool-x', type: 'Link', linkpath: 'usr/bin/tool', mode: 0o755, uid: 0, gid: 9 },
         { path: 'link-out', type: 'SymbolicLink', linkpath: outside + '/victim', uid: 3, gid: 4 },
         { path: '/abs.txt', data: 'absolute paths are inside the rootfs' },
       ]),
     ]);
     const mode = (p: string) => lstatSync(join(d, p)).mode & 0o7777;
     expect(mode('usr/bin/su')).toBe(0o4755);
+    expect(mode('usr/bin/tool')).toBe(0o755);
+    expect(lstatSync(join(d, 'usr/bin/tool')).gid).toBe(9);
     expect(mode('usr/bin/wall')).toBe(0o2755);
     expect(lstatSync(join(d, 'usr/bin/wall')).gid).toBe(5);
     expect(mode('scratch')).toBe(0o1777);

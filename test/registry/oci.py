@@ -66,8 +66,9 @@ def sym(name, target):
     return {'type': 'symlink', 'name': name, 'target': target, 'mode': 0o777, 'uid': 0, 'gid': 0}
 
 
-def hard(name, target):
-    return {'type': 'hardlink', 'name': name, 'target': target, 'mode': 0o644, 'uid': 0, 'gid': 0}
+def hard(name, target, mode=0o644):
+    # A link's header mode becomes the shared inode's when containerd (and vmlet) unpack it.
+    return {'type': 'hardlink', 'name': name, 'target': target, 'mode': mode, 'uid': 0, 'gid': 0}
 
 
 def char(name, major, minor, mode=0o666):
@@ -201,8 +202,8 @@ def busybox_app_entries(inp):
     dirs = [d('bin'), d('etc'), d('home'), d('home/app', 0o755, 1234, 1234), d('root', 0o700),
             d('tmp', 0o1777), d('usr'), d('usr/bin')]
     e = dirs + [f('bin/busybox', path=inp['busybox'], mode=0o755)]
-    e += [hard('bin/' + a, 'bin/busybox') for a in BUSYBOX_APP_APPLETS]
-    e.append(hard('usr/bin/env', 'bin/busybox'))
+    e += [hard('bin/' + a, 'bin/busybox', 0o755) for a in BUSYBOX_APP_APPLETS]
+    e.append(hard('usr/bin/env', 'bin/busybox', 0o755))
     e.append(f('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/home/app:/bin/sh\n'))
     e.append(f('etc/group', 'root:x:0:\napp:x:1234:\n'))
     e.append(f('home/app/hello.txt', 'hello from busybox-app\n', uid=1234, gid=1234))
