@@ -59,6 +59,9 @@ export function podVmSpec(i: PodVmInput): VmSpec {
       { source: i.sharedDir, tag: SHARED_TAG, readonly: false },
     ],
     ...(i.cputune ? { cputune: i.cputune } : {}),
+    // The guest kit loads virtio_balloon: pages its containers free go back to the node, so a
+    // pod VM's footprint follows what its containers use rather than its high-water mark.
+    freePageReporting: true,
     metadata: i.metadata,
   });
 }

@@ -82,7 +82,7 @@ function domainElement(spec: VmSpec): XmlElement {
       el('rng', { model: 'virtio' }, el('backend', { model: 'random' }, '/dev/urandom'), mmio && MMIO),
       // The balloon carries UpdateContainerResources' memory changes. No autodeflate: a guest
       // under memory pressure must not take back what its limit took away (a container is OOM-killed).
-      el('memballoon', { model: 'virtio' }, mmio && MMIO),
+      el('memballoon', { model: 'virtio', freePageReporting: spec.freePageReporting ? 'on' : undefined }, mmio && MMIO),
     ),
     spec.guestAgent && el('qemu:commandline', {}, ...guestAgentArgs(spec, spec.guestAgent.socket, spec.guestAgent.port).map((value) => el('qemu:arg', { value }))),
   );

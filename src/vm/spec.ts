@@ -77,6 +77,8 @@ export interface VmSpec {
   guestAgent?: { socket: string; port?: string };
   /** 9p shares (sandboxed pods: the image rootfs tree, read-only). */
   shares?: VmShare[];
+  /** The guest hands pages it frees back to the host (virtio-balloon free page reporting). */
+  freePageReporting?: boolean;
   metadata: VmMetadata;
 }
 
@@ -135,6 +137,7 @@ export interface BuildVmSpecInput {
   /** Unix socket for the guest-agent channel (see guest-agent.ts agentSocketPath: ≤ 107 bytes). */
   guestAgent?: { socket: string; port?: string };
   shares?: VmShare[];
+  freePageReporting?: boolean;
   /** From the container's resources (cputune.ts), shares already converted for the host's cgroup version. */
   cputune?: CpuTune;
 }
@@ -205,6 +208,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     ...(input.seedIso ? { seed: { path: input.seedIso } } : {}),
     ...(input.guestAgent ? { guestAgent: { socket: input.guestAgent.socket, ...(input.guestAgent.port ? { port: input.guestAgent.port } : {}) } } : {}),
     ...(input.shares?.length ? { shares: input.shares.map((sh) => ({ ...sh })) } : {}),
+    ...(input.freePageReporting ? { freePageReporting: true } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
     metadata: { settingSources: s.sources, ...input.metadata },
   };

@@ -55,6 +55,7 @@ describe('pod VM spec', () => {
     expect(xml).toContain(`<serial>${SCRATCH_SERIAL}</serial>`);
     expect(xml).toContain(`name&quot;:&quot;${AGENT_PORT}&quot;`);
     expect(xml).not.toContain('org.qemu.guest_agent.0');
+    expect(xml).toContain('<memballoon model="virtio" freePageReporting="on"/>');
     expect(spec.disks).toEqual([{ path: '/var/lib/vmlet/pods/ab/scratch.img', format: 'raw', bus: 'virtio', target: 'vda', serial: SCRATCH_SERIAL }]);
   });
 
