@@ -4,7 +4,7 @@
 // after a reconnection (vmlet restarted) what happened to them meanwhile.
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseVmSettings, NODE_DEFAULTS } from '../vm/annotations.js';
+import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
 import { domainName } from '../vm/spec.js';
 import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import { attachPodTap } from '../net/index.js';
@@ -20,6 +20,8 @@ import { PodVm } from './podvm.js';
 const GiB = 1024 ** 3;
 /** The scratch disk's size (sparse) when vmlet.io/root-disk-size does not say. */
 export const SCRATCH_DEFAULT_BYTES = 10 * GiB;
+/** Guest memory beside the containers' limits when the pod has no overhead (measured: the kit's kernel and agent use ~46 MiB after boot; the rest is page and 9p cache). */
+export const POD_VM_BASE_MIB = 256;
 /** Boot to agent under TCG takes seconds; a loaded node (CI, many pods starting) takes longer. */
 const BOOT_TIMEOUT_MS = 120_000;
 
@@ -43,14 +45,16 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
   const running = podVmOf(m, s);
   if (running) return running;
   const kit = await readGuestKit(m.deps.config.guestKitDir);
-  const settings = parseVmSettings({
-    sandboxAnnotations: s.config.annotations ?? {},
-    containerAnnotations: {},
-    imageLabels: {},
-    containerResources: null,
-    sandboxResources: s.config.linux?.resources ?? null,
-    defaults: NODE_DEFAULTS,
-  });
+  const settings = sizePodVm(
+    parseVmSettings({
+      sandboxAnnotations: s.config.annotations ?? {},
+      containerAnnotations: {},
+      imageLabels: {},
+      containerResources: null,
+      sandboxResources: s.config.linux?.resources ?? null,
+      defaults: NODE_DEFAULTS,
+    }),
+  );
   const dir = m.store.sandboxDir(s.id);
   const scratch = join(dir, 'scratch.img');
   const shared = join(dir, 'shared');
@@ -111,6 +115,23 @@ export function reconnectPodVms(m: PodManager): void {
     const p = podVmOf(m, s);
     p?.agent(30_000).catch((err: unknown) => m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'cannot reach the pod VM\'s agent; tried again on next use'));
   }
+}
+
+/**
+ * When the pod's memory comes from its resources (the kubelet's sum of its containers' limits),
+ * the guest's own kernel, agent and caches need room beside them: POD_VM_BASE_MIB more. (The
+ * pod's overhead, its RuntimeClass's podFixed, pays for QEMU on the host, not for the guest.)
+ * An annotation's size is taken as it is.
+ */
+export function sizePodVm(settings: MachineSettings): MachineSettings {
+  if (settings.sources.memory !== 'sandbox resources') return settings;
+  const memoryMiB = settings.memoryMiB + POD_VM_BASE_MIB;
+  return {
+    ...settings,
+    memoryMiB,
+    maxMemoryMiB: Math.max(settings.maxMemoryMiB, memoryMiB),
+    sources: { ...settings.sources, memory: `sandbox resources + ${POD_VM_BASE_MIB} MiB for the guest` },
+  };
 }
 
 /** StopPodSandbox: the VM goes at once (the kubelet already gave containers their grace period). */

@@ -1,0 +1,25 @@
+// The sandboxed pod VM's size: the pod's containers' limits (the kubelet's sandbox resources) plus
+// room for the guest itself; annotations exact; the node default otherwise.
+import { describe, expect, it } from 'vitest';
+import { NODE_DEFAULTS, parseVmSettings } from '../../src/vm/annotations.js';
+import { POD_VM_BASE_MIB, sizePodVm } from '../../src/pod/podvm-boot.js';
+import type { LinuxContainerResources } from '../../src/pod/configs.js';
+
+const res = (memory: number, quota = 0): LinuxContainerResources =>
+  ({ cpu_period: '100000', cpu_quota: String(quota), cpu_shares: '0', memory_limit_in_bytes: String(memory), oom_score_adj: '0', cpuset_cpus: '', cpuset_mems: '', hugepage_limits: [], unified: {}, memory_swap_limit_in_bytes: '0' });
+const size = (annotations: Record<string, string>, sandbox: LinuxContainerResources | null) =>
+  sizePodVm(parseVmSettings({ sandboxAnnotations: annotations, containerAnnotations: {}, imageLabels: {}, containerResources: null, sandboxResources: sandbox, defaults: NODE_DEFAULTS }));
+
+describe('pod VM size', () => {
+  it('gives the containers\' limits plus room for the guest, and vCPUs from the CPU limit', () => {
+    const s = size({}, res(300 * 2 ** 20, 250_000));
+    expect(s.memoryMiB).toBe(300 + POD_VM_BASE_MIB);
+    expect(s.maxMemoryMiB).toBe(300 + POD_VM_BASE_MIB);
+    expect(s.vcpus).toBe(3);
+    expect(s.sources.memory).toMatch(/^sandbox resources \+ \d+ MiB for the guest$/);
+  });
+  it('takes an annotation as it is, and the node default without limits', () => {
+    expect(size({ 'vmlet.io/memory': '1Gi' }, res(300 * 2 ** 20)).memoryMiB).toBe(1024);
+    expect(size({}, null).memoryMiB).toBe(NODE_DEFAULTS.memoryMiB);
+  });
+});
