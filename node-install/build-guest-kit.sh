@@ -64,6 +64,10 @@ KERNEL_META=linux-image-amd64
 #   overlay: the containers' root file systems; ext4: the scratch disk
 MODULES=(virtio_pci virtio_console virtio_blk virtio_net virtio_rng virtio_balloon
          crc32c_generic 9pnet_virtio 9p overlay ext4)
+# In the initramfs but not loaded at boot: the kernel loads them when a container asks (it runs
+# /sbin/modprobe, which reads modules.dep and modules.alias): bridge (brctl addbr, with stp and
+# llc), veth and dummy (ip link add), tun (/dev/net/tun).
+ON_DEMAND_MODULES=(bridge veth dummy tun)
 # console=ttyS0 quiet: fewer slow serial writes; panic=-1: a crashed guest reboots at once
 # (QEMU -no-reboot or libvirt on_reboot=destroy then ends it); cryptomgr.notests + rodata=off:
 # no crypto self-tests and no W+X/RO page walk. initcall_blacklist: the two slowest initcalls
@@ -313,6 +317,11 @@ add_module() { # name: depth first, dependencies first (the .modinfo "depends=" 
 }
 for m in "${MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do printf '%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules"
+for m in "${ON_DEMAND_MODULES[@]}"; do add_module "$m"; done
+# modules.alias: what the kernel asks for (e.g. rtnl-link-veth, char-major-10-200) → module.
+for m in "${MODORDER[@]}"; do
+  tr '\0' '\n' < "$ROOT/lib/modules/$KREL/$m.ko" | awk -v m="$m" 'index($0, "alias=") == 1 { print "alias " substr($0, 7) " " m }'
+done | sort > "$ROOT/lib/modules/$KREL/modules.alias"
 # modules.dep (busybox modprobe reads it): so `modprobe NAME` works in the guest too.
 all_deps() { # name: its dependencies, transitively, nearest last (modules.dep order)
   local d

@@ -5,7 +5,7 @@
 // so a guest cannot write where the kubelet said it may not. QEMU lives in its own mount namespace
 // (libvirt's default), a copy taken at its start: the share is made a shared mount point before
 // QEMU starts, so the binds made later propagate into QEMU's copy. Bind mounts only, no loop devices.
-import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { VmletError } from '../errors.js';
@@ -72,7 +72,8 @@ export async function bindContainerMounts(share: string, containerId: string, mo
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     for (const [i, m] of mounts.entries()) {
-      const st = await lstat(m.hostPath).catch(() => undefined);
+      // stat, not lstat: a host path that is a symlink is bound as what it points to (mount does so).
+      const st = await stat(m.hostPath).catch(() => undefined);
       if (!st) await mkdir(m.hostPath, { recursive: true });
       const target = join(dir, String(i));
       if (st && !st.isDirectory()) await writeFile(target, '', { flag: 'a' });

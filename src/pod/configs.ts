@@ -107,4 +107,8 @@ export interface LinuxContainerSecurityContext {
   readonly_rootfs: boolean;
   privileged: boolean;
   namespace_options: NamespaceOption | null;
+  capabilities: { add_capabilities: string[]; drop_capabilities: string[] } | null;
+  no_new_privs: boolean;
+  masked_paths: string[];
+  readonly_paths: string[];
 }

@@ -29,6 +29,13 @@ export class ContainerLog {
     });
   }
 
+  /** Creates the file now (containerd does at start: a container that prints nothing still has a log). */
+  open(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.handle();
+    });
+  }
+
   /** ReopenContainerLog: the kubelet rotated the file; later lines go to a new one at the path. */
   reopen(): Promise<void> {
     return this.enqueue(async () => {

@@ -15,12 +15,19 @@ import type { PodManager } from './manager.js';
 import type { PodVm } from './podvm.js';
 import { createdContainer, type SandboxRecord } from './records.js';
 import { signalNumber } from './signals.js';
+import { containerCapabilities, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../guest/capabilities.js';
 
 export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, p: PodVm, config: ContainerConfig, image: ImageRecord, imageName: string): Promise<string> {
   const sc = config.linux?.security_context;
-  if (sc?.privileged) {
-    throw invalidArgument('config.linux.security_context.privileged: a privileged container would hold the pod VM\'s devices, and vmlet does not give those to containers; run it unprivileged');
+  // As containerd (and runc) refuse it: a group with no user to go with it.
+  if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) {
+    throw invalidArgument('config.linux.security_context.run_as_group is set without run_as_user or run_as_username: user group is specified without user');
   }
+  // Privileged means the pod VM's own devices, /sys and every capability: the VM, not the node.
+  const privileged = !!sc?.privileged;
+  const capabilities = containerCapabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged);
+  const maskedPaths = privileged ? [] : sc?.masked_paths?.length ? sc.masked_paths : DEFAULT_MASKED_PATHS;
+  const readonlyPaths = privileged ? [] : sc?.readonly_paths?.length ? sc.readonly_paths : DEFAULT_READONLY_PATHS;
   for (const ns of ['pid', 'ipc'] as const) {
     if (sc?.namespace_options?.[ns] === 'NODE') {
       throw invalidArgument(`config.linux.security_context.namespace_options.${ns} is NODE: a sandboxed pod's containers run in their own VM and cannot share the node's ${ns.toUpperCase()} namespace`);
@@ -69,6 +76,11 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
       memoryLimitBytes: memLimit,
       cpuQuotaUs: cputune.quotaUs ?? 0,
       cpuPeriodUs: cputune.quotaUs ? (cputune.periodUs ?? 100_000) : 0,
+      privileged,
+      capabilities,
+      noNewPrivs: !!sc?.no_new_privs,
+      maskedPaths,
+      readonlyPaths,
     });
   } catch (err) {
     await unbindContainerMounts(share, id).catch((e: unknown) => m.log.error({ containerId: id, err: (e as Error).message }, "cannot unbind the container's mounts"));

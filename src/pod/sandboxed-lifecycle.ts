@@ -21,6 +21,7 @@ export async function startSandboxed(m: PodManager, c: ContainerRecord): Promise
   const stream = ++s.podVm!.lastStream;
   await m.store.saveSandbox(s);
   const io = p.ioOf(c.id, c.logPath);
+  await io.log.open();
   const detach = agent.attachSink(stream, io.sink());
   // A short-lived process may end before its start is answered: its exit is kept for below.
   let early: ExitEvent | undefined;

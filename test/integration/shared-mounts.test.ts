@@ -23,12 +23,16 @@ describe('pod shared dir', () => {
     const file = join(dir, 'hosts');
     writeFileSync(file, '127.0.0.1 localhost\n');
     const missing = join(dir, 'made', 'by', 'vmlet');
+    const { symlinkSync } = await import('node:fs');
+    symlinkSync(vol, join(dir, 'vol-link')); // a host path that is a symlink to a directory
     const paths = await bindContainerMounts(share, 'c1', [
       { hostPath: vol, readonly: false },
       { hostPath: file, readonly: true },
       { hostPath: missing, readonly: false },
+      { hostPath: join(dir, 'vol-link'), readonly: false },
     ]);
-    expect(paths).toEqual(['/run/vmlet/shared/c1/0', '/run/vmlet/shared/c1/1', '/run/vmlet/shared/c1/2']);
+    expect(paths).toEqual(['/run/vmlet/shared/c1/0', '/run/vmlet/shared/c1/1', '/run/vmlet/shared/c1/2', '/run/vmlet/shared/c1/3']);
+    expect(readFileSync(join(share, 'c1', '3', 'data.txt'), 'utf8')).toBe('kept');
     writeFileSync(join(share, 'c1', '0', 'from-guest.txt'), 'hi');
     expect(readFileSync(join(vol, 'from-guest.txt'), 'utf8')).toBe('hi');
     expect(readFileSync(join(share, 'c1', '1'), 'utf8')).toBe('127.0.0.1 localhost\n');
