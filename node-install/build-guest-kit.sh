@@ -322,14 +322,16 @@ for m in "${ON_DEMAND_MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do
   tr '\0' '\n' < "$ROOT/lib/modules/$KREL/$m.ko" | awk -v m="$m" 'index($0, "alias=") == 1 { print "alias " substr($0, 7) " " m }'
 done | sort > "$ROOT/lib/modules/$KREL/modules.alias"
-# modules.dep (busybox modprobe reads it): so `modprobe NAME` works in the guest too.
-all_deps() { # name: its dependencies, transitively, nearest last (modules.dep order)
+# modules.dep (busybox modprobe reads it): so `modprobe NAME` works in the guest too. A module's
+# dependencies are listed so that each comes before its own dependencies: modprobe loads them
+# from the end of the line (as from depmod's file). E.g. bridge.ko: stp.ko llc.ko.
+load_order() { # name: its dependencies, transitively, each after its own (post-order)
   local d
-  for d in ${MODDEPS[$1]:-}; do printf '%s\n' "$d"; all_deps "$d"; done
+  for d in ${MODDEPS[$1]:-}; do load_order "$d"; printf '%s\n' "$d"; done
 }
 for m in "${MODORDER[@]}"; do
   printf '%s.ko:' "$m"
-  all_deps "$m" | awk '!seen[$0]++ { printf " %s.ko", $0 }'
+  load_order "$m" | awk '!seen[$0]++' | tac | awk '{ printf " %s.ko", $0 }'
   printf '\n'
 done | sort > "$ROOT/lib/modules/$KREL/modules.dep"
 cp "$KMOD/modules.builtin" "$ROOT/lib/modules/$KREL/" 2>/dev/null || true

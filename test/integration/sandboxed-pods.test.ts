@@ -140,6 +140,12 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     expect((await execSync(app, ['cat', '/tmp/marker'])).exitCode).not.toBe(0);
   }, 120_000);
 
+  it('answers 40 ExecSync calls in a row and 10 at once, each with its own output', async () => {
+    for (let i = 0; i < 40; i++) expect((await execSync(app, ['echo', `n${i}`])).stdout).toBe(`n${i}\n`);
+    const many = await Promise.all(Array.from({ length: 10 }, (_, i) => execSync(app, ['sh', '-c', `echo c${i}; echo e${i} >&2`])));
+    many.forEach((r, i) => expect(r).toMatchObject({ exitCode: 0, stdout: `c${i}\n`, stderr: `e${i}\n` }));
+  }, 120_000);
+
   it('execs: exit codes, stderr, 127 for a missing command, DEADLINE_EXCEEDED at the timeout', async () => {
     const bad = await execSync(app, ['sh', '-c', 'echo oops >&2; exit 3']);
     expect(bad).toMatchObject({ exitCode: 3, stderr: 'oops\n' });
@@ -164,6 +170,20 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     const text = Buffer.concat(out).toString();
     expect(text).toContain('33 99');
     expect(text).toMatch(/\/dev\/pts\/\d+/);
+  }, 60_000);
+
+  it('has a log file from the start even when silent; the kernel loads a module a root container asks for', async () => {
+    const quiet = await create(pod, 'quiet', {
+      command: ['sh', '-c', 'while true; do sleep 1; done'],
+      linux: { security_context: { run_as_user: { value: 0 }, capabilities: { add_capabilities: ['NET_ADMIN'], drop_capabilities: [] } } },
+    });
+    await rt('StartContainer', { container_id: quiet });
+    expect(existsSync(join(pod.logs, 'quiet_0.log'))).toBe(true);
+    const br = await execSync(quiet, ['sh', '-c', 'ip link add vbr0 type bridge && ip -o link show vbr0']);
+    expect(br.stderr).toBe('');
+    expect(br.stdout).toContain('vbr0');
+    await rt('StopContainer', { container_id: quiet, timeout: 0 });
+    await rt('RemoveContainer', { container_id: quiet });
   }, 60_000);
 
   it('stops with the grace period: SIGTERM reaches the process, which exits 7', async () => {
@@ -202,6 +222,9 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     const noUser = await failure(create(pod, 'nouser', { linux: { security_context: { run_as_username: 'nobody-here' } } }));
     expect(noUser.code).toBe(Status.INVALID_ARGUMENT);
     expect(noUser.details).toMatch(/unable to find user nobody-here/);
+    const groupOnly = await failure(create(pod, 'grouponly', { linux: { security_context: { run_as_group: { value: 5 } } } }));
+    expect(groupOnly.code).toBe(Status.INVALID_ARGUMENT);
+    expect(groupOnly.details).toMatch(/run_as_group is set without run_as_user/);
     const vm = await failure(create(pod, 'vm', { image: { image: vmImage } }));
     expect(vm.code).toBe(Status.INVALID_ARGUMENT);
     expect(vm.details).toMatch(/sandboxed pod/);
