@@ -195,10 +195,12 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 		c.execs[pid] = true
 	}
 	a.mu.Unlock()
-	close(recorded)
+	// The readers are counted before the exit callback may run (it waits for recorded): else a
+	// quick process's exit could drain no readers and be reported before its output.
 	for i, f := range outputs {
 		st.pump(a.port, f, outTypes[i])
 	}
+	close(recorded)
 	logf("started %s stream %d pid %d: %v", c.spec.ID, sp.stream, pid, sp.args)
 	return pid, started, nil
 }
