@@ -15,6 +15,8 @@ export interface CreateContainerParams {
   memoryLimitBytes: number; cpuQuotaUs: number; cpuPeriodUs: number;
   /** Security context (docs/guest-agent.md): all caps and the guest's /dev and /sys; the capability set; no_new_privs; paths hidden or read-only. */
   privileged?: boolean; capabilities?: string[]; noNewPrivs?: boolean; maskedPaths?: string[]; readonlyPaths?: string[];
+  /** A seccomp filter: the runtime's default (built in the guest from the capabilities) or a node's profile (its JSON). */
+  seccompRuntimeDefault?: boolean; seccompProfile?: Record<string, unknown>;
 }
 export interface ExecParams { id: string; stream: number; args: string[]; env: string[]; tty: boolean; stdin: boolean; cwd?: string; user?: AgentUser; /** Terminal size before the process starts (tty). */ cols?: number; rows?: number }
 export interface ExitEvent { stream: number; id: string; exec: boolean; pid: number; exitCode: number; signal: number; oomKilled: boolean; finishedAt: bigint }

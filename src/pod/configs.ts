@@ -111,4 +111,6 @@ export interface LinuxContainerSecurityContext {
   no_new_privs: boolean;
   masked_paths: string[];
   readonly_paths: string[];
+  seccomp: { profile_type: string; localhost_ref: string } | null;
+  seccomp_profile_path: string;
 }

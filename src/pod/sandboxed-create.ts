@@ -16,6 +16,7 @@ import type { PodVm } from './podvm.js';
 import { createdContainer, type SandboxRecord } from './records.js';
 import { signalNumber } from './signals.js';
 import { containerCapabilities, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../guest/capabilities.js';
+import { seccompFor } from '../guest/seccomp-profile.js';
 
 export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, p: PodVm, config: ContainerConfig, image: ImageRecord, imageName: string): Promise<string> {
   const sc = config.linux?.security_context;
@@ -28,6 +29,7 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
   const capabilities = containerCapabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged);
   const maskedPaths = privileged ? [] : sc?.masked_paths?.length ? sc.masked_paths : DEFAULT_MASKED_PATHS;
   const readonlyPaths = privileged ? [] : sc?.readonly_paths?.length ? sc.readonly_paths : DEFAULT_READONLY_PATHS;
+  const seccomp = await seccompFor(sc, privileged);
   for (const ns of ['pid', 'ipc'] as const) {
     if (sc?.namespace_options?.[ns] === 'NODE') {
       throw invalidArgument(`config.linux.security_context.namespace_options.${ns} is NODE: a sandboxed pod's containers run in their own VM and cannot share the node's ${ns.toUpperCase()} namespace`);
@@ -81,6 +83,7 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
       noNewPrivs: !!sc?.no_new_privs,
       maskedPaths,
       readonlyPaths,
+      ...(seccomp.kind === 'runtime-default' ? { seccompRuntimeDefault: true } : seccomp.kind === 'localhost' ? { seccompProfile: seccomp.profile } : {}),
     });
   } catch (err) {
     await unbindContainerMounts(share, id).catch((e: unknown) => m.log.error({ containerId: id, err: (e as Error).message }, "cannot unbind the container's mounts"));
