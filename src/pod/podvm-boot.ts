@@ -203,9 +203,18 @@ async function agentHello(m: PodManager, s: SandboxRecord, h: HelloResult, agent
   }
 }
 
+/**
+ * The guest's hostname: the pod's, else its name cut as the kubelet cuts it (63 bytes, no
+ * trailing '-' or '.'): Linux takes at most 64, and pod names (critest's among them) are longer.
+ */
+export function podHostname(hostname: string | undefined, podName: string): string {
+  if (hostname) return hostname;
+  return podName.slice(0, 63).replace(/[-.]+$/, '');
+}
+
 /** /etc/hosts, /etc/resolv.conf, hostname and sysctls for every container, as containerd makes them. */
 async function podFiles(s: SandboxRecord, podIp: string | undefined) {
-  const hostname = s.config.hostname || s.config.metadata!.name;
+  const hostname = podHostname(s.config.hostname, s.config.metadata!.name);
   const hosts = [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',

@@ -26,6 +26,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     if (!meta?.[f]) throw invalidArgument(`config.metadata.${f} is required`);
   }
   const md = meta!;
+  if (Buffer.byteLength(config!.hostname ?? '') > 63) {
+    throw invalidArgument(`config.hostname ${JSON.stringify(config!.hostname)} is longer than 63 bytes: a hostname is at most 63 (one DNS label)`);
+  }
   if (config!.linux?.security_context?.namespace_options?.network === 'NODE') {
     throw invalidArgument('config.linux.security_context.namespace_options.network is NODE (hostNetwork): a VM pod has its own network; hostNetwork is not supported by vmlet');
   }

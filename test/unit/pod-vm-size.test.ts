@@ -2,7 +2,7 @@
 // room for the guest itself; annotations exact; the node default otherwise.
 import { describe, expect, it } from 'vitest';
 import { NODE_DEFAULTS, parseVmSettings } from '../../src/vm/annotations.js';
-import { POD_VM_BASE_MIB, sizePodVm } from '../../src/pod/podvm-boot.js';
+import { podHostname, POD_VM_BASE_MIB, sizePodVm } from '../../src/pod/podvm-boot.js';
 import type { LinuxContainerResources } from '../../src/pod/configs.js';
 
 const res = (memory: number, quota = 0): LinuxContainerResources =>
@@ -21,5 +21,15 @@ describe('pod VM size', () => {
   it('takes an annotation as it is, and the node default without limits', () => {
     expect(size({ 'vmlet.io/memory': '1Gi' }, res(300 * 2 ** 20)).memoryMiB).toBe(1024);
     expect(size({}, null).memoryMiB).toBe(NODE_DEFAULTS.memoryMiB);
+  });
+});
+
+describe('pod VM hostname', () => {
+  it("is the pod's hostname, else its name cut to 63 bytes without a trailing '-' or '.', as the kubelet cuts it", () => {
+    expect(podHostname('web-0', 'whatever')).toBe('web-0');
+    expect(podHostname('', 'short')).toBe('short');
+    const long = 'create-Privileged-PodSandbox-for-container-' + 'a'.repeat(19) + '-' + 'b'.repeat(20);
+    expect(podHostname('', long)).toBe(long.slice(0, 62));
+    expect(podHostname('', long).length).toBeLessThanOrEqual(63);
   });
 });
