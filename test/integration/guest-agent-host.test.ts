@@ -4,7 +4,7 @@
 // runs the agent's `go vet` and `go test`. Needs root, Go and busybox-static.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +18,30 @@ const AGENT_SRC = join(ROOT, 'src/guest/agent');
 const CACHE = join(ROOT, '.cache/guest-agent');
 const BIN = join(CACHE, 'vmlet-agent');
 const GO_ENV = { ...process.env, GOFLAGS: '-mod=mod', GOPROXY: 'off', GOCACHE: join(CACHE, 'gocache'), GOPATH: join(CACHE, 'gocache/gopath'), CGO_ENABLED: '0' };
-const APPLETS = ['sh', 'cat', 'echo', 'sleep', 'id', 'stty', 'pwd', 'seq', 'true', 'ls', 'head', 'wc', 'tr', 'dd'];
+const APPLETS = ['sh', 'cat', 'echo', 'sleep', 'id', 'stty', 'pwd', 'seq', 'true', 'ls', 'head', 'wc', 'tr', 'dd', 'grep', 'touch', 'chown', 'tty'];
+
+// linux/capability.h's bit numbers, and containerd's default set.
+const CAP_BITS: Record<string, number> = {
+  CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_FSETID: 4, CAP_KILL: 5, CAP_SETGID: 6, CAP_SETUID: 7,
+  CAP_SETPCAP: 8, CAP_LINUX_IMMUTABLE: 9, CAP_NET_BIND_SERVICE: 10, CAP_NET_BROADCAST: 11, CAP_NET_ADMIN: 12, CAP_NET_RAW: 13,
+  CAP_IPC_LOCK: 14, CAP_IPC_OWNER: 15, CAP_SYS_MODULE: 16, CAP_SYS_RAWIO: 17, CAP_SYS_CHROOT: 18, CAP_SYS_PTRACE: 19, CAP_SYS_PACCT: 20,
+  CAP_SYS_ADMIN: 21, CAP_SYS_BOOT: 22, CAP_SYS_NICE: 23, CAP_SYS_RESOURCE: 24, CAP_SYS_TIME: 25, CAP_SYS_TTY_CONFIG: 26, CAP_MKNOD: 27,
+  CAP_LEASE: 28, CAP_AUDIT_WRITE: 29, CAP_AUDIT_CONTROL: 30, CAP_SETFCAP: 31, CAP_MAC_OVERRIDE: 32, CAP_MAC_ADMIN: 33, CAP_SYSLOG: 34,
+  CAP_WAKE_ALARM: 35, CAP_BLOCK_SUSPEND: 36, CAP_AUDIT_READ: 37, CAP_PERFMON: 38, CAP_BPF: 39, CAP_CHECKPOINT_RESTORE: 40,
+};
+const DEFAULT_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
+
+/** The /proc/PID/status hex of a capability set. */
+function capMask(caps: string[]): string {
+  let m = 0n;
+  for (const c of caps) m |= 1n << BigInt(CAP_BITS[c]!);
+  return m.toString(16).padStart(16, '0');
+}
+
+/** A field of /proc/PID/status text, e.g. CapEff. */
+function statusField(text: string, name: string): string | undefined {
+  return new RegExp(`^${name}:\\s+(\\S+)$`, 'm').exec(text)?.[1];
+}
 const log = createLogger('warn');
 
 function newestSource(): number {
@@ -62,7 +85,10 @@ function nextSocket(): Promise<Socket> {
   return new Promise((resolve) => socketWaiters.push(resolve));
 }
 
-function container(id: string, args: string[], more: Partial<CreateContainerParams> = {}): CreateContainerParams {
+/** create_container's security fields (docs/guest-agent.md), all optional. */
+interface SecurityParams { privileged?: boolean; capabilities?: string[]; noNewPrivs?: boolean; maskedPaths?: string[]; readonlyPaths?: string[] }
+
+function container(id: string, args: string[], more: Partial<CreateContainerParams> & SecurityParams = {}): CreateContainerParams & SecurityParams {
   return {
     id, image: 'bb', args, env: ['PATH=/usr/local/bin:/usr/bin:/bin'], cwd: '/', user: { uid: 0, gid: 0, groups: [] },
     tty: false, stdin: false, stdinOnce: false, readonlyRootfs: false, mounts: [], memoryLimitBytes: 0, cpuQuotaUs: 0, cpuPeriodUs: 0,
@@ -121,6 +147,10 @@ describe.skipIf(!HAVE)('vmlet guest agent on this host', () => {
     copyFileSync('/bin/busybox', join(img, 'bin/busybox'));
     for (const a of APPLETS) symlinkSync('/bin/busybox', join(img, 'bin', a));
     symlinkSync('/bin/busybox', join(img, 'usr/bin/env'));
+    writeFileSync(join(img, 'etc/secret'), 's3cret\n');
+    mkdirSync(join(img, 'srv/dir'), { recursive: true });
+    writeFileSync(join(img, 'srv/dir/entry'), 'x\n');
+    writeFileSync(join(img, 'bin/notelf'), 'not a program\n', { mode: 0o755 });
     mkdirSync(join(dir, 'sysctl/net/ipv4'), { recursive: true });
     const parent = cgroupParent();
     cgroupRoot = parent ? join(parent, `vmlet-test-${process.pid}`) : join(dir, 'no-cgroup/vmlet');
@@ -308,6 +338,112 @@ describe.skipIf(!HAVE)('vmlet guest agent on this host', () => {
     expect(await r.exit).toMatchObject({ exitCode: 0 });
     expect(r.stdout().length).toBe(expected.length);
     expect(r.stdout() === expected).toBe(true);
+  });
+
+  it('applies a capability set to the main process and its execs: bounding, effective, permitted', async () => {
+    const want = capMask(DEFAULT_CAPS);
+    const r = await runContainer(container('k1', ['grep', 'Cap', '/proc/self/status'], { capabilities: DEFAULT_CAPS }), 20);
+    expect(r.e.exitCode).toBe(0);
+    expect(want).toBe('00000000a80425fb'); // docker's and containerd's well-known default
+    for (const f of ['CapBnd', 'CapEff', 'CapPrm']) expect(statusField(r.stdout(), f)).toBe(want);
+    expect(statusField(r.stdout(), 'CapInh')).toBe('0000000000000000');
+    expect(statusField(r.stdout(), 'CapAmb')).toBe('0000000000000000');
+
+    const admin = await runContainer(container('k2', ['grep', 'Cap', '/proc/self/status'], { capabilities: [...DEFAULT_CAPS, 'CAP_SYS_ADMIN'] }), 21);
+    expect(statusField(admin.stdout(), 'CapEff')).toBe(capMask([...DEFAULT_CAPS, 'CAP_SYS_ADMIN']));
+    expect(BigInt('0x' + statusField(admin.stdout(), 'CapEff')) & (1n << 21n)).toBe(1n << 21n);
+
+    // An exec inherits the container's set, and its no_new_privs.
+    await client.createContainer(container('k3', ['sleep', '100'], { capabilities: DEFAULT_CAPS, noNewPrivs: true }));
+    const main = watch(22);
+    await client.startContainer('k3', 22);
+    const ex = watch(2 ** 31 + 20);
+    await client.exec({ id: 'k3', stream: 2 ** 31 + 20, args: ['grep', '-E', 'Cap|NoNewPrivs', '/proc/self/status'], env: [], tty: false, stdin: false });
+    expect(await ex.exit).toMatchObject({ exitCode: 0 });
+    expect(statusField(ex.stdout(), 'CapBnd')).toBe(want);
+    expect(statusField(ex.stdout(), 'CapEff')).toBe(want);
+    expect(statusField(ex.stdout(), 'NoNewPrivs')).toBe('1');
+    await client.signal('k3', 9);
+    expect(await main.exit).toMatchObject({ exitCode: 137 });
+  });
+
+  it('with an empty capability set root cannot chown; a non-root user has no effective capabilities', async () => {
+    const r = await runContainer(container('k4', ['sh', '-c', 'grep CapEff /proc/self/status; touch /tmp/f; chown 1234 /tmp/f; echo rc=$?'], { capabilities: [] }), 23);
+    expect(statusField(r.stdout(), 'CapEff')).toBe('0000000000000000');
+    expect(r.stdout()).toMatch(/rc=[1-9]/);
+    expect(r.stderr()).toMatch(/Operation not permitted/);
+
+    const u = await runContainer(container('k5', ['grep', 'Cap', '/proc/self/status'], { capabilities: DEFAULT_CAPS, user: { uid: 1234, gid: 1234, groups: [] } }), 24);
+    expect(statusField(u.stdout(), 'CapEff')).toBe('0000000000000000');
+    expect(statusField(u.stdout(), 'CapPrm')).toBe('0000000000000000');
+    expect(statusField(u.stdout(), 'CapBnd')).toBe(capMask(DEFAULT_CAPS));
+
+    // Without `capabilities` (an older host): as before, root has all the agent has.
+    const agentBnd = statusField(readFileSync(`/proc/${agent.pid}/status`, 'utf8'), 'CapBnd');
+    const old = await runContainer(container('k6', ['grep', '-E', 'CapEff|NoNewPrivs', '/proc/self/status']), 25);
+    expect(statusField(old.stdout(), 'CapEff')).toBe(agentBnd);
+    expect(statusField(old.stdout(), 'NoNewPrivs')).toBe('0');
+  });
+
+  it('sets no_new_privs', async () => {
+    const r = await runContainer(container('k7', ['grep', 'NoNewPrivs', '/proc/self/status'], { noNewPrivs: true, user: { uid: 1234, gid: 1234, groups: [] } }), 26);
+    expect(r.stdout()).toBe('NoNewPrivs:\t1\n');
+  });
+
+  it('masks paths and makes paths read-only, skipping what does not exist', async () => {
+    const script = 'cat /etc/secret; ls -A /srv/dir; echo ---; touch /srv/new && echo wrote srv; touch /tmp/new && echo wrote tmp; echo x > /etc/secret && echo wrote secret; true';
+    const plain = await runContainer(container('m1', ['sh', '-c', script]), 27);
+    expect(plain.stdout()).toBe('s3cret\nentry\n---\nwrote srv\nwrote tmp\nwrote secret\n');
+    const r = await runContainer(container('m2', ['sh', '-c', script], { maskedPaths: ['/etc/secret', '/srv/dir', '/no/such/path', '/etc/hosts/x'], readonlyPaths: ['/srv', '/nope'] }), 28);
+    expect(r.e.exitCode).toBe(0);
+    // A masked file is /dev/null: what is written there is lost, the file is untouched.
+    expect(r.stdout()).toBe('---\nwrote tmp\nwrote secret\n');
+    expect(r.stderr()).toMatch(/Read-only file system/);
+    expect(existsSync(join(dir, 'scratch/m2/upper/etc/secret'))).toBe(false);
+    expect(existsSync(join(dir, 'scratch/m2/upper/srv'))).toBe(false);
+    // A privileged container has no masked or read-only paths.
+    const p = await runContainer(container('m3', ['sh', '-c', 'cat /etc/secret; ls -A /srv/dir'], { privileged: true, maskedPaths: ['/etc/secret', '/srv/dir'], readonlyPaths: ['/srv'] }), 29);
+    expect(p.stdout()).toBe('s3cret\nentry\n');
+  });
+
+  it('runs a privileged container: every capability, the host devices, a writable /sys, its own ptys', async () => {
+    const agentBnd = statusField(readFileSync(`/proc/${agent.pid}/status`, 'utf8'), 'CapBnd');
+    const hostDevMounts = mountsUnder('/dev');
+    // A device of this host's devtmpfs that the standard /dev lacks.
+    const device = ['loop-control', 'kvm', 'fuse', 'kmsg', 'tty0', 'loop0', 'mem'].find((d) => existsSync(join('/dev', d)))!;
+    expect(device).toBeDefined();
+    const script = `grep CapEff /proc/self/status; ls /dev/zero /dev/${device}; grep ' /sys ' /proc/mounts; grep ' /dev/pts ' /proc/mounts`;
+    await client.createContainer(container('p1', ['sh', '-c', `${script}; sleep 100`], { privileged: true, capabilities: ['CAP_CHOWN'] }));
+    const r = watch(30);
+    await client.startContainer('p1', 30);
+    await waitFor('the privileged container to report', () => r.stdout().includes('devpts'));
+    expect(statusField(r.stdout(), 'CapEff')).toBe(agentBnd);
+    expect(r.stdout().split('\n')).toEqual(expect.arrayContaining(['/dev/zero', `/dev/${device}`]));
+    expect(r.stdout()).toMatch(/^sysfs \/sys sysfs rw[,\s]/m);
+    expect(r.stdout()).toMatch(/^devpts \/dev\/pts devpts .*ptmxmode=0?666/m);
+    // An exec's TTY is a pty of the container's own devpts, under the bind of the host's /dev.
+    const t = watch(2 ** 31 + 30);
+    await client.exec({ id: 'p1', stream: 2 ** 31 + 30, args: ['tty'], env: [], tty: true, stdin: false });
+    expect(await t.exit).toMatchObject({ exitCode: 0 });
+    expect(t.stdout()).toMatch(/^\/dev\/pts\/\d+\r?\n$/);
+    await client.signal('p1', 9);
+    expect(await r.exit).toMatchObject({ exitCode: 137 });
+
+    const n = await runContainer(container('p2', ['sh', '-c', `ls /dev; grep ' /sys ' /proc/mounts`]), 31);
+    expect(n.stdout().split('\n')).not.toContain(device);
+    expect(n.stdout()).toMatch(/^sysfs \/sys sysfs ro[,\s]/m);
+    await client.removeContainer('p1');
+    await client.removeContainer('p2');
+    expect(mountsUnder(join(dir, 'run/c/p1'))).toEqual([]);
+    // Nothing mounted in the container's /dev (a bind of the host's) propagated to the host's.
+    expect(mountsUnder('/dev')).toEqual(hostDevMounts);
+  });
+
+  it('reports a program that cannot be executed at start, with nothing running', async () => {
+    await client.createContainer(container('x1', ['/bin/notelf']));
+    await expect(client.startContainer('x1', 32)).rejects.toMatchObject({ kind: 'failed-precondition', message: 'start [/bin/notelf]: exec format error' });
+    expect((await client.hello()).containers.find((c) => c.id === 'x1')).toMatchObject({ state: 'created', pid: 0 });
+    await client.removeContainer('x1');
   });
 
   it('reports stats', async () => {

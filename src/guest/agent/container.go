@@ -37,6 +37,12 @@ type createParams struct {
 	MemoryLimitBytes int64       `json:"memoryLimitBytes"`
 	CPUQuotaUs       int64       `json:"cpuQuotaUs"`
 	CPUPeriodUs      int64       `json:"cpuPeriodUs"`
+	// Security (all optional; absent: root has every capability, nothing masked).
+	Privileged    bool     `json:"privileged"`
+	Capabilities  []string `json:"capabilities"` // null/absent: leave them; [] : none
+	NoNewPrivs    bool     `json:"noNewPrivs"`
+	MaskedPaths   []string `json:"maskedPaths"`
+	ReadonlyPaths []string `json:"readonlyPaths"`
 }
 
 type container struct {
@@ -44,6 +50,8 @@ type container struct {
 	dir, rootfs, scratch string
 	cgroup               string // "" without cgroups
 	exitCh               chan struct{}
+	setCaps              bool   // apply caps to every process (else leave the agent's)
+	caps                 uint64 // capability mask, bit n = capability n
 
 	// guarded by agent.mu
 	state                 string // created, running, exited
@@ -85,6 +93,13 @@ func (a *agent) createContainer(p createParams) error {
 			return errf("invalid-argument", "mounts: source %q and target %q must be absolute paths", m.Source, m.Target)
 		}
 	}
+	for _, l := range [][]string{p.MaskedPaths, p.ReadonlyPaths} {
+		for _, mp := range l {
+			if !strings.HasPrefix(mp, "/") {
+				return errf("invalid-argument", "maskedPaths/readonlyPaths: %q is not an absolute path", mp)
+			}
+		}
+	}
 	defer a.lockID(p.ID)()
 	if a.lookup(p.ID) != nil {
 		return errf("already-exists", "container %s already exists", p.ID)
@@ -101,6 +116,14 @@ func (a *agent) createContainer(p createParams) error {
 		execs:   map[int]bool{},
 	}
 	c.rootfs = filepath.Join(c.dir, "rootfs")
+	if p.Capabilities != nil && !p.Privileged {
+		var unknown []string
+		c.setCaps = true
+		c.caps, unknown = capMask(p.Capabilities)
+		if len(unknown) > 0 {
+			logf("create %s: ignoring unknown capabilities %v", p.ID, unknown)
+		}
+	}
 	if err := a.build(c, lower); err != nil {
 		a.teardown(c)
 		logf("create %s: %v", p.ID, err)
@@ -154,7 +177,11 @@ func (a *agent) build(c *container, lower string) error {
 	if err != nil {
 		return err
 	}
-	if err := mount("sysfs", sys, "sysfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+	sysFlags := uintptr(syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC)
+	if p.Privileged {
+		sysFlags &^= syscall.MS_RDONLY
+	}
+	if err := mount("sysfs", sys, "sysfs", sysFlags, ""); err != nil {
 		return err
 	}
 	dev, err := bindTarget(root, "/dev", true)
@@ -165,7 +192,12 @@ func (a *agent) build(c *container, lower string) error {
 	if err != nil {
 		return err
 	}
-	if err := setupDev(dev, shm); err != nil {
+	if p.Privileged {
+		err = setupPrivilegedDev(root, dev, shm)
+	} else {
+		err = setupDev(dev, shm)
+	}
+	if err != nil {
 		return err
 	}
 	for _, name := range podFiles {
@@ -197,6 +229,19 @@ func (a *agent) build(c *container, lower string) error {
 	if p.ReadonlyRootfs {
 		if err := mount("", root, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
 			return err
+		}
+	}
+	// As runc: read-only paths, then masked paths, after every other mount; none when privileged.
+	if !p.Privileged {
+		for _, rp := range p.ReadonlyPaths {
+			if err := readonlyPath(root, rp); err != nil {
+				return errf("internal", "readonlyPaths: %q: %v", rp, err)
+			}
+		}
+		for _, mp := range p.MaskedPaths {
+			if err := maskPath(root, mp); err != nil {
+				return errf("internal", "maskedPaths: %q: %v", mp, err)
+			}
 		}
 	}
 	c.cgroup, err = a.cg.create(p.ID, p.MemoryLimitBytes, p.CPUQuotaUs, p.CPUPeriodUs)

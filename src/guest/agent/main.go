@@ -15,6 +15,9 @@ import (
 const prSetChildSubreaper = 36
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == launchArg {
+		launchMain()
+	}
 	connect := flag.String("connect", "", "connect to this unix socket instead of the virtio port (tests)")
 	runDir := flag.String("run-dir", "/run/vmlet", "containers under DIR/c/<id>, pod files under DIR/pod")
 	images := flag.String("images", "", "image rootfs directories (default RUN/images)")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -160,4 +161,84 @@ func bindMount(src, target string, readonly bool) error {
 		return mount("", target, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, "")
 	}
 	return nil
+}
+
+// setupPrivilegedDev makes a privileged container's /dev: the agent's own /dev (the guest's
+// devtmpfs, every device) bound recursively, made a slave so that nothing mounted here
+// propagates back to it, with a new devpts instance on /dev/pts (the container's ptys, as for
+// the others) and the pod's /dev/shm. A missing pts or shm directory is made in the agent's
+// /dev.
+func setupPrivilegedDev(root, dev, podShm string) error {
+	if err := mount("/dev", dev, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return err
+	}
+	if err := mount("", dev, "", syscall.MS_REC|syscall.MS_SLAVE, ""); err != nil {
+		return err
+	}
+	pts, err := bindTarget(root, "/dev/pts", true)
+	if err != nil {
+		return err
+	}
+	if err := mount("devpts", pts, "devpts", syscall.MS_NOSUID|syscall.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"); err != nil {
+		return err
+	}
+	shm, err := bindTarget(root, "/dev/shm", true)
+	if err != nil {
+		return err
+	}
+	return mount(podShm, shm, "", syscall.MS_BIND, "")
+}
+
+// existingIn resolves an in-container path; ok is false when it does not exist (nor a
+// directory on its way), which maskedPaths and readonlyPaths skip.
+func existingIn(root, p string) (hp string, ok bool, err error) {
+	hp, err = resolveIn(root, p, true, false)
+	if err != nil {
+		var pe *os.PathError
+		if os.IsNotExist(err) || (errors.As(err, &pe) && pe.Err == syscall.ENOTDIR) {
+			return "", false, nil
+		}
+		return "", false, err
+	}
+	return hp, true, nil
+}
+
+// readonlyPath binds an existing path onto itself, recursively, and remounts that and every
+// mount below it read-only (keeping nosuid, nodev, noexec), as runc's readonlyPath.
+func readonlyPath(root, p string) error {
+	hp, ok, err := existingIn(root, p)
+	if err != nil || !ok {
+		return err
+	}
+	if err := mount(hp, hp, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return err
+	}
+	for _, mp := range mountsUnder(hp) {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(mp, &st); err != nil {
+			return err
+		}
+		keep := uintptr(st.Flags) & (syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC)
+		if err := mount("", mp, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY|keep, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maskPath hides an existing path: an empty read-only tmpfs over a directory, /dev/null bound
+// read-only over anything else, as runc's maskPath.
+func maskPath(root, p string) error {
+	hp, ok, err := existingIn(root, p)
+	if err != nil || !ok {
+		return err
+	}
+	fi, err := os.Stat(hp)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return mount("tmpfs", hp, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "")
+	}
+	return bindMount("/dev/null", hp, true)
 }

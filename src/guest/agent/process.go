@@ -1,10 +1,16 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 )
+
+// launcherPath is how a child reaches this binary from inside its chroot: the magic link of the
+// container's /proc (ours) refers to our file even though it is outside the chroot.
+const launcherPath = "/proc/self/exe"
 
 type procSpec struct {
 	path   string // in-root path to exec
@@ -142,23 +148,51 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 	if groups == nil {
 		groups = []uint32{}
 	}
+	spec, err := json.Marshal(launchSpec{
+		Path: sp.path, Args: sp.args, Env: env, UID: sp.user.UID, GID: sp.user.GID, Groups: groups,
+		SetCaps: c.setCaps, Caps: c.caps, NoNewPrivs: c.spec.NoNewPrivs,
+	})
+	if err != nil {
+		closeAll(childEnds)
+		closeAll(outputs)
+		st.endStdin()
+		return 0, 0, errf("internal", "launch spec: %v", err)
+	}
+	// The launcher's spec (fd 3) and error (fd 4) pipes.
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		closeAll(childEnds)
+		closeAll(outputs)
+		st.endStdin()
+		return 0, 0, errf("internal", "pipe: %v", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		closeAll(append(childEnds, specR, specW))
+		closeAll(outputs)
+		st.endStdin()
+		return 0, 0, errf("internal", "pipe: %v", err)
+	}
+	childEnds = append(childEnds, specR, errW)
+	fds = append(fds, specR.Fd(), errW.Fd())
+	// No Credential: the launcher switches user after dropping capabilities. Its own
+	// environment is empty (the Go runtime reads GODEBUG & co.); the program's is in the spec.
 	attr := &syscall.ProcAttr{
 		Dir:   sp.cwd,
-		Env:   env,
+		Env:   []string{},
 		Files: fds,
 		Sys: &syscall.SysProcAttr{
-			Chroot:     c.rootfs,
-			Credential: &syscall.Credential{Uid: sp.user.UID, Gid: sp.user.GID, Groups: groups},
-			Setsid:     true,
-			Setctty:    sp.tty,
-			Ctty:       0,
+			Chroot:  c.rootfs,
+			Setsid:  true,
+			Setctty: sp.tty,
+			Ctty:    0,
 		},
 	}
 
 	a.mu.Lock()
 	if a.streams[sp.stream] != nil {
 		a.mu.Unlock()
-		closeAll(childEnds)
+		closeAll(append(childEnds, specW, errR))
 		closeAll(outputs)
 		st.endStdin()
 		return 0, 0, errf("already-exists", "stream %d is in use", sp.stream)
@@ -167,25 +201,53 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 	a.mu.Unlock()
 
 	recorded := make(chan struct{})
+	launchFailed := false
 	oomBase := oomKills(c.cgroup)
-	pid, err := a.reaper.start(sp.path, sp.args, attr, func(pid int, ws syscall.WaitStatus) {
+	pid, err := a.reaper.start(launcherPath, []string{"vmlet-agent", launchArg}, attr, func(pid int, ws syscall.WaitStatus) {
 		<-recorded
+		if launchFailed {
+			return
+		}
 		a.exited(c, st, sp, pid, ws, outputs, oomBase)
 	})
 	closeAll(childEnds)
-	if err != nil {
+	fail := func(code string, err error) (int, nsTime, error) {
 		closeAll(outputs)
 		st.endStdin()
 		a.mu.Lock()
 		delete(a.streams, sp.stream)
 		a.mu.Unlock()
-		code := "internal"
 		if err == syscall.ENOENT || err == syscall.EACCES || err == syscall.ENOEXEC {
 			code = "failed-precondition"
 		}
 		return 0, 0, errf(code, "start %v: %v", sp.args, err)
 	}
+	if err != nil {
+		specW.Close()
+		errR.Close()
+		return fail("internal", err)
+	}
 	a.cg.add(c.cgroup, pid)
+	// The launcher waits for its spec: written only now that the pid is in the cgroup.
+	go func() {
+		_, _ = specW.Write(spec)
+		specW.Close()
+	}()
+	msg, _ := io.ReadAll(io.LimitReader(errR, 64<<10))
+	errR.Close()
+	if len(msg) > 0 {
+		launchFailed = true
+		close(recorded)
+		var le launchError
+		if json.Unmarshal(msg, &le) != nil {
+			le = launchError{Step: "launch", Text: string(msg)}
+		}
+		logf("start %s stream %d: launcher: %s: %s", c.spec.ID, sp.stream, le.Step, le.Text)
+		if le.Step == "exec" && le.Errno != 0 {
+			return fail("internal", syscall.Errno(le.Errno))
+		}
+		return fail("internal", &le)
+	}
 	started := now()
 	a.mu.Lock()
 	st.pid = pid

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"syscall"
+	"unsafe"
+)
+
+// The launcher: container processes are started as `/proc/self/exe launch` (this binary again,
+// through the magic link, which works from inside the chroot: the container's /proc is ours).
+// The agent's ForkExec does setsid, chroot, chdir, the controlling terminal and stdio; the
+// launcher, on the one thread it runs on, does what must happen on the thread that calls execve
+// and what SysProcAttr cannot: drop the capability bounding set, switch user keeping the
+// capabilities (as runc's finalizeNamespace), set the capability sets and no_new_privs, then
+// execs the program in place (same pid). It reads its launchSpec (JSON) from fd 3 until EOF:
+// the agent writes it only after putting the pid in the container's cgroup, so the program
+// never runs outside it. A failure is written to fd 4 (close-on-exec: EOF there means the
+// program is running) as a launchError, and the launcher exits 127.
+const (
+	launchArg     = "launch"
+	launchSpecFd  = 3
+	launchErrorFd = 4
+)
+
+type launchSpec struct {
+	Path       string   `json:"path"` // in the chroot
+	Args       []string `json:"args"`
+	Env        []string `json:"env"`
+	UID        uint32   `json:"uid"`
+	GID        uint32   `json:"gid"`
+	Groups     []uint32 `json:"groups"`
+	SetCaps    bool     `json:"setCaps"` // else the capabilities are left as they are (root: all)
+	Caps       uint64   `json:"caps"`    // bit n = capability n
+	NoNewPrivs bool     `json:"noNewPrivs"`
+}
+
+type launchError struct {
+	Step  string `json:"step"`
+	Errno int    `json:"errno"`
+	Text  string `json:"text"`
+}
+
+func (e *launchError) Error() string { return e.Step + ": " + e.Text }
+
+func newLaunchError(step string, err error) *launchError {
+	le := &launchError{Step: step, Text: errText(err)}
+	if en, ok := err.(syscall.Errno); ok {
+		le.Errno = int(en)
+	}
+	return le
+}
+
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == launchArg {
+		// In init, so that main (the launcher) runs on the process's main thread, which every
+		// per-thread setting below is made on and which calls execve.
+		runtime.LockOSThread()
+	}
+}
+
+// capNames are linux/capability.h's, bit n = capNames[n].
+var capNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+	"CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+// capMask turns capability names (CAP_X, or X; any case) into a mask; unknown names are
+// returned apart (runc ignores them with a warning; so does the agent).
+func capMask(names []string) (mask uint64, unknown []string) {
+	for _, n := range names {
+		u := strings.ToUpper(n)
+		if !strings.HasPrefix(u, "CAP_") {
+			u = "CAP_" + u
+		}
+		found := false
+		for i, cn := range capNames {
+			if cn == u {
+				mask |= 1 << uint(i)
+				found = true
+				break
+			}
+		}
+		if !found {
+			unknown = append(unknown, n)
+		}
+	}
+	return mask, unknown
+}
+
+const (
+	prSetKeepcaps       = 8
+	prCapbsetRead       = 23
+	prCapbsetDrop       = 24
+	prSetNoNewPrivs     = 38
+	prCapAmbient        = 47
+	prCapAmbientClear   = 4
+	linuxCapabilityV3   = 0x20080522
+	launchFailedCode    = 127
+	maxLaunchSpecLength = 16 << 20
+)
+
+func prctl(op, arg uintptr) error {
+	if _, _, e := syscall.RawSyscall6(syscall.SYS_PRCTL, op, arg, 0, 0, 0, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+type capHeader struct {
+	version uint32
+	pid     int32
+}
+
+type capData struct{ effective, permitted, inheritable uint32 }
+
+func capget() (eff, perm, inh uint64, err error) {
+	h := capHeader{version: linuxCapabilityV3}
+	var d [2]capData
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CAPGET, uintptr(unsafe.Pointer(&h)), uintptr(unsafe.Pointer(&d[0])), 0); e != 0 {
+		return 0, 0, 0, e
+	}
+	join := func(lo, hi uint32) uint64 { return uint64(lo) | uint64(hi)<<32 }
+	return join(d[0].effective, d[1].effective), join(d[0].permitted, d[1].permitted), join(d[0].inheritable, d[1].inheritable), nil
+}
+
+func capset(eff, perm, inh uint64) error {
+	h := capHeader{version: linuxCapabilityV3}
+	d := [2]capData{
+		{uint32(eff), uint32(perm), uint32(inh)},
+		{uint32(eff >> 32), uint32(perm >> 32), uint32(inh >> 32)},
+	}
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CAPSET, uintptr(unsafe.Pointer(&h)), uintptr(unsafe.Pointer(&d[0])), 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// lastCap is the highest capability the kernel knows (PR_CAPBSET_READ is EINVAL beyond it;
+// no /proc needed).
+func lastCap() int {
+	n := 0
+	for n < 63 && prctl(prCapbsetRead, uintptr(n+1)) == nil {
+		n++
+	}
+	return n
+}
+
+// launchMain is the launcher (`vmlet-agent launch`); it never returns.
+func launchMain() {
+	report := func(le *launchError) {
+		b, _ := json.Marshal(le)
+		_, _ = syscall.Write(launchErrorFd, b)
+		os.Exit(launchFailedCode)
+	}
+	fail := func(step string, err error) { report(newLaunchError(step, err)) }
+	var buf []byte
+	chunk := make([]byte, 64<<10)
+	for {
+		n, err := syscall.Read(launchSpecFd, chunk)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			fail("read spec", err)
+		}
+		if n == 0 {
+			break
+		}
+		if buf = append(buf, chunk[:n]...); len(buf) > maxLaunchSpecLength {
+			fail("read spec", fmt.Errorf("spec longer than %d bytes", maxLaunchSpecLength))
+		}
+	}
+	syscall.Close(launchSpecFd)
+	if _, _, e := syscall.RawSyscall(syscall.SYS_FCNTL, launchErrorFd, syscall.F_SETFD, syscall.FD_CLOEXEC); e != 0 {
+		os.Exit(launchFailedCode)
+	}
+	var s launchSpec
+	if err := json.Unmarshal(buf, &s); err != nil {
+		fail("spec", err)
+	}
+	if le := applyCredentials(&s); le != nil {
+		report(le)
+	}
+	err := syscall.Exec(s.Path, s.Args, s.Env)
+	fail("exec", err)
+}
+
+// applyCredentials runs on the thread that will exec. Order as runc: bounding set, keep caps
+// across the user switch, user, capability sets, no_new_privs. Effective and permitted = the
+// set, inheritable and ambient empty (as containerd and moby since CVE-2022-24769: an
+// inheritable set would let a non-root process gain capabilities from a file's inheritable
+// bits). For a uid other than 0 the kernel then clears the effective and permitted sets at
+// execve (no ambient capabilities); the bounding set stays limited. Root gets the bounding set
+// back as effective and permitted at execve, i.e. the set.
+func applyCredentials(s *launchSpec) *launchError {
+	step := newLaunchError
+	set := s.Caps
+	if s.SetCaps {
+		last := lastCap()
+		for c := 0; c <= last; c++ {
+			if set&(1<<uint(c)) == 0 {
+				if err := prctl(prCapbsetDrop, uintptr(c)); err != nil {
+					return step(fmt.Sprintf("drop %s from the bounding set", capName(c)), err)
+				}
+			}
+		}
+		// What we do not have (the agent's own bounding set) cannot be granted: capset would be
+		// EPERM.
+		_, perm, _, err := capget()
+		if err != nil {
+			return step("capget", err)
+		}
+		set &= perm
+		if err := prctl(prSetKeepcaps, 1); err != nil {
+			return step("PR_SET_KEEPCAPS", err)
+		}
+	}
+	groups := s.Groups
+	var gp unsafe.Pointer
+	if len(groups) > 0 {
+		gp = unsafe.Pointer(&groups[0])
+	}
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SETGROUPS, uintptr(len(groups)), uintptr(gp), 0); e != 0 {
+		return step("setgroups", e)
+	}
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESGID, uintptr(s.GID), uintptr(s.GID), uintptr(s.GID)); e != 0 {
+		return step("setgid", e)
+	}
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SETRESUID, uintptr(s.UID), uintptr(s.UID), uintptr(s.UID)); e != 0 {
+		return step("setuid", e)
+	}
+	if s.SetCaps {
+		if err := prctl(prSetKeepcaps, 0); err != nil {
+			return step("PR_SET_KEEPCAPS", err)
+		}
+		if err := prctl(prCapAmbient, prCapAmbientClear); err != nil && err != syscall.EINVAL {
+			return step("PR_CAP_AMBIENT_CLEAR_ALL", err)
+		}
+		if err := capset(set, set, 0); err != nil {
+			return step("capset", err)
+		}
+	}
+	if s.NoNewPrivs {
+		if err := prctl(prSetNoNewPrivs, 1); err != nil {
+			return step("PR_SET_NO_NEW_PRIVS", err)
+		}
+	}
+	return nil
+}
+
+func capName(c int) string {
+	if c < len(capNames) {
+		return capNames[c]
+	}
+	return fmt.Sprintf("capability %d", c)
+}
