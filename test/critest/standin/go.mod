@@ -1,0 +1,3 @@
+module vmlet.io/critest-standin
+
+go 1.19
