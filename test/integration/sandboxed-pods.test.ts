@@ -187,6 +187,22 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     await rt('RemoveContainer', { container_id: quiet });
   }, 60_000);
 
+  it('applies seccomp: the runtime default filter, and a profile file from the node', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const profile = join(logDir, 'no-chmod.json');
+    writeFileSync(profile, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod', 'fchmodat'], action: 'SCMP_ACT_ERRNO' }] }));
+    const root = { run_as_user: { value: 0 } };
+    const def = await create(pod, 'sc-default', { command: ['sleep', '600'], linux: { security_context: { ...root, seccomp: { profile_type: 'RuntimeDefault' } } } });
+    const local = await create(pod, 'sc-local', { command: ['sleep', '600'], linux: { security_context: { ...root, seccomp: { profile_type: 'Localhost', localhost_ref: profile } } } });
+    for (const c of [def, local]) await rt('StartContainer', { container_id: c });
+    const sec = await execSync(def, ['cat', '/proc/self/status']);
+    expect(sec.stdout, JSON.stringify(sec)).toMatch(/Seccomp:\s+2/);
+    expect((await execSync(def, ['hostname', 'other'])).exitCode).not.toBe(0); // sethostname needs CAP_SYS_ADMIN under the default
+    expect((await execSync(local, ['sh', '-c', 'touch /tmp/f; chmod 400 /tmp/f'])).exitCode).not.toBe(0);
+    expect((await execSync(app, ['sh', '-c', 'touch /tmp/f; chmod 400 /tmp/f'])).exitCode).toBe(0); // unconfined
+    for (const c of [def, local]) await rt('RemoveContainer', { container_id: c });
+  }, 60_000);
+
   it('stops with the grace period: SIGTERM reaches the process, which exits 7', async () => {
     await rt('StopContainer', { container_id: app, timeout: 20 });
     const st = await status(app);

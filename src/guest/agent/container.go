@@ -38,11 +38,14 @@ type createParams struct {
 	CPUQuotaUs       int64       `json:"cpuQuotaUs"`
 	CPUPeriodUs      int64       `json:"cpuPeriodUs"`
 	// Security (all optional; absent: root has every capability, nothing masked).
-	Privileged    bool     `json:"privileged"`
-	Capabilities  []string `json:"capabilities"` // null/absent: leave them; [] : none
-	NoNewPrivs    bool     `json:"noNewPrivs"`
-	MaskedPaths   []string `json:"maskedPaths"`
-	ReadonlyPaths []string `json:"readonlyPaths"`
+	Privileged   bool     `json:"privileged"`
+	Capabilities []string `json:"capabilities"` // null/absent: leave them; [] : none
+	NoNewPrivs   bool     `json:"noNewPrivs"`
+	// Seccomp: the runtime's default profile (for the container's capabilities) or a profile's JSON.
+	SeccompRuntimeDefault bool            `json:"seccompRuntimeDefault"`
+	SeccompProfile        *seccompProfile `json:"seccompProfile"`
+	MaskedPaths           []string        `json:"maskedPaths"`
+	ReadonlyPaths         []string        `json:"readonlyPaths"`
 }
 
 type container struct {
@@ -50,8 +53,9 @@ type container struct {
 	dir, rootfs, scratch string
 	cgroup               string // "" without cgroups
 	exitCh               chan struct{}
-	setCaps              bool   // apply caps to every process (else leave the agent's)
-	caps                 uint64 // capability mask, bit n = capability n
+	setCaps              bool                 // apply caps to every process (else leave the agent's)
+	caps                 uint64               // capability mask, bit n = capability n
+	seccomp              []syscall.SockFilter // compiled once at create; nil: no filter
 
 	// guarded by agent.mu
 	state                 string // created, running, exited
@@ -124,6 +128,11 @@ func (a *agent) createContainer(p createParams) error {
 			logf("create %s: ignoring unknown capabilities %v", p.ID, unknown)
 		}
 	}
+	prog, err := seccompFor(p)
+	if err != nil {
+		return err
+	}
+	c.seccomp = prog
 	if err := a.build(c, lower); err != nil {
 		a.teardown(c)
 		logf("create %s: %v", p.ID, err)
@@ -373,4 +382,23 @@ func (a *agent) removeContainer(id string) error {
 	a.mu.Unlock()
 	logf("removed %s", id)
 	return nil
+}
+
+// seccompFor compiles the container's filter before anything is made: a profile that does not
+// compile is the request's fault. A privileged container gets none (the host sends none either).
+func seccompFor(p createParams) ([]syscall.SockFilter, error) {
+	if p.Privileged || (!p.SeccompRuntimeDefault && p.SeccompProfile == nil) {
+		return nil, nil
+	}
+	var prof *seccompProfile
+	if p.SeccompProfile != nil {
+		prof = resolveSeccompProfile(p.SeccompProfile, p.Capabilities)
+	} else {
+		prof = defaultSeccompProfile(p.Capabilities)
+	}
+	prog, err := compileSeccomp(prof)
+	if err != nil {
+		return nil, errf("invalid-argument", "seccomp profile: %v", err)
+	}
+	return prog, nil
 }

@@ -36,6 +36,9 @@ type launchSpec struct {
 	SetCaps    bool     `json:"setCaps"` // else the capabilities are left as they are (root: all)
 	Caps       uint64   `json:"caps"`    // bit n = capability n
 	NoNewPrivs bool     `json:"noNewPrivs"`
+	// Seccomp filter, installed last before exec when no_new_privs is set, else first (while the
+	// launcher still has CAP_SYS_ADMIN, which the kernel then requires: runc's order).
+	Seccomp []syscall.SockFilter `json:"seccomp,omitempty"`
 }
 
 type launchError struct {
@@ -205,6 +208,11 @@ func launchMain() {
 func applyCredentials(s *launchSpec) *launchError {
 	step := newLaunchError
 	set := s.Caps
+	if len(s.Seccomp) > 0 && !s.NoNewPrivs {
+		if err := installSeccomp(s.Seccomp); err != nil {
+			return step("seccomp", err)
+		}
+	}
 	if s.SetCaps {
 		last := lastCap()
 		for c := 0; c <= last; c++ {
@@ -253,6 +261,11 @@ func applyCredentials(s *launchSpec) *launchError {
 	if s.NoNewPrivs {
 		if err := prctl(prSetNoNewPrivs, 1); err != nil {
 			return step("PR_SET_NO_NEW_PRIVS", err)
+		}
+		if len(s.Seccomp) > 0 {
+			if err := installSeccomp(s.Seccomp); err != nil {
+				return step("seccomp", err)
+			}
 		}
 	}
 	return nil

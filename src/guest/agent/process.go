@@ -150,7 +150,7 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 	}
 	spec, err := json.Marshal(launchSpec{
 		Path: sp.path, Args: sp.args, Env: env, UID: sp.user.UID, GID: sp.user.GID, Groups: groups,
-		SetCaps: c.setCaps, Caps: c.caps, NoNewPrivs: c.spec.NoNewPrivs,
+		SetCaps: c.setCaps, Caps: c.caps, NoNewPrivs: c.spec.NoNewPrivs, Seccomp: c.seccomp,
 	})
 	if err != nil {
 		closeAll(childEnds)
