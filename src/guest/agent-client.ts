@@ -17,6 +17,8 @@ export interface CreateContainerParams {
   privileged?: boolean; capabilities?: string[]; noNewPrivs?: boolean; maskedPaths?: string[]; readonlyPaths?: string[];
   /** A seccomp filter: the runtime's default (built in the guest from the capabilities) or a node's profile (its JSON). */
   seccompRuntimeDefault?: boolean; seccompProfile?: Record<string, unknown>;
+  /** 'container': its own PID namespace, its program PID 1; 'pod' (default): the pod VM's, shared. */
+  pidNamespace?: 'container' | 'pod';
 }
 export interface ExecParams { id: string; stream: number; args: string[]; env: string[]; tty: boolean; stdin: boolean; cwd?: string; user?: AgentUser; /** Terminal size before the process starts (tty). */ cols?: number; rows?: number }
 export interface ExitEvent { stream: number; id: string; exec: boolean; pid: number; exitCode: number; signal: number; oomKilled: boolean; finishedAt: bigint }

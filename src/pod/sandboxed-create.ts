@@ -83,6 +83,8 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
       noNewPrivs: !!sc?.no_new_privs,
       maskedPaths,
       readonlyPaths,
+      // The kubelet's default is CONTAINER; POD (shareProcessNamespace) shares the pod VM's.
+      pidNamespace: sc?.namespace_options?.pid === 'CONTAINER' ? 'container' : 'pod',
       ...(seccomp.kind === 'runtime-default' ? { seccompRuntimeDefault: true } : seccomp.kind === 'localhost' ? { seccompProfile: seccomp.profile } : {}),
     });
   } catch (err) {

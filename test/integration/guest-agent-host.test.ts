@@ -18,7 +18,7 @@ const AGENT_SRC = join(ROOT, 'src/guest/agent');
 const CACHE = join(ROOT, '.cache/guest-agent');
 const BIN = join(CACHE, 'vmlet-agent');
 const GO_ENV = { ...process.env, GOFLAGS: '-mod=mod', GOPROXY: 'off', GOCACHE: join(CACHE, 'gocache'), GOPATH: join(CACHE, 'gocache/gopath'), CGO_ENABLED: '0' };
-const APPLETS = ['sh', 'cat', 'echo', 'sleep', 'id', 'stty', 'pwd', 'seq', 'true', 'ls', 'head', 'wc', 'tr', 'dd', 'grep', 'touch', 'chown', 'tty'];
+const APPLETS = ['sh', 'cat', 'echo', 'sleep', 'id', 'stty', 'pwd', 'seq', 'true', 'ls', 'head', 'wc', 'tr', 'dd', 'grep', 'touch', 'chown', 'tty', 'ps'];
 
 // linux/capability.h's bit numbers, and containerd's default set.
 const CAP_BITS: Record<string, number> = {
@@ -86,7 +86,7 @@ function nextSocket(): Promise<Socket> {
 }
 
 /** create_container's security fields (docs/guest-agent.md), all optional. */
-interface SecurityParams { privileged?: boolean; capabilities?: string[]; noNewPrivs?: boolean; maskedPaths?: string[]; readonlyPaths?: string[] }
+interface SecurityParams { privileged?: boolean; capabilities?: string[]; noNewPrivs?: boolean; maskedPaths?: string[]; readonlyPaths?: string[]; pidNamespace?: 'container' | 'pod' }
 
 function container(id: string, args: string[], more: Partial<CreateContainerParams> & SecurityParams = {}): CreateContainerParams & SecurityParams {
   return {
@@ -404,6 +404,89 @@ describe.skipIf(!HAVE)('vmlet guest agent on this host', () => {
     // A privileged container has no masked or read-only paths.
     const p = await runContainer(container('m3', ['sh', '-c', 'cat /etc/secret; ls -A /srv/dir'], { privileged: true, maskedPaths: ['/etc/secret', '/srv/dir'], readonlyPaths: ['/srv'] }), 29);
     expect(p.stdout()).toBe('s3cret\nentry\n');
+  });
+
+  it('gives a container its own PID namespace with pidNamespace "container": PID 1, its proc, execs inside it', async () => {
+    await client.createContainer(container('n1', ['sh', '-c', 'echo pid=$$; exec sleep 100'], { pidNamespace: 'container', maskedPaths: ['/proc/timer_list'], readonlyPaths: ['/proc/sys'] }));
+    const main = watch(40);
+    await client.startContainer('n1', 40);
+    await waitFor('the main process to print its pid', () => main.stdout() !== '');
+    expect(main.stdout()).toBe('pid=1\n');
+    const run = async (stream: number, args: string[]) => {
+      const r = watch(stream);
+      await client.exec({ id: 'n1', stream, args, env: [], tty: false, stdin: false });
+      return { ...r, e: await r.exit };
+    };
+    // critest's "runtime should support ContainerPID": /proc/1 is the container's program.
+    const cmd = await run(2 ** 31 + 40, ['cat', '/proc/1/cmdline']);
+    expect(cmd.stdout()).toBe('sleep\0' + '100\0');
+    expect(cmd.e).toMatchObject({ exec: true, exitCode: 0, signal: 0 });
+    const ps = await run(2 ** 31 + 41, ['sh', '-c', 'echo $$; ps -o pid,args']);
+    const [execPid, ...rows] = ps.stdout().trim().split('\n');
+    expect(Number(execPid)).toBeGreaterThan(1);
+    expect(rows[1]).toMatch(/^\s*1\s+sleep 100$/);
+    expect(rows.length).toBeLessThanOrEqual(4); // header, sleep, sh, ps: nothing of the host's
+    // Exit codes, output and signals pass through the launcher that waits for the exec.
+    const code = await run(2 ** 31 + 42, ['sh', '-c', 'echo out; echo err >&2; exit 5']);
+    expect(code.stdout()).toBe('out\n');
+    expect(code.stderr()).toBe('err\n');
+    expect(code.e).toMatchObject({ exitCode: 5, signal: 0 });
+    // The masked and read-only paths under /proc apply to the container's proc.
+    const sec = await run(2 ** 31 + 43, ['sh', '-c', 'wc -c < /proc/timer_list; h=$(cat /proc/sys/kernel/hostname); echo "$h" > /proc/sys/kernel/hostname; echo rc=$?']);
+    expect(sec.stdout()).toBe('0\nrc=1\n');
+    expect(sec.stderr()).toMatch(/Read-only file system/);
+    for (const [sig, stream] of [[15, 2 ** 31 + 44], [9, 2 ** 31 + 45]] as const) {
+      const s = watch(stream);
+      await client.exec({ id: 'n1', stream, args: ['sleep', '30'], env: [], tty: false, stdin: false });
+      const t0 = performance.now();
+      await client.signal('n1', sig, stream);
+      expect(await s.exit).toMatchObject({ exitCode: 128 + sig, signal: sig });
+      expect(performance.now() - t0).toBeLessThan(3000);
+    }
+    // Nothing of them runs (a zombie at most: the container's PID 1, sleep, reaps nothing).
+    const left = await run(2 ** 31 + 48, ['ps', '-o', 'stat,args']);
+    expect(left.stdout().split('\n').filter((l) => l.includes('sleep 30') && !/^\s*Z/.test(l))).toEqual([]);
+    const tty = 2 ** 31 + 46;
+    const t = watch(tty);
+    await client.exec({ id: 'n1', stream: tty, args: ['sh'], env: [], tty: true, stdin: true });
+    client.writeStdin(tty, Buffer.from('tr "\\0" " " < /proc/1/cmdline; echo; exit 7\n'));
+    expect(await t.exit).toMatchObject({ exitCode: 7 });
+    expect(t.stdout()).toContain('sleep 100 ');
+    // An interactive shell (its own process group, job control) running a job, killed by its stream.
+    const sh = 2 ** 31 + 49;
+    const k = watch(sh);
+    await client.exec({ id: 'n1', stream: sh, args: ['sh', '-i'], env: [], tty: true, stdin: true });
+    client.writeStdin(sh, Buffer.from('echo ready; sleep 31\n'));
+    await waitFor('the shell to run its job', () => k.stdout().includes('ready\r\n'));
+    await sleep(200);
+    await client.signal('n1', 9, sh);
+    expect(await k.exit).toMatchObject({ exitCode: 137, signal: 9 });
+    await waitFor('the shell and its job to end', async () => {
+      const r = await run(2 ** 31 + 50 + Math.floor(Math.random() * 1e6), ['ps', '-o', 'stat,args']);
+      return r.stdout().split('\n').filter((l) => /sleep 31|sh -i/.test(l) && !/^\s*Z/.test(l)).length === 0;
+    });
+    await client.signal('n1', 9);
+    expect(await main.exit).toMatchObject({ exitCode: 137, signal: 9 });
+    // Started again (a restart): a new namespace, a new proc.
+    const again = watch(41);
+    await client.startContainer('n1', 41);
+    await waitFor('the restarted main process', () => again.stdout() !== '');
+    expect(again.stdout()).toBe('pid=1\n');
+    expect((await run(2 ** 31 + 47, ['cat', '/proc/1/cmdline'])).stdout()).toBe('sleep\0' + '100\0');
+    await client.signal('n1', 9);
+    expect(await again.exit).toMatchObject({ exitCode: 137 });
+    await client.removeContainer('n1');
+    expect(mountsUnder(join(dir, 'run/c/n1'))).toEqual([]);
+
+    // Without the field (or "pod"): the pod's PID namespace, PID 1 is not the container's.
+    for (const [id, more] of [['n2', {}], ['n3', { pidNamespace: 'pod' as const }]] as const) {
+      const r = await runContainer(container(id, ['sh', '-c', 'echo $$; cat /proc/1/cmdline'], more), id === 'n2' ? 42 : 43);
+      const [pid, cmdline] = r.stdout().split('\n');
+      expect(Number(pid)).toBeGreaterThan(1);
+      expect(cmdline).not.toContain('echo $$');
+      await client.removeContainer(id);
+    }
+    await expect(client.createContainer(container('n4', ['true'], { pidNamespace: 'host' as 'pod' }))).rejects.toMatchObject({ kind: 'invalid-argument' });
   });
 
   it('runs a privileged container: every capability, the host devices, a writable /sys, its own ptys', async () => {

@@ -203,6 +203,16 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     for (const c of [def, local]) await rt('RemoveContainer', { container_id: c });
   }, 60_000);
 
+  it('gives a container its own PID namespace when asked (the kubelet\'s default): its program is PID 1', async () => {
+    const own = await create(pod, 'pidns', { command: ['sleep', '600'], linux: { security_context: { namespace_options: { pid: 'CONTAINER' } } } });
+    await rt('StartContainer', { container_id: own });
+    expect((await execSync(own, ['cat', '/proc/1/cmdline'])).stdout).toBe('sleep\x00600\x00');
+    expect((await execSync(own, ['sh', '-c', 'echo $$'])).stdout.trim()).not.toBe('1');
+    // The pod's shared namespace otherwise: PID 1 there is the guest's init, not a container's program.
+    expect((await execSync(app, ['cat', '/proc/1/cmdline'])).stdout).not.toContain('sleep');
+    await rt('RemoveContainer', { container_id: own });
+  }, 60_000);
+
   it('stops with the grace period: SIGTERM reaches the process, which exits 7', async () => {
     await rt('StopContainer', { container_id: app, timeout: 20 });
     const st = await status(app);

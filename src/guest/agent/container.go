@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,9 @@ type createParams struct {
 	SeccompProfile        *seccompProfile `json:"seccompProfile"`
 	MaskedPaths           []string        `json:"maskedPaths"`
 	ReadonlyPaths         []string        `json:"readonlyPaths"`
+	// "container": the main process is PID 1 of a new PID namespace (its execs join it); ""
+	// or "pod": the agent's (the guest's), shared by the pod's containers.
+	PidNamespace string `json:"pidNamespace"`
 }
 
 type container struct {
@@ -56,6 +60,10 @@ type container struct {
 	setCaps              bool                 // apply caps to every process (else leave the agent's)
 	caps                 uint64               // capability mask, bit n = capability n
 	seccomp              []syscall.SockFilter // compiled once at create; nil: no filter
+	ownPidNs             bool                 // pidNamespace "container"
+	// With ownPidNs, /proc is mounted by the main process's launcher (in the new namespace):
+	// readonlyPaths and maskedPaths at or below /proc are applied by it, after that mount.
+	procReadonly, procMasked []string
 
 	// guarded by agent.mu
 	state                 string // created, running, exited
@@ -104,6 +112,11 @@ func (a *agent) createContainer(p createParams) error {
 			}
 		}
 	}
+	switch p.PidNamespace {
+	case "", "pod", "container":
+	default:
+		return errf("invalid-argument", "pidNamespace %q: want \"container\" or \"pod\"", p.PidNamespace)
+	}
 	defer a.lockID(p.ID)()
 	if a.lookup(p.ID) != nil {
 		return errf("already-exists", "container %s already exists", p.ID)
@@ -113,11 +126,12 @@ func (a *agent) createContainer(p createParams) error {
 		return errf("not-found", "image %q: no directory %s in the images share", p.Image, lower)
 	}
 	c := &container{
-		spec:    p,
-		dir:     filepath.Join(a.cfg.runDir, "c", p.ID),
-		scratch: filepath.Join(a.cfg.scratch, p.ID),
-		state:   "created",
-		execs:   map[int]bool{},
+		spec:     p,
+		dir:      filepath.Join(a.cfg.runDir, "c", p.ID),
+		scratch:  filepath.Join(a.cfg.scratch, p.ID),
+		state:    "created",
+		execs:    map[int]bool{},
+		ownPidNs: p.PidNamespace == "container",
 	}
 	c.rootfs = filepath.Join(c.dir, "rootfs")
 	if p.Capabilities != nil && !p.Privileged {
@@ -179,8 +193,12 @@ func (a *agent) build(c *container, lower string) error {
 	if err != nil {
 		return err
 	}
-	if err := mount("proc", proc, "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
-		return err
+	// With its own PID namespace the container's proc is mounted by its launcher (a procfs shows
+	// the PID namespace of whoever mounts it).
+	if !c.ownPidNs {
+		if err := mount("proc", proc, "proc", procFlags, ""); err != nil {
+			return err
+		}
 	}
 	sys, err := bindTarget(root, "/sys", true)
 	if err != nil {
@@ -243,11 +261,19 @@ func (a *agent) build(c *container, lower string) error {
 	// As runc: read-only paths, then masked paths, after every other mount; none when privileged.
 	if !p.Privileged {
 		for _, rp := range p.ReadonlyPaths {
+			if c.ownPidNs && underProc(rp) {
+				c.procReadonly = append(c.procReadonly, rp)
+				continue
+			}
 			if err := readonlyPath(root, rp); err != nil {
 				return errf("internal", "readonlyPaths: %q: %v", rp, err)
 			}
 		}
 		for _, mp := range p.MaskedPaths {
+			if c.ownPidNs && underProc(mp) {
+				c.procMasked = append(c.procMasked, mp)
+				continue
+			}
 			if err := maskPath(root, mp); err != nil {
 				return errf("internal", "maskedPaths: %q: %v", mp, err)
 			}
@@ -255,6 +281,14 @@ func (a *agent) build(c *container, lower string) error {
 	}
 	c.cgroup, err = a.cg.create(p.ID, p.MemoryLimitBytes, p.CPUQuotaUs, p.CPUPeriodUs)
 	return err
+}
+
+const procFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC
+
+// underProc tells whether an in-container path is /proc or below it (lexically, as given).
+func underProc(p string) bool {
+	p = filepath.Clean(p)
+	return p == "/proc" || strings.HasPrefix(p, "/proc/")
 }
 
 // teardown undoes build: mounts, directories, cgroup. Directories are removed only once nothing
@@ -325,6 +359,11 @@ func (a *agent) signal(id string, sig int, streamID uint32) error {
 		}
 		if sig == int(syscall.SIGKILL) {
 			_ = syscall.Kill(-st.pid, syscall.SIGKILL)
+			if c.ownPidNs {
+				// The program is the launcher's child: one that left the process group (a
+				// shell with job control) is still in the launcher's session.
+				killSession(st.pid)
+			}
 		}
 		return nil
 	}
@@ -354,6 +393,33 @@ func (a *agent) killAll(c *container, pid int) {
 		_ = syscall.Kill(-ep, syscall.SIGKILL)
 	}
 	a.mu.Unlock()
+}
+
+// killSession SIGKILLs every process of session sid (as /proc/PID/stat of the agent's procfs
+// gives it).
+func killSession(sid int) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp session ...: comm may hold anything but the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		if f := strings.Fields(string(b[i+1:])); len(f) > 3 && f[3] == strconv.Itoa(sid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 func (a *agent) removeContainer(id string) error {

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -20,10 +22,19 @@ import (
 // the agent writes it only after putting the pid in the container's cgroup, so the program
 // never runs outside it. A failure is written to fd 4 (close-on-exec: EOF there means the
 // program is running) as a launchError, and the launcher exits 127.
+//
+// A container with its own PID namespace (pidNamespace "container") is not chrooted by the
+// agent: its launcher is exec'd from the agent's root (the container's /proc is not the agent's
+// then, and an exec's launcher is not in the PID namespace it shows) and chroots itself (Root,
+// Cwd). The main process's launcher is PID 1 of a new namespace (CLONE_NEWPID): it mounts a new
+// proc on the container's /proc and applies the readonly and masked paths under it before the
+// rest. An exec's launcher gets the namespace as fd 5 (JoinPidNs), joins it (setns affects only
+// children) and runs the program as its child, forwarding signals and exiting as it does.
 const (
 	launchArg     = "launch"
 	launchSpecFd  = 3
 	launchErrorFd = 4
+	launchPidNsFd = 5
 )
 
 type launchSpec struct {
@@ -39,6 +50,13 @@ type launchSpec struct {
 	// Seccomp filter, installed last before exec when no_new_privs is set, else first (while the
 	// launcher still has CAP_SYS_ADMIN, which the kernel then requires: runc's order).
 	Seccomp []syscall.SockFilter `json:"seccomp,omitempty"`
+	// Own PID namespace only (see above).
+	Root         string   `json:"root,omitempty"` // chroot here, then chdir to Cwd
+	Cwd          string   `json:"cwd,omitempty"`
+	MountProc    bool     `json:"mountProc,omitempty"`
+	ProcReadonly []string `json:"procReadonly,omitempty"`
+	ProcMasked   []string `json:"procMasked,omitempty"`
+	JoinPidNs    bool     `json:"joinPidNs,omitempty"`
 }
 
 type launchError struct {
@@ -191,11 +209,112 @@ func launchMain() {
 	if err := json.Unmarshal(buf, &s); err != nil {
 		fail("spec", err)
 	}
+	if le := enterContainer(&s); le != nil {
+		report(le)
+	}
 	if le := applyCredentials(&s); le != nil {
 		report(le)
 	}
+	if s.JoinPidNs {
+		runChild(&s, fail)
+	}
 	err := syscall.Exec(s.Path, s.Args, s.Env)
 	fail("exec", err)
+}
+
+// enterContainer does, for a container with its own PID namespace, what the agent's ForkExec
+// does for the others (chroot, chdir), after joining the namespace (an exec) or mounting its
+// proc (the main process, PID 1 of a new one), while the launcher is still root with every
+// capability it was given.
+func enterContainer(s *launchSpec) *launchError {
+	step := newLaunchError
+	if s.JoinPidNs {
+		if _, _, e := syscall.RawSyscall(sysSetns, launchPidNsFd, syscall.CLONE_NEWPID, 0); e != 0 {
+			return step("setns pid", e)
+		}
+		syscall.Close(launchPidNsFd)
+	}
+	if s.Root == "" {
+		return nil
+	}
+	if err := syscall.Chroot(s.Root); err != nil {
+		return step("chroot", err)
+	}
+	if err := syscall.Chdir("/"); err != nil {
+		return step("chdir", err)
+	}
+	if s.MountProc {
+		// A restarted container: the previous namespace's proc (and what is mounted below it)
+		// goes first.
+		for i := 0; i < 16 && syscall.Unmount("/proc", syscall.MNT_DETACH) == nil; i++ {
+		}
+		if err := mount("proc", "/proc", "proc", procFlags, ""); err != nil {
+			return step("mount proc", err)
+		}
+		for _, p := range s.ProcReadonly {
+			if err := readonlyPath("", p); err != nil {
+				return step("readonlyPaths "+p, err)
+			}
+		}
+		for _, p := range s.ProcMasked {
+			if err := maskPath("", p); err != nil {
+				return step("maskedPaths "+p, err)
+			}
+		}
+	}
+	if s.Cwd != "" {
+		if err := syscall.Chdir(s.Cwd); err != nil {
+			return step("chdir", err)
+		}
+	}
+	return nil
+}
+
+// forwardedSignals are passed on by an exec's launcher to its child.
+var forwardedSignals = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
+
+// runChild runs the program as the launcher's child (in the PID namespace joined; same stdio,
+// root, cwd, session and process group, and the credentials, capabilities, no_new_privs and
+// seccomp filter just set on this thread, which the fork inherits), forwards signals to it and
+// ends as it did: its exit code, or the same signal. Never returns.
+func runChild(s *launchSpec, fail func(string, error)) {
+	sigs := make(chan os.Signal, 32)
+	signal.Notify(sigs, forwardedSignals...)
+	// No Pdeathsig: Go's child compares getppid() with our pid, and sees 0 across the namespace.
+	pid, err := syscall.ForkExec(s.Path, s.Args, &syscall.ProcAttr{Env: s.Env, Files: []uintptr{0, 1, 2}})
+	if err != nil {
+		fail("exec", err)
+	}
+	syscall.Close(launchErrorFd) // EOF: the program runs
+	go func() {
+		for sig := range sigs {
+			_ = syscall.Kill(pid, sig.(syscall.Signal))
+		}
+	}()
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			os.Exit(launchFailedCode)
+		}
+		if ws.Exited() || ws.Signaled() {
+			break
+		}
+	}
+	if ws.Exited() {
+		os.Exit(ws.ExitStatus())
+	}
+	sig := ws.Signal()
+	signal.Reset(sig)
+	// Go keeps its own handler for some signals after Reset: the default action, raw.
+	var sa [4]uintptr // struct sigaction, all zero: SIG_DFL
+	_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&sa[0])), 0, 8, 0, 0)
+	_ = syscall.Kill(syscall.Getpid(), sig)
+	time.Sleep(time.Second) // a signal whose default is not to end the process
+	os.Exit(128 + int(sig))
 }
 
 // applyCredentials runs on the thread that will exec. Order as runc: bounding set, keep caps

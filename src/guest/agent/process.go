@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -148,10 +149,34 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 	if groups == nil {
 		groups = []uint32{}
 	}
-	spec, err := json.Marshal(launchSpec{
+	ls := launchSpec{
 		Path: sp.path, Args: sp.args, Env: env, UID: sp.user.UID, GID: sp.user.GID, Groups: groups,
 		SetCaps: c.setCaps, Caps: c.caps, NoNewPrivs: c.spec.NoNewPrivs, Seccomp: c.seccomp,
-	})
+	}
+	// Own PID namespace: the launcher chroots itself; the main one mounts proc in its new
+	// namespace, an exec's joins that of the main process (fd 5).
+	var pidNs *os.File
+	if c.ownPidNs {
+		ls.Root, ls.Cwd = c.rootfs, sp.cwd
+		if sp.main {
+			ls.MountProc, ls.ProcReadonly, ls.ProcMasked = true, c.procReadonly, c.procMasked
+		} else {
+			a.mu.Lock()
+			mainPid := c.pid
+			a.mu.Unlock()
+			f, err := os.Open(fmt.Sprintf("/proc/%d/ns/pid", mainPid))
+			if err != nil {
+				closeAll(childEnds)
+				closeAll(outputs)
+				st.endStdin()
+				return 0, 0, errf("failed-precondition", "container %s: its PID namespace: %v", c.spec.ID, errText(err))
+			}
+			pidNs = f
+			childEnds = append(childEnds, f) // closed with them
+			ls.JoinPidNs = true
+		}
+	}
+	spec, err := json.Marshal(ls)
 	if err != nil {
 		closeAll(childEnds)
 		closeAll(outputs)
@@ -175,6 +200,9 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 	}
 	childEnds = append(childEnds, specR, errW)
 	fds = append(fds, specR.Fd(), errW.Fd())
+	if pidNs != nil {
+		fds = append(fds, pidNs.Fd())
+	}
 	// No Credential: the launcher switches user after dropping capabilities. Its own
 	// environment is empty (the Go runtime reads GODEBUG & co.); the program's is in the spec.
 	attr := &syscall.ProcAttr{
@@ -187,6 +215,12 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 			Setctty: sp.tty,
 			Ctty:    0,
 		},
+	}
+	if c.ownPidNs {
+		attr.Dir, attr.Sys.Chroot = "", ""
+		if sp.main {
+			attr.Sys.Cloneflags = syscall.CLONE_NEWPID
+		}
 	}
 
 	a.mu.Lock()
@@ -243,7 +277,7 @@ func (a *agent) spawn(c *container, sp procSpec) (int, nsTime, error) {
 			le = launchError{Step: "launch", Text: string(msg)}
 		}
 		logf("start %s stream %d: launcher: %s: %s", c.spec.ID, sp.stream, le.Step, le.Text)
-		if le.Step == "exec" && le.Errno != 0 {
+		if (le.Step == "exec" || le.Step == "chdir") && le.Errno != 0 {
 			return fail("internal", syscall.Errno(le.Errno))
 		}
 		return fail("internal", &le)
