@@ -21,6 +21,7 @@ let v: VmletProcess;
 let reg: TestRegistry;
 let image: string; // the busybox `rootfs` test image: User 1234, Cmd ["/bin/sh"]
 let vmImage: string; // a kernel-boot VM image
+let noCmdImage: string;
 const logDir = tempDir('vmlet-sbx-logs-');
 const emptyDir = join(logDir, 'empty-dir'); // the host side of an emptyDir both containers mount at /data
 const dataMount = { container_path: '/data', host_path: emptyDir };
@@ -78,10 +79,13 @@ const execSync = (cid: string, cmd: string[], timeout = 20) =>
   }));
 
 beforeAll(async () => {
-  ({ v, reg, refs: [image, vmImage] } = await startVmSuite([
+  const suite = await startVmSuite([
     ['rootfs', 'sbx/busybox:1'],
     ['kernelboot', 'sbx/kernel:1'],
-  ]).then((s) => ({ ...s, refs: s.refs as [string, string] })));
+    ['uncompressed', 'sbx/nocmd:1'], // a layer with /hello.txt and no Entrypoint or Cmd
+  ]);
+  ({ v, reg } = suite);
+  [image, vmImage, noCmdImage] = suite.refs as [string, string, string];
   // The suite's vmlet has the default guest kit dir; this file's pods boot the test build.
   await v.stop();
   const { startVmlet } = await import('../helpers/vmlet.js');
@@ -213,6 +217,22 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     await rt('RemoveContainer', { container_id: own });
   }, 60_000);
 
+  it('attaches to a container: its stdin in, its stdout out (WebSocket v5)', async () => {
+    const { WebSocket } = await import('ws');
+    const talk = await create(pod, 'talk', { command: ['sh', '-c', 'while read line; do echo "got-$line"; done'], stdin: true });
+    await rt('StartContainer', { container_id: talk });
+    const { url } = await rt<{ url: string }>('Attach', { container_id: talk, stdin: true, stdout: true, stderr: true });
+    const ws = new WebSocket(url, ['v5.channel.k8s.io']);
+    const out: Buffer[] = [];
+    ws.on('message', (d: Buffer) => d[0] === 1 && out.push(d.subarray(1)));
+    await new Promise((r, j) => ws.once('open', r).once('error', j));
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('hello\n')]));
+    await waitFor('the echo through attach', () => Buffer.concat(out).toString().includes('got-hello') || undefined, { timeoutMs: 20_000 });
+    ws.close();
+    await logHas(join(pod.logs, 'talk_0.log'), 'stdout', 'got-hello');
+    await rt('RemoveContainer', { container_id: talk });
+  }, 60_000);
+
   it('stops with the grace period: SIGTERM reaches the process, which exits 7', async () => {
     await rt('StopContainer', { container_id: app, timeout: 20 });
     const st = await status(app);
@@ -249,6 +269,9 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     const noUser = await failure(create(pod, 'nouser', { linux: { security_context: { run_as_username: 'nobody-here' } } }));
     expect(noUser.code).toBe(Status.INVALID_ARGUMENT);
     expect(noUser.details).toMatch(/unable to find user nobody-here/);
+    const noCmd = await failure(create(pod, 'nocmd-image', { image: { image: noCmdImage } }));
+    expect(noCmd.code).toBe(Status.INVALID_ARGUMENT);
+    expect(noCmd.details).toMatch(/no command specified/);
     const groupOnly = await failure(create(pod, 'grouponly', { linux: { security_context: { run_as_group: { value: 5 } } } }));
     expect(groupOnly.code).toBe(Status.INVALID_ARGUMENT);
     expect(groupOnly.details).toMatch(/run_as_group is set without run_as_user/);
