@@ -87,7 +87,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     await m.deps.vm.start(name);
     if (net) await attachPodTap(net);
     s.kind = 'sandboxed';
-    s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0 };
+    s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB };
     const p = podVmOf(m, s)!;
     const agent = await p.agent(BOOT_TIMEOUT_MS);
     await agent.setupPod(await podFiles(s, net?.ips[0]?.address));

@@ -41,6 +41,9 @@ export interface PodVmRecord {
   kit: string;
   /** Last process stream id handed out (docs/guest-agent.md: unique for the VM's life). */
   lastStream: number;
+  /** Guest RAM now (the balloon's target) and the most it may grow to (absent in older records: no growth). */
+  memoryMiB?: number;
+  maxMemoryMiB?: number;
 }
 
 export interface ContainerRecord {

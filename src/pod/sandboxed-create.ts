@@ -17,6 +17,7 @@ import { createdContainer, type SandboxRecord } from './records.js';
 import { signalNumber } from './signals.js';
 import { containerCapabilities, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../guest/capabilities.js';
 import { seccompFor } from '../guest/seccomp-profile.js';
+import { growPodVm } from './podvm-grow.js';
 
 export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, p: PodVm, config: ContainerConfig, image: ImageRecord, imageName: string): Promise<string> {
   const sc = config.linux?.security_context;
@@ -59,6 +60,7 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
   const logDir = s.config.log_directory ?? '';
   const logPath = !config.log_path ? '' : isAbsolute(config.log_path) || !logDir ? config.log_path : join(logDir, config.log_path);
   const agent = await p.agent();
+  await growPodVm(m, s, memLimit);
   const share = join(m.store.sandboxDir(s.id), 'shared');
   const mounts = config.mounts ?? [];
   const sources = await bindContainerMounts(share, id, mounts.map((mt) => ({ hostPath: mt.host_path, readonly: !!mt.readonly })));

@@ -311,3 +311,24 @@ describe('pod kind annotation', () => {
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   }, 240_000);
 });
+
+describe('pod VM growth', () => {
+  it('grows the VM through the balloon when a container\'s memory limit needs it, up to vmlet.io/max-memory', async () => {
+    const pod = await runPod('grow', { 'vmlet.io/max-memory': '1Gi' });
+    const small = await create(pod, 'small', { command: ['sleep', '600'] });
+    await rt('StartContainer', { container_id: small });
+    const memTotalKiB = async () => Number(/MemTotal:\s+(\d+)/.exec((await execSync(small, ['cat', '/proc/meminfo'])).stdout)?.[1]);
+    const before = await memTotalKiB();
+    const limit = 600 * 2 ** 20;
+    const big = await create(pod, 'big', { command: ['sleep', '600'], linux: { resources: { memory_limit_in_bytes: String(limit) } } });
+    await rt('StartContainer', { container_id: big });
+    // 512 MiB (the default) → 256 MiB for the guest + the 600 MiB limit.
+    const grown = await waitFor('the guest to see more memory', async () => {
+      const now = await memTotalKiB();
+      return now - before >= 340 * 1024 ? now : undefined;
+    }, { timeoutMs: 30_000, intervalMs: 250 });
+    expect(grown - before).toBeLessThanOrEqual(345 * 1024);
+    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  }, 120_000);
+});
