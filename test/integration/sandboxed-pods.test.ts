@@ -318,7 +318,12 @@ describe('pod VM growth', () => {
     const small = await create(pod, 'small', { command: ['sleep', '600'] });
     await rt('StartContainer', { container_id: small });
     const memTotalKiB = async () => Number(/MemTotal:\s+(\d+)/.exec((await execSync(small, ['cat', '/proc/meminfo'])).stdout)?.[1]);
-    const before = await memTotalKiB();
+    // The VM is defined with 1 GiB and ballooned down to 512 MiB once the guest's balloon driver
+    // is up: wait for that first, or "before" may still be the full 1 GiB.
+    const before = await waitFor('the balloon to settle at 512 MiB', async () => {
+      const now = await memTotalKiB();
+      return now <= 512 * 1024 ? now : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250 });
     const limit = 600 * 2 ** 20;
     const big = await create(pod, 'big', { command: ['sleep', '600'], linux: { resources: { memory_limit_in_bytes: String(limit) } } });
     await rt('StartContainer', { container_id: big });
