@@ -31,6 +31,10 @@ umask 022
 export LC_ALL=C
 
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+# Functions shared with test/images/build-kernel-guest.sh.
+HERE_LIB=$(dirname "$SCRIPT")/kit-lib.sh
+# shellcheck source=kit-lib.sh
+. "$HERE_LIB"
 HERE=$(dirname "$SCRIPT")
 REPO_ROOT=$(cd "$HERE/.." && pwd)
 GUEST_SRC=$HERE/guest
@@ -95,7 +99,7 @@ agent_kind() {
   if [[ $AGENT_MODE == standin || ! -f $AGENT_SRC/build.sh ]]; then echo standin; else echo go; fi
 }
 AGENT_KIND=$(agent_kind)
-SCRIPT_SHA=$(sha256sum "$SCRIPT" | cut -c1-64)
+SCRIPT_SHA=$(cat "$SCRIPT" "$HERE_LIB" | sha256sum | cut -c1-64)
 GUEST_SHA=$(tree_sha "$GUEST_SRC")
 if [[ $AGENT_KIND == go ]]; then
   command -v go >/dev/null || die "go not found: the agent needs golang-go (node-install/install.sh installs it)"
@@ -105,22 +109,8 @@ else
   AGENT_SHA=standin GO_VERSION=none
 fi
 
-# Cheap fingerprint of everything apt uses to choose candidate versions (stat only).
-apt_state() {
-  local f files=()
-  for f in /var/lib/apt/lists/*_Packages* /var/lib/dpkg/status /etc/apt/sources.list \
-           /etc/apt/sources.list.d/* /etc/apt/preferences /etc/apt/preferences.d/*; do
-    [[ -e $f ]] && files+=("$f")
-  done
-  { ((${#files[@]})) && stat -L -c '%n %s %Y' "${files[@]}"; } | sha256sum | cut -c1-64
-}
 APT_STATE=$(apt_state)
 
-stamp_get() {
-  if [[ -f $DEST/stamp ]]; then
-    awk -v k="$1" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$DEST/stamp"
-  fi
-}
 outputs_present() {
   local f
   for f in "${OUTPUTS[@]}"; do [[ -s $DEST/$f ]] || return 1; done
@@ -142,13 +132,6 @@ flock 9
 if fast_up_to_date; then done_msg "up to date (built by a concurrent run)"; exit 0; fi
 
 APT_UPDATED=
-apt_update_once() {
-  [[ -z $APT_UPDATED ]] || return 1
-  APT_UPDATED=1
-  step "apt-get update (package lists missing or stale)"
-  apt-get -q update >/dev/null || die "apt-get update failed"
-  APT_STATE=$(apt_state)
-}
 
 # --- package versions -----------------------------------------------------------------------
 declare -A VER=()
@@ -193,10 +176,6 @@ mkdir -p "$DEBS"
 WORK=$(mktemp -d "$PARENT/.$NAME.build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-deb_of() { # pkg -> path of the cached .deb for the resolved version (may not exist)
-  local f=("$DEBS/${1}_${VER[$1]//:/%3a}_"*.deb)
-  printf '%s\n' "${f[0]}"
-}
 # The same .deb may already be on the node: the test image builder's cache, apt's archive.
 # (cp -l: a hard link when on the same file system.)
 OTHER_DEBS=(/var/cache/vmlet/debs /var/cache/vmlet/test-debs /var/cache/apt/archives)
@@ -252,18 +231,6 @@ dpkg-deb -x "$(deb_of busybox-static)" "$UROOT"
 KREL=$(find "$KROOT/lib/modules" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort | head -n1)
 [[ -n $KREL && -f $KROOT/boot/vmlinuz-$KREL ]] || die "no kernel image in $KPKG"
 
-is_elf() { [[ $(head -c4 "$1" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]]; }
-extract_vmlinux() { # in out: decompress from each xz magic (FD 37 7A 58 5A 00) until we get an ELF
-  local off
-  # shellcheck disable=SC2013 # one decimal offset per line
-  for off in $(grep -obUaP '\xFD7zXZ\x00' "$1" | cut -d: -f1); do
-    if xz -dc --single-stream < <(tail -c "+$((off + 1))" "$1") > "$2" 2>/dev/null && is_elf "$2"; then
-      return 0
-    fi
-  done
-  rm -f "$2"
-  return 1
-}
 step "extracting vmlinux from vmlinuz-$KREL"
 extract_vmlinux "$KROOT/boot/vmlinuz-$KREL" "$OUT/vmlinux" || die "no xz-compressed ELF in vmlinuz-$KREL"
 if command -v readelf >/dev/null && ! readelf -n "$OUT/vmlinux" | grep -q 'note type: (0x00000012)'; then
@@ -289,10 +256,6 @@ declare -A MODPATH=() MODSTATE=() MODDEPS=()
 while read -r f; do
   b=${f##*/}; b=${b%%.ko*}; MODPATH[${b//-/_}]=$f
 done < <(find "$KMOD/kernel" -type f \( -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz' \))
-is_builtin() {
-  [[ -f $KMOD/modules.builtin ]] &&
-    sed 's|.*/||; s|\.ko$||; s|-|_|g' "$KMOD/modules.builtin" | grep -qx "$1"
-}
 MODORDER=()
 add_module() { # name: depth first, dependencies first (the .modinfo "depends=" tag, as depmod)
   local m=${1//-/_} f deps d
@@ -344,16 +307,6 @@ printf 'root:x:0:\ntty:x:5:\n' > "$ROOT/etc/group"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "$ROOT/etc/hosts"
 : > "$ROOT/etc/resolv.conf"
 
-# --- initrd.img -----------------------------------------------------------------------------
-newc_entry() { # name mode(octal) rdevmajor rdevminor ino: one header-only newc record
-  local name=$1 mode=$(( 8#$2 )) namesize=$(( ${#1} + 1 )) pad
-  printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
-    "$5" "$mode" 0 0 1 "$SOURCE_DATE_EPOCH" 0 0 0 "$3" "$4" "$namesize" 0
-  printf '%s\0' "$name"
-  pad=$(( (4 - (110 + namesize) % 4) % 4 ))
-  ((pad)) && head -c "$pad" /dev/zero
-  return 0
-}
 step "writing initrd.img (newc cpio, gzip -n, mtime @$SOURCE_DATE_EPOCH)"
 find "$ROOT" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 {

@@ -17,6 +17,10 @@ umask 022
 export LC_ALL=C
 
 SCRIPT=$(readlink -f "${BASH_SOURCE[0]}")
+# Functions shared with node-install/build-guest-kit.sh.
+HERE_LIB=$(dirname "$SCRIPT")/../../node-install/kit-lib.sh
+# shellcheck source=../../node-install/kit-lib.sh
+. "$HERE_LIB"
 REPO_ROOT=$(cd "$(dirname "$SCRIPT")/../.." && pwd)
 OUTDIR=${1:-$REPO_ROOT/.cache/test-images}
 mkdir -p "$OUTDIR"
@@ -64,28 +68,14 @@ print_outputs() {
   for f in vmlinux vmlinuz initrd.img cmdline; do printf '%s\n' "$DEST/$f"; done
 }
 
-# Cheap fingerprint of everything apt uses to choose candidate versions (stat only).
-apt_state() {
-  local f files=()
-  for f in /var/lib/apt/lists/*_Packages* /var/lib/dpkg/status /etc/apt/sources.list \
-           /etc/apt/sources.list.d/* /etc/apt/preferences /etc/apt/preferences.d/*; do
-    [[ -e $f ]] && files+=("$f")
-  done
-  { ((${#files[@]})) && stat -L -c '%n %s %Y' "${files[@]}"; } | sha256sum | cut -c1-64
-}
 
-stamp_get() {
-  if [[ -f $DEST/stamp ]]; then
-    awk -v k="$1" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$DEST/stamp"
-  fi
-}
 
 outputs_present() {
   local f
   for f in "${OUTPUTS[@]}"; do [[ -s $DEST/$f ]] || return 1; done
 }
 
-SCRIPT_SHA=$(sha256sum "$SCRIPT" | cut -c1-64)
+SCRIPT_SHA=$(cat "$SCRIPT" "$HERE_LIB" | sha256sum | cut -c1-64)
 APT_STATE=$(apt_state)
 
 # Fast path: same script, same epoch, apt state unchanged since the stamp was written.
@@ -115,13 +105,6 @@ if fast_up_to_date; then
 fi
 
 APT_UPDATED=
-apt_update_once() {
-  [[ -z $APT_UPDATED ]] || return 1
-  APT_UPDATED=1
-  step "apt-get update (package lists missing or stale)"
-  apt-get -q update >/dev/null || die "apt-get update failed"
-  APT_STATE=$(apt_state)
-}
 
 # --- resolve package versions -------------------------------------------------------
 step "resolving package versions ($KERNEL_META)"
@@ -170,10 +153,6 @@ mkdir -p "$DEBS"
 WORK=$(mktemp -d "$OUTDIR/.build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-deb_of() { # pkg -> path of the cached .deb for the resolved version (may not exist)
-  local f=("$DEBS/${1}_${VER[$1]//:/%3a}_"*.deb)
-  printf '%s\n' "${f[0]}"
-}
 
 missing=()
 for p in "${PKGS[@]}"; do [[ -f $(deb_of "$p") ]] || missing+=("$p=${VER[$p]}"); done
@@ -207,18 +186,6 @@ mkdir -p "$OUT"
 # --- vmlinux ----------------------------------------------------------------------
 step "extracting vmlinux from vmlinuz-$KREL (xz payload)"
 cp "$KROOT/boot/vmlinuz-$KREL" "$OUT/vmlinuz"
-is_elf() { [[ $(head -c4 "$1" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]]; }
-extract_vmlinux() { # in out: decompress from each xz magic (FD 37 7A 58 5A 00) until we get an ELF
-  local off
-  # shellcheck disable=SC2013 # one decimal offset per line
-  for off in $(grep -obUaP '\xFD7zXZ\x00' "$1" | cut -d: -f1); do
-    if xz -dc --single-stream < <(tail -c "+$((off + 1))" "$1") > "$2" 2>/dev/null && is_elf "$2"; then
-      return 0
-    fi
-  done
-  rm -f "$2"
-  return 1
-}
 extract_vmlinux "$OUT/vmlinuz" "$OUT/vmlinux" || die "no xz-compressed ELF found in vmlinuz-$KREL"
 if command -v readelf >/dev/null && ! readelf -n "$OUT/vmlinux" | grep -q 'note type: (0x00000012)'; then
   echo "warning: vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); QEMU cannot boot it directly" >&2
@@ -245,10 +212,6 @@ declare -A MODPATH=() MODSTATE=()
 while read -r f; do
   b=${f##*/}; b=${b%%.ko*}; MODPATH[${b//-/_}]=$f
 done < <(find "$KMOD/kernel" -type f \( -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz' \))
-is_builtin() {
-  [[ -f $KMOD/modules.builtin ]] &&
-    sed 's|.*/||; s|\.ko$||; s|-|_|g' "$KMOD/modules.builtin" | grep -qx "$1"
-}
 MODORDER=()
 add_module() { # name: depth-first, dependencies first (from the .modinfo "depends=" tag, as depmod does)
   local m=${1//-/_} f deps d
@@ -1095,16 +1058,6 @@ done
 EOF
 chmod 0755 "$ROOT/init"
 
-# --- initrd.img -------------------------------------------------------------------
-newc_entry() { # name mode(octal) rdevmajor rdevminor ino: one header-only newc record
-  local name=$1 mode=$(( 8#$2 )) namesize=$(( ${#1} + 1 )) pad
-  printf '070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X' \
-    "$5" "$mode" 0 0 1 "$SOURCE_DATE_EPOCH" 0 0 0 "$3" "$4" "$namesize" 0
-  printf '%s\0' "$name"
-  pad=$(( (4 - (110 + namesize) % 4) % 4 ))
-  ((pad)) && head -c "$pad" /dev/zero
-  return 0
-}
 
 step "writing initrd.img (newc cpio, gzip -n, mtime @$SOURCE_DATE_EPOCH)"
 find "$ROOT" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
