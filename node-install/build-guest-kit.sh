@@ -252,32 +252,7 @@ while read -r applet; do
 done < <("$UROOT/bin/busybox" --list-full | sort)
 
 KMOD=$KROOT/lib/modules/$KREL
-declare -A MODPATH=() MODSTATE=() MODDEPS=()
-while read -r f; do
-  b=${f##*/}; b=${b%%.ko*}; MODPATH[${b//-/_}]=$f
-done < <(find "$KMOD/kernel" -type f \( -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz' \))
-MODORDER=()
-add_module() { # name: depth first, dependencies first (the .modinfo "depends=" tag, as depmod)
-  local m=${1//-/_} f deps d
-  case ${MODSTATE[$m]:-} in done) return 0 ;; active) die "module dependency cycle at $m" ;; esac
-  f=${MODPATH[$m]:-}
-  if [[ -z $f ]]; then
-    is_builtin "$m" || die "kernel module $m not found in $KPKG"
-    MODSTATE[$m]="done"
-    return 0
-  fi
-  MODSTATE[$m]=active
-  case $f in # busybox insmod may not read compressed modules: store them plain
-    *.ko.xz) xz -dc "$f" ;; *.ko.zst) zstd -dcq "$f" ;; *.ko.gz) gzip -dc "$f" ;; *) cat "$f" ;;
-  esac > "$ROOT/lib/modules/$KREL/$m.ko"
-  deps=$(tr '\0' '\n' < "$ROOT/lib/modules/$KREL/$m.ko" |
-         awk 'index($0, "depends=") == 1 && !seen { print substr($0, 9); seen = 1 }')
-  deps=${deps//-/_}
-  MODDEPS[$m]=${deps//,/ }
-  for d in ${MODDEPS[$m]}; do add_module "$d"; done
-  MODSTATE[$m]="done"
-  MODORDER+=("$m")
-}
+index_modules
 for m in "${MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do printf '%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules"
 for m in "${ON_DEMAND_MODULES[@]}"; do add_module "$m"; done
@@ -326,17 +301,7 @@ chmod 0644 "$OUT"/*
 chmod 0755 "$OUT"
 
 # --- publish atomically ---------------------------------------------------------------------
-# OUTDIR becomes a symlink to .NAME.XXXXXX, swapped with one rename; older builds are removed.
-# A real directory left at OUTDIR by hand is moved away (removed with WORK).
-final=$(mktemp -d "$PARENT/.$NAME.XXXXXX")
-rmdir "$final"
-mv "$OUT" "$final"
-if [[ -e $DEST && ! -L $DEST ]]; then mv "$DEST" "$WORK/old-dest"; fi
-ln -s "${final##*/}" "$PARENT/.$NAME.link.$$"
-mv -T "$PARENT/.$NAME.link.$$" "$DEST"
-for d in "$PARENT/.$NAME".*; do
-  case $d in "$final"|"$WORK"|*.lock) ;; *) rm -rf "$d" ;; esac
-done
+publish_dir "$OUT" "$PARENT" "$NAME" "$WORK"
 
 # Drop cached .debs of other versions of our packages (other builders may share the cache).
 for p in "${PKGS[@]}"; do
@@ -345,4 +310,4 @@ for p in "${PKGS[@]}"; do
   done
 done
 
-step "done: $DEST -> ${final##*/}, VERSION $(cat "$DEST/VERSION"), kernel $KREL, initrd $(stat -c %s "$DEST/initrd.img") bytes"
+step "done: $DEST -> ${PUBLISHED##*/}, VERSION $(cat "$DEST/VERSION"), kernel $KREL, initrd $(stat -c %s "$DEST/initrd.img") bytes"

@@ -1,9 +1,13 @@
 # Shell functions both builders of a kernel + initramfs share: the guest kit
-# (node-install/build-guest-kit.sh) and the test guest (test/images/build-kernel-guest.sh).
-# Sourced, not run; part of each builder's input hash. They read the caller's globals: DEST (the
-# published output), DEBS (the .deb cache), KMOD (the unpacked kernel's modules dir),
-# SOURCE_DATE_EPOCH, and its step and die.
+# (node-install/build-guest-kit.sh) and the test guest (test/images/build-kernel-guest.sh); the
+# test image builders use publish_dir too (through test/images/publish.sh). Sourced, not run;
+# part of the two kernel builders' input hashes. They read the caller's globals: DEST (the
+# published output), DEBS (the .deb cache), KMOD, KPKG, KREL (the unpacked kernel), ROOT (the
+# initramfs tree), SOURCE_DATE_EPOCH, and its step and die.
 # shellcheck shell=bash
+# Sourced once (test/images/publish.sh sources it too).
+[[ -n ${VMLET_KIT_LIB:-} ]] && return 0
+VMLET_KIT_LIB=1
 
 # Cheap fingerprint of everything apt uses to choose candidate versions (stat only).
 apt_state() {
@@ -62,4 +66,59 @@ stamp_get() {
   if [[ -f $DEST/stamp ]]; then
     awk -v k="$1" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$DEST/stamp"
   fi
+}
+
+# index_modules: every module file of the unpacked kernel (KMOD), by name. Then add_module NAME
+# copies NAME and, first, its dependencies into ROOT/lib/modules/KREL (plain, uncompressed),
+# appending each to MODORDER once (MODSTATE remembers what was added) and its direct
+# dependencies to MODDEPS (what modules.dep is written from).
+declare -A MODPATH=() MODSTATE=() MODDEPS=()
+MODORDER=()
+index_modules() {
+  local f b
+  while read -r f; do
+    b=${f##*/}; b=${b%%.ko*}; MODPATH[${b//-/_}]=$f
+  done < <(find "$KMOD/kernel" -type f \( -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz' \))
+}
+add_module() { # name: depth first, dependencies first (the .modinfo "depends=" tag, as depmod)
+  local m=${1//-/_} f deps d
+  case ${MODSTATE[$m]:-} in done) return 0 ;; active) die "module dependency cycle at $m" ;; esac
+  f=${MODPATH[$m]:-}
+  if [[ -z $f ]]; then
+    is_builtin "$m" || die "kernel module $m not found in $KPKG"
+    MODSTATE[$m]="done"
+    return 0
+  fi
+  MODSTATE[$m]=active
+  case $f in # busybox insmod may not read compressed modules: store them plain
+    *.ko.xz) xz -dc "$f" ;; *.ko.zst) zstd -dcq "$f" ;; *.ko.gz) gzip -dc "$f" ;; *) cat "$f" ;;
+  esac > "$ROOT/lib/modules/$KREL/$m.ko"
+  deps=$(tr '\0' '\n' < "$ROOT/lib/modules/$KREL/$m.ko" |
+         awk 'index($0, "depends=") == 1 && !seen { print substr($0, 9); seen = 1 }')
+  deps=${deps//-/_}
+  MODDEPS[$m]=${deps//,/ }
+  for d in ${MODDEPS[$m]}; do add_module "$d"; done
+  MODSTATE[$m]="done"
+  MODORDER+=("$m")
+}
+
+# publish_dir SRC OUTDIR NAME WORK
+#   Moves the finished build SRC to a fresh OUTDIR/.NAME.XXXXXX and points the symlink
+#   OUTDIR/NAME at it with one rename, so a reader sees the old build or the new one, never half
+#   of either; then removes older builds. A real directory left at OUTDIR/NAME by an older layout
+#   is moved into WORK (removed with it). WORK and lock files (.NAME.lock) are left where they
+#   are. Sets PUBLISHED to the new build's directory.
+publish_dir() {
+  local src=$1 outdir=$2 name=$3 work=$4
+  local dest=$outdir/$name final d
+  final=$(mktemp -d "$outdir/.$name.XXXXXX")
+  rmdir "$final"
+  mv "$src" "$final"
+  if [[ -e $dest && ! -L $dest ]]; then mv "$dest" "$work/old-dest"; fi
+  ln -s "${final##*/}" "$outdir/.$name.link.$$"
+  mv -T "$outdir/.$name.link.$$" "$dest"
+  for d in "$outdir/.$name".*; do
+    case $d in "$final" | "$work" | *.lock) ;; *) rm -rf "$d" ;; esac
+  done
+  PUBLISHED=$final
 }

@@ -208,30 +208,7 @@ done < <("$UROOT/bin/busybox" --list-full | sort)
 
 step "resolving kernel modules: ${MODULES[*]}"
 KMOD=$KROOT/lib/modules/$KREL
-declare -A MODPATH=() MODSTATE=()
-while read -r f; do
-  b=${f##*/}; b=${b%%.ko*}; MODPATH[${b//-/_}]=$f
-done < <(find "$KMOD/kernel" -type f \( -name '*.ko' -o -name '*.ko.xz' -o -name '*.ko.zst' -o -name '*.ko.gz' \))
-MODORDER=()
-add_module() { # name: depth-first, dependencies first (from the .modinfo "depends=" tag, as depmod does)
-  local m=${1//-/_} f deps d
-  case ${MODSTATE[$m]:-} in done) return 0 ;; active) die "module dependency cycle at $m" ;; esac
-  f=${MODPATH[$m]:-}
-  if [[ -z $f ]]; then
-    is_builtin "$m" || die "kernel module $m not found in $KPKG"
-    MODSTATE[$m]="done"
-    return 0
-  fi
-  MODSTATE[$m]=active
-  case $f in # busybox insmod may not read compressed modules: store them plain
-    *.ko.xz) xz -dc "$f" ;; *.ko.zst) zstd -dcq "$f" ;; *.ko.gz) gzip -dc "$f" ;; *) cat "$f" ;;
-  esac > "$ROOT/lib/modules/$KREL/$m.ko"
-  deps=$(tr '\0' '\n' < "$ROOT/lib/modules/$KREL/$m.ko" |
-         awk 'index($0, "depends=") == 1 && !seen { print substr($0, 9); seen = 1 }')
-  for d in ${deps//,/ }; do add_module "$d"; done
-  MODSTATE[$m]="done"
-  MODORDER+=("$m")
-}
+index_modules
 for m in "${MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do printf '/lib/modules/%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules"
 step "modules (load order): ${MODORDER[*]}"
