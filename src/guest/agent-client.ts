@@ -40,6 +40,7 @@ const AGENT_CODES: Record<string, ErrorKind> = {
   'not-found': 'not-found',
   'already-exists': 'already-exists',
   'failed-precondition': 'failed-precondition',
+  unavailable: 'unavailable',
   internal: 'internal',
 };
 
@@ -181,6 +182,17 @@ export class AgentClient extends EventEmitter {
 
   async resize(stream: number, cols: number, rows: number, opts?: CallOptions): Promise<void> {
     await this.call('resize', { stream, cols, rows }, opts);
+  }
+
+  /** New cgroup limits of a container (0: no limit; cpuShares 0: unchanged). */
+  async updateContainer(p: { id: string; memoryLimitBytes: number; cpuQuotaUs: number; cpuPeriodUs: number; cpuShares: number }, opts?: CallOptions): Promise<void> {
+    await this.call('update_container', p, opts);
+  }
+
+  /** Brings hot-added vCPUs online until `count` are (the guest waits up to 5 s for them to appear). */
+  async onlineCpus(count: number, opts?: CallOptions): Promise<number> {
+    const r = await this.call('online_cpus', { count }, { timeoutMs: 10_000, ...opts });
+    return Number(r.online);
   }
 
   async removeContainer(id: string, opts?: CallOptions): Promise<void> {

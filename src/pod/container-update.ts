@@ -4,6 +4,7 @@
 //    needs them and vmlet.io/max-vcpus left room (hotplug). vCPUs are never unplugged: the quota
 //    already holds a smaller limit, and unplug needs the guest's cooperation;
 //  - cpu_shares → <shares>; cpuset_cpus → every vCPU and the emulator pinned (empty: unpinned).
+// A container of a sandboxed pod is a cgroup in the pod's VM: sandboxed-update.ts.
 // Everything is checked before anything changes, so a refused update leaves the VM as it was.
 // A running VM changes live and in its definition; a created one only in its definition.
 import { failedPrecondition, invalidArgument, VmletError } from '../errors.js';
@@ -12,14 +13,13 @@ import { annotationOf, ANNOTATIONS, NODE_DEFAULTS, parseVmSettings, resizeSettin
 import { formatCpuList, hostShares, hostTopology, parseCpuTune } from '../vm/cputune.js';
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
+import { updateSandboxedResources } from './sandboxed-update.js';
 
 const KiB_PER_MiB = 1024;
 
 export async function updateContainerResources(m: PodManager, id: string, linux: LinuxContainerResources | null): Promise<void> {
   const c = m.mustContainer(id);
-  if (c.kind === 'sandboxed') {
-    throw new VmletError('unimplemented', `UpdateContainerResources: container ${c.id} runs in a sandboxed pod's VM, whose containers' cgroups vmlet does not resize yet`);
-  }
+  if (c.kind === 'sandboxed') return updateSandboxedResources(m, c, linux);
   const s = m.mustSandbox(c.sandboxId);
   if (!linux) throw invalidArgument('linux is required: vmlet runs Linux VMs (windows resources do not apply)');
   await m.lock.run(c.id, async () => {

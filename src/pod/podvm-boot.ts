@@ -5,6 +5,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
+import { hostTopology } from '../vm/cputune.js';
 import { domainName } from '../vm/spec.js';
 import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import { attachPodTap } from '../net/index.js';
@@ -123,14 +124,19 @@ export function reconnectPodVms(m: PodManager): void {
  * pod's overhead, its RuntimeClass's podFixed, pays for QEMU on the host, not for the guest.)
  * An annotation's size is taken as it is.
  */
-export function sizePodVm(settings: MachineSettings): MachineSettings {
-  if (settings.sources.memory !== 'sandbox resources') return settings;
+export function sizePodVm(settings: MachineSettings, hostCpus = hostTopology().cpus): MachineSettings {
+  // vCPUs are hot-added as containers ask for them (podvm-grow.ts), as Kata's default_maxvcpus
+  // allows up to the host's CPUs: an absent vCPU costs the VM nothing.
+  const out = settings.sources.maxVcpus !== 'default' || hostCpus <= settings.maxVcpus
+    ? settings
+    : { ...settings, maxVcpus: hostCpus, sources: { ...settings.sources, maxVcpus: "the host's CPUs" } };
+  if (settings.sources.memory !== 'sandbox resources') return out;
   const memoryMiB = settings.memoryMiB + POD_VM_BASE_MIB;
   return {
-    ...settings,
+    ...out,
     memoryMiB,
     maxMemoryMiB: Math.max(settings.maxMemoryMiB, memoryMiB),
-    sources: { ...settings.sources, memory: `sandbox resources + ${POD_VM_BASE_MIB} MiB for the guest` },
+    sources: { ...out.sources, memory: `sandbox resources + ${POD_VM_BASE_MIB} MiB for the guest` },
   };
 }
 

@@ -60,7 +60,7 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
   const logDir = s.config.log_directory ?? '';
   const logPath = !config.log_path ? '' : isAbsolute(config.log_path) || !logDir ? config.log_path : join(logDir, config.log_path);
   const agent = await p.agent();
-  await growPodVm(m, s, memLimit);
+  await growPodVm(m, s, p, config.linux?.resources);
   const share = join(m.store.sandboxDir(s.id), 'shared');
   const mounts = config.mounts ?? [];
   const sources = await bindContainerMounts(share, id, mounts.map((mt) => ({ hostPath: mt.host_path, readonly: !!mt.readonly })));

@@ -11,7 +11,7 @@ import type { TestRegistry } from '../helpers/registry.js';
 import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
-import { virsh } from '../helpers/virsh.js';
+import { dommemstat, virsh } from '../helpers/virsh.js';
 import { ROOT } from '../helpers/vmlet.js';
 import { domainName } from '../../src/vm/spec.js';
 
@@ -319,21 +319,64 @@ describe('pod VM growth', () => {
     await rt('StartContainer', { container_id: small });
     const memTotalKiB = async () => Number(/MemTotal:\s+(\d+)/.exec((await execSync(small, ['cat', '/proc/meminfo'])).stdout)?.[1]);
     // The VM is defined with 1 GiB and ballooned down to 512 MiB once the guest's balloon driver
-    // is up: wait for that first, or "before" may still be the full 1 GiB.
-    const before = await waitFor('the balloon to settle at 512 MiB', async () => {
-      const now = await memTotalKiB();
-      return now <= 512 * 1024 ? now : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 250 });
+    // is up: MemTotal falls while it inflates, so wait for QEMU's 'actual' (what the guest's
+    // driver reports done) before reading it.
+    const dom = domainName('grow', 'sbx', pod.id);
+    const balloonAt = (mib: number) =>
+      waitFor(`the balloon of ${dom} at ${mib} MiB`, () => dommemstat(dom).actual === mib * 1024, { timeoutMs: 60_000, intervalMs: 200 });
+    await balloonAt(512);
+    const before = await memTotalKiB();
     const limit = 600 * 2 ** 20;
     const big = await create(pod, 'big', { command: ['sleep', '600'], linux: { resources: { memory_limit_in_bytes: String(limit) } } });
     await rt('StartContainer', { container_id: big });
-    // 512 MiB (the default) → 256 MiB for the guest + the 600 MiB limit.
-    const grown = await waitFor('the guest to see more memory', async () => {
-      const now = await memTotalKiB();
-      return now - before >= 340 * 1024 ? now : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 250 });
+    // 512 MiB (the default) → 256 MiB for the guest + the 600 MiB limit = 856 MiB: 344 MiB more.
+    await balloonAt(856);
+    const grown = await memTotalKiB();
+    expect(grown - before).toBeGreaterThanOrEqual(340 * 1024);
     expect(grown - before).toBeLessThanOrEqual(345 * 1024);
     await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   }, 120_000);
+
+  it("hot-adds vCPUs for a container's CPU limit, and UpdateContainerResources resizes a container's cgroup in the guest", async () => {
+    const pod = await runPod('cpus', { 'vmlet.io/max-vcpus': '2' });
+    // Privileged root: it may mount the guest's cgroup2 to show what the agent wrote (the image's user is 1234).
+    const a = await create(pod, 'a', { command: ['sleep', '600'], linux: { security_context: { privileged: true, run_as_user: { value: '0' } } } });
+    await rt('StartContainer', { container_id: a });
+    const sh = async (cmd: string) => {
+      const r = await execSync(a, ['sh', '-c', cmd]);
+      return { out: r.stdout.trim(), err: r.stderr, exitCode: r.exitCode };
+    };
+    expect((await sh('cat /sys/devices/system/cpu/online')).out).toBe('0');
+    const b = await create(pod, 'b', { command: ['sleep', '600'], linux: { resources: { cpu_period: '100000', cpu_quota: '150000' } } });
+    // Online when CreateContainer answers: the agent waited for the guest to see the new vCPU.
+    expect((await sh('cat /sys/devices/system/cpu/online')).out).toBe('0-1');
+    expect(virsh('vcpucount', domainName('cpus', 'sbx', pod.id), '--live', '--active').trim()).toBe('2');
+
+    const cg = `/tmp/cg/vmlet/${a}`;
+    const limits = () => sh(`mkdir -p /tmp/cg; grep -q ' /tmp/cg ' /proc/mounts || mount -t cgroup2 none /tmp/cg; cat ${cg}/memory.max ${cg}/cpu.max ${cg}/cpu.weight`);
+    const l0 = await limits();
+    expect(l0.out.split('\n'), l0.err).toEqual(['max', 'max 100000', '100']);
+    // 64 MiB in one buffer fits before the update and is OOM-killed after it (exit 137).
+    expect((await sh('dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null')).exitCode).toBe(0);
+    const limited = { memory_limit_in_bytes: String(32 * 2 ** 20), cpu_period: '100000', cpu_quota: '50000', cpu_shares: '512' };
+    await rt('UpdateContainerResources', { container_id: a, linux: limited });
+    expect((await limits()).out.split('\n')).toEqual([String(32 * 2 ** 20), '50000 100000', String(1 + Math.floor((512 - 2) * 9999 / 262142))]);
+    expect((await sh('dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null')).exitCode).toBe(137);
+    // Back to no limit; the container keeps running throughout.
+    await rt('UpdateContainerResources', { container_id: a, linux: { memory_limit_in_bytes: '0', cpu_quota: '0', cpu_shares: '0' } });
+    expect((await limits()).out.split('\n').slice(0, 2)).toEqual(['max', 'max 100000']);
+    expect((await status(a)).state).toBe('CONTAINER_RUNNING');
+
+    // Refusals name the field, and change nothing.
+    const pinned = await failure(rt('UpdateContainerResources', { container_id: a, linux: { cpuset_cpus: '0' } }));
+    expect(pinned.code).toBe(Status.INVALID_ARGUMENT);
+    expect(pinned.details).toMatch(/linux\.cpuset_cpus/);
+    await rt('StartContainer', { container_id: b });
+    await rt('StopContainer', { container_id: b, timeout: 0 });
+    const stopped = await failure(rt('UpdateContainerResources', { container_id: b, linux: limited }));
+    expect(stopped.code).toBe(Status.FAILED_PRECONDITION);
+    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  }, 180_000);
 });

@@ -227,10 +227,28 @@ func (a *agent) call(method string, params json.RawMessage) (res interface{}, er
 			return nil, err
 		}
 		return nil, a.removeContainer(p.ID)
+	case "update_container":
+		var p updateParams
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		return nil, a.updateContainer(p)
+	case "online_cpus":
+		var p struct {
+			Count int `json:"count"`
+		}
+		if err := decode(params, &p); err != nil {
+			return nil, err
+		}
+		n, err := onlineCPUs(p.Count)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]int{"online": n}, nil
 	case "stats":
 		return a.stats(), nil
 	}
-	return nil, errf("invalid-argument", "method %q is not one of hello, setup_pod, create_container, start_container, signal, exec, resize, remove_container, stats", method)
+	return nil, errf("invalid-argument", "method %q is not one of hello, setup_pod, create_container, start_container, signal, exec, resize, update_container, online_cpus, remove_container, stats", method)
 }
 
 type containerState struct {

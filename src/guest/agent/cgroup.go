@@ -55,20 +55,39 @@ func (c *cgroups) create(id string, memBytes, quotaUs, periodUs int64) (string, 
 	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
 		return "", err
 	}
-	if memBytes > 0 {
-		if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte(strconv.FormatInt(memBytes, 10)), 0); err != nil {
-			return dir, fmt.Errorf("memory.max: %w", err)
-		}
-	}
-	if quotaUs > 0 {
-		if periodUs <= 0 {
-			periodUs = 100000
-		}
-		if err := os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(fmt.Sprintf("%d %d", quotaUs, periodUs)), 0); err != nil {
-			return dir, fmt.Errorf("cpu.max: %w", err)
-		}
+	if memBytes > 0 || quotaUs > 0 {
+		return dir, c.limit(dir, memBytes, quotaUs, periodUs, 0)
 	}
 	return dir, nil
+}
+
+// limit writes a container's limits: memBytes and quotaUs <= 0 mean none ("max"), weight 0
+// leaves cpu.weight as it is. An update that lowers memory.max below what the cgroup uses makes
+// the kernel reclaim, and OOM-kill in the container if it cannot: what runc does too.
+func (c *cgroups) limit(dir string, memBytes, quotaUs, periodUs int64, weight uint64) error {
+	mem := "max"
+	if memBytes > 0 {
+		mem = strconv.FormatInt(memBytes, 10)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte(mem), 0); err != nil {
+		return fmt.Errorf("memory.max: %w", err)
+	}
+	if periodUs <= 0 {
+		periodUs = 100000
+	}
+	quota := "max"
+	if quotaUs > 0 {
+		quota = strconv.FormatInt(quotaUs, 10)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cpu.max"), []byte(fmt.Sprintf("%s %d", quota, periodUs)), 0); err != nil {
+		return fmt.Errorf("cpu.max: %w", err)
+	}
+	if weight > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "cpu.weight"), []byte(strconv.FormatUint(weight, 10)), 0); err != nil {
+			return fmt.Errorf("cpu.weight: %w", err)
+		}
+	}
+	return nil
 }
 
 // add moves pid into the cgroup right after fork. Go 1.19 has no SysProcAttr.UseCgroupFD, so
