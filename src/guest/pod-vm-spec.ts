@@ -14,6 +14,9 @@ export const IMAGES_TAG = 'vmlet-images';
 /** The serial of the scratch disk; the guest mounts it at /run/vmlet/scratch. */
 export const SCRATCH_SERIAL = 'vmlet-scratch';
 
+/** Empty PCIe root ports of the pod VM, for block volumes hotplugged later. */
+export const HOTPLUG_SLOTS = 8;
+
 export interface GuestKit {
   vmlinux: string;
   initrd: string;
@@ -40,6 +43,8 @@ export interface PodVmInput {
   nic?: VmNic;
   net?: PodNetForGuest;
   cputune?: CpuTune;
+  /** TCG translation cache (config tcgTbCacheMiB). */
+  tcgTbCacheMiB?: number;
   metadata: VmMetadata;
 }
 
@@ -59,9 +64,13 @@ export function podVmSpec(i: PodVmInput): VmSpec {
       { source: i.sharedDir, tag: SHARED_TAG, readonly: false },
     ],
     ...(i.cputune ? { cputune: i.cputune } : {}),
+    ...(i.tcgTbCacheMiB !== undefined ? { tcgTbCacheMiB: i.tcgTbCacheMiB } : {}),
     // The guest kit loads virtio_balloon: pages its containers free go back to the node, so a
     // pod VM's footprint follows what its containers use rather than its high-water mark.
     freePageReporting: true,
+    // Block volumes are hotplugged at CreateContainer (pod/sandboxed-devices.ts): q35 needs an
+    // empty root port per disk. At most this many block volumes at once per pod.
+    hotplugSlots: HOTPLUG_SLOTS,
     metadata: i.metadata,
   });
 }

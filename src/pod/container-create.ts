@@ -7,7 +7,7 @@ import { isAbsolute, join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { ContainerConfig, PodSandboxConfig } from './configs.js';
 import { createOverlay } from '../image/qemu-img.js';
-import { NODE_DEFAULTS, parsePodAnnotations, parseVmSettings, POD_KIND_ANNOTATION } from '../vm/annotations.js';
+import { ANNOTATIONS, NODE_DEFAULTS, parsePodAnnotations, parseVmSettings, POD_KIND_ANNOTATION } from '../vm/annotations.js';
 import type { BootInfo } from '../image/image-index.js';
 import { ensurePodVm } from './podvm-boot.js';
 import { createSandboxedContainer } from './sandboxed-create.js';
@@ -21,6 +21,8 @@ import type { PodNetworkState } from '../net/index.js';
 import { newId } from './ids.js';
 import type { PodManager } from './manager.js';
 import { createdContainer, type SandboxRecord } from './records.js';
+import { blockVolumes, checkSandboxedMounts, vmMounts, type BlockVolume } from './volumes.js';
+import { prepareRootDevice } from './root-device.js';
 
 export async function createContainer(
   m: PodManager,
@@ -41,6 +43,9 @@ export async function createContainer(
     if (!image) throw notFound(`image ${imageName} not found: pull it first`);
     const kind = podKindFor(s, image.boot.kind, imageName);
     if (kind === 'sandboxed') {
+      // Bad mounts and devices are refused before the pod's VM boots for them.
+      await checkSandboxedMounts(config);
+      await blockVolumes(config);
       const p = await ensurePodVm(m, s);
       return createSandboxedContainer(m, s, p, config, image, imageName);
     }
@@ -58,6 +63,11 @@ export async function createContainer(
     });
     const cputune = parseCpuTune(config.linux?.resources, 'config.linux.resources');
     if (cputune.shares !== undefined) cputune.shares = hostShares(cputune.shares);
+    const id = newId();
+    // Mounts and devices are checked (and config files read) before anything is made.
+    const vols = await vmMounts(config, m.log, { containerId: id, podSandboxId: s.id });
+    const blocks = await blockVolumes(config);
+    const root = rootDeviceOf(settings.rootDevice, blocks);
     const net = m.networks.get(s.id);
     const seed = buildSeed({
       podUid: s.config.metadata!.uid,
@@ -68,6 +78,8 @@ export async function createContainer(
       command: config.command ?? [],
       args: config.args ?? [],
       ...(net ? { network: networkInfo(net) } : {}),
+      mounts: vols.guestMounts,
+      files: vols.files,
     });
     await checkVmPrerequisites({
       settings,
@@ -76,7 +88,6 @@ export async function createContainer(
     });
     const { cloudInit: _, ...machine } = settings; // what UpdateContainerResources needs back
 
-    const id = newId();
     const dir = m.store.containerDir(s.id, id);
     const name = domainName(s.config.metadata!.name, s.config.metadata!.namespace, s.id);
     const logDir = s.config.log_directory ?? '';
@@ -86,12 +97,18 @@ export async function createContainer(
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       let disks: BuildVmSpecInput['disks'] = [];
-      if (image.boot.disk) {
+      if (root) {
+        // Checked last: what it may write (the image, onto a blank device) is the pod's own data to keep.
+        const imaged = await prepareRootDevice(root.hostPath, root.containerPath, image.boot.disk);
+        m.log.info({ containerId: id, podSandboxId: s.id, device: root.hostPath, imaged }, imaged ? 'image copied onto the root device' : 'root device booted as it is');
+        disks = [{ path: root.hostPath, format: 'raw', block: true, serial: root.serial }];
+      } else if (image.boot.disk) {
         const overlay = join(dir, 'root.qcow2');
         files.push(overlay);
         await createOverlay(overlay, image.boot.disk.path, image.boot.disk.format, settings.rootDiskSizeBytes);
         disks = [{ path: overlay, format: 'qcow2' }];
       }
+      for (const b of blocks) if (b !== root) disks.push({ path: b.hostPath, format: 'raw', block: true, serial: b.serial, bus: 'virtio', ...(b.readonly ? { readonly: true } : {}) });
       const nvram = settings.firmware === 'uefi' ? join(dir, 'nvram.fd') : undefined;
       if (nvram) files.push(nvram);
       const seedIso = join(dir, 'seed.iso');
@@ -113,8 +130,21 @@ export async function createContainer(
         seedIso,
         nics: net ? [{ tap: net.tap, mac: net.mac, mtu: net.mtu }] : [],
         guestAgent: { socket: agent.path },
+        shares: vols.shares,
+        tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
         cputune,
-        metadata: { v: 1, containerId: id, sandboxId: s.id, name: config.metadata!.name, attempt: config.metadata!.attempt, image: imageName, imageId: image.id },
+        metadata: {
+          v: 1,
+          containerId: id,
+          sandboxId: s.id,
+          name: config.metadata!.name,
+          attempt: config.metadata!.attempt,
+          image: imageName,
+          imageId: image.id,
+          // For operators: which 9p tag and disk serial is which volume.
+          ...(vols.guestMounts.length ? { mountTags: Object.fromEntries(vols.guestMounts.map((g) => [g.tag, g.path])) } : {}),
+          ...(blocks.length ? { deviceSerials: Object.fromEntries(blocks.map((b) => [b.serial, b.containerPath])) } : {}),
+        },
       });
       const rec = createdContainer({
         id,
@@ -145,6 +175,18 @@ export async function createContainer(
       throw err;
     }
   });
+}
+
+/** The device vmlet.io/root-device names, which must be one of the container's and writable. */
+function rootDeviceOf(rootDevice: string | undefined, blocks: BlockVolume[]): BlockVolume | undefined {
+  if (rootDevice === undefined) return undefined;
+  const b = blocks.find((d) => d.containerPath === rootDevice);
+  if (!b) {
+    const have = blocks.map((d) => d.containerPath);
+    throw invalidArgument(`annotation ${ANNOTATIONS.rootDevice}=${JSON.stringify(rootDevice)} names no device of the container: allowed the container_path of one of its devices (${have.length ? have.join(', ') : 'it has none: add a volumeDevice of a block PVC'})`);
+  }
+  if (b.readonly) throw invalidArgument(`annotation ${ANNOTATIONS.rootDevice}: device ${JSON.stringify(rootDevice)} is read-only (permissions without w): allowed a writable device`);
+  return b;
 }
 
 /**

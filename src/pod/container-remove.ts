@@ -4,6 +4,9 @@ import { rm } from 'node:fs/promises';
 import type { PodManager } from './manager.js';
 import { stopContainer } from './container-stop.js';
 import { removeSandboxed } from './sandboxed-lifecycle.js';
+import { detachBlockVolumes } from './sandboxed-devices.js';
+import { devicesOf } from './volumes.js';
+import { deviceSerial } from '../vm/volumes.js';
 
 export async function removeContainer(m: PodManager, id: string): Promise<void> {
   const c = m.container(id);
@@ -11,7 +14,13 @@ export async function removeContainer(m: PodManager, id: string): Promise<void> 
   await stopContainer(m, c.id, 0);
   await m.lock.run(c.id, async () => {
     if (!m.containers.has(c.id)) return;
-    if (c.kind === 'sandboxed') return removeSandboxed(m, c);
+    if (c.kind === 'sandboxed') {
+      await removeSandboxed(m, c);
+      const s = m.sandboxes.get(c.sandboxId);
+      // After the agent removed the container (its device nodes are gone with its /dev).
+      if (s) await detachBlockVolumes(m, s, c.id, devicesOf(c.config).map((d) => deviceSerial(d.host_path)));
+      return;
+    }
     await m.deps.vm.remove(c.domainName);
     for (const f of c.files) await rm(f, { force: true, recursive: true });
     await m.store.removeContainer(c);

@@ -4,6 +4,9 @@
 // runs yet. The caller holds the sandbox's lock and has booted the pod's VM.
 import { isAbsolute, join } from 'node:path';
 import { invalidArgument } from '../errors.js';
+import type { CreateContainerParams } from '../guest/agent-client.js';
+import { attachBlockVolumes, detachBlockVolumes, type AgentDevice } from './sandboxed-devices.js';
+import { blockVolumes, checkSandboxedMounts } from './volumes.js';
 import { bindContainerMounts, unbindContainerMounts } from '../guest/shared-mounts.js';
 import type { ImageRecord } from '../image/image-index.js';
 import { containerArgs, containerEnv } from '../image/image-config.js';
@@ -36,10 +39,8 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
       throw invalidArgument(`config.linux.security_context.namespace_options.${ns} is NODE: a sandboxed pod's containers run in their own VM and cannot share the node's ${ns.toUpperCase()} namespace`);
     }
   }
-  for (const [i, mt] of (config.mounts ?? []).entries()) {
-    if (!isAbsolute(mt.host_path ?? '')) throw invalidArgument(`config.mounts[${i}].host_path ${JSON.stringify(mt.host_path)} must be an absolute path`);
-    if (!isAbsolute(mt.container_path ?? '')) throw invalidArgument(`config.mounts[${i}].container_path ${JSON.stringify(mt.container_path)} must be an absolute path`);
-  }
+  await checkSandboxedMounts(config);
+  const blocks = await blockVolumes(config);
   const rootfs = await m.deps.images.ensureRootfs(image.id);
   const rc = await m.deps.images.runConfig(image.id);
   const args = containerArgs(rc, config.command ?? [], config.args ?? []);
@@ -64,8 +65,10 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
   const share = join(m.store.sandboxDir(s.id), 'shared');
   const mounts = config.mounts ?? [];
   const sources = await bindContainerMounts(share, id, mounts.map((mt) => ({ hostPath: mt.host_path, readonly: !!mt.readonly })));
+  let attached: string[] = [];
   try {
-    await agent.createContainer({
+    attached = await attachBlockVolumes(m, s, id, blocks);
+    const params: CreateContainerParams & { devices: AgentDevice[] } = {
       id,
       image: rootfs.name,
       args,
@@ -88,8 +91,11 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
       // The kubelet's default is CONTAINER; POD (shareProcessNamespace) shares the pod VM's.
       pidNamespace: sc?.namespace_options?.pid === 'CONTAINER' ? 'container' : 'pod',
       ...(seccomp.kind === 'runtime-default' ? { seccompRuntimeDefault: true } : seccomp.kind === 'localhost' ? { seccompProfile: seccomp.profile } : {}),
-    });
+      devices: blocks.map((b) => ({ serial: b.serial, target: b.containerPath, mode: b.mode, uid: b.uid, gid: b.gid })),
+    };
+    await agent.createContainer(params);
   } catch (err) {
+    await detachBlockVolumes(m, s, id, attached);
     await unbindContainerMounts(share, id).catch((e: unknown) => m.log.error({ containerId: id, err: (e as Error).message }, "cannot unbind the container's mounts"));
     throw err;
   }
@@ -110,6 +116,7 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
     await m.store.saveContainer(rec);
   } catch (err) {
     await agent.removeContainer(id).catch(() => undefined);
+    await detachBlockVolumes(m, s, id, attached);
     await unbindContainerMounts(share, id).catch(() => undefined);
     throw err;
   }

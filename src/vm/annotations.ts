@@ -27,6 +27,7 @@ export const ANNOTATIONS = {
   hugepages: 'vmlet.io/hugepages',
   ioThreads: 'vmlet.io/io-threads',
   serialLog: 'vmlet.io/serial-log',
+  rootDevice: 'vmlet.io/root-device',
 } as const;
 
 export type SettingName = keyof typeof ANNOTATIONS;
@@ -63,6 +64,8 @@ export interface MachineSettings {
   machine: Machine;
   diskBus: DiskBus;
   rootDiskSizeBytes?: number;
+  /** container_path of one of the container's CRI devices (a block PVC): the VM's root disk instead of an overlay. */
+  rootDevice?: string;
   kernelArgs?: string;
   firmware: Firmware;
   hugepages?: Hugepages;
@@ -156,6 +159,13 @@ const PARSE = {
   hugepages: (f: Found) => oneOf<Hugepages>(f, ['2Mi', '1Gi']),
   ioThreads: (f: Found) => intIn(f, LIMITS.ioThreads.min, LIMITS.ioThreads.max),
   serialLog: (f: Found) => oneOf(f, ['true', 'false'] as const) === 'true',
+  rootDevice: (f: Found) => {
+    // eslint-disable-next-line no-control-regex -- control characters are what it refuses
+    if (!f.value.startsWith('/') || /[\x00-\x1f\x7f]/.test(f.value) || f.value.length > 4096) {
+      throw bad(f, "the container_path of one of the container's devices (an absolute path, e.g. /dev/xvda)");
+    }
+    return f.value;
+  },
 } satisfies Record<SettingName, (f: Found) => unknown>;
 
 type Parsed = { [K in SettingName]?: { value: ReturnType<(typeof PARSE)[K]>; found: Found } };
@@ -235,7 +245,10 @@ function combine(p: Parsed, r: Resources): MachineSettings {
   const firmware = or('firmware', 'bios');
   const ioThreads = or('ioThreads', 0);
   const serialLog = or('serialLog', true);
-  const { rootDiskSize, kernelArgs, hugepages, maxVcpus: fmaxV, maxMemory: fmaxM } = p;
+  const { rootDiskSize, kernelArgs, hugepages, maxVcpus: fmaxV, maxMemory: fmaxM, rootDevice } = p;
+  if (rootDevice && rootDiskSize) {
+    throw invalidArgument(`annotation ${rootDiskSize.found.key} cannot be combined with ${rootDevice.found.key}: the root disk is then the block device, of its own size; allowed: leave ${rootDiskSize.found.key} unset`);
+  }
 
   // Headroom for live resizing (UpdateContainerResources): the VM is defined with these maxima
   // and runs at vcpus/memory; without the annotations it cannot grow, only be limited.
@@ -273,6 +286,7 @@ function combine(p: Parsed, r: Resources): MachineSettings {
     diskBus,
     ...(rootDiskSize ? { rootDiskSizeBytes: rootDiskSize.value } : {}),
     ...(kernelArgs ? { kernelArgs: kernelArgs.value } : {}),
+    ...(rootDevice ? { rootDevice: rootDevice.value } : {}),
     firmware,
     ...(hugepages ? { hugepages: hugepages.value } : {}),
     ioThreads,

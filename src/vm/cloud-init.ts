@@ -11,6 +11,7 @@ import { BlockList, isIP } from 'node:net';
 import { Document, isAlias, isMap, isScalar, isSeq, type YAMLMap, type YAMLSeq, type Node } from 'yaml';
 import { invalidArgument, VmletError } from '../errors.js';
 import { ANNOTATION_BYTES, CLOUD_INIT_ANNOTATION, readCloudInit, YAML_VERSION, type CloudInitSettings, type NetworkMode } from './cloud-init-settings.js';
+import { cloudInitMounts, cloudInitWriteFiles, type GuestFile, type GuestMount } from './volumes.js';
 
 export const SEED_LIMITS = {
   /** Per annotation, in UTF-8 bytes (Kubernetes allows 256 KiB for all annotations together). */
@@ -46,6 +47,10 @@ interface SeedBase {
   args: string[];
   /** Absent while the pod has no network. */
   network?: PodNetworkInfo;
+  /** The container's shares, mounted at boot (cloud-init `mounts`). */
+  mounts?: GuestMount[];
+  /** Config files (ConfigMap, Secret, token) written at boot (`write_files`), for guests without 9p. */
+  files?: GuestFile[];
 }
 
 /** The seed's inputs: the cloud-init part of the VM's settings (VmSettings.cloudInit) and the container's. */
@@ -121,7 +126,10 @@ function vmletConfig(input: SeedInput): Record<string, unknown> {
   const keys = input.cloudInit.sshAuthorizedKeys;
   if (keys.length > 0) cfg.ssh_authorized_keys = [...keys];
   const env = envFile(input.envs);
-  if (env !== undefined) cfg.write_files = [{ path: ENV_FILE, owner: 'root:root', permissions: '0600', content: env }];
+  const writeFiles: Array<Record<string, string>> = env !== undefined ? [{ path: ENV_FILE, owner: 'root:root', permissions: '0600', content: env }] : [];
+  writeFiles.push(...cloudInitWriteFiles(input.files ?? []));
+  if (writeFiles.length > 0) cfg.write_files = writeFiles;
+  if (input.mounts?.length) cfg.mounts = cloudInitMounts(input.mounts);
   const argv = [...input.command, ...input.args];
   if (argv.length > 0) {
     // One runcmd entry as an argv list: cloud-init quotes each element, nothing is re-split.

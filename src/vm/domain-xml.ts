@@ -15,7 +15,8 @@
 //    (measured: "slot 1 function 0 not available for pcie-root-port"). As JSON it comes after
 //    libvirt's devices and QEMU gives it the first free slot (measured: q35 → pcie.0 slot 2, beside
 //    libvirt's root ports in slot 1; pc → the slot after libvirt's last device). libvirt does not
-//    know that slot, so hotplugging through libvirt could pick it (vmlet hotplugs nothing). libvirt
+//    know that slot, so hotplugging onto pcie.0 or pc's bus could pick it: vmlet hotplugs disks only
+//    into empty pcie-root-ports of q35 (hotplugSlots), each a bus of its own. libvirt
 //    marks such a domain tainted (custom-argv) in its log.
 //  - Built as data (el(), src/vm/xml.ts) and serialised by @xmldom/xmldom, which escapes every
 //    value; read back with its namespace-aware parser, never with regular expressions.
@@ -60,7 +61,8 @@ function domainElement(spec: VmSpec): XmlElement {
       boot?.cmdline ? el('cmdline', {}, boot.cmdline) : undefined,
     ),
     // ACPI: without it a guest's poweroff halts instead of powering off, and shutdown (power button) is ignored.
-    el('features', {}, el('acpi'), el('apic')),
+    // tb-cache (TCG only; libvirt >= 8.0): caps QEMU's translation cache, part of the pod's overhead.
+    el('features', {}, el('acpi'), el('apic'), spec.domainType === 'qemu' && spec.tcgTbCacheMiB !== undefined && el('tcg', {}, el('tb-cache', { unit: 'MiB' }, int(spec.tcgTbCacheMiB)))),
     cpuElement(spec),
     el('clock', { offset: 'utc' }),
     el('on_poweroff', {}, 'destroy'),
@@ -72,6 +74,7 @@ function domainElement(spec: VmSpec): XmlElement {
       ...spec.disks.map((d, i) => diskElement(spec, d, i)),
       spec.seed && seedElement(spec, spec.seed.path),
       ...(spec.shares ?? []).map((sh) => shareElement(sh)),
+      ...hotplugPorts(spec),
       ...spec.nics.map((nic) => nicElement(nic, spec.machine)),
       spec.disks.some((d) => d.bus === 'scsi') &&
         el('controller', { type: 'scsi', index: '0', model: 'virtio-scsi' }, spec.ioThreads > 0 && el('driver', { iothread: '1' })),
@@ -112,21 +115,23 @@ function cpuElement(spec: VmSpec): XmlElement {
   return el('cpu', { mode: m.mode });
 }
 
-function diskElement(spec: VmSpec, d: VmDisk, i: number): XmlElement {
+function diskElement(spec: Pick<VmSpec, 'ioThreads' | 'boot' | 'machine'>, d: VmDisk, i: number): XmlElement {
   // QEMU has no read-only SATA hard disk (libvirt: "readonly sata disks are not supported"); a SATA CD-ROM is the read-only device there.
   const device = d.readonly && d.bus === 'sata' ? 'cdrom' : 'disk';
   const driver = {
     name: 'qemu',
     type: d.format,
-    cache: 'writeback',
+    // A block volume outlives the pod: no host page cache between the guest and it (O_DIRECT
+    // works on every block device), so nothing written is lost if the node dies.
+    cache: d.block ? 'none' : 'writeback',
     discard: d.readonly ? undefined : 'unmap', // freed guest blocks shrink the overlay
     iothread: d.bus === 'virtio' && spec.ioThreads > 0 ? String((i % spec.ioThreads) + 1) : undefined,
   };
   return el(
     'disk',
-    { type: 'file', device },
+    { type: d.block ? 'block' : 'file', device },
     el('driver', driver),
-    el('source', { file: d.path }),
+    el('source', d.block ? { dev: d.path } : { file: d.path }),
     el('target', { dev: d.target, bus: d.bus }),
     d.readonly && el('readonly'),
     d.serial && el('serial', {}, d.serial),
@@ -141,7 +146,8 @@ function diskElement(spec: VmSpec, d: VmDisk, i: number): XmlElement {
  * its cidata label on any block device).
  */
 function seedElement(spec: VmSpec, path: string): XmlElement {
-  const count = (bus: string) => spec.disks.filter((d) => d.bus === bus).length;
+  // Targets are per name family: scsi and sata disks share sd*.
+  const count = (bus: string) => spec.disks.filter((d) => (bus === 'virtio' ? d.bus === 'virtio' : d.bus !== 'virtio')).length;
   const [device, bus, dev] =
     spec.machine === 'microvm'
       ? ['disk', 'virtio', diskTarget('virtio', count('virtio'))]
@@ -166,6 +172,26 @@ function seedElement(spec: VmSpec, path: string): XmlElement {
  */
 function shareElement(sh: VmShare): XmlElement {
   return el('filesystem', { type: 'mount', accessmode: 'passthrough' }, el('source', { dir: sh.source }), el('target', { dir: sh.tag }), sh.readonly && el('readonly'));
+}
+
+/**
+ * Root ports for hotplug on q35. libvirt puts every PCIe device it places behind a root port,
+ * using the empty ones listed first: so there are as many as the devices that take one (counted
+ * high: disks, shares, NICs, rng, balloon, a SCSI controller) plus the slots to keep free. The
+ * explicit pcie-root is required once any PCI controller is listed (else a root port would get index 0).
+ */
+function hotplugPorts(spec: VmSpec): XmlElement[] {
+  if (spec.machine !== 'q35' || !spec.hotplugSlots) return [];
+  const taken = spec.disks.length + (spec.shares?.length ?? 0) + spec.nics.length + 3;
+  return [
+    el('controller', { type: 'pci', index: '0', model: 'pcie-root' }),
+    ...Array.from({ length: taken + spec.hotplugSlots }, () => el('controller', { type: 'pci', model: 'pcie-root-port' })),
+  ];
+}
+
+/** One disk's <disk> element alone, for hotplug into a running VM (no boot order, no io-thread). */
+export function hotplugDiskXml(d: VmDisk, machine: VmSpec['machine']): string {
+  return renderXml(diskElement({ ioThreads: 0, boot: { kind: 'disk' }, machine }, d, 1)) + '\n';
 }
 
 /**

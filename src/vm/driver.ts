@@ -41,6 +41,13 @@ export interface VmScheduler {
   quotaUs?: number;
 }
 
+/** A block device to hotplug (see VmDriver.attachDisk). */
+export interface HotplugDisk {
+  path: string;
+  serial: string;
+  readonly: boolean;
+}
+
 export interface VmDriver {
   /** Defines (or redefines) the VM; nothing runs yet. */
   define(spec: VmSpec): Promise<void>;
@@ -77,6 +84,14 @@ export interface VmDriver {
   setScheduler(name: string, s: VmScheduler, live: boolean): Promise<void>;
   /** Pins vCPUs 0..vcpus-1 and the emulator threads to `cpus` (host CPU ids). */
   pinCpus(name: string, vcpus: number, cpus: readonly number[], live: boolean): Promise<void>;
+  /**
+   * Hotplugs a host block device into the running VM as a virtio-blk disk with that serial (the
+   * guest finds it by /sys/block/<dev>/serial); returns the target it got (vdb, …). The
+   * definition is not changed: the disk lasts as long as this run of the VM.
+   */
+  attachDisk(name: string, disk: HotplugDisk): Promise<string>;
+  /** Unplugs the disk with that serial from the running VM; no such disk (or VM not running): no error. */
+  detachDisk(name: string, serial: string): Promise<void>;
   /**
    * `listener` hears each VM that stops, for any reason, as it happens. Exits while the
    * hypervisor could not be reached are not heard: onResync says when to look. Returns the unsubscribe.

@@ -4,10 +4,12 @@
 // the NVRAM element stripped before undefine, the console pty in the live XML.
 import { readFileSync } from 'node:fs';
 import { VmletError, type ErrorKind } from '../errors.js';
-import { renderDomainXml, serialPtyPath, stripNvram } from './domain-xml.js';
-import type { VmDriver, VmExitReason, VmSample, VmScheduler, VmState } from './driver.js';
+import { hotplugDiskXml, renderDomainXml, serialPtyPath, stripNvram } from './domain-xml.js';
+import type { HotplugDisk, VmDriver, VmExitReason, VmSample, VmScheduler, VmState } from './driver.js';
 import { DomainState, VirtError, type DomainSample, type Libvirt } from './libvirt.js';
-import type { VmSpec } from './spec.js';
+import { AFFECT, LibvirtRpc, LibvirtRpcError } from './rpc/index.js';
+import { diskTarget, type VmSpec } from './spec.js';
+import { childElements, parseXml } from './xml.js';
 import { lastStopReason, removeQemuLog, stopReasonOf } from './stop-reason.js';
 
 /** Where libvirt's system QEMU driver keeps `<domain>.pid`. */
@@ -141,6 +143,56 @@ export class LibvirtDriver implements VmDriver {
     return wrap(this.lv.pinCpus(name, vcpus, cpus, live));
   }
 
+  /**
+   * Hotplug goes over a connection of its own, opened for the call: it is rare (a CreateContainer
+   * with a block volume in a sandboxed pod) and libvirt.ts's shared client has no device calls.
+   * LIVE only: the disk belongs to this run of the VM, as the container using it does.
+   */
+  async attachDisk(name: string, disk: HotplugDisk): Promise<string> {
+    return this.withRpc(`attach disk ${disk.serial} to ${name}`, async (rpc) => {
+      const dom = await rpc.lookupDomain(name);
+      const live = await rpc.getXMLDesc(dom);
+      const used = new Set(liveDisks(live).map((d) => d.target));
+      let target = '';
+      for (let i = 0; !target || used.has(target); i++) target = diskTarget('virtio', i);
+      const machine = /machine=['"]pc-i440fx|machine=['"]pc['"]/.test(live) ? 'pc' : 'q35';
+      const xml = hotplugDiskXml({ path: disk.path, format: 'raw', bus: 'virtio', target, serial: disk.serial, block: true, ...(disk.readonly ? { readonly: true } : {}) }, machine);
+      await rpc.attachDevice(dom, xml, AFFECT.LIVE);
+      return target;
+    });
+  }
+
+  async detachDisk(name: string, serial: string): Promise<void> {
+    await this.withRpc(`detach disk ${serial} from ${name}`, async (rpc) => {
+      let dom;
+      try {
+        dom = await rpc.lookupDomain(name);
+      } catch (err) {
+        if (err instanceof LibvirtRpcError && err.kind === 'not-found') return;
+        throw err;
+      }
+      const disk = liveDisks(await rpc.getXMLDesc(dom)).find((d) => d.serial === serial);
+      if (!disk) return;
+      // libvirt finds the disk by its target; the rest of the element is not compared.
+      await rpc.detachDevice(dom, `<disk type='block' device='disk'><target dev='${disk.target}' bus='virtio'/></disk>`, AFFECT.LIVE).catch((err: unknown) => {
+        if (err instanceof LibvirtRpcError && /not running|no target device/i.test(err.message)) return;
+        throw err;
+      });
+    });
+  }
+
+  private async withRpc<T>(what: string, fn: (rpc: LibvirtRpc) => Promise<T>): Promise<T> {
+    const rpc = new LibvirtRpc({ uri: this.lv.uri });
+    try {
+      return await fn(rpc);
+    } catch (err) {
+      if (err instanceof LibvirtRpcError) throw new VmletError(err.kind === 'not-found' ? 'not-found' : err.kind === 'connection' ? 'unavailable' : 'internal', `${what}: ${err.message}`, { cause: err });
+      throw err;
+    } finally {
+      await rpc.close().catch(() => undefined);
+    }
+  }
+
   onExit(listener: (name: string, reason: VmExitReason) => void): () => void {
     return this.lv.onLifecycle((e) => {
       const reason = stopReasonOf(e);
@@ -155,4 +207,19 @@ export class LibvirtDriver implements VmDriver {
   ready(): Promise<void> {
     return wrap(this.lv.eventsReady());
   }
+}
+
+/** The disks of a domain's XML: target and serial. */
+function liveDisks(xml: string): Array<{ target: string; serial?: string }> {
+  const out: Array<{ target: string; serial?: string }> = [];
+  for (const domain of childElements(parseXml(xml), 'domain')) {
+    for (const devices of childElements(domain, 'devices')) {
+      for (const disk of childElements(devices, 'disk')) {
+        const target = childElements(disk, 'target')[0]?.getAttribute('dev');
+        const serial = childElements(disk, 'serial')[0]?.textContent ?? undefined;
+        if (target) out.push({ target, ...(serial ? { serial } : {}) });
+      }
+    }
+  }
+  return out;
 }

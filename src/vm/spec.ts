@@ -29,6 +29,8 @@ export interface VmDisk {
   readonly?: boolean;
   /** Serial number the guest reads (/sys/block/<dev>/serial) to find a disk by purpose. */
   serial?: string;
+  /** A host block device (a block PVC) rather than an image file. */
+  block?: boolean;
 }
 
 /** A host directory shared into the guest over 9p (virtio-9p), found there by its mount tag. */
@@ -79,6 +81,10 @@ export interface VmSpec {
   shares?: VmShare[];
   /** The guest hands pages it frees back to the host (virtio-balloon free page reporting). */
   freePageReporting?: boolean;
+  /** Empty PCIe root ports for disks hotplugged later (q35 has no hotplug slot otherwise). */
+  hotplugSlots?: number;
+  /** TCG only (domain type qemu): QEMU's translation cache, in MiB (<tb-cache>); absent is QEMU's default (1 GiB). */
+  tcgTbCacheMiB?: number;
   metadata: VmMetadata;
 }
 
@@ -93,6 +99,13 @@ export const DEBIAN_OVMF = { code: '/usr/share/OVMF/OVMF_CODE_4M.fd', varsTempla
 export type OvmfPaths = { code: string; varsTemplate: string };
 
 const NAME_MAX = 80;
+
+/**
+ * TCG's translation cache (QEMU's default is 1 GiB, filled as the guest runs new code, so a busy
+ * guest's QEMU grows by up to that much beyond its RAM). Measured with bench/pod-overhead.ts:
+ * see docs/pod-cgroup.md. Overridden by the config's tcgTbCacheMiB.
+ */
+export const TCG_TB_CACHE_MIB = 128;
 
 /** vmlet-<namespace>-<pod>-<first 8 of sandbox id>, libvirt-safe, ≤ 80 chars; shortens the pod part first, never the id. */
 export function domainName(podName: string, namespace: string, sandboxId: string): string {
@@ -122,8 +135,11 @@ export interface BuildVmSpecInput {
   settings: MachineSettings;
   /** From the image: kernel boot carries the image's command line (label vmlet.io/cmdline). */
   boot: { kind: 'disk' } | { kind: 'kernel'; kernel: string; initrd?: string; cmdline?: string };
-  /** Prepared by pod/ (root overlay first, already grown to settings.rootDiskSizeBytes); bus and target are assigned here. */
-  disks: Array<{ path: string; format: 'qcow2' | 'raw'; readonly?: boolean; serial?: string }>;
+  /**
+   * Prepared by pod/ (root overlay first, already grown to settings.rootDiskSizeBytes); targets
+   * are assigned here, the bus too unless given (block volumes are virtio-blk whatever the root's bus).
+   */
+  disks: Array<{ path: string; format: 'qcow2' | 'raw'; readonly?: boolean; serial?: string; block?: boolean; bus?: DiskBus }>;
   /** Serial console file virtlogd writes; required when settings.serialLog. */
   consoleLog?: string;
   /** Per-VM UEFI variable store; required when settings.firmware is uefi. */
@@ -138,11 +154,32 @@ export interface BuildVmSpecInput {
   guestAgent?: { socket: string; port?: string };
   shares?: VmShare[];
   freePageReporting?: boolean;
+  hotplugSlots?: number;
+  /** TCG translation cache in MiB (0: QEMU's default); TCG_TB_CACHE_MIB when not given. Ignored under KVM. */
+  tcgTbCacheMiB?: number;
   /** From the container's resources (cputune.ts), shares already converted for the host's cgroup version. */
   cputune?: CpuTune;
 }
 
 const internal = (msg: string) => new VmletError('internal', msg);
+
+/** Bus and target per disk; targets count per device-name family (vd* for virtio, sd* for scsi and sata). */
+function assignTargets(disks: BuildVmSpecInput['disks'], defaultBus: DiskBus): VmDisk[] {
+  const used = { vd: 0, sd: 0 };
+  return disks.map((d) => {
+    const bus = d.bus ?? defaultBus;
+    const family = bus === 'virtio' ? 'vd' : 'sd';
+    return {
+      path: d.path,
+      format: d.format,
+      bus,
+      target: diskTarget(bus, used[family]++),
+      ...(d.readonly ? { readonly: true } : {}),
+      ...(d.serial ? { serial: d.serial } : {}),
+      ...(d.block ? { block: true } : {}),
+    };
+  });
+}
 
 export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
   const { settings: s } = input;
@@ -194,14 +231,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     ...(s.hugepages ? { hugepages: s.hugepages } : {}),
     ioThreads: s.ioThreads,
     boot,
-    disks: input.disks.map((d, i) => ({
-      path: d.path,
-      format: d.format,
-      bus: s.diskBus,
-      target: diskTarget(s.diskBus, i),
-      ...(d.readonly ? { readonly: true } : {}),
-      ...(d.serial ? { serial: d.serial } : {}),
-    })),
+    disks: assignTargets(input.disks, s.diskBus),
     ...(s.serialLog && input.consoleLog ? { serialLog: { file: input.consoleLog } } : {}),
     ...uefi,
     nics: input.nics ?? [],
@@ -209,6 +239,8 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     ...(input.guestAgent ? { guestAgent: { socket: input.guestAgent.socket, ...(input.guestAgent.port ? { port: input.guestAgent.port } : {}) } } : {}),
     ...(input.shares?.length ? { shares: input.shares.map((sh) => ({ ...sh })) } : {}),
     ...(input.freePageReporting ? { freePageReporting: true } : {}),
+    ...(input.hotplugSlots ? { hotplugSlots: input.hotplugSlots } : {}),
+    ...(input.domainType === 'qemu' && (input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB) > 0 ? { tcgTbCacheMiB: input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
     metadata: { settingSources: s.sources, ...input.metadata },
   };

@@ -2,7 +2,7 @@
 // (with libvirt's reason, heard as an event or silently, as while vmlet was down), makes one
 // vanish, takes "libvirt" down (every call then fails as unavailable) and brings it back.
 import { VmletError } from '../../src/errors.js';
-import type { VmDriver, VmExitReason, VmSample, VmScheduler, VmState } from '../../src/vm/driver.js';
+import type { HotplugDisk, VmDriver, VmExitReason, VmSample, VmScheduler, VmState } from '../../src/vm/driver.js';
 import type { VmSpec } from '../../src/vm/spec.js';
 
 export interface MemoryVm {
@@ -17,6 +17,8 @@ export interface MemoryVm {
   cpuTimeNs: number;
   scheduler?: VmScheduler;
   pinned?: readonly number[];
+  /** Hotplugged disks, by serial. */
+  hotplugged?: Map<string, HotplugDisk>;
 }
 
 export class MemoryDriver implements VmDriver {
@@ -140,6 +142,19 @@ export class MemoryDriver implements VmDriver {
 
   async pinCpus(name: string, _vcpus: number, cpus: readonly number[]): Promise<void> {
     this.must('pinCpus', name).pinned = cpus;
+  }
+
+  async attachDisk(name: string, disk: HotplugDisk): Promise<string> {
+    const vm = this.must('attachDisk', name);
+    if (!isActive(vm.state)) throw new VmletError('internal', `attachDisk ${name}: domain is not running`);
+    vm.hotplugged ??= new Map();
+    vm.hotplugged.set(disk.serial, disk);
+    return `vd${String.fromCharCode(97 + vm.spec.disks.length + vm.hotplugged.size - 1)}`;
+  }
+
+  async detachDisk(name: string, serial: string): Promise<void> {
+    this.op('detachDisk', name);
+    this.vms.get(name)?.hotplugged?.delete(serial);
   }
 
   onExit(listener: (name: string, reason: VmExitReason) => void): () => void {

@@ -102,7 +102,8 @@ describe('renderDomainXml', () => {
     expect(one(d, 'currentMemory')).toEqual(el('currentMemory', { unit: 'MiB' }, '512'));
     expect(one(d, 'vcpu')).toEqual(el('vcpu', { placement: 'static' }, '1'));
     expect(one(d, 'os')).toEqual(el('os', {}, el('type', { arch: 'x86_64', machine: 'q35' }, 'hvm')));
-    expect(one(d, 'features')).toEqual(el('features', {}, el('acpi'), el('apic')));
+    // TCG: QEMU's translation cache capped (spec.ts TCG_TB_CACHE_MIB).
+    expect(one(d, 'features')).toEqual(el('features', {}, el('acpi'), el('apic'), el('tcg', {}, el('tb-cache', { unit: 'MiB' }, '128'))));
     expect(one(d, 'on_poweroff')).toEqual(el('on_poweroff', {}, 'destroy'));
     expect(one(d, 'on_reboot')).toEqual(el('on_reboot', {}, 'restart'));
     expect(one(d, 'on_crash')).toEqual(el('on_crash', {}, 'destroy'));

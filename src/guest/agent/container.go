@@ -24,20 +24,22 @@ type mountSpec struct {
 }
 
 type createParams struct {
-	ID               string      `json:"id"`
-	Image            string      `json:"image"`
-	Args             []string    `json:"args"`
-	Env              []string    `json:"env"`
-	Cwd              string      `json:"cwd"`
-	User             userSpec    `json:"user"`
-	Tty              bool        `json:"tty"`
-	Stdin            bool        `json:"stdin"`
-	StdinOnce        bool        `json:"stdinOnce"`
-	ReadonlyRootfs   bool        `json:"readonlyRootfs"`
-	Mounts           []mountSpec `json:"mounts"`
-	MemoryLimitBytes int64       `json:"memoryLimitBytes"`
-	CPUQuotaUs       int64       `json:"cpuQuotaUs"`
-	CPUPeriodUs      int64       `json:"cpuPeriodUs"`
+	ID             string      `json:"id"`
+	Image          string      `json:"image"`
+	Args           []string    `json:"args"`
+	Env            []string    `json:"env"`
+	Cwd            string      `json:"cwd"`
+	User           userSpec    `json:"user"`
+	Tty            bool        `json:"tty"`
+	Stdin          bool        `json:"stdin"`
+	StdinOnce      bool        `json:"stdinOnce"`
+	ReadonlyRootfs bool        `json:"readonlyRootfs"`
+	Mounts         []mountSpec `json:"mounts"`
+	// Block devices hotplugged into the pod VM for this container, found by serial.
+	Devices          []deviceSpec `json:"devices"`
+	MemoryLimitBytes int64        `json:"memoryLimitBytes"`
+	CPUQuotaUs       int64        `json:"cpuQuotaUs"`
+	CPUPeriodUs      int64        `json:"cpuPeriodUs"`
 	// Security (all optional; absent: root has every capability, nothing masked).
 	Privileged   bool     `json:"privileged"`
 	Capabilities []string `json:"capabilities"` // null/absent: leave them; [] : none
@@ -103,6 +105,11 @@ func (a *agent) createContainer(p createParams) error {
 	for _, m := range p.Mounts {
 		if !strings.HasPrefix(m.Target, "/") || !strings.HasPrefix(m.Source, "/") {
 			return errf("invalid-argument", "mounts: source %q and target %q must be absolute paths", m.Source, m.Target)
+		}
+	}
+	for _, d := range p.Devices {
+		if !strings.HasPrefix(d.Target, "/") || d.Serial == "" {
+			return errf("invalid-argument", "devices: target %q must be an absolute path and serial %q not empty", d.Target, d.Serial)
 		}
 	}
 	for _, l := range [][]string{p.MaskedPaths, p.ReadonlyPaths} {
@@ -250,6 +257,11 @@ func (a *agent) build(c *container, lower string) error {
 			return errf("invalid-argument", "mounts: target %q: %v", m.Target, errText(err))
 		}
 		if err := bindMount(m.Source, tgt, m.Readonly); err != nil {
+			return err
+		}
+	}
+	for _, d := range p.Devices {
+		if err := makeDevice(root, d); err != nil {
 			return err
 		}
 	}

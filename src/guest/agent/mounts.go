@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 func mount(src, target, fstype string, flags uintptr, data string) error {
@@ -241,4 +242,81 @@ func maskPath(root, p string) error {
 		return mount("tmpfs", hp, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "")
 	}
 	return bindMount("/dev/null", hp, true)
+}
+
+// deviceSpec is a block device of the pod VM (a hotplugged virtio-blk disk, found by its serial)
+// to appear in the container at Target as a node with the host node's mode and owner.
+type deviceSpec struct {
+	Serial string `json:"serial"`
+	Target string `json:"target"`
+	Mode   uint32 `json:"mode"`
+	UID    int    `json:"uid"`
+	GID    int    `json:"gid"`
+}
+
+// deviceWait is how long a hotplugged disk may take to show in /sys/block (the guest's PCIe
+// hotplug and virtio_blk probe; the host returns from the attach before the guest has it).
+const deviceWait = 20 * time.Second
+
+// blockBySerial finds the guest's block device whose serial is serial (virtio-blk shows it in
+// /sys/block/<dev>/serial) and returns its major and minor, waiting for it up to wait.
+func blockBySerial(serial string, wait time.Duration) (uint32, uint32, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ents, _ := os.ReadDir("/sys/block")
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join("/sys/block", e.Name(), "serial"))
+			if err != nil || strings.TrimSpace(string(b)) != serial {
+				continue
+			}
+			dev, err := os.ReadFile(filepath.Join("/sys/block", e.Name(), "dev"))
+			if err != nil {
+				return 0, 0, err
+			}
+			var maj, min uint32
+			if _, err := fmt.Sscanf(strings.TrimSpace(string(dev)), "%d:%d", &maj, &min); err != nil {
+				return 0, 0, fmt.Errorf("/sys/block/%s/dev: %q: %v", e.Name(), dev, err)
+			}
+			return maj, min, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, errf("failed-precondition", "no block device with serial %s in the pod VM after %s", serial, wait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// mkdev encodes a device number as the kernel's new_encode_dev does (what mknod(2) takes).
+func mkdev(major, minor uint32) int {
+	return int((minor & 0xff) | (major << 8) | ((minor &^ 0xff) << 12))
+}
+
+// makeDevice makes the block device node d in the container's root (its parent directory must
+// exist: /dev always does). Whatever was at the path is replaced.
+func makeDevice(root string, d deviceSpec) error {
+	maj, min, err := blockBySerial(d.Serial, deviceWait)
+	if err != nil {
+		return err
+	}
+	p, err := resolveIn(root, d.Target, false, false)
+	if err != nil && !os.IsNotExist(err) {
+		return errf("invalid-argument", "devices: target %q: %v", d.Target, errText(err))
+	}
+	if err == nil {
+		if err := os.Remove(p); err != nil {
+			return errf("invalid-argument", "devices: target %q exists and cannot be replaced: %v", d.Target, errText(err))
+		}
+	}
+	mode := d.Mode & 0o7777
+	if mode == 0 {
+		mode = 0o660
+	}
+	if err := syscall.Mknod(p, syscall.S_IFBLK|mode, mkdev(maj, min)); err != nil {
+		return fmt.Errorf("devices: mknod %s (%d:%d): %w", d.Target, maj, min, err)
+	}
+	// mknod applies the umask; the owner is the host node's, as runc gives it.
+	if err := os.Chmod(p, os.FileMode(mode&0o777)); err != nil {
+		return err
+	}
+	return os.Chown(p, d.UID, d.GID)
 }

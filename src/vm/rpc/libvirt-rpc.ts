@@ -141,6 +141,16 @@ export class LibvirtRpc extends RpcSession {
     await this.call('undefineDomain', Proc.DOMAIN_UNDEFINE_FLAGS, domFlags(dom, flags), none, this.lifecycleTimeoutMs);
   }
 
+  /** virDomainAttachDeviceFlags: adds a device (AFFECT bits say to the running VM, its definition or both). */
+  async attachDevice(dom: RpcDomain, xml: string, flags: number): Promise<void> {
+    await this.call('attachDevice', Proc.DOMAIN_ATTACH_DEVICE_FLAGS, domXmlFlags(dom, xml, flags), none, this.lifecycleTimeoutMs);
+  }
+
+  /** virDomainDetachDeviceFlags: asks for the device's removal (a running guest must let it go; libvirt waits up to 5 s). */
+  async detachDevice(dom: RpcDomain, xml: string, flags: number): Promise<void> {
+    await this.call('detachDevice', Proc.DOMAIN_DETACH_DEVICE_FLAGS, domXmlFlags(dom, xml, flags), none, this.lifecycleTimeoutMs);
+  }
+
   /** virDomainGetXMLDesc: the live definition of a running domain, else the persistent one. */
   async getXMLDesc(dom: RpcDomain, flags = 0): Promise<string> {
     return this.call('getXMLDesc', Proc.DOMAIN_GET_XML_DESC, domFlags(dom, flags), (r) => r.string(Limits.STRING_MAX));
@@ -370,6 +380,13 @@ const domOnly = (dom: RpcDomain) => (w: XdrWriter) => encodeDomain(w, wire(dom))
 const domFlags = (dom: RpcDomain, flags: number) => (w: XdrWriter) => {
   encodeDomain(w, wire(dom));
   w.uint(flags);
+};
+
+/** remote_domain_{attach,detach}_device_flags_args: the domain, the device's XML, flags. */
+const domXmlFlags = (dom: RpcDomain, xml: string, flags: number) => (w: XdrWriter) => {
+  encodeDomain(w, wire(dom));
+  w.string(xml, Limits.STRING_MAX);
+  w.uint(bits32(flags, 'flags'));
 };
 
 /** An unsigned int of flag bits; also takes the negative number `|` makes of a set bit 31. */
