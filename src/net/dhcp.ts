@@ -207,15 +207,23 @@ export function dhcpPid(files: DhcpFiles, netnsName?: string): number | undefine
 }
 
 /** Writes the config and starts dnsmasq in the netns; resolves once it serves. Returns its pid. */
-export async function startDhcp(netnsName: string, lease: DhcpLease, files: DhcpFiles, log?: Logger): Promise<number> {
+export async function startDhcp(netnsName: string, lease: DhcpLease, files: DhcpFiles, log?: Logger, cgroupProcs: string[] = []): Promise<number> {
   writeFileSync(files.conf, dnsmasqConf(lease, files, log));
-  return launch(netnsName, files, log);
+  return launch(netnsName, files, log, cgroupProcs);
 }
 
-async function launch(netnsName: string, files: DhcpFiles, log?: Logger): Promise<number> {
+/**
+ * `sh -c CGEXEC vmlet-cgexec <cgroup.procs files…> -- cmd…`: the shell joins the pod's cgroups
+ * before exec'ing, so dnsmasq and the daemon it forks are born there (never charged elsewhere).
+ */
+const CGEXEC = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"';
+
+async function launch(netnsName: string, files: DhcpFiles, log?: Logger, cgroupProcs: string[] = []): Promise<number> {
   rmSync(files.pid, { force: true });
   const t0 = performance.now();
-  const r = await execa('ip', ['netns', 'exec', netnsName, dnsmasqBinary(), `--conf-file=${files.conf}`], {
+  const cmd = ['ip', 'netns', 'exec', netnsName, dnsmasqBinary(), `--conf-file=${files.conf}`];
+  const [file, ...args] = cgroupProcs.length ? ['sh', '-c', CGEXEC, 'vmlet-cgexec', ...cgroupProcs, '--', ...cmd] : cmd;
+  const r = await execa(file!, args, {
     stdin: 'ignore',
     reject: false,
     timeout: 15_000,
@@ -234,7 +242,7 @@ async function launch(netnsName: string, files: DhcpFiles, log?: Logger): Promis
 }
 
 /** Re-attach after a vmlet restart: keeps a running dnsmasq, starts it again from its config otherwise. */
-export async function ensureDhcp(netnsName: string, files: DhcpFiles, log?: Logger): Promise<{ pid: number; started: boolean }> {
+export async function ensureDhcp(netnsName: string, files: DhcpFiles, log?: Logger, cgroupProcs: string[] = []): Promise<{ pid: number; started: boolean }> {
   const pid = dhcpPid(files, netnsName);
   if (pid !== undefined) return { pid, started: false };
   if (!existsSync(files.conf)) throw new VmletError('internal', `DHCP server config ${files.conf} is missing`);
@@ -243,7 +251,7 @@ export async function ensureDhcp(netnsName: string, files: DhcpFiles, log?: Logg
     // Ours but in the wrong netns (the netns was recreated): replace it.
     await stopPid(stale);
   }
-  return { pid: await launch(netnsName, files, log), started: true };
+  return { pid: await launch(netnsName, files, log, cgroupProcs), started: true };
 }
 
 async function stopPid(pid: number): Promise<void> {

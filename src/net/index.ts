@@ -64,6 +64,8 @@ export interface SetupPodNetworkInput {
   cniTimeoutMs?: number;
   /** Run the pod's DHCP/RA server (default true; false when the guest takes its addresses from the seed only). */
   dhcp?: boolean;
+  /** cgroup.procs files of the pod cgroup the DHCP server joins before it starts (none: vmlet's own cgroup). */
+  cgroupProcs?: string[];
 }
 
 export interface PodNetworkState {
@@ -96,6 +98,8 @@ export interface PodNetworkState {
   dhcp: DhcpFiles;
   /** False when the pod has no DHCP server (network-config `static`); absent means it has one. */
   dhcpServer?: false;
+  /** The pod cgroup's cgroup.procs files the DHCP server joins (also when restarted). */
+  cgroupProcs?: string[];
   cni: {
     network: string;
     /** The config list as used at ADD: DEL uses the same, even if the node's file changed. */
@@ -187,6 +191,7 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
     dns,
     dhcp: dhcpFiles(i.stateDir),
     ...(i.dhcp === false ? { dhcpServer: false as const } : {}),
+    ...(i.cgroupProcs?.length ? { cgroupProcs: i.cgroupProcs } : {}),
     cni: {
       network: confList.name,
       confList,
@@ -220,7 +225,7 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
     saveState(i.stateDir, state);
     lap('wireMs');
     if (state.dhcpServer !== false) {
-      await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log);
+      await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log, state.cgroupProcs);
       lap('dhcpMs');
     }
   } catch (err) {
@@ -265,7 +270,7 @@ export interface ReattachResult {
 export async function reattachPodNetwork(state: PodNetworkState, o: { log?: Logger } = {}): Promise<ReattachResult> {
   const log = o.log?.child({ podSandboxId: state.sandboxId });
   if (!netnsExists(state)) throw new VmletError('failed-precondition', `pod network of ${state.sandboxId}: netns ${state.netnsName} is gone`);
-  const d = state.dhcpServer === false ? undefined : await ensureDhcp(state.netnsName, state.dhcp, log);
+  const d = state.dhcpServer === false ? undefined : await ensureDhcp(state.netnsName, state.dhcp, log, state.cgroupProcs);
   let tap: ReattachResult['tap'] = 'absent';
   if ((await linkInfo(state.netnsName, state.tap)) || (await linkInfo(undefined, state.tap))) tap = await attachPodTap(state);
   const dhcp = d === undefined ? 'none' : d.started ? 'restarted' : 'running';

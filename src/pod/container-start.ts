@@ -4,6 +4,7 @@ import type { PodManager } from './manager.js';
 import { nowNs } from './records.js';
 import { attachPodTap } from '../net/index.js';
 import { startSandboxed } from './sandboxed-lifecycle.js';
+import { placeQemu, removeCreated, type Placement } from '../vm/pod-cgroup.js';
 
 export async function startContainer(m: PodManager, id: string): Promise<void> {
   const c = m.mustContainer(id);
@@ -12,19 +13,20 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
     await m.deps.vm.start(c.domainName);
     const net = m.networks.get(c.sandboxId);
-    if (net) {
+    let cgroup: Placement | undefined;
+    try {
+      cgroup = placeQemu(m.mustSandbox(c.sandboxId).config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(c.domainName));
       // libvirt made the tap in the host netns; the VM's network is in the pod's.
-      try {
-        await attachPodTap(net);
-      } catch (err) {
-        await m.deps.vm.destroy(c.domainName).catch(() => undefined);
-        throw err;
-      }
+      if (net) await attachPodTap(net);
+    } catch (err) {
+      await m.deps.vm.destroy(c.domainName).catch(() => undefined);
+      if (cgroup) removeCreated(cgroup.made);
+      throw err;
     }
     c.state = 'running';
     c.startedAt = nowNs();
     await m.store.saveContainer(c);
     m.startTailer(c);
-    m.log.info({ containerId: c.id, podSandboxId: c.sandboxId, domain: c.domainName }, 'container started');
+    m.log.info({ containerId: c.id, podSandboxId: c.sandboxId, domain: c.domainName, ...(cgroup ? { cgroup: cgroup.dirs[0] } : {}) }, 'container started');
   });
 }

@@ -17,6 +17,7 @@ import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
 import { PodVm } from './podvm.js';
+import { placeQemu } from '../vm/pod-cgroup.js';
 
 const GiB = 1024 ** 3;
 /** The scratch disk's size (sparse) when vmlet.io/root-disk-size does not say. */
@@ -75,6 +76,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     scratch,
     agentSocket: socket.path,
     consoleLog,
+    tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
     ...(net ? { nic: { tap: net.tap, mac: net.mac, mtu: net.mtu }, net: { ips: net.ips, routes: net.routes, mtu: net.mtu } } : {}),
     metadata: { v: 1, sandboxId: s.id, containerId: '', podVm: true },
   });
@@ -86,6 +88,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     await m.deps.vm.define(spec);
     defined = true;
     await m.deps.vm.start(name);
+    placeQemu(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(name)); // the pod cgroup: docs/pod-cgroup.md
     if (net) await attachPodTap(net);
     s.kind = 'sandboxed';
     s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB };

@@ -9,6 +9,7 @@ import { newId } from './ids.js';
 import { parsePodAnnotations } from '../vm/annotations.js';
 import type { PodManager } from './manager.js';
 import { nowNs, type SandboxRecord } from './records.js';
+import { helperCgroup, podCgroupPath, procsFiles, removeCreated, resolveCgroupDriver, type Placement } from '../vm/pod-cgroup.js';
 
 /** The handler this pod runs under, or InvalidArgument naming the handlers vmlet serves. */
 export function resolveHandler(handler: string, handlers: string[], defaultRuntime: boolean): string {
@@ -35,6 +36,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
   // The pod's annotations, checked before anything is made (netns, CNI lease, DHCP server): a
   // pod whose VM could never be created is refused here, with the annotation named.
   const { networkMode, podKind } = parsePodAnnotations(config!.annotations ?? {});
+  // A cgroup_parent vmlet cannot use is refused before anything is made (docs/pod-cgroup.md).
+  const cgroupParent = config!.linux?.cgroup_parent;
+  podCgroupPath(cgroupParent, resolveCgroupDriver(cfg.cgroupDriver));
   const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
   return m.lock.run(`sandbox-name:${key}`, async () => {
     for (const s of m.sandboxes.values()) {
@@ -46,7 +50,10 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     const id = newId();
     const name = netnsName(id);
     const rec: SandboxRecord = { id, config: config!, runtimeHandler, state: 'ready', createdAt: nowNs() };
+    let helpers: Placement | undefined;
     try {
+      // The pod's helpers (dnsmasq) run in the pod cgroup; a missing cgroup_parent is made, as runc does.
+      helpers = helperCgroup(cgroupParent, cfg.cgroupDriver);
       rec.netns = { name, path: await createNetns(name) };
       await m.store.saveSandbox(rec);
       const dns = config!.dns_config;
@@ -66,11 +73,13 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
         log: m.log,
         // A sandboxed pod's guest takes its addresses from the kernel command line: no DHCP.
         dhcp: networkMode !== 'static' && podKind !== 'sandboxed',
+        ...(helpers ? { cgroupProcs: procsFiles(helpers.dirs) } : {}),
       });
       m.networks.set(id, net);
     } catch (err) {
       await deleteNetns(name).catch(() => undefined);
       await m.store.removeSandbox(id).catch(() => undefined);
+      if (helpers) removeCreated(helpers.made);
       throw err;
     }
     m.sandboxes.set(id, rec);
@@ -85,10 +94,11 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
         m.networks.delete(id);
         await deleteNetns(name).catch(() => undefined);
         await m.store.removeSandbox(id).catch(() => undefined);
+        if (helpers) removeCreated(helpers.made);
         throw err;
       }
     }
-    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: rec.kind ?? 'decided by its first container' }, 'pod sandbox created');
+    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: rec.kind ?? 'decided by its first container', ...(helpers ? { cgroup: helpers.pod } : {}) }, 'pod sandbox created');
     return id;
   });
 }

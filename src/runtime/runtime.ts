@@ -1,6 +1,6 @@
 // Node-wide runtime state behind the CRI calls that are not about one pod: Status,
 // RuntimeConfig, UpdateRuntimeConfig. Holds the libvirt connection and the KVM/TCG decision.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
@@ -10,6 +10,7 @@ import { atomicWrite } from '../util/atomic-write.js';
 import { decideAccel, probeHost, type AccelDecision } from '../vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from '../vm/libvirt.js';
 import { programVersion, QEMU_SYSTEM, which } from '../util/binaries.js';
+import { resolveCgroupDriver } from '../vm/pod-cgroup.js';
 
 export interface Condition {
   type: 'RuntimeReady' | 'NetworkReady';
@@ -27,15 +28,6 @@ export interface RuntimeStatus {
 }
 
 export type CgroupDriver = 'systemd' | 'cgroupfs';
-
-export function systemdIsInit(): boolean {
-  if (existsSync('/run/systemd/system')) return true;
-  try {
-    return readFileSync('/proc/1/comm', 'utf8').trim() === 'systemd';
-  } catch {
-    return false;
-  }
-}
 
 interface PersistedRuntimeConfig {
   podCidr: string;
@@ -86,9 +78,9 @@ export class Runtime {
     await this.libvirt.close();
   }
 
+  /** RuntimeConfig's linux.cgroup_driver: the same rule that places the pod's processes (vm/pod-cgroup.ts). */
   cgroupDriver(): CgroupDriver {
-    if (this.config.cgroupDriver !== 'auto') return this.config.cgroupDriver;
-    return systemdIsInit() ? 'systemd' : 'cgroupfs';
+    return resolveCgroupDriver(this.config.cgroupDriver);
   }
 
   get currentPodCidr(): string {
