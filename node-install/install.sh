@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vmlet node installer (Debian 12 / Ubuntu 22.04+), run as root.
+# vmlet node installer (Debian 12 / Ubuntu 22.04+), run as root (sudo or not).
 # Idempotent: each step prints one line, "ok" (already fine) or "changed".
 set -euo pipefail
 
@@ -14,45 +14,62 @@ PACKAGES=(
   iproute2
   dnsmasq-base                          # per-pod DHCP server for the VM (src/net/dhcp.ts)
   golang-go cpio xz-utils               # the guest kit: vmlet-agent (Go), initramfs (build-guest-kit.sh)
+  curl ca-certificates                  # Node.js from the npm registry where the node has none >= 20
 )
 # Only with --with-test-deps: what the test suite needs beyond a node (test image builds).
 TEST_PACKAGES=(python3 docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
 # Only when systemd is PID 1 (it ships units, users, qemu.conf, AppArmor profiles).
 SYSTEMD_PACKAGES=(libvirt-daemon-system)
 NODE_MIN_MAJOR=20
-# The guest kit (node-install/build-guest-kit.sh): config.yaml's guestKitDir default.
-GUEST_KIT_DIR=/usr/local/lib/vmlet/guest
+NPM_MAJOR=10     # the npm installed with a Node.js fetched from the registry (npm 10 runs on Node 20)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# The guest kit (node-install/build-guest-kit.sh): config.yaml's guestKitDir default.
+GUEST_KIT_DIR=$VMLET_LIB/guest
+# Node.js fetched from the npm registry goes here (VMLET_NODE_PREFIX: for tests), with
+# node, npm and npx linked into $NODE_PREFIX/bin.
+NODE_PREFIX=${VMLET_NODE_PREFIX:-/usr/local}
+NODE_HOME_BASE=$NODE_PREFIX/lib/nodejs
+NPM_REGISTRY=${VMLET_NPM_REGISTRY:-${npm_config_registry:-https://registry.npmjs.org}}
+NPM_REGISTRY=${NPM_REGISTRY%/}
 
 SKIP_VMLET=0
 TEST_DEPS=0
+COPY_ONLY=0
+NODE_ONLY=0
 usage() {
   cat <<EOF
-Usage: $(basename "$0") [--skip-vmlet] [--with-test-deps] [--help]
+Usage: $(basename "$0") [--skip-vmlet] [--with-test-deps] [--copy-only] [--help]
 
-Prepares this node for vmlet: apt packages, libvirt (libvirtd/virtlogd
-running), state directories, a default CNI config, and (unless
---skip-vmlet) builds vmlet from $REPO and installs
-the guest kit sandboxed pods boot from ($GUEST_KIT_DIR),
-/usr/local/bin/vmlet, /etc/vmlet/config.yaml, /etc/crictl.yaml and
-the vmlet systemd unit, then runs vmlet: through systemd when it is PID 1,
-otherwise as a detached daemon (pid in /run/vmlet/vmlet.pid, log in
-/var/log/vmlet/vmlet.log; restarted when this run rebuilt it). Safe to re-run.
+Prepares this node for vmlet: Node.js ${NODE_MIN_MAJOR}+ (from the npm registry into
+$NODE_HOME_BASE when the node has none), apt packages, libvirt (libvirtd/virtlogd
+running), state directories, a default CNI config, and (unless --skip-vmlet)
+builds vmlet in $REPO and installs its own copy: $VMLET_LIB/current
+(a versioned release dir, switched atomically; the checkout can then be deleted),
+the launcher $VMLET_BIN, the guest kit sandboxed pods boot from ($GUEST_KIT_DIR),
+$VMLET_CONFIG and /etc/crictl.yaml (each only if absent), then runs vmlet:
+through vmlet.service when systemd is PID 1, otherwise as a detached daemon of
+node-install/vmlet-service.sh (pid $VMLET_PIDFILE, log $VMLET_LOG); restarted
+when this run installed a new release. Safe to re-run: it upgrades in place.
 
   --skip-vmlet      do everything except building/installing/running vmlet itself
                     (and its guest kit, $GUEST_KIT_DIR)
   --with-test-deps  also install what the test suite needs (npm test uses this)
-  --help        show this help
+  --copy-only       only copy the already built vmlet (dist/) into $VMLET_LIB and write
+                    $VMLET_BIN: no packages, daemons, config or service
+                    (VMLET_PREFIX=DIR installs under DIR instead of /usr/local)
+  --help            show this help
 EOF
 }
 for a in "$@"; do
   case "$a" in
     --skip-vmlet) SKIP_VMLET=1 ;;
     --with-test-deps) TEST_DEPS=1 ;;
+    --copy-only) COPY_ONLY=1 ;;
+    --node-only) NODE_ONLY=1 ;;   # the Node.js step alone (VMLET_NODE_FETCH=1 fetches even if one is there)
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $a" >&2; usage >&2; exit 2 ;;
   esac
@@ -91,16 +108,135 @@ install_file() {
 }
 
 # ------------------------------------------------------------------ Node.js
-step_node() {
-  local v major
-  command -v node >/dev/null 2>&1 ||
-    die "Node.js not found: vmlet needs Node.js ${NODE_MIN_MAJOR}+ (install it first, e.g. from NodeSource or your distro; this installer does not)"
-  v=$(node --version 2>/dev/null) || die "'node --version' failed: vmlet needs Node.js ${NODE_MIN_MAJOR}+"
-  major=${v#v}; major=${major%%.*}
-  if ! [[ $major =~ ^[0-9]+$ ]] || [ "$major" -lt "$NODE_MIN_MAJOR" ]; then
-    die "Node.js $v found, but vmlet needs Node.js ${NODE_MIN_MAJOR}+ (this installer does not install Node.js)"
+# vmlet needs Node.js >= 20 (Debian 12's own is 18). Where the node has none on PATH, fetch the
+# official build from the npm registry, the one registry the node is sure to reach besides apt:
+# the package node-linux-<arch> (what the `node` npm package installs: package/bin/node), the
+# newest 20.x, plus npm ${NPM_MAJOR}.x (the `npm` package, dependencies bundled). Each tarball's
+# sha512 is checked against the integrity the registry publishes for it. They are unpacked to
+# $NODE_HOME_BASE/node-v<version>-linux-<arch>/ and node, npm, npx linked into $NODE_PREFIX/bin
+# (ahead of /usr/bin on root's PATH), so `npm test` runs with them too.
+NODE_BIN=''
+NPM_FETCHED=''
+
+node_major() { local v; v=$("$1" --version 2>/dev/null) || return 1; v=${v#v}; v=${v%%.*}; [[ $v =~ ^[0-9]+$ ]] && printf '%s\n' "$v"; }
+
+registry_curl() { curl -fsSL --retry 3 --retry-delay 5 --retry-all-errors --connect-timeout 20 "$@"; }
+
+# registry_newest PKG MAJOR: the newest MAJOR.x.y (no pre-release) of PKG in the registry.
+registry_newest() {
+  registry_curl -H 'Accept: application/vnd.npm.install-v1+json' "$NPM_REGISTRY/$1" |
+    grep -oE "\"$2\.[0-9]+\.[0-9]+\":" | tr -d '":' | sort -V | tail -n 1
+}
+
+# registry_unpack PKG VERSION DIR: download PKG@VERSION's tarball, check its sha512 against the
+# registry's integrity field, unpack its package/ into DIR.
+registry_unpack() {
+  local pkg=$1 ver=$2 dir=$3 meta integrity url tgz got
+  meta=$(registry_curl "$NPM_REGISTRY/$pkg/$ver") || return 1
+  integrity=$(grep -oE '"integrity": *"sha512-[A-Za-z0-9+/=]+"' <<<"$meta" | head -n 1 | sed 's/.*"\(sha512-[^"]*\)"/\1/')
+  url=$(grep -oE '"tarball": *"[^"]+"' <<<"$meta" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')
+  [ -n "$integrity" ] && [ -n "$url" ] || { echo "$pkg@$ver: no tarball/integrity in the registry's answer" >&2; return 1; }
+  tgz=$(mktemp)
+  registry_curl -o "$tgz" "$url" || { rm -f "$tgz"; return 1; }
+  got=sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w 0)
+  if [ "$got" != "$integrity" ]; then
+    rm -f "$tgz"; echo "$pkg@$ver: $url has $got, the registry says $integrity" >&2; return 1
   fi
-  step_done node "$v at $(command -v node)"
+  mkdir -p "$dir"
+  tar -xzf "$tgz" -C "$dir" --strip-components=1 --no-same-owner --no-same-permissions || { rm -f "$tgz"; return 1; }
+  rm -f "$tgz"
+}
+
+node_fix() {
+  cat <<EOF
+install Node.js ${NODE_MIN_MAJOR}+ yourself and run this installer again, e.g. (any one):
+      - the nodejs package of NodeSource's apt repository for Node ${NODE_MIN_MAJOR}.x (https://github.com/nodesource/distributions)
+      - the official archive node-v${NODE_MIN_MAJOR}.*-linux-x64.tar.xz from https://nodejs.org/dist/latest-v${NODE_MIN_MAJOR}.x/ (check it against SHASUMS256.txt there), unpacked with its bin/ on PATH
+      or point VMLET_NPM_REGISTRY at an npm registry mirror this node reaches
+EOF
+}
+
+# link_into_bin SRC NAME: $NODE_PREFIX/bin/NAME -> SRC (replaced atomically), unless NAME there
+# is something else than a link into $NODE_HOME_BASE. Prints "NAME" when it changed.
+link_into_bin() {
+  local src=$1 dst=$NODE_PREFIX/bin/$2 cur
+  cur=$(readlink "$dst" 2>/dev/null || true)
+  [ "$cur" = "$src" ] && return 0
+  if [ -e "$dst" ] && [[ $cur != "$NODE_HOME_BASE"/* ]]; then
+    die "$dst exists and is not vmlet's installer's (it links to ${cur:-nothing}): remove it, or put Node.js ${NODE_MIN_MAJOR}+ first on PATH"
+  fi
+  mkdir -p "$NODE_PREFIX/bin"
+  ln -s "$src" "$dst.vmlet-tmp.$$" && mv -T "$dst.vmlet-tmp.$$" "$dst"
+  printf '%s\n' "$2"
+}
+
+# install_npm_into DIR: npm NPM_MAJOR.x into DIR/lib/node_modules/npm, DIR/bin/{npm,npx}.
+install_npm_into() {
+  local dir=$1 ver
+  ver=$(registry_newest npm "$NPM_MAJOR") && [ -n "$ver" ] || return 1
+  registry_unpack npm "$ver" "$dir/lib/node_modules/npm" || return 1
+  NPM_FETCHED=$ver
+  chmod 755 "$dir/lib/node_modules/npm/bin/npm-cli.js" "$dir/lib/node_modules/npm/bin/npx-cli.js"
+  mkdir -p "$dir/bin"
+  ln -sfn ../lib/node_modules/npm/bin/npm-cli.js "$dir/bin/npm"
+  ln -sfn ../lib/node_modules/npm/bin/npx-cli.js "$dir/bin/npx"
+}
+
+install_node() {
+  local arch ver dir tmp v links='' l
+  case "$(uname -m)" in
+    x86_64) arch=x64 ;;
+    aarch64) arch=arm64 ;;
+    *) die "Node.js ${NODE_MIN_MAJOR}+ not found and no node-linux-* package for $(uname -m): $(node_fix)" ;;
+  esac
+  command -v curl >/dev/null && command -v openssl >/dev/null ||
+    die "curl and openssl are needed to fetch Node.js (apt-get install curl ca-certificates)"
+  ver=${VMLET_NODE_VERSION:-}
+  if [ -z "$ver" ]; then
+    ver=$(registry_newest "node-linux-$arch" "$NODE_MIN_MAJOR" 2>>"$INSTALL_LOG") || ver=''
+    [ -n "$ver" ] || die "Node.js ${NODE_MIN_MAJOR}+ not found, and the npm registry ($NPM_REGISTRY) did not answer for node-linux-$arch: $(node_fix)"
+  fi
+  dir=$NODE_HOME_BASE/node-v$ver-linux-$arch
+  if [ ! -x "$dir/bin/node" ] || [ ! -e "$dir/bin/npm" ]; then
+    mkdir -p "$NODE_HOME_BASE"
+    tmp=$(mktemp -d "$NODE_HOME_BASE/.new-XXXXXX")
+    { registry_unpack "node-linux-$arch" "$ver" "$tmp" && chmod 755 "$tmp/bin/node" && install_npm_into "$tmp"; } 2>>"$INSTALL_LOG" ||
+      { rm -rf "$tmp"; die "fetching Node.js $ver from $NPM_REGISTRY failed (log: $INSTALL_LOG): $(node_fix)"; }
+    v=$("$tmp/bin/node" --version 2>&1) || { rm -rf "$tmp"; die "the fetched node does not run: $v"; }
+    chmod 755 "$tmp"
+    rm -rf "$dir"
+    mv -T "$tmp" "$dir"
+    changed "fetched Node.js $v from the npm registry (node-linux-$arch@$ver, npm $NPM_FETCHED) into $dir"
+  fi
+  for l in node npm npx; do links+=$(link_into_bin "$dir/bin/$l" "$l"); done
+  [ -z "$links" ] || changed "linked node, npm, npx into $NODE_PREFIX/bin"
+  hash -r
+  NODE_BIN=$NODE_PREFIX/bin/node
+}
+
+step_node() {
+  local node='' major=''
+  node=$(command -v node 2>/dev/null || true)
+  [ -z "$node" ] || major=$(node_major "$node" || true)
+  if [ "${VMLET_NODE_FETCH:-0}" != 1 ] && [ -n "$major" ] && [ "$major" -ge "$NODE_MIN_MAJOR" ]; then
+    NODE_BIN=$node
+    if ! command -v npm >/dev/null 2>&1; then
+      # A Node.js without npm (some distro packages split it off): npm from the registry.
+      install_npm_into "$NODE_HOME_BASE/npm" 2>>"$INSTALL_LOG" || die "npm not found and fetching it from $NPM_REGISTRY failed: apt-get install npm, then run this installer again"
+      link_into_bin "$NODE_HOME_BASE/npm/bin/npm" npm >/dev/null
+      link_into_bin "$NODE_HOME_BASE/npm/bin/npx" npx >/dev/null
+      hash -r
+      changed "fetched npm $NPM_FETCHED from the npm registry into $NODE_HOME_BASE/npm"
+    fi
+    step_done node "$("$node" --version) at $node"
+    return
+  fi
+  [ "$COPY_ONLY" -eq 0 ] || die "Node.js ${NODE_MIN_MAJOR}+ not found (${node:-no node on PATH}${major:+, major $major}): run this installer without --copy-only first"
+  install_node
+  export PATH="$NODE_PREFIX/bin:$PATH"
+  local old=''
+  [ -z "$node" ] || [ "$node" = "$NODE_BIN" ] || old="; $node (${major:+major $major}) left in place, behind it on PATH"
+  step_done node "$("$NODE_BIN" --version) at $NODE_BIN$old"
 }
 
 # ----------------------------------------------------------------- packages
@@ -298,83 +434,142 @@ step_vmlet_build() {
     run_logged "npm run build" npm run build
     [ -f dist/main.js ] || die "npm run build did not produce $REPO/dist/main.js"
     touch "$stamp"
-    VMLET_REBUILT=1
     changed "npm run build"
   fi
   cd - >/dev/null
   step_done vmlet-build "$REPO/dist/main.js up to date"
 }
 
-step_vmlet_files() {
-  local tmp node
-  tmp=$(mktemp)
-  node=$(command -v node)
-  printf '#!/bin/sh\n# Installed by vmlet node-install/install.sh\nexec %s %s/dist/main.js "$@"\n' "$node" "$REPO" >"$tmp"
-  install_file "$tmp" /usr/local/bin/vmlet 755; rm -f "$tmp"
-  [ "$WROTE" -eq 0 ] || changed "/usr/local/bin/vmlet"
-  step_done vmlet-bin "/usr/local/bin/vmlet -> $REPO/dist/main.js"
+# What the installed copy holds besides the production node_modules (npm ci --omit=dev):
+# everything `vmlet` reads at run time (dist/, proto/api.proto, package.json for its version)
+# and the node-install files an operator needs once the checkout is gone.
+RELEASE_FILES=(dist proto package.json package-lock.json)
+RELEASE_NODE_INSTALL=(lib.sh vmlet-service.sh uninstall.sh start-daemons.sh stop-daemons.sh
+  vmlet.service config.yaml crictl.yaml runtimeclass.yaml 10-vmlet-bridge.conflist)
+VMLET_RELEASE_CHANGED=0
 
-  if [ ! -e /etc/vmlet/config.yaml ]; then
-    install -D -m 644 "$HERE/config.yaml" /etc/vmlet/config.yaml
-    changed "wrote /etc/vmlet/config.yaml"
+# release_id: <package version>-<first 12 hex of the sha256 of every file that goes in>.
+release_id() {
+  local ver hash
+  ver=$(sed -n 's/^[[:space:]]*"version":[[:space:]]*"\([^"]*\)".*/\1/p' "$REPO/package.json" | head -n 1)
+  hash=$(cd "$REPO" && {
+    find "${RELEASE_FILES[@]}" -type f ! -name .vmlet-build-stamp -print0
+    for f in "${RELEASE_NODE_INSTALL[@]}"; do printf 'node-install/%s\0' "$f"; done
+  } | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  printf '%s-%s\n' "${ver:-0}" "$hash"
+}
+
+# Copies the built vmlet into $VMLET_LIB/releases/<id> (once per id: a dir is only ever used
+# once complete) and points $VMLET_LIB/current at it with one rename, so a `vmlet` starting
+# meanwhile runs the old release or the new one, never a mix. Keeps the release it replaced
+# (a running vmlet may still load modules from it until it restarts) and removes older ones.
+step_vmlet_copy() {
+  local id rel cur new prev tmp f d
+  [ -f "$REPO/dist/main.js" ] || die "$REPO/dist/main.js not found: build vmlet first (npm ci && npm run build), or run without --copy-only"
+  id=$(release_id)
+  rel=$VMLET_LIB/releases/$id
+  mkdir -p "$VMLET_LIB/releases"
+  if [ ! -f "$rel/.complete" ]; then
+    tmp=$(mktemp -d "$VMLET_LIB/releases/.new-XXXXXX")
+    cp -a "${RELEASE_FILES[@]/#/$REPO/}" "$tmp/"
+    rm -f "$tmp/dist/.vmlet-build-stamp"
+    mkdir -p "$tmp/node-install"
+    for f in "${RELEASE_NODE_INSTALL[@]}"; do cp -a "$HERE/$f" "$tmp/node-install/"; done
+    cur=$(readlink "$VMLET_LIB/current" 2>/dev/null || true)
+    if [ -n "$cur" ] && [ -f "$VMLET_LIB/$cur/.complete" ] && [ -d "$VMLET_LIB/$cur/node_modules" ] &&
+      cmp -s "$VMLET_LIB/$cur/package-lock.json" "$tmp/package-lock.json"; then
+      # Same lockfile as the current release: share its node_modules (hard links; a release
+      # is never modified once complete).
+      cp -a --link "$VMLET_LIB/$cur/node_modules" "$tmp/"
+    else
+      # Production dependencies only, from npm's cache where it has them (the build's npm ci
+      # filled it): no registry round trip on a node that built before.
+      (cd "$tmp" && run_logged "npm ci --omit=dev (installed copy)" npm_ci --omit=dev --ignore-scripts) ||
+        { rm -rf "$tmp"; exit 1; }
+    fi
+    chmod 755 "$tmp"
+    touch "$tmp/.complete"
+    rm -rf "$rel"
+    mv -T "$tmp" "$rel"
+    changed "copied release $id"
   fi
-  step_done vmlet-config "/etc/vmlet/config.yaml present, kept"
+  cur=$(readlink "$VMLET_LIB/current" 2>/dev/null || true)
+  new=releases/$id
+  if [ "$cur" != "$new" ]; then
+    if [ -e "$VMLET_LIB/current" ] && [ ! -L "$VMLET_LIB/current" ]; then die "$VMLET_LIB/current is not a symlink: move it away"; fi
+    if [ -n "$cur" ]; then
+      ln -s "$cur" "$VMLET_LIB/.previous.tmp.$$"
+      mv -T "$VMLET_LIB/.previous.tmp.$$" "$VMLET_LIB/previous"
+    fi
+    ln -s "$new" "$VMLET_LIB/.current.tmp.$$"
+    mv -T "$VMLET_LIB/.current.tmp.$$" "$VMLET_LIB/current"
+    VMLET_RELEASE_CHANGED=1
+    changed "current -> $new${cur:+ (was $cur)}"
+  fi
+  # Keep the current release and the one before it (`previous`); remove the rest.
+  prev=$(readlink "$VMLET_LIB/previous" 2>/dev/null || true)
+  for d in "$VMLET_LIB/releases"/* "$VMLET_LIB/releases"/.new-*; do
+    [ -e "$d" ] || continue
+    case "releases/${d##*/}" in "$new" | "$prev") ;; *) rm -rf "$d"; changed "removed old ${d##*/}" ;; esac
+  done
+  step_done vmlet-copy "$VMLET_LIB/current -> $new ($(du -sh "$rel" | cut -f1))"
+
+  # The launcher: the node this run found (or fetched) and the current release.
+  tmp=$(mktemp)
+  printf '#!/bin/sh\n# vmlet, installed by node-install/install.sh: the release in %s/current\nexec %s %s/current/dist/main.js "$@"\n' \
+    "$VMLET_LIB" "$NODE_BIN" "$VMLET_LIB" >"$tmp"
+  install_file "$tmp" "$VMLET_BIN" 755; rm -f "$tmp"
+  if [ "$WROTE" -eq 1 ]; then changed "wrote $VMLET_BIN"; VMLET_RELEASE_CHANGED=1; fi
+  step_done vmlet-bin "$VMLET_BIN -> $NODE_BIN $VMLET_LIB/current/dist/main.js"
+}
+
+step_vmlet_files() {
+  if [ ! -e "$VMLET_CONFIG" ]; then
+    install -D -m 644 "$HERE/config.yaml" "$VMLET_CONFIG"
+    changed "wrote $VMLET_CONFIG"
+  fi
+  step_done vmlet-config "$VMLET_CONFIG present, kept"
 
   if [ ! -e /etc/crictl.yaml ]; then
     install -m 644 "$HERE/crictl.yaml" /etc/crictl.yaml
     changed "wrote /etc/crictl.yaml"
   fi
   step_done crictl-config "/etc/crictl.yaml present, kept"
+}
 
-  install_file "$HERE/vmlet.service" /etc/systemd/system/vmlet.service 644
-  local unit_changed=$WROTE
-  [ "$unit_changed" -eq 0 ] || changed "/etc/systemd/system/vmlet.service"
+# vmlet's service: vmlet.service under systemd; without systemd no unit is written (nothing
+# would read it) and vmlet runs as a daemon of vmlet-service.sh. Restarted when this run
+# installed a new release or launcher; VMs keep running across the restart.
+step_vmlet_service() {
+  local svc=$VMLET_LIB/current/node-install/vmlet-service.sh tmp unit_changed
   if have_systemd; then
-    if [ "$unit_changed" -eq 1 ]; then systemctl daemon-reload; fi
+    tmp=$(mktemp)
+    sed "s|/usr/local/bin/vmlet|$VMLET_BIN|g" "$HERE/vmlet.service" >"$tmp"
+    install_file "$tmp" "$VMLET_UNIT" 644; rm -f "$tmp"
+    unit_changed=$WROTE
+    if [ "$unit_changed" -eq 1 ]; then systemctl daemon-reload; changed "wrote $VMLET_UNIT"; fi
     if ! systemctl -q is-enabled vmlet 2>/dev/null; then
       systemctl enable vmlet >/dev/null 2>&1; changed "enabled"
     fi
     if ! systemctl -q is-active vmlet 2>/dev/null; then
       systemctl start vmlet; changed "started"
-    elif [ "$unit_changed" -eq 1 ]; then
+    elif [ "$unit_changed" -eq 1 ] || [ "$VMLET_RELEASE_CHANGED" -eq 1 ]; then
       systemctl restart vmlet; changed "restarted"
     fi
-    step_done vmlet-service "enabled, active"
+    step_done vmlet-service "systemd: vmlet.service enabled, active"
+    return
+  fi
+  # An older installer wrote the unit here too: remove it if it is ours, unchanged.
+  if [ -f "$VMLET_UNIT" ] && cmp -s "$HERE/vmlet.service" "$VMLET_UNIT"; then
+    rm -f "$VMLET_UNIT"; changed "removed $VMLET_UNIT (written by an older installer; unused without systemd)"
+  fi
+  step_done vmlet-unit "no systemd unit written: systemd is not PID 1 here, so nothing would run it; vmlet runs as a daemon of $svc"
+  # libvirtd and virtlogd are up already (start-daemons.sh above).
+  if [ "$VMLET_RELEASE_CHANGED" -eq 1 ]; then
+    VMLET_SKIP_DAEMONS=1 bash "$svc" restart
   else
-    step_done vmlet-service "unit installed, systemd not running"
-    step_vmlet_run
+    VMLET_SKIP_DAEMONS=1 bash "$svc" start
   fi
-}
-
-# Without systemd, run vmlet as a detached daemon of our own (pid file, log file), as for
-# libvirtd. Restart it when this run rebuilt it; VMs keep running across the restart.
-VMLET_PIDFILE=$VMLET_RUN_DIR/vmlet.pid
-VMLET_LOG=$VMLET_LOG_DIR/vmlet.log
-step_vmlet_run() {
-  local pid sock
-  sock=$(awk '/^socket:/ {sub(/^socket:[ \t]*/, ""); sub(/[ \t]*#.*/, ""); gsub(/["\047]/, ""); print; exit}' /etc/vmlet/config.yaml 2>/dev/null)
-  sock=${sock:-$VMLET_RUN_DIR/vmlet.sock}
-  pid=$(read_pid "$VMLET_PIDFILE")
-  if [ -n "$pid" ] && pid_is "$pid" node; then
-    if [ "$VMLET_REBUILT" -eq 0 ]; then
-      step_done vmlet-run "running, pid $pid, socket $sock"
-      return
-    fi
-    kill -TERM "$pid"
-    vmlet_gone() { ! pid_is "$pid" node; }
-    wait_for 30 vmlet_gone || die "vmlet (pid $pid) did not stop within 30 s"
-    changed "stopped old pid $pid"
-  fi
-  detached_exec "$VMLET_LOG" /usr/local/bin/vmlet serve --config /etc/vmlet/config.yaml &
-  pid=$!
-  echo "$pid" >"$VMLET_PIDFILE"
-  vmlet_up() { pid_is "$pid" node && [ -S "$sock" ] && [ "$sock" -nt "$VMLET_PIDFILE" ]; }
-  if ! wait_for 30 vmlet_up; then
-    tail -n 15 "$VMLET_LOG" | sed 's/^/    | /' >&2
-    die "vmlet did not come up on $sock (log: $VMLET_LOG)"
-  fi
-  changed "started, pid $pid"
-  step_done vmlet-run "socket $sock, log $VMLET_LOG"
 }
 
 # ---------------------------------------------------------------- summary
@@ -403,13 +598,19 @@ summary() {
   fi
 }
 
+if [ "$NODE_ONLY" -eq 1 ]; then step_node; exit 0; fi
+if [ "$COPY_ONLY" -eq 1 ]; then
+  step_node
+  step_vmlet_copy
+  exit 0
+fi
+
 LIBVIRTD_WAS_RUNNING=0
-VMLET_REBUILT=0
 virsh_answers && LIBVIRTD_WAS_RUNNING=1
 RESTART_LIBVIRTD_HINT=0
 
-step_node
 step_packages
+step_node
 step_libvirt_prep
 step_state_dirs
 "$HERE/start-daemons.sh"
@@ -417,7 +618,9 @@ step_cni
 if [ "$SKIP_VMLET" -eq 0 ]; then
   step_guest_kit
   step_vmlet_build
+  step_vmlet_copy
   step_vmlet_files
+  step_vmlet_service
 else
   report vmlet "skipped (--skip-vmlet)"
 fi

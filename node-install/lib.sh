@@ -12,6 +12,28 @@ LIBVIRTD_PIDFILE=/run/libvirtd.pid            # written by libvirtd itself
 LIBVIRTD_TINI_PIDFILE=$VMLET_RUN_DIR/libvirtd-tini.pid  # marker: we started it
 DAEMON_LOG=$VMLET_LOG_DIR/libvirtd.log        # stdout/stderr of tini/libvirtd/virtlogd
 
+# Where vmlet itself is installed: its own copy, not the checkout it was built in.
+#   $VMLET_LIB/releases/<version>-<hash>/  dist/, proto/, node_modules/ (production), node-install/
+#   $VMLET_LIB/current -> releases/<...>   switched with one rename (mv -T) by install.sh
+#   $VMLET_LIB/guest -> .guest.XXXXXX       the guest kit (build-guest-kit.sh)
+#   $VMLET_BIN                              launcher: exec <node> $VMLET_LIB/current/dist/main.js
+# VMLET_PREFIX (default /usr/local) moves both, e.g. for the install test. The scripts of an
+# installed release (<prefix>/lib/vmlet/releases/<id>/node-install) default to their own prefix.
+_vmlet_lib_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+case $_vmlet_lib_dir in
+  */lib/vmlet/releases/*/node-install) VMLET_PREFIX=${VMLET_PREFIX:-${_vmlet_lib_dir%/lib/vmlet/releases/*}} ;;
+  *) VMLET_PREFIX=${VMLET_PREFIX:-/usr/local} ;;
+esac
+VMLET_PREFIX=${VMLET_PREFIX%/}
+VMLET_LIB=$VMLET_PREFIX/lib/vmlet
+VMLET_BIN=$VMLET_PREFIX/bin/vmlet
+# The config file (VMLET_CONFIG, as vmlet itself reads it) and its directory.
+VMLET_CONFIG=${VMLET_CONFIG:-/etc/vmlet/config.yaml}
+VMLET_CONF_DIR=$(dirname "$VMLET_CONFIG")
+VMLET_UNIT=/etc/systemd/system/vmlet.service
+VMLET_PIDFILE=$VMLET_RUN_DIR/vmlet.pid        # vmlet-service.sh without systemd
+VMLET_LOG=$VMLET_LOG_DIR/vmlet.log            # its stdout/stderr (JSON log lines)
+
 # report NAME STATUS: the one line every step prints.
 report() { printf '%-14s %s\n' "$1:" "$2"; }
 
@@ -36,6 +58,21 @@ pid_is() {
   stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
   stat=${stat##*) }
   [ "${stat%% *}" != Z ]
+}
+
+# vmlet_pid_is PID: PID is a live vmlet server (node running .../dist/main.js serve).
+vmlet_pid_is() {
+  local cmd
+  pid_is "$1" node || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *vmlet*/dist/main.js\ serve* ]]
+}
+
+# config_value KEY [FILE]: a top-level scalar of vmlet's config file (quotes and comments
+# stripped); nothing when the file or the key is absent.
+config_value() {
+  awk -v k="$1" 'index($0, k ":") == 1 { v = substr($0, length(k) + 2); sub(/^[ \t]*/, "", v); sub(/[ \t]+#.*/, "", v); gsub(/["\047]/, "", v); print v; exit }' \
+    "${2:-$VMLET_CONFIG}" 2>/dev/null || true
 }
 
 # ppid_of PID
@@ -85,14 +122,14 @@ detached_exec() {
   exec setsid "$@"
 }
 
-# npm_ci: the lockfile's packages, from npm's cache where it has them (--prefer-offline: a cached
+# npm_ci [ARGS...]: the lockfile's packages, from npm's cache where it has them (--prefer-offline: a cached
 # package is not revalidated, so a machine that installed once does not need the registry
 # again), and three tries with a pause between them: the registry sometimes does not answer
 # for a while (DNS EAI_AGAIN, time-outs), and a failed try leaves nothing half-installed.
 npm_ci() {
   local try
   for try in 1 2 3; do
-    npm ci --no-audit --no-fund --prefer-offline && return 0
+    npm ci --no-audit --no-fund --prefer-offline "$@" && return 0
     [ "$try" -lt 3 ] || break
     printf 'npm ci failed (try %s of 3); trying again in %s s\n' "$try" $((try * 15)) >&2
     sleep $((try * 15))

@@ -3,6 +3,8 @@
 import { connect } from 'node:net';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { execa } from 'execa';
+import { parse as parseYaml } from 'yaml';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { checkCni } from './net/cni-config.js';
@@ -112,6 +114,68 @@ async function downstreamCheck(endpoint: string): Promise<CheckResult> {
     : { name: 'downstream', verdict: 'FAIL', detail: r.error ?? `${endpoint} does not answer`, fix: "start the node's containerd, or fix downstream in the config" };
 }
 
+/** Where operators get crictl (it is not in Debian): the README's crictl section says the same. */
+export const CRICTL_FIX =
+  "install crictl: the cri-tools package of the Kubernetes apt repository (pkgs.k8s.io), or crictl-<version>-linux-amd64.tar.gz from https://github.com/kubernetes-sigs/cri-tools/releases checked against its .sha256 file, unpacked into /usr/local/bin";
+
+/** `crictl --version` says "crictl version v1.30.0". */
+async function crictlVersion(bin: string): Promise<string | undefined> {
+  try {
+    const { stdout } = await execa(bin, ['--version'], { timeout: 5000 });
+    return /v?(\d+\.\d+\.\d+\S*)/.exec(stdout)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * crictl, the operators' CRI client: on PATH, and its config (CRI_CONFIG_FILE, else
+ * /etc/crictl.yaml) pointing at vmlet's socket. A WARN, never a FAIL: vmlet runs VMs without it.
+ */
+export async function crictlCheck(socket: string, env: NodeJS.ProcessEnv = process.env): Promise<CheckResult> {
+  const name = 'crictl';
+  const endpoint = `unix://${socket}`;
+  const confFile = env.CRI_CONFIG_FILE || '/etc/crictl.yaml';
+  const problems: string[] = [];
+  const fixes: string[] = [];
+  const bin = which('crictl', env.PATH ?? '');
+  let found = '';
+  if (!bin) {
+    problems.push('crictl not found');
+    fixes.push(CRICTL_FIX);
+  } else {
+    const v = await crictlVersion(bin);
+    found = `${bin}${v ? ` (version ${v})` : ''}`;
+  }
+  let text: string | undefined;
+  try {
+    text = await readFile(confFile, 'utf8');
+  } catch {
+    problems.push(`${confFile} absent (crictl then tries containerd's and CRI-O's sockets, not vmlet's)`);
+    fixes.push(`copy node-install/crictl.yaml to ${confFile}, or pass --runtime-endpoint ${endpoint}`);
+  }
+  if (text !== undefined) {
+    let conf: Record<string, unknown> = {};
+    try {
+      const parsed: unknown = parseYaml(text);
+      if (parsed && typeof parsed === 'object') conf = parsed as Record<string, unknown>;
+    } catch (err) {
+      problems.push(`${confFile} is not YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+    const bad = (['runtime-endpoint', 'image-endpoint'] as const)
+      .filter((k) => conf[k] !== endpoint)
+      .map((k) => `${k} is ${conf[k] === undefined ? 'unset' : JSON.stringify(conf[k]).replace(/^"(.*)"$/, '$1')}`);
+    if (bad.length) {
+      problems.push(`${confFile}: ${bad.join(', ')}, not ${endpoint}`);
+      fixes.push(`set runtime-endpoint and image-endpoint to ${endpoint} in ${confFile} (as node-install/crictl.yaml does)`);
+    }
+  }
+  const parts = [found, ...problems];
+  if (!problems.some((p) => p.startsWith(confFile))) parts.push(`${confFile} points at ${endpoint}`);
+  const detail = parts.filter(Boolean).join('; ');
+  return problems.length ? { name, verdict: 'WARN', detail, fix: fixes.join('; ') } : { name, verdict: 'OK', detail };
+}
+
 const KIT_FILES = ['vmlinux', 'initrd.img', 'cmdline', 'VERSION'] as const;
 
 /** The guest kit sandboxed pods boot from: its files, VERSION, a PVH-bootable vmlinux, a gzip'd initrd. */
@@ -161,6 +225,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     writableCheck('state-dir', config.stateDir),
     writableCheck('socket-dir', dirname(config.socket)),
     guestKitCheck(config.guestKitDir),
+    crictlCheck(config.socket),
   ]);
 }
 

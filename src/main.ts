@@ -12,7 +12,7 @@ const USAGE = `usage: vmlet <command> [flags]
 commands:
   serve     run the CRI server on a unix socket
   doctor    check this node's prerequisites (exit 0 when vmlet can run VMs)
-  version   print vmlet's version
+  version   print vmlet's version (also: vmlet --version)
 
 flags (override VMLET_* env and the config file):
   --config PATH          config file (default /etc/vmlet/config.yaml)
@@ -65,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
         'log-level': { type: 'string' },
         downstream: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
       },
     });
   } catch (err) {
@@ -72,6 +73,10 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const [command, ...rest] = parsed.positionals;
+  if (parsed.values.version && command === undefined) {
+    process.stdout.write(`vmlet ${RUNTIME_VERSION}\n`);
+    return 0;
+  }
   if (parsed.values.help || command === 'help' || command === undefined) {
     process.stdout.write(USAGE);
     return command === undefined && !parsed.values.help ? 2 : 0;

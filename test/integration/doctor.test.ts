@@ -1,24 +1,29 @@
 // `vmlet doctor` against this machine's real libvirtd, QEMU and CNI plugins.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CNI_BIN_DIRS, MAIN, ROOT, tempDir, writeCniConf } from '../helpers/vmlet.js';
 
 /** The guest kit test/prepare.sh builds (node-install/build-guest-kit.sh). */
 const GUEST_KIT = join(ROOT, '.cache/guest-kit');
 
-function doctor(extra: string[], cniConfDir: string, guestKitDir = GUEST_KIT) {
+function doctor(extra: string[], cniConfDir: string, guestKitDir = GUEST_KIT, env: NodeJS.ProcessEnv = {}) {
   const dir = tempDir('vmlet-doctor-');
   const r = spawnSync(
     process.execPath,
     [MAIN, 'doctor', '--config', '/dev/null', '--state-dir', join(dir, 'state'), '--socket', join(dir, 'run', 'v.sock'),
       '--cni-conf-dir', cniConfDir, ...CNI_BIN_DIRS.flatMap((d) => ['--cni-bin-dir', d]), ...extra],
-    { encoding: 'utf8', timeout: 60_000, env: { ...process.env, VMLET_GUEST_KIT_DIR: guestKitDir } },
+    { encoding: 'utf8', timeout: 60_000, env: { ...process.env, VMLET_GUEST_KIT_DIR: guestKitDir, ...env } },
   );
   const lines = r.stdout.split('\n');
   const verdict = (name: string) => lines.find((l) => l.split(/\s+/)[1] === name)?.split(/\s+/)[0];
-  return { status: r.status, stdout: r.stdout, verdict };
+  /** The check's line and its fix line, if any. */
+  const line = (name: string) => {
+    const i = lines.findIndex((l) => l.split(/\s+/)[1] === name);
+    return i < 0 ? '' : lines[i] + (lines[i + 1]?.trimStart().startsWith('fix:') ? `\n${lines[i + 1]}` : '');
+  };
+  return { status: r.status, stdout: r.stdout, verdict, line };
 }
 
 describe('vmlet doctor', () => {
@@ -86,5 +91,45 @@ describe('vmlet doctor', () => {
     r = doctor([], writeCniConf(), kit);
     expect(r.verdict('guest-kit')).toBe('FAIL');
     expect(r.stdout).toContain('initrd.img is not gzip');
+  });
+
+  it('reports whether crictl is installed and whether its config points at vmlet (a warning, never a failure)', () => {
+    const dir = tempDir();
+    const sock = join(dir, 'v.sock');
+    const flags = ['--socket', sock]; // after doctor()'s own --socket: the last one counts
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'crictl'), '#!/bin/sh\necho "crictl version v1.30.0"\n');
+    chmodSync(join(bin, 'crictl'), 0o755);
+    const withCrictl = { PATH: `${bin}:${process.env.PATH ?? ''}` };
+    const good = join(dir, 'crictl.yaml');
+    writeFileSync(good, `runtime-endpoint: unix://${sock}\nimage-endpoint: unix://${sock}\ntimeout: 30\n`);
+
+    let r = doctor(flags, writeCniConf(), GUEST_KIT, { ...withCrictl, CRI_CONFIG_FILE: good });
+    expect(r.line('crictl')).toBe(`OK   crictl      ${join(bin, 'crictl')} (version 1.30.0); ${good} points at unix://${sock}`);
+
+    // Pointed at containerd: a warning naming both endpoints, with the fix.
+    const other = join(dir, 'other.yaml');
+    writeFileSync(other, 'runtime-endpoint: unix:///run/containerd/containerd.sock\n');
+    r = doctor(flags, writeCniConf(), GUEST_KIT, { ...withCrictl, CRI_CONFIG_FILE: other });
+    expect(r.verdict('crictl')).toBe('WARN');
+    expect(r.line('crictl')).toContain(`runtime-endpoint is unix:///run/containerd/containerd.sock, image-endpoint is unset, not unix://${sock}`);
+    expect(r.line('crictl')).toContain(`fix: set runtime-endpoint and image-endpoint to unix://${sock} in ${other}`);
+    expect(r.status).toBe(0);
+
+    // No config file.
+    r = doctor(flags, writeCniConf(), GUEST_KIT, { ...withCrictl, CRI_CONFIG_FILE: join(dir, 'absent.yaml') });
+    expect(r.verdict('crictl')).toBe('WARN');
+    expect(r.line('crictl')).toContain('absent.yaml absent');
+    expect(r.line('crictl')).toContain(`fix: copy node-install/crictl.yaml to ${join(dir, 'absent.yaml')}`);
+
+    // No crictl at all (only where this machine has none in the usual dirs either): where to get it.
+    if (!['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(join(d, 'crictl')))) {
+      r = doctor(flags, writeCniConf(), GUEST_KIT, { PATH: '/usr/bin:/bin', CRI_CONFIG_FILE: good });
+      expect(r.verdict('crictl')).toBe('WARN');
+      expect(r.line('crictl')).toContain(`crictl not found; ${good} points at unix://${sock}`);
+      expect(r.line('crictl')).toMatch(/fix: install crictl: the cri-tools package of the Kubernetes apt repository .* checked against its \.sha256 file/);
+      expect(r.status).toBe(0);
+    }
   });
 });
