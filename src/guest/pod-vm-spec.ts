@@ -14,8 +14,11 @@ export const IMAGES_TAG = 'vmlet-images';
 /** The serial of the scratch disk; the guest mounts it at /run/vmlet/scratch. */
 export const SCRATCH_SERIAL = 'vmlet-scratch';
 
-/** Empty PCIe root ports of the pod VM, for block volumes hotplugged later. */
-export const HOTPLUG_SLOTS = 8;
+/**
+ * Empty PCIe root ports of the pod VM, for block volumes hotplugged later: at most this many at
+ * once per pod. Each costs the guest's boot ~47 ms under TCG (domain-xml.ts onPcieRoot).
+ */
+export const HOTPLUG_SLOTS = 4;
 
 export interface GuestKit {
   vmlinux: string;

@@ -11,11 +11,11 @@ import { pino } from 'pino';
 import { VmletError } from '../../src/errors.js';
 import { buildSeed } from '../../src/vm/cloud-init.js';
 import { cloudInitMounts, cloudInitWriteFiles, deviceSerial, shareTag, WRITE_FILES_CAP } from '../../src/vm/volumes.js';
-import { hotplugDiskXml } from '../../src/vm/domain-xml.js';
+import { guestAgentArgs, hotplugDiskXml } from '../../src/vm/domain-xml.js';
 import { parseVmSettings } from '../../src/vm/annotations.js';
 import { blockVolumes, checkSandboxedMounts, vmMounts } from '../../src/pod/volumes.js';
 import type { ContainerConfig } from '../../src/pod/configs.js';
-import { spec, xml } from './domain-spec-fixtures.js';
+import { xml } from './domain-spec-fixtures.js';
 import { at, one, tree } from './xml-tree.js';
 
 const log = pino({ level: 'silent' });
@@ -117,12 +117,19 @@ describe('domain XML of volumes', () => {
     expect(at(vol!, 'boot')).toHaveLength(0);
   });
 
-  it('adds empty root ports for hotplug on q35 beyond those its devices take, and none on pc', () => {
+  it('puts a hotplug VM\'s devices on pcie.0 and adds only the empty root ports on q35, none on pc', () => {
     const q = tree(xml({}, { hotplugSlots: 4 }));
     const ctrls = at(q, 'devices/controller').filter((c) => c.attrs.type === 'pci');
     expect(ctrls[0]!.attrs).toEqual({ type: 'pci', index: '0', model: 'pcie-root' });
-    const s = spec({}, { hotplugSlots: 4 });
-    expect(ctrls.length - 1).toBe(s.disks.length + s.nics.length + 3 + 4);
+    expect(ctrls.slice(1).map((c) => c.attrs.model)).toEqual(Array(4).fill('pcie-root-port'));
+    // Every PCI device and root port has its own slot on bus 0; the agent's controller keeps 0x1e.
+    const addrs = at(q, 'devices/*/address').map((a) => a.attrs);
+    expect(addrs.every((a) => a.bus === '0x00')).toBe(true);
+    const slots = addrs.map((a) => a.slot);
+    expect(new Set(slots).size).toBe(slots.length);
+    expect(slots).not.toContain('0x1e');
+    for (const name of ['disk', 'rng', 'memballoon']) expect(at(q, `devices/${name}/address`).length).toBeGreaterThan(0);
+    expect(guestAgentArgs({ machine: 'q35', hotplugSlots: 4 }, '/a.sock')[3]).toBe('{"driver":"virtio-serial-pci","id":"vmletvser","bus":"pcie.0","addr":"0x1e"}');
     const pc = tree(xml({ 'vmlet.io/machine': 'pc' }, { hotplugSlots: 4 }));
     expect(at(pc, 'devices/controller').filter((c) => c.attrs.type === 'pci')).toHaveLength(0);
   });
