@@ -49,13 +49,14 @@ describe('pod VM spec', () => {
     const spec = podVmSpec(input());
     expect(spec.boot).toMatchObject({ kind: 'kernel', kernel: '/usr/local/lib/vmlet/guest/vmlinux', initrd: '/usr/local/lib/vmlet/guest/initrd.img' });
     expect(spec.boot.kind === 'kernel' && spec.boot.cmdline).toBe('console=ttyS0 quiet ' + netArgs(input().net).join(' '));
-    const xml = renderDomainXml(spec).replace(/>\s+</g, '><');
+    // Device addresses (integrated endpoints on pcie.0) are domain-xml's business: left out here.
+    const xml = renderDomainXml(spec).replace(/>\s+</g, '><').replace(/<address type="pci"[^>]*\/>/g, '');
     expect(xml).toContain(`<filesystem type="mount" accessmode="passthrough"><source dir="/var/lib/vmlet/images/rootfs"/><target dir="${IMAGES_TAG}"/><readonly/></filesystem>`);
     expect(xml).toContain('<filesystem type="mount" accessmode="passthrough"><source dir="/var/lib/vmlet/pods/ab/shared"/><target dir="vmlet-shared"/></filesystem>');
     expect(xml).toContain(`<serial>${SCRATCH_SERIAL}</serial>`);
     expect(xml).toContain(`name&quot;:&quot;${AGENT_PORT}&quot;`);
     expect(xml).not.toContain('org.qemu.guest_agent.0');
-    expect(xml).toContain('<memballoon model="virtio" freePageReporting="on"/>');
+    expect(xml).toContain('<memballoon model="virtio" freePageReporting="on"></memballoon>');
     expect(spec.disks).toEqual([{ path: '/var/lib/vmlet/pods/ab/scratch.img', format: 'raw', bus: 'virtio', target: 'vda', serial: SCRATCH_SERIAL }]);
   });
 
