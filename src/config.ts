@@ -28,6 +28,8 @@ export interface Config {
    * handler is not one of vmlet's goes there, and calls about its ids are forwarded (src/proxy/).
    */
   downstream?: string;
+  /** host:port of the Prometheus /metrics endpoint (docs/metrics.md); '' = off. */
+  metricsAddress: string;
 }
 
 export interface RegistriesConfig {
@@ -53,6 +55,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   logLevel: 'info',
   guestKitDir: '/usr/local/lib/vmlet/guest',
   downstream: undefined,
+  metricsAddress: '',
 });
 
 const HYPERVISORS: readonly Hypervisor[] = ['auto', 'kvm', 'tcg'];
@@ -86,6 +89,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
     VMLET_GUEST_KIT_DIR: 'guestKitDir',
+    VMLET_METRICS_ADDRESS: 'metricsAddress',
   };
   for (const [name, key] of Object.entries(map)) {
     const v = env[name];
@@ -202,6 +206,16 @@ function criEndpoint(v: unknown, key: string): string {
   return v;
 }
 
+/** '' (off) or host:port, [v6]:port, :port (all addresses); the port 1–65535. */
+function metricsAddress(v: unknown, key: string): string {
+  if (v === '' || v === null) return '';
+  const m = typeof v === 'string' ? /^(?:\[[0-9a-fA-F:.]+\]|[^:[\]\s]*):(\d{1,5})$/.exec(v) : null;
+  if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) {
+    throw new ConfigError(`config "${key}" is ${JSON.stringify(v)}; it must be host:port (e.g. 127.0.0.1:9464), or empty for no metrics endpoint`);
+  }
+  return v as string;
+}
+
 export function validate(raw: Record<string, unknown>): Config {
   const cni = (raw.cni ?? {}) as Record<string, unknown>;
   const handlers = strList(raw.handlers, 'handlers');
@@ -219,6 +233,7 @@ export function validate(raw: Record<string, unknown>): Config {
     registries: registries(raw.registries),
     logLevel: oneOf(raw.logLevel, 'logLevel', LOG_LEVELS),
     guestKitDir: absPath(raw.guestKitDir, 'guestKitDir'),
+    metricsAddress: metricsAddress(raw.metricsAddress ?? '', 'metricsAddress'),
     ...(raw.downstream === undefined || raw.downstream === null ? {} : { downstream: criEndpoint(raw.downstream, 'downstream') }),
   };
 }

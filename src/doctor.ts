@@ -13,6 +13,7 @@ import { programVersion, QEMU_IMG, QEMU_SYSTEM, which } from './util/binaries.js
 import { decideAccel, probeHost } from './vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from './vm/libvirt.js';
 import { hasPvhNote, readAt } from './guest/kit.js';
+import { probeMetricsAddress } from './metrics/server.js';
 
 export type Verdict = 'OK' | 'WARN' | 'FAIL';
 
@@ -211,6 +212,16 @@ export async function guestKitCheck(dir: string): Promise<CheckResult> {
   }
 }
 
+/** The metrics endpoint (config metricsAddress): off, served by vmlet now, or free for `vmlet serve`; else FAIL (serve would not start). */
+export async function metricsCheck(address: string): Promise<CheckResult> {
+  const p = await probeMetricsAddress(address);
+  const fix = 'set metricsAddress to a free host:port of this host (e.g. 127.0.0.1:9464), or leave it empty';
+  if (p.state === 'off') return { name: 'metrics', verdict: 'OK', detail: 'off (metricsAddress is empty)' };
+  if (p.state === 'vmlet') return { name: 'metrics', verdict: 'OK', detail: `${p.url} answers: vmlet serves its metrics there` };
+  if (p.state === 'free') return { name: 'metrics', verdict: 'OK', detail: `${address} is free: vmlet serve will listen there` };
+  return { name: 'metrics', verdict: 'FAIL', detail: `${address}: ${p.problem}`, fix };
+}
+
 export async function runChecks(config: Config, log: Logger): Promise<CheckResult[]> {
   return Promise.all([
     ...(config.downstream ? [downstreamCheck(config.downstream)] : []),
@@ -226,6 +237,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     writableCheck('socket-dir', dirname(config.socket)),
     guestKitCheck(config.guestKitDir),
     crictlCheck(config.socket),
+    metricsCheck(config.metricsAddress),
   ]);
 }
 

@@ -4,6 +4,10 @@ import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
+import { observeRpcs } from './cri/rpc.js';
+import { countPodsWith, observeRpc } from './metrics/vmlet.js';
+import { startMetricsServer, type MetricsServer } from './metrics/server.js';
+import { podCounts } from './pod/pod-counts.js';
 import { Runtime } from './runtime/runtime.js';
 import { ImageStore } from './image/store.js';
 import { PodManager } from './pod/manager.js';
@@ -24,15 +28,21 @@ export async function serve(config: Config, configFile: string | undefined, log:
   pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel });
   const podManager = pods;
   pods.reconnectPodVms = () => reconnectPodVms(podManager);
+  observeRpcs(observeRpc);
+  countPodsWith(() => podCounts(podManager));
   let server;
   let streams: StreamServer | undefined;
+  let metrics: MetricsServer | undefined;
   try {
     await images.init();
     await pods.start();
     streams = await StreamServer.start({ log, backend: podStreamBackend(pods) });
+    // Before the CRI socket: an address that cannot be bound stops the start, as a bad socket does.
+    if (config.metricsAddress) metrics = await startMetricsServer(config.metricsAddress, log);
     server = await startCriServer(config.socket, { runtime, images, pods, streams, containerDir: pods.store.root }, log);
   } catch (err) {
-    log.fatal({ socket: config.socket, err: (err as Error).message }, 'cannot serve CRI');
+    log.fatal({ socket: config.socket, metricsAddress: config.metricsAddress || undefined, err: (err as Error).message }, 'cannot serve CRI');
+    await metrics?.close();
     await streams?.close();
     await pods.stop();
     await runtime.stop();
@@ -44,6 +54,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
   });
   log.info({ signal }, 'shutting down: finishing in-flight calls');
   await server.shutdown();
+  await metrics?.close();
   await streams.close();
   await pods.stop();
   await runtime.stop();

@@ -1,5 +1,5 @@
-// ImageService: wire ↔ internal mapping only, one call per RPC. Pull, list and remove are the
-// image store's (image/store.ts); ImageStatus and ImageFsInfo are pod/image-status.ts and
+// ImageService: wire ↔ internal mapping only, one call per RPC. Pull (timed by pod/image-pull.ts),
+// list and remove are the image store's (image/store.ts); ImageStatus and ImageFsInfo are pod/image-status.ts and
 // pod/image-fs-info.ts; docs/design.md ("RPC → file") names the file for every RPC.
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
@@ -14,6 +14,7 @@ import type { FilesystemUsage } from '../gen/runtime/v1/FilesystemUsage.js';
 import type { ImageSpec__Output } from '../gen/runtime/v1/ImageSpec.js';
 import { imageStatus } from '../pod/image-status.js';
 import { imageFsInfo } from '../pod/image-fs-info.js';
+import { pullImage } from '../pod/image-pull.js';
 import { unary, withUnimplemented } from './rpc.js';
 
 /** CRI: `uid` when the config's User is numeric (before any ':group'), `username` otherwise. */
@@ -64,7 +65,7 @@ function wireUsage(u: FsUsage): FilesystemUsage {
 export function imageService(log: Logger, images: ImageStore, containerDir: string, definition: ServiceDefinition): UntypedServiceImplementation {
   const impl: Partial<ImageServiceHandlers> = {
     PullImage: unary(log, 'PullImage', async (req) => {
-      const rec = await images.pull(imageName(req.image, 'image.image'), credentials(req.auth));
+      const rec = await pullImage(images, imageName(req.image, 'image.image'), credentials(req.auth));
       return { image_ref: rec.id };
     }),
 

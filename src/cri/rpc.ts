@@ -1,5 +1,5 @@
 // Wraps every RPC the same way: time it, log one line (method, duration, status code, ids),
-// map errors to a gRPC status. Handlers below this layer just return or throw.
+// tell the metrics (observeRpcs), map errors to a gRPC status. Handlers below this layer just return or throw.
 import {
   status as Status,
   type ServiceDefinition,
@@ -13,17 +13,32 @@ import { VmletError } from '../errors.js';
 import { codeName, isPolled, requestIds } from '../grpc/rpc-log.js';
 import { toServiceError } from './status.js';
 
+/** Hears of every call answered: method, gRPC code name (OK, NOT_FOUND, …), seconds taken. */
+export type RpcObserver = (method: string, code: string, seconds: number) => void;
+
+// Set once by src/serve.ts (metrics live outside cri/, which stays free of them: depcheck).
+let observer: RpcObserver | undefined;
+
+/** Makes every RPC this wrapper answers known to `o` (undefined: to nobody). */
+export function observeRpcs(o: RpcObserver | undefined): void {
+  observer = o;
+}
+
 function logResult(log: Logger, method: string, started: number, req: unknown, err?: unknown): void {
-  const durationMs = Math.round((performance.now() - started) * 1000) / 1000;
+  const elapsedMs = performance.now() - started;
+  const durationMs = Math.round(elapsedMs * 1000) / 1000;
   const fields: Record<string, unknown> = { rpc: method, durationMs, ...requestIds(req) };
   if (!err) {
+    observer?.(method, 'OK', elapsedMs / 1000);
     fields.code = 'OK';
     if (isPolled(method)) log.debug(fields, 'rpc');
     else log.info(fields, 'rpc');
     return;
   }
   const se = toServiceError(err);
-  fields.code = codeName(se.code);
+  const code = codeName(se.code);
+  fields.code = code;
+  observer?.(method, code, elapsedMs / 1000);
   fields.error = se.details;
   if (se.code === Status.INTERNAL || se.code === Status.UNKNOWN) log.error(fields, 'rpc');
   else log.warn(fields, 'rpc');

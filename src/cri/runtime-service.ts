@@ -36,7 +36,20 @@ import { reopenContainerLog } from '../pod/container-reopen-log.js';
 import { containerStats } from '../pod/container-stats.js';
 import { listContainerStats } from '../pod/container-stats-list.js';
 import { containerFilter, NO_MATCH, sandboxFilter, wireContainer, wireContainerStatus, wirePodSandbox, wirePodSandboxStatus } from './pod-wire.js';
-import { containerStatsFilter, sandboxStatsFilter, wireContainerStats, wirePodSandboxStats } from './stats-wire.js';
+import { containerStatsFilter, nsString, sandboxStatsFilter, wireContainerStats, wirePodSandboxStats } from './stats-wire.js';
+import { listPodSandboxMetrics, metricDescriptors, type CriMetric } from '../pod/sandbox-metrics.js';
+import type { Metric } from '../gen/runtime/v1/Metric.js';
+
+/** pod/sandbox-metrics.ts's metric → the wire's (uint64 and int64 as decimal strings). */
+function wireMetric(x: CriMetric): Metric {
+  return {
+    name: x.name,
+    timestamp: nsString(x.atMs),
+    metric_type: x.type === 'counter' ? 'COUNTER' : 'GAUGE',
+    label_values: x.labelValues,
+    value: { value: String(x.value) },
+  };
+}
 
 export function runtimeService(
   log: Logger,
@@ -131,6 +144,18 @@ export function runtimeService(
     PodSandboxStats: unary(log, 'PodSandboxStats', async (req) => ({ stats: wirePodSandboxStats(await podSandboxStats(pods, req.pod_sandbox_id)) })),
     ListPodSandboxStats: unary(log, 'ListPodSandboxStats', async (req) => ({
       stats: (await listPodSandboxStats(pods, sandboxStatsFilter(req.filter))).map(wirePodSandboxStats),
+    })),
+
+    // The kubelet's /metrics/cadvisor for VM pods (PodAndContainerStatsFromCRI): pod/sandbox-metrics.ts.
+    ListMetricDescriptors: unary(log, 'ListMetricDescriptors', async () => ({
+      descriptors: metricDescriptors().map((d) => ({ name: d.name, help: d.help, label_keys: d.labelKeys })),
+    })),
+    ListPodSandboxMetrics: unary(log, 'ListPodSandboxMetrics', async () => ({
+      pod_metrics: (await listPodSandboxMetrics(pods)).map((p) => ({
+        pod_sandbox_id: p.podSandboxId,
+        metrics: p.metrics.map(wireMetric),
+        container_metrics: p.containers.map((c) => ({ container_id: c.containerId, metrics: c.metrics.map(wireMetric) })),
+      })),
     })),
 
     ReopenContainerLog: unary(log, 'ReopenContainerLog', async (req) => {

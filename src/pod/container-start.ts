@@ -5,13 +5,14 @@ import { nowNs } from './records.js';
 import { attachPodTap } from '../net/index.js';
 import { startSandboxed } from './sandboxed-lifecycle.js';
 import { placeQemu, removeCreated, type Placement } from '../vm/pod-cgroup.js';
+import { timedBoot } from '../metrics/vmlet.js';
 
 export async function startContainer(m: PodManager, id: string): Promise<void> {
   const c = m.mustContainer(id);
   await m.lock.run(c.id, async () => {
     if (c.kind === 'sandboxed') return startSandboxed(m, c);
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
-    await m.deps.vm.start(c.domainName);
+    await timedBoot('vm', m.deps.vm.start(c.domainName));
     const net = m.networks.get(c.sandboxId);
     let cgroup: Placement | undefined;
     try {

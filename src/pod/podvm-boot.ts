@@ -18,6 +18,7 @@ import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
 import { PodVm } from './podvm.js';
 import { placeQemu } from '../vm/pod-cgroup.js';
+import { observeBoot } from '../metrics/vmlet.js';
 
 const GiB = 1024 ** 3;
 /** The scratch disk's size (sparse) when vmlet.io/root-disk-size does not say. */
@@ -97,6 +98,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     await agent.setupPod(await podFiles(s, net?.ips[0]?.address));
     await m.store.saveSandbox(s);
     m.log.info({ podSandboxId: s.id, domain: name, kit: kit.version, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, bootMs: Math.round(performance.now() - started) }, 'pod VM ready');
+    observeBoot('sandboxed', (performance.now() - started) / 1000);
     return p;
   } catch (err) {
     m.podVms.get(s.id)?.close();

@@ -7,6 +7,7 @@ import { unavailable } from '../errors.js';
 import { AgentClient, type ExitEvent, type HelloResult } from '../guest/agent-client.js';
 import type { PodVmRecord } from './records.js';
 import { ContainerIo } from './container-io.js';
+import { guestAgentFailed } from '../metrics/vmlet.js';
 
 export interface PodVmHooks {
   log: Logger;
@@ -54,6 +55,7 @@ export class PodVm {
     client.on('close', (err?: Error) => {
       if (this.client === client) this.client = undefined;
       if (!this.closed) log.warn({ err: err?.message }, 'guest agent connection closed; it is made again on next use');
+      if (!this.closed) guestAgentFailed('disconnect');
     });
     const hello = await client.hello();
     await this.hooks.onHello(hello, client);

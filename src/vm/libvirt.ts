@@ -6,6 +6,7 @@
 // plain async API.
 import type { Logger } from '../log.js';
 import { DomainEvents, type LifecycleEvent } from './domain-events.js';
+import { libvirtReconnected } from '../metrics/vmlet.js';
 import {
   AFFECT,
   DOMAIN_STATS,
@@ -96,6 +97,7 @@ export class Libvirt {
   ) {
     this.rpc = new LibvirtRpc({ uri });
     this.events = new DomainEvents(this.rpc, log);
+    this.rpc.onOpen(() => this.rpc.generation > 1 && libvirtReconnected()); // vmlet_libvirt_reconnects_total
   }
 
   /** Opens the connection (once; concurrent callers share the attempt) and learns the daemon's version. */
