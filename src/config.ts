@@ -18,6 +18,11 @@ export interface Config {
   cgroupDriver: CgroupDriverSetting;
   /** TCG only: each VM's translation cache in MiB (libvirt's <tb-cache>); 0 leaves QEMU's default (1 GiB). */
   tcgTbCacheMiB: number;
+  /**
+   * Largest image vmlet pulls, in GiB: its uncompressed layers, and its files once kept or
+   * unpacked with every hard link counted at its target's size (also the largest single file).
+   */
+  imageMaxGiB: number;
   cni: { confDir: string; binDirs: string[] };
   registries: RegistriesConfig;
   logLevel: LogLevel;
@@ -50,6 +55,10 @@ export const defaults: Readonly<Config> = Object.freeze({
   hypervisor: 'auto',
   cgroupDriver: 'auto',
   tcgTbCacheMiB: 128, // vm/spec.ts TCG_TB_CACHE_MIB; measured in docs/pod-cgroup.md
+  // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
+  // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's
+  // image filesystem, so one hostile image (gzip bomb, hard links) costs at most this much.
+  imageMaxGiB: 32,
   cni: { confDir: '/etc/cni/net.d', binDirs: ['/opt/cni/bin', '/usr/lib/cni'] },
   registries: { insecure: [], mirrors: {} },
   logLevel: 'info',
@@ -86,6 +95,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_HYPERVISOR: 'hypervisor',
     VMLET_CGROUP_DRIVER: 'cgroupDriver',
     VMLET_TCG_TB_CACHE_MIB: 'tcgTbCacheMiB',
+    VMLET_IMAGE_MAX_GIB: 'imageMaxGiB',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
     VMLET_GUEST_KIT_DIR: 'guestKitDir',
@@ -192,6 +202,12 @@ function mib(v: unknown, key: string, max: number): number {
   return n;
 }
 
+function gib(v: unknown, key: string, max: number): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) throw new ConfigError(`config "${key}" is ${JSON.stringify(v)}; it must be a whole number of GiB from 1 to ${max}`);
+  return n;
+}
+
 function absPath(v: unknown, key: string): string {
   const s = str(v, key);
   if (!s.startsWith('/')) throw new ConfigError(`config "${key}" is ${JSON.stringify(s)}; it must be an absolute path`);
@@ -229,6 +245,7 @@ export function validate(raw: Record<string, unknown>): Config {
     hypervisor: oneOf(raw.hypervisor, 'hypervisor', HYPERVISORS),
     cgroupDriver: oneOf(raw.cgroupDriver, 'cgroupDriver', CGROUP_DRIVERS),
     tcgTbCacheMiB: mib(raw.tcgTbCacheMiB, 'tcgTbCacheMiB', 4096),
+    imageMaxGiB: gib(raw.imageMaxGiB, 'imageMaxGiB', 1024),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
     registries: registries(raw.registries),
     logLevel: oneOf(raw.logLevel, 'logLevel', LOG_LEVELS),

@@ -9,7 +9,7 @@ import { countPodsWith, observeRpc } from './metrics/vmlet.js';
 import { startMetricsServer, type MetricsServer } from './metrics/server.js';
 import { podCounts } from './pod/pod-counts.js';
 import { Runtime } from './runtime/runtime.js';
-import { ImageStore } from './image/store.js';
+import { ImageStore, imageLimitsOf } from './image/store.js';
 import { PodManager } from './pod/manager.js';
 import { LibvirtDriver } from './vm/libvirt-driver.js';
 import { podStreamBackend } from './pod/streams.js';
@@ -24,6 +24,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
   let pods: PodManager | undefined;
   const images = new ImageStore(join(config.stateDir, 'images'), config.registries, log, {
     inUse: (id) => pods?.imageInUse(id) ?? false,
+    ...imageLimitsOf(config),
   });
   pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel });
   const podManager = pods;

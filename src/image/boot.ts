@@ -7,7 +7,7 @@ import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { VmletError } from '../errors.js';
 import type { BootInfo } from './image-index.js';
-import { qemuImgInfo } from './qemu-img.js';
+import { probeDisk, qemuImgInfo, type DiskInfo } from './qemu-img.js';
 import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from './layer-scan.js';
 import { LABEL, parseImageLabels } from '../vm/image-labels.js';
 
@@ -43,14 +43,7 @@ export async function prepareBoot(
     }
     if (scan.diskFiles.length === 1) {
       const src = scan.files.get(scan.diskFiles[0]!)!;
-      const info = await qemuImgInfo(src);
-      if (info.format !== 'qcow2' && info.format !== 'raw') {
-        throw new VmletError('invalid-argument', `containerDisk ${scan.diskFiles[0]} in ${imageId} is ${info.format}; qcow2 or raw is allowed`);
-      }
-      // A backing or data file in an image from a registry would let a guest read host files.
-      if (info.backingFile || info.dataFile) {
-        throw new VmletError('invalid-argument', `containerDisk ${scan.diskFiles[0]} in ${imageId} refers to ${info.backingFile ?? info.dataFile}; a containerDisk must be self-contained`);
-      }
+      const info = await inspectContainerDisk(src, `${scan.diskFiles[0]} in ${imageId}`);
       await mkdir(paths.disks, { recursive: true });
       const dest = join(paths.disks, `${hex}.${info.format}`);
       await chmod(src, 0o444);
@@ -80,6 +73,24 @@ export async function prepareBoot(
   } finally {
     for (const tmp of scan.files.values()) await rm(tmp, { force: true });
   }
+}
+
+/**
+ * The format and size of a containerDisk, refusing what vmlet does not boot: formats other than
+ * qcow2 and raw, and a qcow2 naming a backing or external data file (a json: or host path there
+ * would let the guest read host files). The header is read by vmlet before qemu-img opens the
+ * file; qemu-img's answer is checked again. `name` says which disk in which image.
+ */
+export async function inspectContainerDisk(path: string, name: string): Promise<DiskInfo & { format: 'qcow2' | 'raw' }> {
+  const refuseExternal = (file: string) =>
+    new VmletError('invalid-argument', `containerDisk ${name} refers to ${file}; a containerDisk must be self-contained (no backing or data file)`);
+  const probe = await probeDisk(path);
+  if (probe.format !== 'qcow2' && probe.format !== 'raw') throw new VmletError('invalid-argument', `containerDisk ${name} is ${probe.format}; qcow2 or raw is allowed`);
+  const external = probe.backingFile ?? probe.dataFile;
+  if (external !== undefined) throw refuseExternal(external);
+  const info = await qemuImgInfo(path, probe.format);
+  if (info.backingFile || info.dataFile) throw refuseExternal((info.backingFile ?? info.dataFile)!);
+  return { ...info, format: probe.format };
 }
 
 function resolve(path: string, scan: { files: Map<string, string>; symlinks: Map<string, string> }): string | undefined {

@@ -3,7 +3,7 @@
 // Nothing is ever written to an entry's own path: wanted files go to temp files named by us, so
 // a hostile layer cannot write outside the store. Hostile layers still get a clear error:
 // '..' in paths or hard-link targets, entries reached through a symlink, device nodes, and
-// entry or image sizes past the limits.
+// entry or image sizes past the limits (a kept hard link is a copy and is charged as one).
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -29,7 +29,10 @@ export interface LayerRef {
 export interface ScanLimits {
   /** Largest single file an image may carry. */
   maxEntryBytes: number;
-  /** Largest total of uncompressed layer bytes read for one image (gzip bombs). */
+  /**
+   * Largest total of uncompressed layer bytes read for one image (gzip bombs), and of the bytes
+   * its files (hard links counted at their target's size) take once kept or unpacked.
+   */
   maxImageBytes: number;
   /** Bytes that may still be written to the store's filesystem. */
   writableBytes: number;
@@ -96,6 +99,8 @@ function zstdStream(): Transform {
 export async function scanLayers(layers: LayerRef[], wanted: (path: string) => boolean, tmpDir: string, limits: ScanLimits): Promise<ScanResult> {
   const files = new Map<string, string>();
   const symlinks = new Map<string, string>();
+  /** Temp file → its size, so a hard link to it is charged what its copy writes. */
+  const sizes = new Map<string, number>();
   const dirsOfSymlinks = (p: string): string | undefined => {
     const parts = p.split('/');
     for (let i = 1; i < parts.length; i++) {
@@ -170,14 +175,21 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
         } else if (entry.type === 'Link' && wanted(path)) {
           const src = files.get(normalizeEntryPath(entry.linkpath ?? '', bad));
           if (src) {
+            // A kept link is a copy: its bytes are written like a file's (five links to a 1 MiB
+            // file write 6 MiB), so they count against the same limits.
+            written += sizes.get(src) ?? 0;
+            if (written > limits.writableBytes) throw bad(`needs more than the ${limits.writableBytes} bytes free in the image store (hard link ${JSON.stringify(entry.path)} counts as a copy)`);
+            if (written > limits.maxImageBytes) throw bad(`kept files total more than ${limits.maxImageBytes} bytes (hard link ${JSON.stringify(entry.path)} counts as a copy)`);
             const tmp = join(tmpDir, `scan-${randomBytes(6).toString('hex')}`);
             copies.push([src, tmp]);
+            sizes.set(tmp, sizes.get(src) ?? 0);
             files.set(path, tmp);
           }
         } else if ((entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile') && wanted(path)) {
           written += entry.size;
           if (written > limits.writableBytes) throw bad(`needs more than the ${limits.writableBytes} bytes free in the image store`);
           const tmp = join(tmpDir, `scan-${randomBytes(6).toString('hex')}`);
+          sizes.set(tmp, entry.size);
           const ws = createWriteStream(tmp, { mode: 0o600 });
           writes.push(
             new Promise<void>((resolve, reject) => {

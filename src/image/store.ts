@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RegistriesConfig } from '../config.js';
+import { defaults as configDefaults, type RegistriesConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
 import { mountPointOf, treeUsage } from '../util/fs-usage.js';
@@ -34,11 +34,19 @@ export interface FsUsage {
 export interface ImageStoreOptions {
   /** Tells whether a container uses the image (RemoveImage refuses then). */
   inUse?: (imageId: string) => boolean;
+  /** Largest single file; default maxImageBytes (no file is larger than its image). */
   maxEntryBytes?: number;
+  /** Largest image (ScanLimits.maxImageBytes); default the config's imageMaxGiB default. */
   maxImageBytes?: number;
 }
 
-const TiB = 1024 ** 4;
+const GiB = 1024 ** 3;
+
+/** The ImageStoreOptions limits a config asks for (serve.ts passes them). */
+export function imageLimitsOf(config: { imageMaxGiB: number }): Pick<ImageStoreOptions, 'maxImageBytes'> {
+  return { maxImageBytes: config.imageMaxGiB * GiB };
+}
+
 /** Free space kept back so a big image cannot fill the filesystem vmlet's state lives on. */
 const RESERVE_BYTES = 512 * 1024 ** 2;
 
@@ -73,9 +81,11 @@ export class ImageStore {
     await this.index.load();
   }
 
-  private async limits(): Promise<ScanLimits> {
+  /** The limits a pull or an unpack runs under. */
+  async limits(): Promise<ScanLimits> {
     const free = await this.freeBytes();
-    return { maxEntryBytes: this.opts.maxEntryBytes ?? TiB, maxImageBytes: this.opts.maxImageBytes ?? 4 * TiB, writableBytes: Math.max(0, free - RESERVE_BYTES) };
+    const maxImageBytes = this.opts.maxImageBytes ?? configDefaults.imageMaxGiB * GiB;
+    return { maxEntryBytes: this.opts.maxEntryBytes ?? maxImageBytes, maxImageBytes, writableBytes: Math.max(0, free - RESERVE_BYTES) };
   }
 
   /**

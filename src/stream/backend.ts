@@ -23,7 +23,7 @@ export interface AttachStreamRequest {
   stderr: boolean;
 }
 
-/** The CRI PortForwardRequest; the client's `?port=` query wins when present (as in the kubelet). */
+/** The CRI PortForwardRequest: the only ports a session reaches (a `?port=` may pick among them; server.ts). */
 export interface PortForwardStreamRequest {
   podSandboxId: string;
   ports: number[];

@@ -7,6 +7,10 @@
 // handed to spdy-server.ts after the same token checks, and so is a port-forward WebSocket
 // asking for `SPDY/3.1+portforward.k8s.io` (SPDY frames inside binary messages: what crictl and
 // kubectl send for port-forward over WebSocket).
+// Port-forward reaches only the ports of the CRI PortForward request: a `?port=` (or a SPDY
+// stream's port header) may pick among them, never add one. A request with no port (what the
+// kubelet sends for a SPDY client, which names ports per stream) lets SPDY streams name any port,
+// as the kubelet does; over channel-framed WebSocket the kubelet always fills the request's ports.
 import { VmletError } from '../errors.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -48,6 +52,30 @@ type Registered = ExecStreamRequest | AttachStreamRequest | PortForwardStreamReq
 
 const PATH = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]{43})\/?$/;
 const MAX_MESSAGE = 16 * 1024 * 1024;
+
+/**
+ * The ports a port-forward session forwards: the CRI request's, or those of `?port=` when they
+ * are all among them (the client then chooses their order, i.e. its channels). A string is why not.
+ */
+export function sessionPorts(requested: readonly number[], query: readonly number[]): number[] | string {
+  const extra = query.find((p) => requested.length > 0 && !requested.includes(p));
+  if (extra !== undefined) return `port ${extra} was not part of the PortForward request (ports ${requested.join(', ')})`;
+  if (requested.length === 0) return 'the PortForward request named no port';
+  return query.length ? [...query] : [...requested];
+}
+
+/** Refusal for a `?port=` outside the request (SPDY names its ports per stream: only a check). */
+function queryPortsRefused(requested: readonly number[], query: URLSearchParams): string | undefined {
+  if (!query.getAll('port').length) return undefined;
+  let ports: number[];
+  try {
+    ports = parsePorts(query.getAll('port'));
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const r = sessionPorts(requested, ports);
+  return typeof r === 'string' && requested.length > 0 ? r : undefined;
+}
 
 /** A plain HTTP answer on a socket whose upgrade is refused. */
 function refuse(socket: Duplex, code: number, reason: string, message: string): void {
@@ -208,19 +236,21 @@ export class StreamServer {
     }
     let ports: number[] = [];
     if (kind === 'portforward') {
+      let asked: number[];
       try {
-        ports = parsePorts(query.getAll('port'));
+        asked = parsePorts(query.getAll('port'));
       } catch (err) {
         return refuse(socket, 400, 'Bad Request', (err as Error).message);
       }
+      const r = sessionPorts((this.tokens.peek(kind, token) as PortForwardStreamRequest).ports, asked);
+      if (typeof r === 'string') {
+        log.warn({ kind, why: r }, 'port-forward refused');
+        return refuse(socket, 400, 'Bad Request', r);
+      }
+      ports = r;
     }
     const request = this.tokens.consume(kind, token);
     if (request === undefined) return refuse(socket, 404, 'Not Found', 'unknown or expired streaming URL');
-    if (kind === 'portforward') {
-      const pf = request as PortForwardStreamRequest;
-      if (ports.length === 0) ports = pf.ports;
-      if (ports.length === 0) return refuse(socket, 400, 'Bad Request', 'no port to forward: give ?port=N');
-    }
     if (protocol) this.chosen.set(req, protocol);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.sessions.add(ws);
@@ -232,15 +262,10 @@ export class StreamServer {
     });
   }
 
-  /** Port-forward over SPDY inside WebSocket binary messages; ports come from the stream headers, as over plain SPDY. */
+  /** Port-forward over SPDY inside WebSocket binary messages; ports come from the stream headers (among the request's), as over plain SPDY. */
   private onSpdyTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, token: string, query: URLSearchParams): void {
-    if (query.getAll('port').length) {
-      try {
-        parsePorts(query.getAll('port'));
-      } catch (err) {
-        return refuse(socket, 400, 'Bad Request', (err as Error).message);
-      }
-    }
+    const refused = queryPortsRefused((this.tokens.peek('portforward', token) as PortForwardStreamRequest).ports, query);
+    if (refused) return refuse(socket, 400, 'Bad Request', refused);
     const request = this.tokens.consume('portforward', token);
     if (request === undefined) return refuse(socket, 404, 'Not Found', 'unknown or expired streaming URL');
     // ws refuses a subprotocol with '/' (not an RFC 6455 token; gorilla/websocket, which client-go
@@ -255,7 +280,8 @@ export class StreamServer {
       const conn = new SpdyConnection(createWebSocketStream(ws));
       this.spdySessions.add(conn);
       conn.on('close', () => this.spdySessions.delete(conn));
-      runSpdyPortForward(conn, request as PortForwardStreamRequest, undefined, this.opts.backend, log);
+      const pf = request as PortForwardStreamRequest;
+      runSpdyPortForward(conn, pf, pf.ports, this.opts.backend, log);
     });
   }
 
@@ -266,12 +292,9 @@ export class StreamServer {
       const want = kind === 'portforward' ? [SPDY_PORTFORWARD_PROTOCOL] : SPDY_REMOTECOMMAND_PROTOCOLS;
       return refuse(socket, 400, 'Bad Request', `unsupported X-Stream-Protocol-Version ${JSON.stringify(offered)}; supported: ${want.join(', ')}`);
     }
-    if (kind === 'portforward' && query.getAll('port').length) {
-      try {
-        parsePorts(query.getAll('port'));
-      } catch (err) {
-        return refuse(socket, 400, 'Bad Request', (err as Error).message);
-      }
+    if (kind === 'portforward') {
+      const refused = queryPortsRefused((this.tokens.peek(kind, token) as PortForwardStreamRequest).ports, query);
+      if (refused) return refuse(socket, 400, 'Bad Request', refused);
     }
     const request = this.tokens.consume(kind, token);
     if (request === undefined) return refuse(socket, 404, 'Not Found', 'unknown or expired streaming URL');
@@ -280,8 +303,9 @@ export class StreamServer {
     this.spdySessions.add(conn);
     conn.on('close', () => this.spdySessions.delete(conn));
     if (kind === 'portforward') {
-      // Like the kubelet, every port the client names in its stream headers is forwarded.
-      runSpdyPortForward(conn, request as PortForwardStreamRequest, undefined, this.opts.backend, log);
+      // The ports of the request; with none (the kubelet's SPDY case), any the streams name.
+      const pf = request as PortForwardStreamRequest;
+      runSpdyPortForward(conn, pf, pf.ports, this.opts.backend, log);
     } else {
       runSpdyRemoteCommand(conn, protocol, kind, request as ExecStreamRequest | AttachStreamRequest, this.opts.backend, log);
     }

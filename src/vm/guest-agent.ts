@@ -17,12 +17,15 @@
 //    closed, and the next request reconnects and resynchronises.
 // The connection is closed after a while without requests, so it does not hold QEMU's only client
 // slot (or vmlet's event loop) forever.
+// The guest is not trusted: a reply longer than MAX_AGENT_FRAME_BYTES is dropped as it streams
+// in (the request waiting for it fails, the connection is closed and resynchronised on the next
+// request), and replies nobody asked for are not kept.
 import { mkdir } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { VmletError, failedPrecondition } from '../errors.js';
-import { AgentFrameParser, type AgentFrame } from './guest-agent-frames.js';
+import { AgentFrameParser, MAX_AGENT_FRAME_BYTES, type AgentFrame } from './guest-agent-frames.js';
 import type { Logger } from '../log.js';
 
 /** Longest unix socket path: sun_path is 108 bytes including the terminating NUL. */
@@ -73,6 +76,9 @@ export class GuestAgentError extends VmletError {
   }
 }
 
+/** Process-wide counts of hostile or broken agent output (for figures and tests). */
+export const guestAgentCounters = { oversizedReplies: 0 };
+
 export interface GuestAgentOptions {
   /** Giving up on connect() (ms). A unix connect either succeeds or fails at once; this is a backstop. */
   connectTimeoutMs?: number;
@@ -80,13 +86,15 @@ export interface GuestAgentOptions {
   replyTimeoutMs?: number;
   /** Close the connection after this long without requests (ms). */
   idleMs?: number;
+  /** Largest reply kept (bytes); default MAX_AGENT_FRAME_BYTES. */
+  maxReplyBytes?: number;
   log?: Logger;
 }
 
 /** One VM's agent: a lazily (re)opened connection and a queue of requests. */
 export class GuestAgent {
   private sock: Socket | undefined;
-  private parser = new AgentFrameParser();
+  private parser: AgentFrameParser;
   /** Frames read but not yet asked for, and the one reader waiting for the next frame. */
   private inbox: AgentFrame[] = [];
   private reader: { resolve(f: AgentFrame): void; reject(e: Error): void } | undefined;
@@ -99,6 +107,9 @@ export class GuestAgent {
   private readonly connectTimeoutMs: number;
   private readonly replyTimeoutMs: number;
   private readonly idleMs: number;
+  private readonly maxReplyBytes: number;
+  /** Replies of this agent dropped for being longer than the cap. */
+  oversizedReplies = 0;
   /** Called when the agent is idle and disconnected (the pool forgets it). */
   onIdleClose: (() => void) | undefined;
 
@@ -109,6 +120,8 @@ export class GuestAgent {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 2000;
     this.replyTimeoutMs = opts.replyTimeoutMs ?? 5000;
     this.idleMs = opts.idleMs ?? 30_000;
+    this.maxReplyBytes = opts.maxReplyBytes ?? MAX_AGENT_FRAME_BYTES;
+    this.parser = new AgentFrameParser(this.maxReplyBytes);
   }
 
   /** Sends one command and returns its `return` value; queued behind earlier requests. */
@@ -187,7 +200,7 @@ export class GuestAgent {
     });
     this.sock = sock;
     this.inbox = [];
-    this.parser = new AgentFrameParser();
+    this.parser = new AgentFrameParser(this.maxReplyBytes);
     this.parser.expectDelimiter();
     sock.on('data', (chunk: Buffer) => this.onData(sock, chunk));
     sock.on('error', (err) => this.opts.log?.debug({ socket: this.socketPath, err: err.message }, 'guest-agent connection error'));
@@ -252,6 +265,23 @@ export class GuestAgent {
     for (const f of this.parser.push(chunk)) {
       if (f.kind === 'garbage') {
         this.opts.log?.debug({ socket: this.socketPath, text: f.text.slice(0, 200) }, 'guest-agent: unparsable bytes dropped');
+        continue;
+      }
+      if (f.kind === 'oversized') {
+        // The rest of that reply may never end: stop reading it here; the next request resyncs.
+        this.oversizedReplies++;
+        guestAgentCounters.oversizedReplies++;
+        this.opts.log?.warn(
+          { socket: this.socketPath, limitBytes: f.limit, oversizedReplies: this.oversizedReplies },
+          'guest-agent: reply longer than the limit dropped, connection closed',
+        );
+        const err = failedPrecondition(`qemu-guest-agent on ${this.socketPath} sent a reply longer than ${f.limit} bytes (the most vmlet reads); it was dropped`);
+        this.failed(err);
+        this.drop(err);
+        return;
+      }
+      if (this.pending === 0) {
+        this.opts.log?.debug({ socket: this.socketPath }, 'guest-agent: reply nobody asked for dropped');
         continue;
       }
       const r = this.reader;

@@ -1,7 +1,24 @@
 // A command in the guest through qemu-ga's guest-exec: start, poll its status, collect output,
 // and kill it through the agent when the caller's deadline passes.
-import { deadlineExceeded } from '../errors.js';
+import { deadlineExceeded, invalidArgument } from '../errors.js';
 import type { GuestAgent } from './guest-agent.js';
+
+/** qemu-ga keeps at most this much of each output stream (GUEST_EXEC_MAX_OUTPUT). */
+export const GUEST_EXEC_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Most stdin vmlet hands to guest-exec. qemu-ga takes it whole, base64 in the request, so vmlet
+ * holds all of it (and its base64) in memory: 16 MiB, as much as the agent keeps of each output
+ * stream, is 21.4 MiB of base64, well under QEMU's 64 MiB JSON token limit.
+ */
+export const GUEST_EXEC_MAX_INPUT_BYTES = 16 * 1024 * 1024;
+
+/** The error for stdin past GUEST_EXEC_MAX_INPUT_BYTES (streams raise it before reading more). */
+export function execInputTooLarge(limit = GUEST_EXEC_MAX_INPUT_BYTES): Error {
+  return invalidArgument(
+    `exec stdin is larger than ${limit / 1024 / 1024} MiB (${limit} bytes), the most vmlet passes to a VM's qemu-guest-agent, which takes stdin whole`,
+  );
+}
 
 export interface GuestExecRequest {
   /** argv[0]; the agent searches its PATH when it has no slash. */
@@ -20,7 +37,7 @@ export interface GuestExecResult {
   /** The exit status, or 128 + signal when a signal ended the command (a shell's convention). */
   exitCode: number;
   signal?: number;
-  /** The agent keeps at most 16 MiB of each stream. */
+  /** The agent keeps at most GUEST_EXEC_MAX_OUTPUT_BYTES of each stream. */
   truncated: boolean;
 }
 
@@ -44,6 +61,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * guest-exec, best effort, and collects both statuses so the agent frees its records.
  */
 export async function guestExec(agent: GuestAgent, req: GuestExecRequest, opts: { timeoutMs?: number } = {}): Promise<GuestExecResult> {
+  if (req.input && req.input.length > GUEST_EXEC_MAX_INPUT_BYTES) throw execInputTooLarge();
   const started = Date.now();
   const { pid } = await agent.request<{ pid: number }>('guest-exec', {
     path: req.path,

@@ -259,7 +259,7 @@ describe('port-forward (v4.channel.k8s.io)', () => {
   it('forwards several ports in one session, each opened by its port prefix', async () => {
     const p1 = await echoServer('one:');
     const p2 = await echoServer('two:');
-    const url = server.registerPortForward({ podSandboxId: 'p1', ports: [p1] });
+    const url = server.registerPortForward({ podSandboxId: 'p1', ports: [p1, p2] });
     const c = await Client.open(`${url}?port=${p1}&port=${p2}`, ['v4.channel.k8s.io']);
     expect(c.ws.protocol).toBe('v4.channel.k8s.io');
     const le = (p: number) => Buffer.from([p & 0xff, p >> 8]);
@@ -275,6 +275,51 @@ describe('port-forward (v4.channel.k8s.io)', () => {
     await c.waitText(0, 'one:a');
     await c.waitText(2, 'two:b');
     c.ws.close();
+  });
+
+  it('reaches only the ports of the CRI request: a ?port= outside them is refused, one among them picks', async () => {
+    let reached = 0;
+    const other = createServer((sock) => {
+      reached++;
+      sock.destroy();
+    });
+    tcpServers.push(other);
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
+    const otherPort = (other.address() as { port: number }).port;
+    const p1 = await echoServer('one:');
+    const p2 = await echoServer('two:');
+    const url = server.registerPortForward({ podSandboxId: 'p1', ports: [p1, p2] });
+    await expect(Client.open(`${url}?port=${otherPort}`, ['v4.channel.k8s.io'])).rejects.toThrow('HTTP 400');
+    await expect(Client.open(`${url}?port=${p2}&port=${otherPort}`, ['v4.channel.k8s.io'])).rejects.toThrow('HTTP 400');
+    expect(reached).toBe(0);
+    // The refusal did not use the token up: the same URL still forwards the request's own ports.
+    const c = await Client.open(`${url}?port=${p2}`, ['v4.channel.k8s.io']);
+    await waitFor('port prefixes', () => c.frames.length >= 2);
+    c.send(0, 'b');
+    await c.waitText(0, 'two:b');
+    c.ws.close();
+    // A request with no port forwards nothing, whatever the query says.
+    await expect(Client.open(`${server.registerPortForward({ podSandboxId: 'p1', ports: [] })}?port=${otherPort}`, ['v4.channel.k8s.io'])).rejects.toThrow('HTTP 400');
+    expect(reached).toBe(0);
+  });
+
+  it('says why a ?port= is refused', async () => {
+    const url = server.registerPortForward({ podSandboxId: 'p1', ports: [8080] });
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = request(`${url}?port=22`, { headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Protocol': 'v4.channel.k8s.io' } });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve(`${res.statusCode} ${text.trim()}`));
+      });
+      req.on('upgrade', (res, sock) => {
+        sock.destroy();
+        resolve(`${res.statusCode} (upgraded)`);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(body).toBe('400 port 22 was not part of the PortForward request (ports 8080)');
   });
 
   it('uses the request ports without ?port=, and reports a refused connection on the error channel', async () => {

@@ -348,7 +348,7 @@ describe('port-forward over SPDY/3.1 (portforward.k8s.io)', () => {
   it('pipes each data stream to its own TCP connection, both ways, several at once', async () => {
     const p1 = await echoServer('one:');
     const p2 = await echoServer('two:');
-    const c = await SpdyClient.open(server.registerPortForward({ podSandboxId: 'p1', ports: [p1] }), ['portforward.k8s.io']);
+    const c = await SpdyClient.open(server.registerPortForward({ podSandboxId: 'p1', ports: [p1, p2] }), ['portforward.k8s.io']);
     expect(c.protocol).toBe('portforward.k8s.io');
     const open = async (port: number, requestId: string) => {
       const error = await c.create({ streamtype: 'error', port: String(port), requestid: requestId });
@@ -387,6 +387,27 @@ describe('port-forward over SPDY/3.1 (portforward.k8s.io)', () => {
     await waitFor('error text', () => error.fin && data.fin);
     expect(c.text(error)).toMatch(new RegExp(`error forwarding port ${port} to pod p1: connecting to 127.0.0.1:${port}: .*ECONNREFUSED`));
     c.close();
+  });
+
+  it('reaches only the ports of the CRI request (any, when it names none, as the kubelet asks for SPDY)', async () => {
+    const p1 = await echoServer('one:');
+    const p2 = await echoServer('two:');
+    const url = server.registerPortForward({ podSandboxId: 'p1', ports: [p1] });
+    await expect(SpdyClient.open(`${url}?port=${p2}`, ['portforward.k8s.io'])).rejects.toThrow('HTTP 400');
+    const c = await SpdyClient.open(url, ['portforward.k8s.io']);
+    const error = await c.create({ streamtype: 'error', port: String(p2), requestid: '0' });
+    const data = await c.create({ streamtype: 'data', port: String(p2), requestid: '0' });
+    await c.write(data, 'x');
+    await waitFor('error text', () => error.fin && data.fin);
+    expect(c.text(error)).toBe(`port ${p2} was not part of the port-forward request`);
+    expect(c.text(data)).toBe('');
+    c.close();
+    const any = await SpdyClient.open(server.registerPortForward({ podSandboxId: 'p1', ports: [] }), ['portforward.k8s.io']);
+    await any.create({ streamtype: 'error', port: String(p2), requestid: '0' });
+    const d2 = await any.create({ streamtype: 'data', port: String(p2), requestid: '0' });
+    await any.write(d2, 'y');
+    await any.waitText(d2, 'two:y');
+    any.close();
   });
 
   it('resets streams without a valid port header', async () => {

@@ -6,7 +6,10 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Header, type HeaderData } from 'tar';
+import { pino } from 'pino';
 import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from '../../src/image/layer-scan.js';
+import { ImageStore, imageLimitsOf } from '../../src/image/store.js';
+import { defaults } from '../../src/config.js';
 import { tempDir } from '../helpers/vmlet.js';
 
 type Entry = HeaderData & { body?: string };
@@ -109,5 +112,33 @@ describe('layer scan', () => {
     const big = layer(dir, [{ path: 'disk/d.img', body: 'x'.repeat(2000) }]);
     await expect(scanLayers([big], wantAll, tempDir(), { ...LIMITS, writableBytes: 1000 })).rejects.toThrow(/bytes free in the image store/);
     await expect(scanLayers([{ ...big, diffId: 'sha256:' + '0'.repeat(64) }], wantAll, tempDir(), LIMITS)).rejects.toThrow(/does not match the config's diff_id/);
+  });
+
+  it('charges kept hard links as the copies they are: a 1 MiB file and 5 links do not pass a 1.5 MiB cap', async () => {
+    const MiB = 1024 * 1024;
+    const dir = tempDir('vmlet-scan-');
+    const links: Entry[] = [1, 2, 3, 4, 5].map((i) => ({ path: `boot/link${i}`, type: 'Link', linkpath: 'boot/vmlinuz' }));
+    const l = layer(dir, [{ path: 'boot/vmlinuz', body: 'k'.repeat(MiB) }, ...links]);
+    const tmp = tempDir('vmlet-scan-tmp-');
+    await expect(scanLayers([l], wantAll, tmp, { ...LIMITS, writableBytes: 1.5 * MiB })).rejects.toThrow(
+      /needs more than the 1572864 bytes free in the image store \(hard link "boot\/link1" counts as a copy\)/,
+    );
+    expect(readdirSync(tmp)).toEqual([]);
+    // Under the image cap too, which bounds what is kept whatever the free space.
+    await expect(scanLayers([l], wantAll, tempDir(), { ...LIMITS, maxImageBytes: 3 * MiB })).rejects.toThrow(/kept files total more than 3145728 bytes \(hard link "boot\/link3" counts as a copy\)/);
+    // With room for all six copies, each is whole.
+    const r = await scanLayers([l], wantAll, tempDir(), { ...LIMITS, writableBytes: 6 * MiB });
+    expect(readFileSync(r.files.get('boot/link5')!, 'utf8')).toHaveLength(MiB);
+  });
+
+  it('has limits by default: the image cap (and so the largest file) is the config\'s imageMaxGiB, 32 GiB', async () => {
+    const GiB = 1024 ** 3;
+    expect(defaults.imageMaxGiB).toBe(32);
+    const store = new ImageStore(tempDir('vmlet-store-'), { insecure: [], mirrors: {} }, pino({ level: 'silent' }));
+    await store.init();
+    expect(await store.limits()).toMatchObject({ maxImageBytes: 32 * GiB, maxEntryBytes: 32 * GiB });
+    const small = new ImageStore(tempDir('vmlet-store-'), { insecure: [], mirrors: {} }, pino({ level: 'silent' }), imageLimitsOf({ imageMaxGiB: 2 }));
+    await small.init();
+    expect(await small.limits()).toMatchObject({ maxImageBytes: 2 * GiB, maxEntryBytes: 2 * GiB });
   });
 });
