@@ -32,6 +32,7 @@ import { listContainers } from '../pod/container-list.js';
 import { execContainer, execSync } from '../pod/container-exec.js';
 import { attachContainer } from '../pod/container-attach.js';
 import { updateContainerResources } from '../pod/container-update.js';
+import { updatePodSandboxResources } from '../pod/sandbox-update-resources.js';
 import { reopenContainerLog } from '../pod/container-reopen-log.js';
 import { containerStats } from '../pod/container-stats.js';
 import { listContainerStats } from '../pod/container-stats-list.js';
@@ -128,6 +129,11 @@ export function runtimeService(
 
     UpdateContainerResources: unary(log, 'UpdateContainerResources', async (req) => {
       await updateContainerResources(pods, req.container_id, req.linux);
+      return {};
+    }),
+
+    UpdatePodSandboxResources: unary(log, 'UpdatePodSandboxResources', async (req) => {
+      await updatePodSandboxResources(pods, req.pod_sandbox_id, req.overhead, req.resources);
       return {};
     }),
 

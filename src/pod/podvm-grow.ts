@@ -27,13 +27,17 @@ export function podDemand(resources: Iterable<LinuxContainerResources | null | u
 
 /**
  * Call before a container with `resources` joins the pod, or before container `replacing` takes
- * new `resources` (caller holds the sandbox's lock).
+ * new `resources`, or with neither when the pod's own resources changed (caller holds the
+ * sandbox's lock).
  */
 export async function growPodVm(m: PodManager, s: SandboxRecord, p: PodVm, resources: LinuxContainerResources | null | undefined, replacing?: string): Promise<void> {
   const rec = s.podVm;
   if (!rec) return;
   const live = m.containersOf(s.id).filter((c) => c.kind === 'sandboxed' && c.state !== 'exited' && c.id !== replacing);
-  const demand = podDemand([resources, ...live.map((c) => c.resources ?? c.config.linux?.resources)]);
+  const sum = podDemand([resources, ...live.map((c) => c.resources ?? c.config.linux?.resources)]);
+  // The pod's own resources (the kubelet's, updated by UpdatePodSandboxResources) are a floor.
+  const pod = podDemand([s.config.linux?.resources]);
+  const demand = { memoryBytes: Math.max(sum.memoryBytes, pod.memoryBytes), cpus: Math.max(sum.cpus, pod.cpus) };
 
   if (rec.memoryMiB && rec.maxMemoryMiB && rec.maxMemoryMiB > rec.memoryMiB) {
     const want = POD_VM_BASE_MIB + Math.ceil(demand.memoryBytes / MiB);

@@ -338,6 +338,26 @@ describe('pod VM growth', () => {
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
   }, 120_000);
 
+  it('UpdatePodSandboxResources grows the running pod VM to the pod\'s new resources; refused once the pod is stopped', async () => {
+    const pod = await runPod('podresize', { 'vmlet.io/max-memory': '1Gi' });
+    const c = await create(pod, 'c', { command: ['sleep', '600'] });
+    await rt('StartContainer', { container_id: c });
+    const dom = domainName('podresize', 'sbx', pod.id);
+    const memTotalKiB = async () => Number(/MemTotal:\s+(\d+)/.exec((await execSync(c, ['cat', '/proc/meminfo'])).stdout)?.[1]);
+    await waitFor(`the balloon of ${dom} at 512 MiB`, () => dommemstat(dom).actual === 512 * 1024, { timeoutMs: 60_000, intervalMs: 200 });
+    const before = await memTotalKiB();
+    // The kubelet's in-place pod resize: 600 MiB for the pod's containers → 600 + 256 MiB.
+    await rt('UpdatePodSandboxResources', { pod_sandbox_id: pod.id, resources: { memory_limit_in_bytes: String(600 * 2 ** 20) } });
+    await waitFor(`the balloon of ${dom} at 856 MiB`, () => dommemstat(dom).actual === 856 * 1024, { timeoutMs: 60_000, intervalMs: 200 });
+    const grown = (await memTotalKiB()) - before;
+    expect(grown).toBeGreaterThanOrEqual(340 * 1024);
+    expect(grown).toBeLessThanOrEqual(345 * 1024);
+    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+    const stopped = await failure(rt('UpdatePodSandboxResources', { pod_sandbox_id: pod.id, resources: { memory_limit_in_bytes: String(700 * 2 ** 20) } }));
+    expect(stopped.code).toBe(Status.FAILED_PRECONDITION);
+    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  }, 120_000);
+
   it("hot-adds vCPUs for a container's CPU limit, and UpdateContainerResources resizes a container's cgroup in the guest", async () => {
     const pod = await runPod('cpus', { 'vmlet.io/max-vcpus': '2' });
     // Privileged root: it may mount the guest's cgroup2 to show what the agent wrote (the image's user is 1234).

@@ -78,12 +78,9 @@ describe('vmlet serve', () => {
     const checkpoint = await failure(call(v.runtime, 'CheckpointContainer', { container_id: 'c', location: '/tmp/x' }));
     expect(checkpoint.code).toBe(Status.UNIMPLEMENTED);
     expect(checkpoint.details).toContain('CheckpointContainer');
-    const metrics = await failure(call(v.runtime, 'ListPodSandboxMetrics', {}));
-    expect(metrics.code).toBe(Status.UNIMPLEMENTED);
-    expect(metrics.details).toContain('ListPodSandboxMetrics');
+    // Served now: an unknown pod is NOT_FOUND, not UNIMPLEMENTED.
     const podResize = await failure(call(v.runtime, 'UpdatePodSandboxResources', { pod_sandbox_id: 'p' }));
-    expect(podResize.code).toBe(Status.UNIMPLEMENTED);
-    expect(podResize.details).toContain('UpdatePodSandboxResources');
+    expect(podResize.code).toBe(Status.NOT_FOUND);
   });
 
   it('answers UNIMPLEMENTED on a server-streaming RPC', async () => {
