@@ -7,12 +7,13 @@
 // exit code: so `ip netns exec <ns> dnsmasq --conf-file=…` returning 0 means "serving". It
 // outlives vmlet; on vmlet start ensureDhcp() checks the pid file's process is alive, is
 // dnsmasq with this pod's config file and sits in this pod's netns, and starts it otherwise.
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
+import { atomicWrite } from '../util/atomic-write.js';
 import { inSubnet, prefixToNetmask } from './ip-math.js';
 import { NETNS_DIR } from './netns.js';
 
@@ -208,7 +209,8 @@ export function dhcpPid(files: DhcpFiles, netnsName?: string): number | undefine
 
 /** Writes the config and starts dnsmasq in the netns; resolves once it serves. Returns its pid. */
 export async function startDhcp(netnsName: string, lease: DhcpLease, files: DhcpFiles, log?: Logger, cgroupProcs: string[] = []): Promise<number> {
-  writeFileSync(files.conf, dnsmasqConf(lease, files, log));
+  // Synced: dnsmasq is started again from this file after a reboot or a vmlet restart.
+  await atomicWrite(files.conf, dnsmasqConf(lease, files, log), 0o644);
   return launch(netnsName, files, log, cgroupProcs);
 }
 

@@ -4,10 +4,11 @@
 // teardownPodNetwork at Stop/RemovePodSandbox.
 // The state is plain JSON: vmlet stores it with the sandbox (a copy also lives in
 // <stateDir>/network.json, written before CNI ADD, so a crash mid-setup can still be torn down).
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
+import { atomicWrite } from '../util/atomic-write.js';
 import {
   CniPluginError,
   cniAdd,
@@ -117,19 +118,65 @@ export interface PodNetworkState {
 
 export const STATE_FILE = 'network.json';
 
-function saveState(stateDir: string, s: PodNetworkState): void {
-  const file = join(stateDir, STATE_FILE);
-  writeFileSync(`${file}.tmp`, JSON.stringify(s, null, 2));
-  renameSync(`${file}.tmp`, file);
+/** Written atomically and synced: after a crash the file is the old state or the new, never a torn one. */
+async function saveState(stateDir: string, s: PodNetworkState): Promise<void> {
+  await atomicWrite(join(stateDir, STATE_FILE), JSON.stringify(s, null, 2), 0o644);
 }
 
 /** The state setupPodNetwork left in `stateDir` (also a half-done one), if any. */
 export function loadPodNetworkState(stateDir: string): PodNetworkState | undefined {
+  const r = readPodNetworkState(stateDir);
+  return 'state' in r ? r.state : undefined;
+}
+
+/** As loadPodNetworkState, but says why there is no state: no file, or one that cannot be used. */
+export function readPodNetworkState(stateDir: string): { state: PodNetworkState } | { problem: string } {
+  const file = join(stateDir, STATE_FILE);
+  let text: string;
   try {
-    return JSON.parse(readFileSync(join(stateDir, STATE_FILE), 'utf8')) as PodNetworkState;
-  } catch {
-    return undefined;
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { problem: (err as NodeJS.ErrnoException).code === 'ENOENT' ? `${file} is missing` : `${file}: ${(err as Error).message}` };
   }
+  try {
+    const v = JSON.parse(text) as PodNetworkState;
+    const cni = (v as Partial<PodNetworkState> | null)?.cni;
+    if (typeof v?.netnsName !== 'string' || !Array.isArray(v.ips) || typeof v.dhcp?.pid !== 'string' || !cni || !Array.isArray(cni.confList?.plugins)) {
+      return { problem: `${file} is not a pod network state (fields missing)` };
+    }
+    return { state: v };
+  } catch (err) {
+    return { problem: `${file} is corrupt: ${(err as Error).message}` };
+  }
+}
+
+export interface ReleasePodNetworkInput {
+  sandboxId: string;
+  netnsName: string;
+  /** Empty when the pod has no netns any more. */
+  netnsPath: string;
+  podName: string;
+  namespace: string;
+  podUid: string;
+  /** The node's CNI config, used when the pod's own copy (network.json) is lost. */
+  confDir: string;
+  binDirs: string[];
+  stateDir: string;
+  log: Logger;
+}
+
+/**
+ * Undoes a pod network whose setup may have been cut short (vmlet died during RunPodSandbox) or
+ * whose state file is lost: CNI DEL with what is known (the saved state, else the node's CNI
+ * config, the sandbox id as container id, the netns) so IPAM releases the lease, and the pod's
+ * dnsmasq stopped by its pid file. Idempotent.
+ */
+export async function releasePodNetwork(i: ReleasePodNetworkInput, saved?: PodNetworkState): Promise<void> {
+  const log = i.log.child({ podSandboxId: i.sandboxId });
+  // The pid file is checked against the config path, so only this pod's dnsmasq is stopped.
+  await stopDhcp(dhcpFiles(i.stateDir), log);
+  const state = saved ?? initialState({ ...i, hostname: i.podName }, loadNetworkConfList(i.confDir, i.binDirs));
+  await teardownPodNetwork(state, { log: i.log });
 }
 
 /** The DHCP lease the VM gets, from the state. */
@@ -159,21 +206,17 @@ function attachment(s: PodNetworkState, netns: string): CniAttachment {
 
 const netnsExists = (s: { netnsName: string }) => existsSync(`${NETNS_DIR}/${s.netnsName}`);
 
-/**
- * CNI ADD on the pod netns, moves the pod IP off eth0 to the VM side (tap.ts joins them) and
- * starts the pod's DHCP server. A failure undoes every step before it and throws.
- */
-export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetworkState> {
-  const log = i.log.child({ podSandboxId: i.sandboxId });
-  const t0 = performance.now();
-  mkdirSync(i.stateDir, { recursive: true });
-  const confList = loadNetworkConfList(i.confDir, i.binDirs);
+/** The state before CNI ADD: everything DEL needs (config list, container id, netns, ifname, args). */
+function initialState(
+  i: Pick<SetupPodNetworkInput, 'sandboxId' | 'netnsName' | 'netnsPath' | 'podName' | 'namespace' | 'podUid' | 'hostname' | 'dnsConfig' | 'portMappings' | 'binDirs' | 'stateDir' | 'cniTimeoutMs' | 'dhcp' | 'cgroupProcs'>,
+  confList: CniConfList,
+): PodNetworkState {
   const dns: PodDnsConfig = { servers: [...(i.dnsConfig?.servers ?? [])], searches: [...(i.dnsConfig?.searches ?? [])], options: [...(i.dnsConfig?.options ?? [])] };
   const runtimeConfig: CniRuntimeConfig = {};
   const portMappings = cniPortMappings(i.portMappings ?? []);
   if (portMappings.length) runtimeConfig.portMappings = portMappings;
   if (dns.servers.length || dns.searches.length || dns.options.length) runtimeConfig.dns = dns;
-  const state: PodNetworkState = {
+  return {
     version: 2,
     sandboxId: i.sandboxId,
     netnsName: i.netnsName,
@@ -203,7 +246,19 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
       ...(i.cniTimeoutMs ? { timeoutMs: i.cniTimeoutMs } : {}),
     },
   };
-  saveState(i.stateDir, state);
+}
+
+/**
+ * CNI ADD on the pod netns, moves the pod IP off eth0 to the VM side (tap.ts joins them) and
+ * starts the pod's DHCP server. A failure undoes every step before it and throws.
+ */
+export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetworkState> {
+  const log = i.log.child({ podSandboxId: i.sandboxId });
+  const t0 = performance.now();
+  mkdirSync(i.stateDir, { recursive: true });
+  const confList = loadNetworkConfList(i.confDir, i.binDirs);
+  const state = initialState(i, confList);
+  await saveState(i.stateDir, state);
   const opts = { binDirs: state.cni.binDirs, log, ...(i.cniTimeoutMs ? { timeoutMs: i.cniTimeoutMs } : {}) };
   const phase: Record<string, number> = {};
   let mark = performance.now();
@@ -215,14 +270,14 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
   try {
     const added = await cniAdd(confList, attachment(state, i.netnsPath), opts);
     state.cni.result = added.raw;
-    saveState(i.stateDir, state);
+    await saveState(i.stateDir, state);
     lap('cniMs');
     const w = await wirePodNetns({ netnsName: i.netnsName, cni: added.result, ifName: state.ifName });
     state.mac = w.ifMac;
     state.ips = w.ips;
     state.routes = w.routes;
     state.mtu = w.mtu;
-    saveState(i.stateDir, state);
+    await saveState(i.stateDir, state);
     lap('wireMs');
     if (state.dhcpServer !== false) {
       await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log, state.cgroupProcs);

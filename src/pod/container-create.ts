@@ -34,13 +34,16 @@ export async function createContainer(
   if (!config?.metadata?.name) throw invalidArgument('config.metadata.name is required');
   const imageName = config.image?.image ?? '';
   if (!imageName) throw invalidArgument('config.image.image is required');
-  return m.lock.run(s.id, async () => {
-    if (s.state !== 'ready') throw failedPrecondition(`pod sandbox ${s.id} is not ready (stopped); create a new pod`);
+  // Under the pod's lock, which Stop/RemovePodSandbox take before listing its containers: a pod
+  // stopped or removed meanwhile is refused here, never given a VM they would not see.
+  return m.lock.run(s.id, () => m.holdingImages(async (holdImage) => {
+    m.requireReady(s, `container ${config.metadata!.name} cannot be created`);
     const existing = m.containersOf(s.id);
     const same = existing.find((c) => c.config.metadata?.name === config.metadata!.name && c.config.metadata?.attempt === config.metadata!.attempt);
     if (same) throw alreadyExists(`container ${config.metadata!.name} (attempt ${config.metadata!.attempt}) already exists in pod ${s.id} as ${same.id}`);
     const image = m.deps.images.status(imageName);
     if (!image) throw notFound(`image ${imageName} not found: pull it first`);
+    holdImage(image.id); // in use from here: RemoveImage refuses it until the record holds it
     const kind = podKindFor(s, image.boot.kind, imageName);
     if (kind === 'sandboxed') {
       // Bad mounts and devices are refused before the pod's VM boots for them.
@@ -174,7 +177,7 @@ export async function createContainer(
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-  });
+  }));
 }
 
 /** The device vmlet.io/root-device names, which must be one of the container's and writable. */

@@ -1,5 +1,5 @@
 // StartContainer: boot the VM. RUNNING once QEMU runs, not when the guest is ready.
-import { failedPrecondition } from '../errors.js';
+import { failedPrecondition, notFound } from '../errors.js';
 import type { PodManager } from './manager.js';
 import { nowNs } from './records.js';
 import { attachPodTap } from '../net/index.js';
@@ -10,13 +10,18 @@ import { timedBoot } from '../metrics/vmlet.js';
 export async function startContainer(m: PodManager, id: string): Promise<void> {
   const c = m.mustContainer(id);
   await m.lock.run(c.id, async () => {
+    // A stopped pod has no network (its address may be another pod's now), and one being stopped
+    // or removed sets that mark before it stops or removes this container under its lock.
+    const s = m.sandboxes.get(c.sandboxId);
+    if (!s || !m.containers.has(c.id)) throw notFound(`container ${c.id} not found (removed with pod sandbox ${c.sandboxId})`);
+    m.requireReady(s, `container ${c.id} cannot start`);
     if (c.kind === 'sandboxed') return startSandboxed(m, c);
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
     await timedBoot('vm', m.deps.vm.start(c.domainName));
     const net = m.networks.get(c.sandboxId);
     let cgroup: Placement | undefined;
     try {
-      cgroup = placeQemu(m.mustSandbox(c.sandboxId).config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(c.domainName));
+      cgroup = placeQemu(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(c.domainName));
       // libvirt made the tap in the host netns; the VM's network is in the pod's.
       if (net) await attachPodTap(net);
     } catch (err) {

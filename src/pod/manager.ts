@@ -7,13 +7,14 @@ import type { Logger } from '../log.js';
 import type { ImageStore } from '../image/store.js';
 import type { AccelDecision } from '../vm/accel.js';
 import type { VmDriver } from '../vm/driver.js';
-import { notFound } from '../errors.js';
+import { failedPrecondition, notFound } from '../errors.js';
 import { resolveId } from './ids.js';
 import { KeyedLock } from './keyed-lock.js';
-import { PodStateStore, type ContainerRecord, type SandboxRecord } from './records.js';
+import { PodStateStore, type ContainerRecord, type SandboxRecord, type SetAsideRecord } from './records.js';
 import { exitStatus } from './exit.js';
 import { ConsoleTailer } from '../stream/console-tailer.js';
-import { loadPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
+import { readPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
+import { releaseUnfinishedNetwork } from './network-recovery.js';
 import type { PodVm } from './podvm.js';
 
 export interface PodDeps {
@@ -39,6 +40,16 @@ export class PodManager {
   private monitorTimer: NodeJS.Timeout | undefined;
   private monitoring: Promise<void> | undefined;
   private readonly unlisten: Array<() => void> = [];
+  /**
+   * Pods whose StopPodSandbox or RemovePodSandbox is under way (set under the pod's lock, before
+   * its containers are listed): StartContainer and PortForward refuse them, and a CreateContainer
+   * queued on the lock finds the pod stopped or gone.
+   */
+  readonly closing = new Map<string, 'stopping' | 'removing'>();
+  /** Images of CreateContainer calls under way (image id → how many): in use before the record exists. */
+  private readonly imagesInFlight = new Map<string, number>();
+  /** Pods found on disk whose records cannot be served (records.ts loadAll); kept, reported. */
+  setAside: SetAsideRecord[] = [];
 
   constructor(readonly deps: PodDeps) {
     this.store = new PodStateStore(join(deps.config.stateDir, 'pods'), deps.log);
@@ -55,13 +66,20 @@ export class PodManager {
    * `safetyPollMs`.
    */
   async start(safetyPollMs = 30_000): Promise<void> {
-    const { sandboxes, containers } = await this.store.loadAll();
-    // Offsets kept by the console copiers are newer than the records.
+    const { sandboxes, containers, setAside } = await this.store.loadAll();
+    this.setAside = setAside;
     for (const s of sandboxes) {
       this.sandboxes.set(s.id, s);
-      const net = loadPodNetworkState(this.store.sandboxDir(s.id));
-      if (net?.cni.result) this.networks.set(s.id, net);
+      const net = readPodNetworkState(this.store.sandboxDir(s.id));
+      // A RunPodSandbox that never answered, or a ready pod whose network state is missing, corrupt
+      // or from before CNI ADD answered: its lease and DHCP server would leak, tracked by nothing.
+      if (s.creating || (s.state === 'ready' && !('state' in net && net.state.cni.result))) {
+        await releaseUnfinishedNetwork(this, s, net);
+        continue;
+      }
+      if ('state' in net && net.state.cni.result) this.networks.set(s.id, net.state);
     }
+    // Offsets kept by the console copiers are newer than the records.
     for (const c of containers) {
       if (!this.sandboxes.has(c.sandboxId)) continue;
       const saved = await ConsoleTailer.savedPosition(this.offsetFile(c));
@@ -92,7 +110,7 @@ export class PodManager {
         this.log.error({ podSandboxId: id, err: (err as Error).message }, 'cannot re-attach pod network'),
       );
     }
-    this.log.info({ sandboxes: this.sandboxes.size, containers: this.containers.size }, 'pod state recovered');
+    this.log.info({ sandboxes: this.sandboxes.size, containers: this.containers.size, setAside: this.setAside.length }, 'pod state recovered');
     this.monitorTimer = setInterval(() => this.pollStates(), safetyPollMs);
   }
 
@@ -186,9 +204,44 @@ export class PodManager {
     return [...this.containers.values()].filter((c) => c.sandboxId === sandboxId);
   }
 
+  /** Used by a container, or by a CreateContainer under way (RemoveImage asks: serve.ts). */
   imageInUse(imageId: string): boolean {
+    if (this.imagesInFlight.has(imageId)) return true;
     for (const c of this.containers.values()) if (c.imageId === imageId) return true;
     return false;
+  }
+
+  /**
+   * Runs a CreateContainer's work with the images it `hold`s counted as in use until it ends (by
+   * then the container's record, if any, holds them): RemoveImage cannot pull an image from under
+   * a create between its look-up and its record.
+   */
+  async holdingImages<T>(fn: (hold: (imageId: string) => void) => Promise<T>): Promise<T> {
+    const held: string[] = [];
+    try {
+      return await fn((id) => {
+        held.push(id);
+        this.imagesInFlight.set(id, (this.imagesInFlight.get(id) ?? 0) + 1);
+      });
+    } finally {
+      for (const id of held) {
+        const n = (this.imagesInFlight.get(id) ?? 1) - 1;
+        if (n > 0) this.imagesInFlight.set(id, n);
+        else this.imagesInFlight.delete(id);
+      }
+    }
+  }
+
+  /**
+   * The pod as it is now, for a verb that needs it ready: NOT_FOUND once removed (a call that
+   * waited on its lock), FAILED_PRECONDITION naming its state when stopped or being stopped or
+   * removed. `what` says what was refused ("container <id> cannot start").
+   */
+  requireReady(s: SandboxRecord, what: string): void {
+    if (this.sandboxes.get(s.id) !== s) throw notFound(`${what}: pod sandbox ${s.id} not found (removed)`);
+    const closing = this.closing.get(s.id);
+    if (closing) throw failedPrecondition(`${what}: pod sandbox ${s.id} is ${closing === 'stopping' ? 'being stopped' : 'being removed'}`);
+    if (s.state !== 'ready') throw failedPrecondition(`${what}: pod sandbox ${s.id} is notready (stopped)`);
   }
 
   startTailer(c: ContainerRecord): void {

@@ -30,6 +30,12 @@ export interface SandboxRecord {
   kind?: 'vm' | 'sandboxed';
   /** The sandboxed pod's VM, once booted. */
   podVm?: PodVmRecord;
+  /**
+   * Set while RunPodSandbox is under way (netns, CNI ADD, DHCP server, a sandboxed pod's VM). A
+   * record still carrying it at start-up is a RunPodSandbox that never answered: manager.ts
+   * releases its network and reports the pod NOTREADY.
+   */
+  creating?: true;
 }
 
 export interface PodVmRecord {
@@ -137,16 +143,24 @@ export class PodStateStore {
     await rm(this.sandboxDir(id), { recursive: true, force: true });
   }
 
-  /** Everything on disk. A record that cannot be read is logged and skipped, never fatal. */
-  async loadAll(): Promise<{ sandboxes: SandboxRecord[]; containers: ContainerRecord[] }> {
+  /**
+   * Everything on disk. A record that cannot be read or does not validate is logged with its path
+   * and set aside, never fatal: its whole pod is (a pod served without one of its containers
+   * would have that container's VM orphaned by RemovePodSandbox). Nothing of a set-aside pod is
+   * deleted or stopped: docs/design.md, "Pod records".
+   */
+  async loadAll(): Promise<{ sandboxes: SandboxRecord[]; containers: ContainerRecord[]; setAside: SetAsideRecord[] }> {
     const sandboxes: SandboxRecord[] = [];
     const containers: ContainerRecord[] = [];
+    const setAside: SetAsideRecord[] = [];
     await mkdir(this.root, { recursive: true, mode: 0o711 });
     for (const sid of await readdir(this.root)) {
       if (!/^[a-f0-9]{64}$/.test(sid)) continue;
-      const s = await this.read<SandboxRecord>(join(this.sandboxDir(sid), 'sandbox.json'));
-      if (!s) continue;
-      sandboxes.push(s);
+      const sfile = join(this.sandboxDir(sid), 'sandbox.json');
+      const s = await this.read(sfile, (v) => sandboxProblem(v, sid));
+      if (s === undefined) continue; // no record: not a pod (a RunPodSandbox that made only its dir)
+      const bad: SetAsideRecord['records'] = 'problem' in s ? [{ file: sfile, problem: s.problem }] : [];
+      const mine: ContainerRecord[] = [];
       let cids: string[] = [];
       try {
         cids = await readdir(join(this.sandboxDir(sid), 'containers'));
@@ -154,21 +168,136 @@ export class PodStateStore {
         cids = [];
       }
       for (const cid of cids) {
-        const c = await this.read<ContainerRecord>(join(this.containerDir(sid, cid), 'container.json'));
-        if (c) containers.push(c);
+        const cfile = join(this.containerDir(sid, cid), 'container.json');
+        const c = await this.read(cfile, (v) => containerProblem(v, sid, cid));
+        if (c === undefined) continue;
+        if ('problem' in c) bad.push({ file: cfile, problem: c.problem });
+        else mine.push(c.record as ContainerRecord);
       }
+      if (bad.length) {
+        for (const b of bad) this.log.error({ podSandboxId: sid, file: b.file, err: b.problem }, 'pod record unreadable: pod set aside (not served; its VMs, netns and DHCP server are kept)');
+        setAside.push({ sandboxId: sid, dir: this.sandboxDir(sid), records: bad, containerIds: cids });
+        continue;
+      }
+      sandboxes.push((s as { record: unknown }).record as SandboxRecord);
+      containers.push(...mine);
     }
-    return { sandboxes, containers };
+    return { sandboxes, containers, setAside };
   }
 
-  private async read<T extends { id: string }>(file: string): Promise<T | undefined> {
+  /** The parsed record, or why it is unusable; undefined when the file does not exist. */
+  private async read(file: string, check: (v: unknown) => string | undefined): Promise<{ record: unknown } | { problem: string } | undefined> {
+    let text: string;
     try {
-      const rec = JSON.parse(await readFile(file, 'utf8')) as T;
-      if (typeof rec.id !== 'string') throw new Error('no id');
-      return rec;
+      text = await readFile(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ file, err: (err as Error).message }, 'skipping unreadable state record');
-      return undefined;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      return { problem: (err as Error).message };
     }
+    let v: unknown;
+    try {
+      v = JSON.parse(text);
+    } catch (err) {
+      return { problem: `not JSON (${text.length} bytes): ${(err as Error).message}` };
+    }
+    const problem = check(v);
+    return problem ? { problem } : { record: v };
   }
+}
+
+/** A pod vmlet found on disk but does not serve, because one of its records is unusable. */
+export interface SetAsideRecord {
+  sandboxId: string;
+  dir: string;
+  records: Array<{ file: string; problem: string }>;
+  /** Its container dirs (their VMs may still run). */
+  containerIds: string[];
+}
+
+// Validation of records read back from disk: what the CRI answers and the verbs dereference must
+// be there with the right type, so one bad file cannot make every List call fail.
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const NS_RE = /^[0-9]+$/;
+
+function fieldProblems(o: Obj, fields: Record<string, 'string' | 'number' | 'ns' | 'object' | 'string[]' | 'string?' | 'object?'>): string[] {
+  const out: string[] = [];
+  for (const [k, t] of Object.entries(fields)) {
+    const v = o[k];
+    const ok =
+      t === 'string' ? typeof v === 'string'
+      : t === 'string?' ? v === undefined || typeof v === 'string'
+      : t === 'number' ? typeof v === 'number' && Number.isFinite(v)
+      : t === 'ns' ? typeof v === 'string' && NS_RE.test(v)
+      : t === 'object' ? isObj(v)
+      : t === 'object?' ? v === undefined || isObj(v)
+      : Array.isArray(v) && v.every((x) => typeof x === 'string');
+    if (!ok) out.push(`${k} is ${v === undefined ? 'missing' : JSON.stringify(v)?.slice(0, 40)}, not ${t.replace('ns', 'nanoseconds (decimal string)').replace('?', ' (or absent)')}`);
+  }
+  return out;
+}
+
+function labelsProblem(v: unknown, what: string): string | undefined {
+  if (v === undefined) return undefined;
+  if (!isObj(v) || Object.values(v).some((x) => typeof x !== 'string')) return `${what} is not a map of strings`;
+  return undefined;
+}
+
+/** Why a sandbox.json in dir `sid` cannot be served, or undefined. */
+export function sandboxProblem(v: unknown, sid: string): string | undefined {
+  if (!isObj(v)) return 'not a JSON object';
+  const p = fieldProblems(v, { id: 'string', config: 'object', runtimeHandler: 'string', state: 'string', createdAt: 'ns', netns: 'object?', podVm: 'object?' });
+  if (p.length) return p.join('; ');
+  if (v.id !== sid) return `id ${JSON.stringify(v.id)} is not its directory's (${sid})`;
+  if (v.state !== 'ready' && v.state !== 'notready') return `state ${JSON.stringify(v.state)} is not ready or notready`;
+  const cfg = v.config as Obj;
+  if (!isObj(cfg.metadata)) return 'config.metadata is missing';
+  const mp = fieldProblems(cfg.metadata, { name: 'string', namespace: 'string', uid: 'string', attempt: 'number' });
+  if (mp.length) return mp.map((x) => `config.metadata.${x}`).join('; ');
+  const lp = labelsProblem(cfg.labels, 'config.labels') ?? labelsProblem(cfg.annotations, 'config.annotations');
+  if (lp) return lp;
+  if (v.netns !== undefined) {
+    const np = fieldProblems(v.netns as Obj, { name: 'string', path: 'string' });
+    if (np.length) return np.map((x) => `netns.${x}`).join('; ');
+  }
+  if (v.podVm !== undefined) {
+    const vp = fieldProblems(v.podVm as Obj, { domainName: 'string', agentSocket: 'string', scratch: 'string', consoleLog: 'string', kit: 'string', lastStream: 'number' });
+    if (vp.length) return vp.map((x) => `podVm.${x}`).join('; ');
+  }
+  return undefined;
+}
+
+const CONTAINER_STATES = new Set<string>(['created', 'running', 'exited', 'unknown']);
+
+/** Why a container.json in `<sid>/containers/<cid>` cannot be served, or undefined. */
+export function containerProblem(v: unknown, sid: string, cid: string): string | undefined {
+  if (!isObj(v)) return 'not a JSON object';
+  const p = fieldProblems(v, {
+    id: 'string',
+    sandboxId: 'string',
+    config: 'object',
+    image: 'string',
+    imageId: 'string',
+    domainName: 'string',
+    logPath: 'string',
+    consoleLog: 'string',
+    consoleOffset: 'number',
+    files: 'string[]',
+    state: 'string',
+    createdAt: 'ns',
+    startedAt: 'ns',
+    finishedAt: 'ns',
+    exitCode: 'number',
+    reason: 'string',
+    message: 'string',
+    stopping: 'string?',
+    kind: 'string?',
+  });
+  if (p.length) return p.join('; ');
+  if (v.id !== cid) return `id ${JSON.stringify(v.id)} is not its directory's (${cid})`;
+  if (v.sandboxId !== sid) return `sandboxId ${JSON.stringify(v.sandboxId)} is not its pod's (${sid})`;
+  if (!CONTAINER_STATES.has(v.state as string)) return `state ${JSON.stringify(v.state)} is not one of ${[...CONTAINER_STATES].join(', ')}`;
+  const cfg = v.config as Obj;
+  if (!isObj(cfg.metadata) || typeof cfg.metadata.name !== 'string') return 'config.metadata.name is missing';
+  return labelsProblem(cfg.labels, 'config.labels') ?? labelsProblem(cfg.annotations, 'config.annotations');
 }

@@ -5,5 +5,7 @@ import type { PodManager } from './manager.js';
 
 export function portForward(m: PodManager, streams: Pick<StreamServer, 'registerPortForward'>, podSandboxId: string, ports: number[]): string {
   const s = m.mustSandbox(podSandboxId);
+  // A stopped pod's address went back to CNI: another pod may hold it now.
+  m.requireReady(s, 'cannot forward ports');
   return streams.registerPortForward({ podSandboxId: s.id, ports });
 }

@@ -49,7 +49,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     }
     const id = newId();
     const name = netnsName(id);
-    const rec: SandboxRecord = { id, config: config!, runtimeHandler, state: 'ready', createdAt: nowNs() };
+    // `creating` until the end: a record found with it at start-up is a create that never
+    // answered, whose network is released then (network-recovery.ts).
+    const rec: SandboxRecord = { id, config: config!, runtimeHandler, state: 'ready', createdAt: nowNs(), creating: true };
     let helpers: Placement | undefined;
     try {
       // The pod's helpers (dnsmasq) run in the pod cgroup; a missing cgroup_parent is made, as runc does.
@@ -83,20 +85,20 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
       throw err;
     }
     m.sandboxes.set(id, rec);
-    if (podKind === 'sandboxed') {
+    try {
       // Asked for: the VM boots now, while the kubelet pulls the images.
-      try {
-        await m.lock.run(id, () => ensurePodVm(m, rec));
-      } catch (err) {
-        m.sandboxes.delete(id);
-        const net = m.networks.get(id);
-        if (net) await teardownPodNetwork(net, { log: m.log }).catch(() => undefined);
-        m.networks.delete(id);
-        await deleteNetns(name).catch(() => undefined);
-        await m.store.removeSandbox(id).catch(() => undefined);
-        if (helpers) removeCreated(helpers.made);
-        throw err;
-      }
+      if (podKind === 'sandboxed') await m.lock.run(id, () => ensurePodVm(m, rec));
+      delete rec.creating;
+      await m.store.saveSandbox(rec);
+    } catch (err) {
+      m.sandboxes.delete(id);
+      const net = m.networks.get(id);
+      if (net) await teardownPodNetwork(net, { log: m.log }).catch(() => undefined);
+      m.networks.delete(id);
+      await deleteNetns(name).catch(() => undefined);
+      await m.store.removeSandbox(id).catch(() => undefined);
+      if (helpers) removeCreated(helpers.made);
+      throw err;
     }
     m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: rec.kind ?? 'decided by its first container', ...(helpers ? { cgroup: helpers.pod } : {}) }, 'pod sandbox created');
     return id;

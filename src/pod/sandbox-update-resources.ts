@@ -3,7 +3,6 @@
 // a sandboxed pod's running VM grows to hold them (balloon up to vmlet.io/max-memory, vCPUs up to
 // its maximum: podvm-grow.ts); it never shrinks here, as the containers' own updates shrink their
 // cgroups. A VM-image pod's VM follows its container's resources (UpdateContainerResources).
-import { failedPrecondition } from '../errors.js';
 import type { LinuxContainerResources } from './configs.js';
 import type { PodManager } from './manager.js';
 import { podVmOf } from './podvm-boot.js';
@@ -17,7 +16,7 @@ export async function updatePodSandboxResources(
 ): Promise<void> {
   const s = m.mustSandbox(id);
   await m.lock.run(s.id, async () => {
-    if (s.state !== 'ready') throw failedPrecondition(`pod ${s.id} is ${s.state}: its resources can be updated while it is ready only`);
+    m.requireReady(s, 'pod resources cannot be updated');
     const linux = s.config.linux ?? { overhead: null, resources: null, security_context: null, sysctls: {}, cgroup_parent: '' };
     s.config.linux = { ...linux, ...(overhead ? { overhead } : {}), ...(resources ? { resources } : {}) };
     await m.store.saveSandbox(s);

@@ -42,6 +42,11 @@ export function podStreamLookups(m: PodManager): VmStreamLookups {
       return { exitCode: r.exitCode };
     },
     async podAddress(podSandboxId) {
+      // Checked again when the stream dials (the URL may be older than a stop): a stopped pod's
+      // address went back to CNI and may be another pod's now.
+      const s = m.sandboxes.get(podSandboxId);
+      if (!s) throw notFound(`cannot forward ports: pod sandbox ${podSandboxId} not found (removed)`);
+      m.requireReady(s, 'cannot forward ports');
       const ip = m.networks.get(podSandboxId)?.ips.find((i) => i.family === 4)?.address;
       if (!ip) throw notFound(`pod sandbox ${podSandboxId} has no pod IP`);
       return ip;

@@ -1,4 +1,5 @@
-// Writes a file so that readers see either the old content or the new, never a half-written one.
+// Writes a file so that readers see either the old content or the new, never a half-written one,
+// and so that once it returns the new content survives a crash (file and directory synced).
 import { open, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -20,5 +21,13 @@ export async function atomicWrite(path: string, data: string | Uint8Array, mode 
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+  // The rename itself lives in the directory: synced too, or a crash may bring back the old file
+  // (or none) after the caller went on as if the new one were there.
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }
