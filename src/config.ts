@@ -35,6 +35,11 @@ export interface Config {
   downstream?: string;
   /** host:port of the Prometheus /metrics endpoint (docs/metrics.md); '' = off. */
   metricsAddress: string;
+  /**
+   * Handler → the gated pod/container annotations its pods may use (docs/annotations-policy.md):
+   * names, 'prefix*' or '*'. A handler not listed allows none of them.
+   */
+  allowedAnnotations: Record<string, string[]>;
 }
 
 export interface RegistriesConfig {
@@ -65,6 +70,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   guestKitDir: '/usr/local/lib/vmlet/guest',
   downstream: undefined,
   metricsAddress: '',
+  allowedAnnotations: {}, // safe default: no annotation that takes host resources (vm/annotation-policy.ts)
 });
 
 const HYPERVISORS: readonly Hypervisor[] = ['auto', 'kvm', 'tcg'];
@@ -222,6 +228,23 @@ function criEndpoint(v: unknown, key: string): string {
   return v;
 }
 
+/** Handler → annotation patterns: each handler one of `handlers` (a typo would allow nothing), each pattern a name, 'prefix*' or '*'. */
+function allowedAnnotations(v: unknown, handlers: string[]): Record<string, string[]> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ConfigError('config "allowedAnnotations" must map a runtime handler to a list of annotation names, e.g. vmlet: ["vmlet.io/hugepages"]');
+  const out: Record<string, string[]> = {};
+  for (const [handler, list] of Object.entries(v as Record<string, unknown>)) {
+    const key = `allowedAnnotations.${handler}`;
+    if (!handlers.includes(handler)) throw new ConfigError(`config "${key}": ${JSON.stringify(handler)} is not one of vmlet's handlers (${handlers.join(', ')})`);
+    const patterns = strList(list, key);
+    for (const p of patterns) {
+      if (p.slice(0, -1).includes('*')) throw new ConfigError(`config "${key}": ${JSON.stringify(p)} may have a * only at its end (e.g. vmlet.io/* or *)`);
+    }
+    out[handler] = patterns;
+  }
+  return out;
+}
+
 /** '' (off) or host:port, [v6]:port, :port (all addresses); the port 1–65535. */
 function metricsAddress(v: unknown, key: string): string {
   if (v === '' || v === null) return '';
@@ -251,6 +274,7 @@ export function validate(raw: Record<string, unknown>): Config {
     logLevel: oneOf(raw.logLevel, 'logLevel', LOG_LEVELS),
     guestKitDir: absPath(raw.guestKitDir, 'guestKitDir'),
     metricsAddress: metricsAddress(raw.metricsAddress ?? '', 'metricsAddress'),
+    allowedAnnotations: allowedAnnotations(raw.allowedAnnotations, handlers),
     ...(raw.downstream === undefined || raw.downstream === null ? {} : { downstream: criEndpoint(raw.downstream, 'downstream') }),
   };
 }

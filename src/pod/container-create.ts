@@ -8,6 +8,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '..
 import type { ContainerConfig, PodSandboxConfig } from './configs.js';
 import { createOverlay } from '../image/qemu-img.js';
 import { ANNOTATIONS, NODE_DEFAULTS, parsePodAnnotations, parseVmSettings, POD_KIND_ANNOTATION } from '../vm/annotations.js';
+import { checkContainerAnnotations } from '../vm/annotation-policy.js';
 import type { BootInfo } from '../image/image-index.js';
 import { ensurePodVm } from './podvm-boot.js';
 import { createSandboxedContainer } from './sandboxed-create.js';
@@ -64,6 +65,7 @@ export async function createContainer(
       sandboxResources: s.config.linux?.resources ?? null,
       defaults: NODE_DEFAULTS,
     });
+    checkContainerAnnotations({ allowed: m.deps.config.allowedAnnotations, handler: s.runtimeHandler, podAnnotations: s.config.annotations ?? {}, containerAnnotations: config.annotations ?? {}, containerResources: config.linux?.resources, sandboxResources: s.config.linux?.resources });
     const cputune = parseCpuTune(config.linux?.resources, 'config.linux.resources');
     if (cputune.shares !== undefined) cputune.shares = hostShares(cputune.shares);
     const id = newId();

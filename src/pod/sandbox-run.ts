@@ -7,6 +7,7 @@ import { ensurePodVm } from './podvm-boot.js';
 import type { PodSandboxConfig } from './configs.js';
 import { newId } from './ids.js';
 import { parsePodAnnotations } from '../vm/annotations.js';
+import { checkPodAnnotations } from '../vm/annotation-policy.js';
 import type { PodManager } from './manager.js';
 import { nowNs, type SandboxRecord } from './records.js';
 import { helperCgroup, podCgroupPath, procsFiles, removeCreated, resolveCgroupDriver, type Placement } from '../vm/pod-cgroup.js';
@@ -36,6 +37,7 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
   // The pod's annotations, checked before anything is made (netns, CNI lease, DHCP server): a
   // pod whose VM could never be created is refused here, with the annotation named.
   const { networkMode, podKind } = parsePodAnnotations(config!.annotations ?? {});
+  checkPodAnnotations({ allowed: cfg.allowedAnnotations, handler: runtimeHandler, annotations: config!.annotations ?? {}, sandboxResources: config!.linux?.resources }); // the operator's allow-list
   // A cgroup_parent vmlet cannot use is refused before anything is made (docs/pod-cgroup.md).
   const cgroupParent = config!.linux?.cgroup_parent;
   podCgroupPath(cgroupParent, resolveCgroupDriver(cfg.cgroupDriver));

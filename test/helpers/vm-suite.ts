@@ -16,13 +16,16 @@ export interface VmSuite {
   refs: string[];
 }
 
-/** Pushes each [image, repo:tag] to a fresh registry and starts vmlet with all of them pulled. */
-export async function startVmSuite(images: Array<[TestImageName, string]>): Promise<VmSuite> {
+/**
+ * Pushes each [image, repo:tag] to a fresh registry and starts vmlet with all of them pulled;
+ * `allowAnnotations`: the gated annotations the suite's pods use (config allowedAnnotations.vmlet).
+ */
+export async function startVmSuite(images: Array<[TestImageName, string]>, opts: { allowAnnotations?: string[] } = {}): Promise<VmSuite> {
   await ensureTestImages();
   const reg = await startRegistry();
   const refs: string[] = [];
   for (const [name, tag] of images) refs.push((await pushImage(reg, name, tag)).reference);
-  const v = await startVmlet({ config: vmletConfig(reg) });
+  const v = await startVmlet({ config: vmletConfig(reg), ...(opts.allowAnnotations ? { allowAnnotations: opts.allowAnnotations } : {}) });
   for (const image of refs) await call(v.image, 'PullImage', { image: { image } });
   return { reg, v, refs };
 }

@@ -55,6 +55,13 @@ export interface StartOptions {
   config?: string;
   /** Reuse a state dir (e.g. to test a restart). */
   stateDir?: string;
+  /** Gated annotations the `vmlet` handler's pods may use (config allowedAnnotations.vmlet), e.g. ['vmlet.io/max-memory']. */
+  allowAnnotations?: string[];
+}
+
+/** The config lines that allow `names` for the vmlet handler ('' for none). */
+export function allowAnnotationsConfig(names: readonly string[] | undefined): string {
+  return names?.length ? `allowedAnnotations:\n  vmlet: ${JSON.stringify(names)}\n` : '';
 }
 
 export function tempDir(prefix = 'vmlet-test-'): string {
@@ -84,7 +91,7 @@ export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess>
     '--log-level', 'debug',
     ...(opts.args ?? []),
   ];
-  writeFileSync(join(dir, 'none.yaml'), opts.config ?? '# empty: defaults and flags only\n');
+  writeFileSync(join(dir, 'none.yaml'), (opts.config ?? '# empty: defaults and flags only\n') + allowAnnotationsConfig(opts.allowAnnotations));
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const logLines: string[] = [];
   let buf = '';

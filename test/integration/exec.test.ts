@@ -42,7 +42,7 @@ const firstExec = (pod: Pod) =>
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 beforeAll(async () => {
-  ({ reg, v, refs: [image = ''] } = await startVmSuite([['kernelboot', 'vmlet/kernelboot:exec']]));
+  ({ reg, v, refs: [image = ''] } = await startVmSuite([['kernelboot', 'vmlet/kernelboot:exec']], { allowAnnotations: ['vmlet.io/machine'] }));
 });
 
 afterAll(() => stopVmSuite(v, reg));

@@ -79,7 +79,7 @@ beforeAll(async () => {
     ['kernelboot', 'vmlet/kernelboot:v1'],
     ['containerdisk', 'vmlet/containerdisk:v1'],
     ['rootfs', 'vmlet/rootfs:v1'],
-  ]));
+  ], { allowAnnotations: ['vmlet.io/vcpus'] })); // 'boots a containerDisk with annotations' asks for 2 vCPUs without a CPU limit
 });
 
 afterAll(async () => {
@@ -320,7 +320,7 @@ describe('restart safety and concurrency', () => {
     await waitFor('B to power off', async () => (await domainState(domainB)) === DomainState.SHUTOFF, { timeoutMs: 90_000, intervalMs: 200 });
     expect(await domainState(domainA)).toBe(DomainState.RUNNING);
 
-    v = await startVmlet({ stateDir: v.stateDir, config: vmletConfig(reg) });
+    v = await startVmlet({ stateDir: v.stateDir, config: vmletConfig(reg), allowAnnotations: ['vmlet.io/vcpus'] });
     const after = (await cstatus(aid)).status!;
     expect(after).toMatchObject({ id: aid, state: 'CONTAINER_RUNNING', created_at: before.created_at, started_at: before.started_at, log_path: before.log_path });
     expect((await cstatus(bid)).status).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 0 });

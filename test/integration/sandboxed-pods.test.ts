@@ -89,7 +89,7 @@ beforeAll(async () => {
   // The suite's vmlet has the default guest kit dir; this file's pods boot the test build.
   await v.stop();
   const { startVmlet } = await import('../helpers/vmlet.js');
-  v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n` });
+  v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n`, allowAnnotations: ['vmlet.io/max-memory'] });
 }, 300_000);
 
 afterAll(async () => {

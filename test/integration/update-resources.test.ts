@@ -56,7 +56,7 @@ const update = (cid: string, linux: object) => rt('UpdateContainerResources', { 
 const limits = (cpuQuota: number, memMiB: number, extra: object = {}) => ({ cpu_period: '100000', cpu_quota: String(cpuQuota), cpu_shares: '1024', memory_limit_in_bytes: String(memMiB * MiB), ...extra });
 
 beforeAll(async () => {
-  ({ reg, v, refs: [image = ''] } = await startVmSuite([['kernelboot', 'vmlet/kernelboot:resize']]));
+  ({ reg, v, refs: [image = ''] } = await startVmSuite([['kernelboot', 'vmlet/kernelboot:resize']], { allowAnnotations: ['vmlet.io/max-memory'] }));
 });
 
 afterAll(() => stopVmSuite(v, reg));
