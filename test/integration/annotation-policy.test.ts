@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
@@ -31,7 +32,8 @@ function cniConf(): string {
     JSON.stringify({
       cniVersion: '1.0.0',
       name: NETWORK,
-      plugins: [{ type: 'bridge', bridge: 'vmpol0', isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: '10.252.0.0/24' }]] } }],
+      // Its own bridge and /24: 10.250-10.253 belong to the other tests and critest (test/critest/run.sh).
+      plugins: [{ type: 'bridge', bridge: 'vmpol0', isGateway: true, ipam: { type: 'host-local', ranges: [[{ subnet: '10.254.0.0/24' }]] } }],
     }),
   );
   return dir;
@@ -60,6 +62,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopVmSuite(lenient, undefined);
   await stopVmSuite(strict, reg);
+  // The bridge CNI made for this file: left behind it would hold the /24's route.
+  spawnSync('ip', ['link', 'del', 'vmpol0']);
 }, 120_000);
 
 describe('annotation allow-list (config allowedAnnotations)', () => {
