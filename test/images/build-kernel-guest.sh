@@ -43,6 +43,10 @@ KERNEL_META=linux-image-amd64
 # No af_packet: CONFIG_PACKET=y (built in) in Debian's kernel, as are raw ICMP sockets.
 MODULES=(virtio_pci virtio_console virtio_blk virtio_net virtio_rng)
 LATE_MODULES=(isofs sr_mod sd_mod ahci virtio_scsi virtio_balloon)
+# NINEP_MODULES: the 9p client (9pnet_virtio, 9p and what they need: 9pnet, netfs, fscache),
+# stored xz'd and loaded by /etc/vmlet/cloud-config.sh only when the cloud-config mounts a 9p
+# share, so a boot without shares does not pay for them.
+NINEP_MODULES=(9pnet_virtio 9p)
 # qemu-ga and the packages providing the libraries ld.so lists for it.
 QGA_PKGS=(qemu-guest-agent libc6 libgcc-s1 libglib2.0-0 libnuma1 libudev1 liburing2 libpcre2-8-0)
 # ISC dhclient (vmlet.dhcp=dhclient, vmlet.dhcp6=dhclient) and the packages providing the
@@ -216,6 +220,17 @@ MODORDER=()   # MODSTATE is kept: modules already loaded early are not listed ag
 for m in "${LATE_MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do printf '/lib/modules/%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules.late"
 step "late modules (load order): ${MODORDER[*]}"
+MODORDER=()
+for m in "${NINEP_MODULES[@]}"; do add_module "$m"; done
+# Stored xz'd (0.8 MB plain, 0.2 MB so), as dhclient is: every boot unpacks the initramfs, few
+# pods mount a share. The same fixed xz settings as dhclient.xz.
+mkdir -p "$ROOT/usr/lib/vmlet/9p"
+for m in "${MODORDER[@]}"; do
+  xz -T1 --check=crc32 --lzma2=preset=9e,dict=4MiB -c "$ROOT/lib/modules/$KREL/$m.ko" > "$ROOT/usr/lib/vmlet/9p/$m.ko.xz"
+  rm "$ROOT/lib/modules/$KREL/$m.ko"
+  printf '/usr/lib/vmlet/9p/%s.ko.xz\n' "$m"
+done > "$ROOT/etc/vmlet/modules.9p"
+step "9p modules (load order, stored xz'd): ${MODORDER[*]}"
 
 step "adding qemu-ga, dhclient and their shared libraries"
 LDSO=$UROOT/lib64/ld-linux-x86-64.so.2
@@ -279,6 +294,25 @@ commas() (
   IFS=,
   printf '%s' "$*"
 )
+# getv KEY FILE: the value of KEY in a flattened (yaml.awk) file, as flattened (escaped).
+getv() { awk -v k="$1" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$2"; }
+# getl KEY FILE: the items KEY.0, KEY.1, ... one a line.
+getl() {
+  awk -v k="$1." 'index($0, k) == 1 { r = substr($0, length(k) + 1)
+    if (r ~ /^[0-9]+=/) { sub(/^[0-9]+=/, "", r); print r } }' "$2"
+}
+# getraw KEY FILE: the value of KEY exactly (yaml.awk's \\ and \n undone), no newline added.
+getraw() {
+  awk -v k="$1" 'index($0, k "=") == 1 {
+    n = split(substr($0, length(k) + 2), a, /\\/); printf "%s", a[1]
+    for (i = 2; i <= n; i++) {
+      if (a[i] == "" && i < n) { printf "\\%s", a[i + 1]; i++ }
+      else if (substr(a[i], 1, 1) == "n") printf "\n%s", substr(a[i], 2)
+      else printf "\\%s", a[i]
+    }
+    exit }' "$2"
+}
+lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
 # shq VALUE: VALUE quoted for sh.
 shq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 # lease_done IF IP ROUTERS DNS SEARCH HOSTNAME MTU [quiet]: what every DHCP client script does
@@ -304,26 +338,92 @@ lease_done() {
 }
 EOF
 
-# YAML subset -> "path=value" lines, for meta-data and network-config.
+# YAML subset -> "path=value" lines, for meta-data, network-config and user-data.
 cat > "$ROOT/etc/vmlet/yaml.awk" <<'EOF'
 # Flatten the YAML subset cloud-init NoCloud files use into "path=value" lines, e.g.
 #   ethernets.eth0.addresses.0=10.89.0.5/16
 #   ethernets.eth0.routes.0.via=10.89.0.1
+#   mounts.0.1=/etc/app                       (a list of lists: mounts: [[tag, path, ...]])
 # Handles block mappings and sequences (also "- key: v" items and unindented "- " items
 # under a key), flow collections ({a: 1, b: [x, y]}, also spanning lines, so JSON works),
-# single/double quoted scalars and "# comments". Not handled: anchors, tags, multi-line
-# scalars (| >), multiple documents. Sequence items are numbered from 0.
+# single/double quoted scalars (double-quoted: the \\ \" \n \t \r escapes), block scalars
+# (| and >, with chomping - + and an indentation digit) and "# comments". Not handled:
+# anchors, tags, multi-line plain or quoted scalars, multiple documents. Sequence items are
+# numbered from 0. A value is one line: a backslash in it is written \\ and a newline \n
+# (getraw in /etc/vmlet/lib.sh reads it back).
 function trim(s) { sub(/^[ \t]+/, "", s); sub(/[ \t]+$/, "", s); return s }
+function dq(s,    i, c, out) { # the body of a double-quoted scalar, escapes resolved
+  if (!index(s, "\\")) return s
+  out = ""
+  for (i = 1; i <= length(s); i++) {
+    c = substr(s, i, 1)
+    if (c == "\\" && i < length(s)) {
+      c = substr(s, ++i, 1)
+      if (c == "n") c = "\n"; else if (c == "t") c = "\t"; else if (c == "r") c = "\r"
+      else if (c != "\\" && c != "\"" && c != "/") c = "\\" c
+    }
+    out = out c
+  }
+  return out
+}
 function unquote(s) {
   s = trim(s)
-  if (s ~ /^".*"$/) { s = substr(s, 2, length(s) - 2); gsub(/\\"/, "\"", s); gsub(/\\\\/, "\\", s) }
+  if (s ~ /^".*"$/) s = dq(substr(s, 2, length(s) - 2))
   else if (s ~ /^'.*'$/) { s = substr(s, 2, length(s) - 2); gsub(/''/, "'", s) }
   return s
 }
-function emit(path, v) { print path "=" unquote(v) }
+function esc(s,    n, a, i, out) { # no gsub: its replacement's backslashes differ between awks
+  if (index(s, "\\")) { n = split(s, a, /\\/); out = a[1]; for (i = 2; i <= n; i++) out = out "\\\\" a[i]; s = out }
+  if (index(s, "\n")) { n = split(s, a, /\n/); out = a[1]; for (i = 2; i <= n; i++) out = out "\\n" a[i]; s = out }
+  return s
+}
+function emitraw(path, v) { print path "=" esc(v) }
+function emit(path, v) { emitraw(path, unquote(v)) }
+function rep(s, n,    out) { out = ""; while (n-- > 0) out = out s; return out }
+# --- block scalars: "key: |" / "- >-" and the lines after it, indented more than CURIND ---
+# BLK = "|" or ">" while collecting, BCH = chomping ("", "-", "+"), BIND = content indent
+# (0 until the first non-blank line), BL[1..BN] = the lines with that indent removed.
+function blockstart(path, h) {
+  BLK = substr(h, 1, 1); BPATH = path; BN = 0; BCH = ""; BIND = 0
+  if (h ~ /[-+]/) BCH = substr(h, match(h, /[-+]/), 1)
+  if (h ~ /[1-9]/) BIND = CURIND + substr(h, match(h, /[1-9]/), 1)
+}
+function blockline(l,    n) { # l: a raw line; 0 when it ends the block
+  match(l, /^ */); n = RLENGTH
+  if (l ~ /^[ \t]*$/) { BL[++BN] = substr(l, BIND + 1); if (n <= BIND || BIND == 0) BL[BN] = ""; return 1 }
+  if (BIND == 0) { if (n <= CURIND) return 0; BIND = n }
+  if (n < BIND) return 0
+  BL[++BN] = substr(l, BIND + 1)
+  return 1
+}
+# Written piece by piece (esc'd), not joined first: joining thousands of lines is quadratic.
+function blockend(    i, last, nl, more, prevmore, started) {
+  last = BN
+  while (last > 0 && BL[last] == "") last--
+  printf "%s=", BPATH
+  if (BLK == "|") {
+    for (i = 1; i <= last; i++) printf "%s%s", (i > 1 ? "\\n" : ""), esc(BL[i])
+  } else { # folded: a single line break between two plain lines becomes a space
+    nl = 0; started = 0; prevmore = 0
+    for (i = 1; i <= last; i++) {
+      if (BL[i] == "") { nl++; continue }
+      more = BL[i] ~ /^[ \t]/
+      if (!started) printf "%s", rep("\\n", nl)
+      else if (nl == 0 && !more && !prevmore) printf " "
+      else if (!more && !prevmore) printf "%s", rep("\\n", nl)
+      else printf "%s", rep("\\n", nl + 1)
+      printf "%s", esc(BL[i]); started = 1; nl = 0; prevmore = more
+    }
+  }
+  if (last > 0 && BCH != "-") printf "\\n"
+  if (BCH == "+") printf "%s", rep("\\n", BN - last)
+  printf "\n"
+  BLK = ""
+}
 function join(p, k) { return p == "" ? k : p "." k }
 # Strip a trailing comment: "#" at the start or after a blank, outside quotes.
 function nocomment(s,    i, c, q, out) {
+  if (!index(s, "#")) return s # a long line (base64 content) is not walked byte by byte
   q = ""; out = ""
   for (i = 1; i <= length(s); i++) {
     c = substr(s, i, 1)
@@ -395,8 +495,9 @@ function fseq(path,    n) {
 function flow(path, text) { F = text; P = 1; fvalue(path) }
 # --- block structure: stack of open keys/items, I = indent, K = key, T = kind ---
 function curpath(    i, p) { p = ""; for (i = 1; i <= D; i++) p = join(p, K[i]); return p }
-function value(path, v) { # a value after "key:" or "- ": scalar, or the start of a flow collection
+function value(path, v) { # a value after "key:" or "- ": scalar, block scalar, or the start of a flow collection
   v = trim(v)
+  if (v ~ /^[|>][-+1-9]*$/) { blockstart(path, v); return }
   if (v ~ /^[\[{]/) {
     if (depth(v) > 0) { PEND = v; PPATH = path; return }
     flow(path, v)
@@ -408,11 +509,13 @@ function keyline(ind, s,    k, v) { # s = "key: value" or "key:" at indent ind
   v = trim(substr(s, RLENGTH + 1))
   while (D > 0 && I[D] >= ind) D--
   if (v == "") { D++; I[D] = ind; K[D] = k; T[D] = "key"; return }
+  CURIND = ind
   value(join(curpath(), k), v)
 }
 function iskey(s) { return s ~ /^("[^"]*"|'[^']*'|[^:]*[^: \t]):([ \t]|$)/ && s !~ /^[\[{"']/ || s ~ /^("[^"]*"|'[^']*'):([ \t]|$)/ }
 {
   sub(/\r$/, "")
+  if (BLK != "") { if (blockline($0)) next; blockend() }
   line = nocomment($0)
   if (PEND != "") { # inside a multi-line flow collection
     PEND = PEND "\n" line
@@ -429,13 +532,13 @@ function iskey(s) { return s ~ /^("[^"]*"|'[^']*'|[^:]*[^: \t]):([ \t]|$)/ && s 
     p = curpath(); n = N[p] + 0; N[p] = n + 1
     D++; I[D] = eff; K[D] = n; T[D] = "item"
     rest = substr(s, 2); match(rest, /^[ \t]*/)
-    ind = ind + 1 + RLENGTH; s = trim(rest)
+    CURIND = ind; ind = ind + 1 + RLENGTH; s = trim(rest)
     if (s == "") next
   }
   if (iskey(s)) keyline(ind, s)
   else value(curpath(), s)
 }
-END { if (PEND != "") flow(PPATH, PEND) }
+END { if (PEND != "") flow(PPATH, PEND); if (BLK != "") blockend() }
 EOF
 
 cat > "$ROOT/etc/vmlet/udhcpc.script" <<'EOF'
@@ -692,6 +795,106 @@ exit 0
 EOF
 chmod 0755 "$ROOT/etc/vmlet/dhclient.script"
 
+# The two cloud-config modules a cloud image's cloud-init runs for vmlet's volumes.
+cat > "$ROOT/etc/vmlet/cloud-config.sh" <<'EOF'
+#!/bin/sh
+# vmlet test guest: write_files and mounts of a flattened (yaml.awk) #cloud-config, in
+# cloud-init's order: write_files (not deferred), mounts, then deferred write_files. Started
+# by late.sh in the background once the seed is mounted. Markers: see test/images/README.md.
+# Usage: cloud-config.sh FLAT
+. /etc/vmlet/lib.sh
+R=/run/vmlet
+FLAT=$1
+META=$R/user-data.meta   # FLAT without the (long) write_files contents: quicker to search
+grep -v '^write_files\.[0-9]*\.content=' "$FLAT" > "$META"
+indexes() { sed -n "s/^$1\\.\\([0-9]*\\)[.=].*/\\1/p" "$FLAT" | sort -un; }
+
+# write_file N: write_files entry N (path, content, encoding, permissions, owner, append).
+WRITES=0
+write_file() {
+  p=write_files.$1
+  path=$(getraw "$p.path" "$META")
+  [ -n "$path" ] || { say "VMLET-WRITE write_files.$1 failed (no path)"; return; }
+  enc=$(lower "$(getv "$p.encoding" "$META")")
+  perm=$(getv "$p.permissions" "$META")
+  owner=$(getv "$p.owner" "$META")
+  case $(lower "$(getv "$p.append" "$META")") in true|yes|on) append=1 ;; *) append= ;; esac
+  case $enc in
+    b64|base64) dec='base64 -d' ;;
+    gz+b64|gz+base64|gzip+b64|gzip+base64) dec='base64 -d | gunzip -c' ;;
+    ''|text/plain) dec=cat ;;
+    *) say "VMLET-WRITE $path failed (encoding $enc)"; return ;;
+  esac
+  mkdir -p "$(dirname "$path")"
+  if [ -n "$append" ]; then
+    getraw "$p.content" "$FLAT" | eval "$dec" >> "$path"
+  else
+    getraw "$p.content" "$FLAT" | eval "$dec" > "$path.vmlet-tmp" && mv -f "$path.vmlet-tmp" "$path"
+  fi
+  # shellcheck disable=SC2181 # the pipeline's status
+  if [ $? -ne 0 ]; then
+    rm -f "$path.vmlet-tmp"
+    say "VMLET-WRITE $path failed"
+    return
+  fi
+  chmod "${perm:-0644}" "$path" && chown "${owner:-root:root}" "$path" ||
+    say "vmlet-init: $path: permissions ${perm:-0644} or owner ${owner:-root:root} not set"
+  WRITES=$((WRITES + 1))
+  say "VMLET-WRITE $path"
+}
+write_files() { # deferred: "true" for the deferred entries, else the others
+  for n in $(indexes write_files); do
+    case $(lower "$(getv "write_files.$n.defer" "$META")") in true|yes|on) d=true ;; *) d=false ;; esac
+    [ "$d" = "$1" ] && write_file "$n"
+  done
+}
+
+# mount_one N: mounts entry N, [fs_spec, fs_file, fs_vfstype, fs_mntops, ...], 9p only.
+MOUNTS=0
+mount_one() {
+  p=mounts.$1
+  spec=$(getraw "$p.0" "$META")
+  path=$(getraw "$p.1" "$META")
+  type=$(getraw "$p.2" "$META")
+  opts=$(getraw "$p.3" "$META")
+  [ -n "$spec" ] && [ -n "$path" ] || return
+  if [ "$type" != 9p ]; then
+    say "VMLET-MOUNT $spec $path skipped (type ${type:-auto})"
+    return
+  fi
+  # fstab-only options go: nofail, defaults, auto, _netdev, x-systemd.*, comment=*.
+  o=
+  for w in $(echo "$opts" | tr , ' '); do
+    case $w in
+      noauto) say "VMLET-MOUNT $spec $path skipped (noauto)"; return ;;
+      nofail|defaults|auto|_netdev|x-systemd.*|comment=*) ;;
+      *) o=${o:+$o,}$w ;;
+    esac
+  done
+  if [ ! -e "$R/9p.loaded" ]; then
+    while read -r m; do # xz'd in the initrd (busybox insmod reads plain modules only)
+      ko=$R/${m##*/}; ko=${ko%.xz}
+      unxz -c "$m" > "$ko" && insmod "$ko" || echo "insmod $m failed"
+      rm -f "$ko"
+    done < /etc/vmlet/modules.9p
+    : > "$R/9p.loaded"
+  fi
+  mkdir -p "$path"
+  if mount -t 9p ${o:+-o "$o"} "$spec" "$path"; then
+    MOUNTS=$((MOUNTS + 1))
+    say "VMLET-MOUNT $spec $path ok"
+  else
+    say "VMLET-MOUNT $spec $path failed"
+  fi
+}
+
+write_files false
+for n in $(indexes mounts); do mount_one "$n"; done
+write_files true
+say "VMLET-CLOUDCONFIG write_files=$WRITES mounts=$MOUNTS"
+EOF
+chmod 0755 "$ROOT/etc/vmlet/cloud-config.sh"
+
 # After VMLET-READY, in the background: storage modules, the NoCloud seed, DNS, httpd, ping.
 cat > "$ROOT/etc/vmlet/late.sh" <<'EOF'
 #!/bin/sh
@@ -706,15 +909,6 @@ while read -r m; do
 done < /etc/vmlet/modules.late
 # insmod returns after the module's async probes (libata port probe, SCSI scan) finished,
 # so every CD-ROM and disk attached at boot is a block device by now.
-
-# getv KEY FILE: the value of KEY in a flattened (yaml.awk) file.
-getv() { awk -v k="$1" 'index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$2"; }
-# getl KEY FILE: the items KEY.0, KEY.1, ... one a line.
-getl() {
-  awk -v k="$1." 'index($0, k) == 1 { r = substr($0, length(k) + 1)
-    if (r ~ /^[0-9]+=/) { sub(/^[0-9]+=/, "", r); print r } }' "$2"
-}
-lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
 
 # An ISO9660 file system labelled cidata (any case) on a CD-ROM, else on a disk (or
 # partition): the label is the volume id of the primary volume descriptor (sector 16,
@@ -822,7 +1016,16 @@ if seeddev=$(find_seed); then
       [ -n "$iid" ] && say "VMLET-INSTANCE $iid"
     fi
     if f=$(seedfile user-data) && [ -s "$f" ]; then
-      say "VMLET-USERDATA $(head -n 1 "$f" | tr -d '\r')"
+      first=$(head -n 1 "$f" | tr -d '\r')
+      say "VMLET-USERDATA $first"
+      # A cloud-config (not a MIME multipart, not a script): its write_files and mounts, in
+      # the background so that the 9p modules do not delay the network and VMLET-HTTPD.
+      case $first in
+        '#cloud-config'|'#cloud-config '*)
+          awk -f /etc/vmlet/yaml.awk "$f" > "$R/user-data.flat"
+          /etc/vmlet/cloud-config.sh "$R/user-data.flat" </dev/null >>"$R/cloud-config.log" 2>&1 &
+          ;;
+      esac
     fi
     if f=$(seedfile network-config); then
       apply_network_config "$f"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boot the kernel guest under plain QEMU (TCG, no libvirt) and check its console markers,
-# the NoCloud seed on both CD-ROM buses, DHCP, httpd and ping. See test/images/README.md.
+# the NoCloud seed on both CD-ROM buses (its cloud-config write_files and a 9p mount too),
+# DHCP, httpd and ping. See test/images/README.md.
 #
 #   test/images/smoke-kernel-guest.sh [OUTDIR]     (default OUTDIR=<repo>/.cache/test-images)
 #
@@ -63,7 +64,20 @@ iso() { # NAME DIR: a NoCloud seed from the files in DIR
 MAC=52:54:00:ab:cd:01
 mkdir -p "$T/s1" "$T/s2"
 printf 'instance-id: iid-smoke-1\nlocal-hostname: smoke-one\n' > "$T/s1/meta-data"
-printf '#cloud-config\nruncmd:\n  - [echo, not-run]\n' > "$T/s1/user-data"
+# write_files and a 9p mount: the share exists in the first guest only (its mount fails in the second).
+cat > "$T/s1/user-data" <<'EOF'
+#cloud-config
+runcmd:
+  - [echo, not-run]
+write_files:
+  - {path: /etc/smoke/b64.txt, encoding: b64, content: c21va2UK, permissions: "0600"}
+  - path: /etc/smoke/plain.txt
+    content: |
+      plain
+mounts:
+  - [smoke9p, /mnt/share, 9p, "trans=virtio,version=9p2000.L,msize=512000,ro,nofail", "0", "0"]
+EOF
+mkdir -p "$T/share"
 cat > "$T/s1/network-config" <<EOF
 version: 2
 ethernets:
@@ -86,14 +100,15 @@ iso seed2 "$T/s2"
 sata() { echo "-drive file=$1,media=cdrom,if=none,id=cd0,readonly=on -device ahci,id=ahci -device ide-cd,drive=cd0,bus=ahci.0"; }
 vscsi() { echo "-drive file=$1,media=cdrom,if=none,id=cd0,readonly=on -device virtio-scsi-pci,id=scsi0 -device scsi-cd,drive=cd0"; }
 
-# seed_case NAME ISO BUS HOSTNAME DNS-REGEX
+# seed_case NAME ISO BUS HOSTNAME DNS-REGEX [QEMU-ARGS...]
 seed_case() {
   local name=$1 iso=$2 bus=$3 host=$4 dns=$5 port body
+  shift 5
   echo "== $name: seed $(basename "$iso") on $bus"
   port=$(free_port)
   # shellcheck disable=SC2046 # the bus helpers print several arguments
   boot "$name" "" $($bus "$iso") \
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:80" -device "virtio-net-pci,netdev=n0,mac=$MAC"
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$port-:80" -device "virtio-net-pci,netdev=n0,mac=$MAC" "$@"
   if wait_for "$name" '^VMLET-READY' 60; then ok "$name: VMLET-READY after $(awk -v a="$(now)" -v b="$T0" 'BEGIN { printf "%.2f", a - b }') s"; else bad "$name: no VMLET-READY"; fi
   expect "$name" '^VMLET-CIDATA /dev/sr0$'
   expect "$name" "^VMLET-HOSTNAME $host\$"
@@ -102,14 +117,22 @@ seed_case() {
   expect "$name" '^VMLET-DHCP eth0 10\.0\.2\.15 router=10\.0\.2\.2 dns=10\.0\.2\.3 '
   expect "$name" "^VMLET-DNS $dns\$"
   expect "$name" '^VMLET-HTTPD 80$'
+  expect "$name" '^VMLET-WRITE /etc/smoke/b64\.txt$'
+  expect "$name" '^VMLET-WRITE /etc/smoke/plain\.txt$'
+  expect "$name" '^VMLET-CLOUDCONFIG '   # before the stop: the callers check its mount markers
   body=$(curl -sS -m 10 "http://127.0.0.1:$port/" 2>&1 || true)
   if [[ $body == "vmlet-guest $host" ]]; then ok "$name: curl -> $body"; else bad "$name: curl -> '$body'"; fi
   stop "$PID"
 }
 seed_case sata-netconfig "$T/seed1.iso" sata smoke-one \
-  'nameservers=10\.0\.2\.3,192\.0\.2\.53 search=ns1\.svc\.cluster\.local,svc\.cluster\.local'
+  'nameservers=10\.0\.2\.3,192\.0\.2\.53 search=ns1\.svc\.cluster\.local,svc\.cluster\.local' \
+  -virtfs "local,path=$T/share,mount_tag=smoke9p,security_model=none,readonly=on"
+expect sata-netconfig '^VMLET-MOUNT smoke9p /mnt/share ok$' 1
+expect sata-netconfig '^VMLET-CLOUDCONFIG write_files=2 mounts=1$' 1
 expect sata-netconfig '^VMLET-NETCONFIG eth0 mac=52:54:00:ab:cd:01 addresses=10\.0\.2\.15/24 gateway=10\.0\.2\.2 routes= mtu=1400$' 1
 seed_case vscsi-dhcp-dns "$T/seed2.iso" vscsi smoke-two 'nameservers=10\.0\.2\.3 search='
+expect vscsi-dhcp-dns '^VMLET-MOUNT smoke9p /mnt/share failed$' 1
+expect vscsi-dhcp-dns '^VMLET-CLOUDCONFIG write_files=2 mounts=0$' 1
 
 echo "== no seed: DHCP hostname/search, vmlet.test=ping:10.0.2.2,10.0.2.99"
 boot noseed "vmlet.test=ping:10.0.2.2,10.0.2.99" \

@@ -1,11 +1,11 @@
-// Volumes in a VM-image pod, with a real vmlet, libvirtd and QEMU (TCG). The test guest has no
-// 9p driver and reads no cloud-config (test/images/README.md), so the 9p side is checked as far
-// as the host and QEMU go: the domain's <filesystem> elements, QEMU's virtio-9p devices and their
-// mount tags (`info qtree`), the virtio 9p transports the guest's PCI bus shows, and the seed's
-// `mounts` and `write_files`; what a guest with 9p sees of a ..data swap is checked in
-// volumes-sandboxed.test.ts through the same 9p code path of QEMU. Block volumes are checked from
-// inside the guest (qemu-ga): the disk with its serial, and a persistent root disk booted from a
-// blank loop device, imaged once.
+// Volumes in a VM-image pod, with a real vmlet, libvirtd and QEMU (TCG). Here the 9p side is
+// checked as far as the host and QEMU go: the domain's <filesystem> elements, QEMU's virtio-9p
+// devices and their mount tags (`info qtree`), the virtio 9p transports the guest's PCI bus
+// shows, and the seed's `mounts` and `write_files`; what the guest sees of them (the test guest
+// runs those cloud-config modules: test/images/README.md), a ConfigMap ..data swap included, is
+// checked in volumes-vm-guest.test.ts. Block volumes are checked from inside the guest (qemu-ga):
+// the disk with its serial, and a persistent root disk booted from a blank loop device, imaged
+// once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeSync, mkdirSync, openSync, readSync, symlinkSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -123,7 +123,7 @@ describe('volumes in a VM-image pod', () => {
 
     await waitForConsoleLine(pod.log, READY_MARKER);
     await waitForAgent(v, pod.cid);
-    // The guest's PCI bus shows both virtio 9p transports (virtio device id 9), though this guest has no 9p driver to mount them.
+    // The guest's PCI bus shows both virtio 9p transports (virtio device id 9).
     expect((await sh(pod.cid, 'cat /sys/bus/virtio/devices/*/device')).out.split('\n').filter((l) => l.trim() === '0x0009')).toHaveLength(2);
     if (loop) {
       const serial = deviceSerial(loop);
