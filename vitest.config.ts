@@ -8,6 +8,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Each file's temp dirs are removed after it, pass or fail; the test bridges after the run.
+    setupFiles: ['test/setup/cleanup.ts'],
+    globalSetup: ['test/setup/bridges.ts'],
     reporters: ['default'],
   },
 });

@@ -64,8 +64,13 @@ export function allowAnnotationsConfig(names: readonly string[] | undefined): st
   return names?.length ? `allowedAnnotations:\n  vmlet: ${JSON.stringify(names)}\n` : '';
 }
 
+/** Temp dirs made by this test file; test/setup/cleanup.ts removes them after it, pass or fail. */
+export const madeTempDirs = new Set<string>();
+
 export function tempDir(prefix = 'vmlet-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  madeTempDirs.add(dir);
+  return dir;
 }
 
 export function clients(socket: string): { runtime: RuntimeServiceClient; image: ImageServiceClient } {

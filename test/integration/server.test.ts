@@ -171,7 +171,7 @@ describe('vmlet serve, socket handling and shutdown', () => {
     writeFileSync(join(bad, 'sandbox.json'), '{"id": "half-writ');
     const v = await startVmlet({ stateDir });
     try {
-      const skipped = parseLogLines(v.logLines).find((l) => l.msg === 'skipping unreadable state record');
+      const skipped = parseLogLines(v.logLines).find((l) => String(l.msg).startsWith('pod record unreadable: pod set aside'));
       expect(skipped?.file).toBe(join(bad, 'sandbox.json'));
       const res = await call<object, { items: unknown[] }>(v.runtime, 'ListPodSandbox', {});
       expect(res.items).toEqual([]);

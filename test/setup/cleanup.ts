@@ -1,0 +1,27 @@
+// After each test file, pass or fail: the temp dirs it made through tempDir() are removed, so a
+// run does not leave hundreds of vmlet-* dirs (VM disks, image stores) behind. A dir with a mount
+// point under it (a pod's shared dir still bound to a host path after a failure) is kept and
+// named instead: removing through a bind mount would delete the host side's files.
+import { readFileSync, rmSync } from 'node:fs';
+import { afterAll } from 'vitest';
+import { madeTempDirs } from '../helpers/vmlet.js';
+
+function mountsUnder(dir: string): string[] {
+  // mountinfo field 5 is the mount point (octal escapes for spaces; temp dirs have none).
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p === dir || p.startsWith(dir + '/'));
+}
+
+afterAll(() => {
+  for (const dir of madeTempDirs) {
+    const mounted = mountsUnder(dir);
+    if (mounted.length) {
+      console.warn(`test cleanup: kept ${dir}: still mounted under it: ${mounted.join(', ')}`);
+      continue;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    madeTempDirs.delete(dir);
+  }
+});
