@@ -4,8 +4,9 @@
 // (ReopenContainerLog) needs nothing. virtlogd rotates its own file (console.log → .0 → .1 …,
 // at max_size, 2 MiB by default): when the inode changes, the rest of the old file is read from
 // its backup first, then any newer backups, then the new file, so nothing is lost or garbled.
-import { appendFile, mkdir, open, rename, stat, writeFile, readFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, stat, readFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { atomicWrite } from '../util/atomic-write.js';
 import type { Logger } from '../log.js';
 import { CriLogFormatter } from './cri-log.js';
 
@@ -113,7 +114,15 @@ export class ConsoleTailer {
     const data = Buffer.concat(out);
     if (data.length === 0) return;
     await mkdir(dirname(this.logPath), { recursive: true });
-    await appendFile(this.logPath, data);
+    // The lines are on disk before the position that says they were copied: after a crash of
+    // the node a line may be copied twice, never lost.
+    const log = await open(this.logPath, 'a');
+    try {
+      await log.write(data);
+      await log.datasync();
+    } finally {
+      await log.close();
+    }
     await this.saveOffset();
   }
 
@@ -157,9 +166,7 @@ export class ConsoleTailer {
   }
 
   private async saveOffset(): Promise<void> {
-    const tmp = `${this.offsetFile}.tmp`;
     const p = this.position;
-    await writeFile(tmp, p.ino === undefined ? `${p.offset}\n` : `${p.offset} ${p.ino}\n`);
-    await rename(tmp, this.offsetFile);
+    await atomicWrite(this.offsetFile, p.ino === undefined ? `${p.offset}\n` : `${p.offset} ${p.ino}\n`);
   }
 }
