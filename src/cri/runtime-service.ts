@@ -33,6 +33,7 @@ import { execContainer, execSync } from '../pod/container-exec.js';
 import { attachContainer } from '../pod/container-attach.js';
 import { updateContainerResources } from '../pod/container-update.js';
 import { updatePodSandboxResources } from '../pod/sandbox-update-resources.js';
+import { containerEventsHandler } from './container-events.js';
 import { reopenContainerLog } from '../pod/container-reopen-log.js';
 import { containerStats } from '../pod/container-stats.js';
 import { listContainerStats } from '../pod/container-stats-list.js';
@@ -131,6 +132,8 @@ export function runtimeService(
       await updateContainerResources(pods, req.container_id, req.linux);
       return {};
     }),
+
+    GetContainerEvents: containerEventsHandler(log, pods),
 
     UpdatePodSandboxResources: unary(log, 'UpdatePodSandboxResources', async (req) => {
       await updatePodSandboxResources(pods, req.pod_sandbox_id, req.overhead, req.resources);

@@ -16,6 +16,7 @@ import { ConsoleTailer } from '../stream/console-tailer.js';
 import { readPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
 import { releaseUnfinishedNetwork } from './network-recovery.js';
 import type { PodVm } from './podvm.js';
+import { ContainerEvents, ContainerIndex } from './container-events.js';
 
 export interface PodDeps {
   config: Config;
@@ -27,7 +28,9 @@ export interface PodDeps {
 
 export class PodManager {
   readonly sandboxes = new Map<string, SandboxRecord>();
-  readonly containers = new Map<string, ContainerRecord>();
+  /** Container state changes, for GetContainerEvents. */
+  readonly events = new ContainerEvents();
+  readonly containers = new ContainerIndex(this.events);
   readonly store: PodStateStore;
   readonly lock = new KeyedLock();
   readonly tailers = new Map<string, ConsoleTailer>();
@@ -53,6 +56,8 @@ export class PodManager {
 
   constructor(readonly deps: PodDeps) {
     this.store = new PodStateStore(join(deps.config.stateDir, 'pods'), deps.log);
+    this.store.onContainerSaved = (c) => this.events.saved(c);
+    this.store.onContainerRemoved = (c) => this.events.removed(c);
   }
 
   get log(): Logger {
@@ -79,6 +84,8 @@ export class PodManager {
       }
       if ('state' in net && net.state.cni.result) this.networks.set(s.id, net.state);
     }
+    // No events for what was there before vmlet started.
+    this.events.seed(containers);
     // Offsets kept by the console copiers are newer than the records.
     for (const c of containers) {
       if (!this.sandboxes.has(c.sandboxId)) continue;

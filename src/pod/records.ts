@@ -130,13 +130,19 @@ export class PodStateStore {
     await atomicWrite(join(this.sandboxDir(s.id), 'sandbox.json'), JSON.stringify(s) + '\n', 0o600);
   }
 
+  /** Told of every container record saved or removed (container-events.ts). */
+  onContainerSaved?: (c: ContainerRecord) => void;
+  onContainerRemoved?: (c: ContainerRecord) => void;
+
   async saveContainer(c: ContainerRecord): Promise<void> {
     await mkdir(this.containerDir(c.sandboxId, c.id), { recursive: true, mode: 0o700 });
     await atomicWrite(join(this.containerDir(c.sandboxId, c.id), 'container.json'), JSON.stringify(c) + '\n', 0o600);
+    this.onContainerSaved?.(c);
   }
 
   async removeContainer(c: ContainerRecord): Promise<void> {
     await rm(this.containerDir(c.sandboxId, c.id), { recursive: true, force: true });
+    this.onContainerRemoved?.(c);
   }
 
   async removeSandbox(id: string): Promise<void> {

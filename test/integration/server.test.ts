@@ -84,10 +84,10 @@ describe('vmlet serve', () => {
   });
 
   it('answers UNIMPLEMENTED on a server-streaming RPC', async () => {
-    const stream = (v.runtime as unknown as { GetContainerEvents(req: object): NodeJS.EventEmitter }).GetContainerEvents({});
+    const stream = (v.runtime as unknown as { StreamPodSandboxes(req: object): NodeJS.EventEmitter }).StreamPodSandboxes({});
     const err = await new Promise<ServiceError>((resolve) => stream.once('error', resolve));
     expect(err.code).toBe(Status.UNIMPLEMENTED);
-    expect(err.details).toContain('GetContainerEvents');
+    expect(err.details).toContain('StreamPodSandboxes');
   });
 
   it('survives a malformed request and keeps serving', async () => {
