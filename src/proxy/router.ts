@@ -4,7 +4,7 @@
 // by who knows the id (vmlet's PodManager is rebuilt from disk at start, so ownership survives
 // restarts with no extra state). List calls ask both and merge. Images: images.ts. See
 // docs/design.md and docs/converged-images.md.
-import { status as Status, type UntypedServiceImplementation, type handleUnaryCall } from '@grpc/grpc-js';
+import { status as Status, type UntypedServiceImplementation, type handleServerStreamingCall, type handleUnaryCall } from '@grpc/grpc-js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { PodManager } from '../pod/manager.js';
@@ -82,6 +82,7 @@ export function routedServices(opts: RouterOptions): { runtime: UntypedServiceIm
   }
   for (const [m, field] of Object.entries(RUNTIME_LISTS)) runtime[m] = b.both('runtime', m, concat(field));
   runtime.Status = statusHandler();
+  runtime.GetContainerEvents = noMergedEvents(log);
   // The pod CIDR concerns both; Version and RuntimeConfig answer as vmlet (own.runtime).
   runtime.UpdateRuntimeConfig = b.both('runtime', 'UpdateRuntimeConfig', (mine) => mine);
 
@@ -105,6 +106,21 @@ export function routedServices(opts: RouterOptions): { runtime: UntypedServiceIm
   }
 
   return { runtime, image: routedImages(b, owner) };
+}
+
+/**
+ * GetContainerEvents on a converged node: vmlet's stream alone would leave out the downstream's
+ * containers, and a kubelet on Evented PLEG relists only every few minutes; UNIMPLEMENTED keeps it
+ * on its generic relist for every pod until the two streams are merged.
+ */
+function noMergedEvents(log: Logger): handleServerStreamingCall<Req, unknown> {
+  return (call) => {
+    log.info({ rpc: 'GetContainerEvents', code: 'UNIMPLEMENTED' }, 'rpc');
+    call.emit('error', {
+      code: Status.UNIMPLEMENTED,
+      details: 'GetContainerEvents: on a node that forwards pods to a downstream runtime, vmlet does not merge its container events with the downstream\'s yet; the kubelet relists instead',
+    });
+  };
 }
 
 interface Condition {

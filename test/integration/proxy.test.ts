@@ -137,6 +137,13 @@ describe('converged node', () => {
       parseLogLines(v.logLines).some((l) => l.rpc === 'RunPodSandbox' && l.backend === 'downstream' && l.name === 'plain'));
   });
 
+  it('answers GetContainerEvents UNIMPLEMENTED: vmlet\'s events alone would hide containerd\'s from a kubelet on Evented PLEG', async () => {
+    const stream = (v.runtime as unknown as { GetContainerEvents(req: object): NodeJS.EventEmitter }).GetContainerEvents({});
+    const err = await new Promise<{ code: number; details: string }>((resolve) => stream.once('error', resolve));
+    expect(err.code).toBe(12); // UNIMPLEMENTED
+    expect(err.details).toMatch(/does not merge its container events with the downstream's/);
+  });
+
   it('keeps routing right across a vmlet restart', async () => {
     expect(ids.vmCtr).not.toBe('');
     const stateDir = v.stateDir;
