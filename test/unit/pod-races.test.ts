@@ -7,11 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { defaults, type Config } from '../../src/config.js';
+import { defaults } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { ImageStore } from '../../src/image/store.js';
 import type { ImageRecord } from '../../src/image/image-index.js';
-import type { AccelDecision } from '../../src/vm/accel.js';
 import type { VmSpec } from '../../src/vm/spec.js';
 import type { PodNetworkState } from '../../src/net/index.js';
 import { PodManager } from '../../src/pod/manager.js';
@@ -25,6 +24,7 @@ import { portForward } from '../../src/pod/sandbox-port-forward.js';
 import { podStreamLookups } from '../../src/pod/streams.js';
 import { errorKind } from '../../src/pod/error-kind.js';
 import { MemoryDriver } from '../helpers/memory-driver.js';
+import { startMemoryManager } from '../helpers/memory-manager.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** define() waits until the test opens the gate, and says when it is waiting. */
@@ -87,12 +87,8 @@ afterEach(async () => {
 });
 
 async function manager(): Promise<PodManager> {
-  const sink = new Writable({ write: (_c, _e, cb) => cb() });
-  const config: Config = { ...defaults, stateDir: join(dir, 'state') };
-  const accel = { accel: 'tcg', domainType: 'qemu', facts: {} } as unknown as AccelDecision;
-  const m = new PodManager({ config, log: createLogger('info', sink), vm, images, accel });
+  const m = await startMemoryManager({ stateDir: join(dir, 'state'), vm, images });
   managers.push(m);
-  await m.start(3_600_000);
   return m;
 }
 

@@ -6,11 +6,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { defaults, type Config } from '../../src/config.js';
-import { createLogger } from '../../src/log.js';
-import type { ImageStore } from '../../src/image/store.js';
-import type { AccelDecision } from '../../src/vm/accel.js';
 import type { VmSpec } from '../../src/vm/spec.js';
 import { PodManager } from '../../src/pod/manager.js';
 import { newId } from '../../src/pod/ids.js';
@@ -22,6 +17,7 @@ import { containerStatus } from '../../src/pod/container-status.js';
 import { listContainerStats } from '../../src/pod/container-stats-list.js';
 import { errorKind } from '../../src/pod/error-kind.js';
 import { MemoryDriver } from '../helpers/memory-driver.js';
+import { startMemoryManager } from '../helpers/memory-manager.js';
 import { waitFor } from '../helpers/wait.js';
 
 let dir: string;
@@ -40,19 +36,9 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A PodManager over the temp state dir and the in-memory driver, started (recovery included). */
 async function manager(): Promise<PodManager> {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const config: Config = { ...defaults, stateDir: dir };
-  const accel = { accel: 'tcg', domainType: 'qemu', facts: {} } as unknown as AccelDecision;
-  const m = new PodManager({ config, log: createLogger('info', sink), vm, images: {} as ImageStore, accel });
+  const m = await startMemoryManager({ stateDir: dir, vm, lines });
   managers.push(m);
-  await m.start(3_600_000);
   return m;
 }
 

@@ -5,11 +5,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { defaults, type Config } from '../../src/config.js';
-import { createLogger } from '../../src/log.js';
-import type { ImageStore } from '../../src/image/store.js';
-import type { AccelDecision } from '../../src/vm/accel.js';
 import type { VmSpec } from '../../src/vm/spec.js';
 import { PodManager } from '../../src/pod/manager.js';
 import { newId } from '../../src/pod/ids.js';
@@ -18,6 +13,7 @@ import { listPodSandboxes } from '../../src/pod/sandbox-list.js';
 import { listContainers } from '../../src/pod/container-list.js';
 import { wireContainer, wirePodSandbox } from '../../src/cri/pod-wire.js';
 import { MemoryDriver } from '../helpers/memory-driver.js';
+import { startMemoryManager } from '../helpers/memory-manager.js';
 
 let dir: string;
 let vm: MemoryDriver;
@@ -36,17 +32,8 @@ afterEach(async () => {
 });
 
 async function manager(): Promise<PodManager> {
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  const config: Config = { ...defaults, stateDir: dir };
-  const accel = { accel: 'tcg', domainType: 'qemu', facts: {} } as unknown as AccelDecision;
-  const m = new PodManager({ config, log: createLogger('info', sink), vm, images: {} as ImageStore, accel });
+  const m = await startMemoryManager({ stateDir: dir, vm, lines });
   managers.push(m);
-  await m.start(3_600_000);
   return m;
 }
 
