@@ -150,20 +150,12 @@ export function readPodNetworkState(stateDir: string): { state: PodNetworkState 
   }
 }
 
-export interface ReleasePodNetworkInput {
-  sandboxId: string;
-  netnsName: string;
-  /** Empty when the pod has no netns any more. */
-  netnsPath: string;
-  podName: string;
-  namespace: string;
-  podUid: string;
-  /** The node's CNI config, used when the pod's own copy (network.json) is lost. */
-  confDir: string;
-  binDirs: string[];
-  stateDir: string;
-  log: Logger;
-}
+/**
+ * What releasing a pod's network needs of its setup's input: netnsPath is empty when the pod has
+ * no netns any more; confDir and binDirs are the node's CNI config, used when the pod's own copy
+ * (network.json) is lost.
+ */
+export type ReleasePodNetworkInput = Pick<SetupPodNetworkInput, 'sandboxId' | 'netnsName' | 'netnsPath' | 'podName' | 'namespace' | 'podUid' | 'confDir' | 'binDirs' | 'stateDir' | 'log'>;
 
 /**
  * Undoes a pod network whose setup may have been cut short (vmlet died during RunPodSandbox) or
