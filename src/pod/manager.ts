@@ -244,6 +244,32 @@ export class PodManager {
    * waited on its lock), FAILED_PRECONDITION naming its state when stopped or being stopped or
    * removed. `what` says what was refused ("container <id> cannot start").
    */
+  /**
+   * Stop and Remove of a pod: fn runs under the pod's lock (which CreateContainer holds, so no
+   * create is under way) with the pod marked closing; nothing when the pod went while waiting.
+   */
+  async closingPod(s: SandboxRecord, why: 'stopping' | 'removing', fn: () => Promise<void>): Promise<void> {
+    await this.lock.run(s.id, async () => {
+      if (this.sandboxes.get(s.id) !== s) return; // removed while this call waited
+      this.closing.set(s.id, why);
+      try {
+        await fn();
+      } finally {
+        this.closing.delete(s.id);
+      }
+    });
+  }
+
+  /** A pod VM going down on vmlet's own order, not taken for a crash (domainStopped). */
+  async ownVmStop(s: SandboxRecord, fn: () => Promise<void>): Promise<void> {
+    this.stoppingPods.add(s.id);
+    try {
+      await fn();
+    } finally {
+      this.stoppingPods.delete(s.id);
+    }
+  }
+
   requireReady(s: SandboxRecord, what: string): void {
     if (this.sandboxes.get(s.id) !== s) throw notFound(`${what}: pod sandbox ${s.id} not found (removed)`);
     const closing = this.closing.get(s.id);

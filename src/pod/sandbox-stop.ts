@@ -12,26 +12,15 @@ export async function stopPodSandbox(m: PodManager, id: string): Promise<void> {
   // Everything under the pod's lock, which CreateContainer holds: its containers are listed only
   // once no create is under way, and the mark makes a StartContainer racing the stop refuse.
   // Container locks are taken inside the pod's (pod, then container: the one order used).
-  await m.lock.run(s.id, async () => {
-    if (m.sandboxes.get(s.id) !== s) return; // removed while this call waited
-    m.closing.set(s.id, 'stopping');
-    try {
-      for (const c of m.containersOf(s.id)) await stopContainer(m, c.id, 0);
-      m.stoppingPods.add(s.id);
-      try {
-        await stopPodVm(m, s);
-      } finally {
-        m.stoppingPods.delete(s.id);
-      }
-      const net = m.networks.get(s.id);
-      if (net) await teardownPodNetwork(net, { log: m.log });
-      if (s.state !== 'notready') {
-        s.state = 'notready';
-        await m.store.saveSandbox(s);
-        m.log.info({ podSandboxId: s.id }, 'pod sandbox stopped');
-      }
-    } finally {
-      m.closing.delete(s.id);
+  await m.closingPod(s, 'stopping', async () => {
+    for (const c of m.containersOf(s.id)) await stopContainer(m, c.id, 0);
+    await m.ownVmStop(s, () => stopPodVm(m, s));
+    const net = m.networks.get(s.id);
+    if (net) await teardownPodNetwork(net, { log: m.log });
+    if (s.state !== 'notready') {
+      s.state = 'notready';
+      await m.store.saveSandbox(s);
+      m.log.info({ podSandboxId: s.id }, 'pod sandbox stopped');
     }
   });
 }
