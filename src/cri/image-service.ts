@@ -15,7 +15,7 @@ import type { ImageSpec__Output } from '../gen/runtime/v1/ImageSpec.js';
 import { imageStatus } from '../pod/image-status.js';
 import { imageFsInfo } from '../pod/image-fs-info.js';
 import { pullImage } from '../pod/image-pull.js';
-import { unary, withUnimplemented } from './rpc.js';
+import { listStream, unary, withUnimplemented } from './rpc.js';
 
 /** CRI: `uid` when the config's User is numeric (before any ':group'), `username` otherwise. */
 export function imageUser(user: string): Pick<Image, 'uid' | 'username'> {
@@ -78,6 +78,10 @@ export function imageService(log: Logger, images: ImageStore, containerDir: stri
     ListImages: unary(log, 'ListImages', async (req) => ({
       images: images.list(req.filter?.image?.image || undefined).map(toWireImage),
     })),
+
+    StreamImages: listStream(log, 'StreamImages', 'images', async (req: { filter?: { image?: { image?: string } | null } | null }) =>
+      images.list(req.filter?.image?.image || undefined).map(toWireImage),
+    ),
 
     RemoveImage: unary(log, 'RemoveImage', async (req) => {
       await images.remove(imageName(req.image, 'image.image'));

@@ -66,6 +66,31 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
   };
 }
 
+/** Items per message of a Stream* list call: well under the 16 MiB message cap for any item. */
+const STREAM_BATCH = 100;
+
+/**
+ * A Stream* list call (StreamPodSandboxes, StreamContainers, ...): the same list as its List*
+ * sibling, sent in batches of STREAM_BATCH items, then the end; an error ends the stream with
+ * its status. `field` is the response's repeated field.
+ */
+export function listStream<Req, Item>(log: Logger, method: string, field: string, list: (req: Req) => Promise<Item[]>): handleServerStreamingCall<Req, Record<string, Item[]>> {
+  return (call) => {
+    const started = performance.now();
+    list(call.request).then(
+      (items) => {
+        for (let i = 0; i < items.length; i += STREAM_BATCH) call.write({ [field]: items.slice(i, i + STREAM_BATCH) });
+        logResult(log, method, started, call.request);
+        call.end();
+      },
+      (err: unknown) => {
+        logResult(log, method, started, call.request, err);
+        call.emit('error', toServiceError(err));
+      },
+    );
+  };
+}
+
 export function unimplementedError(method: string, service: string): VmletError {
   return new VmletError('unimplemented', `vmlet does not implement ${service}/${method} yet`);
 }

@@ -12,7 +12,7 @@ import type { VersionResponse } from '../gen/runtime/v1/VersionResponse.js';
 import type { StatusResponse } from '../gen/runtime/v1/StatusResponse.js';
 import type { RuntimeConfigResponse } from '../gen/runtime/v1/RuntimeConfigResponse.js';
 import type { UpdateRuntimeConfigResponse } from '../gen/runtime/v1/UpdateRuntimeConfigResponse.js';
-import { unary, withUnimplemented } from './rpc.js';
+import { listStream, unary, withUnimplemented } from './rpc.js';
 import type { PodManager } from '../pod/manager.js';
 import type { StreamServer } from '../stream/server.js';
 import { runPodSandbox } from '../pod/sandbox-run.js';
@@ -134,6 +134,22 @@ export function runtimeService(
     }),
 
     GetContainerEvents: containerEventsHandler(log, pods),
+
+    // The Stream* siblings of the List* calls: the same lists, in batches (rpc.ts listStream).
+    StreamPodSandboxes: listStream(log, 'StreamPodSandboxes', 'pod_sandboxes', async (req: { filter?: Parameters<typeof sandboxFilter>[0] }) => {
+      const filter = sandboxFilter(req.filter ?? null);
+      return filter === NO_MATCH ? [] : listPodSandboxes(pods, filter).map(wirePodSandbox);
+    }),
+    StreamContainers: listStream(log, 'StreamContainers', 'containers', async (req: { filter?: Parameters<typeof containerFilter>[0] }) => {
+      const filter = containerFilter(req.filter ?? null);
+      return filter === NO_MATCH ? [] : listContainers(pods, filter).map(wireContainer);
+    }),
+    StreamContainerStats: listStream(log, 'StreamContainerStats', 'container_stats', async (req: { filter?: Parameters<typeof containerStatsFilter>[0] }) =>
+      (await listContainerStats(pods, containerStatsFilter(req.filter ?? null))).map(wireContainerStats),
+    ),
+    StreamPodSandboxStats: listStream(log, 'StreamPodSandboxStats', 'pod_sandbox_stats', async (req: { filter?: Parameters<typeof sandboxStatsFilter>[0] }) =>
+      (await listPodSandboxStats(pods, sandboxStatsFilter(req.filter ?? null))).map(wirePodSandboxStats),
+    ),
 
     UpdatePodSandboxResources: unary(log, 'UpdatePodSandboxResources', async (req) => {
       await updatePodSandboxResources(pods, req.pod_sandbox_id, req.overhead, req.resources);

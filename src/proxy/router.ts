@@ -82,7 +82,7 @@ export function routedServices(opts: RouterOptions): { runtime: UntypedServiceIm
   }
   for (const [m, field] of Object.entries(RUNTIME_LISTS)) runtime[m] = b.both('runtime', m, concat(field));
   runtime.Status = statusHandler();
-  runtime.GetContainerEvents = noMergedEvents(log);
+  for (const m of NOT_MERGED_STREAMS) runtime[m] = notMerged(log, m);
   // The pod CIDR concerns both; Version and RuntimeConfig answer as vmlet (own.runtime).
   runtime.UpdateRuntimeConfig = b.both('runtime', 'UpdateRuntimeConfig', (mine) => mine);
 
@@ -105,20 +105,23 @@ export function routedServices(opts: RouterOptions): { runtime: UntypedServiceIm
     };
   }
 
-  return { runtime, image: routedImages(b, owner) };
+  return { runtime, image: { ...routedImages(b, owner), StreamImages: notMerged(log, 'StreamImages') } };
 }
 
+/** vmlet's own server streams, which would leave out the downstream's pods on a converged node. */
+const NOT_MERGED_STREAMS = ['GetContainerEvents', 'StreamPodSandboxes', 'StreamContainers', 'StreamContainerStats', 'StreamPodSandboxStats'];
+
 /**
- * GetContainerEvents on a converged node: vmlet's stream alone would leave out the downstream's
- * containers, and a kubelet on Evented PLEG relists only every few minutes; UNIMPLEMENTED keeps it
- * on its generic relist for every pod until the two streams are merged.
+ * A server stream on a converged node: vmlet's alone would leave out the downstream's pods (a
+ * kubelet on Evented PLEG relists only every few minutes); UNIMPLEMENTED keeps the kubelet on
+ * its List* calls and relists, which are merged, until the two streams are.
  */
-function noMergedEvents(log: Logger): handleServerStreamingCall<Req, unknown> {
+function notMerged(log: Logger, method: string): handleServerStreamingCall<Req, unknown> {
   return (call) => {
-    log.info({ rpc: 'GetContainerEvents', code: 'UNIMPLEMENTED' }, 'rpc');
+    log.info({ rpc: method, code: 'UNIMPLEMENTED' }, 'rpc');
     call.emit('error', {
       code: Status.UNIMPLEMENTED,
-      details: 'GetContainerEvents: on a node that forwards pods to a downstream runtime, vmlet does not merge its container events with the downstream\'s yet; the kubelet relists instead',
+      details: `${method}: on a node that forwards pods to a downstream runtime, vmlet does not merge its stream with the downstream's yet; use the List* call (the kubelet relists instead)`,
     });
   };
 }

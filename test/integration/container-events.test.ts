@@ -41,6 +41,20 @@ describe('GetContainerEvents', () => {
     expect(created.containers_statuses.map((c) => [c.id, c.state])).toEqual([[pod.cid, 'CONTAINER_CREATED']]);
     expect(BigInt(created.created_at)).toBeGreaterThan(0n);
 
+    // The Stream* lists answer as their List* siblings do, here with a pod and a container in them.
+    const collect = (method: string) =>
+      new Promise<unknown[]>((resolve, reject) => {
+        const got: unknown[] = [];
+        const s = (v.runtime as unknown as Record<string, (r: object) => NodeJS.EventEmitter>)[method]!({});
+        s.on('data', (m: Record<string, unknown[]>) => got.push(...Object.values(m).flat()));
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+      });
+    const pods = (await rt<{ items: unknown[] }>('ListPodSandbox', {})).items;
+    expect(pods.length).toBeGreaterThan(0);
+    expect(await collect('StreamPodSandboxes')).toEqual(pods);
+    expect(await collect('StreamContainers')).toEqual((await rt<{ containers: unknown[] }>('ListContainers', {})).containers);
+
     await rt('StartContainer', { container_id: pod.cid });
     const started = await seen(pod.cid, 'CONTAINER_STARTED_EVENT');
     expect(started.containers_statuses[0]?.state).toBe('CONTAINER_RUNNING');

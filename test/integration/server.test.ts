@@ -84,10 +84,29 @@ describe('vmlet serve', () => {
   });
 
   it('answers UNIMPLEMENTED on a server-streaming RPC', async () => {
-    const stream = (v.runtime as unknown as { StreamPodSandboxes(req: object): NodeJS.EventEmitter }).StreamPodSandboxes({});
+    const stream = (v.runtime as unknown as { StreamPodSandboxMetrics(req: object): NodeJS.EventEmitter }).StreamPodSandboxMetrics({});
     const err = await new Promise<ServiceError>((resolve) => stream.once('error', resolve));
     expect(err.code).toBe(Status.UNIMPLEMENTED);
-    expect(err.details).toContain('StreamPodSandboxes');
+    expect(err.details).toContain('StreamPodSandboxMetrics');
+  });
+
+  it('streams the Stream* lists as their List* siblings answer them, then ends', async () => {
+    const collect = (client: unknown, method: string, req: object) =>
+      new Promise<Array<Record<string, unknown[]>>>((resolve, reject) => {
+        const got: Array<Record<string, unknown[]>> = [];
+        const s = (client as Record<string, (r: object) => NodeJS.EventEmitter>)[method]!(req);
+        s.on('data', (m: Record<string, unknown[]>) => got.push(m));
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+      });
+    const list = await call<object, { items: unknown[] }>(v.runtime, 'ListPodSandbox', {});
+    const streamed = await collect(v.runtime, 'StreamPodSandboxes', {});
+    expect(streamed.flatMap((m) => m.pod_sandboxes ?? [])).toEqual(list.items);
+    const images = await call<object, { images: unknown[] }>(v.image, 'ListImages', {});
+    expect((await collect(v.image, 'StreamImages', {})).flatMap((m) => m.images ?? [])).toEqual(images.images);
+    for (const m of ['StreamContainers', 'StreamContainerStats', 'StreamPodSandboxStats']) await expect(collect(v.runtime, m, {})).resolves.toBeInstanceOf(Array);
+    // A filter no pod matches: the stream ends with nothing.
+    expect((await collect(v.runtime, 'StreamContainers', { filter: { id: 'nonexistent' } })).flatMap((m) => m.containers ?? [])).toEqual([]);
   });
 
   it('survives a malformed request and keeps serving', async () => {
