@@ -6,6 +6,8 @@ import { createLogger } from '../../src/log.js';
 import type { ImageStore } from '../../src/image/store.js';
 import type { AccelDecision } from '../../src/vm/accel.js';
 import { PodManager } from '../../src/pod/manager.js';
+import { newId } from '../../src/pod/ids.js';
+import { nowNs, type SandboxRecord } from '../../src/pod/records.js';
 import type { MemoryDriver } from './memory-driver.js';
 
 export async function startMemoryManager(o: { stateDir: string; vm: MemoryDriver; lines?: Array<Record<string, unknown>>; images?: ImageStore }): Promise<PodManager> {
@@ -21,4 +23,13 @@ export async function startMemoryManager(o: { stateDir: string; vm: MemoryDriver
   // No safety poll during a test: exits come from the driver's events.
   await m.start(3_600_000);
   return m;
+}
+
+/** A ready VM-image pod as RunPodSandbox records it (no netns, no network), saved and indexed. */
+export async function makeSandbox(m: PodManager): Promise<SandboxRecord> {
+  const id = newId();
+  const s: SandboxRecord = { id, config: { metadata: { name: 'p', namespace: 'ns', uid: `uid-${id.slice(0, 8)}`, attempt: 0 } } as SandboxRecord['config'], runtimeHandler: 'vmlet', state: 'ready', createdAt: nowNs() };
+  await m.store.saveSandbox(s);
+  m.sandboxes.set(id, s);
+  return s;
 }

@@ -14,7 +14,6 @@ import type { ImageRecord } from '../../src/image/image-index.js';
 import type { VmSpec } from '../../src/vm/spec.js';
 import type { PodNetworkState } from '../../src/net/index.js';
 import { PodManager } from '../../src/pod/manager.js';
-import { newId } from '../../src/pod/ids.js';
 import { nowNs, type SandboxRecord } from '../../src/pod/records.js';
 import { createContainer } from '../../src/pod/container-create.js';
 import { startContainer } from '../../src/pod/container-start.js';
@@ -24,7 +23,7 @@ import { portForward } from '../../src/pod/sandbox-port-forward.js';
 import { podStreamLookups } from '../../src/pod/streams.js';
 import { errorKind } from '../../src/pod/error-kind.js';
 import { MemoryDriver } from '../helpers/memory-driver.js';
-import { startMemoryManager } from '../helpers/memory-manager.js';
+import { makeSandbox, startMemoryManager } from '../helpers/memory-manager.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** define() waits until the test opens the gate, and says when it is waiting. */
@@ -93,15 +92,6 @@ async function manager(): Promise<PodManager> {
 }
 
 const pm = () => managers[0]!;
-
-/** A ready VM-image pod as RunPodSandbox records it (no netns, no network). */
-async function makeSandbox(m: PodManager): Promise<SandboxRecord> {
-  const id = newId();
-  const s: SandboxRecord = { id, config: { metadata: { name: 'p', namespace: 'ns', uid: `uid-${id.slice(0, 8)}`, attempt: 0 } } as SandboxRecord['config'], runtimeHandler: 'vmlet', state: 'ready', createdAt: nowNs() };
-  await m.store.saveSandbox(s);
-  m.sandboxes.set(id, s);
-  return s;
-}
 
 const create = (m: PodManager, s: SandboxRecord) => createContainer(m, s.id, { metadata: { name: 'vm', attempt: 0 }, image: { image: 'registry.test/vm:1' } } as Parameters<typeof createContainer>[2], null);
 

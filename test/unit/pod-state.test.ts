@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { VmSpec } from '../../src/vm/spec.js';
 import { PodManager } from '../../src/pod/manager.js';
 import { newId } from '../../src/pod/ids.js';
-import { createdContainer, nowNs, type ContainerRecord, type SandboxRecord } from '../../src/pod/records.js';
+import { createdContainer, type ContainerRecord, type SandboxRecord } from '../../src/pod/records.js';
 import { startContainer } from '../../src/pod/container-start.js';
 import { stopContainer } from '../../src/pod/container-stop.js';
 import { removeContainer } from '../../src/pod/container-remove.js';
@@ -17,7 +17,7 @@ import { containerStatus } from '../../src/pod/container-status.js';
 import { listContainerStats } from '../../src/pod/container-stats-list.js';
 import { errorKind } from '../../src/pod/error-kind.js';
 import { MemoryDriver } from '../helpers/memory-driver.js';
-import { startMemoryManager } from '../helpers/memory-manager.js';
+import { makeSandbox, startMemoryManager } from '../helpers/memory-manager.js';
 import { waitFor } from '../helpers/wait.js';
 
 let dir: string;
@@ -40,15 +40,6 @@ async function manager(): Promise<PodManager> {
   const m = await startMemoryManager({ stateDir: dir, vm, lines });
   managers.push(m);
   return m;
-}
-
-/** A ready sandbox as RunPodSandbox records it (without a netns or network). */
-async function makeSandbox(m: PodManager): Promise<SandboxRecord> {
-  const id = newId();
-  const s: SandboxRecord = { id, config: { metadata: { name: 'p', namespace: 'ns', uid: `uid-${id.slice(0, 8)}`, attempt: 0 } } as SandboxRecord['config'], runtimeHandler: 'vmlet', state: 'ready', createdAt: nowNs() };
-  await m.store.saveSandbox(s);
-  m.sandboxes.set(id, s);
-  return s;
 }
 
 /** A created container as CreateContainer leaves it: domain defined, a file of its own, record saved and indexed. */
