@@ -63,6 +63,8 @@ function wireUsage(u: FsUsage): FilesystemUsage {
 }
 
 export function imageService(log: Logger, images: ImageStore, containerDir: string, definition: ServiceDefinition): UntypedServiceImplementation {
+  // The list once, for ListImages and StreamImages.
+  const imageItems = async (req: { filter?: { image?: { image?: string } | null } | null }) => images.list(req.filter?.image?.image || undefined).map(toWireImage);
   const impl: Partial<ImageServiceHandlers> = {
     PullImage: unary(log, 'PullImage', async (req) => {
       const rec = await pullImage(images, imageName(req.image, 'image.image'), credentials(req.auth));
@@ -75,13 +77,8 @@ export function imageService(log: Logger, images: ImageStore, containerDir: stri
       return { image: st.image ? toWireImage(st.image) : null, info: st.info };
     }),
 
-    ListImages: unary(log, 'ListImages', async (req) => ({
-      images: images.list(req.filter?.image?.image || undefined).map(toWireImage),
-    })),
-
-    StreamImages: listStream(log, 'StreamImages', 'images', async (req: { filter?: { image?: { image?: string } | null } | null }) =>
-      images.list(req.filter?.image?.image || undefined).map(toWireImage),
-    ),
+    ListImages: unary(log, 'ListImages', async (req) => ({ images: await imageItems(req) })),
+    StreamImages: listStream(log, 'StreamImages', 'images', imageItems),
 
     RemoveImage: unary(log, 'RemoveImage', async (req) => {
       await images.remove(imageName(req.image, 'image.image'));

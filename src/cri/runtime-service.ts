@@ -60,6 +60,19 @@ export function runtimeService(
   streams: StreamServer,
   definition: ServiceDefinition,
 ): UntypedServiceImplementation {
+  // Each list once, for its List* call and its Stream* sibling.
+  type Filtered<F extends (f: never) => unknown> = { filter?: Parameters<F>[0] };
+  const sandboxItems = async (req: Filtered<typeof sandboxFilter>) => {
+    const filter = sandboxFilter(req.filter ?? null);
+    return filter === NO_MATCH ? [] : listPodSandboxes(pods, filter).map(wirePodSandbox);
+  };
+  const containerItems = async (req: Filtered<typeof containerFilter>) => {
+    const filter = containerFilter(req.filter ?? null);
+    return filter === NO_MATCH ? [] : listContainers(pods, filter).map(wireContainer);
+  };
+  const containerStatsItems = async (req: Filtered<typeof containerStatsFilter>) => (await listContainerStats(pods, containerStatsFilter(req.filter ?? null))).map(wireContainerStats);
+  const sandboxStatsItems = async (req: Filtered<typeof sandboxStatsFilter>) => (await listPodSandboxStats(pods, sandboxStatsFilter(req.filter ?? null))).map(wirePodSandboxStats);
+
   const impl: Partial<RuntimeServiceHandlers> = {
     RunPodSandbox: unary(log, 'RunPodSandbox', async (req) => ({
       pod_sandbox_id: await runPodSandbox(pods, req.config, req.runtime_handler),
@@ -85,10 +98,7 @@ export function runtimeService(
       };
     }),
 
-    ListPodSandbox: unary(log, 'ListPodSandbox', async (req) => {
-      const filter = sandboxFilter(req.filter);
-      return { items: filter === NO_MATCH ? [] : listPodSandboxes(pods, filter).map(wirePodSandbox) };
-    }),
+    ListPodSandbox: unary(log, 'ListPodSandbox', async (req) => ({ items: await sandboxItems(req) })),
 
     CreateContainer: unary(log, 'CreateContainer', async (req) => ({
       container_id: await createContainer(pods, req.pod_sandbox_id, req.config, req.sandbox_config),
@@ -109,10 +119,7 @@ export function runtimeService(
       return {};
     }),
 
-    ListContainers: unary(log, 'ListContainers', async (req) => {
-      const filter = containerFilter(req.filter);
-      return { containers: filter === NO_MATCH ? [] : listContainers(pods, filter).map(wireContainer) };
-    }),
+    ListContainers: unary(log, 'ListContainers', async (req) => ({ containers: await containerItems(req) })),
 
     ContainerStatus: unary(log, 'ContainerStatus', async (req) => {
       const st = await containerStatus(pods, req.container_id, req.verbose);
@@ -136,20 +143,10 @@ export function runtimeService(
     GetContainerEvents: containerEventsHandler(log, pods),
 
     // The Stream* siblings of the List* calls: the same lists, in batches (rpc.ts listStream).
-    StreamPodSandboxes: listStream(log, 'StreamPodSandboxes', 'pod_sandboxes', async (req: { filter?: Parameters<typeof sandboxFilter>[0] }) => {
-      const filter = sandboxFilter(req.filter ?? null);
-      return filter === NO_MATCH ? [] : listPodSandboxes(pods, filter).map(wirePodSandbox);
-    }),
-    StreamContainers: listStream(log, 'StreamContainers', 'containers', async (req: { filter?: Parameters<typeof containerFilter>[0] }) => {
-      const filter = containerFilter(req.filter ?? null);
-      return filter === NO_MATCH ? [] : listContainers(pods, filter).map(wireContainer);
-    }),
-    StreamContainerStats: listStream(log, 'StreamContainerStats', 'container_stats', async (req: { filter?: Parameters<typeof containerStatsFilter>[0] }) =>
-      (await listContainerStats(pods, containerStatsFilter(req.filter ?? null))).map(wireContainerStats),
-    ),
-    StreamPodSandboxStats: listStream(log, 'StreamPodSandboxStats', 'pod_sandbox_stats', async (req: { filter?: Parameters<typeof sandboxStatsFilter>[0] }) =>
-      (await listPodSandboxStats(pods, sandboxStatsFilter(req.filter ?? null))).map(wirePodSandboxStats),
-    ),
+    StreamPodSandboxes: listStream(log, 'StreamPodSandboxes', 'pod_sandboxes', sandboxItems),
+    StreamContainers: listStream(log, 'StreamContainers', 'containers', containerItems),
+    StreamContainerStats: listStream(log, 'StreamContainerStats', 'container_stats', containerStatsItems),
+    StreamPodSandboxStats: listStream(log, 'StreamPodSandboxStats', 'pod_sandbox_stats', sandboxStatsItems),
 
     UpdatePodSandboxResources: unary(log, 'UpdatePodSandboxResources', async (req) => {
       await updatePodSandboxResources(pods, req.pod_sandbox_id, req.overhead, req.resources);
@@ -163,13 +160,9 @@ export function runtimeService(
     PortForward: unary(log, 'PortForward', async (req) => ({ url: portForward(pods, streams, req.pod_sandbox_id, req.port) })),
 
     ContainerStats: unary(log, 'ContainerStats', async (req) => ({ stats: wireContainerStats(await containerStats(pods, req.container_id)) })),
-    ListContainerStats: unary(log, 'ListContainerStats', async (req) => ({
-      stats: (await listContainerStats(pods, containerStatsFilter(req.filter))).map(wireContainerStats),
-    })),
+    ListContainerStats: unary(log, 'ListContainerStats', async (req) => ({ stats: await containerStatsItems(req) })),
     PodSandboxStats: unary(log, 'PodSandboxStats', async (req) => ({ stats: wirePodSandboxStats(await podSandboxStats(pods, req.pod_sandbox_id)) })),
-    ListPodSandboxStats: unary(log, 'ListPodSandboxStats', async (req) => ({
-      stats: (await listPodSandboxStats(pods, sandboxStatsFilter(req.filter))).map(wirePodSandboxStats),
-    })),
+    ListPodSandboxStats: unary(log, 'ListPodSandboxStats', async (req) => ({ stats: await sandboxStatsItems(req) })),
 
     // The kubelet's /metrics/cadvisor for VM pods (PodAndContainerStatsFromCRI): pod/sandbox-metrics.ts.
     ListMetricDescriptors: unary(log, 'ListMetricDescriptors', async () => ({
