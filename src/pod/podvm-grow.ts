@@ -4,6 +4,7 @@
 // limits, hot-added up to its maximum (vmlet.io/max-vcpus, else the host's CPUs) and brought
 // online by the agent. It never shrinks here: a removed container's memory is the guest's page
 // cache until the pod goes, and unplugging a vCPU needs the guest's cooperation.
+import { CFS_DEFAULT_PERIOD } from '../vm/annotations.js';
 import type { LinuxContainerResources } from './configs.js';
 import type { PodManager } from './manager.js';
 import type { PodVm } from './podvm.js';
@@ -11,7 +12,6 @@ import { POD_VM_BASE_MIB } from './podvm-boot.js';
 import type { SandboxRecord } from './records.js';
 
 const MiB = 2 ** 20;
-const CFS_DEFAULT_PERIOD = 100_000;
 
 /** What the pod's containers ask for: memory limits in bytes, CPU limits in CPUs (fractions kept). */
 export function podDemand(resources: Iterable<LinuxContainerResources | null | undefined>): { memoryBytes: number; cpus: number } {

@@ -6,7 +6,7 @@
 // at RunPodSandbox for the pod's annotations and at CreateContainer for the container's.
 import { invalidArgument } from '../errors.js';
 import { findAnnotation, type AnnotationSets, type Found } from './annotation-lookup.js';
-import { ANNOTATIONS, NODE_DEFAULTS, VIRTLET_ALIASES, type ResourceLimits, type Resources, type SettingName } from './annotations.js';
+import { ANNOTATIONS, CFS_DEFAULT_PERIOD, int64, NODE_DEFAULTS, VIRTLET_ALIASES, type ResourceLimits, type Resources, type SettingName } from './annotations.js';
 import { parseQuantityBytes } from './quantity.js';
 
 /**
@@ -62,13 +62,6 @@ function refuse(f: Found, setting: SettingName, handler: string, what: string): 
 }
 
 const MiB = 1 << 20;
-const CFS_DEFAULT_PERIOD = 100_000;
-
-/** An int64 CRI field as annotations.ts reads it: 0, negative or junk = unset. */
-function int64(v: string | number | undefined): number {
-  const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : 0;
-  return Number.isFinite(n) && n > 0 ? n : 0;
-}
 
 /**
  * What the resources give the VM without any annotation, by annotations.ts's order and rounding

@@ -116,7 +116,7 @@ export const LIMITS = {
 
 const CPU_MODEL = /^[A-Za-z0-9_.+-]{1,64}$/;
 const MiB = 1 << 20;
-const CFS_DEFAULT_PERIOD = 100_000; // kubelet always sends it with a quota; the kernel's default
+export const CFS_DEFAULT_PERIOD = 100_000; // kubelet always sends it with a quota; the kernel's default
 const MEM_RANGE = `a Kubernetes quantity from ${formatBytes(LIMITS.memoryMiB.min * MiB)} to ${formatBytes(LIMITS.memoryMiB.max * MiB)} (e.g. 512Mi, 2Gi)`;
 const inMemRange = (mib: number) => mib >= LIMITS.memoryMiB.min && mib <= LIMITS.memoryMiB.max;
 
@@ -182,7 +182,7 @@ function readMachine(sets: AnnotationSets): Parsed {
 }
 
 /** An int64 CRI field: decimal string or number; 0, negative (quota -1 = unlimited) or junk = unset. */
-function int64(v: string | number | undefined): number {
+export function int64(v: string | number | undefined): number {
   const n = typeof v === 'number' ? v : typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : 0;
   return Number.isFinite(n) && n > 0 ? n : 0;
 }
