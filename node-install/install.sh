@@ -17,7 +17,9 @@ PACKAGES=(
   curl ca-certificates                  # Node.js from the npm registry where the node has none >= 20
 )
 # Only with --with-test-deps: what the test suite needs beyond a node (test image builds).
-TEST_PACKAGES=(python3 docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
+# python3-yaml/jinja2/jsonschema/requests: what cloud-init's own parsers import, for Debian's
+# /usr/bin/python3 (the seed tests run cloud-init from an unpacked .deb, never installed on the node).
+TEST_PACKAGES=(python3 python3-yaml python3-jinja2 python3-jsonschema python3-requests docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
 # Only when systemd is PID 1 (it ships units, users, qemu.conf, AppArmor profiles).
 SYSTEMD_PACKAGES=(libvirt-daemon-system)
 NODE_MIN_MAJOR=20

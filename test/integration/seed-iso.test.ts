@@ -183,16 +183,23 @@ describe('a pod seed on the ISO', () => {
 
 const CACHE = fileURLToPath(new URL('../../.cache/cloud-init-py/', import.meta.url));
 const PYPATH = join(CACHE, 'root/usr/lib/python3/dist-packages');
+/** Debian's interpreter, the one its python3-* packages (installed by --with-test-deps) serve; a pyenv
+ * or venv python3 earlier on PATH would not see them. */
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
-/** Unpacks cloud-init (+ python3-configobj) into .cache/ once; a reason string when it cannot. */
+/** cloud-init and the pure-Python modules it imports that --with-test-deps does not install. */
+const CLOUD_INIT_DEBS = ['cloud-init', 'python3-configobj', 'python3-jsonpatch', 'python3-jsonpointer'];
+
+/** Unpacks CLOUD_INIT_DEBS into .cache/ once (never installed: cloud-init on the host would run at
+ * its boot); a reason string when it cannot. */
 function cloudInitPython(): string | undefined {
-  const deps = spawnSync('python3', ['-c', 'import yaml, jinja2, jsonschema, requests'], { encoding: 'utf8' });
-  if (deps.status !== 0) return `python3 with yaml, jinja2, jsonschema and requests is not available (${deps.stderr.trim().split('\n').at(-1)})`;
-  if (existsSync(join(PYPATH, 'cloudinit')) && existsSync(join(PYPATH, 'configobj'))) return undefined;
+  const deps = spawnSync(PYTHON, ['-c', 'import yaml, jinja2, jsonschema, requests'], { encoding: 'utf8' });
+  if (deps.status !== 0) return `${PYTHON} with yaml, jinja2, jsonschema and requests is not available (${deps.stderr.trim().split('\n').at(-1)})`;
+  if (['cloudinit', 'configobj', 'jsonpatch.py', 'jsonpointer.py'].every((m) => existsSync(join(PYPATH, m)))) return undefined;
   const dl = join(CACHE, `dl-${process.pid}`);
   mkdirSync(dl, { recursive: true });
   try {
-    const r = spawnSync('apt-get', ['-q', '-o', 'APT::Sandbox::User=root', 'download', 'cloud-init', 'python3-configobj'], { cwd: dl, encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync('apt-get', ['-q', '-o', 'APT::Sandbox::User=root', 'download', ...CLOUD_INIT_DEBS], { cwd: dl, encoding: 'utf8', timeout: 120_000 });
     if (r.status !== 0) return `apt-get download cloud-init failed: ${(r.stderr || r.error?.message || '').trim().split('\n').at(-1)}`;
     const root = join(dl, 'root');
     for (const deb of readdirSync(dl).filter((f) => f.endsWith('.deb'))) execFileSync('dpkg-deb', ['-x', join(dl, deb), root]);
@@ -271,7 +278,7 @@ describe('the seed as cloud-init reads it', () => {
     const iso = join(dir, 'ci.iso');
     return writeSeedIso(iso, buildSeed(POD).files).then(() => {
       for (const name of ['meta-data', 'user-data', 'network-config']) writeFileSync(join(out, name), extract(iso, name));
-      const r = spawnSync('python3', ['-c', VALIDATE_PY, out], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: PYPATH }, timeout: 60_000 });
+      const r = spawnSync(PYTHON, ['-c', VALIDATE_PY, out], { encoding: 'utf8', env: { ...process.env, PYTHONPATH: PYPATH }, timeout: 60_000 });
       if (r.status !== 0) throw new Error(`cloud-init validation failed: ${r.stderr}`);
       result = JSON.parse(r.stdout) as ValidateResult;
     });
