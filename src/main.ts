@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// CLI entry: `vmlet serve`, `vmlet doctor`, `vmlet version`.
+// CLI entry: `vmlet serve`, `vmlet doctor`, `vmlet pull`, `vmlet version`.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ConfigLayer } from './config.js';
 import { createLogger } from './log.js';
 import { doctorExitCode, formatCheck, runChecks } from './doctor.js';
 import { serve } from './serve.js';
+import { pullCommand } from './pull-cli.js';
 import { RUNTIME_VERSION } from './version.js';
 
 const USAGE = `usage: vmlet <command> [flags]
@@ -12,6 +13,8 @@ const USAGE = `usage: vmlet <command> [flags]
 commands:
   serve     run the CRI server on a unix socket
   doctor    check this node's prerequisites (exit 0 when vmlet can run VMs)
+  pull IMAGE [--creds USER[:PASS]]
+            pull an image into vmlet's store through the running server, with progress
   version   print vmlet's version (also: vmlet --version)
 
 flags (override VMLET_* env and the config file):
@@ -64,6 +67,7 @@ async function main(argv: string[]): Promise<number> {
         handler: { type: 'string', multiple: true },
         'log-level': { type: 'string' },
         downstream: { type: 'string' },
+        creds: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -81,8 +85,9 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command === undefined && !parsed.values.help ? 2 : 0;
   }
-  if (rest.length) {
-    process.stderr.write(`vmlet: unexpected argument ${rest[0]}\n`);
+  const positionals = command === 'pull' ? 1 : 0;
+  if (rest.length !== positionals) {
+    process.stderr.write(rest.length > positionals ? `vmlet: unexpected argument ${rest[positionals]}\n` : `vmlet ${command}: missing argument\n\n${USAGE}`);
     return 2;
   }
   if (command === 'version') {
@@ -116,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(code === 0 ? 'vmlet can run VMs on this node.\n' : 'vmlet cannot run VMs on this node until the FAIL lines are fixed.\n');
     return code;
   }
+  if (command === 'pull') return pullCommand(config.socket, rest[0]!, parsed.values.creds);
   process.stderr.write(`vmlet: unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }

@@ -66,20 +66,23 @@ export function unary<Req, Res>(log: Logger, method: string, fn: (req: Req, call
   };
 }
 
-/** Items per message of a Stream* list call: well under the 16 MiB message cap for any item. */
-const STREAM_BATCH = 100;
-
 /**
- * A Stream* list call (StreamPodSandboxes, StreamContainers, ...): the same list as its List*
- * sibling, sent in batches of STREAM_BATCH items, then the end; an error ends the stream with
- * its status. `field` is the response's repeated field.
+ * A server-streaming call: `fn` writes replies (dropped once the client has gone) and settles;
+ * then the stream ends, with the error's status if it threw. Logged and observed as unary() is.
  */
-export function listStream<Req, Item>(log: Logger, method: string, field: string, list: (req: Req) => Promise<Item[]>): handleServerStreamingCall<Req, Record<string, Item[]>> {
+export function serverStream<Req, Res>(log: Logger, method: string, fn: (req: Req, write: (r: Res) => void) => Promise<void>): handleServerStreamingCall<Req, Res> {
   return (call) => {
     const started = performance.now();
-    list(call.request).then(
-      (items) => {
-        for (let i = 0; i < items.length; i += STREAM_BATCH) call.write({ [field]: items.slice(i, i + STREAM_BATCH) });
+    let p: Promise<void>;
+    try {
+      p = fn(call.request, (r) => {
+        if (!call.cancelled) call.write(r);
+      });
+    } catch (err) {
+      p = Promise.reject(err);
+    }
+    p.then(
+      () => {
         logResult(log, method, started, call.request);
         call.end();
       },
@@ -89,6 +92,21 @@ export function listStream<Req, Item>(log: Logger, method: string, field: string
       },
     );
   };
+}
+
+/** Items per message of a Stream* list call: well under the 16 MiB message cap for any item. */
+const STREAM_BATCH = 100;
+
+/**
+ * A Stream* list call (StreamPodSandboxes, StreamContainers, ...): the same list as its List*
+ * sibling, sent in batches of STREAM_BATCH items, then the end; an error ends the stream with
+ * its status. `field` is the response's repeated field.
+ */
+export function listStream<Req, Item>(log: Logger, method: string, field: string, list: (req: Req) => Promise<Item[]>): handleServerStreamingCall<Req, Record<string, Item[]>> {
+  return serverStream(log, method, async (req: Req, write: (r: Record<string, Item[]>) => void) => {
+    const items = await list(req);
+    for (let i = 0; i < items.length; i += STREAM_BATCH) write({ [field]: items.slice(i, i + STREAM_BATCH) });
+  });
 }
 
 export function unimplementedError(method: string, service: string): VmletError {

@@ -8,6 +8,8 @@ import type { PodManager } from '../pod/manager.js';
 import type { StreamServer } from '../stream/server.js';
 import { loadCri } from '../grpc/cri-proto.js';
 import { imageService } from './image-service.js';
+import { adminService } from './admin-service.js';
+import { adminDefinition } from '../grpc/admin-proto.js';
 import { runtimeService } from './runtime-service.js';
 import { prepareSocketPath } from './socket.js';
 import { converge } from '../proxy/router.js';
@@ -44,6 +46,8 @@ export async function startCriServer(socket: string, services: Services, log: Lo
   });
   server.addService(cri.RuntimeService.service, routed.runtime);
   server.addService(cri.ImageService.service, routed.image);
+  // vmlet's own calls (vmlet pull): always vmlet's store, whatever a downstream CRI holds.
+  server.addService(adminDefinition, adminService(log, services.images));
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });

@@ -7,6 +7,7 @@ import type { RegistriesConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
 import type { BlobStore } from './blob-store.js';
+import type { PullProgress } from './pull-progress.js';
 import type { ImageRecord, LayerInfo } from './image-index.js';
 import { runConfigOf, type ImageConfig } from './image-config.js';
 import { MANIFEST_TYPES, RegistrySession, endpointsFor, type Credentials } from './registry.js';
@@ -73,7 +74,7 @@ export class Puller {
     private readonly log: Logger,
   ) {}
 
-  async pull(reference: string, creds: Credentials): Promise<Pulled> {
+  async pull(reference: string, creds: Credentials, progress?: PullProgress): Promise<Pulled> {
     const ref = parseReference(reference);
     const name = formatReference(ref);
     const { session, top } = await this.resolve(ref, creds);
@@ -115,7 +116,8 @@ export class Puller {
       throw new VmletError('internal', `${where}: image config ${configDesc.digest} is not valid JSON`);
     }
     const diffIds = config.rootfs?.diff_ids ?? [];
-    const { ready, all: downloads } = this.fetchLayers(session, layerDescs, name);
+    progress?.setLayers(layerDescs);
+    const { ready, all: downloads } = this.fetchLayers(session, layerDescs, name, progress);
     blobs.push(configDesc.digest, ...layerDescs.map((l) => l.digest));
 
     const repoTag = tagReference(ref);
@@ -168,7 +170,7 @@ export class Puller {
    * started, and `all` rejects only once every download under way has finished or failed:
    * nothing of this pull is still being written when the caller cleans up.
    */
-  private fetchLayers(session: RegistrySession, layers: Descriptor[], image: string): { ready: Promise<void>[]; all: Promise<void> } {
+  private fetchLayers(session: RegistrySession, layers: Descriptor[], image: string, progress?: PullProgress): { ready: Promise<void>[]; all: Promise<void> } {
     const settle = layers.map(() => {
       let resolve!: () => void;
       let reject!: (err: unknown) => void;
@@ -182,16 +184,10 @@ export class Puller {
       while (next < layers.length && failed === undefined) {
         const i = next++;
         const layer = layers[i]!;
-        let last = 0;
         const started = Date.now();
         try {
-          await this.blobs.ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => {
-            const now = Date.now();
-            if (now - last >= 1000) {
-              last = now;
-              this.log.info({ image, layer: layer.digest, bytesDone: done, bytesTotal: layer.size }, 'pull progress');
-            }
-          });
+          await this.blobs.ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => progress?.layer(layer.digest, done));
+          progress?.layerDone(layer.digest);
           settle[i]!.resolve();
           this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');
         } catch (err) {

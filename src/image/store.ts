@@ -21,8 +21,12 @@ import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js
 import type { LayerRef, ScanLimits } from './layer-scan.js';
 import { unpackRootfs } from './rootfs.js';
 import { Puller } from './pull.js';
+import { PullProgress, type PullSnapshot } from './pull-progress.js';
 import { formatReference, parseReference } from './reference.js';
 import type { Credentials } from './registry.js';
+
+/** How often a pull under way logs its progress. */
+const PROGRESS_LOG_MS = 3_000;
 
 export interface FsUsage {
   timestampNs: bigint;
@@ -55,6 +59,7 @@ export class ImageStore {
   readonly index: ImageIndex;
   private readonly puller: Puller;
   private pulls = new Map<string, Promise<ImageRecord>>();
+  private progress = new Map<string, PullProgress>();
   private preparing = new Map<string, Promise<ImageRecord>>();
   private unpacking = new Map<string, Promise<{ dir: string; name: string }>>();
   private pendingGc = false;
@@ -146,30 +151,62 @@ export class ImageStore {
     return rec.runConfig;
   }
 
-  /** Pulls (or re-uses a pull in flight of the same reference and credentials). */
-  pull(reference: string, creds: Credentials = {}): Promise<ImageRecord> {
-    const key = `${formatReference(parseReference(reference))}\0${JSON.stringify(creds)}`;
+  /**
+   * Pulls (or re-uses a pull in flight of the same reference and credentials). `watch` sees the
+   * pull's progress (the one in flight's, when shared) until it settles.
+   */
+  pull(reference: string, creds: Credentials = {}, watch?: (s: PullSnapshot) => void): Promise<ImageRecord> {
+    const name = formatReference(parseReference(reference));
+    const key = `${name}\0${JSON.stringify(creds)}`;
     let p = this.pulls.get(key);
     if (!p) {
-      p = this.doPull(reference, creds).finally(() => {
+      const progress = new PullProgress(name);
+      this.progress.set(key, progress);
+      p = this.doPull(reference, creds, progress).finally(() => {
         this.pulls.delete(key);
+        this.progress.delete(key);
         if (this.pulls.size === 0 && this.pendingGc) void this.gc();
       });
       this.pulls.set(key, p);
     }
-    return p;
+    const progress = this.progress.get(key);
+    if (!watch || !progress) return p;
+    watch(progress.snapshot());
+    const unsubscribe = progress.subscribe(watch);
+    return p.finally(unsubscribe);
   }
 
-  private async doPull(reference: string, creds: Credentials): Promise<ImageRecord> {
+  private async doPull(reference: string, creds: Credentials, progress: PullProgress): Promise<ImageRecord> {
+    // A long pull says how far it has got every few seconds, as containerd does.
+    const ticker = setInterval(() => {
+      const s = progress.snapshot();
+      if (s.phase === 'downloading' || s.phase === 'preparing') {
+        this.log.info({ image: s.image, phase: s.phase, bytesDone: s.bytesDone, bytesTotal: s.bytesTotal, layersDone: s.layersDone, layersTotal: s.layersTotal, bytesPerSecond: Math.round(s.rate), etaSeconds: s.etaSeconds === undefined ? undefined : Math.ceil(s.etaSeconds) }, 'pull progress');
+      }
+    }, PROGRESS_LOG_MS);
+    try {
+      const rec = await this.pullSteps(reference, creds, progress);
+      progress.setPhase('done');
+      return rec;
+    } catch (err) {
+      progress.setPhase('failed');
+      throw err;
+    } finally {
+      clearInterval(ticker);
+    }
+  }
+
+  private async pullSteps(reference: string, creds: Credentials, progress: PullProgress): Promise<ImageRecord> {
     const started = Date.now();
     let pulled;
     try {
-      pulled = await this.puller.pull(reference, creds);
+      pulled = await this.puller.pull(reference, creds, progress);
     } catch (err) {
       // Blobs this pull stored are referenced by no image: collect them once no pull runs.
       this.pendingGc = true;
       throw err;
     }
+    pulled.downloads.then(() => progress.setPhase('preparing'), () => undefined);
     const id = pulled.record.id;
     let rec = this.index.get(id);
     try {
@@ -201,7 +238,9 @@ export class ImageStore {
     }
     rec = this.index.put({ ...rec, ...pulled.record, boot: rec.boot, pulledAt: rec.pulledAt });
     await this.index.save();
-    this.log.info({ image: formatReference(pulled.ref), id, boot: rec.boot.kind, size: rec.size, ms: Date.now() - started }, 'image pulled');
+    const ms = Date.now() - started;
+    const fetched = progress.snapshot().bytesDone;
+    this.log.info({ image: formatReference(pulled.ref), id, boot: rec.boot.kind, size: rec.size, ms, ...(fetched > 0 ? { bytesPerSecond: Math.round((fetched * 1000) / Math.max(ms, 1)) } : {}) }, 'image pulled');
     return rec;
   }
 

@@ -3,11 +3,12 @@
 import type { ImageStore } from '../image/store.js';
 import type { ImageRecord } from '../image/image-index.js';
 import type { Credentials } from '../image/registry.js';
+import type { PullSnapshot } from '../image/pull-progress.js';
 import { observePull } from '../metrics/vmlet.js';
 
-export async function pullImage(images: ImageStore, name: string, creds: Credentials): Promise<ImageRecord> {
+export async function pullImage(images: ImageStore, name: string, creds: Credentials, watch?: (s: PullSnapshot) => void): Promise<ImageRecord> {
   const t0 = performance.now();
-  const rec = await images.pull(name, creds);
+  const rec = await images.pull(name, creds, watch);
   observePull(rec.size, (performance.now() - t0) / 1000);
   return rec;
 }
