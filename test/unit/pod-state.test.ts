@@ -142,6 +142,8 @@ describe('container lifecycle over the VM driver', () => {
     await exited(m, c);
     expect(c).toMatchObject({ exitCode, reason: why, message });
     expect(BigInt(c.finishedAt)).toBeGreaterThan(0n);
+    // The record is saved, then the line logged: the state flips before both.
+    await waitFor('the exit logged', () => lines.some((l) => l.msg === 'container exited'), { timeoutMs: 5000, intervalMs: 10 });
     expect(lines.find((l) => l.msg === 'container exited')).toMatchObject({ containerId: c.id, exitCode, reason: why });
   });
 
