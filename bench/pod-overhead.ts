@@ -20,45 +20,13 @@ import { waitFor } from '../test/helpers/wait.js';
 import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine } from '../test/helpers/vm-suite.js';
 import { call, tempDir } from '../test/helpers/vmlet.js';
 import { removeCreated } from '../src/vm/pod-cgroup.js';
+import { mib, show, split } from './qemu-memory.js';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '2' }, sizes: { type: 'string', default: 'default,256,128,64,32' }, 'idle-ms': { type: 'string', default: '10000' } } });
 const runs = Number(values.runs);
 const idleMs = Number(values['idle-ms']);
 const GUEST_MIB = 256;
-const mib = (kib: number) => Math.round(kib / 102.4) / 10;
 
-interface Split {
-  rss: number;
-  guestRam: number;
-  tcg: number;
-  anon: number;
-  file: number;
-}
-
-/** QEMU's RSS by mapping: guest RAM (the anonymous mapping of the guest's size), the TCG code cache (the rwx one), binary and libraries, the rest (QEMU's own). KiB. */
-function split(pid: number, guestMiB: number): Split {
-  let rss = 0, guestRam = 0, tcg = 0, file = 0, size = 0, perms = '', inode = '0';
-  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const head = /^[0-9a-f]+-[0-9a-f]+\s+(\S+)\s+\S+\s+\S+\s+(\d+)/.exec(line);
-    if (head) {
-      [perms, inode] = [head[1]!, head[2]!];
-      continue;
-    }
-    const s = /^Size:\s+(\d+) kB/.exec(line);
-    if (s) size = Number(s[1]);
-    const r = /^Rss:\s+(\d+) kB/.exec(line);
-    if (!r) continue;
-    const kib = Number(r[1]);
-    rss += kib;
-    const anon = inode === '0';
-    if (anon && size >= guestMiB * 1024 && size <= guestMiB * 1024 + 4096 && !perms.includes('x')) guestRam += kib;
-    else if (anon && perms.startsWith('rwx')) tcg += kib;
-    else if (!anon) file += kib;
-  }
-  return { rss, guestRam, tcg, anon: rss - guestRam - tcg - file, file };
-}
-
-const show = (s: Split) => `RSS ${mib(s.rss)} = guest RAM ${mib(s.guestRam)} + TCG cache ${mib(s.tcg)} + QEMU anon ${mib(s.anon)} + binary/libs ${mib(s.file)} MiB; beyond guest RAM ${mib(s.rss - s.guestRam)} MiB`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rssKiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 

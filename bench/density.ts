@@ -1,0 +1,154 @@
+// Benchmark (not a test): what operators size a node by, with N idle VM pods of the smallest
+// test guest (the kernel-boot image) on this node:
+//  - host memory per pod beyond guest RAM: QEMU (RSS and PSS, split by mapping) + the pod's
+//    dnsmasq + vmlet's own growth divided by N;
+//  - vmlet's RSS with N pods (target <= 150 MiB at 50);
+//  - the kubelet's polling pattern for --poll-s seconds (ListPodSandbox and ListContainers every
+//    second, PodSandboxStatus and ContainerStatus every second per pod, ListContainerStats and
+//    ListPodSandboxStats every 10 s): p50/p99 per call (target: p99 of List* <= 5 ms);
+//  - the CPU vmlet burns while nobody calls it (target <= 1% of a core).
+//   npx tsx bench/density.ts [--pods 50] [--memory-mib 128] [--parallel 4] [--poll-s 30] [--idle-s 30]
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { READY_MARKER } from '../test/helpers/guest.js';
+import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../test/helpers/vm-suite.js';
+import { call, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { mib, split } from './qemu-memory.js';
+
+const { values } = parseArgs({
+  options: {
+    pods: { type: 'string', default: '50' },
+    'memory-mib': { type: 'string', default: '128' },
+    parallel: { type: 'string', default: '4' },
+    'poll-s': { type: 'string', default: '30' },
+    'idle-s': { type: 'string', default: '30' },
+  },
+});
+const N = Number(values.pods);
+const GUEST_MIB = Number(values['memory-mib']);
+const PARALLEL = Number(values.parallel);
+const POLL_S = Number(values['poll-s']);
+const IDLE_S = Number(values['idle-s']);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const status = (pid: number, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+/** Proportional set size (KiB): shared pages divided among the processes that map them. */
+const pss = (pid: number) => Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
+/** utime + stime of a process, in clock ticks (USER_HZ, 100 on Linux). */
+function cpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[11]) + Number(rest[12]);
+}
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+/** Boots N pods, PARALLEL at a time, each to its guest's ready marker. */
+async function bootPods(v: VmletProcess, image: string): Promise<VmPod[]> {
+  const logDir = tempDir('vmlet-density-logs-');
+  const pods: VmPod[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < N) {
+      const i = next++;
+      const pod = await runVmPod(v, { name: `density-${i}`, namespace: 'bench', image, logDir, resources: { memory_limit_in_bytes: String(GUEST_MIB * 1024 * 1024) } });
+      await waitForConsoleLine(pod.log, READY_MARKER, 600_000);
+      pods.push(pod);
+      process.stdout.write(`\r  ${pods.length}/${N} pods ready`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, N) }, worker));
+  process.stdout.write('\n');
+  return pods;
+}
+
+async function qemuPid(v: VmletProcess, cid: string): Promise<number> {
+  const st = await call<object, { info: Record<string, string> }>(v.runtime, 'ContainerStatus', { container_id: cid, verbose: true });
+  const domain = (JSON.parse(st.info.info!) as { domain: string }).domain;
+  return Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
+}
+
+/** The kubelet's polling for POLL_S seconds: latencies per method, ms. */
+async function poll(v: VmletProcess, pods: VmPod[]): Promise<Map<string, number[]>> {
+  const lat = new Map<string, number[]>();
+  const timed = async (method: string, req: object, client: VmletProcess['runtime'] = v.runtime) => {
+    const t0 = performance.now();
+    await call(client, method, req);
+    const ms = performance.now() - t0;
+    lat.set(method, [...(lat.get(method) ?? []), ms]);
+  };
+  for (let s = 0; s < POLL_S; s++) {
+    const tick = performance.now();
+    // The PLEG relist (both lists together), then the status calls of every pod worker at once.
+    await Promise.all([timed('ListPodSandbox', {}), timed('ListContainers', {})]);
+    await Promise.all(pods.flatMap((p) => [timed('PodSandboxStatus', { pod_sandbox_id: p.id }), timed('ContainerStatus', { container_id: p.cid })]));
+    if (s % 10 === 0) await Promise.all([timed('ListContainerStats', {}), timed('ListPodSandboxStats', {})]);
+    await sleep(Math.max(0, 1000 - (performance.now() - tick)));
+  }
+  return lat;
+}
+
+async function main(): Promise<void> {
+  console.log(`density benchmark: ${N} idle VM pods (kernel-boot test guest, ${GUEST_MIB} MiB), ${PARALLEL} booting at a time; load ${load()}`);
+  const suite = await startVmSuite([['kernelboot', 'vmlet/kernelboot:v1']]);
+  const { v, refs } = suite;
+  try {
+    const vmletPid = v.proc.pid!;
+    const rssBefore = status(vmletPid, 'VmRSS');
+    const t0 = performance.now();
+    const pods = await bootPods(v, refs[0]!);
+    const bootS = (performance.now() - t0) / 1000;
+    console.log(`booted ${N} pods in ${bootS.toFixed(1)} s (${(bootS / N).toFixed(2)} s per pod at ${PARALLEL} in parallel); load ${load()}`);
+
+    // Let boot-time work settle before reading memory and idle CPU.
+    await sleep(10_000);
+    let rssBeyond = 0, pssBeyond = 0, tcg = 0, anon = 0, file = 0, dnsmasqRss = 0, dnsmasqPss = 0;
+    for (const p of pods) {
+      const pid = await qemuPid(v, p.cid);
+      const s = split(pid, GUEST_MIB);
+      rssBeyond += s.rss - s.guestRam;
+      pssBeyond += pss(pid) - s.guestRam;
+      tcg += s.tcg;
+      anon += s.anon;
+      file += s.file;
+      const dpid = Number(readFileSync(join(v.stateDir, 'pods', p.id, 'dnsmasq.pid'), 'utf8').trim());
+      dnsmasqRss += status(dpid, 'VmRSS');
+      dnsmasqPss += pss(dpid);
+    }
+    const rssAfter = status(vmletPid, 'VmRSS');
+    const vmletShare = (rssAfter - rssBefore) / N;
+
+    const ticks0 = cpuTicks(vmletPid);
+    const tIdle = performance.now();
+    await sleep(IDLE_S * 1000);
+    const idleCpu = ((cpuTicks(vmletPid) - ticks0) * 10) / (performance.now() - tIdle) * 100; // ticks are 10 ms
+
+    const lat = await poll(v, pods);
+    const rssPolled = status(vmletPid, 'VmRSS');
+
+    console.log(`\nper pod, beyond guest RAM (mean of ${N}, MiB):`);
+    console.log(`  QEMU RSS ${mib(rssBeyond / N)} (TCG cache ${mib(tcg / N)}, QEMU anon ${mib(anon / N)}, binary/libs ${mib(file / N)}); QEMU PSS ${mib(pssBeyond / N)} (shared libs divided among the ${N})`);
+    console.log(`  dnsmasq RSS ${mib(dnsmasqRss / N)}, PSS ${mib(dnsmasqPss / N)}`);
+    console.log(`  vmlet's share: ${mib(vmletShare)} (RSS ${mib(rssBefore)} with the image pulled, ${mib(rssAfter)} with ${N} pods)`);
+    console.log(`  total (PSS): ${mib(pssBeyond / N + dnsmasqPss / N + vmletShare)}`);
+    console.log(`vmlet RSS with ${N} pods: ${mib(rssAfter)} MiB idle, ${mib(rssPolled)} MiB after ${POLL_S} s of polling, VmHWM ${mib(status(vmletPid, 'VmHWM'))} MiB (target <= 150)`);
+    console.log(`vmlet CPU while idle: ${idleCpu.toFixed(2)}% of a core over ${IDLE_S} s (target <= 1%)`);
+    console.log(`\nkubelet polling for ${POLL_S} s with ${N} pods (ms; target: p99 of List* <= 5):`);
+    console.log(`  ${'call'.padEnd(22)} ${'n'.padStart(6)} ${'p50'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)}`);
+    for (const [method, xs] of [...lat.entries()].sort()) {
+      const s = [...xs].sort((a, b) => a - b);
+      console.log(`  ${method.padEnd(22)} ${String(s.length).padStart(6)} ${pct(s, 50).toFixed(2).padStart(8)} ${pct(s, 99).toFixed(2).padStart(8)} ${s.at(-1)!.toFixed(2).padStart(8)}`);
+    }
+  } finally {
+    await stopVmSuite(suite.v, suite.reg);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});
