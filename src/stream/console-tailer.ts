@@ -4,8 +4,9 @@
 // (ReopenContainerLog) needs nothing. virtlogd rotates its own file (console.log → .0 → .1 …,
 // at max_size, 2 MiB by default): when the inode changes, the rest of the old file is read from
 // its backup first, then any newer backups, then the new file, so nothing is lost or garbled.
+import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, stat, readFile, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { atomicWrite } from '../util/atomic-write.js';
 import type { Logger } from '../log.js';
 import { CriLogFormatter } from './cri-log.js';
@@ -21,9 +22,17 @@ export interface ConsolePosition {
   ino?: number;
 }
 
+/** With inotify, the timer only backs it up (a missed event, a file that did not exist yet). */
+const WATCHED_POLL_MS = 2_000;
+/** Without it, the timer alone: the delay of a console line to the CRI log. */
+const POLL_MS = 200;
+
 export class ConsoleTailer {
   private timer: NodeJS.Timeout | undefined;
+  private watcher: FSWatcher | undefined;
   private draining: Promise<void> | undefined;
+  /** A write was seen while a copy ran: copy again once it ends. */
+  private again = false;
   private readonly fmt = new CriLogFormatter();
   /** Bytes of the console file consumed, including a partial line held in the formatter. */
   private consumed: number;
@@ -62,16 +71,55 @@ export class ConsoleTailer {
     }
   }
 
-  start(intervalMs = 200): void {
-    this.timer = setInterval(() => void this.drain(), intervalMs);
+  /**
+   * Copies as the console grows: on each inotify event for the file (its directory is watched,
+   * so the file's creation and virtlogd's rotation are seen too), and on a slow timer as a
+   * safety net; on the timer alone where inotify is unavailable. An idle console costs one
+   * stat() per tick (50 idle pods: 6% of a core with open+fstat every 200 ms).
+   */
+  start(intervalMs?: number): void {
+    const name = basename(this.consoleLog);
+    try {
+      this.watcher = watch(dirname(this.consoleLog), { persistent: false }, (_event, file) => {
+        if (file === null || file === name) void this.drain();
+      });
+      this.watcher.on('error', (err) => {
+        this.log.warn({ err: err.message, consoleLog: this.consoleLog }, 'console watch failed; polling every 200 ms');
+        this.unwatch();
+        this.restartTimer(POLL_MS);
+      });
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message, consoleLog: this.consoleLog }, 'console not watched; polling');
+    }
+    this.restartTimer(intervalMs ?? (this.watcher ? WATCHED_POLL_MS : POLL_MS));
     void this.drain();
+  }
+
+  private restartTimer(ms: number): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = setInterval(() => void this.drain(), ms);
+  }
+
+  private unwatch(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
   }
 
   /** Copies everything written so far; the final partial line is written too when `final`. */
   drain(final = false): Promise<void> {
-    this.draining ??= this.copy(final)
-      .catch((err: unknown) => this.log.warn({ err: (err as Error).message, consoleLog: this.consoleLog }, 'console log copy failed'))
-      .finally(() => (this.draining = undefined));
+    if (this.draining && !final) {
+      this.again = true;
+      return this.draining;
+    }
+    const run = (): Promise<void> =>
+      this.copy(final)
+        .catch((err: unknown) => this.log.warn({ err: (err as Error).message, consoleLog: this.consoleLog }, 'console log copy failed'))
+        .then(() => {
+          if (!this.again) return;
+          this.again = false;
+          return run();
+        });
+    this.draining = (this.draining ?? Promise.resolve()).then(run).finally(() => (this.draining = undefined));
     return this.draining;
   }
 
@@ -83,6 +131,7 @@ export class ConsoleTailer {
 
   /** vmlet is stopping but the VM runs on: copy what is complete; the next run resumes from committed. */
   async halt(): Promise<void> {
+    this.unwatch();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.draining;
@@ -90,6 +139,11 @@ export class ConsoleTailer {
   }
 
   private async copy(final: boolean): Promise<void> {
+    if (!final && this.ino !== undefined) {
+      // The common case on a tick: nothing new. One stat() instead of open + fstat + close.
+      const st = await stat(this.consoleLog).catch(() => undefined);
+      if (st && st.ino === this.ino && st.size === this.consumed) return;
+    }
     let fh;
     try {
       fh = await open(this.consoleLog, 'r');

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ConsoleTailer } from '../../src/stream/console-tailer.js';
+import { waitFor } from '../helpers/wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
 
 const log = pino({ level: 'silent' });
@@ -95,5 +96,24 @@ describe('ConsoleTailer', () => {
     expect(await ConsoleTailer.savedPosition(f.offset)).toEqual({ offset: 42 });
     writeFileSync(f.offset, 'junk\n');
     expect(await ConsoleTailer.savedPosition(f.offset)).toBeUndefined();
+  });
+  it('copies each write as inotify reports it, not on the next tick, and loses none written during a copy', async () => {
+    const f = setup();
+    const t = new ConsoleTailer(f.console, f.cri, f.offset, { offset: 0 }, log);
+    t.start(600_000); // a tick ten minutes away: only the watch can bring these lines
+    try {
+      write(f.console, numbered(0, 1)); // the file is created after the watch began
+      await waitFor('the first line copied', () => lines(f.cri).length === 1, { timeoutMs: 10_000, intervalMs: 10 });
+      // Writes land while copies run: each is either in that copy or brings one more.
+      for (let i = 1; i < 200; i++) write(f.console, numbered(i, i + 1));
+      await waitFor('every line copied', () => lines(f.cri).length >= 200, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(lines(f.cri)).toEqual(numbered(0, 200));
+      rotate(f.console);
+      write(f.console, numbered(200, 210));
+      await waitFor('lines after a rotation copied', () => lines(f.cri).length >= 210, { timeoutMs: 10_000, intervalMs: 10 });
+      expect(lines(f.cri)).toEqual(numbered(0, 210));
+    } finally {
+      await t.halt();
+    }
   });
 });
