@@ -40,6 +40,19 @@ export interface Config {
    * names, 'prefix*' or '*'. A handler not listed allows none of them.
    */
   allowedAnnotations: Record<string, string[]>;
+  /** Group of the CRI socket (mode 0660): a group name or a gid. */
+  socketGroup: string | number;
+  streaming: StreamingConfig;
+}
+
+/** Where the CRI streaming server (Exec/Attach/PortForward URLs, src/stream/) listens. */
+export interface StreamingConfig {
+  /** host:port, [v6]:port or :port (all addresses); port 0 = an ephemeral port. */
+  address: string;
+  /** Host written into the URLs; '' = the listen host, or a non-loopback address of the node when it listens on all. */
+  advertiseAddress: string;
+  /** Serve https with the node's certificate (e.g. the kubelet's /var/lib/kubelet/pki/kubelet.crt and .key). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface RegistriesConfig {
@@ -71,6 +84,8 @@ export const defaults: Readonly<Config> = Object.freeze({
   downstream: undefined,
   metricsAddress: '',
   allowedAnnotations: {}, // safe default: no annotation that takes host resources (vm/annotation-policy.ts)
+  socketGroup: 0, // root: only root (the kubelet) connects unless the operator names a group
+  streaming: { address: '127.0.0.1:0', advertiseAddress: '' }, // loopback: the kubelet on this node proxies it
 });
 
 const HYPERVISORS: readonly Hypervisor[] = ['auto', 'kvm', 'tcg'];
@@ -106,12 +121,20 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_DOWNSTREAM: 'downstream',
     VMLET_GUEST_KIT_DIR: 'guestKitDir',
     VMLET_METRICS_ADDRESS: 'metricsAddress',
+    VMLET_SOCKET_GROUP: 'socketGroup',
   };
   for (const [name, key] of Object.entries(map)) {
     const v = env[name];
     if (v !== undefined && v !== '') (layer as Record<string, unknown>)[key] = v;
   }
   if (env.VMLET_HANDLERS) layer.handlers = env.VMLET_HANDLERS.split(',').map((s) => s.trim()).filter(Boolean);
+  const set = (name: string) => (env[name] === '' ? undefined : env[name]);
+  const streaming = {
+    address: set('VMLET_STREAMING_ADDRESS'),
+    advertiseAddress: set('VMLET_STREAMING_ADVERTISE_ADDRESS'),
+    tls: { certFile: set('VMLET_STREAMING_TLS_CERT_FILE'), keyFile: set('VMLET_STREAMING_TLS_KEY_FILE') },
+  };
+  if (streaming.address ?? streaming.advertiseAddress ?? streaming.tls.certFile ?? streaming.tls.keyFile) layer.streaming = streaming;
   return layer;
 }
 
@@ -150,14 +173,26 @@ export function loadConfig(opts: LoadOptions = {}): { config: Config; file: stri
     for (const [k, v] of Object.entries(layer)) {
       if (k === 'config' || v === undefined) continue;
       // cni is a nested object: merge field by field so a layer may set one of them.
-      if ((k === 'cni' || k === 'registries') && v && typeof v === 'object') {
-        const set = Object.entries(v).filter(([, x]) => x !== undefined);
-        merged[k] = { ...(merged[k] as object), ...Object.fromEntries(set) };
+      if ((k === 'cni' || k === 'registries') && v && typeof v === 'object') merged[k] = mergeFields(merged[k], v);
+      // streaming too, and its tls one level down (env may give the cert, the file the key).
+      else if (k === 'streaming' && isMapping(v)) {
+        const prev = (merged[k] ?? {}) as Record<string, unknown>;
+        merged[k] = { ...mergeFields(prev, v), ...(isMapping(v.tls) ? { tls: mergeFields(prev.tls, v.tls) } : {}) };
       }
       else merged[k] = v;
     }
   }
   return { config: validate(merged), file: fileUsed };
+}
+
+function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `over`'s defined fields on top of `base`'s. */
+function mergeFields(base: unknown, over: object): Record<string, unknown> {
+  const set = Object.entries(over).filter(([, x]) => x !== undefined);
+  return { ...(isMapping(base) ? base : {}), ...Object.fromEntries(set) };
 }
 
 function str(v: unknown, key: string): string {
@@ -255,6 +290,47 @@ function metricsAddress(v: unknown, key: string): string {
   return v as string;
 }
 
+/** A group name (as in /etc/group) or a gid; digits are a gid, like chown(1). */
+function socketGroup(v: unknown, key: string): string | number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n < 0xffffffff) return n;
+  if (typeof n === 'string' && /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/.test(n)) return n;
+  throw new ConfigError(`config "${key}" is ${JSON.stringify(v)}; it must be a group name (e.g. kubelet) or a gid`);
+}
+
+/** `host:port`, `[v6]:port` or `:port` (all addresses) → its parts, the port 0–65535 (0: ephemeral); undefined when malformed. */
+export function splitStreamingAddress(address: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(address);
+  if (!m || Number(m[3]) > 65535) return undefined;
+  return { host: m[1] ?? m[2] ?? '', port: Number(m[3]) };
+}
+
+function streaming(v: unknown): StreamingConfig {
+  if (!isMapping(v)) throw new ConfigError('config "streaming" must be a mapping with address, advertiseAddress and tls');
+  const known = ['address', 'advertiseAddress', 'tls'];
+  const unknown = Object.keys(v).find((k) => !known.includes(k));
+  if (unknown) throw new ConfigError(`config "streaming" has an unknown key "${unknown}" (known: ${known.join(', ')})`);
+  const address = v.address ?? defaults.streaming.address;
+  if (typeof address !== 'string' || !splitStreamingAddress(address)) {
+    throw new ConfigError(`config "streaming.address" is ${JSON.stringify(address)}; it must be host:port (e.g. 127.0.0.1:0, port 0 = any free port), [v6]:port or :port for every address`);
+  }
+  const adv = v.advertiseAddress ?? '';
+  if (typeof adv !== 'string' || /[\s/[\]]/.test(adv) || (adv.includes(':') && !/^[0-9a-fA-F:.]+$/.test(adv))) {
+    throw new ConfigError(`config "streaming.advertiseAddress" is ${JSON.stringify(adv)}; it must be a host name or an IP address (no port), or empty`);
+  }
+  const out: StreamingConfig = { address, advertiseAddress: adv };
+  const tls = v.tls ?? {};
+  if (!isMapping(tls)) throw new ConfigError('config "streaming.tls" must be a mapping with certFile and keyFile');
+  const certFile = tls.certFile || undefined;
+  const keyFile = tls.keyFile || undefined;
+  if (certFile === undefined && keyFile === undefined) return out;
+  if (certFile === undefined || keyFile === undefined) {
+    throw new ConfigError(`config "streaming.tls" needs both certFile and keyFile (${certFile === undefined ? 'certFile' : 'keyFile'} is missing)`);
+  }
+  out.tls = { certFile: absPath(certFile, 'streaming.tls.certFile'), keyFile: absPath(keyFile, 'streaming.tls.keyFile') };
+  return out;
+}
+
 export function validate(raw: Record<string, unknown>): Config {
   const cni = (raw.cni ?? {}) as Record<string, unknown>;
   const handlers = strList(raw.handlers, 'handlers');
@@ -275,6 +351,8 @@ export function validate(raw: Record<string, unknown>): Config {
     guestKitDir: absPath(raw.guestKitDir, 'guestKitDir'),
     metricsAddress: metricsAddress(raw.metricsAddress ?? '', 'metricsAddress'),
     allowedAnnotations: allowedAnnotations(raw.allowedAnnotations, handlers),
+    socketGroup: socketGroup(raw.socketGroup ?? 0, 'socketGroup'),
+    streaming: streaming(raw.streaming ?? defaults.streaming),
     ...(raw.downstream === undefined || raw.downstream === null ? {} : { downstream: criEndpoint(raw.downstream, 'downstream') }),
   };
 }

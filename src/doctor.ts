@@ -5,7 +5,7 @@ import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { parse as parseYaml } from 'yaml';
-import type { Config } from './config.js';
+import { splitStreamingAddress, type Config, type StreamingConfig } from './config.js';
 import type { Logger } from './log.js';
 import { checkCni } from './net/cni-config.js';
 import { checkDownstream } from './proxy/downstream.js';
@@ -14,6 +14,7 @@ import { decideAccel, probeHost } from './vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from './vm/libvirt.js';
 import { hasPvhNote, readAt } from './guest/kit.js';
 import { probeMetricsAddress } from './metrics/server.js';
+import { isLoopback, readTls } from './stream/server.js';
 import { PodStateStore } from './pod/records.js';
 import { netnsName } from './net/netns.js';
 import { dhcpFiles, dhcpPid } from './net/dhcp.js';
@@ -226,6 +227,30 @@ export async function metricsCheck(address: string): Promise<CheckResult> {
 }
 
 /**
+ * The streaming server (config streaming): Exec/Attach/PortForward sessions are as good as a
+ * shell in the pod, so off loopback they want TLS (WARN without); TLS files that cannot be used FAIL (serve would not start).
+ */
+export async function streamingCheck(c: StreamingConfig): Promise<CheckResult> {
+  const name = 'streaming';
+  const host = splitStreamingAddress(c.address)?.host ?? '';
+  if (c.tls) {
+    try {
+      await readTls(c.tls);
+    } catch (err) {
+      return { name, verdict: 'FAIL', detail: (err as Error).message, fix: 'point streaming.tls.certFile and keyFile at the node certificate and its key (e.g. /var/lib/kubelet/pki/kubelet.crt and .key), readable by vmlet' };
+    }
+    return { name, verdict: 'OK', detail: `https on ${c.address} with ${c.tls.certFile}` };
+  }
+  if (isLoopback(host)) return { name, verdict: 'OK', detail: `http on ${c.address} (loopback: the kubelet on this node proxies it)` };
+  return {
+    name,
+    verdict: 'WARN',
+    detail: `plain http on ${c.address}, which is not loopback: exec, attach and port-forward sessions cross the network unencrypted`,
+    fix: 'set streaming.tls.certFile and keyFile (e.g. the kubelet\'s /var/lib/kubelet/pki/kubelet.crt and .key), or streaming.address to 127.0.0.1:0',
+  };
+}
+
+/**
  * Pods vmlet sets aside at start because a record of theirs does not parse or validate: their VMs,
  * netns and DHCP server are kept (docs/design.md, "Pod records"), so the operator is told here.
  */
@@ -267,6 +292,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     guestKitCheck(config.guestKitDir),
     crictlCheck(config.socket),
     metricsCheck(config.metricsAddress),
+    streamingCheck(config.streaming),
     podRecordsCheck(config.stateDir, log),
   ]);
 }

@@ -14,7 +14,7 @@ import { PodManager } from './pod/manager.js';
 import { LibvirtDriver } from './vm/libvirt-driver.js';
 import { podStreamBackend } from './pod/streams.js';
 import { reconnectPodVms } from './pod/podvm-boot.js';
-import { StreamServer } from './stream/server.js';
+import { StreamServer, streamingListenOptions } from './stream/server.js';
 import { RUNTIME_VERSION } from './version.js';
 
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
@@ -37,12 +37,12 @@ export async function serve(config: Config, configFile: string | undefined, log:
   try {
     await images.init();
     await pods.start();
-    streams = await StreamServer.start({ log, backend: podStreamBackend(pods) });
+    streams = await StreamServer.start({ log, backend: podStreamBackend(pods), ...(await streamingListenOptions(config.streaming)) });
     // Before the CRI socket: an address that cannot be bound stops the start, as a bad socket does.
     if (config.metricsAddress) metrics = await startMetricsServer(config.metricsAddress, log);
-    server = await startCriServer(config.socket, { runtime, images, pods, streams, containerDir: pods.store.root }, log);
+    server = await startCriServer(config.socket, { runtime, images, pods, streams, containerDir: pods.store.root }, log, { group: config.socketGroup });
   } catch (err) {
-    log.fatal({ socket: config.socket, metricsAddress: config.metricsAddress || undefined, err: (err as Error).message }, 'cannot serve CRI');
+    log.fatal({ socket: config.socket, metricsAddress: config.metricsAddress || undefined, streaming: config.streaming.address, err: (err as Error).message }, 'cannot serve CRI');
     await metrics?.close();
     await streams?.close();
     await pods.stop();

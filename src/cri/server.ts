@@ -1,5 +1,4 @@
 // The gRPC server on a unix socket, with both CRI services registered.
-import { chmod, rm } from 'node:fs/promises';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime/runtime.js';
@@ -11,7 +10,7 @@ import { imageService } from './image-service.js';
 import { adminService } from './admin-service.js';
 import { adminDefinition } from '../grpc/admin-proto.js';
 import { runtimeService } from './runtime-service.js';
-import { prepareSocketPath } from './socket.js';
+import { discardBindDir, prepareSocketPath, publishSocket, removeSocket, resolveGroup, SOCKET_MODE } from './socket.js';
 import { converge } from '../proxy/router.js';
 
 export interface CriServer {
@@ -31,9 +30,16 @@ export interface Services {
   containerDir: string;
 }
 
-export async function startCriServer(socket: string, services: Services, log: Logger): Promise<CriServer> {
-  const { replacedStale } = await prepareSocketPath(socket);
+export interface SocketOptions {
+  /** Group of the socket (config socketGroup): a name or a gid; default 0 (root). */
+  group?: string | number;
+}
+
+export async function startCriServer(socket: string, services: Services, log: Logger, opts: SocketOptions = {}): Promise<CriServer> {
+  const gid = await resolveGroup(opts.group ?? 0);
+  const { replacedStale, bindPath, unsafeDir } = await prepareSocketPath(socket);
   if (replacedStale) log.warn({ socket }, 'removed stale socket left by an earlier run');
+  if (unsafeDir) log.warn({ socket, problem: unsafeDir }, 'the CRI socket directory is writable by other users');
   const cri = loadCri().runtime.v1;
   const server = new Server({
     'grpc.max_receive_message_length': MAX_MESSAGE,
@@ -48,11 +54,20 @@ export async function startCriServer(socket: string, services: Services, log: Lo
   server.addService(cri.ImageService.service, routed.image);
   // vmlet's own calls (vmlet pull): always vmlet's store, whatever a downstream CRI holds.
   server.addService(adminDefinition, adminService(log, services.images));
-  await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix:${socket}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-  });
-  await chmod(socket, 0o660);
-  log.info({ socket }, 'CRI server listening');
+  let published;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.bindAsync(`unix:${bindPath}`, ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+    });
+    // Reachable only once it has its mode and group (socket.ts says why this way).
+    published = await publishSocket(bindPath, socket, gid);
+  } catch (err) {
+    server.forceShutdown();
+    routed.close();
+    await discardBindDir(bindPath);
+    throw err;
+  }
+  log.info({ socket, mode: SOCKET_MODE.toString(8), gid }, 'CRI server listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -70,7 +85,7 @@ export async function startCriServer(socket: string, services: Services, log: Lo
           });
         });
         routed.close();
-        await rm(socket, { force: true });
+        await removeSocket(published);
       })();
       return closing;
     },

@@ -3,6 +3,9 @@
 // the kubelet proxying the API server) then upgrades that URL to a WebSocket speaking the
 // Kubernetes channel protocols (channel.ts). Tokens are single-use, expire after a minute and are
 // bound to their request and kind; anything else gets an HTTP error before any upgrade.
+// It listens where config `streaming` says: by default 127.0.0.1 on an ephemeral port (the kubelet
+// on the node proxies it); off loopback, with TLS and the node's certificate, as the kubelet expects
+// of a remote streaming server (`vmlet doctor` warns without).
 // An `Upgrade: SPDY/3.1` request (crictl's default transport, the kubelet/API server) is
 // handed to spdy-server.ts after the same token checks, and so is a port-forward WebSocket
 // asking for `SPDY/3.1+portforward.k8s.io` (SPDY frames inside binary messages: what crictl and
@@ -14,7 +17,12 @@
 import { VmletError } from '../errors.js';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { isIP, type AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { createSecureContext } from 'node:tls';
+import { splitStreamingAddress, type StreamingConfig } from '../config.js';
 import type { Duplex } from 'node:stream';
 import { PassThrough, Writable } from 'node:stream';
 import { WebSocketServer, WebSocket, createWebSocketStream, type RawData } from 'ws';
@@ -35,17 +43,82 @@ import { SpdyConnection } from './spdy-conn.js';
 export interface StreamServerOptions {
   backend: StreamBackend;
   log: Logger;
-  /** Listen address; default 127.0.0.1. */
+  /** Listen address; default 127.0.0.1; '' = every address. */
   host?: string;
   /** Listen port; default 0 (ephemeral). */
   port?: number;
-  /** Host written into URLs; default the listen address. */
+  /** Host written into URLs; default the listen address, or a non-loopback address of the node when that is every address. */
   advertiseHost?: string;
   /** Serve https (and wss) with this certificate and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer };
   tokenTtlMs?: number;
   /** Clock for token expiry (tests). */
   now?: () => number;
+}
+
+/** The listen options config `streaming` asks for, the TLS files read and checked (a problem names the key). */
+export async function streamingListenOptions(c: StreamingConfig): Promise<Pick<StreamServerOptions, 'host' | 'port' | 'advertiseHost' | 'tls'>> {
+  const hp = splitStreamingAddress(c.address);
+  if (!hp) throw new VmletError('invalid-argument', `config streaming.address ${JSON.stringify(c.address)} is not host:port`);
+  return {
+    host: hp.host,
+    port: hp.port,
+    ...(c.advertiseAddress ? { advertiseHost: c.advertiseAddress } : {}),
+    ...(c.tls ? { tls: await readTls(c.tls) } : {}),
+  };
+}
+
+/** The certificate and key PEM files, checked to form a usable pair. */
+export async function readTls(files: { certFile: string; keyFile: string }): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = (path: string, key: string) =>
+    readFile(path).catch((err: Error) => {
+      throw new VmletError('failed-precondition', `config streaming.tls.${key} ${path}: ${err.message}`);
+    });
+  const cert = await read(files.certFile, 'certFile');
+  const key = await read(files.keyFile, 'keyFile');
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new VmletError('failed-precondition', `config streaming.tls: ${files.certFile} and ${files.keyFile} are not a PEM certificate and its key: ${(err as Error).message}`);
+  }
+  return { cert, key };
+}
+
+/** Listening on every address (or none named). */
+function unspecified(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::';
+}
+
+/** The interface of the IPv4 default route (/proc/net/route: destination 00000000), as the kubelet picks the node IP. */
+function defaultRouteInterface(): string | undefined {
+  try {
+    const rows = readFileSync('/proc/net/route', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+    return rows.find((r) => r[1] === '00000000' && r[7] === '00000000')?.[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a client elsewhere can reach: the IPv4 of the default route's interface, else the node's
+ * first non-loopback IPv4, else IPv6 (not link-local), else loopback.
+ */
+export function nodeAddress(): string {
+  const ifaces = networkInterfaces();
+  const viaDefault = ifaces[defaultRouteInterface() ?? '']?.find((a) => a.family === 'IPv4' && !a.internal)?.address;
+  if (viaDefault) return viaDefault;
+  const addrs = Object.values(ifaces).flatMap((list) => list ?? []).filter((a) => !a.internal);
+  return (
+    addrs.find((a) => a.family === 'IPv4')?.address ??
+    addrs.find((a) => a.family === 'IPv6' && !a.address.toLowerCase().startsWith('fe80:'))?.address ??
+    '127.0.0.1'
+  );
+}
+
+/** Loopback: 127.0.0.0/8, ::1, localhost (what `vmlet doctor` accepts without TLS). */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
 }
 
 type Registered = ExecStreamRequest | AttachStreamRequest | PortForwardStreamRequest;
@@ -135,15 +208,18 @@ export class StreamServer {
     const server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }) : createHttpServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(opts.port ?? 0, host, () => {
+      const listening = () => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      // No host: Node listens on every address (IPv6 and IPv4, or IPv4 alone without IPv6).
+      if (host === '') server.listen(opts.port ?? 0, listening);
+      else server.listen(opts.port ?? 0, host, listening);
     });
-    const { port } = server.address() as AddressInfo;
-    const adv = opts.advertiseHost ?? host;
+    const { address, port } = server.address() as AddressInfo;
+    const adv = opts.advertiseHost ?? (unspecified(host) ? nodeAddress() : host);
     const baseUrl = `${opts.tls ? 'https' : 'http'}://${adv.includes(':') ? `[${adv}]` : adv}:${port}`;
-    opts.log.info({ url: baseUrl }, 'streaming server listening');
+    opts.log.info({ url: baseUrl, listen: `${address.includes(':') ? `[${address}]` : address}:${port}`, tls: opts.tls !== undefined }, 'streaming server listening');
     return new StreamServer(server, opts, baseUrl);
   }
 

@@ -66,6 +66,51 @@ describe('config', () => {
     expect(() => loadConfig({ env: {}, flags: { config: file('guestKitDir: ""\n') } })).toThrow(/"guestKitDir" must be a non-empty string/);
   });
 
+  it('reads socketGroup as a group name or a gid (digits are a gid), default 0 (root)', () => {
+    expect(defaults.socketGroup).toBe(0);
+    expect(loadConfig({ env: {}, flags: { config: file('socketGroup: kubelet\n') } }).config.socketGroup).toBe('kubelet');
+    expect(loadConfig({ env: {}, flags: { config: file('socketGroup: 991\n') } }).config.socketGroup).toBe(991);
+    expect(loadConfig({ env: { VMLET_CONFIG: file('socketGroup: kubelet\n'), VMLET_SOCKET_GROUP: '65534' } }).config.socketGroup).toBe(65534);
+    for (const bad of ['-1', 'kube let', '"a:b"', '4294967295', 'true']) {
+      expect(() => loadConfig({ env: {}, flags: { config: file(`socketGroup: ${bad}\n`) } }), bad).toThrow(/config "socketGroup" is .*; it must be a group name \(e\.g\. kubelet\) or a gid/);
+    }
+  });
+
+  it('streaming: loopback and an ephemeral port by default, no TLS', () => {
+    expect(defaults.streaming).toEqual({ address: '127.0.0.1:0', advertiseAddress: '' });
+    expect(loadConfig({ env: {}, flags: { config: file('') } }).config.streaming).toEqual({ address: '127.0.0.1:0', advertiseAddress: '' });
+  });
+
+  it('streaming: address, advertiseAddress and tls from the file, each overridable by VMLET_STREAMING_*', () => {
+    const path = file('streaming:\n  address: 0.0.0.0:10010\n  advertiseAddress: node-1.example\n  tls:\n    certFile: /file/node.crt\n    keyFile: /file/node.key\n');
+    expect(loadConfig({ env: { VMLET_CONFIG: path } }).config.streaming).toEqual({
+      address: '0.0.0.0:10010', advertiseAddress: 'node-1.example', tls: { certFile: '/file/node.crt', keyFile: '/file/node.key' },
+    });
+    // The env sets one field; the file's others stay (tls merged field by field too).
+    expect(loadConfig({ env: { VMLET_CONFIG: path, VMLET_STREAMING_TLS_CERT_FILE: '/env/node.crt' } }).config.streaming).toEqual({
+      address: '0.0.0.0:10010', advertiseAddress: 'node-1.example', tls: { certFile: '/env/node.crt', keyFile: '/file/node.key' },
+    });
+    expect(loadConfig({ env: { VMLET_CONFIG: file(''), VMLET_STREAMING_ADDRESS: '[::1]:0', VMLET_STREAMING_ADVERTISE_ADDRESS: '::1' } }).config.streaming).toEqual({
+      address: '[::1]:0', advertiseAddress: '::1',
+    });
+    expect(loadConfig({ env: { VMLET_CONFIG: file(''), VMLET_STREAMING_TLS_CERT_FILE: '/k.crt', VMLET_STREAMING_TLS_KEY_FILE: '/k.key' } }).config.streaming).toEqual({
+      address: '127.0.0.1:0', advertiseAddress: '', tls: { certFile: '/k.crt', keyFile: '/k.key' },
+    });
+    expect(loadConfig({ env: {}, flags: { config: file('streaming:\n  address: :0\n') } }).config.streaming.address).toBe(':0');
+  });
+
+  it('streaming: a bad address, advertiseAddress, half a tls, a relative path or an unknown key is refused, naming the key', () => {
+    const load = (yaml: string) => () => loadConfig({ env: {}, flags: { config: file(yaml) } });
+    expect(load('streaming:\n  address: 127.0.0.1\n')).toThrow(/config "streaming\.address" is "127\.0\.0\.1"; it must be host:port/);
+    expect(load('streaming:\n  address: 127.0.0.1:70000\n')).toThrow(/"streaming\.address"/);
+    expect(load('streaming:\n  address: 10010\n')).toThrow(/"streaming\.address"/);
+    expect(load('streaming:\n  advertiseAddress: node:10010\n')).toThrow(/config "streaming\.advertiseAddress" is "node:10010"; it must be a host name or an IP address \(no port\)/);
+    expect(load('streaming:\n  tls:\n    certFile: /a.crt\n')).toThrow(/config "streaming\.tls" needs both certFile and keyFile \(keyFile is missing\)/);
+    expect(load('streaming:\n  tls:\n    certFile: a.crt\n    keyFile: /a.key\n')).toThrow(/config "streaming\.tls\.certFile" is "a\.crt"; it must be an absolute path/);
+    expect(load('streaming:\n  tsl: {}\n')).toThrow(/config "streaming" has an unknown key "tsl"/);
+    expect(load('streaming: 127.0.0.1:0\n')).toThrow(/config "streaming" must be a mapping/);
+  });
+
   it('parses the config file the installer ships', () => {
     const { config } = loadConfig({ env: {}, flags: { config: new URL('../../node-install/config.yaml', import.meta.url).pathname } });
     expect(config).toEqual(defaults);
