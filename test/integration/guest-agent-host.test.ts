@@ -437,15 +437,14 @@ describe.skipIf(!HAVE)('vmlet guest agent on this host', () => {
     expect(sec.stderr()).toMatch(/Read-only file system/);
     for (const [sig, stream] of [[15, 2 ** 31 + 44], [9, 2 ** 31 + 45]] as const) {
       const s = watch(stream);
-      await client.exec({ id: 'n1', stream, args: ['sleep', '30'], env: [], tty: false, stdin: false });
-      const t0 = performance.now();
+      // It would sleep past the test: the exit, with the signal's number, is the signal's doing.
+      await client.exec({ id: 'n1', stream, args: ['sleep', '3600'], env: [], tty: false, stdin: false });
       await client.signal('n1', sig, stream);
       expect(await s.exit).toMatchObject({ exitCode: 128 + sig, signal: sig });
-      expect(performance.now() - t0).toBeLessThan(3000);
     }
     // Nothing of them runs (a zombie at most: the container's PID 1, sleep, reaps nothing).
     const left = await run(2 ** 31 + 48, ['ps', '-o', 'stat,args']);
-    expect(left.stdout().split('\n').filter((l) => l.includes('sleep 30') && !/^\s*Z/.test(l))).toEqual([]);
+    expect(left.stdout().split('\n').filter((l) => l.includes('sleep 3600') && !/^\s*Z/.test(l))).toEqual([]);
     const tty = 2 ** 31 + 46;
     const t = watch(tty);
     await client.exec({ id: 'n1', stream: tty, args: ['sh'], env: [], tty: true, stdin: true });

@@ -304,22 +304,21 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
     // of the other groups needs a job on the domain and a reply from its QEMU.
     const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
     const short = new LibvirtRpc({ uri: LIBVIRT_URI, callTimeoutMs: 1000 });
+    // Calls that must not wait for the stopped QEMU: one that did would fail with this timeout
+    // (its QEMU stays stopped far longer), whatever the machine's load.
+    const quick = new LibvirtRpc({ uri: LIBVIRT_URI, callTimeoutMs: 20_000 });
     const { CPU_TOTAL, VCPU, BALLOON } = DOMAIN_STATS;
     try {
       for (const [group, bit] of Object.entries({ CPU_TOTAL, VCPU, BALLOON })) {
         process.kill(pid, 'SIGSTOP');
         try {
-          let t = performance.now();
-          expect((await rpc.getAllDomainStats(DOMAIN_STATS.STATE, GET_ALL_DOMAINS_STATS.ACTIVE, [dom]))[0]!.params['state.state']).toBe(1);
-          expect((await rpc.getInfo(dom)).state).toBe(1);
-          expect(performance.now() - t, group).toBeLessThan(1000);
+          expect((await quick.getAllDomainStats(DOMAIN_STATS.STATE, GET_ALL_DOMAINS_STATS.ACTIVE, [dom]))[0]!.params['state.state']).toBe(1);
+          expect((await quick.getInfo(dom)).state).toBe(1);
           // NOWAIT does not help here: the job is free, so libvirtd takes it and waits for QEMU.
           const stuck = await rejection(short.getAllDomainStats(bit, GET_ALL_DOMAINS_STATS.ACTIVE | GET_ALL_DOMAINS_STATS.NOWAIT, [dom]));
           expect(stuck.message, group).toMatch(/timed out after 1000 ms/);
           // That call now holds the domain's job inside libvirtd: NOWAIT skips what needs it.
-          t = performance.now();
-          const [rec] = await rpc.getAllDomainStats(CPU_TOTAL | VCPU | BALLOON, GET_ALL_DOMAINS_STATS.ACTIVE | GET_ALL_DOMAINS_STATS.NOWAIT, [dom]);
-          expect(performance.now() - t, group).toBeLessThan(1000);
+          const [rec] = await quick.getAllDomainStats(CPU_TOTAL | VCPU | BALLOON, GET_ALL_DOMAINS_STATS.ACTIVE | GET_ALL_DOMAINS_STATS.NOWAIT, [dom]);
           expect(rec!.params).toHaveProperty('cpu.time');
           expect(rec!.params).toHaveProperty('vcpu.current');
           expect(rec!.params).toHaveProperty('balloon.current', 65_536);
@@ -332,6 +331,7 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
       }
     } finally {
       await short.close();
+      await quick.close();
     }
     const [after] = await rpc.getAllDomainStats(BALLOON, GET_ALL_DOMAINS_STATS.ACTIVE, [dom]);
     expect(after!.params).toHaveProperty('balloon.rss');

@@ -199,9 +199,8 @@ describe('GuestAgent', () => {
   it('says the guest runs no agent when nothing answers the resync', async () => {
     const fake = await fakeAgent(() => null, { sync: 'never' });
     const a = new GuestAgent(fake.path, { replyTimeoutMs: 300 });
-    const t0 = Date.now();
     const err = (await a.ping().catch((e: unknown) => e)) as VmletError;
-    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(fake.requests.filter((q) => q.execute === 'guest-sync-delimited')).toHaveLength(1); // one resync, then the verdict
     expect(err.kind).toBe('failed-precondition');
     expect(err.message).toBe(`guest runs no qemu-guest-agent (no answer on ${fake.path} within 0.3 s)`);
   });
@@ -209,9 +208,9 @@ describe('GuestAgent', () => {
   it('fails requests queued behind a resync that got no answer at once, then tries again', async () => {
     const fake = await fakeAgent(() => ({ return: {} }), { sync: 'never' });
     const a = new GuestAgent(fake.path, { replyTimeoutMs: 300 });
-    const t0 = Date.now();
     const results = await Promise.allSettled(Array.from({ length: 5 }, () => a.ping()));
-    expect(Date.now() - t0).toBeLessThan(550);
+    // All five failed on the one resync that went unanswered, none waited for its own.
+    expect(fake.requests.filter((q) => q.execute === 'guest-sync-delimited')).toHaveLength(1);
     expect(results.every((r) => r.status === 'rejected' && /guest runs no qemu-guest-agent/.test(String(r.reason)))).toBe(true);
     await expect(a.ping()).rejects.toThrow(/guest runs no qemu-guest-agent/); // a new request tries again
     expect(fake.connections).toHaveLength(2);
@@ -314,8 +313,7 @@ describe('guestExec', () => {
     const took = Date.now() - t0;
     expect(err.kind).toBe('deadline-exceeded');
     expect(err.message).toMatch(/^command "sleep" did not finish within 0.3 s/);
-    expect(took).toBeGreaterThanOrEqual(300);
-    expect(took).toBeLessThan(600);
+    expect(took).toBeGreaterThanOrEqual(300); // the fake's command never ends: only the timeout ends the call
     await new Promise((r) => setTimeout(r, 100));
     const kill = fake.requests.find((q) => q.execute === 'guest-exec' && q.arguments?.path === '/bin/sh');
     expect(kill?.arguments).toMatchObject({ arg: ['-c', 'kill -9 100'] });

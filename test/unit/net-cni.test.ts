@@ -254,11 +254,9 @@ describe('CNI plugin chain', () => {
 
   it('kills a plugin that overruns its deadline', async () => {
     const bin = tempDir('vmlet-cnibin-');
-    script(bin, 'slow', 'exec sleep 30');
+    script(bin, 'slow', 'exec sleep 3600'); // outlives the test: only the deadline ends the call
     const list: CniConfList = { file: 'x', name: 'n', cniVersion: '1.0.0', plugins: [{ type: 'slow' }] };
-    const t0 = Date.now();
     await expect(cniAdd(list, att(), { binDirs: [bin], timeoutMs: 300 })).rejects.toThrow('CNI plugin "slow" (network "n") ADD timed out after 300 ms');
-    expect(Date.now() - t0).toBeLessThan(5000);
   });
 });
 
