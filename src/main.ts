@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// CLI entry: `vmlet serve`, `vmlet doctor`, `vmlet pull`, `vmlet version`.
+// CLI entry: `vmlet serve`, `vmlet doctor`, `vmlet pull`, `vmlet vnc`, `vmlet version`.
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type ConfigLayer } from './config.js';
 import { createLogger } from './log.js';
@@ -7,6 +7,7 @@ import { doctorExitCode, formatCheck, runChecks } from './doctor.js';
 import { serve } from './serve.js';
 import { pullCommand } from './pull-cli.js';
 import { RUNTIME_VERSION } from './version.js';
+import { DEFAULT_LISTEN, runVnc, VncError } from './vnc.js';
 
 const USAGE = `usage: vmlet <command> [flags]
 
@@ -15,6 +16,8 @@ commands:
   doctor    check this node's prerequisites (exit 0 when vmlet can run VMs)
   pull IMAGE [--creds USER[:PASS]]
             pull an image into vmlet's store through the running server, with progress
+  vnc POD   relay a VM-image pod's VNC display (annotation vmlet.io/vnc) to a local port;
+            POD: pod id, id prefix, name or namespace/name (docs/vnc.md)
   version   print vmlet's version (also: vmlet --version)
 
 flags (override VMLET_* env and the config file):
@@ -29,6 +32,10 @@ flags (override VMLET_* env and the config file):
   --handler NAME         RuntimeClass handler served as VMs (repeatable; default vmlet)
   --downstream URI       CRI endpoint for pods of other handlers (e.g. unix:///run/containerd/containerd.sock)
   --log-level LEVEL      trace | debug | info | warn | error | fatal
+
+vnc flags:
+  --listen ADDR          HOST:PORT, [IPv6]:PORT or PORT to listen on (default ${DEFAULT_LISTEN}; port 0: any free one)
+  --allow-remote         allow a --listen address that is not loopback (the display has no password)
 `;
 
 function flagsLayer(values: Record<string, string | string[] | boolean | undefined>): ConfigLayer & { config?: string } {
@@ -68,6 +75,8 @@ async function main(argv: string[]): Promise<number> {
         'log-level': { type: 'string' },
         downstream: { type: 'string' },
         creds: { type: 'string' },
+        listen: { type: 'string' },
+        'allow-remote': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -85,9 +94,22 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return command === undefined && !parsed.values.help ? 2 : 0;
   }
-  const positionals = command === 'pull' ? 1 : 0;
-  if (rest.length !== positionals) {
-    process.stderr.write(rest.length > positionals ? `vmlet: unexpected argument ${rest[positionals]}\n` : `vmlet ${command}: missing argument\n\n${USAGE}`);
+  // vnc takes the pod, pull the image; the other commands take no argument.
+  const [arg, ...extra] = command === 'vnc' || command === 'pull' ? rest : [undefined, ...rest];
+  if (extra.length) {
+    process.stderr.write(`vmlet: unexpected argument ${extra[0]}\n`);
+    return 2;
+  }
+  if (command === 'vnc' && arg === undefined) {
+    process.stderr.write(`vmlet vnc: which pod? usage: vmlet vnc POD [--listen ${DEFAULT_LISTEN}]\n`);
+    return 2;
+  }
+  if (command === 'pull' && arg === undefined) {
+    process.stderr.write(`vmlet pull: missing argument\n\n${USAGE}`);
+    return 2;
+  }
+  if (command !== 'vnc' && (parsed.values.listen !== undefined || parsed.values['allow-remote'])) {
+    process.stderr.write(`vmlet: --listen and --allow-remote are flags of vmlet vnc\n`);
     return 2;
   }
   if (command === 'version') {
@@ -121,7 +143,18 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(code === 0 ? 'vmlet can run VMs on this node.\n' : 'vmlet cannot run VMs on this node until the FAIL lines are fixed.\n');
     return code;
   }
-  if (command === 'pull') return pullCommand(config.socket, rest[0]!, parsed.values.creds);
+  if (command === 'vnc') {
+    // A person runs it: connection events at info only when asked for.
+    const log = createLogger(parsed.values['log-level'] ? config.logLevel : 'warn');
+    try {
+      return await runVnc({ stateDir: config.stateDir, pod: arg!, listen: parsed.values.listen ?? DEFAULT_LISTEN, allowRemote: parsed.values['allow-remote'] ?? false }, log);
+    } catch (err) {
+      if (!(err instanceof VncError)) throw err;
+      process.stderr.write(`vmlet vnc: ${err.message}\n`);
+      return err.exitCode;
+    }
+  }
+  if (command === 'pull') return pullCommand(config.socket, arg!, parsed.values.creds);
   process.stderr.write(`vmlet: unknown command "${command}"\n\n${USAGE}`);
   return 2;
 }

@@ -55,8 +55,9 @@ export function podVmSpec(i: PodVmInput): VmSpec {
   return buildVmSpec({
     name: i.name,
     domainType: i.domainType,
-    // Disks are virtio whatever the annotations say: the guest kit has virtio_blk only.
-    settings: { ...i.settings, diskBus: 'virtio', serialLog: true, firmware: 'bios' },
+    // Disks are virtio whatever the annotations say: the guest kit has virtio_blk only. No
+    // display: vmlet.io/vnc is for VM-image pods (the kit's guest draws nothing on a screen).
+    settings: { ...i.settings, diskBus: 'virtio', serialLog: true, firmware: 'bios', vnc: false },
     boot: { kind: 'kernel', kernel: i.kit.vmlinux, initrd: i.kit.initrd, cmdline: [i.kit.cmdline.trim(), ...netArgs(i.net)].filter(Boolean).join(' ') },
     disks: [{ path: i.scratch, format: 'raw', serial: SCRATCH_SERIAL }],
     consoleLog: i.consoleLog,

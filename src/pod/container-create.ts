@@ -18,6 +18,7 @@ import { checkVmPrerequisites } from '../vm/spec-checks.js';
 import { buildSeed, type PodNetworkInfo } from '../vm/cloud-init.js';
 import { writeSeedIso } from '../vm/seed-iso.js';
 import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
+import { prepareVncSocketDir, vncSocketPath } from '../vm/vnc-socket.js';
 import type { PodNetworkState } from '../net/index.js';
 import { newId } from './ids.js';
 import type { PodManager } from './manager.js';
@@ -122,6 +123,11 @@ export async function createContainer(
       const agent = agentSocketPath(dir, id);
       await prepareAgentSocketDir(agent, m.log);
       files.push(agent.path); // QEMU removes it when it exits cleanly; not after a kill -9
+      const vnc = settings.vnc ? vncSocketPath(m.store.sandboxDir(s.id), s.id) : undefined;
+      if (vnc) {
+        await prepareVncSocketDir(vnc);
+        files.push(vnc.path); // QEMU leaves it behind when the VM stops
+      }
       const spec = buildVmSpec({
         name,
         domainType: m.deps.accel.domainType,
@@ -135,6 +141,7 @@ export async function createContainer(
         seedIso,
         nics: net ? [{ tap: net.tap, mac: net.mac, mtu: net.mtu }] : [],
         guestAgent: { socket: agent.path },
+        ...(vnc ? { vncSocket: vnc.path } : {}),
         shares: vols.shares,
         tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
         cputune,

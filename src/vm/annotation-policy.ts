@@ -18,6 +18,7 @@ export const GATED: Partial<Record<SettingName, string>> = {
   cpuModel: "it overrides the CPU the node's operator exposes to guests (a named model can ask for features the host lacks, emulated at the host's cost)",
   machine: 'it changes the device model QEMU emulates (pc brings legacy ISA/IDE devices, the usual place of guest-to-host escapes)',
   ioThreads: "it adds host threads (QEMU's I/O threads poll before they sleep) beyond the vCPUs the pod's CPU limit became",
+  vnc: 'it adds an emulated VGA adapter the guest drives (emulated display devices are a known place of guest-to-host escapes, e.g. CVE-2016-3710 in QEMU\'s VGA)',
 };
 
 /**

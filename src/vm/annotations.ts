@@ -28,6 +28,7 @@ export const ANNOTATIONS = {
   ioThreads: 'vmlet.io/io-threads',
   serialLog: 'vmlet.io/serial-log',
   rootDevice: 'vmlet.io/root-device',
+  vnc: 'vmlet.io/vnc',
 } as const;
 
 export type SettingName = keyof typeof ANNOTATIONS;
@@ -71,6 +72,8 @@ export interface MachineSettings {
   hugepages?: Hugepages;
   ioThreads: number;
   serialLog: boolean;
+  /** A VGA adapter and a VNC display on a unix socket (docs/vnc.md); absent in records written before it: false. */
+  vnc: boolean;
   /** The image's kernel command line (label vmlet.io/cmdline), for kernel boot. */
   imageCmdline?: string;
   /** Setting → where its value came from ('pod annotation vmlet.io/vcpus', 'container resources', 'default', …). */
@@ -159,6 +162,7 @@ const PARSE = {
   hugepages: (f: Found) => oneOf<Hugepages>(f, ['2Mi', '1Gi']),
   ioThreads: (f: Found) => intIn(f, LIMITS.ioThreads.min, LIMITS.ioThreads.max),
   serialLog: (f: Found) => oneOf(f, ['true', 'false'] as const) === 'true',
+  vnc: (f: Found) => oneOf(f, ['true', 'false'] as const) === 'true',
   rootDevice: (f: Found) => {
     // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     if (!f.value.startsWith('/') || /[\x00-\x1f\x7f]/.test(f.value) || f.value.length > 4096) {
@@ -245,6 +249,7 @@ function combine(p: Parsed, r: Resources): MachineSettings {
   const firmware = or('firmware', 'bios');
   const ioThreads = or('ioThreads', 0);
   const serialLog = or('serialLog', true);
+  const vnc = or('vnc', false);
   const { rootDiskSize, kernelArgs, hugepages, maxVcpus: fmaxV, maxMemory: fmaxM, rootDevice } = p;
   if (rootDevice && rootDiskSize) {
     throw invalidArgument(`annotation ${rootDiskSize.found.key} cannot be combined with ${rootDevice.found.key}: the root disk is then the block device, of its own size; allowed: leave ${rootDiskSize.found.key} unset`);
@@ -274,6 +279,9 @@ function combine(p: Parsed, r: Resources): MachineSettings {
     if (firmware !== 'bios') {
       throw invalidArgument(`annotation ${fmach.key}="microvm" cannot boot UEFI firmware (no microvm OVMF build is installed), but ${sources.firmware} is "uefi": allowed bios`);
     }
+    if (p.vnc?.value) {
+      throw invalidArgument(`annotation ${fmach.key}="microvm" has no PCI bus for the VGA adapter a VNC display needs, but ${p.vnc.found.source} is "true": allowed ${p.vnc.found.key} "false" or unset`);
+    }
   }
 
   return {
@@ -291,6 +299,7 @@ function combine(p: Parsed, r: Resources): MachineSettings {
     ...(hugepages ? { hugepages: hugepages.value } : {}),
     ioThreads,
     serialLog,
+    vnc,
     sources,
   };
 }

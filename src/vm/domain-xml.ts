@@ -7,7 +7,12 @@
 //    which tmpfs before Linux 6.6 and some others lack) and still honours guest flushes.
 //  - microvm has no PCI bus: virtio devices sit on virtio-mmio and the default USB controller is
 //    turned off (libvirt otherwise fails with "No PCI buses available").
-//  - No <graphics>: libvirt 9.0 rejects type='none', and leaving it out gives a headless VM.
+//  - No <graphics>: libvirt 9.0 rejects type='none', and leaving it out gives a headless VM (no
+//    <video> either: libvirt then adds none, and QEMU runs with -nodefaults, so no VGA). With
+//    vmlet.io/vnc (spec.vnc) a <graphics type='vnc' socket=…> and a standard VGA (model 'vga'):
+//    it has a VGA BIOS for SeaBIOS, a GOP driver in OVMF and text mode for Linux's vgacon, and
+//    libvirt gives the primary video slot 1 of pcie.0 (q35), which onPcieRoot leaves free. libvirt
+//    adds the PS/2 keyboard and mouse (always there on x86) and an <audio type='none'/>.
 //  - The guest-agent channel is QEMU arguments (<qemu:commandline>), not a libvirt <channel>:
 //    libvirtd would hold the socket's only connection. The -device values are JSON on purpose:
 //    libvirt 9.0 passes its own devices as JSON, and QEMU 7.2 creates every key=value -device
@@ -84,6 +89,7 @@ function domainElement(spec: VmSpec): XmlElement {
         // append='on': virtlogd keeps the history across VM restarts; vmlet tails the file from a saved offset.
         el('serial', { type: 'pty' }, spec.serialLog && el('log', { file: spec.serialLog.file, append: 'on' }), el('target', { port: '0' })),
         el('console', { type: 'pty' }, el('target', { type: 'serial', port: '0' })),
+        ...vncElements(spec),
         el('rng', { model: 'virtio' }, el('backend', { model: 'random' }, '/dev/urandom'), mmio && MMIO),
         // The balloon carries UpdateContainerResources' memory changes. No autodeflate: a guest
         // under memory pressure must not take back what its limit took away (a container is OOM-killed).
@@ -92,6 +98,12 @@ function domainElement(spec: VmSpec): XmlElement {
     ),
     spec.guestAgent && el('qemu:commandline', {}, ...guestAgentArgs(spec, spec.guestAgent.socket, spec.guestAgent.port).map((value) => el('qemu:arg', { value }))),
   );
+}
+
+/** The VNC display: QEMU's VNC server on a unix socket only (no TCP port, no password: root-only by its directory). */
+function vncElements(spec: VmSpec): XmlElement[] {
+  if (!spec.vnc) return [];
+  return [el('graphics', { type: 'vnc', socket: spec.vnc.socket }), el('video', {}, el('model', { type: 'vga' }))];
 }
 
 function cputuneElements(spec: VmSpec): XmlElement[] {

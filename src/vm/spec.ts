@@ -85,6 +85,8 @@ export interface VmSpec {
   hotplugSlots?: number;
   /** TCG only (domain type qemu): QEMU's translation cache, in MiB (<tb-cache>); absent is QEMU's default (1 GiB). */
   tcgTbCacheMiB?: number;
+  /** A VGA adapter and a VNC server on this unix socket (vmlet.io/vnc); absent: headless. */
+  vnc?: { socket: string };
   metadata: VmMetadata;
 }
 
@@ -159,6 +161,8 @@ export interface BuildVmSpecInput {
   tcgTbCacheMiB?: number;
   /** From the container's resources (cputune.ts), shares already converted for the host's cgroup version. */
   cputune?: CpuTune;
+  /** The VNC display's unix socket (vnc-socket.ts: ≤ 107 bytes); required when settings.vnc. */
+  vncSocket?: string;
 }
 
 const internal = (msg: string) => new VmletError('internal', msg);
@@ -181,6 +185,17 @@ function assignTargets(disks: BuildVmSpecInput['disks'], defaultBus: DiskBus): V
   });
 }
 
+/**
+ * With a VNC display, a kernel-boot guest's kernel also writes to the screen: `console=tty0`
+ * goes first, so the image's own console= (the serial port, which the CRI log is copied from)
+ * stays last and remains /dev/console, where init writes. Nothing when the command line already
+ * names a virtual terminal. A kernel that boots without the real-mode setup (an ELF vmlinux
+ * through PVH) finds no VGA text mode and keeps only a dummy console there: docs/vnc.md.
+ */
+function screenConsole(cmdline: string): string | undefined {
+  return /(^|\s)console=tty\d/.test(cmdline) ? undefined : 'console=tty0';
+}
+
 export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
   const { settings: s } = input;
   checkMachineForBoot(s, input.boot.kind);
@@ -188,7 +203,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
 
   let boot: Boot = { kind: 'disk' };
   if (input.boot.kind === 'kernel') {
-    const cmdline = [input.boot.cmdline?.trim(), s.kernelArgs].filter(Boolean).join(' ');
+    const cmdline = [s.vnc ? screenConsole(`${input.boot.cmdline ?? ''} ${s.kernelArgs ?? ''}`) : undefined, input.boot.cmdline?.trim(), s.kernelArgs].filter(Boolean).join(' ');
     // The image's label is not checked anywhere else; a control character would corrupt the XML or the command line.
     // eslint-disable-next-line no-control-regex -- control characters are what it refuses
     if (/[\x00-\x1f\x7f]/.test(cmdline)) throw failedPrecondition(`image kernel command line contains control characters: ${JSON.stringify(cmdline)}`);
@@ -217,6 +232,9 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     throw internal(`${input.name}: guest-agent socket path is longer than 107 bytes: ${input.guestAgent.socket}`);
   }
 
+  if (s.vnc && !input.vncSocket) throw internal(`${input.name}: VNC display on without a socket path`);
+  if (input.vncSocket && Buffer.byteLength(input.vncSocket) > 107) throw internal(`${input.name}: VNC socket path is longer than 107 bytes: ${input.vncSocket}`);
+
   return {
     name: input.name,
     domainType: input.domainType,
@@ -241,6 +259,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     ...(input.freePageReporting ? { freePageReporting: true } : {}),
     ...(input.hotplugSlots ? { hotplugSlots: input.hotplugSlots } : {}),
     ...(input.domainType === 'qemu' && (input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB) > 0 ? { tcgTbCacheMiB: input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB } : {}),
+    ...(s.vnc && input.vncSocket ? { vnc: { socket: input.vncSocket } } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
     metadata: { settingSources: s.sources, ...input.metadata },
   };

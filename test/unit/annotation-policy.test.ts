@@ -44,6 +44,7 @@ const GATED: Array<[string, string]> = [
   ['vmlet.io/cpu-model', 'host-model'],
   ['vmlet.io/machine', 'pc'],
   ['vmlet.io/io-threads', '2'],
+  ['vmlet.io/vnc', 'true'],
 ];
 
 describe('annotation policy: the default refuses what takes host resources', () => {

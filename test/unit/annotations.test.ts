@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { annotationOf, checkMachineForBoot, parseVmSettings, type VmSettingsInput } from '../../src/vm/annotations.js';
+import { annotationOf, checkMachineForBoot, parsePodAnnotations, parseVmSettings, type VmSettingsInput } from '../../src/vm/annotations.js';
 import { invalidArgumentFrom } from '../helpers/errors.js';
 
 const defaults = { vcpus: 1, memoryMiB: 512 };
@@ -13,7 +13,7 @@ const rejection = invalidArgumentFrom;
 const GiB = 2 ** 30;
 
 describe('defaults', () => {
-  it('gives 1 vCPU, 512 MiB, host-passthrough, q35, virtio, bios, no iothreads, serial log on', () => {
+  it('gives 1 vCPU, 512 MiB, host-passthrough, q35, virtio, bios, no iothreads, serial log on, no VNC display', () => {
     const s = parse();
     expect(s).toEqual({
       vcpus: 1,
@@ -26,9 +26,10 @@ describe('defaults', () => {
       firmware: 'bios',
       ioThreads: 0,
       serialLog: true,
+      vnc: false,
       sources: {
         vcpus: 'default', memory: 'default', cpuModel: 'default', machine: 'default', diskBus: 'default',
-        firmware: 'default', ioThreads: 'default', serialLog: 'default', maxVcpus: 'default', maxMemory: 'default',
+        firmware: 'default', ioThreads: 'default', serialLog: 'default', vnc: 'default', maxVcpus: 'default', maxMemory: 'default',
         networkConfig: 'default',
       },
       cloudInit: { scripts: [], sshAuthorizedKeys: [], networkMode: 'both' },
@@ -176,6 +177,29 @@ describe('vmlet.io/io-threads and vmlet.io/serial-log', () => {
   });
 });
 
+describe('vmlet.io/vnc', () => {
+  it('off by default; true | false, from the container or the pod', () => {
+    expect(parse({ 'vmlet.io/vnc': 'true' })).toMatchObject({ vnc: true, sources: { vnc: 'pod annotation vmlet.io/vnc' } });
+    expect(parse({ 'vmlet.io/vnc': 'false' }).vnc).toBe(false);
+    const c = parseVmSettings({ sandboxAnnotations: { 'vmlet.io/vnc': 'false' }, containerAnnotations: { 'vmlet.io/vnc': 'true' }, defaults });
+    expect(c).toMatchObject({ vnc: true, sources: { vnc: 'container annotation vmlet.io/vnc' } });
+  });
+  it.each(['yes', 'True', 'on', '1', '', ' true'])('rejects %j naming the annotation and the values allowed', (v) => {
+    expect(rejection(() => parse({ 'vmlet.io/vnc': v })).message).toBe(`annotation vmlet.io/vnc=${JSON.stringify(v)} is invalid: allowed true | false`);
+    expect(rejection(() => parseVmSettings({ sandboxAnnotations: {}, containerAnnotations: { 'vmlet.io/vnc': v }, defaults })).message).toContain('annotation vmlet.io/vnc=');
+  });
+  it('is checked at RunPodSandbox too, before anything is made', () => {
+    expect(rejection(() => parsePodAnnotations({ 'vmlet.io/vnc': 'yes' })).message).toBe('annotation vmlet.io/vnc="yes" is invalid: allowed true | false');
+    expect(() => parsePodAnnotations({ 'vmlet.io/vnc': 'true' })).not.toThrow();
+  });
+  it('microvm has no PCI bus for the VGA adapter: refused together', () => {
+    expect(rejection(() => parse({ 'vmlet.io/machine': 'microvm', 'vmlet.io/vnc': 'true' })).message).toBe(
+      'annotation vmlet.io/machine="microvm" has no PCI bus for the VGA adapter a VNC display needs, but pod annotation vmlet.io/vnc is "true": allowed vmlet.io/vnc "false" or unset',
+    );
+    expect(parse({ 'vmlet.io/machine': 'microvm', 'vmlet.io/vnc': 'false' }).vnc).toBe(false);
+  });
+});
+
 describe('precedence: annotation > container resources > sandbox resources > defaults', () => {
   const container = { cpu_quota: '250000', cpu_period: '100000', memory_limit_in_bytes: String(3 * GiB) };
   const sandbox = { cpu_quota: '400000', cpu_period: '100000', memory_limit_in_bytes: String(4 * GiB) };
@@ -287,7 +311,7 @@ describe('unknown vmlet.io/ annotations', () => {
   it('are rejected listing the known ones (typos)', () => {
     const msg = rejection(() => parse({ 'vmlet.io/vcpu': '2' })).message;
     expect(msg).toMatch(/^unknown pod annotation vmlet\.io\/vcpu: known vmlet\.io annotations are /);
-    for (const k of ['vmlet.io/vcpus', 'vmlet.io/memory', 'vmlet.io/cpu-model', 'vmlet.io/machine', 'vmlet.io/disk-bus', 'vmlet.io/root-disk-size', 'vmlet.io/kernel-args', 'vmlet.io/firmware', 'vmlet.io/hugepages', 'vmlet.io/io-threads', 'vmlet.io/serial-log']) {
+    for (const k of ['vmlet.io/vcpus', 'vmlet.io/memory', 'vmlet.io/cpu-model', 'vmlet.io/machine', 'vmlet.io/disk-bus', 'vmlet.io/root-disk-size', 'vmlet.io/kernel-args', 'vmlet.io/firmware', 'vmlet.io/hugepages', 'vmlet.io/io-threads', 'vmlet.io/serial-log', 'vmlet.io/vnc']) {
       expect(msg).toContain(k);
     }
     expect(rejection(() => parseVmSettings({ sandboxAnnotations: {}, containerAnnotations: { 'vmlet.io/Memory': '1Gi' }, defaults })).message).toMatch(/^unknown container annotation vmlet\.io\/Memory/);

@@ -12,6 +12,7 @@ import { validateDomainXml, virtXmlValidateMissing } from '../helpers/virt-xml-v
 const nic = { tap: 'vmt-ab12cd34ef56', mac: '02:ab:12:cd:34:ef', mtu: 1450 };
 const guestAgent = { socket: '/run/vmlet/qga/ff00ee11.sock' };
 const seedIso = '/var/lib/vmlet/s/seed.iso';
+const vncSocket = '/var/lib/vmlet/pods/ab12cd34ef/vnc.sock';
 const disks = (readonly = false): BuildVmSpecInput['disks'] => [
   { path: '/var/lib/vmlet/c/root.qcow2', format: 'qcow2' },
   { path: '/var/lib/vmlet/c/data.raw', format: 'raw' },
@@ -46,6 +47,8 @@ const variants: Array<[label: string, spec: VmSpec]> = [
   ['UEFI on q35', uefi(spec())],
   ['UEFI on pc, kernel boot', uefi(spec({ 'vmlet.io/machine': 'pc' }, { boot: kernelBoot }))],
   ['serial log off', spec({ 'vmlet.io/serial-log': 'false' }, { consoleLog: undefined })],
+  ['VNC display on a unix socket and a VGA, kernel boot on q35', spec({ 'vmlet.io/vnc': 'true' }, { boot: kernelBoot, vncSocket, seedIso, nics: [nic], guestAgent })],
+  ['VNC display on pc with UEFI', uefi(spec({ 'vmlet.io/vnc': 'true', 'vmlet.io/machine': 'pc' }, { vncSocket }))],
 ];
 
 if (virtXmlValidateMissing) console.log(`domain XML schema check skipped: ${virtXmlValidateMissing}`);

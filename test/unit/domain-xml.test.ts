@@ -111,7 +111,7 @@ describe('renderDomainXml', () => {
     expect(one(d, 'devices/memballoon')).toEqual(el('memballoon', { model: 'virtio' }));
     expect(one(d, 'devices/rng')).toEqual(el('rng', { model: 'virtio' }, el('backend', { model: 'random' }, '/dev/urandom')));
     expect(at(d, 'devices/controller')).toEqual([el('controller', { type: 'usb', model: 'none' })]);
-    for (const absent of ['cputune', 'numatune', 'graphics', 'iothreads', 'memoryBacking', 'loader']) expect(descendants(d, absent)).toEqual([]);
+    for (const absent of ['cputune', 'numatune', 'graphics', 'video', 'iothreads', 'memoryBacking', 'loader']) expect(descendants(d, absent)).toEqual([]);
   });
   it('ends with a newline, as before (a file or a log line reads whole)', () => {
     expect(xml()).toMatch(/<\/domain>\n$/);
@@ -380,6 +380,68 @@ describe('guest-agent channel', () => {
   it('refuses a socket path longer than a unix socket path can be', () => {
     expect(() => spec({}, { guestAgent: { socket: '/' + 'x'.repeat(107) } })).toThrow(/longer than 107 bytes/);
     expect(spec({}, { guestAgent: { socket: '/' + 'x'.repeat(106) } }).guestAgent).toEqual({ socket: '/' + 'x'.repeat(106) });
+  });
+});
+
+describe('VNC display (vmlet.io/vnc)', () => {
+  const vncSocket = '/var/lib/vmlet/pods/ab12cd34ef/vnc.sock';
+
+  it('without the annotation: headless, exactly the devices of before (no graphics, no video)', () => {
+    const plain = dom({}, { boot: kernelBoot });
+    expect(childNames(one(plain, 'devices'))).toEqual(['disk', 'controller', 'serial', 'console', 'rng', 'memballoon']);
+    // Off as written, or a socket given without the annotation: the same domain (the setting decides).
+    const sameAsPlain = (d: XmlElement) => expect({ ...d, children: d.children.filter((c) => typeof c === 'string' || c.name !== 'metadata') }).toEqual({ ...plain, children: plain.children.filter((c) => typeof c === 'string' || c.name !== 'metadata') });
+    sameAsPlain(dom({ 'vmlet.io/vnc': 'false' }, { boot: kernelBoot }));
+    expect(dom({}, { boot: kernelBoot, vncSocket })).toEqual(plain);
+    expect(one(plain, 'os/cmdline')).toEqual(el('cmdline', {}, 'console=ttyS0 quiet'));
+  });
+
+  it('with it: a VNC server on the unix socket only, and a standard VGA, after the console', () => {
+    const d = dom({ 'vmlet.io/vnc': 'true' }, { vncSocket });
+    expect(one(d, 'devices/graphics')).toEqual(el('graphics', { type: 'vnc', socket: vncSocket }));
+    expect(one(d, 'devices/video')).toEqual(el('video', {}, el('model', { type: 'vga' })));
+    expect(childNames(one(d, 'devices'))).toEqual(['disk', 'controller', 'serial', 'console', 'graphics', 'video', 'rng', 'memballoon']);
+    // No TCP: no port, autoport, listen address or password anywhere.
+    expect(descendants(d, 'listen')).toEqual([]);
+    for (const e of descendants(d)) for (const a of ['port', 'autoport', 'listen', 'passwd']) expect(e.name === 'graphics' ? e.attrs[a] : undefined).toBeUndefined();
+    // The serial console is untouched: still the CRI log's source.
+    expect(one(d, 'devices/serial')).toEqual(one(dom(), 'devices/serial'));
+    expect(spec({ 'vmlet.io/vnc': 'true' }, { vncSocket }).vnc).toEqual({ socket: vncSocket });
+  });
+
+  it("kernel boot: console=tty0 goes first, so the image's serial console stays /dev/console", () => {
+    expect(one(dom({ 'vmlet.io/vnc': 'true' }, { boot: kernelBoot, vncSocket }), 'os/cmdline')).toEqual(el('cmdline', {}, 'console=tty0 console=ttyS0 quiet'));
+    const withArgs = dom({ 'vmlet.io/vnc': 'true', 'vmlet.io/kernel-args': 'loglevel=7' }, { boot: kernelBoot, vncSocket });
+    expect(one(withArgs, 'os/cmdline')).toEqual(el('cmdline', {}, 'console=tty0 console=ttyS0 quiet loglevel=7'));
+    // Already on a virtual terminal (the image's or the kernel-args'): left as it is.
+    const vt = (cmdline: string, args?: string) => spec({ 'vmlet.io/vnc': 'true', ...(args ? { 'vmlet.io/kernel-args': args } : {}) }, { boot: { ...kernelBoot, cmdline }, vncSocket }).boot;
+    expect(vt('console=ttyS0 console=tty1')).toMatchObject({ cmdline: 'console=ttyS0 console=tty1' });
+    expect(vt('console=ttyS0', 'console=tty0')).toMatchObject({ cmdline: 'console=ttyS0 console=tty0' });
+    // console=ttyS0 and consoles named ttyS… are not virtual terminals.
+    expect(vt('console=ttyS1,115200')).toMatchObject({ cmdline: 'console=tty0 console=ttyS1,115200' });
+    expect(vt('')).toMatchObject({ cmdline: 'console=tty0' });
+    // Disk boot: the command line is the guest's own (its boot loader's).
+    expect(descendants(dom({ 'vmlet.io/vnc': 'true' }, { vncSocket }), 'cmdline')).toEqual([]);
+  });
+
+  it('on pc and UEFI alike; with hotplug slots the VGA keeps slot 1 of pcie.0 (libvirt assigns it)', () => {
+    expect(one(dom({ 'vmlet.io/vnc': 'true', 'vmlet.io/machine': 'pc' }, { vncSocket }), 'devices/video')).toEqual(el('video', {}, el('model', { type: 'vga' })));
+    expect(one(dom({ 'vmlet.io/vnc': 'true', 'vmlet.io/firmware': 'uefi' }, { vncSocket }), 'devices/graphics').attrs.socket).toBe(vncSocket);
+    const hp = dom({ 'vmlet.io/vnc': 'true' }, { vncSocket, hotplugSlots: 2 });
+    expect(one(hp, 'devices/video')).toEqual(el('video', {}, el('model', { type: 'vga' })));
+    const slots = descendants(hp, 'address').map((a) => a.attrs.slot);
+    expect(slots).not.toContain('0x01');
+  });
+
+  it('refuses, as internal errors, a display without a socket and a socket path too long for a unix socket', () => {
+    expect(catchError(() => spec({ 'vmlet.io/vnc': 'true' }))).toMatchObject({ kind: 'internal', message: expect.stringMatching(/VNC display on without a socket path/) as unknown });
+    expect(catchError(() => spec({ 'vmlet.io/vnc': 'true' }, { vncSocket: '/' + 'x'.repeat(107) }))).toMatchObject({ kind: 'internal', message: expect.stringMatching(/VNC socket path is longer than 107 bytes/) as unknown });
+    expect(spec({ 'vmlet.io/vnc': 'true' }, { vncSocket: '/' + 'x'.repeat(106) }).vnc).toEqual({ socket: '/' + 'x'.repeat(106) });
+  });
+
+  it('escapes the socket path like every other value', () => {
+    const odd = "/s/it's <&> \"q\".sock";
+    expect(one(dom({ 'vmlet.io/vnc': 'true' }, { vncSocket: odd }), 'devices/graphics').attrs.socket).toBe(odd);
   });
 });
 

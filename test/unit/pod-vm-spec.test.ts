@@ -60,8 +60,11 @@ describe('pod VM spec', () => {
     expect(spec.disks).toEqual([{ path: '/var/lib/vmlet/pods/ab/scratch.img', format: 'raw', bus: 'virtio', target: 'vda', serial: SCRATCH_SERIAL }]);
   });
 
-  it('keeps the guest kit\'s needs whatever the annotations say: virtio disks, BIOS, a console log', () => {
-    const spec = podVmSpec(input({ 'vmlet.io/disk-bus': 'sata', 'vmlet.io/serial-log': 'false', 'vmlet.io/vcpus': '2', 'vmlet.io/memory': '1Gi' }));
+  it('keeps the guest kit\'s needs whatever the annotations say: virtio disks, BIOS, a console log, no display', () => {
+    const spec = podVmSpec(input({ 'vmlet.io/disk-bus': 'sata', 'vmlet.io/serial-log': 'false', 'vmlet.io/vcpus': '2', 'vmlet.io/memory': '1Gi', 'vmlet.io/vnc': 'true' }));
+    expect(spec.vnc).toBeUndefined();
+    expect(renderDomainXml(spec)).not.toMatch(/<graphics|<video/);
+    expect(spec.boot.kind === 'kernel' && spec.boot.cmdline).not.toContain('console=tty0');
     expect(spec.disks[0]!.bus).toBe('virtio');
     expect(spec.serialLog).toEqual({ file: '/var/lib/vmlet/pods/ab/console.log' });
     expect(spec.vcpus).toBe(2);
