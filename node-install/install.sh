@@ -20,6 +20,9 @@ PACKAGES=(
 # python3-yaml/jinja2/jsonschema/requests: what cloud-init's own parsers import, for Debian's
 # /usr/bin/python3 (the seed tests run cloud-init from an unpacked .deb, never installed on the node).
 TEST_PACKAGES=(python3 python3-yaml python3-jinja2 python3-jsonschema python3-requests docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
+# Only with --with-test-deps, and not fatal when apt cannot get them: the tests that use them
+# fall back and say so (vncsnapshot: a real VNC client for the VNC console test).
+TEST_OPTIONAL_PACKAGES=(vncsnapshot)
 # Only when systemd is PID 1 (it ships units, users, qemu.conf, AppArmor profiles).
 SYSTEMD_PACKAGES=(libvirt-daemon-system)
 NODE_MIN_MAJOR=20
@@ -273,6 +276,23 @@ step_packages() {
     changed "installed ${missing[*]}"
   fi
   step_done packages "${#want[@]} installed"
+  [ "$TEST_DEPS" -eq 1 ] && step_optional_test_packages
+  return 0
+}
+
+step_optional_test_packages() {
+  local missing=() p
+  for p in "${TEST_OPTIONAL_PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    { printf '\n=== %s: apt-get install %s (optional)\n' "$(date -Is)" "${missing[*]}"; } >>"$INSTALL_LOG"
+    if env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends "${missing[@]}" </dev/null >>"$INSTALL_LOG" 2>&1; then
+      changed "installed ${missing[*]}"
+    else
+      report test-extras "not installed: ${missing[*]} (apt-get failed, see $INSTALL_LOG); the tests that use them say so and fall back"
+      return 0
+    fi
+  fi
+  step_done test-extras "${#TEST_OPTIONAL_PACKAGES[@]} installed"
 }
 
 # ----------------------------------------------------- libvirt preparation
