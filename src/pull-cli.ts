@@ -3,7 +3,7 @@
 // few seconds otherwise. The image id goes to stdout, progress to stderr.
 import type { AdminPullReply, AdminPullRequest } from './grpc/admin-proto.js';
 import { AdminCallError, adminPull } from './grpc/admin-client.js';
-import { progressLine, type PullSnapshot } from './image/pull-progress.js';
+import { progressLine } from './image/pull-progress.js';
 
 /** Without a terminal, one progress line this often (a log or CI output stays short). */
 const PLAIN_EVERY_MS = 2_000;
@@ -34,7 +34,7 @@ export async function pullCommand(socket: string, image: string, creds: string |
   let lastPlain = 0;
   let drawn = false;
   const draw = (r: AdminPullReply) => {
-    const line = progressLine({ image, ...r, phase: r.phase as PullSnapshot['phase'] });
+    const line = progressLine({ image, ...r });
     if (tty) {
       err.write(`\r${line}\x1b[K`);
       drawn = true;

@@ -25,9 +25,10 @@ function checkRequest(req: AdminPullRequest | undefined): AdminPullRequest {
   return { image, ...(username ? { username } : {}), ...(password ? { password } : {}) };
 }
 
+/** The snapshot without the image name the client asked with. */
 function reply(s: PullSnapshot): AdminPullReply {
-  const { phase, bytesDone, bytesTotal, layersDone, layersTotal, rate, etaSeconds, elapsedMs } = s;
-  return { phase, bytesDone, bytesTotal, layersDone, layersTotal, rate, ...(etaSeconds === undefined ? {} : { etaSeconds }), elapsedMs };
+  const { image: _asked, ...rest } = s;
+  return rest;
 }
 
 export function adminService(log: Logger, images: ImageStore): UntypedServiceImplementation {
@@ -46,7 +47,7 @@ export function adminService(log: Logger, images: ImageStore): UntypedServiceImp
         lastPhase = s.phase;
         write(reply(s));
       });
-      const done = latest ? reply(latest) : { bytesDone: 0, bytesTotal: 0, layersDone: 0, layersTotal: 0, rate: 0, elapsedMs: 0 };
+      const done: AdminPullReply = latest ? reply(latest) : { phase: 'done', bytesDone: 0, bytesTotal: 0, layersDone: 0, layersTotal: 0, rate: 0, elapsedMs: 0 };
       write({ ...done, phase: 'done', imageRef: rec.id });
     }),
   };

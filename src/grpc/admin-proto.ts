@@ -2,6 +2,7 @@
 // (today: a pull that streams its progress, for `vmlet pull`). Messages are JSON, so no .proto
 // and no generated code; the socket's permissions guard it as they guard the CRI.
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import type { PullSnapshot } from '../image/pull-progress.js';
 
 export interface AdminPullRequest {
   image: string;
@@ -9,18 +10,8 @@ export interface AdminPullRequest {
   password?: string;
 }
 
-/** A progress report while the pull runs, then one with `imageRef` when it is done. */
-export interface AdminPullReply {
-  phase: string;
-  bytesDone: number;
-  bytesTotal: number;
-  layersDone: number;
-  layersTotal: number;
-  rate: number;
-  etaSeconds?: number;
-  elapsedMs: number;
-  imageRef?: string;
-}
+/** A progress report while the pull runs (PullSnapshot, less the image asked for), then one with `imageRef` when it is done. */
+export type AdminPullReply = Omit<PullSnapshot, 'image'> & { imageRef?: string };
 
 const toJson = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 /** Bad JSON becomes undefined, which the handler refuses with INVALID_ARGUMENT (not INTERNAL). */
