@@ -346,11 +346,28 @@ set_conf_keys() {
 }
 
 step_libvirt_prep() {
-  if have_systemd; then
-    step_done libvirt-prep "systemd: done by libvirt-daemon-system"
-    return
+  local kvs
+  # Users and dirs: libvirt-daemon-system makes them under systemd; without it, we do.
+  have_systemd || libvirt_users_and_dirs
+  # QEMU as root, on every node: vmlet's 9p shares need it (passthrough: the guest's owners on
+  # the host, the image rootfs's root-only files readable), and its state and image dirs are
+  # root's 0700 (docs/security.md). libvirt-daemon-system's default, libvirt-qemu, cannot reach them.
+  # seccomp_sandbox=1: QEMU's own syscall filter (-sandbox on, no setuid, no spawning), libvirt's
+  # default where QEMU has it; set so that it stays on whatever the distribution ships.
+  kvs=('user="root"' 'group="root"' 'seccomp_sandbox=1')
+  # No usable MAC framework: tell libvirt explicitly not to look for one.
+  if ! apparmor_enabled && ! selinux_enabled; then kvs+=('security_driver="none"'); fi
+  mkdir -p /etc/libvirt
+  if [ -n "$(set_conf_keys /etc/libvirt/qemu.conf "${kvs[@]}")" ]; then
+    changed "qemu.conf ${kvs[*]}"
+    RESTART_LIBVIRTD_HINT=1
+    QEMU_CONF_CHANGED=1
   fi
-  local g d kvs
+  step_done libvirt-prep "qemu.conf ${kvs[*]}"
+}
+
+libvirt_users_and_dirs() {
+  local g d
   for g in kvm libvirt-qemu; do
     getent group "$g" >/dev/null || { groupadd --system "$g"; changed "group $g"; }
   done
@@ -362,15 +379,6 @@ step_libvirt_prep() {
   for d in /var/log/libvirt /var/lib/libvirt/qemu; do
     [ -d "$d" ] || { mkdir -p "$d"; changed "$d"; }
   done
-  mkdir -p /etc/libvirt
-  kvs=('user="root"' 'group="root"')
-  # No usable MAC framework: tell libvirt explicitly not to look for one.
-  if ! apparmor_enabled && ! selinux_enabled; then kvs+=('security_driver="none"'); fi
-  if [ -n "$(set_conf_keys /etc/libvirt/qemu.conf "${kvs[@]}")" ]; then
-    changed "qemu.conf ${kvs[*]}"
-    RESTART_LIBVIRTD_HINT=1
-  fi
-  step_done libvirt-prep "qemu.conf ${kvs[*]}"
 }
 
 # ------------------------------------------------------------- state dirs
@@ -630,12 +638,14 @@ fi
 LIBVIRTD_WAS_RUNNING=0
 virsh_answers && LIBVIRTD_WAS_RUNNING=1
 RESTART_LIBVIRTD_HINT=0
+QEMU_CONF_CHANGED=0
 
 step_packages
 step_node
 step_libvirt_prep
 step_state_dirs
-"$HERE/start-daemons.sh"
+# Under systemd the package may have started libvirtd before qemu.conf changed: restart it then.
+QEMU_CONF_CHANGED=$QEMU_CONF_CHANGED "$HERE/start-daemons.sh"
 step_cni
 if [ "$SKIP_VMLET" -eq 0 ]; then
   step_guest_kit

@@ -59,6 +59,11 @@ start_with_systemd() {
     systemctl enable --now "${need[@]}" >/dev/null 2>&1 || die "systemctl enable --now ${need[*]} failed"
     changed "enabled+started ${need[*]}"
   fi
+  # qemu.conf is read at start: a running daemon needs a restart (running VMs are not touched).
+  if [ "${QEMU_CONF_CHANGED:-0}" -eq 1 ]; then
+    systemctl try-restart libvirtd.service virtqemud.service >/dev/null 2>&1 || die "systemctl try-restart libvirtd/virtqemud failed"
+    changed "restarted libvirt (qemu.conf changed)"
+  fi
   wait_for "$START_TIMEOUT" virsh_answers ||
     die "libvirt did not answer on $LIBVIRT_URI within ${START_TIMEOUT}s (see journalctl -u libvirtd)"
   step_done libvirt "systemd: ${units[*]}"
