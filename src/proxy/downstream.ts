@@ -1,9 +1,11 @@
 // A gRPC client of the node's own CRI runtime (containerd, CRI-O) on its unix socket: both CRI
-// services, built from the same loaded proto as vmlet's server, so a request or answer passes
-// through as the same plain object. Unary calls only, as promises with the caller's deadline.
+// services, (de)serialized by the same loaded proto as vmlet's server, so a request or answer
+// passes through as the same plain object. Unary calls only, as promises with the caller's
+// deadline, over h2-unary.ts (one HTTP/2 connection; not grpc-js's client: see there why).
 import { VmletError } from '../errors.js';
-import { credentials, Metadata, status as Status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status as Status, type MethodDefinition, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import { loadCri } from '../grpc/cri-proto.js';
+import { H2UnaryClient, statusError } from './h2-unary.js';
 
 /** Which CRI service a call belongs to. */
 export type CriService = 'runtime' | 'image';
@@ -47,36 +49,33 @@ export function forwardedMetadata(md: Metadata | undefined): Metadata {
   return out;
 }
 
+/** The socket path of a unix:///abs/path (or bare /abs/path) endpoint. */
+function socketPath(endpoint: string): string {
+  return grpcTarget(endpoint).slice('unix://'.length);
+}
+
 export function connectDownstream(endpoint: string): Downstream {
   const cri = loadCri().runtime.v1;
-  const target = grpcTarget(endpoint);
-  const options = {
-    'grpc.max_receive_message_length': MAX_MESSAGE,
-    'grpc.max_send_message_length': MAX_MESSAGE,
-    // Reconnect quickly after the downstream restarts (default backoff grows to 120 s).
-    'grpc.initial_reconnect_backoff_ms': 200,
-    'grpc.max_reconnect_backoff_ms': 2000,
-  };
-  const clients: Record<CriService, Client> = {
-    runtime: new cri.RuntimeService(target, credentials.createInsecure(), options),
-    image: new cri.ImageService(target, credentials.createInsecure(), options),
-  };
-  type Unary = (req: unknown, md: Metadata, opts: { deadline?: Date | number }, cb: (err: ServiceError | null, res: unknown) => void) => unknown;
+  const client = new H2UnaryClient(socketPath(endpoint), MAX_MESSAGE);
+  const services: Record<CriService, ServiceDefinition> = { runtime: cri.RuntimeService.service, image: cri.ImageService.service };
   return {
     endpoint,
-    call<Res>(service: CriService, method: string, request: unknown, opts: CallOptions = {}): Promise<Res> {
-      const fn = (clients[service] as unknown as Record<string, Unary | undefined>)[method];
-      if (typeof fn !== 'function') return Promise.reject(new VmletError('internal', `no ${service} method ${method} in the CRI proto`));
-      const deadline = opts.deadline !== undefined && opts.deadline !== Infinity ? opts.deadline : undefined;
-      return new Promise<Res>((resolve, reject) => {
-        fn.call(clients[service], request, forwardedMetadata(opts.metadata), deadline === undefined ? {} : { deadline }, (err, res) =>
-          err ? reject(err) : resolve(res as Res),
-        );
+    async call<Res>(service: CriService, method: string, request: unknown, opts: CallOptions = {}): Promise<Res> {
+      const def = services[service][method] as MethodDefinition<unknown, unknown> | undefined;
+      if (!def || def.requestStream || def.responseStream) throw new VmletError('internal', `no ${service} unary method ${method} in the CRI proto`);
+      const d = opts.deadline instanceof Date ? opts.deadline.getTime() : opts.deadline;
+      const bytes = await client.call(def.path, def.requestSerialize(request), {
+        metadata: forwardedMetadata(opts.metadata),
+        ...(d !== undefined && d !== Infinity ? { deadline: d } : {}),
       });
+      try {
+        return def.responseDeserialize(bytes) as Res;
+      } catch (err) {
+        throw statusError(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`);
+      }
     },
     close() {
-      clients.runtime.close();
-      clients.image.close();
+      client.close();
     },
   };
 }
