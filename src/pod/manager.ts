@@ -89,7 +89,7 @@ export class PodManager {
     // Offsets kept by the console copiers are newer than the records.
     for (const c of containers) {
       if (!this.sandboxes.has(c.sandboxId)) continue;
-      const saved = await ConsoleTailer.savedPosition(this.offsetFile(c));
+      const saved = await ConsoleTailer.savedPosition(this.offsetFile(c), c.logPath, this.log.child({ containerId: c.id, podSandboxId: c.sandboxId }));
       if (saved) {
         c.consoleOffset = saved.offset;
         if (saved.ino !== undefined) c.consoleIno = saved.ino;

@@ -4,8 +4,11 @@
 // (ReopenContainerLog) needs nothing. virtlogd rotates its own file (console.log → .0 → .1 …,
 // at max_size, 2 MiB by default): when the inode changes, the rest of the old file is read from
 // its backup first, then any newer backups, then the new file, so nothing is lost or garbled.
+// Each copy is logged ahead: the offset file says where the copy goes from and to, and how long
+// the CRI log was, before the lines are appended; so a kill at any moment (even right after an
+// append) resumes exactly once: savedPosition looks at the log to see whether the append was made.
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, stat, readFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, stat, readFile, truncate, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { atomicWrite } from '../util/atomic-write.js';
 import type { Logger } from '../log.js';
@@ -26,14 +29,17 @@ export interface ConsolePosition {
 const WATCHED_POLL_MS = 2_000;
 /** Without it, the timer alone: the delay of a console line to the CRI log. */
 const POLL_MS = 200;
+/** Writes seen within this much are copied together: a chatty console is not one synced copy per write. */
+const BATCH_MS = 50;
 
 export class ConsoleTailer {
   private timer: NodeJS.Timeout | undefined;
   private watcher: FSWatcher | undefined;
+  private batch: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
   /** A write was seen while a copy ran: copy again once it ends. */
   private again = false;
-  private readonly fmt = new CriLogFormatter();
+  private fmt = new CriLogFormatter();
   /** Bytes of the console file consumed, including a partial line held in the formatter. */
   private consumed: number;
   private ino: number | undefined;
@@ -60,28 +66,59 @@ export class ConsoleTailer {
     return this.ino === undefined ? { offset } : { offset, ino: this.ino };
   }
 
-  /** The position saved by an earlier run ("<offset> <inode>", or an offset alone), if any. */
-  static async savedPosition(offsetFile: string): Promise<ConsolePosition | undefined> {
+  /**
+   * The position saved by an earlier run, if any: "<offset> <inode>" (or an offset alone), and
+   * for a copy logged ahead (copy()) "<from> <inode> <to> <inode> <log inode> <log size before>
+   * <log size after>". Then the CRI log at `logPath` says how far the copy got: appended whole →
+   * resume at its end; not at all → at its start; in part (a kill or a full disk mid-write) → the
+   * part is cut off and the copy made again. A log rotated away since is taken as appended.
+   */
+  static async savedPosition(offsetFile: string, logPath: string, log?: Logger): Promise<ConsolePosition | undefined> {
+    let n: number[];
     try {
-      const [offset, ino] = (await readFile(offsetFile, 'utf8')).trim().split(/\s+/).map(Number);
-      if (!(Number.isSafeInteger(offset) && offset! >= 0)) return undefined;
-      return Number.isSafeInteger(ino) && ino! > 0 ? { offset: offset!, ino: ino! } : { offset: offset! };
+      n = (await readFile(offsetFile, 'utf8')).trim().split(/\s+/).map(Number);
     } catch {
       return undefined;
     }
+    const pos = (offset: number | undefined, ino: number | undefined): ConsolePosition | undefined => {
+      if (!(Number.isSafeInteger(offset) && offset! >= 0)) return undefined;
+      return Number.isSafeInteger(ino) && ino! > 0 ? { offset: offset!, ino: ino! } : { offset: offset! };
+    };
+    const from = pos(n[0], n[1]);
+    if (n.length < 7 || !n.every((x) => Number.isSafeInteger(x) && x >= 0)) return from;
+    const [, , toOffset, toIno, logIno, logStart, logEnd] = n as [number, number, number, number, number, number, number];
+    const to = pos(toOffset, toIno);
+    let now;
+    try {
+      now = await stat(logPath);
+    } catch {
+      return to; // rotated away (the kubelet renamed it) after the copy: it was appended there
+    }
+    if (now.ino !== logIno || now.size >= logEnd) return to; // appended (or rotated away since)
+    if (now.size < logStart) return to; // cut by someone else since: no telling, taken as appended
+    if (now.size > logStart) {
+      await truncate(logPath, logStart);
+      log?.warn({ logPath, cutBytes: now.size - logStart, consoleOffset: from?.offset }, 'console copy cut short by a vmlet stop: its part in the CRI log removed, copied again');
+    }
+    return from;
   }
 
   /**
-   * Copies as the console grows: on each inotify event for the file (its directory is watched,
-   * so the file's creation and virtlogd's rotation are seen too), and on a slow timer as a
-   * safety net; on the timer alone where inotify is unavailable. An idle console costs one
-   * stat() per tick (50 idle pods: 6% of a core with open+fstat every 200 ms).
+   * Copies as the console grows: on inotify events for the file (its directory is watched, so
+   * the file's creation and virtlogd's rotation are seen too), writes within BATCH_MS together,
+   * and on a slow timer as a safety net; on the timer alone where inotify is unavailable. An idle
+   * console costs one stat() per tick (50 idle pods: 8% of a core with open+fstat every 200 ms).
    */
   start(intervalMs?: number): void {
     const name = basename(this.consoleLog);
     try {
       this.watcher = watch(dirname(this.consoleLog), { persistent: false }, (_event, file) => {
-        if (file === null || file === name) void this.drain();
+        if ((file === null || file === name) && !this.batch) {
+          this.batch = setTimeout(() => {
+            this.batch = undefined;
+            void this.drain();
+          }, BATCH_MS);
+        }
       });
       this.watcher.on('error', (err) => {
         this.log.warn({ err: err.message, consoleLog: this.consoleLog }, 'console watch failed; polling every 200 ms');
@@ -103,6 +140,8 @@ export class ConsoleTailer {
   private unwatch(): void {
     this.watcher?.close();
     this.watcher = undefined;
+    if (this.batch) clearTimeout(this.batch);
+    this.batch = undefined;
   }
 
   /** Copies everything written so far; the final partial line is written too when `final`. */
@@ -150,34 +189,53 @@ export class ConsoleTailer {
     } catch {
       return; // QEMU has not started writing yet
     }
-    const out: Buffer[] = [];
+    const from = this.position;
     try {
-      const { size, ino } = await fh.stat();
-      if (this.ino !== undefined && ino !== this.ino) {
-        await this.copyRotated(out);
-        this.consumed = 0;
-      } else if (size < this.consumed) {
-        this.consumed = 0; // truncated in place
+      const out: Buffer[] = [];
+      try {
+        const { size, ino } = await fh.stat();
+        if (this.ino !== undefined && ino !== this.ino) {
+          await this.copyRotated(out);
+          this.consumed = 0;
+        } else if (size < this.consumed) {
+          this.consumed = 0; // truncated in place
+        }
+        this.ino = ino;
+        this.consumed = await this.read(fh, this.consumed, size, out);
+      } finally {
+        await fh.close();
       }
-      this.ino = ino;
-      this.consumed = await this.read(fh, this.consumed, size, out);
-    } finally {
-      await fh.close();
+      if (final) out.push(this.fmt.flushBytes());
+      const data = Buffer.concat(out);
+      if (data.length > 0) await this.append(from, data);
+    } catch (err) {
+      // Not copied (the disk is full, say): the same bytes are read again next time.
+      this.fmt = new CriLogFormatter();
+      this.consumed = from.offset;
+      this.ino = from.ino;
+      throw err;
     }
-    if (final) out.push(this.fmt.flushBytes());
-    const data = Buffer.concat(out);
-    if (data.length === 0) return;
+  }
+
+  /** Appends `data` (the console from `from` to this.position) to the CRI log, logged ahead in the offset file. */
+  private async append(from: ConsolePosition, data: Buffer): Promise<void> {
     await mkdir(dirname(this.logPath), { recursive: true });
-    // The lines are on disk before the position that says they were copied: after a crash of
-    // the node a line may be copied twice, never lost.
     const log = await open(this.logPath, 'a');
     try {
-      await log.write(data);
-      await log.datasync();
+      const { ino: logIno, size: logStart } = await log.stat();
+      // Synced before the append: a stop at any point after it resumes exactly once (savedPosition).
+      const to = this.position;
+      await atomicWrite(this.offsetFile, `${from.offset} ${from.ino ?? 0} ${to.offset} ${to.ino ?? 0} ${logIno} ${logStart} ${logStart + data.length}\n`);
+      try {
+        await log.writeFile(data); // all of it (a short write, on a full disk, goes on to its error)
+        await log.datasync();
+      } catch (err) {
+        await log.truncate(logStart).catch(() => undefined); // no half line left behind
+        throw err;
+      }
     } finally {
       await log.close();
     }
-    await this.saveOffset();
   }
 
   /** Reads [from, to) of fh through the formatter into out; returns where it stopped. */
@@ -217,10 +275,5 @@ export class ConsoleTailer {
         await fh.close();
       }
     }
-  }
-
-  private async saveOffset(): Promise<void> {
-    const p = this.position;
-    await atomicWrite(this.offsetFile, p.ino === undefined ? `${p.offset}\n` : `${p.offset} ${p.ino}\n`);
   }
 }
