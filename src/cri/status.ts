@@ -10,6 +10,7 @@ const CODES: Record<ErrorKind, Status> = {
   'failed-precondition': Status.FAILED_PRECONDITION,
   'permission-denied': Status.PERMISSION_DENIED,
   unavailable: Status.UNAVAILABLE,
+  'resource-exhausted': Status.RESOURCE_EXHAUSTED,
   unimplemented: Status.UNIMPLEMENTED,
   'deadline-exceeded': Status.DEADLINE_EXCEEDED,
   internal: Status.INTERNAL,

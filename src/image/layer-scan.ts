@@ -53,6 +53,13 @@ export class HostileLayerError extends VmletError {
   }
 }
 
+/** A layer that needs more than the image store may still write: the node's disk, not the image, is short (RESOURCE_EXHAUSTED). */
+export class StoreFullError extends VmletError {
+  constructor(layer: string, msg: string) {
+    super('resource-exhausted', `image layer ${layer} rejected: ${msg}`);
+  }
+}
+
 /** Normalises a tar path to in-image form: no leading '/' or './', no trailing '/'. Throws on '..'. */
 export function normalizeEntryPath(raw: string, onBad: (why: string) => Error): string {
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
@@ -129,6 +136,7 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
     for (const layer of layers) {
       await layer.ready;
       const bad = (why: string) => new HostileLayerError(layer.digest, why);
+      const full = (why: string) => new StoreFullError(layer.digest, why);
       const addedHere = new Set<string>();
       const writes: Promise<void>[] = [];
       const copies: Array<[src: string, dst: string]> = [];
@@ -178,7 +186,7 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
             // A kept link is a copy: its bytes are written like a file's (five links to a 1 MiB
             // file write 6 MiB), so they count against the same limits.
             written += sizes.get(src) ?? 0;
-            if (written > limits.writableBytes) throw bad(`needs more than the ${limits.writableBytes} bytes free in the image store (hard link ${JSON.stringify(entry.path)} counts as a copy)`);
+            if (written > limits.writableBytes) throw full(`needs more than the ${limits.writableBytes} bytes free in the image store (hard link ${JSON.stringify(entry.path)} counts as a copy)`);
             if (written > limits.maxImageBytes) throw bad(`kept files total more than ${limits.maxImageBytes} bytes (hard link ${JSON.stringify(entry.path)} counts as a copy)`);
             const tmp = join(tmpDir, `scan-${randomBytes(6).toString('hex')}`);
             copies.push([src, tmp]);
@@ -187,7 +195,7 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
           }
         } else if ((entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile') && wanted(path)) {
           written += entry.size;
-          if (written > limits.writableBytes) throw bad(`needs more than the ${limits.writableBytes} bytes free in the image store`);
+          if (written > limits.writableBytes) throw full(`needs more than the ${limits.writableBytes} bytes free in the image store`);
           const tmp = join(tmpDir, `scan-${randomBytes(6).toString('hex')}`);
           sizes.set(tmp, entry.size);
           const ws = createWriteStream(tmp, { mode: 0o600 });

@@ -6,7 +6,7 @@
 // --force-share (no image lock is taken or needed) under an address-space and CPU-time limit, as
 // QEMU's docs advise for untrusted images (1 GiB and 10 s, the figures of libguestfs and OpenStack).
 import { open } from 'node:fs/promises';
-import { execa } from 'execa';
+import { execa, type ExecaError } from 'execa';
 import { VmletError } from '../errors.js';
 import { QEMU_IMG, which } from '../util/binaries.js';
 
@@ -143,5 +143,11 @@ export async function qemuImgInfo(path: string, format: 'qcow2' | 'raw', limits:
 export async function createOverlay(path: string, base: string, baseFormat: 'qcow2' | 'raw', sizeBytes?: number): Promise<void> {
   const args = ['create', '-q', '-f', 'qcow2', '-b', base, '-F', baseFormat, path];
   if (sizeBytes !== undefined) args.push(String(sizeBytes));
-  await execa(which(QEMU_IMG) ?? QEMU_IMG, args, { timeout: 60_000 });
+  try {
+    await execa(which(QEMU_IMG) ?? QEMU_IMG, args, { timeout: 60_000 });
+  } catch (err) {
+    const stderr = String((err as ExecaError).stderr ?? '').trim();
+    if (/No space left on device|Disk quota exceeded/.test(stderr)) throw new VmletError('resource-exhausted', `qemu-img create ${path}: ${stderr.split('\n').at(-1)}`, { cause: err });
+    throw err;
+  }
 }

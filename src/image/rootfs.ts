@@ -29,7 +29,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Parser, type ReadEntry } from 'tar';
 import { VmletError } from '../errors.js';
-import { decompressor, HostileLayerError, normalizeEntryPath, type LayerRef, type ScanLimits } from './layer-scan.js';
+import { decompressor, HostileLayerError, normalizeEntryPath, StoreFullError, type LayerRef, type ScanLimits } from './layer-scan.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -65,7 +65,7 @@ export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: str
 async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
   const bad = (why: string) => new HostileLayerError(layer.digest, why);
   const diffHash = createHash('sha256');
-  const state: LayerState = { bad, limits, budget, added: new Set(), keep: new Set() };
+  const state: LayerState = { bad, full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() };
   let chain: Promise<void> = Promise.resolve();
   let failure: Error | undefined;
   let current: ReadEntry | undefined;
@@ -124,6 +124,8 @@ async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budge
 
 interface LayerState {
   bad: (why: string) => Error;
+  /** The store's free space is short (StoreFullError). */
+  full: (why: string) => Error;
   limits: ScanLimits;
   budget: Budget;
   /** In-image paths this layer wrote (whiteouts never remove them). */
@@ -209,7 +211,7 @@ class Tree {
 
   private async file(host: string, entry: ReadEntry, s: LayerState): Promise<void> {
     s.budget.written += entry.size;
-    if (s.budget.written > s.limits.writableBytes) throw s.bad(`needs more than the ${s.limits.writableBytes} bytes free in the image store`);
+    if (s.budget.written > s.limits.writableBytes) throw s.full(`needs more than the ${s.limits.writableBytes} bytes free in the image store`);
     this.charge(entry.size, s);
     // O_EXCL: whatever was at the path was removed; never write through a link.
     const fd = openSync(host, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);

@@ -12,7 +12,7 @@ import { chmod, mkdir, readdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { defaults as configDefaults, type RegistriesConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { VmletError } from '../errors.js';
+import { isNoSpace, VmletError } from '../errors.js';
 import { mountPointOf, treeUsage } from '../util/fs-usage.js';
 import { BlobStore } from './blob-store.js';
 import { prepareBoot } from './boot.js';
@@ -204,7 +204,7 @@ export class ImageStore {
     } catch (err) {
       // Blobs this pull stored are referenced by no image: collect them once no pull runs.
       this.pendingGc = true;
-      throw err;
+      throw await this.spaceError(reference, err);
     }
     pulled.downloads.then(() => progress.setPhase('preparing'), () => undefined);
     const id = pulled.record.id;
@@ -234,7 +234,7 @@ export class ImageStore {
       // Let every download of this pull end before reporting, then collect what it stored.
       await pulled.downloads.catch(() => undefined);
       this.pendingGc = true;
-      throw err;
+      throw await this.spaceError(reference, err);
     }
     rec = this.index.put({ ...rec, ...pulled.record, boot: rec.boot, pulledAt: rec.pulledAt });
     await this.index.save();
@@ -248,6 +248,18 @@ export class ImageStore {
     if (rec.boot.disk) return existsSync(rec.boot.disk.path);
     if (rec.boot.kernel) return existsSync(rec.boot.kernel.kernel) && (!rec.boot.kernel.initrd || existsSync(rec.boot.kernel.initrd));
     return true;
+  }
+
+  /** A pull that found the disk full: RESOURCE_EXHAUSTED saying where, how much is free and how much the store keeps back. */
+  private async spaceError(reference: string, err: unknown): Promise<unknown> {
+    if (!isNoSpace(err)) return err;
+    const free = await this.freeBytes().catch(() => undefined);
+    const mib = (n: number) => `${Math.floor(n / 1024 ** 2)} MiB`;
+    return new VmletError(
+      'resource-exhausted',
+      `image ${reference}: not enough space for it in the image store ${this.root} (${free === undefined ? 'unknown' : mib(free)} free, of which vmlet keeps ${mib(RESERVE_BYTES)} for the node): ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 
   private async freeBytes(): Promise<number> {

@@ -4,7 +4,7 @@
 // libvirt domain with the CRI metadata inside it. Nothing runs yet. A failure leaves nothing behind.
 import { mkdir, rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../errors.js';
+import { alreadyExists, failedPrecondition, invalidArgument, isNoSpace, noSpace, notFound } from '../errors.js';
 import type { ContainerConfig, PodSandboxConfig } from './configs.js';
 import { createOverlay } from '../image/qemu-img.js';
 import { ANNOTATIONS, NODE_DEFAULTS, parsePodAnnotations, parseVmSettings, POD_KIND_ANNOTATION } from '../vm/annotations.js';
@@ -54,8 +54,11 @@ export async function createContainer(
       const p = await ensurePodVm(m, s);
       return createSandboxedContainer(m, s, p, config, image, imageName);
     }
-    if (existing.length > 0) {
-      throw failedPrecondition(`pod ${s.id} already has container ${existing[0]!.id}: a VM-image pod runs one VM; remove it first`);
+    // The kubelet restarts a dead container with the next attempt and removes the dead one later
+    // (its GC keeps it for `logs --previous`): only a VM that may still run is in the way.
+    const live = existing.find((c) => c.state !== 'exited');
+    if (live) {
+      throw failedPrecondition(`pod ${s.id} already has container ${live.id} (${live.state}): a VM-image pod runs one VM; remove it first, or create the next once it has exited`);
     }
     // Everything is checked before anything is made: a bad annotation leaves nothing behind.
     const settings = parseVmSettings({
@@ -95,7 +98,8 @@ export async function createContainer(
     const { cloudInit: _, ...machine } = settings; // what UpdateContainerResources needs back
 
     const dir = m.store.containerDir(s.id, id);
-    const name = domainName(s.config.metadata!.name, s.config.metadata!.namespace, s.id);
+    // A restart's VM has a domain of its own: the dead container's is undefined with it, by its RemoveContainer.
+    const name = domainName(s.config.metadata!.name, s.config.metadata!.namespace, s.id, existing.length > 0 ? id : undefined);
     const logDir = s.config.log_directory ?? '';
     const logPath = !config.log_path ? '' : isAbsolute(config.log_path) || !logDir ? config.log_path : join(logDir, config.log_path);
     const files: string[] = [];
@@ -184,6 +188,7 @@ export async function createContainer(
     } catch (err) {
       if (defined) await m.deps.vm.remove(name).catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+      if (isNoSpace(err)) throw noSpace(`container ${config.metadata!.name} in pod ${s.id} cannot be created`, m.deps.config.stateDir, err);
       throw err;
     }
   }));

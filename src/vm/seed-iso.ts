@@ -52,7 +52,8 @@ export async function writeSeedIso(path: string, files: Readonly<Record<string, 
     } catch (err) {
       const e = err as ExecaError;
       const detail = String(e.stderr ?? '').trim() || e.shortMessage || String(err);
-      throw new VmletError('internal', `${SEED_ISO_TOOL} failed to write the cloud-init seed ${path}: ${detail}`, { cause: err });
+      const kind = /No space left on device|Disk quota exceeded/.test(detail) ? 'resource-exhausted' : 'internal';
+      throw new VmletError(kind, `${SEED_ISO_TOOL} failed to write the cloud-init seed ${path}: ${detail}`, { cause: err });
     }
     const fh = await open(iso, 'r+');
     try {

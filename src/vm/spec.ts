@@ -109,10 +109,14 @@ const NAME_MAX = 80;
  */
 export const TCG_TB_CACHE_MIB = 128;
 
-/** vmlet-<namespace>-<pod>-<first 8 of sandbox id>, libvirt-safe, ≤ 80 chars; shortens the pod part first, never the id. */
-export function domainName(podName: string, namespace: string, sandboxId: string): string {
+/**
+ * vmlet-<namespace>-<pod>-<first 8 of sandbox id>[-<first 8 of container id>], libvirt-safe, ≤ 80
+ * chars; shortens the pod part first, never the ids. The container id is for a VM that is not the
+ * pod's first (the kubelet's restart of a dead one, whose domain lives on until it is removed).
+ */
+export function domainName(podName: string, namespace: string, sandboxId: string, containerId?: string): string {
   const safe = (s: string) => s.replace(/[^A-Za-z0-9_.-]/g, '-');
-  const id = safe(sandboxId.slice(0, 8).toLowerCase());
+  const id = safe(sandboxId.slice(0, 8).toLowerCase()) + (containerId ? `-${safe(containerId.slice(0, 8).toLowerCase())}` : '');
   let ns = safe(namespace);
   let pod = safe(podName);
   const room = NAME_MAX - 'vmlet-'.length - 2 - id.length; // two '-' separators

@@ -25,6 +25,12 @@ describe('domainName', () => {
     expect(absurd.length).toBeLessThanOrEqual(80);
     expect(absurd.endsWith('-p-deadbeef')).toBe(true);
   });
+  it('adds 8 of the container id for a VM that is not the pod\'s first (a restart), within 80 characters too', () => {
+    expect(domainName('web-0', 'default', 'AB12cd34ef567890', 'FEDCBA9876543210')).toBe('vmlet-default-web-0-ab12cd34-fedcba98');
+    const n = domainName('p'.repeat(253), 'my-namespace', 'deadbeefcafe', '0123456789');
+    expect(n).toHaveLength(80);
+    expect(n).toMatch(/^vmlet-my-namespace-p+-deadbeef-01234567$/);
+  });
 });
 
 describe('diskTarget', () => {
