@@ -1,8 +1,7 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Integration tests boot real VMs under TCG on a 2-core machine: generous per-test limits,
     // while each test still waits on conditions with its own deadline.
     testTimeout: 120_000,
@@ -12,5 +11,11 @@ export default defineConfig({
     setupFiles: ['test/setup/cleanup.ts'],
     globalSetup: ['test/setup/bridges.ts'],
     reporters: ['default'],
+    // The fault-injection suite restarts daemons every VM on the node shares (libvirtd,
+    // virtlogd): it runs after the other files, one file at a time.
+    projects: [
+      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/faults/**'], sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'faults', include: ['test/faults/**/*.test.ts'], fileParallelism: false, sequence: { groupOrder: 1 } } },
+    ],
   },
 });

@@ -1112,7 +1112,7 @@ chmod 0755 "$ROOT/sbin/shutdown"
 cat > "$ROOT/init" <<'EOF'
 #!/bin/sh
 # vmlet test guest init (busybox ash, PID 1).
-# Kernel command line: vmlet.test=poweroff | echo | ping:<ip>, vmlet.dhcp=udhcpc |
+# Kernel command line: vmlet.test=poweroff | echo | ticker | ping:<ip>, vmlet.dhcp=udhcpc |
 # udhcpc-broadcast | dhclient | none, vmlet.dhcp6=dhclient  (see test/images/README.md)
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux
 
@@ -1220,12 +1220,15 @@ case "$mode" in
     sync
     poweroff -f
     ;;
-  echo)
+  echo|ticker)
+    # ticker: every 0.1 s, for the fault tests' check that no console line is lost or doubled.
+    t=1
+    [ "$mode" = ticker ] && t=0.1
     n=0
     while :; do
       n=$((n + 1))
       echo "VMLET-TICK $n"
-      sleep 1
+      sleep $t
     done
     ;;
 esac
