@@ -338,7 +338,9 @@ func (a *agent) startContainer(id string, streamID uint32) (interface{}, error) 
 	if err != nil {
 		return nil, errf("failed-precondition", "%v", err)
 	}
-	c.exitCh = make(chan struct{})
+	a.mu.Lock()
+	c.exitCh = make(chan struct{}) // read under a.mu by exited() and removeContainer
+	a.mu.Unlock()
 	sp := procSpec{path: path, args: p.Args, env: p.Env, cwd: p.Cwd, user: p.User, tty: p.Tty, stdin: p.Stdin, stream: streamID, main: true}
 	pid, started, err := a.spawn(c, sp)
 	if err != nil {

@@ -320,10 +320,14 @@ func (a *agent) exited(c *container, st *stream, sp procSpec, pid int, ws syscal
 		st.master.Close()
 	}
 	oom := oomKills(c.cgroup) > oomBase
+	var exitCh chan struct{}
 	a.mu.Lock()
 	delete(a.streams, sp.stream)
 	if sp.main {
 		c.state, c.exitCode, c.signal, c.finishedAt = "exited", code, sig, finished
+		// This run's channel, taken with the state that lets a restart make the next one: closing
+		// c.exitCh later could close the restarted run's (and panic at its end).
+		exitCh = c.exitCh
 	} else {
 		delete(c.execs, pid)
 	}
@@ -333,7 +337,7 @@ func (a *agent) exited(c *container, st *stream, sp procSpec, pid int, ws syscal
 		"event": "exit", "stream": sp.stream, "id": c.spec.ID, "exec": !sp.main, "pid": pid,
 		"exitCode": code, "signal": sig, "oomKilled": oom, "finishedAt": finished,
 	})
-	if sp.main {
-		close(c.exitCh)
+	if exitCh != nil {
+		close(exitCh)
 	}
 }
