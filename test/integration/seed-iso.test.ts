@@ -188,7 +188,7 @@ const PYPATH = join(CACHE, 'root/usr/lib/python3/dist-packages');
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
 /** cloud-init and the pure-Python modules it imports that --with-test-deps does not install. */
-const CLOUD_INIT_DEBS = ['cloud-init', 'python3-configobj', 'python3-jsonpatch', 'python3-jsonpointer'];
+const CLOUD_INIT_DEBS = ['cloud-init', 'python3-configobj', 'python3-jsonpatch', 'python3-json-pointer'];
 
 /** Unpacks CLOUD_INIT_DEBS into .cache/ once (never installed: cloud-init on the host would run at
  * its boot); a reason string when it cannot. */
