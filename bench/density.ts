@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { READY_MARKER } from '../test/helpers/guest.js';
 import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../test/helpers/vm-suite.js';
 import { call, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { CallStats, cpuTicks, loadAvg as load, poll, procStatus as status, pss, sleep } from './kubelet-poll.js';
 import { mib, split } from './qemu-memory.js';
 
 const { values } = parseArgs({
@@ -30,22 +31,6 @@ const GUEST_MIB = Number(values['memory-mib']);
 const PARALLEL = Number(values.parallel);
 const POLL_S = Number(values['poll-s']);
 const IDLE_S = Number(values['idle-s']);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const status = (pid: number, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-/** Proportional set size (KiB): shared pages divided among the processes that map them. */
-const pss = (pid: number) => Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? 0);
-/** utime + stime of a process, in clock ticks (USER_HZ, 100 on Linux). */
-function cpuTicks(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[11]) + Number(rest[12]);
-}
-const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
 
 /** Boots N pods, PARALLEL at a time, each to its guest's ready marker. */
 async function bootPods(v: VmletProcess, image: string): Promise<VmPod[]> {
@@ -70,26 +55,6 @@ async function qemuPid(v: VmletProcess, cid: string): Promise<number> {
   const st = await call<object, { info: Record<string, string> }>(v.runtime, 'ContainerStatus', { container_id: cid, verbose: true });
   const domain = (JSON.parse(st.info.info!) as { domain: string }).domain;
   return Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
-}
-
-/** The kubelet's polling for POLL_S seconds: latencies per method, ms. */
-async function poll(v: VmletProcess, pods: VmPod[]): Promise<Map<string, number[]>> {
-  const lat = new Map<string, number[]>();
-  const timed = async (method: string, req: object, client: VmletProcess['runtime'] = v.runtime) => {
-    const t0 = performance.now();
-    await call(client, method, req);
-    const ms = performance.now() - t0;
-    lat.set(method, [...(lat.get(method) ?? []), ms]);
-  };
-  for (let s = 0; s < POLL_S; s++) {
-    const tick = performance.now();
-    // The PLEG relist (both lists together), then the status calls of every pod worker at once.
-    await Promise.all([timed('ListPodSandbox', {}), timed('ListContainers', {})]);
-    await Promise.all(pods.flatMap((p) => [timed('PodSandboxStatus', { pod_sandbox_id: p.id }), timed('ContainerStatus', { container_id: p.cid })]));
-    if (s % 10 === 0) await Promise.all([timed('ListContainerStats', {}), timed('ListPodSandboxStats', {})]);
-    await sleep(Math.max(0, 1000 - (performance.now() - tick)));
-  }
-  return lat;
 }
 
 async function main(): Promise<void> {
@@ -127,7 +92,8 @@ async function main(): Promise<void> {
     await sleep(IDLE_S * 1000);
     const idleCpu = ((cpuTicks(vmletPid) - ticks0) * 10) / (performance.now() - tIdle) * 100; // ticks are 10 ms
 
-    const lat = await poll(v, pods);
+    const lat = new CallStats();
+    await poll(v, lat, { pods: () => pods, seconds: POLL_S });
     const rssPolled = status(vmletPid, 'VmRSS');
 
     console.log(`\nper pod, beyond guest RAM (mean of ${N}, MiB):`);
@@ -138,11 +104,7 @@ async function main(): Promise<void> {
     console.log(`vmlet RSS with ${N} pods: ${mib(rssAfter)} MiB idle, ${mib(rssPolled)} MiB after ${POLL_S} s of polling, VmHWM ${mib(status(vmletPid, 'VmHWM'))} MiB (target <= 150)`);
     console.log(`vmlet CPU while idle: ${idleCpu.toFixed(2)}% of a core over ${IDLE_S} s (target <= 1%)`);
     console.log(`\nkubelet polling for ${POLL_S} s with ${N} pods (ms; target: p99 of List* <= 5):`);
-    console.log(`  ${'call'.padEnd(22)} ${'n'.padStart(6)} ${'p50'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)}`);
-    for (const [method, xs] of [...lat.entries()].sort()) {
-      const s = [...xs].sort((a, b) => a - b);
-      console.log(`  ${method.padEnd(22)} ${String(s.length).padStart(6)} ${pct(s, 50).toFixed(2).padStart(8)} ${pct(s, 99).toFixed(2).padStart(8)} ${s.at(-1)!.toFixed(2).padStart(8)}`);
-    }
+    for (const line of lat.table()) console.log(line);
   } finally {
     await stopVmSuite(suite.v, suite.reg);
   }
