@@ -46,6 +46,8 @@ export async function releaseUnfinishedNetwork(m: RecoveryDeps, s: SandboxRecord
   }
   s.state = 'notready';
   delete s.creating;
+  // Stopped between making the netns and recording it: RemovePodSandbox deletes it by this.
+  s.netns ??= { name: netnsName(s.id), path: `${NETNS_DIR}/${netnsName(s.id)}` };
   await m.store.saveSandbox(s);
   m.log.warn({ podSandboxId: s.id, pod: `${md.namespace}/${md.name}`, why }, 'pod network released at start (CNI DEL, DHCP server stopped); pod is NOTREADY');
 }

@@ -58,6 +58,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     try {
       // The pod's helpers (dnsmasq) run in the pod cgroup; a missing cgroup_parent is made, as runc does.
       helpers = helperCgroup(cgroupParent, cfg.cgroupDriver);
+      // Recorded before the netns is made: vmlet stopped from here on leaves a `creating` record,
+      // and start-up releases (and RemovePodSandbox deletes) the netns its id names.
+      await m.store.saveSandbox(rec);
       rec.netns = { name, path: await createNetns(name) };
       await m.store.saveSandbox(rec);
       const dns = config!.dns_config;

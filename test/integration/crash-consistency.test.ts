@@ -120,4 +120,29 @@ describe('start-up after a crash', () => {
       expect(existsSync(podDir(id))).toBe(false);
     }
   });
+  it('deletes the netns of a pod whose RunPodSandbox stopped before recording it', async () => {
+    if (v) {
+      // The test before's vmlet and pods: gone before this one starts its own.
+      for (const id of pods.splice(0)) await rt('RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
+      await v.stop();
+    }
+    v = await startVmlet({ cniConfDir: confDir });
+    const early = await runPod('early');
+    const recFile = join(v.stateDir, 'pods', early, 'sandbox.json');
+    const rec = JSON.parse(readFileSync(recFile, 'utf8')) as { netns: { name: string; path: string } } & Record<string, unknown>;
+    const netns = rec.netns.path;
+    expect(existsSync(netns)).toBe(true);
+    expect(await v.stop('SIGKILL')).toBeNull();
+    // As if vmlet died right after making the netns: the record says creating and names none.
+    const { netns: _made, ...unrecorded } = rec;
+    writeFileSync(recFile, JSON.stringify({ ...unrecorded, creating: true }));
+
+    v = await startVmlet({ cniConfDir: confDir, stateDir: v.stateDir });
+    const { items } = await rt<{ items: Array<{ id: string; state: string }> }>('ListPodSandbox', {});
+    expect(items.find((p) => p.id === early)?.state).toBe('SANDBOX_NOTREADY');
+    await rt('StopPodSandbox', { pod_sandbox_id: early });
+    await rt('RemovePodSandbox', { pod_sandbox_id: early });
+    expect(existsSync(netns)).toBe(false);
+    expect(existsSync(join(v.stateDir, 'pods', early))).toBe(false);
+  });
 });
