@@ -58,6 +58,8 @@ describe('QEMU killed with -9', () => {
     expect(st.reason).toBe('Error');
     expect(st.message).toMatch(/^QEMU stopped unexpectedly \(libvirt: (crashed|failed)\)$/);
     expect(BigInt(st.finished_at)).toBeGreaterThan(BigInt(st.started_at));
+    // The record is saved just after the state flips in memory (what ContainerStatus answers from).
+    await waitFor('the exit saved in the record', () => containerRecord(v!, victim.id, victim.cid).state === 'exited' || undefined, { timeoutMs: 10_000, intervalMs: 10 });
     expect(containerRecord(v!, victim.id, victim.cid)).toMatchObject({ state: 'exited', exitCode: st.exit_code, message: st.message });
     // What the guest printed up to its death is in the log, once.
     expectTicksComplete(victim);
