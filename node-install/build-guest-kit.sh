@@ -277,6 +277,7 @@ step "modules (load order): ${MODORDER[*]}"
 
 install -m 0755 "$GUEST_SRC/init" "$ROOT/init"
 install -m 0755 "$GUEST_SRC/selftest.sh" "$ROOT/etc/vmlet/selftest.sh"
+install -m 0644 "$GUEST_SRC/net.sh" "$ROOT/etc/vmlet/net.sh"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOT/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\n' > "$ROOT/etc/group"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' > "$ROOT/etc/hosts"

@@ -43,6 +43,19 @@ export interface Config {
   /** Group of the CRI socket (mode 0660): a group name or a gid. */
   socketGroup: string | number;
   streaming: StreamingConfig;
+  podVmPool: PodVmPoolConfig;
+}
+
+/**
+ * Sandboxed pods' VMs booted ahead of their pods (src/pod/podvm-pool.ts, docs/sandboxed-pods.md):
+ * a pod whose VM fits one takes it, and skips the boot. Each idle VM holds its QEMU's memory
+ * (~300 MiB under TCG) that no pod accounts for: reserve it (system-reserved) when enabling.
+ */
+export interface PodVmPoolConfig {
+  /** Idle VMs kept ready; 0 = off (the default). */
+  size: number;
+  /** The guest RAM a pool VM can grow to (balloon): pods that need more boot their own VM. */
+  maxMemoryMiB: number;
 }
 
 /** Where the CRI streaming server (Exec/Attach/PortForward URLs, src/stream/) listens. */
@@ -86,6 +99,9 @@ export const defaults: Readonly<Config> = Object.freeze({
   allowedAnnotations: {}, // safe default: no annotation that takes host resources (vm/annotation-policy.ts)
   socketGroup: 0, // root: only root (the kubelet) connects unless the operator names a group
   streaming: { address: '127.0.0.1:0', advertiseAddress: '' }, // loopback: the kubelet on this node proxies it
+  // Off: idle VMs cost memory the kubelet does not see. 2 GiB of guest RAM costs a pool VM's guest
+  // ~32 MiB of page structures (1.6% of it), whether the pod uses it or not.
+  podVmPool: { size: 0, maxMemoryMiB: 2048 },
 });
 
 const HYPERVISORS: readonly Hypervisor[] = ['auto', 'kvm', 'tcg'];
@@ -135,6 +151,8 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     tls: { certFile: set('VMLET_STREAMING_TLS_CERT_FILE'), keyFile: set('VMLET_STREAMING_TLS_KEY_FILE') },
   };
   if (streaming.address ?? streaming.advertiseAddress ?? streaming.tls.certFile ?? streaming.tls.keyFile) layer.streaming = streaming;
+  const pool = { size: set('VMLET_POD_VM_POOL_SIZE'), maxMemoryMiB: set('VMLET_POD_VM_POOL_MAX_MEMORY_MIB') };
+  if (pool.size ?? pool.maxMemoryMiB) layer.podVmPool = pool;
   return layer;
 }
 
@@ -172,8 +190,8 @@ export function loadConfig(opts: LoadOptions = {}): { config: Config; file: stri
   for (const layer of [file, env, flags]) {
     for (const [k, v] of Object.entries(layer)) {
       if (k === 'config' || v === undefined) continue;
-      // cni is a nested object: merge field by field so a layer may set one of them.
-      if ((k === 'cni' || k === 'registries') && v && typeof v === 'object') merged[k] = mergeFields(merged[k], v);
+      // cni (and registries, podVmPool) are nested objects: merged field by field so a layer may set one of them.
+      if ((k === 'cni' || k === 'registries' || k === 'podVmPool') && v && typeof v === 'object') merged[k] = mergeFields(merged[k], v);
       // streaming too, and its tls one level down (env may give the cert, the file the key).
       else if (k === 'streaming' && isMapping(v)) {
         const prev = (merged[k] ?? {}) as Record<string, unknown>;
@@ -305,6 +323,18 @@ export function splitStreamingAddress(address: string): { host: string; port: nu
   return { host: m[1] ?? m[2] ?? '', port: Number(m[3]) };
 }
 
+function podVmPool(v: unknown): PodVmPoolConfig {
+  if (!isMapping(v)) throw new ConfigError('config "podVmPool" must be a mapping with size and maxMemoryMiB');
+  const unknown = Object.keys(v).find((k) => k !== 'size' && k !== 'maxMemoryMiB');
+  if (unknown) throw new ConfigError(`config "podVmPool" has an unknown key "${unknown}" (known: size, maxMemoryMiB)`);
+  const size = v.size ?? defaults.podVmPool.size;
+  const n = typeof size === 'string' && /^\d+$/.test(size) ? Number(size) : size;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 64) throw new ConfigError(`config "podVmPool.size" is ${JSON.stringify(size)}; it must be a whole number of VMs from 0 (off) to 64`);
+  const maxMemoryMiB = mib(v.maxMemoryMiB ?? defaults.podVmPool.maxMemoryMiB, 'podVmPool.maxMemoryMiB', 1024 * 1024);
+  if (maxMemoryMiB < 512) throw new ConfigError(`config "podVmPool.maxMemoryMiB" is ${maxMemoryMiB}; it must be at least 512 (a pod VM's default size)`);
+  return { size: n, maxMemoryMiB };
+}
+
 function streaming(v: unknown): StreamingConfig {
   if (!isMapping(v)) throw new ConfigError('config "streaming" must be a mapping with address, advertiseAddress and tls');
   const known = ['address', 'advertiseAddress', 'tls'];
@@ -353,6 +383,7 @@ export function validate(raw: Record<string, unknown>): Config {
     allowedAnnotations: allowedAnnotations(raw.allowedAnnotations, handlers),
     socketGroup: socketGroup(raw.socketGroup ?? 0, 'socketGroup'),
     streaming: streaming(raw.streaming ?? defaults.streaming),
+    podVmPool: podVmPool(raw.podVmPool ?? defaults.podVmPool),
     ...(raw.downstream === undefined || raw.downstream === null ? {} : { downstream: criEndpoint(raw.downstream, 'downstream') }),
   };
 }

@@ -14,6 +14,7 @@ import { PodManager } from './pod/manager.js';
 import { LibvirtDriver } from './vm/libvirt-driver.js';
 import { podStreamBackend } from './pod/streams.js';
 import { reconnectPodVms } from './pod/podvm-boot.js';
+import { PodVmPool } from './pod/podvm-pool.js';
 import { StreamServer, streamingListenOptions } from './stream/server.js';
 import { RUNTIME_VERSION } from './version.js';
 
@@ -29,6 +30,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
   pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel });
   const podManager = pods;
   pods.reconnectPodVms = () => reconnectPodVms(podManager);
+  pods.pool = new PodVmPool(pods, config.podVmPool);
   observeRpcs(observeRpc);
   countPodsWith(() => podCounts(podManager));
   let server;

@@ -156,7 +156,8 @@ export class AgentClient extends EventEmitter {
     return { version: num(r.version), agent: str(r.agent), bootNs: ns(r.bootNs), containers: containers.filter((c) => c !== undefined) };
   }
 
-  async setupPod(p: { hostname: string; hosts: string; resolvConf: string; sysctls: Record<string, string> }, opts?: CallOptions): Promise<void> {
+  /** `net`: the pod network as the kernel command line's vmlet.* words, for a VM booted before its pod (the warm pool). */
+  async setupPod(p: { hostname: string; hosts: string; resolvConf: string; sysctls: Record<string, string>; net?: string[] }, opts?: CallOptions): Promise<void> {
     const timeNs = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
     await this.call('setup_pod', { ...p, timeNs: timeNs.toString() }, opts);
   }

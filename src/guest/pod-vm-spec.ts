@@ -48,6 +48,8 @@ export interface PodVmInput {
   cputune?: CpuTune;
   /** TCG translation cache (config tcgTbCacheMiB). */
   tcgTbCacheMiB?: number;
+  /** A warm-pool VM (pod/podvm-pool.ts): its NIC stays down until a pod's network is set by the agent. */
+  pooled?: boolean;
   metadata: VmMetadata;
 }
 
@@ -58,7 +60,7 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     // Disks are virtio whatever the annotations say: the guest kit has virtio_blk only. No
     // display: vmlet.io/vnc is for VM-image pods (the kit's guest draws nothing on a screen).
     settings: { ...i.settings, diskBus: 'virtio', serialLog: true, firmware: 'bios', vnc: false },
-    boot: { kind: 'kernel', kernel: i.kit.vmlinux, initrd: i.kit.initrd, cmdline: [i.kit.cmdline.trim(), ...netArgs(i.net)].filter(Boolean).join(' ') },
+    boot: { kind: 'kernel', kernel: i.kit.vmlinux, initrd: i.kit.initrd, cmdline: [i.kit.cmdline.trim(), ...netArgs(i.net), ...(i.pooled ? ['vmlet.nonet=1'] : [])].filter(Boolean).join(' ') },
     disks: [{ path: i.scratch, format: 'raw', serial: SCRATCH_SERIAL }],
     consoleLog: i.consoleLog,
     nics: i.nic ? [i.nic] : [],

@@ -336,8 +336,18 @@ export function attachPodTap(s: PodNetworkState): Promise<'moved' | 'attached'> 
     tap: s.tap,
     tapMac: s.tapMac ?? macFromId(s.sandboxId),
     ips: s.ips,
+    ...(s.mtu ? { mtu: s.mtu } : {}),
     ...(s.bridge ? { bridge: s.bridge } : {}),
   });
+}
+
+/**
+ * The pod's VM has another tap than the one its network was set up for (a warm-pool VM's,
+ * pod/podvm-pool.ts): recorded before it is attached, so teardown and re-attach find it.
+ */
+export async function usePodTap(stateDir: string, s: PodNetworkState, tap: string): Promise<void> {
+  s.tap = tap;
+  await saveState(stateDir, s);
 }
 
 /** Whether the pod's DHCP server is running (for status/doctor). */

@@ -34,6 +34,8 @@ export interface TapWiring {
   ips: PodIp[];
   /** Set on pods wired by vmlet before tc redirects (a bridge in the netns): the tap joins it. */
   bridge?: string;
+  /** eth0's MTU, given to the tap (libvirt set it already, except on a pool VM's tap: podvm-pool.ts). */
+  mtu?: number;
 }
 
 /** fe80::/64 address from a MAC (modified EUI-64), the tap's link-local for RAs and DHCPv6. */
@@ -66,7 +68,7 @@ export function servedIpv6Prefixes(ips: PodIp[]): Array<{ network: string; prefi
 export function tapCommands(w: TapWiring): { ip: string[]; tc: string[] } {
   const ipLines = [
     `link set ${w.tap} down`,
-    `link set ${w.tap} address ${w.tapMac} addrgenmode none`,
+    `link set ${w.tap} address ${w.tapMac} addrgenmode none${w.mtu ? ` mtu ${w.mtu}` : ''}`,
     `addr replace ${DHCP_SERVER_ADDRESS}/32 dev ${w.tap}`,
   ];
   const v6 = servedIpv6Prefixes(w.ips);

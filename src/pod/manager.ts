@@ -16,6 +16,8 @@ import { ConsoleTailer } from '../stream/console-tailer.js';
 import { readPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
 import { releaseUnfinishedNetwork } from './network-recovery.js';
 import type { PodVm } from './podvm.js';
+import type { PoolVm } from './pool-vm.js';
+import type { MachineSettings } from '../vm/annotations.js';
 import { ContainerEvents, ContainerIndex } from './container-events.js';
 
 export interface PodDeps {
@@ -24,6 +26,16 @@ export interface PodDeps {
   vm: VmDriver;
   images: ImageStore;
   accel: AccelDecision;
+}
+
+/** The warm pool of pod VMs as the pod layer uses it (podvm-pool.ts, made by serve.ts). */
+export interface PodVmPoolHandle {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** An idle VM that can be a pod VM of `want` booted from kit `kit`, taken out of the pool. */
+  take(want: MachineSettings, kit: string): PoolVm | undefined;
+  /** Destroys a taken VM whose claim failed. */
+  discard(v: PoolVm): Promise<void>;
 }
 
 export class PodManager {
@@ -38,6 +50,8 @@ export class PodManager {
   readonly networks = new Map<string, PodNetworkState>();
   /** Sandboxed pods' running VMs by sandbox id (handles made on first use: podvm-boot.ts podVmOf). */
   readonly podVms = new Map<string, PodVm>();
+  /** The warm pool of sandboxed pods' VMs (config podVmPool; set by serve.ts): started after recovery, stopped first. */
+  pool: PodVmPoolHandle | undefined;
   /** Connects to running pod VMs' agents (set by serve.ts through podvm-boot.ts, so this file need not import it). */
   reconnectPodVms: (() => void) | undefined;
   private monitorTimer: NodeJS.Timeout | undefined;
@@ -118,6 +132,7 @@ export class PodManager {
       );
     }
     this.log.info({ sandboxes: this.sandboxes.size, containers: this.containers.size, setAside: this.setAside.length }, 'pod state recovered');
+    await this.pool?.start();
     this.monitorTimer = setInterval(() => this.pollStates(), safetyPollMs);
   }
 
@@ -172,6 +187,7 @@ export class PodManager {
 
   /** Stops watching; VMs keep running. Console copy positions are saved for the next start. */
   async stop(): Promise<void> {
+    await this.pool?.stop();
     if (this.monitorTimer) clearInterval(this.monitorTimer);
     for (const off of this.unlisten.splice(0)) off();
     await this.monitoring;

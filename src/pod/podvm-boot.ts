@@ -8,14 +8,15 @@ import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/anno
 import { hostTopology } from '../vm/cputune.js';
 import { domainName } from '../vm/spec.js';
 import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
-import { attachPodTap } from '../net/index.js';
+import { attachPodTap, usePodTap, type PodNetworkState } from '../net/index.js';
 import { readGuestKit } from '../guest/kit.js';
 import { createScratch } from '../guest/scratch.js';
 import { preparePodShare, releasePodShare } from '../guest/shared-mounts.js';
-import { podVmSpec } from '../guest/pod-vm-spec.js';
+import { netArgs, podVmSpec } from '../guest/pod-vm-spec.js';
 import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.js';
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
+import type { PoolVm } from './pool-vm.js';
 import { PodVm } from './podvm.js';
 import { placeQemu } from '../vm/pod-cgroup.js';
 import { observeBoot } from '../metrics/vmlet.js';
@@ -26,7 +27,7 @@ export const SCRATCH_DEFAULT_BYTES = 10 * GiB;
 /** Guest memory beside the containers' limits when the pod has no overhead (measured: the kit's kernel and agent use ~46 MiB after boot; the rest is page and 9p cache). */
 export const POD_VM_BASE_MIB = 256;
 /** Boot to agent under TCG takes seconds; a loaded node (CI, many pods starting) takes longer. */
-const BOOT_TIMEOUT_MS = 120_000;
+export const BOOT_TIMEOUT_MS = 120_000;
 
 /** The running pod VM of a sandboxed pod (its handle made on first use), else undefined. */
 export function podVmOf(m: PodManager, s: SandboxRecord): PodVm | undefined {
@@ -58,6 +59,16 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
       defaults: NODE_DEFAULTS,
     }),
   );
+  const net = m.networks.get(s.id);
+  const pooled = m.pool?.take(settings, kit.version);
+  if (pooled) {
+    const p = await claimPoolVm(m, s, pooled, settings, net).catch(async (err: unknown) => {
+      m.log.warn({ podSandboxId: s.id, domain: pooled.domainName, err: (err as Error).message }, 'cannot use the pool VM; booting the pod its own');
+      await m.pool!.discard(pooled);
+      return undefined;
+    });
+    if (p) return p;
+  }
   const dir = m.store.sandboxDir(s.id);
   const scratch = join(dir, 'scratch.img');
   const shared = join(dir, 'shared');
@@ -66,7 +77,6 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
   const consoleLog = join(dir, 'console.log');
   const md = s.config.metadata!;
   const name = domainName(md.name, md.namespace, s.id);
-  const net = m.networks.get(s.id);
   const spec = podVmSpec({
     name,
     domainType: m.deps.accel.domainType,
@@ -113,6 +123,53 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     await releasePodShare(shared).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot release the pod share'));
     throw err;
   }
+}
+
+/**
+ * A warm-pool VM becomes the pod's (caller holds the sandbox's lock): recorded as the pod's first,
+ * so a crash from here on leaves a pod with a VM, not a pool VM the next start sweeps; then its
+ * tap joins the pod netns, QEMU the pod cgroup, the balloon and vCPUs give it the pod's size, and
+ * the agent sets the pod's MAC, addresses, routes and files. A failure undoes the record and
+ * throws; the caller discards the VM and boots one.
+ */
+async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings: MachineSettings, net: PodNetworkState | undefined): Promise<PodVm> {
+  const started = performance.now();
+  const sandboxDir = m.store.sandboxDir(s.id);
+  const ownTap = net?.tap;
+  s.kind = 'sandboxed';
+  s.podVm = { domainName: v.domainName, agentSocket: v.agentSocket, scratch: v.scratch, consoleLog: v.consoleLog, kit: v.kit, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB, dir: v.dir, shared: v.shared };
+  try {
+    await m.store.saveSandbox(s);
+    if (net) {
+      await usePodTap(sandboxDir, net, v.tap);
+      await attachPodTap(net);
+    }
+    placeQemu(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(v.domainName));
+    if (settings.memoryMiB !== v.settings.memoryMiB) await m.deps.vm.setMemory(v.domainName, settings.memoryMiB * 1024, true);
+    const p = podVmOf(m, s)!;
+    const agent = await p.agent(BOOT_TIMEOUT_MS);
+    if (settings.vcpus > v.settings.vcpus) {
+      await m.deps.vm.setVcpus(v.domainName, settings.vcpus, true);
+      await agent.onlineCpus(settings.vcpus);
+    }
+    await agent.setupPod({ ...(await podFiles(s, net?.ips[0]?.address)), ...(net ? { net: [...netArgs(net), `vmlet.mac=${net.mac}`] } : {}) });
+    m.log.info({ podSandboxId: s.id, domain: v.domainName, pooled: true, kit: v.kit, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, claimMs: Math.round(performance.now() - started) }, 'pod VM ready');
+    observeBoot('sandboxed', (performance.now() - started) / 1000);
+    return p;
+  } catch (err) {
+    m.podVms.get(s.id)?.close();
+    m.podVms.delete(s.id);
+    delete s.kind;
+    delete s.podVm;
+    if (net && ownTap) await usePodTap(sandboxDir, net, ownTap).catch(() => undefined);
+    await m.store.saveSandbox(s).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The host dir whose binds are the pod's CRI mounts in the guest (shared-mounts.ts). */
+export function podShareDir(m: PodManager, s: SandboxRecord): string {
+  return s.podVm?.shared ?? join(m.store.sandboxDir(s.id), 'shared');
 }
 
 /** At vmlet's start: the agents of running pod VMs, to hear the exits that happened meanwhile. */
@@ -162,7 +219,8 @@ export async function removePodVm(m: PodManager, s: SandboxRecord): Promise<void
   if (!s.podVm) return;
   await m.deps.vm.remove(s.podVm.domainName);
   await rm(s.podVm.scratch, { force: true });
-  await releasePodShare(join(m.store.sandboxDir(s.id), 'shared'));
+  await releasePodShare(podShareDir(m, s));
+  if (s.podVm.dir) await rm(s.podVm.dir, { recursive: true, force: true });
 }
 
 export interface SandboxedExit {

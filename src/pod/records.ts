@@ -50,6 +50,12 @@ export interface PodVmRecord {
   /** Guest RAM now (the balloon's target) and the most it may grow to (absent in older records: no growth). */
   memoryMiB?: number;
   maxMemoryMiB?: number;
+  /**
+   * A VM taken from the warm pool (podvm-pool.ts) keeps its files in its own dir, removed with the
+   * pod: this dir, and its share in it. Absent: the sandbox dir and its `shared`.
+   */
+  dir?: string;
+  shared?: string;
 }
 
 export interface ContainerRecord {

@@ -21,6 +21,7 @@ import { signalNumber } from './signals.js';
 import { containerCapabilities, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../guest/capabilities.js';
 import { seccompFor } from '../guest/seccomp-profile.js';
 import { growPodVm } from './podvm-grow.js';
+import { podShareDir } from './podvm-boot.js';
 
 export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, p: PodVm, config: ContainerConfig, image: ImageRecord, imageName: string): Promise<string> {
   const sc = config.linux?.security_context;
@@ -62,7 +63,7 @@ export async function createSandboxedContainer(m: PodManager, s: SandboxRecord, 
   const logPath = !config.log_path ? '' : isAbsolute(config.log_path) || !logDir ? config.log_path : join(logDir, config.log_path);
   const agent = await p.agent();
   await growPodVm(m, s, p, config.linux?.resources);
-  const share = join(m.store.sandboxDir(s.id), 'shared');
+  const share = podShareDir(m, s);
   const mounts = config.mounts ?? [];
   const sources = await bindContainerMounts(share, id, mounts.map((mt) => ({ hostPath: mt.host_path, readonly: !!mt.readonly })));
   let attached: string[] = [];

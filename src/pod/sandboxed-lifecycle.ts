@@ -6,7 +6,7 @@ import { failedPrecondition, VmletError } from '../errors.js';
 import { unbindContainerMounts } from '../guest/shared-mounts.js';
 import type { ExitEvent } from '../guest/agent-client.js';
 import type { PodManager } from './manager.js';
-import { exitFromAgent, finishSandboxed, podVmOf } from './podvm-boot.js';
+import { exitFromAgent, finishSandboxed, podShareDir, podVmOf } from './podvm-boot.js';
 import type { ContainerRecord } from './records.js';
 
 /** After SIGKILL, how long to wait for the agent to report the exit before recording it anyway. */
@@ -83,7 +83,7 @@ export async function removeSandboxed(m: PodManager, c: ContainerRecord): Promis
     await p.io.get(c.id)?.log.close();
     p.io.delete(c.id);
   }
-  await unbindContainerMounts(join(m.store.sandboxDir(c.sandboxId), 'shared'), c.id);
+  await unbindContainerMounts(s ? podShareDir(m, s) : join(m.store.sandboxDir(c.sandboxId), 'shared'), c.id);
   await m.store.removeContainer(c);
   m.containers.delete(c.id);
   m.log.info({ containerId: c.id, podSandboxId: c.sandboxId }, 'container removed from the pod VM');

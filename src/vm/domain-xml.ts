@@ -234,7 +234,7 @@ function nicElement(nic: VmNic, machine: VmSpec['machine']): XmlElement {
     el('mac', { address: nic.mac }),
     el('target', { dev: nic.tap }),
     el('model', { type: 'virtio' }),
-    el('mtu', { size: int(nic.mtu) }),
+    nic.mtu !== undefined && el('mtu', { size: int(nic.mtu) }),
     machine === 'microvm' && MMIO,
   );
 }

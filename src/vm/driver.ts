@@ -67,6 +67,8 @@ export interface VmDriver {
   sampleActive(names?: ReadonlySet<string>): Promise<VmSample[]>;
   /** Names of the running VMs among `names` (all when not given). */
   activeNames(names?: ReadonlySet<string>): Promise<Set<string>>;
+  /** Names of every VM the hypervisor knows, running or only defined. */
+  allNames(): Promise<string[]>;
   /** The VM's definition as the hypervisor holds it (for operators: verbose status). */
   definition(name: string): Promise<string>;
   /** The host pty of the VM's serial console while it runs; undefined when it has none. */

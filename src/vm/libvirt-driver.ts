@@ -97,6 +97,10 @@ export class LibvirtDriver implements VmDriver {
     return wrap(this.lv.activeDomainNames(names));
   }
 
+  async allNames(): Promise<string[]> {
+    return (await wrap(this.lv.listDomains())).map((d) => d.name);
+  }
+
   definition(name: string): Promise<string> {
     return wrap(this.lv.domainXML(name));
   }

@@ -93,7 +93,8 @@ export interface VmSpec {
 export interface VmNic {
   tap: string;
   mac: string;
-  mtu: number;
+  /** The tap's and the guest NIC's (host_mtu); absent: the defaults (1500), the guest may set any (a pool VM's, set at claim). */
+  mtu?: number;
 }
 
 /** Debian bookworm's `ovmf` package: the 4 MiB non-secure-boot build (no SMM requirement, so q35 and pc both work). */

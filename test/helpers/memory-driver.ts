@@ -105,6 +105,11 @@ export class MemoryDriver implements VmDriver {
     return new Set([...this.vms].filter(([n, vm]) => isActive(vm.state) && (!names || names.has(n))).map(([n]) => n));
   }
 
+  async allNames(): Promise<string[]> {
+    this.op('allNames', '*');
+    return [...this.vms.keys()];
+  }
+
   async definition(name: string): Promise<string> {
     this.must('definition', name);
     return `<domain><name>${name}</name></domain>`;

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +16,27 @@ type setupPodParams struct {
 	ResolvConf string            `json:"resolvConf"`
 	Sysctls    map[string]string `json:"sysctls"`
 	TimeNs     nsTime            `json:"timeNs"`
+	// Net: the pod network as vmlet.* words (net.sh), for a VM booted before its pod (the warm
+	// pool); a VM booted for its pod had them on its kernel command line.
+	Net []string `json:"net"`
+}
+
+// netScript configures the NIC (node-install/guest/net.sh, the same code /init runs at boot).
+const netScript = "/etc/vmlet/net.sh"
+
+func (a *agent) setupNet(words []string) error {
+	for _, w := range words {
+		if !strings.HasPrefix(w, "vmlet.") || strings.ContainsAny(w, " \t\n") {
+			return errf("invalid-argument", "net: %q is not a vmlet.* parameter", w)
+		}
+	}
+	args := append([]string{"-c", ". " + netScript + " && vmlet_net \"$@\"", "vmlet-net"}, words...)
+	out, err := exec.Command("/bin/sh", args...).CombinedOutput()
+	if err != nil {
+		return errf("internal", "pod network: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	logf("pod network: %s", strings.TrimSpace(string(out)))
+	return nil
 }
 
 // namespacedSysctl: the sysctls a pod may set (the kubelet's "safe" and namespaced ones).
@@ -43,6 +65,11 @@ func (a *agent) setupPod(p setupPodParams) error {
 			tv := syscall.NsecToTimeval(int64(p.TimeNs))
 			if err := syscall.Settimeofday(&tv); err != nil {
 				logf("setup_pod: settimeofday: %v", err)
+			}
+		}
+		if len(p.Net) > 0 {
+			if err := a.setupNet(p.Net); err != nil {
+				return err
 			}
 		}
 		if p.Hostname != "" {
