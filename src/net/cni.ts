@@ -12,7 +12,7 @@
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { execa } from 'execa';
-import { VmletError } from '../errors.js';
+import { invalidArgument, VmletError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { checkCni, findPlugin, parseCniConfig } from './cni-config.js';
 
@@ -162,10 +162,28 @@ export function cniArgs(pod: { namespace: string; name: string; sandboxId: strin
   ].join(';');
 }
 
+type CriPortMappingLike = { protocol?: string | number; container_port?: number; host_port?: number; host_ip?: string };
+
+/**
+ * Refuses port mappings the portmap plugin would (or that would make it program the wrong
+ * thing): ports outside 1-65535, an unknown protocol, a host_ip that is not an address. Mappings
+ * without a host port (0) are not passed to CNI and are not checked but for a negative port.
+ */
+export function checkPortMappings(mappings: ReadonlyArray<CriPortMappingLike>): void {
+  for (const [i, m] of mappings.entries()) {
+    const at = `config.port_mappings[${i}]`;
+    const host = m.host_port ?? 0;
+    if (!Number.isInteger(host) || host < 0 || host > 65535) throw invalidArgument(`${at}.host_port is ${host}: it must be 1-65535, or 0 for none`);
+    if (host === 0) continue;
+    const ctr = m.container_port ?? 0;
+    if (!Number.isInteger(ctr) || ctr < 1 || ctr > 65535) throw invalidArgument(`${at}.container_port is ${ctr}: it must be 1-65535`);
+    if (![undefined, 'TCP', 'UDP', 'SCTP', 0, 1, 2].includes(m.protocol)) throw invalidArgument(`${at}.protocol is ${JSON.stringify(m.protocol)}: it must be TCP, UDP or SCTP`);
+    if (m.host_ip && !isIP(m.host_ip)) throw invalidArgument(`${at}.host_ip ${JSON.stringify(m.host_ip.slice(0, 64))} is not an IP address`);
+  }
+}
+
 /** CRI port mappings → the portMappings capability (host_port 0 means "no host port": skipped). */
-export function cniPortMappings(
-  mappings: ReadonlyArray<{ protocol?: string | number; container_port?: number; host_port?: number; host_ip?: string }>,
-): CniPortMapping[] {
+export function cniPortMappings(mappings: ReadonlyArray<CriPortMappingLike>): CniPortMapping[] {
   const out: CniPortMapping[] = [];
   for (const m of mappings) {
     if (!m.host_port || m.host_port <= 0 || !m.container_port) continue;

@@ -29,7 +29,7 @@ import { attachTap, DHCP_SERVER_ADDRESS, tapName } from './tap.js';
 export { type PodIp, type PodRoute } from './pod-network.js';
 export { tapName } from './tap.js';
 export { macFromId } from './mac.js';
-export { CniPluginError, type CniResult } from './cni.js';
+export { checkPortMappings, CniPluginError, type CniResult } from './cni.js';
 
 export interface PodDnsConfig {
   servers: string[];

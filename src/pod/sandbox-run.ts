@@ -2,7 +2,7 @@
 // its container. A failure leaves nothing behind.
 import { alreadyExists, invalidArgument } from '../errors.js';
 import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
-import { setupPodNetwork, teardownPodNetwork } from '../net/index.js';
+import { checkPortMappings, setupPodNetwork, teardownPodNetwork } from '../net/index.js';
 import { ensurePodVm } from './podvm-boot.js';
 import type { PodSandboxConfig } from './configs.js';
 import { newId } from './ids.js';
@@ -31,6 +31,7 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
   if (Buffer.byteLength(config!.hostname ?? '') > 63) {
     throw invalidArgument(`config.hostname ${JSON.stringify(config!.hostname)} is longer than 63 bytes: a hostname is at most 63 (one DNS label)`);
   }
+  checkPortMappings(config!.port_mappings ?? []);
   if (config!.linux?.security_context?.namespace_options?.network === 'NODE') {
     throw invalidArgument('config.linux.security_context.namespace_options.network is NODE (hostNetwork): a VM pod has its own network; hostNetwork is not supported by vmlet');
   }

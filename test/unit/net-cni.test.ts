@@ -9,6 +9,7 @@ import {
   cniArgs,
   cniCheck,
   cniDel,
+  checkPortMappings,
   cniPortMappings,
   CniPluginError,
   parseCniResult,
@@ -104,6 +105,15 @@ describe('CNI plugin config', () => {
       { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' },
       { hostPort: 7007, containerPort: 7, protocol: 'sctp' },
     ]);
+  });
+
+  it('refuses port mappings the portmap plugin cannot program, naming the field (found by the CRI fuzz)', () => {
+    expect(() => checkPortMappings([{ protocol: 'TCP', container_port: 80, host_port: 8080 }, { container_port: -5, host_port: 0 }])).not.toThrow();
+    expect(() => checkPortMappings([{ container_port: -2147483648, host_port: 80 }])).toThrow(/config\.port_mappings\[0\]\.container_port is -2147483648: it must be 1-65535/);
+    expect(() => checkPortMappings([{ container_port: 80, host_port: 70000 }])).toThrow(/port_mappings\[0\]\.host_port is 70000/);
+    expect(() => checkPortMappings([{ container_port: 80, host_port: -1 }])).toThrow(/host_port is -1/);
+    expect(() => checkPortMappings([{ protocol: 77, container_port: 80, host_port: 80 }])).toThrow(/protocol is 77: it must be TCP, UDP or SCTP/);
+    expect(() => checkPortMappings([{ container_port: 80, host_port: 80, host_ip: 'xx' }])).toThrow(/host_ip "xx" is not an IP address/);
   });
 
   it('injects name, cniVersion, prevResult, and runtimeConfig only for declared capabilities', () => {
