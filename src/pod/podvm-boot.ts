@@ -2,7 +2,7 @@
 // OCI image, or RunPodSandbox with vmlet.io/pod-kind: sandboxed), destroyed at StopPodSandbox,
 // undefined at RemovePodSandbox. Also what the agent says about containers: their exits, and
 // after a reconnection (vmlet restarted) what happened to them meanwhile.
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
 import { hostTopology } from '../vm/cputune.js';
@@ -16,7 +16,7 @@ import { netArgs, podVmSpec } from '../guest/pod-vm-spec.js';
 import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.js';
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
-import type { PoolVm } from './pool-vm.js';
+import { CLAIMED_BY, type PoolVm } from './pool-vm.js';
 import { PodVm } from './podvm.js';
 import { placeQemu } from '../vm/pod-cgroup.js';
 import { observeBoot } from '../metrics/vmlet.js';
@@ -111,10 +111,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     observeBoot('sandboxed', (performance.now() - started) / 1000);
     return p;
   } catch (err) {
-    m.podVms.get(s.id)?.close();
-    m.podVms.delete(s.id);
-    delete s.kind;
-    delete s.podVm;
+    forgetPodVm(m, s);
     if (defined) {
       await m.deps.vm.destroy(name).catch(() => undefined);
       await m.deps.vm.remove(name).catch(() => undefined);
@@ -139,6 +136,7 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
   s.kind = 'sandboxed';
   s.podVm = { domainName: v.domainName, agentSocket: v.agentSocket, scratch: v.scratch, consoleLog: v.consoleLog, kit: v.kit, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB, dir: v.dir, shared: v.shared };
   try {
+    await writeFile(join(v.dir, CLAIMED_BY), s.id);
     await m.store.saveSandbox(s);
     if (net) {
       await usePodTap(sandboxDir, net, v.tap);
@@ -157,14 +155,19 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
     observeBoot('sandboxed', (performance.now() - started) / 1000);
     return p;
   } catch (err) {
-    m.podVms.get(s.id)?.close();
-    m.podVms.delete(s.id);
-    delete s.kind;
-    delete s.podVm;
+    forgetPodVm(m, s);
     if (net && ownTap) await usePodTap(sandboxDir, net, ownTap).catch(() => undefined);
     await m.store.saveSandbox(s).catch(() => undefined);
     throw err;
   }
+}
+
+/** A pod VM that could not be made the pod's: its handle closed, the record back to no VM (not saved). */
+function forgetPodVm(m: PodManager, s: SandboxRecord): void {
+  m.podVms.get(s.id)?.close();
+  m.podVms.delete(s.id);
+  delete s.kind;
+  delete s.podVm;
 }
 
 /** The host dir whose binds are the pod's CRI mounts in the guest (shared-mounts.ts). */

@@ -9,7 +9,8 @@
 // destroyed when vmlet stops; after a crash, start-up sweeps this node's pool VMs and dirs that
 // no pod record names.
 import { randomBytes, createHash } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PodVmPoolConfig } from '../config.js';
 import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
@@ -22,7 +23,7 @@ import { AgentClient } from '../guest/agent-client.js';
 import { tapName } from '../net/tap.js';
 import type { PodManager, PodVmPoolHandle } from './manager.js';
 import { BOOT_TIMEOUT_MS, SCRATCH_DEFAULT_BYTES, sizePodVm } from './podvm-boot.js';
-import { fitsPoolVm, podVmKey, type PoolVm } from './pool-vm.js';
+import { CLAIMED_BY, fitsPoolVm, podVmKey, type PoolVm } from './pool-vm.js';
 
 /** No refill boot until no VM has been taken for this long (a burst of pod starts is not slowed). */
 export const REFILL_QUIET_MS = 3000;
@@ -74,7 +75,13 @@ export class PodVmPool implements PodVmPoolHandle {
 
   /** An idle VM for a pod VM of `want` booted from kit `kit`, taken out of the pool; undefined when none fits. */
   take(want: MachineSettings, kit: string): PoolVm | undefined {
-    const i = this.idle.findIndex((v) => v.kit === kit && fitsPoolVm(v, want));
+    // VMs of another guest kit (the node's kit was upgraded) are never taken: replaced.
+    for (const old of this.idle.filter((v) => v.kit !== kit)) {
+      this.idle.splice(this.idle.indexOf(old), 1);
+      this.m.log.info({ domain: old.domainName, kit: old.kit, nodeKit: kit }, 'pod VM pool: an idle VM of another guest kit is replaced');
+      this.discard(old).catch(() => undefined).finally(() => this.kick(REFILL_QUIET_MS));
+    }
+    const i = this.idle.findIndex((v) => fitsPoolVm(v, want));
     if (i < 0) {
       if (this.idle.length) this.m.log.debug({ idle: this.idle.length, kit, key: podVmKey(want), memoryMiB: want.memoryMiB, vcpus: want.vcpus }, 'pod VM pool: no idle VM fits this pod');
       return undefined;
@@ -201,13 +208,24 @@ export class PodVmPool implements PodVmPoolHandle {
     this.discard(v!).catch(() => undefined).finally(() => this.kick(0));
   }
 
-  /** This node's pool VMs and dirs that no pod record names: idle VMs of an earlier run (vmlet was killed). */
+  /**
+   * This node's pool VMs and dirs that no pod claimed: idle VMs of an earlier run (vmlet was
+   * killed). A claimed one is named by its pod's record, or (when that record cannot be read and
+   * was set aside) by the CLAIMED_BY file its claim wrote, while the pod's dir exists: kept.
+   */
   private async sweep(): Promise<void> {
     const claimed = new Set<string>();
     const claimedDirs = new Set<string>();
     for (const s of this.m.sandboxes.values()) {
       if (s.podVm?.domainName) claimed.add(s.podVm.domainName);
       if (s.podVm?.dir) claimedDirs.add(s.podVm.dir);
+    }
+    for (const id of await readdir(this.root).catch(() => [] as string[])) {
+      const pod = await readFile(join(this.root, id, CLAIMED_BY), 'utf8').catch(() => '');
+      if (pod && existsSync(this.m.store.sandboxDir(pod.trim()))) {
+        claimed.add(`${this.prefix}${id}`);
+        claimedDirs.add(join(this.root, id));
+      }
     }
     const vm = this.m.deps.vm;
     for (const name of await vm.allNames()) {

@@ -2,6 +2,9 @@
 // and which pods' VMs it can become.
 import type { MachineSettings } from '../vm/annotations.js';
 
+/** In a claimed pool VM's dir: the id of the pod that took it (the pool's sweep keeps the VM while that pod's dir exists). */
+export const CLAIMED_BY = 'claimed-by';
+
 export interface PoolVm {
   id: string;
   domainName: string;
