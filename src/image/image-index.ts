@@ -82,8 +82,12 @@ export class ImageIndex {
     }
   }
 
+  /** Bumped by every save: the store's cached usage (fsUsage) is stale once it moved. */
+  generation = 0;
+
   /** Persists the current state; calls are serialised so the file always holds a whole state. */
   save(): Promise<void> {
+    this.generation++;
     const next = this.saving.then(() =>
       atomicWrite(this.file, JSON.stringify({ version: 1, images: [...this.images.values()] } satisfies IndexFile, null, 1) + '\n'),
     );

@@ -54,6 +54,9 @@ export function imageLimitsOf(config: { imageMaxGiB: number }): Pick<ImageStoreO
 /** Free space kept back so a big image cannot fill the filesystem vmlet's state lives on. */
 const RESERVE_BYTES = 512 * 1024 ** 2;
 
+/** How long a walked usage (fsUsage) is served before the tree is walked again. */
+export const USAGE_TTL_MS = 10_000;
+
 export class ImageStore {
   readonly blobs: BlobStore;
   readonly index: ImageIndex;
@@ -338,9 +341,25 @@ export class ImageStore {
     if (removed) this.log.info({ removed }, 'image garbage collected');
   }
 
-  async fsUsage(dir = this.root): Promise<FsUsage> {
-    await mkdir(dir, { recursive: true });
-    const { bytes, inodes } = await treeUsage(dir);
-    return { timestampNs: BigInt(Date.now()) * 1_000_000n, mountpoint: mountPointOf(dir), usedBytes: bytes, inodesUsed: inodes };
+  /**
+   * What `dir` (the store by default) uses. A walk of the tree, so it is kept USAGE_TTL_MS, as
+   * containerd's CRI keeps its snapshotter usage (collected every 10 s): the kubelet asks for it
+   * often (ImageFsInfo, eviction). The store's own is walked again as soon as an image is added
+   * or removed (the index's generation moved); concurrent callers share one walk.
+   */
+  fsUsage(dir = this.root): Promise<FsUsage> {
+    const gen = dir === this.root ? this.index.generation : -1;
+    const hit = this.usage.get(dir);
+    if (hit && hit.gen === gen && performance.now() - hit.at < USAGE_TTL_MS) return hit.p;
+    const p = (async () => {
+      await mkdir(dir, { recursive: true });
+      const { bytes, inodes } = await treeUsage(dir);
+      return { timestampNs: BigInt(Date.now()) * 1_000_000n, mountpoint: mountPointOf(dir), usedBytes: bytes, inodesUsed: inodes };
+    })();
+    this.usage.set(dir, { gen, at: performance.now(), p });
+    p.catch(() => this.usage.get(dir)?.p === p && this.usage.delete(dir)); // a failed walk is not kept
+    return p;
   }
+
+  private readonly usage = new Map<string, { gen: number; at: number; p: Promise<FsUsage> }>();
 }

@@ -133,7 +133,7 @@ export class Runtime {
 
   private async runtimeCondition(): Promise<Condition> {
     try {
-      await this.libvirt.ping();
+      await this.libvirt.healthy();
     } catch (err) {
       return { type: 'RuntimeReady', status: false, reason: 'LibvirtUnreachable', message: (err as Error).message };
     }

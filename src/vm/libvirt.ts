@@ -116,6 +116,9 @@ export class Libvirt {
     await this.rpc.close().catch(() => undefined);
   }
 
+  /** When libvirtd last answered a call (performance.now()); -Infinity before the first. */
+  private lastAnswerMs = -Infinity;
+
   get connected(): boolean {
     return this.rpc.connected;
   }
@@ -125,6 +128,17 @@ export class Libvirt {
     await this.onRpc('ping', async (rpc) => {
       await Promise.all([rpc.nodeGetInfo(), this.recordVersion()]);
     });
+  }
+
+  /**
+   * Whether libvirtd answers, for Status (the kubelet asks every few seconds): a call answered
+   * within `maxAgeMs` on a connection still open says so without a round trip (vmlet's stats
+   * and event calls keep it fresh on a busy node); otherwise a ping. A closed connection is seen
+   * at once (the socket's end), a hung daemon within maxAgeMs.
+   */
+  async healthy(maxAgeMs = 2000): Promise<void> {
+    if (this.rpc.connected && performance.now() - this.lastAnswerMs < maxAgeMs) return;
+    await this.ping();
   }
 
   /** The libvirt version of the daemon, e.g. "9.0.0". */
@@ -312,7 +326,9 @@ export class Libvirt {
   private async onRpc<T>(op: string, fn: (rpc: LibvirtRpc) => Promise<T>, name?: string): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await fn(this.rpc);
+        const out = await fn(this.rpc);
+        this.lastAnswerMs = performance.now();
+        return out;
       } catch (err) {
         if (err instanceof LibvirtRpcError && err.kind === 'connection' && attempt === 0 && !this.rpc.connected) {
           this.log.warn({ op, err: err.message }, 'libvirt connection lost; reconnecting');

@@ -103,6 +103,9 @@ describe('libvirtd restarted with VM pods running', () => {
       expect({ method, code: err.code, details: err.details }).toMatchObject({ method, code: Status.UNAVAILABLE });
       expect(err.details, method).toMatch(/libvirt/);
     }
+    // Status tells the kubelet the runtime is not ready (Status trusts a recent libvirt answer only on an open connection).
+    const st = await rt<{ status: { conditions: Array<{ type: string; status: boolean; reason: string }> } }>(v!, 'Status', {});
+    expect(st.status.conditions.find((c) => c.type === 'RuntimeReady')).toMatchObject({ status: false, reason: 'LibvirtUnreachable' });
     const { containers } = await rt<{ containers: Array<{ pod_sandbox_id: string }> }>(v!, 'ListContainers', { filter: { pod_sandbox_id: toCreate.id } });
     expect(containers).toEqual([]);
     expect(containerDirs(toCreate.id)).toEqual([]);
