@@ -9,27 +9,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { call, parseLogLines, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { bootFleet, expectNothingLost, faultCniConf, lastTicks, qemuProcess, recordsNow, rt, snapshot, startFaultVmlet, stopFleet, type FleetPod } from './fleet.js';
+import { parseLogLines, type VmletProcess } from '../helpers/vmlet.js';
+import type { TestRegistry } from '../helpers/registry.js';
+import { expectNothingLost, lastTicks, qemuProcess, recordsNow, rt, setupFleet, snapshot, startFaultVmlet, stopFleet, type FleetPod } from './fleet.js';
 
 let reg: TestRegistry | undefined;
 let v: VmletProcess | undefined;
-let image = '';
 let pods: FleetPod[] = [];
 // Made in beforeAll, not at import: collecting the file (vitest list) must leave nothing behind.
 let cni = '';
-let logDir = '';
 
 beforeAll(async () => {
-  cni = faultCniConf();
-  logDir = tempDir('vmlet-faults-logs-');
-  await ensureTestImages();
-  reg = await startRegistry();
-  image = (await pushImage(reg, 'kernelboot', 'faults/kernelboot:records')).reference;
-  v = await startFaultVmlet(reg, cni);
-  await call(v.image, 'PullImage', { image: { image } });
-  pods = await bootFleet(v, image, logDir, 3, 'rec');
+  ({ reg, v, cni, pods } = await setupFleet({ tag: 'records', n: 3, prefix: 'rec' }));
 }, 300_000);
 
 afterAll(() => stopFleet(v, reg), 120_000);

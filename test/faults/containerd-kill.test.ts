@@ -8,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
-import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { call, failure, type VmletProcess } from '../helpers/vmlet.js';
+import type { TestRegistry } from '../helpers/registry.js';
 import { startContainerd, type TestContainerd } from '../helpers/containerd.js';
 import { vmletConfig } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
-import { bootFleet, expectNothingLost, faultCniConf, lastTicks, recordsNow, rt, secs, snapshot, startFaultVmlet, stopFleet, type FleetPod } from './fleet.js';
+import { bootFleet, expectNothingLost, lastTicks, recordsNow, rt, secs, setupFleet, snapshot, stopFleet, type FleetPod } from './fleet.js';
 
 let reg: TestRegistry | undefined;
 let ctr: TestContainerd | undefined;
@@ -21,19 +21,18 @@ let v: VmletProcess | undefined;
 let image = '';
 let pods: FleetPod[] = [];
 // Made in beforeAll, not at import: collecting the file (vitest list) must leave nothing behind.
-let cni = '';
 let logDir = '';
 
 beforeAll(async () => {
-  cni = faultCniConf();
-  logDir = tempDir('vmlet-faults-logs-');
-  await ensureTestImages();
-  reg = await startRegistry();
-  image = (await pushImage(reg, 'kernelboot', 'faults/kernelboot:containerd')).reference;
-  ctr = await startContainerd({ registry: reg });
-  v = await startFaultVmlet(reg, cni, { config: `${vmletConfig(reg)}downstream: ${ctr.endpoint}\n` });
-  await call(v.image, 'PullImage', { image: { image } });
-  pods = await bootFleet(v, image, logDir, 1, 'ctrd');
+  ({ reg, v, image, logDir, pods } = await setupFleet({
+    tag: 'containerd',
+    n: 1,
+    prefix: 'ctrd',
+    vmletOptions: async (r: TestRegistry) => {
+      ctr = await startContainerd({ registry: r });
+      return { config: `${vmletConfig(r)}downstream: ${ctr.endpoint}\n` };
+    },
+  }));
 }, 300_000);
 
 afterAll(async () => {

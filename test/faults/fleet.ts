@@ -11,7 +11,7 @@ import { call, startVmlet, tempDir, type StartOptions, type VmletProcess } from 
 import { consoleLines, runVmPod, vmletConfig, waitForAgent, type VmPod } from '../helpers/vm-suite.js';
 import { virsh } from '../helpers/virsh.js';
 import { waitFor } from '../helpers/wait.js';
-import type { TestRegistry } from '../helpers/registry.js';
+import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { containerProblem, sandboxProblem } from '../../src/pod/records.js';
 
 export const FAULT_BRIDGE = 'vmfault0';
@@ -49,6 +49,37 @@ export interface FleetPod extends VmPod {
   name: string;
   /** The libvirt domain (from the container's record). */
   domain: string;
+}
+
+export interface FleetSetup {
+  reg: TestRegistry;
+  v: VmletProcess;
+  /** The kernel-boot test image, pushed and pulled. */
+  image: string;
+  /** The suite's CNI config dir (faultCniConf) and the pods' log dir. */
+  cni: string;
+  logDir: string;
+  pods: FleetPod[];
+  /** How long booting the fleet took. */
+  bootMs: number;
+}
+
+/**
+ * What each fault file's beforeAll does: a registry with the kernel-boot image as
+ * faults/kernelboot:`tag`, vmlet on the suite's network (its options from `vmletOptions`, which
+ * may start what vmlet needs beside it first), the image pulled, and `n` ticker pods booted.
+ */
+export async function setupFleet(o: { tag: string; n: number; prefix?: string; vmletOptions?: (reg: TestRegistry) => Promise<StartOptions> }): Promise<FleetSetup> {
+  const cni = faultCniConf();
+  const logDir = tempDir('vmlet-faults-logs-');
+  await ensureTestImages();
+  const reg = await startRegistry();
+  const image = (await pushImage(reg, 'kernelboot', `faults/kernelboot:${o.tag}`)).reference;
+  const v = await startFaultVmlet(reg, cni, (await o.vmletOptions?.(reg)) ?? {});
+  await call(v.image, 'PullImage', { image: { image } });
+  const t0 = performance.now();
+  const pods = await bootFleet(v, image, logDir, o.n, o.prefix);
+  return { reg, v, image, cni, logDir, pods, bootMs: performance.now() - t0 };
 }
 
 /** `n` ticker VM pods, made and started concurrently; resolves once each guest ticks and its agent answers. */

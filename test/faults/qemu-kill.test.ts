@@ -6,28 +6,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { type VmletProcess } from '../helpers/vmlet.js';
+import type { TestRegistry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/wait.js';
-import { bootFleet, containerRecord, expectNothingLost, expectTicksComplete, faultCniConf, lastTicks, qemuPid, recordsNow, rt, sandboxRecord, secs, snapshot, startFaultVmlet, stopFleet, waitForTick, type FleetPod } from './fleet.js';
+import { containerRecord, expectNothingLost, expectTicksComplete, lastTicks, qemuPid, recordsNow, rt, sandboxRecord, secs, setupFleet, snapshot, stopFleet, waitForTick, type FleetPod } from './fleet.js';
 
 let reg: TestRegistry | undefined;
 let v: VmletProcess | undefined;
 let image = '';
 let pods: FleetPod[] = [];
 // Made in beforeAll, not at import: collecting the file (vitest list) must leave nothing behind.
-let cni = '';
 let logDir = '';
 
 beforeAll(async () => {
-  cni = faultCniConf();
-  logDir = tempDir('vmlet-faults-logs-');
-  await ensureTestImages();
-  reg = await startRegistry();
-  image = (await pushImage(reg, 'kernelboot', 'faults/kernelboot:qemu')).reference;
-  v = await startFaultVmlet(reg, cni);
-  await call(v.image, 'PullImage', { image: { image } });
-  pods = await bootFleet(v, image, logDir, 2, 'qemu');
+  ({ reg, v, image, logDir, pods } = await setupFleet({ tag: 'qemu', n: 2, prefix: 'qemu' }));
 }, 300_000);
 
 afterAll(() => stopFleet(v, reg), 120_000);

@@ -6,33 +6,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, watch } from 'node:fs';
 import { join } from 'node:path';
-import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { type VmletProcess } from '../helpers/vmlet.js';
+import type { TestRegistry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/wait.js';
-import { bootFleet, expectNothingLost, expectTicksComplete, faultCniConf, lastTick, lastTicks, recordsNow, secs, snapshot, startFaultVmlet, stopFleet, waitForTick, type FleetPod } from './fleet.js';
+import { expectNothingLost, expectTicksComplete, lastTick, lastTicks, recordsNow, secs, setupFleet, snapshot, startFaultVmlet, stopFleet, waitForTick, type FleetPod } from './fleet.js';
 
 /** FAULTS_PODS overrides the fleet size (the issue's figure is 10). */
 const N = Number(process.env.FAULTS_PODS ?? 10);
 
 let reg: TestRegistry | undefined;
 let v: VmletProcess | undefined;
-let image = '';
 let pods: FleetPod[] = [];
 // Made in beforeAll, not at import: collecting the file (vitest list) must leave nothing behind.
 let cni = '';
-let logDir = '';
 
 beforeAll(async () => {
-  cni = faultCniConf();
-  logDir = tempDir('vmlet-faults-logs-');
-  await ensureTestImages();
-  reg = await startRegistry();
-  image = (await pushImage(reg, 'kernelboot', 'faults/kernelboot:kill')).reference;
-  v = await startFaultVmlet(reg, cni);
-  await call(v.image, 'PullImage', { image: { image } });
-  const t0 = performance.now();
-  pods = await bootFleet(v, image, logDir, N);
-  console.log(`faults/vmlet-kill: ${N} VM pods booted (ticking, agent answering) in ${secs(performance.now() - t0)} s`);
+  let bootMs = 0;
+  ({ reg, v, cni, pods, bootMs } = await setupFleet({ tag: 'kill', n: N }));
+  console.log(`faults/vmlet-kill: ${N} VM pods booted (ticking, agent answering) in ${secs(bootMs)} s`);
 }, 300_000);
 
 afterAll(() => stopFleet(v, reg), 120_000);
