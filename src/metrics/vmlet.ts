@@ -127,6 +127,25 @@ export const podsGauge = new Gauge<'state' | 'kind'>({
   },
 });
 
+let poolSource: (() => { idle: number; size: number }) | undefined;
+
+/** Where the pool gauge reads from at scrape time (src/serve.ts: the pod VM pool). */
+export function countPoolWith(source: (() => { idle: number; size: number }) | undefined): void {
+  poolSource = source;
+}
+
+export const poolGauge = new Gauge<'state'>({
+  name: 'vmlet_pod_vm_pool',
+  help: "Sandboxed pods' VMs booted ahead of their pods (config podVmPool): idle (ready to be taken) and the configured size.",
+  labelNames: ['state'],
+  registers,
+  collect() {
+    const p = poolSource?.() ?? { idle: 0, size: 0 };
+    this.set({ state: 'idle' }, p.idle);
+    this.set({ state: 'size' }, p.size);
+  },
+});
+
 export const containersGauge = new Gauge<'state' | 'kind'>({
   name: 'vmlet_containers',
   help: 'Containers of VM pods, by state (created, running, exited, unknown) and kind (vm: the container is a VM; sandboxed: a process tree in the pod VM).',

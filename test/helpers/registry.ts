@@ -71,7 +71,7 @@ export function testImages(): Record<TestImageName, ImageInfo> {
 }
 
 /** A port that was free a moment ago (the registry then binds it; start retries on a race). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);

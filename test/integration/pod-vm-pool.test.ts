@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { call, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import type { TestRegistry } from '../helpers/registry.js';
+import { freePort, type TestRegistry } from '../helpers/registry.js';
 import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { virsh } from '../helpers/virsh.js';
@@ -19,6 +19,9 @@ let v: VmletProcess;
 let reg: TestRegistry;
 let image = '';
 let config = '';
+let metrics = '';
+/** vmlet_pod_vm_pool's value for `state` at one scrape. */
+const poolMetric = async (state: string) => Number(new RegExp(`^vmlet_pod_vm_pool\\{state="${state}"\\} (\\d+)$`, 'm').exec(await (await fetch(`http://${metrics}/metrics`)).text())?.[1]);
 const logDir = tempDir('vmlet-pool-');
 const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
 const logs = (msg: string) => parseLogLines(v.logLines).filter((l) => l.msg === msg);
@@ -38,7 +41,8 @@ beforeAll(async () => {
   const suite = await startVmSuite([['busybox-app', 'pool/app:1']]);
   ({ reg } = suite);
   image = suite.refs[0]!;
-  config = `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\npodVmPool:\n  size: 1\n  maxMemoryMiB: 1024\n`;
+  metrics = `127.0.0.1:${await freePort()}`;
+  config = `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\npodVmPool:\n  size: 1\n  maxMemoryMiB: 1024\nmetricsAddress: "${metrics}"\n`;
   await suite.v.stop();
   v = await startVmlet({ stateDir: suite.v.stateDir, config });
 }, 300_000);
@@ -91,11 +95,13 @@ describe('warm pool of pod VMs', () => {
   it('a pod takes the idle VM and gets its own network, hostname and size', async () => {
     const first = await waitFor('a pool VM', () => poolReady()[0], { timeoutMs: 120_000 });
     expect(domainExists(first)).toBe(true);
+    expect([await poolMetric('idle'), await poolMetric('size')]).toEqual([1, 1]);
     // 512 MiB of pod memory: the pod VM is 768 MiB (256 for the guest), more than the pool VM's
     // 512, within its 1024; 2 CPUs: one vCPU hot-added.
     const { pod, cid, ready } = await runPod('pooled', { memory_limit_in_bytes: 512 * 2 ** 20, cpu_quota: 200_000, cpu_period: 100_000 });
     expect(ready).toMatchObject({ pooled: true, domain: first, memoryMiB: 768, vcpus: 2 });
     pooled = { pod, cid, domain: first };
+    expect(await poolMetric('idle')).toBe(0); // taken; the refill waits for 3 s without a take
 
     const ip = await podIp(pod);
     await httpGet(ip, 'hello-from-pooled');
