@@ -19,17 +19,17 @@
 // a crash leaves only tmp/ behind (the store wipes it at start).
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, closeSync, constants, createReadStream, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, writeSync,
+  chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, writeSync,
 } from 'node:fs';
 import { chmod, mkdtemp, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Parser, type ReadEntry } from 'tar';
 import { VmletError } from '../errors.js';
-import { decompressor, HostileLayerError, normalizeEntryPath, StoreFullError, type LayerRef, type ScanLimits } from './layer-scan.js';
+import { decompressor, HostileLayerError, readLayer, normalizeEntryPath, StoreFullError, type LayerRef, type ScanLimits } from './layer-scan.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -105,7 +105,7 @@ async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budge
     },
   });
   try {
-    await pipeline(createReadStream(layer.path) as Readable, decompressor(layer.mediaType, layer.digest), count, parser);
+    await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count, parser);
   } catch (err) {
     failure ??= err instanceof VmletError ? err : bad((err as Error).message);
     // A body cut short by a broken stream would never end: end it so its reader stops (destroy
