@@ -1,11 +1,9 @@
 // Content-addressed blobs under <root>/sha256/<hex>. A blob is streamed to a temp file while its
 // digest and size are checked, and renamed into place only when both match: a failed or
 // interrupted download never leaves a visible file. Concurrent fetches of one digest share one.
-import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, readdir, readFile } from 'node:fs/promises';
+import { mkdir, open as openFile, rename, rm, stat, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { VmletError } from '../errors.js';
 import { isDigest } from './reference.js';
@@ -19,6 +17,9 @@ export class DigestMismatch extends VmletError {
 export interface Progress {
   (bytesDone: number): void;
 }
+
+/** Bytes gathered before a write to the blob's temp file. */
+const WRITE_BATCH = 1 << 20;
 
 /** A download that sends nothing for this long is given up (the registry or network stalled). */
 const IDLE_MS = 60_000;
@@ -87,24 +88,44 @@ export class BlobStore {
     let done = 0;
     const src = await open();
     const idle = setTimeout(() => src.destroy(new VmletError('unavailable', `blob ${digest}: no data for ${this.idleMs / 1000} s; download abandoned`)), this.idleMs);
-    const check = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
+    let fh: FileHandle | undefined;
+    let writing: Promise<unknown> = Promise.resolve();
+    try {
+      fh = await openFile(tmp, 'wx', 0o444);
+      // Chunks gathered into WRITE_BATCH writes, one in flight while the next batch fills: the
+      // network's 16-64 KiB chunks would each cost a thread-pool round trip otherwise.
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
+      const flush = async () => {
+        await writing;
+        writing = fh!.writev(batch);
+        writing.catch(() => undefined); // awaited by the next flush or below; not unhandled if the download fails first
+        batch = [];
+        batchBytes = 0;
+      };
+      for await (const chunk of src as AsyncIterable<Buffer>) {
         idle.refresh();
         done += chunk.length;
-        if (done > size) return cb(new DigestMismatch(`blob ${digest}: more than the ${size} bytes the manifest declares`));
+        if (done > size) throw new DigestMismatch(`blob ${digest}: more than the ${size} bytes the manifest declares`);
         hash.update(chunk);
         progress?.(done);
-        cb(null, chunk);
-      },
-    });
-    try {
-      await pipeline(src, check, createWriteStream(tmp, { mode: 0o444 }));
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes >= WRITE_BATCH) await flush();
+      }
+      if (batchBytes) await flush();
+      await writing;
+      await fh.close();
+      fh = undefined;
       if (done !== size) throw new DigestMismatch(`blob ${digest}: got ${done} bytes, the manifest declares ${size}`);
       const got = `sha256:${hash.digest('hex')}`;
       if (got !== digest) throw new DigestMismatch(`blob ${digest}: content digest is ${got}: corrupted or tampered`);
       await rename(tmp, final);
       return final;
     } catch (err) {
+      src.destroy();
+      await writing.catch(() => undefined);
+      await fh?.close().catch(() => undefined);
       await rm(tmp, { force: true });
       throw err;
     } finally {
