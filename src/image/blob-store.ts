@@ -19,7 +19,7 @@ export interface Progress {
 }
 
 /** Bytes gathered before a write to the blob's temp file. */
-const WRITE_BATCH = 1 << 20;
+const WRITE_BATCH = 256 * 1024;
 
 /** A download that sends nothing for this long is given up (the registry or network stalled). */
 const IDLE_MS = 60_000;
