@@ -2,6 +2,7 @@
 // CreateContainer (a block PVC is known only then), found by the agent through their serial, and
 // unplugged when the last container using them goes. Two containers of a pod may use the same
 // volume: it is one disk of the VM, attached once.
+import { failedPrecondition } from '../errors.js';
 import type { PodManager } from './manager.js';
 import type { SandboxRecord } from './records.js';
 import { devicesOf, type BlockVolume } from './volumes.js';
@@ -16,10 +17,22 @@ export interface AgentDevice {
   gid: number;
 }
 
-/** Serials of the block volumes the pod's other containers use. */
-function serialsInUse(m: PodManager, sandboxId: string, exceptId: string): Set<string> {
-  const out = new Set<string>();
-  for (const c of m.containersOf(sandboxId)) if (c.id !== exceptId) for (const d of devicesOf(c.config)) out.add(deviceSerial(d.host_path));
+/**
+ * Serials of the block volumes the pod's other containers use, each with whether the VM has it
+ * read-only: it was attached as its first user asked (without `w`, read-only), and a later user
+ * must agree (attachBlockVolumes).
+ */
+function serialsInUse(m: PodManager, sandboxId: string, exceptId: string): Map<string, { readonly: boolean; by: string }> {
+  const out = new Map<string, { readonly: boolean; by: string }>();
+  for (const c of m.containersOf(sandboxId)) {
+    if (c.id === exceptId) continue;
+    for (const d of devicesOf(c.config)) {
+      const serial = deviceSerial(d.host_path);
+      const readonly = !(d.permissions || 'rwm').includes('w');
+      const prev = out.get(serial);
+      out.set(serial, { readonly: (prev?.readonly ?? true) && readonly, by: c.config.metadata?.name ?? c.id });
+    }
+  }
   return out;
 }
 
@@ -29,7 +42,17 @@ export async function attachBlockVolumes(m: PodManager, s: SandboxRecord, contai
   const attached: string[] = [];
   try {
     for (const b of blocks) {
-      if (inUse.has(b.serial)) continue;
+      const used = inUse.get(b.serial);
+      if (used) {
+        // One disk of the VM, read-only or not for all its containers: the VM enforces it.
+        if (used.readonly && !b.readonly) {
+          throw failedPrecondition(`device ${JSON.stringify(b.containerPath)}: block volume ${b.hostPath} is attached to the pod VM read-only for container ${used.by} (permissions without w); a container of the same pod cannot write it: give both containers the same permissions`);
+        }
+        if (!used.readonly && b.readonly) {
+          throw failedPrecondition(`device ${JSON.stringify(b.containerPath)}: block volume ${b.hostPath} is attached to the pod VM writable for container ${used.by}; read-only access (permissions without w) for another container of the same pod cannot be enforced in the VM: give both containers the same permissions`);
+        }
+        continue;
+      }
       const target = await m.deps.vm.attachDisk(s.podVm!.domainName, { path: b.hostPath, serial: b.serial, readonly: b.readonly });
       attached.push(b.serial);
       m.log.info({ containerId, podSandboxId: s.id, device: b.hostPath, serial: b.serial, target }, 'block volume hotplugged into the pod VM');
