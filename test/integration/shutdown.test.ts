@@ -1,5 +1,5 @@
 // Graceful shutdown lets an in-flight call finish. The CRI server runs in-process here with a
-// stand-in libvirt whose ping blocks until the test releases it: a real libvirtd cannot be made
+// stand-in libvirt whose health check blocks until the test releases it: a real libvirtd cannot be made
 // to hold one call open on cue, and only that makes "in flight at shutdown" deterministic.
 import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
@@ -26,7 +26,8 @@ describe('CRI server shutdown', () => {
     const blockingLibvirt = {
       connect: async () => undefined,
       close: async () => undefined,
-      ping: () => {
+      // Status asks libvirt whether it answers (Libvirt.healthy: a ping unless one answered lately).
+      healthy: () => {
         pinged = true;
         return new Promise<void>((resolve) => (release = resolve));
       },
