@@ -98,7 +98,11 @@ export class BlobStore {
       let batchBytes = 0;
       const flush = async () => {
         await writing;
-        writing = fh!.writev(batch);
+        const [bufs, bytes] = [batch, batchBytes];
+        writing = fh!.writev(bufs).then(({ bytesWritten }) => {
+          // A short write (a full disk says so only on the next call) must not leave a truncated blob.
+          if (bytesWritten !== bytes) throw new VmletError('resource-exhausted', `blob ${digest}: wrote ${bytesWritten} of ${bytes} bytes to ${tmp}`);
+        });
         writing.catch(() => undefined); // awaited by the next flush or below; not unhandled if the download fails first
         batch = [];
         batchBytes = 0;
