@@ -125,8 +125,12 @@ describe('volumes in a sandboxed pod', () => {
     readSync(rfd, buf, 0, 10, 4096);
     closeSync(rfd);
     expect(buf.toString()).toBe('from-guest');
+    // A container asking for read-only access to the writable disk is refused: the VM enforces access per disk.
+    const mixed = await failure(create(pod, 'db-ro', { devices: [{ container_path: '/dev/ro', host_path: loop, permissions: 'r' }] }));
+    expect(mixed.code).toBe(Status.FAILED_PRECONDITION);
+    expect(mixed.details).toMatch(/device "\/dev\/ro": block volume .* writable for container db;/);
     // A second container on the same volume shares the one disk, and keeps it when the first goes.
-    const db2 = await create(pod, 'db2', { devices: [{ container_path: '/dev/vol', host_path: loop, permissions: 'r' }] });
+    const db2 = await create(pod, 'db2', { devices: [{ container_path: '/dev/vol', host_path: loop, permissions: 'rw' }] });
     expect(diskSerials(pod.domain).filter((x) => x === serial)).toHaveLength(1);
     await rt('StartContainer', { container_id: db2 });
     await rt('StopContainer', { container_id: db, timeout: 0 });
