@@ -6,13 +6,13 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
 import { hostTopology } from '../vm/cputune.js';
-import { domainName } from '../vm/spec.js';
+import { domainName, type VmMetadata, type VmNic } from '../vm/spec.js';
 import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import { attachPodTap, usePodTap, type PodNetworkState } from '../net/index.js';
-import { readGuestKit } from '../guest/kit.js';
+import { readGuestKit, type InstalledKit } from '../guest/kit.js';
 import { createScratch } from '../guest/scratch.js';
 import { preparePodShare, releasePodShare } from '../guest/shared-mounts.js';
-import { netArgs, podVmSpec } from '../guest/pod-vm-spec.js';
+import { netArgs, podVmSpec, type PodNetForGuest } from '../guest/pod-vm-spec.js';
 import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.js';
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
@@ -69,36 +69,23 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     });
     if (p) return p;
   }
-  const dir = m.store.sandboxDir(s.id);
-  const scratch = join(dir, 'scratch.img');
-  const shared = join(dir, 'shared');
-  const socket = agentSocketPath(dir, s.id);
-  await prepareAgentSocketDir(socket, m.log);
-  const consoleLog = join(dir, 'console.log');
+  const files = podVmFiles(m.store.sandboxDir(s.id), s.id);
+  const { scratch, shared, consoleLog, socket } = files;
   const md = s.config.metadata!;
   const name = domainName(md.name, md.namespace, s.id);
-  const spec = podVmSpec({
-    name,
-    domainType: m.deps.accel.domainType,
-    settings,
-    kit,
-    imagesDir: m.deps.images.rootfsRoot,
-    sharedDir: shared,
-    scratch,
-    agentSocket: socket.path,
-    consoleLog,
-    tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
-    ...(net ? { nic: { tap: net.tap, mac: net.mac, mtu: net.mtu }, net: { ips: net.ips, routes: net.routes, mtu: net.mtu } } : {}),
-    metadata: { v: 1, sandboxId: s.id, containerId: '', podVm: true },
-  });
   const started = performance.now();
   let defined = false;
   try {
-    await createScratch(scratch, settings.rootDiskSizeBytes ?? SCRATCH_DEFAULT_BYTES);
-    await preparePodShare(shared);
-    await m.deps.vm.define(spec);
+    await startPodVmDomain(m, {
+      name,
+      settings,
+      kit,
+      files,
+      scratchBytes: settings.rootDiskSizeBytes ?? SCRATCH_DEFAULT_BYTES,
+      ...(net ? { nic: { tap: net.tap, mac: net.mac, mtu: net.mtu }, net: { ips: net.ips, routes: net.routes, mtu: net.mtu } } : {}),
+      metadata: { v: 1, sandboxId: s.id, containerId: '', podVm: true },
+    });
     defined = true;
-    await m.deps.vm.start(name);
     placeQemu(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(name)); // the pod cgroup: docs/pod-cgroup.md
     if (net) await attachPodTap(net);
     s.kind = 'sandboxed';
@@ -118,6 +105,57 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     }
     await rm(scratch, { force: true });
     await releasePodShare(shared).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot release the pod share'));
+    throw err;
+  }
+}
+
+/** Where a pod VM's files go in `dir` (the sandbox's, or a pool VM's own): scratch disk, share, console log, agent socket. */
+export interface PodVmFiles {
+  scratch: string;
+  shared: string;
+  consoleLog: string;
+  socket: { path: string; fallback: boolean };
+}
+
+export function podVmFiles(dir: string, id: string): PodVmFiles {
+  return { scratch: join(dir, 'scratch.img'), shared: join(dir, 'shared'), consoleLog: join(dir, 'console.log'), socket: agentSocketPath(dir, id) };
+}
+
+/**
+ * Makes a pod VM's scratch disk and share, then defines and starts it from the guest kit with the
+ * node's part of its spec (accelerator, image share, TCG cache): for a pod (ensurePodVm) and for
+ * the warm pool (podvm-pool.ts). A start that fails takes its definition with it; the scratch disk
+ * and share are the caller's to undo.
+ */
+export async function startPodVmDomain(
+  m: PodManager,
+  o: { name: string; settings: MachineSettings; kit: InstalledKit; files: PodVmFiles; scratchBytes: number; nic?: VmNic; net?: PodNetForGuest; pooled?: boolean; metadata: VmMetadata },
+): Promise<void> {
+  await prepareAgentSocketDir(o.files.socket, m.log);
+  const spec = podVmSpec({
+    name: o.name,
+    domainType: m.deps.accel.domainType,
+    settings: o.settings,
+    kit: o.kit,
+    imagesDir: m.deps.images.rootfsRoot,
+    sharedDir: o.files.shared,
+    scratch: o.files.scratch,
+    agentSocket: o.files.socket.path,
+    consoleLog: o.files.consoleLog,
+    tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
+    ...(o.nic ? { nic: o.nic } : {}),
+    ...(o.net ? { net: o.net } : {}),
+    ...(o.pooled ? { pooled: true } : {}),
+    metadata: o.metadata,
+  });
+  await createScratch(o.files.scratch, o.scratchBytes);
+  await preparePodShare(o.files.shared);
+  await m.deps.vm.define(spec);
+  try {
+    await m.deps.vm.start(o.name);
+  } catch (err) {
+    await m.deps.vm.destroy(o.name).catch(() => undefined);
+    await m.deps.vm.remove(o.name).catch(() => undefined);
     throw err;
   }
 }

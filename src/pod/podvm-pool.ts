@@ -14,15 +14,12 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PodVmPoolConfig } from '../config.js';
 import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
-import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
 import { readGuestKit } from '../guest/kit.js';
-import { createScratch } from '../guest/scratch.js';
-import { preparePodShare, releasePodShare } from '../guest/shared-mounts.js';
-import { podVmSpec } from '../guest/pod-vm-spec.js';
+import { releasePodShare } from '../guest/shared-mounts.js';
 import { AgentClient } from '../guest/agent-client.js';
 import { tapName } from '../net/tap.js';
 import type { PodManager, PodVmPoolHandle } from './manager.js';
-import { BOOT_TIMEOUT_MS, SCRATCH_DEFAULT_BYTES, sizePodVm } from './podvm-boot.js';
+import { BOOT_TIMEOUT_MS, podVmFiles, SCRATCH_DEFAULT_BYTES, sizePodVm, startPodVmDomain } from './podvm-boot.js';
 import { CLAIMED_BY, fitsPoolVm, podVmKey, type PoolVm } from './pool-vm.js';
 
 /** No refill boot until no VM has been taken for this long (a burst of pod starts is not slowed). */
@@ -147,44 +144,34 @@ export class PodVmPool implements PodVmPoolHandle {
     const dir = join(this.root, id);
     const kit = await readGuestKit(m.deps.config.guestKitDir);
     const settings = poolVmSettings(this.cfg);
-    const socket = agentSocketPath(dir, id);
+    const files = podVmFiles(dir, id);
     const mac = `02:${randomBytes(5).toString('hex').match(/../g)!.join(':')}`; // replaced by the pod's at claim
     const v: PoolVm = {
       id,
       domainName: `${this.prefix}${id}`,
       dir,
-      scratch: join(dir, 'scratch.img'),
-      shared: join(dir, 'shared'),
-      consoleLog: join(dir, 'console.log'),
-      agentSocket: socket.path,
+      scratch: files.scratch,
+      shared: files.shared,
+      consoleLog: files.consoleLog,
+      agentSocket: files.socket.path,
       tap: tapName(id),
       kit: kit.version,
       settings,
       key: podVmKey(settings),
     };
-    const spec = podVmSpec({
-      name: v.domainName,
-      domainType: m.deps.accel.domainType,
-      settings,
-      kit,
-      imagesDir: m.deps.images.rootfsRoot,
-      sharedDir: v.shared,
-      scratch: v.scratch,
-      agentSocket: v.agentSocket,
-      consoleLog: v.consoleLog,
-      tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
-      nic: { tap: v.tap, mac },
-      pooled: true,
-      metadata: { v: 1, sandboxId: '', containerId: '', podVm: true, pool: id },
-    });
     const started = performance.now();
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      await prepareAgentSocketDir(socket, m.log);
-      await createScratch(v.scratch, SCRATCH_DEFAULT_BYTES);
-      await preparePodShare(v.shared);
-      await m.deps.vm.define(spec);
-      await m.deps.vm.start(v.domainName);
+      await startPodVmDomain(m, {
+        name: v.domainName,
+        settings,
+        kit,
+        files,
+        scratchBytes: SCRATCH_DEFAULT_BYTES,
+        nic: { tap: v.tap, mac },
+        pooled: true,
+        metadata: { v: 1, sandboxId: '', containerId: '', podVm: true, pool: id },
+      });
       const agent = await AgentClient.connect(v.agentSocket, { log: m.log.child({ domain: v.domainName }), timeoutMs: BOOT_TIMEOUT_MS });
       try {
         await agent.hello();
