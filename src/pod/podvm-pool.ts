@@ -207,7 +207,8 @@ export class PodVmPool implements PodVmPoolHandle {
       if (s.podVm?.domainName) claimed.add(s.podVm.domainName);
       if (s.podVm?.dir) claimedDirs.add(s.podVm.dir);
     }
-    for (const id of await readdir(this.root).catch(() => [] as string[])) {
+    const ids = await readdir(this.root).catch(() => [] as string[]);
+    for (const id of ids) {
       const pod = await readFile(join(this.root, id, CLAIMED_BY), 'utf8').catch(() => '');
       if (pod && existsSync(this.m.store.sandboxDir(pod.trim()))) {
         claimed.add(`${this.prefix}${id}`);
@@ -221,7 +222,6 @@ export class PodVmPool implements PodVmPoolHandle {
       await vm.remove(name).catch(() => undefined);
       this.m.log.info({ domain: name }, 'pod VM pool: swept an idle VM of an earlier run');
     }
-    const ids = await readdir(this.root).catch(() => [] as string[]);
     for (const id of ids) {
       const dir = join(this.root, id);
       if (claimedDirs.has(dir)) continue;
