@@ -186,7 +186,10 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
     const agent = await p.agent(BOOT_TIMEOUT_MS);
     if (settings.vcpus > v.settings.vcpus) {
       await m.deps.vm.setVcpus(v.domainName, settings.vcpus, true);
-      await agent.onlineCpus(settings.vcpus);
+      // As when a pod VM grows (podvm-grow.ts): a vCPU the guest has not onlined yet costs CPU time, not correctness.
+      await agent.onlineCpus(settings.vcpus).catch((err: unknown) => {
+        m.log.warn({ podSandboxId: s.id, domain: v.domainName, vcpus: settings.vcpus, err: (err as Error).message }, 'the guest did not bring the added vCPUs online');
+      });
     }
     await agent.setupPod({ ...(await podFiles(s, net?.ips[0]?.address)), ...(net ? { net: [...netArgs(net), `vmlet.mac=${net.mac}`] } : {}) });
     m.log.info({ podSandboxId: s.id, domain: v.domainName, pooled: true, kit: v.kit, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, claimMs: Math.round(performance.now() - started) }, 'pod VM ready');
