@@ -1,10 +1,11 @@
-// RemovePodSandbox: its containers (stopped first), network namespace and state dir.
+// RemovePodSandbox: its containers (stopped first), network namespace, cgroup leaves and state dir.
 // Unknown or already removed: success.
 import { deleteNetns } from '../net/netns.js';
 import { teardownPodNetwork } from '../net/index.js';
 import type { PodManager } from './manager.js';
 import { removeContainer } from './container-remove.js';
 import { removePodVm } from './podvm-boot.js';
+import { removePodLeaves } from '../vm/pod-cgroup.js';
 
 export async function removePodSandbox(m: PodManager, id: string): Promise<void> {
   const s = m.sandbox(id);
@@ -17,6 +18,11 @@ export async function removePodSandbox(m: PodManager, id: string): Promise<void>
     const net = m.networks.get(s.id);
     if (net && s.state === 'ready') await teardownPodNetwork(net, { log: m.log }); // removed without a stop
     if (s.netns) await deleteNetns(s.netns.name);
+    try {
+      removePodLeaves(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver);
+    } catch (err) {
+      m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'cannot remove the pod cgroup\'s leaves');
+    }
     await m.store.removeSandbox(s.id);
     m.networks.delete(s.id);
     m.sandboxes.delete(s.id);

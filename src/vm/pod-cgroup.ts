@@ -11,6 +11,9 @@ export type CgroupDriver = 'systemd' | 'cgroupfs';
 
 export const CGROUP_ROOT = '/sys/fs/cgroup';
 const FIELD = 'linux.cgroup_parent';
+/** The leaves vmlet makes in a pod cgroup: its helpers' (dnsmasq), and a QEMU's when libvirt's name for it is unknown. */
+const HELPERS_LEAF = 'vmlet-helpers';
+const QEMU_LEAF_PREFIX = 'vmlet-qemu-';
 
 /**
  * v1 controllers a pod's processes join. cpu and cpuset stay libvirt's (vCPU and emulator quota,
@@ -128,6 +131,9 @@ export function libvirtLeafName(procCgroup: string): string | undefined {
   return undefined;
 }
 
+/** A leaf placeQemu or helperCgroup makes: libvirt's name for a machine, or vmlet's own. */
+const isVmletLeaf = (name: string) => name === HELPERS_LEAF || name.startsWith(QEMU_LEAF_PREFIX) || libvirtLeafName(`0::/${name}`) !== undefined;
+
 // ------------------------------------------------------------------------------------ fs
 
 let layoutCache: CgroupLayout | undefined;
@@ -207,7 +213,7 @@ export function placeQemu(parent: string | undefined, driver: CgroupDriverSettin
   const pod = podCgroupPath(parent, resolveCgroupDriver(driver));
   if (!pod) return undefined;
   if (pid === undefined) throw new VmletError('internal', 'the VM\'s QEMU does not run: cannot place it in the pod cgroup');
-  const leaf = libvirtLeafName(readFileSync(`/proc/${pid}/cgroup`, 'utf8')) ?? `vmlet-qemu-${pid}`;
+  const leaf = libvirtLeafName(readFileSync(`/proc/${pid}/cgroup`, 'utf8')) ?? `${QEMU_LEAF_PREFIX}${pid}`;
   const dirs = joinDirs(layout, pod, leaf);
   const made = makeDirs(dirs);
   try {
@@ -234,6 +240,20 @@ function sweepStaleLeaves(dirs: string[], keep: string): void {
 export function helperCgroup(parent: string | undefined, driver: CgroupDriverSetting, layout: CgroupLayout = hostLayout()): Placement | undefined {
   const pod = podCgroupPath(parent, resolveCgroupDriver(driver));
   if (!pod) return undefined;
-  const dirs = joinDirs(layout, pod, 'vmlet-helpers');
+  const dirs = joinDirs(layout, pod, HELPERS_LEAF);
   return { pod, dirs, made: makeDirs(dirs) };
+}
+
+/**
+ * At RemovePodSandbox: the leaves vmlet made in the pod cgroup (its VMs', its helpers'), as runc
+ * removes a container's cgroup at delete; the pod cgroup itself is the kubelet's. A leaf still in
+ * use stays (rmdir refuses it).
+ */
+export function removePodLeaves(parent: string | undefined, driver: CgroupDriverSetting, layout: CgroupLayout = hostLayout()): void {
+  const pod = podCgroupPath(parent, resolveCgroupDriver(driver));
+  if (!pod) return;
+  for (const d of joinDirs(layout, pod, '')) {
+    if (!existsSync(d)) continue;
+    for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory() && isVmletLeaf(e.name)) removeTree(join(d, e.name));
+  }
 }

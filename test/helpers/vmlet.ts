@@ -57,6 +57,8 @@ export interface StartOptions {
   stateDir?: string;
   /** Gated annotations the `vmlet` handler's pods may use (config allowedAnnotations.vmlet), e.g. ['vmlet.io/max-memory']. */
   allowAnnotations?: string[];
+  /** A command vmlet runs under (its argv is appended), e.g. unshare to give it a mount namespace of its own. */
+  wrap?: string[];
 }
 
 /** The config lines that allow `names` for the vmlet handler ('' for none). */
@@ -97,7 +99,8 @@ export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess>
     ...(opts.args ?? []),
   ];
   writeFileSync(join(dir, 'none.yaml'), (opts.config ?? '# empty: defaults and flags only\n') + allowAnnotationsConfig(opts.allowAnnotations));
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...(opts.wrap ?? []), process.execPath, ...args];
+  const proc = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   const logLines: string[] = [];
   let buf = '';
   proc.stderr.setEncoding('utf8').on('data', (chunk: string) => {
