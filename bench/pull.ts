@@ -2,7 +2,9 @@
 // Builds an OCI layout of random (incompressible) layers, pushes it to a local registry, then
 // pulls it with vmlet (fresh state dir), with skopeo (to an OCI dir), and with vmlet again
 // (another fresh state dir: registry blobs now surely in page cache). Prints figures only.
-//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--trace] [--drop-caches]
+//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches]
+//     --rate N       pull through a proxy that sends each response at N MB/s (a registry over a
+//                    network link, not loopback: what a node sees; both vmlet and skopeo use it)
 //     --trace        print vmlet's RSS (anon/file split) sampled every 50 ms during each pull
 //     --drop-caches  sync and drop the page cache (machine-wide, root) before the first vmlet pull
 // MB/s is 10^6 bytes per second of compressed bytes (config + layers); memory is in MiB.
@@ -17,7 +19,8 @@ import { createGzip } from 'node:zlib';
 import { execa } from 'execa';
 import { Header } from 'tar';
 import { call, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
-import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
+import { startRegistry } from '../test/helpers/registry.js';
+import { startSlowProxy } from '../test/helpers/slow-proxy.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -25,13 +28,14 @@ const opt = (name: string) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1] === '--layers'));
+const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--layers', '--rate'].includes(args[i - 1]!)));
 const sizeMB = Number(positional[0] ?? 200);
 const nLayers = Number(opt('--layers') ?? 4);
+const rateMBps = opt('--rate') === undefined ? undefined : Number(opt('--rate'));
 const trace = flag('--trace');
 const dropCaches = flag('--drop-caches');
-if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--trace] [--drop-caches]');
+if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches]');
   process.exit(2);
 }
 
@@ -180,7 +184,7 @@ interface Row {
   hwmBeforeKiB?: number;
 }
 
-async function pullWithVmlet(name: string, reg: TestRegistry, ref: string, bytes: number): Promise<Row> {
+async function pullWithVmlet(name: string, reg: { host: string }, ref: string, bytes: number): Promise<Row> {
   let vm: VmletProcess | undefined;
   try {
     vm = await startVmlet({ config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` });
@@ -229,7 +233,7 @@ function printTrace(name: string, samples: Sample[], idle: Status): void {
   }
 }
 
-async function pullWithSkopeo(reg: TestRegistry, ref: string, bytes: number): Promise<Row> {
+async function pullWithSkopeo(_reg: { host: string }, ref: string, bytes: number): Promise<Row> {
   const dest = tempDir('vmlet-bench-skopeo-');
   try {
     const haveTime = (() => {
@@ -302,9 +306,17 @@ async function main(): Promise<void> {
     console.log('page cache dropped');
   }
 
+  let from: { host: string } = reg;
+  if (rateMBps !== undefined) {
+    const proxy = await startSlowProxy(`http://${reg.host}`, rateMBps * 1e6);
+    cleanups.push(() => proxy.stop());
+    from = proxy;
+    console.log(`pulls through a proxy at ${rateMBps} MB/s per response (${proxy.host})`);
+  }
+  const pullRef = `${from.host}/bench/big:v1`;
   const rows: Row[] = [];
   for (const run of ['vmlet #1', 'skopeo', 'vmlet #2'] as const) {
-    const row = run === 'skopeo' ? await pullWithSkopeo(reg, ref, layout.totalBytes) : await pullWithVmlet(run, reg, ref, layout.totalBytes);
+    const row = run === 'skopeo' ? await pullWithSkopeo(from, pullRef, layout.totalBytes) : await pullWithVmlet(run, from, pullRef, layout.totalBytes);
     rows.push(row);
     const extra = row.downloadMs !== undefined ? `, download ${sec(row.downloadMs)} s + scan ${sec(row.scanMs!)} s` : '';
     const mem = row.peakSampledKiB !== undefined

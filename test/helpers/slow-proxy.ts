@@ -35,14 +35,33 @@ function throttle(bytesPerSecond: number): Transform {
   });
 }
 
-export async function startSlowProxy(upstream: string, bytesPerSecond: number): Promise<SlowProxy> {
+/** Flips one byte half-way through a body of `size` bytes (a blob corrupted on its way). */
+function flipAt(size: number): Transform {
+  let seen = 0;
+  const at = Math.floor(size / 2);
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (seen <= at && at < seen + chunk.length) {
+        chunk = Buffer.from(chunk);
+        chunk[at - seen] ^= 0xff;
+      }
+      seen += chunk.length;
+      cb(null, chunk);
+    },
+  });
+}
+
+/** `corrupt`: request paths whose response body gets one byte flipped half-way. */
+export async function startSlowProxy(upstream: string, bytesPerSecond: number, opts: { corrupt?: (path: string) => boolean } = {}): Promise<SlowProxy> {
   const up = new URL(upstream);
   const server: Server = createServer((req, res) => {
     const out = httpRequest(
       { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: { ...req.headers, host: up.host } },
       (upRes) => {
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        upRes.pipe(throttle(bytesPerSecond)).pipe(res);
+        const size = Number(upRes.headers['content-length']);
+        const body = opts.corrupt?.(req.url ?? '') && size > 0 ? upRes.pipe(flipAt(size)) : upRes;
+        body.pipe(throttle(bytesPerSecond)).pipe(res);
       },
     );
     out.on('error', () => res.destroy());
