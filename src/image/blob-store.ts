@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { VmletError } from '../errors.js';
 import { isDigest } from './reference.js';
+import type { LayerSink } from './layer-feed.js';
 
 export class DigestMismatch extends VmletError {
   constructor(msg: string) {
@@ -65,12 +66,12 @@ export class BlobStore {
    * Stores a blob from `open()` unless present. Returns its path. `open` is called at most once
    * per concurrent set of callers for the same digest.
    */
-  async ensure(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress): Promise<string> {
+  async ensure(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress, sink?: () => LayerSink | undefined): Promise<string> {
     const final = this.path(digest);
     if (await this.has(digest, size)) return final;
     let p = this.inflight.get(digest);
     if (!p) {
-      p = this.write(digest, size, open, progress).finally(() => this.inflight.delete(digest));
+      p = this.write(digest, size, open, progress, sink).finally(() => this.inflight.delete(digest));
       this.inflight.set(digest, p);
     }
     return p;
@@ -81,12 +82,14 @@ export class BlobStore {
     return this.ensure(digest, data.length, async () => Readable.from([data]));
   }
 
-  private async write(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress): Promise<string> {
+  /** `sink`, asked once the download opened: where its bytes also go as they arrive (layer-feed.ts), unchecked until the digest is. */
+  private async write(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress, sink?: () => LayerSink | undefined): Promise<string> {
     const final = this.path(digest);
     const tmp = join(this.tmpDir, `${digest.slice(7, 19)}.${randomBytes(4).toString('hex')}`);
     const hash = createHash('sha256');
     let done = 0;
     const src = await open();
+    const feed = sink?.();
     const idle = setTimeout(() => src.destroy(new VmletError('unavailable', `blob ${digest}: no data for ${this.idleMs / 1000} s; download abandoned`)), this.idleMs);
     let fh: FileHandle | undefined;
     let writing: Promise<unknown> = Promise.resolve();
@@ -99,6 +102,8 @@ export class BlobStore {
       const flush = async () => {
         await writing;
         const [bufs, bytes] = [batch, batchBytes];
+        // The scan gets the batch as one buffer too: each write into gunzip is a thread-pool round trip.
+        const fed = feed?.write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, bytes));
         writing = fh!.writev(bufs).then(({ bytesWritten }) => {
           // A short write (a full disk says so only on the next call) must not leave a truncated blob.
           if (bytesWritten !== bytes) throw new VmletError('resource-exhausted', `blob ${digest}: wrote ${bytesWritten} of ${bytes} bytes to ${tmp}`);
@@ -106,6 +111,7 @@ export class BlobStore {
         writing.catch(() => undefined); // awaited by the next flush or below; not unhandled if the download fails first
         batch = [];
         batchBytes = 0;
+        await fed;
       };
       for await (const chunk of src as AsyncIterable<Buffer>) {
         idle.refresh();
@@ -118,6 +124,7 @@ export class BlobStore {
         if (batchBytes >= WRITE_BATCH) await flush();
       }
       if (batchBytes) await flush();
+      feed?.end();
       await writing;
       await fh.close();
       fh = undefined;
@@ -128,6 +135,7 @@ export class BlobStore {
       return final;
     } catch (err) {
       src.destroy();
+      feed?.fail(err as Error);
       await writing.catch(() => undefined);
       await fh?.close().catch(() => undefined);
       await rm(tmp, { force: true });

@@ -14,6 +14,7 @@ import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { Decompress } from 'fzstd';
 import { VmletError } from '../errors.js';
+import type { LayerFeed } from './layer-feed.js';
 
 export interface LayerRef {
   digest: string;
@@ -24,6 +25,8 @@ export interface LayerRef {
   diffId?: string;
   /** Settles once the blob is in place (it may still be downloading when the scan starts). */
   ready?: Promise<void>;
+  /** Its bytes while they download, when the download starts after the scan reached it (layer-feed.ts). */
+  feed?: LayerFeed;
 }
 
 export interface ScanLimits {
@@ -148,7 +151,9 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
   let written = 0;
   try {
     for (const layer of layers) {
-      await layer.ready;
+      // The download's own bytes when it has not begun yet; else the stored blob, once checked.
+      const live = layer.feed?.take();
+      const source = live && (await layer.feed!.decided) ? live : (await layer.ready, readLayer(layer.path));
       const bad = (why: string) => new HostileLayerError(layer.digest, why);
       const full = (why: string) => new StoreFullError(layer.digest, why);
       const addedHere = new Set<string>();
@@ -234,10 +239,14 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
         },
       });
       try {
-        await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count, parser);
+        await pipeline(source, decompressor(layer.mediaType, layer.digest), count, parser);
       } catch (err) {
+        // A download that failed mid-way fails the feed: its own error (e.g. UNAVAILABLE), not a bad layer.
+        await layer.ready;
         throw failure ?? (err instanceof VmletError ? err : bad((err as Error).message));
       }
+      // Live bytes are trusted only once the blob's digest checked out.
+      await layer.ready;
       if (failure) throw failure;
       await Promise.all(writes);
       for (const [src, dst] of copies) await pipeline(createReadStream(src), createWriteStream(dst, { mode: 0o600 }));

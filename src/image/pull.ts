@@ -12,6 +12,7 @@ import type { ImageRecord, LayerInfo } from './image-index.js';
 import { runConfigOf, type ImageConfig } from './image-config.js';
 import { MANIFEST_TYPES, RegistrySession, endpointsFor, type Credentials } from './registry.js';
 import { formatReference, isDigest, parseReference, repoName, tagReference, type ImageRef } from './reference.js';
+import { LayerFeed } from './layer-feed.js';
 
 interface Descriptor {
   mediaType: string;
@@ -34,15 +35,16 @@ export interface Pulled {
   ref: ImageRef;
   record: Omit<ImageRecord, 'boot' | 'pulledAt'>;
   config: ImageConfig;
-  /** `ready` settles when that layer is stored, so a reader can start on layer 0 while later ones download. */
-  layers: Array<LayerInfo & { diffId?: string; ready: Promise<void> }>;
+  /** `ready` settles when that layer is stored, so a reader can start on layer 0 while later ones download; `feed` gives its bytes as they arrive (layer-feed.ts). */
+  layers: Array<LayerInfo & { diffId?: string; ready: Promise<void>; feed: LayerFeed }>;
   /** Settles when every download has finished; rejects with the first failure. Always await it. */
   downloads: Promise<void>;
 }
 
 const INDEX_TYPES = new Set<string>([MANIFEST_TYPES.ociIndex, MANIFEST_TYPES.dockerList]);
 const MANIFEST_KINDS = new Set<string>([MANIFEST_TYPES.ociManifest, MANIFEST_TYPES.dockerManifest]);
-const LAYER_CONCURRENCY = 3;
+// As skopeo and podman (6); containerd defaults to 3. A layer download costs a socket and a 256 KiB batch.
+const LAYER_CONCURRENCY = 6;
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -117,14 +119,14 @@ export class Puller {
     }
     const diffIds = config.rootfs?.diff_ids ?? [];
     progress?.setLayers(layerDescs);
-    const { ready, all: downloads } = this.fetchLayers(session, layerDescs, name, progress);
+    const { ready, feeds, all: downloads } = this.fetchLayers(session, layerDescs, name, progress);
     blobs.push(configDesc.digest, ...layerDescs.map((l) => l.digest));
 
     const repoTag = tagReference(ref);
     return {
       ref,
       config,
-      layers: layerDescs.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, ready: ready[i]!, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
+      layers: layerDescs.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, ready: ready[i]!, feed: feeds[i]!, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) })),
       downloads,
       record: {
         id: configDesc.digest,
@@ -170,7 +172,8 @@ export class Puller {
    * started, and `all` rejects only once every download under way has finished or failed:
    * nothing of this pull is still being written when the caller cleans up.
    */
-  private fetchLayers(session: RegistrySession, layers: Descriptor[], image: string, progress?: PullProgress): { ready: Promise<void>[]; all: Promise<void> } {
+  private fetchLayers(session: RegistrySession, layers: Descriptor[], image: string, progress?: PullProgress): { ready: Promise<void>[]; feeds: LayerFeed[]; all: Promise<void> } {
+    const feeds = layers.map(() => new LayerFeed());
     const settle = layers.map(() => {
       let resolve!: () => void;
       let reject!: (err: unknown) => void;
@@ -186,7 +189,9 @@ export class Puller {
         const layer = layers[i]!;
         const started = Date.now();
         try {
-          await this.blobs.ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => progress?.layer(layer.digest, done));
+          await this.blobs
+            .ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => progress?.layer(layer.digest, done), () => feeds[i]!.start())
+            .finally(() => feeds[i]!.finish());
           progress?.layerDone(layer.digest);
           settle[i]!.resolve();
           this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');
@@ -205,6 +210,6 @@ export class Puller {
       }
     });
     all.catch(() => undefined);
-    return { ready: settle.map((s) => s.p), all };
+    return { ready: settle.map((s) => s.p), feeds, all };
   }
 }

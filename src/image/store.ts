@@ -216,15 +216,21 @@ export class ImageStore {
       if (!rec || !this.bootFilesPresent(rec)) {
         let prep = this.preparing.get(id);
         if (!prep) {
-          // Reads each layer as soon as it is stored, while later ones still download.
+          // Reads each layer as soon as it is stored, while later ones still download; the first
+          // one as it downloads: asked for now, before its download can begin (layer-feed.ts).
+          pulled.layers[0]?.feed.take();
           prep = (async () => {
-            const boot = await prepareBoot(
-              id,
-              pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, ...(l.diffId ? { diffId: l.diffId } : {}) })),
-              pulled.record.labels,
-              { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
-              await this.limits(),
-            );
+            const boot = await (async () =>
+              prepareBoot(
+                id,
+                pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, ...(l.diffId ? { diffId: l.diffId } : {}) })),
+                pulled.record.labels,
+                { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
+                await this.limits(),
+              ))().finally(() => {
+              // A scan that failed before reading layer 0 must not leave its download waiting on it.
+              for (const l of pulled.layers) l.feed.release();
+            });
             await pulled.downloads;
             return this.index.put({ ...pulled.record, boot, pulledAt: new Date().toISOString() });
           })().finally(() => this.preparing.delete(id));
@@ -243,7 +249,8 @@ export class ImageStore {
     await this.index.save();
     const ms = Date.now() - started;
     const fetched = progress.snapshot().bytesDone;
-    this.log.info({ image: formatReference(pulled.ref), id, boot: rec.boot.kind, size: rec.size, ms, ...(fetched > 0 ? { bytesPerSecond: Math.round((fetched * 1000) / Math.max(ms, 1)) } : {}) }, 'image pulled');
+    const layersReadLive = pulled.layers.filter((l) => l.feed.live).length;
+    this.log.info({ image: formatReference(pulled.ref), id, boot: rec.boot.kind, size: rec.size, ms, layersReadLive, ...(fetched > 0 ? { bytesPerSecond: Math.round((fetched * 1000) / Math.max(ms, 1)) } : {}) }, 'image pulled');
     return rec;
   }
 

@@ -4,6 +4,8 @@
 // 16 MiB kernel-boot test image takes seconds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { MAIN, startVmlet, type VmletProcess } from '../helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, testImages, type TestRegistry } from '../helpers/registry.js';
 import { startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
@@ -11,6 +13,8 @@ import { startSlowProxy, type SlowProxy } from '../helpers/slow-proxy.js';
 const RATE = 3 * 1024 * 1024;
 let reg: TestRegistry;
 let slow: SlowProxy;
+/** In front of the same registry, it flips a byte of the containerdisk-raw layer. */
+let bad: SlowProxy;
 let v: VmletProcess;
 
 beforeAll(async () => {
@@ -18,13 +22,17 @@ beforeAll(async () => {
   reg = await startRegistry();
   await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:v1');
   await pushImage(reg, 'containerdisk', 'vmlet/containerdisk:v1');
+  await pushImage(reg, 'containerdisk-raw', 'vmlet/raw:v1'); // pulled by no other test here: its blobs are not in the store yet
   slow = await startSlowProxy(reg.url, RATE);
-  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}", "${slow.host}"]\n  mirrors:\n    docker.io: ["${slow.url}"]\n` });
+  const rawLayer = testImages()['containerdisk-raw'].layers[0]!.digest;
+  bad = await startSlowProxy(reg.url, RATE * 4, { corrupt: (path) => path.endsWith(`/blobs/${rawLayer}`) });
+  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}", "${slow.host}", "${bad.host}"]\n  mirrors:\n    docker.io: ["${slow.url}"]\n` });
 });
 
 afterAll(async () => {
   await v?.stop();
   await slow?.stop();
+  await bad?.stop();
   await reg?.stop();
 });
 
@@ -57,6 +65,20 @@ describe('pull progress', () => {
     expect(mid!.etaSeconds as number).toBeGreaterThan(0);
     const done = v.logLines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.msg === 'image pulled' && e.image === image);
     expect(done?.bytesPerSecond as number).toBeGreaterThan(0);
+    // The layer was read (gunzip, tar walk, diff_id) as it came, not once more after it was stored.
+    expect(done?.layersReadLive).toBe(1);
+  });
+
+  it('a layer corrupted on its way, read as it came: the pull fails on its digest, keeps nothing; the good one pulls after', async () => {
+    const img = testImages()['containerdisk-raw'];
+    const layer = img.layers[0]!.digest;
+    const pull = (image: string) => new Promise<{ err?: Error; ref?: string }>((resolve) => v.image.PullImage({ image: { image } }, (e: Error | null, r?: { image_ref: string }) => resolve(e ? { err: e } : { ref: r!.image_ref })));
+    const { err } = await pull(`${bad.host}/vmlet/raw:v1`);
+    expect(err?.message).toContain(`blob ${layer}: content digest is sha256:`);
+    expect(err?.message).toContain('corrupted or tampered');
+    // Nothing half-written: no download or scan file left in the store's tmp dir.
+    expect(readdirSync(join(v.stateDir, 'images', 'tmp'))).toEqual([]);
+    expect(await pull(`${reg.host}/vmlet/raw:v1`)).toEqual({ ref: img.configDigest });
   });
 
   it('on a terminal, vmlet pull redraws one bar line in place', async () => {
