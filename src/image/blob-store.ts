@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { createHash, randomBytes } from 'node:crypto';
 import { VmletError } from '../errors.js';
 import { isDigest } from './reference.js';
-import type { LayerSink } from './layer-feed.js';
+import type { LayerFeed } from './layer-feed.js';
 
 export class DigestMismatch extends VmletError {
   constructor(msg: string) {
@@ -66,12 +66,12 @@ export class BlobStore {
    * Stores a blob from `open()` unless present. Returns its path. `open` is called at most once
    * per concurrent set of callers for the same digest.
    */
-  async ensure(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress, sink?: () => LayerSink | undefined): Promise<string> {
+  async ensure(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress, feed?: LayerFeed): Promise<string> {
     const final = this.path(digest);
     if (await this.has(digest, size)) return final;
     let p = this.inflight.get(digest);
     if (!p) {
-      p = this.write(digest, size, open, progress, sink).finally(() => this.inflight.delete(digest));
+      p = this.write(digest, size, open, progress, feed).finally(() => this.inflight.delete(digest));
       this.inflight.set(digest, p);
     }
     return p;
@@ -82,19 +82,20 @@ export class BlobStore {
     return this.ensure(digest, data.length, async () => Readable.from([data]));
   }
 
-  /** `sink`, asked once the download opened: where its bytes also go as they arrive (layer-feed.ts), unchecked until the digest is. */
-  private async write(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress, sink?: () => LayerSink | undefined): Promise<string> {
+  /** `feed` learns how far the temp file has grown, so the layer scan can read it meanwhile (layer-feed.ts). */
+  private async write(digest: string, size: number, open: () => Promise<Readable>, progress?: Progress, feed?: LayerFeed): Promise<string> {
     const final = this.path(digest);
     const tmp = join(this.tmpDir, `${digest.slice(7, 19)}.${randomBytes(4).toString('hex')}`);
     const hash = createHash('sha256');
     let done = 0;
     const src = await open();
-    const feed = sink?.();
     const idle = setTimeout(() => src.destroy(new VmletError('unavailable', `blob ${digest}: no data for ${this.idleMs / 1000} s; download abandoned`)), this.idleMs);
     let fh: FileHandle | undefined;
     let writing: Promise<unknown> = Promise.resolve();
     try {
       fh = await openFile(tmp, 'wx', 0o444);
+      feed?.started(tmp, final);
+      let stored = 0;
       // Chunks gathered into WRITE_BATCH writes, one in flight while the next batch fills: the
       // network's 16-64 KiB chunks would each cost a thread-pool round trip otherwise.
       let batch: Buffer[] = [];
@@ -102,16 +103,14 @@ export class BlobStore {
       const flush = async () => {
         await writing;
         const [bufs, bytes] = [batch, batchBytes];
-        // The scan gets the batch as one buffer too: each write into gunzip is a thread-pool round trip.
-        const fed = feed?.write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, bytes));
         writing = fh!.writev(bufs).then(({ bytesWritten }) => {
           // A short write (a full disk says so only on the next call) must not leave a truncated blob.
           if (bytesWritten !== bytes) throw new VmletError('resource-exhausted', `blob ${digest}: wrote ${bytesWritten} of ${bytes} bytes to ${tmp}`);
+          feed?.wrote((stored += bytes));
         });
         writing.catch(() => undefined); // awaited by the next flush or below; not unhandled if the download fails first
         batch = [];
         batchBytes = 0;
-        await fed;
       };
       for await (const chunk of src as AsyncIterable<Buffer>) {
         idle.refresh();
@@ -124,8 +123,8 @@ export class BlobStore {
         if (batchBytes >= WRITE_BATCH) await flush();
       }
       if (batchBytes) await flush();
-      feed?.end();
       await writing;
+      feed?.end();
       await fh.close();
       fh = undefined;
       if (done !== size) throw new DigestMismatch(`blob ${digest}: got ${done} bytes, the manifest declares ${size}`);
@@ -135,7 +134,7 @@ export class BlobStore {
       return final;
     } catch (err) {
       src.destroy();
-      feed?.fail(err as Error);
+      feed?.failed(err as Error);
       await writing.catch(() => undefined);
       await fh?.close().catch(() => undefined);
       await rm(tmp, { force: true });

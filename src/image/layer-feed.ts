@@ -1,69 +1,98 @@
-// A layer's bytes handed to the layer scan while they download, so a pull reads each byte once
-// and decompresses while the network still sends (a single-layer image was download, then a
-// second full read to scan it). Only a download that starts after the scan asked for it is fed:
-// the scan reads layers in order, and one that downloaded ahead of it is read from the stored blob
-// as before. The scan still waits for the blob's digest check (LayerRef.ready) before trusting
+// A layer's bytes for the layer scan while they download, so a pull decompresses and walks each
+// layer as the network sends it instead of after the last byte (a single-layer image was a full
+// download, then a full second read). The scan follows the blob's temp file as the download
+// writes it (the page cache serves those reads), so it can join a download at any point and never
+// holds one back. It still waits for the blob's digest check (LayerRef.ready) before trusting
 // what it read.
-import { once } from 'node:events';
-import { PassThrough, type Readable } from 'node:stream';
+import { open } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 
-const FEED_BUFFER = 1024 * 1024;
+const READ_CHUNK = 1024 * 1024;
 
 export class LayerFeed {
-  private stream: PassThrough | undefined;
-  private started = false;
-  /** Whether the scan read this layer as it downloaded (for the pull's log). */
+  private path: string | undefined;
+  private final: string | undefined;
+  private written = 0;
+  private ended = false;
+  private error: Error | undefined;
+  private waiting: Array<() => void> = [];
+  private decide!: (downloading: boolean) => void;
+  /** true once this pull's download of the layer began; false when there is none (stored already, or another pull's). */
+  private readonly decided = new Promise<boolean>((resolve) => (this.decide = resolve));
+  /** Whether a scan read the layer while it downloaded (for the pull's log). */
   live = false;
-  private decide!: (live: boolean) => void;
-  /** true once the download began feeding the stream; false when it will not (stored already, or began before take()). */
-  readonly decided = new Promise<boolean>((resolve) => (this.decide = resolve));
 
-  /** The scan: a stream the download will feed, or undefined when the download already began (read the stored blob). */
-  take(): Readable | undefined {
-    if (this.started) return undefined;
-    this.stream ??= new PassThrough({ highWaterMark: FEED_BUFFER });
-    return this.stream;
+  // ---------------------------------------------------------------- the download's side
+
+  /** Its temp file exists and will grow; once checked, it is renamed to `final`. */
+  started(path: string, final: string): void {
+    this.path = path;
+    this.final = final;
+    this.decide(true);
   }
 
-  /** The download, as its first byte is about to arrive: the sink for its bytes when a scan waits. */
-  start(): LayerSink | undefined {
-    this.started = true;
-    this.live = this.stream !== undefined;
-    this.decide(this.live);
-    return this.stream ? new LayerSink(this.stream) : undefined;
+  /** `total` bytes are in the temp file. */
+  wrote(total: number): void {
+    this.written = total;
+    this.poke();
   }
 
-  /** The scan is over, or never began (it failed first): a download still feeding goes on alone, never stalled. */
-  release(): void {
-    this.stream?.destroy();
-  }
-
-  /** The download is over (or never ran): a scan still waiting learns it gets no live bytes. */
-  finish(): void {
-    this.started = true;
-    this.decide(false);
-  }
-}
-
-/** The download's end of a feed: a scan that stops reading (it failed) never stalls the download. */
-export class LayerSink {
-  private gone = false;
-
-  constructor(private readonly s: PassThrough) {
-    s.once('close', () => (this.gone = true));
-  }
-
-  async write(chunk: Buffer): Promise<void> {
-    if (this.gone || this.s.write(chunk)) return;
-    await Promise.race([once(this.s, 'drain'), once(this.s, 'close')]).catch(() => undefined);
-  }
-
+  /** Every byte is in the temp file (its digest is checked next: LayerRef.ready). */
   end(): void {
-    if (!this.gone) this.s.end();
+    this.ended = true;
+    this.poke();
   }
 
-  /** The download failed: the scan reading the stream fails with the same error. */
-  fail(err: Error): void {
-    if (!this.gone) this.s.destroy(err);
+  failed(err: Error): void {
+    this.error = err;
+    this.poke();
+  }
+
+  /** The download is over, or never ran (the blob was stored already): a scan still waiting reads the stored blob. */
+  finish(): void {
+    this.decide(false);
+    this.poke();
+  }
+
+  // ---------------------------------------------------------------- the scan's side
+
+  /** The layer's bytes as they arrive, or undefined when this pull does not download it (read the stored blob once ready). */
+  async source(): Promise<Readable | undefined> {
+    if (!(await this.decided)) return undefined;
+    this.live = true;
+    return Readable.from(this.follow(), { objectMode: false, highWaterMark: READ_CHUNK });
+  }
+
+  private async *follow(): AsyncGenerator<Buffer> {
+    const path = this.path!;
+    // A scan that joins late may find the blob checked and renamed already (or removed: failed).
+    const fh = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      return open(this.final!, 'r').catch((e: unknown) => {
+        throw this.error ?? e;
+      });
+    });
+    try {
+      let pos = 0;
+      for (;;) {
+        if (pos < this.written) {
+          const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, this.written - pos));
+          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+          if (bytesRead === 0) throw new Error(`${path}: ends at ${pos} bytes, ${this.written} were written`);
+          pos += bytesRead;
+          yield buf.subarray(0, bytesRead);
+          continue;
+        }
+        if (this.error) throw this.error;
+        if (this.ended) return;
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private poke(): void {
+    for (const w of this.waiting.splice(0)) w();
   }
 }

@@ -25,7 +25,7 @@ export interface LayerRef {
   diffId?: string;
   /** Settles once the blob is in place (it may still be downloading when the scan starts). */
   ready?: Promise<void>;
-  /** Its bytes while they download, when the download starts after the scan reached it (layer-feed.ts). */
+  /** Its bytes while this pull downloads it (layer-feed.ts). */
   feed?: LayerFeed;
 }
 
@@ -151,9 +151,8 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
   let written = 0;
   try {
     for (const layer of layers) {
-      // The download's own bytes when it has not begun yet; else the stored blob, once checked.
-      const live = layer.feed?.take();
-      const source = live && (await layer.feed!.decided) ? live : (await layer.ready, readLayer(layer.path));
+      // This pull's download as it grows; else the stored blob, once checked.
+      const source = (await layer.feed?.source()) ?? (await layer.ready, readLayer(layer.path));
       const bad = (why: string) => new HostileLayerError(layer.digest, why);
       const full = (why: string) => new StoreFullError(layer.digest, why);
       const addedHere = new Set<string>();

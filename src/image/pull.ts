@@ -190,7 +190,7 @@ export class Puller {
         const started = Date.now();
         try {
           await this.blobs
-            .ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => progress?.layer(layer.digest, done), () => feeds[i]!.start())
+            .ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => progress?.layer(layer.digest, done), feeds[i])
             .finally(() => feeds[i]!.finish());
           progress?.layerDone(layer.digest);
           settle[i]!.resolve();

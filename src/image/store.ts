@@ -216,21 +216,15 @@ export class ImageStore {
       if (!rec || !this.bootFilesPresent(rec)) {
         let prep = this.preparing.get(id);
         if (!prep) {
-          // Reads each layer as soon as it is stored, while later ones still download; the first
-          // one as it downloads: asked for now, before its download can begin (layer-feed.ts).
-          pulled.layers[0]?.feed.take();
+          // Reads each layer as it downloads (layer-feed.ts), in order, while later ones download too.
           prep = (async () => {
-            const boot = await (async () =>
-              prepareBoot(
-                id,
-                pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, ...(l.diffId ? { diffId: l.diffId } : {}) })),
-                pulled.record.labels,
-                { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
-                await this.limits(),
-              ))().finally(() => {
-              // A scan that failed before reading layer 0 must not leave its download waiting on it.
-              for (const l of pulled.layers) l.feed.release();
-            });
+            const boot = await prepareBoot(
+              id,
+              pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, ...(l.diffId ? { diffId: l.diffId } : {}) })),
+              pulled.record.labels,
+              { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
+              await this.limits(),
+            );
             await pulled.downloads;
             return this.index.put({ ...pulled.record, boot, pulledAt: new Date().toISOString() });
           })().finally(() => this.preparing.delete(id));

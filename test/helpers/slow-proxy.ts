@@ -43,7 +43,7 @@ function flipAt(size: number): Transform {
     transform(chunk: Buffer, _enc, cb) {
       if (seen <= at && at < seen + chunk.length) {
         chunk = Buffer.from(chunk);
-        chunk[at - seen] ^= 0xff;
+        chunk[at - seen] = chunk[at - seen]! ^ 0xff;
       }
       seen += chunk.length;
       cb(null, chunk);
