@@ -6,6 +6,7 @@
 // what it read.
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { VmletError } from '../errors.js';
 
 const READ_CHUNK = 1024 * 1024;
 
@@ -78,7 +79,7 @@ export class LayerFeed {
         if (pos < this.written) {
           const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, this.written - pos));
           const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-          if (bytesRead === 0) throw new Error(`${path}: ends at ${pos} bytes, ${this.written} were written`);
+          if (bytesRead === 0) throw new VmletError('internal', `${path}: ends at ${pos} bytes, ${this.written} were written`);
           pos += bytesRead;
           yield buf.subarray(0, bytesRead);
           continue;
