@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
 import { hostTopology } from '../vm/cputune.js';
 import { domainName, type VmMetadata, type VmNic } from '../vm/spec.js';
-import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
+import { prepareAgentSocketDir } from '../vm/guest-agent.js';
 import { attachPodTap, usePodTap, type PodNetworkState } from '../net/index.js';
 import { readGuestKit, type InstalledKit } from '../guest/kit.js';
 import { createScratch } from '../guest/scratch.js';
@@ -17,6 +17,7 @@ import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
 import { CLAIMED_BY, type PoolVm } from './pool-vm.js';
+import { podVmFiles, type PodVmFiles } from './podvm-files.js';
 import { PodVm } from './podvm.js';
 import { placeQemu } from '../vm/pod-cgroup.js';
 import { observeBoot } from '../metrics/vmlet.js';
@@ -107,18 +108,6 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     await releasePodShare(shared).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot release the pod share'));
     throw err;
   }
-}
-
-/** Where a pod VM's files go in `dir` (the sandbox's, or a pool VM's own): scratch disk, share, console log, agent socket. */
-export interface PodVmFiles {
-  scratch: string;
-  shared: string;
-  consoleLog: string;
-  socket: { path: string; fallback: boolean };
-}
-
-export function podVmFiles(dir: string, id: string): PodVmFiles {
-  return { scratch: join(dir, 'scratch.img'), shared: join(dir, 'shared'), consoleLog: join(dir, 'console.log'), socket: agentSocketPath(dir, id) };
 }
 
 /**

@@ -19,7 +19,8 @@ import { releasePodShare } from '../guest/shared-mounts.js';
 import { AgentClient } from '../guest/agent-client.js';
 import { tapName } from '../net/tap.js';
 import type { PodManager, PodVmPoolHandle } from './manager.js';
-import { BOOT_TIMEOUT_MS, podVmFiles, SCRATCH_DEFAULT_BYTES, sizePodVm, startPodVmDomain } from './podvm-boot.js';
+import { BOOT_TIMEOUT_MS, SCRATCH_DEFAULT_BYTES, sizePodVm, startPodVmDomain } from './podvm-boot.js';
+import { podVmFiles } from './podvm-files.js';
 import { CLAIMED_BY, fitsPoolVm, podVmKey, type PoolVm } from './pool-vm.js';
 
 /** No refill boot until no VM has been taken for this long (a burst of pod starts is not slowed). */
