@@ -25,10 +25,14 @@ export async function sweepUnrecordedDomains(m: SweepDeps): Promise<string[]> {
   const named = new Set<string>();
   for (const c of m.containers.values()) named.add(c.domainName);
   for (const s of m.sandboxes.values()) if (s.podVm?.domainName) named.add(s.podVm.domainName);
+  // A pod's VMs carry its id's first 8 characters last, or before the container's (spec.ts
+  // domainName): only those are looked at, not other vmlets' or set-aside pods' domains.
+  const served = new Set([...m.sandboxes.keys()].map((id) => id.slice(0, 8)));
   const swept: string[] = [];
   for (const name of await m.deps.vm.allNames()) {
     // Warm-pool VMs (vmletpool-…) are the pool's own sweep's.
     if (!name.startsWith('vmlet-') || named.has(name)) continue;
+    if (!name.split('-').slice(-2).some((part) => served.has(part))) continue;
     const md = readMetadata(await m.deps.vm.definition(name).catch(() => ''));
     const s = md && m.sandboxes.get(md.sandboxId);
     if (!md || !s) continue;
