@@ -5,7 +5,7 @@
 // '..' in paths or hard-link targets, entries reached through a symlink, device nodes, and
 // entry or image sizes past the limits (a kept hard link is a copy and is charged as one).
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { PassThrough, Transform, type Readable } from 'node:stream';
@@ -117,6 +117,31 @@ function zstdStream(): Transform {
 }
 
 /**
+ * What reading one layer found, in tar order, for the in-order pass (applyLayer): each entry's
+ * path and kind, and the temp file of each wanted regular file.
+ */
+type Op =
+  | { kind: 'opaque' | 'whiteout' | 'dir' | 'other'; raw: string; path: string }
+  | { kind: 'symlink' | 'link'; raw: string; path: string; target: string }
+  | { kind: 'file'; raw: string; path: string; tmp: string; size: number };
+
+interface LayerRead {
+  ops: Op[];
+  /** Temp files it wrote (the wanted regular files' contents). */
+  tmps: string[];
+}
+
+/** Totals shared by the layers read side by side: limits hold for the image, whatever the order. */
+interface Budget {
+  imageBytes: number;
+  written: number;
+}
+
+/**
+ * Layers are read side by side (decompression, diff_id, tar walk, wanted files written), each as
+ * it downloads (layer-feed.ts); what each found is applied in layer order, as the image's
+ * filesystem is built (whiteouts, symlink checks, hard links). A layer that fails fails the scan
+ * once the layers below it are applied, with nothing left behind.
  * @param wanted   decides which in-image regular files to keep (e.g. under disk/ or boot/)
  * @param tmpDir   where kept files are written (same filesystem as their final place)
  */
@@ -125,6 +150,134 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
   const symlinks = new Map<string, string>();
   /** Temp file → its size, so a hard link to it is charged what its copy writes. */
   const sizes = new Map<string, number>();
+  const budget: Budget = { imageBytes: 0, written: 0 };
+  const reads = layers.map((layer) => readOneLayer(layer, wanted, tmpDir, limits, budget));
+  for (const r of reads) r.catch(() => undefined); // awaited in order below; not unhandled meanwhile
+  const removals: Promise<void>[] = [];
+  try {
+    for (const [i, layer] of layers.entries()) {
+      const read = await reads[i]!;
+      await applyLayer(layer, read, { files, symlinks, sizes, removals, budget, wanted, tmpDir, limits });
+    }
+  } catch (err) {
+    // Every read has ended (no write in flight) before its files go.
+    for (const r of await Promise.allSettled(reads)) if (r.status === 'fulfilled') for (const tmp of r.value.tmps) await rm(tmp, { force: true });
+    for (const tmp of files.values()) await rm(tmp, { force: true });
+    await Promise.allSettled(removals);
+    throw err;
+  }
+  await Promise.all(removals);
+  const diskFiles = [...files.keys()].filter((p) => p.startsWith('disk/')).sort();
+  return { files, symlinks, diskFiles };
+}
+
+/** One layer read whole: its checks that need no other layer, its wanted files written, its diff_id checked. */
+async function readOneLayer(layer: LayerRef, wanted: (path: string) => boolean, tmpDir: string, limits: ScanLimits, budget: Budget): Promise<LayerRead> {
+  // This pull's download as it grows; else the stored blob, once checked.
+  const source = (await layer.feed?.source()) ?? (await layer.ready, readLayer(layer.path));
+  const bad = (why: string) => new HostileLayerError(layer.digest, why);
+  const full = (why: string) => new StoreFullError(layer.digest, why);
+  const ops: Op[] = [];
+  const tmps: string[] = [];
+  const writes: Promise<void>[] = [];
+  const streams: WriteStream[] = [];
+  const diffHash = createHash('sha256');
+  let failure: Error | undefined;
+  const parser = new Parser({
+    strict: true,
+    noResume: true,
+    onReadEntry: (entry: ReadEntry) => {
+      try {
+        handle(entry);
+      } catch (err) {
+        failure ??= err as Error;
+        entry.resume();
+        parser.abort(err as Error);
+      }
+    },
+  });
+  const handle = (entry: ReadEntry) => {
+    const raw = entry.path;
+    const path = normalizeEntryPath(raw, bad);
+    const base = posix.basename(path);
+    const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
+    if (entry.type === 'CharacterDevice' || entry.type === 'BlockDevice') throw bad(`device node ${JSON.stringify(raw)}`);
+    if (entry.size > limits.maxEntryBytes) throw bad(`entry ${JSON.stringify(raw)} is ${entry.size} bytes (limit ${limits.maxEntryBytes})`);
+    const target = entry.type === 'Link' ? normalizeEntryPath(entry.linkpath ?? '', bad) : undefined;
+    if (base === '.wh..wh..opq') ops.push({ kind: 'opaque', raw, path: dir });
+    else if (base.startsWith('.wh.')) ops.push({ kind: 'whiteout', raw, path: posix.join(dir, base.slice(4)) });
+    else if (entry.type === 'SymbolicLink') ops.push({ kind: 'symlink', raw, path, target: entry.linkpath ?? '' });
+    else if (entry.type === 'Link') ops.push({ kind: 'link', raw, path, target: target! });
+    else if (entry.type === 'Directory') ops.push({ kind: 'dir', raw, path });
+    else if ((entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile') && wanted(path)) {
+      budget.written += entry.size;
+      if (budget.written > limits.writableBytes) throw full(`needs more than the ${limits.writableBytes} bytes free in the image store`);
+      const tmp = join(tmpDir, `scan-${randomBytes(6).toString('hex')}`);
+      tmps.push(tmp);
+      ops.push({ kind: 'file', raw, path, tmp, size: entry.size });
+      const ws = createWriteStream(tmp, { mode: 0o600 });
+      streams.push(ws);
+      writes.push(
+        new Promise<void>((resolve, reject) => {
+          ws.once('close', resolve);
+          ws.once('error', reject);
+        }),
+      );
+      entry.pipe(ws);
+      return;
+    } else ops.push({ kind: 'other', raw, path }); // a file not kept, a fifo: it replaces what was at its path
+    entry.resume();
+  };
+  const count = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      budget.imageBytes += chunk.length;
+      if (budget.imageBytes > limits.maxImageBytes) return cb(bad(`uncompressed layers exceed ${limits.maxImageBytes} bytes`));
+      diffHash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  try {
+    try {
+      await pipeline(source, decompressor(layer.mediaType, layer.digest), count, parser);
+    } catch (err) {
+      // A download that failed mid-way fails the read: its own error (e.g. UNAVAILABLE), not a bad layer.
+      await layer.ready;
+      throw failure ?? (err instanceof VmletError ? err : bad((err as Error).message));
+    }
+    if (failure) throw failure;
+    await Promise.all(writes);
+    // Live bytes are trusted only once the blob's digest checked out.
+    await layer.ready;
+    const diffId = `sha256:${diffHash.digest('hex')}`;
+    if (layer.diffId && diffId !== layer.diffId) {
+      throw new VmletError('invalid-argument', `image layer ${layer.digest}: uncompressed digest ${diffId} does not match the config's diff_id ${layer.diffId}`);
+    }
+    return { ops, tmps };
+  } catch (err) {
+    // An aborted tar walk leaves its current entry's file half fed: closed here, then removed.
+    for (const ws of streams) ws.destroy();
+    await Promise.allSettled(writes);
+    for (const tmp of tmps) await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+interface ImageState {
+  files: Map<string, string>;
+  symlinks: Map<string, string>;
+  sizes: Map<string, number>;
+  removals: Promise<void>[];
+  budget: Budget;
+  wanted: (path: string) => boolean;
+  tmpDir: string;
+  limits: ScanLimits;
+}
+
+/** One layer's entries onto the image built so far, in tar order: what depends on the layers below. */
+async function applyLayer(layer: LayerRef, read: LayerRead, st: ImageState): Promise<void> {
+  const { files, symlinks, sizes, limits } = st;
+  const bad = (why: string) => new HostileLayerError(layer.digest, why);
+  const full = (why: string) => new StoreFullError(layer.digest, why);
   const dirsOfSymlinks = (p: string): string | undefined => {
     const parts = p.split('/');
     for (let i = 1; i < parts.length; i++) {
@@ -133,135 +286,60 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
     }
     return undefined;
   };
-  const removals: Promise<void>[] = [];
-  // Map changes happen synchronously in tar order (later checks depend on them); only file
-  // contents arrive asynchronously, and are awaited at the end of each layer.
   const drop = (p: string, opts: { children: boolean; keep?: Set<string> }) => {
     for (const map of [files, symlinks]) {
       for (const k of [...map.keys()]) {
         const hit = k === p || (opts.children && (p === '' || k.startsWith(p + '/')));
         if (hit && !opts.keep?.has(k)) {
-          if (map === files) removals.push(rm(map.get(k)!, { force: true }));
+          if (map === files) st.removals.push(rm(map.get(k)!, { force: true }));
           map.delete(k);
         }
       }
     }
   };
-  let imageBytes = 0;
-  let written = 0;
-  try {
-    for (const layer of layers) {
-      // This pull's download as it grows; else the stored blob, once checked.
-      const source = (await layer.feed?.source()) ?? (await layer.ready, readLayer(layer.path));
-      const bad = (why: string) => new HostileLayerError(layer.digest, why);
-      const full = (why: string) => new StoreFullError(layer.digest, why);
-      const addedHere = new Set<string>();
-      const writes: Promise<void>[] = [];
-      const copies: Array<[src: string, dst: string]> = [];
-      const diffHash = createHash('sha256');
-      let failure: Error | undefined;
-      const parser = new Parser({
-        strict: true,
-        noResume: true,
-        onReadEntry: (entry: ReadEntry) => {
-          try {
-            handle(entry);
-          } catch (err) {
-            failure ??= err as Error;
-            entry.resume();
-            parser.abort(err as Error);
-          }
-        },
-      });
-      const handle = (entry: ReadEntry) => {
-        const path = normalizeEntryPath(entry.path, bad);
-        const base = posix.basename(path);
-        const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
-        const through = dirsOfSymlinks(path);
-        if (through !== undefined) throw bad(`entry ${JSON.stringify(entry.path)} goes through symlink ${JSON.stringify(through)}`);
-        if (entry.type === 'CharacterDevice' || entry.type === 'BlockDevice') throw bad(`device node ${JSON.stringify(entry.path)}`);
-        if (entry.size > limits.maxEntryBytes) throw bad(`entry ${JSON.stringify(entry.path)} is ${entry.size} bytes (limit ${limits.maxEntryBytes})`);
-        if (entry.type === 'Link' && entry.linkpath !== undefined) normalizeEntryPath(entry.linkpath, bad);
-        if (base === '.wh..wh..opq') {
-          // Opaque dir: hide what lower layers put there, keep this layer's own entries.
-          drop(dir, { children: true, keep: addedHere });
-          entry.resume();
-          return;
-        }
-        if (base.startsWith('.wh.')) {
-          drop(posix.join(dir, base.slice(4)), { children: true });
-          entry.resume();
-          return;
-        }
-        addedHere.add(path);
-        // A directory entry keeps what lower layers put inside it; anything else replaces the path.
-        drop(path, { children: entry.type !== 'Directory' });
-        if (entry.type === 'SymbolicLink') {
-          symlinks.set(path, entry.linkpath ?? '');
-        } else if (entry.type === 'Link' && wanted(path)) {
-          const src = files.get(normalizeEntryPath(entry.linkpath ?? '', bad));
-          if (src) {
-            // A kept link is a copy: its bytes are written like a file's (five links to a 1 MiB
-            // file write 6 MiB), so they count against the same limits.
-            written += sizes.get(src) ?? 0;
-            if (written > limits.writableBytes) throw full(`needs more than the ${limits.writableBytes} bytes free in the image store (hard link ${JSON.stringify(entry.path)} counts as a copy)`);
-            if (written > limits.maxImageBytes) throw bad(`kept files total more than ${limits.maxImageBytes} bytes (hard link ${JSON.stringify(entry.path)} counts as a copy)`);
-            const tmp = join(tmpDir, `scan-${randomBytes(6).toString('hex')}`);
-            copies.push([src, tmp]);
-            sizes.set(tmp, sizes.get(src) ?? 0);
-            files.set(path, tmp);
-          }
-        } else if ((entry.type === 'File' || entry.type === 'OldFile' || entry.type === 'ContiguousFile') && wanted(path)) {
-          written += entry.size;
-          if (written > limits.writableBytes) throw full(`needs more than the ${limits.writableBytes} bytes free in the image store`);
-          const tmp = join(tmpDir, `scan-${randomBytes(6).toString('hex')}`);
-          sizes.set(tmp, entry.size);
-          const ws = createWriteStream(tmp, { mode: 0o600 });
-          writes.push(
-            new Promise<void>((resolve, reject) => {
-              ws.once('close', resolve);
-              ws.once('error', reject);
-            }),
-          );
-          files.set(path, tmp);
-          entry.pipe(ws);
-          return;
-        }
-        entry.resume();
-      };
-      const count = new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          imageBytes += chunk.length;
-          if (imageBytes > limits.maxImageBytes) return cb(bad(`uncompressed layers exceed ${limits.maxImageBytes} bytes`));
-          diffHash.update(chunk);
-          cb(null, chunk);
-        },
-      });
-      try {
-        await pipeline(source, decompressor(layer.mediaType, layer.digest), count, parser);
-      } catch (err) {
-        // A download that failed mid-way fails the feed: its own error (e.g. UNAVAILABLE), not a bad layer.
-        await layer.ready;
-        throw failure ?? (err instanceof VmletError ? err : bad((err as Error).message));
-      }
-      // Live bytes are trusted only once the blob's digest checked out.
-      await layer.ready;
-      if (failure) throw failure;
-      await Promise.all(writes);
-      for (const [src, dst] of copies) await pipeline(createReadStream(src), createWriteStream(dst, { mode: 0o600 }));
-      const diffId = `sha256:${diffHash.digest('hex')}`;
-      if (layer.diffId && diffId !== layer.diffId) {
-        throw new VmletError('invalid-argument', `image layer ${layer.digest}: uncompressed digest ${diffId} does not match the config's diff_id ${layer.diffId}`);
-      }
+  const addedHere = new Set<string>();
+  const copies: Array<[src: string, dst: string]> = [];
+  // Temp files of this layer not (or no longer) in the image: removed once it is applied.
+  const unclaimed = new Set(read.tmps);
+  for (const op of read.ops) {
+    const entryPath = op.kind === 'opaque' || op.kind === 'whiteout' ? normalizeEntryPath(op.raw, bad) : op.path;
+    const through = dirsOfSymlinks(entryPath);
+    if (through !== undefined) throw bad(`entry ${JSON.stringify(op.raw)} goes through symlink ${JSON.stringify(through)}`);
+    if (op.kind === 'opaque') {
+      // Opaque dir: hide what lower layers put there, keep this layer's own entries.
+      drop(op.path, { children: true, keep: addedHere });
+      continue;
     }
-  } catch (err) {
-    for (const tmp of files.values()) await rm(tmp, { force: true });
-    await Promise.allSettled(removals);
-    throw err;
+    if (op.kind === 'whiteout') {
+      drop(op.path, { children: true });
+      continue;
+    }
+    addedHere.add(op.path);
+    // A directory entry keeps what lower layers put inside it; anything else replaces the path.
+    drop(op.path, { children: op.kind !== 'dir' });
+    if (op.kind === 'symlink') {
+      symlinks.set(op.path, op.target);
+    } else if (op.kind === 'link' && st.wanted(op.path)) {
+      const src = files.get(op.target);
+      if (src) {
+        // A kept link is a copy: its bytes are written like a file's (five links to a 1 MiB
+        // file write 6 MiB), so they count against the same limits.
+        st.budget.written += sizes.get(src) ?? 0;
+        if (st.budget.written > limits.writableBytes) throw full(`needs more than the ${limits.writableBytes} bytes free in the image store (hard link ${JSON.stringify(op.raw)} counts as a copy)`);
+        if (st.budget.written > limits.maxImageBytes) throw bad(`kept files total more than ${limits.maxImageBytes} bytes (hard link ${JSON.stringify(op.raw)} counts as a copy)`);
+        const tmp = join(st.tmpDir, `scan-${randomBytes(6).toString('hex')}`);
+        copies.push([src, tmp]);
+        sizes.set(tmp, sizes.get(src) ?? 0);
+        files.set(op.path, tmp);
+      }
+    } else if (op.kind === 'file') {
+      sizes.set(op.tmp, op.size);
+      files.set(op.path, op.tmp);
+      unclaimed.delete(op.tmp);
+    }
   }
-  await Promise.all(removals);
-  const diskFiles = [...files.keys()].filter((p) => p.startsWith('disk/')).sort();
-  return { files, symlinks, diskFiles };
+  for (const [src, dst] of copies) await pipeline(createReadStream(src), createWriteStream(dst, { mode: 0o600 }));
+  for (const tmp of unclaimed) st.removals.push(rm(tmp, { force: true }));
 }
 
 /** Resolves an in-image path through the image's symlinks, staying inside the image root. */

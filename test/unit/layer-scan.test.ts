@@ -107,6 +107,31 @@ describe('layer scan', () => {
     expect(existsSync('/tmp/escape')).toBe(false);
   });
 
+  it('reads layers side by side but applies them in order: a lower layer\'s symlink still guards an upper layer\'s file, and a bad upper layer leaves nothing', async () => {
+    const dir = tempDir('vmlet-scan-');
+    const lower = layer(dir, [
+      { path: 'boot/', type: 'Directory' },
+      { path: 'boot/k', type: 'SymbolicLink', linkpath: '/etc' },
+      { path: 'disk/a.img', body: 'a'.repeat(100_000) },
+    ]);
+    // Read at the same time as `lower`, its file under boot/k must still be refused once `lower` is applied.
+    const upper = layer(dir, [{ path: 'boot/k/passwd', body: 'x' }]);
+    const tmp = tempDir('vmlet-scan-tmp-');
+    await expect(scanLayers([lower, upper], wantAll, tmp, LIMITS)).rejects.toThrow(/entry "boot\/k\/passwd" goes through symlink "boot\/k"/);
+    expect(readdirSync(tmp)).toEqual([]);
+    // A layer that is not gzip at all, above a good one whose file was already written: the bad
+    // layer is named, and no temp file stays.
+    const broken: LayerRef = { ...upper, path: join(dir, 'broken'), digest: 'sha256:' + 'b'.repeat(64), diffId: undefined };
+    writeFileSync(broken.path, 'not gzip at all');
+    await expect(scanLayers([lower, broken], wantAll, tmp, LIMITS)).rejects.toThrow(new RegExp(`image layer sha256:${'b'.repeat(64)} rejected`));
+    expect(readdirSync(tmp)).toEqual([]);
+    // In order, an upper layer's whiteout removes a lower layer's file even when both were read at once.
+    const wh = layer(dir, [{ path: 'disk/.wh.a.img', body: '' }, { path: 'disk/b.img', body: 'b' }]);
+    const r = await scanLayers([lower, wh], wantAll, tmp, LIMITS);
+    expect(r.diskFiles).toEqual(['disk/b.img']);
+    expect(readdirSync(tmp)).toHaveLength(1);
+  });
+
   it('refuses to fill the store and checks diff_ids', async () => {
     const dir = tempDir('vmlet-scan-');
     const big = layer(dir, [{ path: 'disk/d.img', body: 'x'.repeat(2000) }]);
