@@ -117,6 +117,29 @@ function zstdStream(): Transform {
 }
 
 /**
+ * A layer's tar as it passes: its bytes counted against the image's uncompressed cap (gzip bombs;
+ * `budget` is shared by the image's layers) and hashed, for the config's diff_id.
+ */
+export function tarCounter(budget: { imageBytes: number }, maxImageBytes: number, bad: (why: string) => Error): { stream: Transform; checkDiffId: (layer: LayerRef) => void } {
+  const hash = createHash('sha256');
+  const stream = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      budget.imageBytes += chunk.length;
+      if (budget.imageBytes > maxImageBytes) return cb(bad(`uncompressed layers exceed ${maxImageBytes} bytes`));
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const checkDiffId = (layer: LayerRef) => {
+    const diffId = `sha256:${hash.digest('hex')}`;
+    if (layer.diffId && diffId !== layer.diffId) {
+      throw new VmletError('invalid-argument', `image layer ${layer.digest}: uncompressed digest ${diffId} does not match the config's diff_id ${layer.diffId}`);
+    }
+  };
+  return { stream, checkDiffId };
+}
+
+/**
  * What reading one layer found, in tar order, for the in-order pass (applyLayer): each entry's
  * path and kind, and the temp file of each wanted regular file.
  */
@@ -181,7 +204,6 @@ async function readOneLayer(layer: LayerRef, wanted: (path: string) => boolean, 
   const tmps: string[] = [];
   const writes: Promise<void>[] = [];
   const streams: WriteStream[] = [];
-  const diffHash = createHash('sha256');
   let failure: Error | undefined;
   const parser = new Parser({
     strict: true,
@@ -228,17 +250,10 @@ async function readOneLayer(layer: LayerRef, wanted: (path: string) => boolean, 
     } else ops.push({ kind: 'other', raw, path }); // a file not kept, a fifo: it replaces what was at its path
     entry.resume();
   };
-  const count = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      budget.imageBytes += chunk.length;
-      if (budget.imageBytes > limits.maxImageBytes) return cb(bad(`uncompressed layers exceed ${limits.maxImageBytes} bytes`));
-      diffHash.update(chunk);
-      cb(null, chunk);
-    },
-  });
+  const count = tarCounter(budget, limits.maxImageBytes, bad);
   try {
     try {
-      await pipeline(source, decompressor(layer.mediaType, layer.digest), count, parser);
+      await pipeline(source, decompressor(layer.mediaType, layer.digest), count.stream, parser);
     } catch (err) {
       // A download that failed mid-way fails the read: its own error (e.g. UNAVAILABLE), not a bad layer.
       await layer.ready;
@@ -248,10 +263,7 @@ async function readOneLayer(layer: LayerRef, wanted: (path: string) => boolean, 
     await Promise.all(writes);
     // Live bytes are trusted only once the blob's digest checked out.
     await layer.ready;
-    const diffId = `sha256:${diffHash.digest('hex')}`;
-    if (layer.diffId && diffId !== layer.diffId) {
-      throw new VmletError('invalid-argument', `image layer ${layer.digest}: uncompressed digest ${diffId} does not match the config's diff_id ${layer.diffId}`);
-    }
+    count.checkDiffId(layer);
     return { ops, tmps };
   } catch (err) {
     // An aborted tar walk leaves its current entry's file half fed: closed here, then removed.

@@ -17,19 +17,17 @@
 //    whoever copies or reads the tree.
 // The tree is built in a temp dir under the store's tmp/ and renamed to `dest` when complete:
 // a crash leaves only tmp/ behind (the store wipes it at start).
-import { createHash } from 'node:crypto';
 import {
   chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, symlinkSync, writeSync,
 } from 'node:fs';
 import { chmod, mkdtemp, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Parser, type ReadEntry } from 'tar';
 import { VmletError } from '../errors.js';
-import { decompressor, HostileLayerError, readLayer, normalizeEntryPath, StoreFullError, type LayerRef, type ScanLimits } from './layer-scan.js';
+import { decompressor, HostileLayerError, readLayer, normalizeEntryPath, StoreFullError, tarCounter, type LayerRef, type ScanLimits } from './layer-scan.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -64,7 +62,6 @@ export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: str
 
 async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
   const bad = (why: string) => new HostileLayerError(layer.digest, why);
-  const diffHash = createHash('sha256');
   const state: LayerState = { bad, full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() };
   let chain: Promise<void> = Promise.resolve();
   let failure: Error | undefined;
@@ -96,16 +93,9 @@ async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budge
   });
   // The last entries may fail after the parser has ended (and the pipeline stopped listening).
   parser.on('error', () => undefined);
-  const count = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      budget.imageBytes += chunk.length;
-      if (budget.imageBytes > limits.maxImageBytes) return cb(bad(`uncompressed layers exceed ${limits.maxImageBytes} bytes`));
-      diffHash.update(chunk);
-      cb(null, chunk);
-    },
-  });
+  const count = tarCounter(budget, limits.maxImageBytes, bad);
   try {
-    await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count, parser);
+    await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count.stream, parser);
   } catch (err) {
     failure ??= err instanceof VmletError ? err : bad((err as Error).message);
     // A body cut short by a broken stream would never end: end it so its reader stops (destroy
@@ -116,10 +106,7 @@ async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budge
   }
   await chain;
   if (failure) throw failure;
-  const diffId = `sha256:${diffHash.digest('hex')}`;
-  if (layer.diffId && diffId !== layer.diffId) {
-    throw new VmletError('invalid-argument', `image layer ${layer.digest}: uncompressed digest ${diffId} does not match the config's diff_id ${layer.diffId}`);
-  }
+  count.checkDiffId(layer);
 }
 
 interface LayerState {

@@ -5,6 +5,16 @@ export const LIBVIRT_URI = 'qemu:///system';
 
 export const virsh = (...args: string[]): string => execFileSync('virsh', ['-c', LIBVIRT_URI, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
+/** Whether libvirt knows the domain (running or not). */
+export function domainExists(name: string): boolean {
+  try {
+    virsh('domstate', name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** `virsh schedinfo` / `dommemstat` / `dominfo` style "key : value" or "key value" lines. */
 export function virshKeyValues(out: string, sep: RegExp): Record<string, string> {
   const kv: Record<string, string> = {};

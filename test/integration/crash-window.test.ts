@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { call, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
-import { virsh } from '../helpers/virsh.js';
+import { domainExists, virsh } from '../helpers/virsh.js';
 
 const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 let v: VmletProcess;
@@ -22,14 +22,6 @@ let config = '';
 const logDir = tempDir('vmlet-crashwin-logs-');
 const foreign = `vmlet-foreign-${randomBytes(4).toString('hex')}`;
 const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
-const exists = (domain: string) => {
-  try {
-    virsh('domstate', domain);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const domainOf = async (cid: string) => (JSON.parse((await rt<{ info: Record<string, string> }>('ContainerStatus', { container_id: cid, verbose: true })).info.info!) as { domain: string }).domain;
 
 beforeAll(async () => {
@@ -45,7 +37,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  if (exists(foreign)) virsh('undefine', foreign);
+  if (domainExists(foreign)) virsh('undefine', foreign);
   await stopVmSuite(v, reg);
 }, 120_000);
 
@@ -72,9 +64,9 @@ describe('a crash between defining a VM and recording it', () => {
     virsh('define', xmlFile);
 
     await crashAndRestart(() => rmSync(join(dir, 'container.json'))); // the record CreateContainer had not written yet
-    expect(exists(domain)).toBe(false);
+    expect(domainExists(domain)).toBe(false);
     expect(existsSync(dir)).toBe(false);
-    expect(exists(foreign)).toBe(true);
+    expect(domainExists(foreign)).toBe(true);
     const swept = parseLogLines(v.logLines).filter((l) => l.msg === 'removed a VM no record names');
     expect(swept.map((l) => [l.domain, l.containerId])).toEqual([[domain, cid]]);
 
@@ -100,7 +92,7 @@ describe('a crash between defining a VM and recording it', () => {
       delete rec.podVm;
       writeFileSync(file, JSON.stringify(rec) + '\n');
     });
-    expect(exists(domain)).toBe(false);
+    expect(domainExists(domain)).toBe(false);
     // The pod is served, and its next container boots it a VM of the same name.
     const { container_id: cid } = await rt<{ container_id: string }>('CreateContainer', {
       pod_sandbox_id: pod,

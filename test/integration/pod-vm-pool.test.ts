@@ -12,7 +12,7 @@ import { call, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } fro
 import { freePort, type TestRegistry } from '../helpers/registry.js';
 import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
-import { virsh } from '../helpers/virsh.js';
+import { domainExists } from '../helpers/virsh.js';
 
 const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 let v: VmletProcess;
@@ -25,14 +25,6 @@ const poolMetric = async (state: string) => Number(new RegExp(`^vmlet_pod_vm_poo
 const logDir = tempDir('vmlet-pool-');
 const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
 const logs = (msg: string) => parseLogLines(v.logLines).filter((l) => l.msg === msg);
-const domainExists = (name: string) => {
-  try {
-    virsh('domstate', name);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /** The pool VMs this vmlet has logged ready, newest last. */
 const poolReady = () => logs('pod VM pool: VM ready').map((l) => String(l.domain));
