@@ -196,8 +196,10 @@ export async function scanLayers(layers: LayerRef[], wanted: (path: string) => b
 
 /** One layer read whole: its checks that need no other layer, its wanted files written, its diff_id checked. */
 async function readOneLayer(layer: LayerRef, wanted: (path: string) => boolean, tmpDir: string, limits: ScanLimits, budget: Budget): Promise<LayerRead> {
-  // This pull's download as it grows; else the stored blob, once checked.
-  const source = (await layer.feed?.source()) ?? (await layer.ready, readLayer(layer.path));
+  // This pull's download as it grows; else the stored blob, once checked. A layer whose download
+  // never starts (an earlier one failed) has its `ready` rejected: that ends the wait too.
+  const live = layer.feed && (await Promise.race([layer.feed.source(), layer.ready?.then(() => layer.feed!.source())].filter((p) => p !== undefined)));
+  const source = live ?? (await layer.ready, readLayer(layer.path));
   const bad = (why: string) => new HostileLayerError(layer.digest, why);
   const full = (why: string) => new StoreFullError(layer.digest, why);
   const ops: Op[] = [];

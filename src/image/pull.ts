@@ -205,6 +205,7 @@ export class Puller {
       if (failed !== undefined) {
         // Layers never started: tell their readers too.
         for (const s of settle) s.reject(failed);
+        for (const f of feeds) f.finish();
         // eslint-disable-next-line @typescript-eslint/only-throw-error -- what the first failed download threw, as it was
         throw failed;
       }

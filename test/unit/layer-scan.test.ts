@@ -8,6 +8,7 @@ import { gzipSync } from 'node:zlib';
 import { Header, type HeaderData } from 'tar';
 import { pino } from 'pino';
 import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from '../../src/image/layer-scan.js';
+import { LayerFeed } from '../../src/image/layer-feed.js';
 import { ImageStore, imageLimitsOf } from '../../src/image/store.js';
 import { defaults } from '../../src/config.js';
 import { tempDir } from '../helpers/vmlet.js';
@@ -130,6 +131,13 @@ describe('layer scan', () => {
     const r = await scanLayers([lower, wh], wantAll, tmp, LIMITS);
     expect(r.diskFiles).toEqual(['disk/b.img']);
     expect(readdirSync(tmp)).toHaveLength(1);
+  });
+
+  it('a layer whose download never starts (an earlier one failed) ends the scan with that failure, not a hang', async () => {
+    const dir = tempDir('vmlet-scan-');
+    const ok = layer(dir, [{ path: 'disk/a.img', body: 'a' }]);
+    const never: LayerRef = { ...layer(dir, [{ path: 'disk/b.img', body: 'b' }]), feed: new LayerFeed(), ready: Promise.reject(new Error('layer 0 download failed')) };
+    await expect(scanLayers([ok, never], wantAll, tempDir('vmlet-scan-tmp-'), LIMITS)).rejects.toThrow('layer 0 download failed');
   });
 
   it('refuses to fill the store and checks diff_ids', async () => {
