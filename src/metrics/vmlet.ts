@@ -35,13 +35,13 @@ export function observeRpc(method: string, code: string, seconds: number): void 
 
 export const vmBoot = new Histogram<'kind'>({
   name: 'vmlet_vm_boot_duration_seconds',
-  help: "Time to boot a VM: kind=vm, a VM-image container's domain from StartContainer until QEMU runs; kind=sandboxed, a pod VM from define until its agent answers.",
+  help: "Time to boot a VM: kind=vm, a VM-image container's domain from StartContainer until QEMU runs; kind=sandboxed, a pod VM from define until its agent answers; kind=pooled, a warm-pool VM made the pod's (claimed, resized, set up).",
   labelNames: ['kind'],
   buckets: BOOT_BUCKETS,
   registers,
 });
 
-export function observeBoot(kind: 'vm' | 'sandboxed', seconds: number): void {
+export function observeBoot(kind: 'vm' | 'sandboxed' | 'pooled', seconds: number): void {
   vmBoot.observe({ kind }, seconds);
 }
 

@@ -182,7 +182,7 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
     }
     await agent.setupPod({ ...(await podFiles(s, net?.ips[0]?.address)), ...(net ? { net: [...netArgs(net), `vmlet.mac=${net.mac}`] } : {}) });
     m.log.info({ podSandboxId: s.id, domain: v.domainName, pooled: true, kit: v.kit, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, claimMs: Math.round(performance.now() - started) }, 'pod VM ready');
-    observeBoot('sandboxed', (performance.now() - started) / 1000);
+    observeBoot('pooled', (performance.now() - started) / 1000);
     return p;
   } catch (err) {
     forgetPodVm(m, s);

@@ -22,6 +22,8 @@ let config = '';
 let metrics = '';
 /** vmlet_pod_vm_pool's value for `state` at one scrape. */
 const poolMetric = async (state: string) => Number(new RegExp(`^vmlet_pod_vm_pool\\{state="${state}"\\} (\\d+)$`, 'm').exec(await (await fetch(`http://${metrics}/metrics`)).text())?.[1]);
+/** How many pod VMs were booted (`sandboxed`) or taken from the pool (`pooled`), from vmlet_vm_boot_duration_seconds. */
+const bootCount = async (kind: string) => Number(new RegExp(`^vmlet_vm_boot_duration_seconds_count\\{kind="${kind}"\\} (\\d+)$`, 'm').exec(await (await fetch(`http://${metrics}/metrics`)).text())?.[1] ?? 0);
 const logDir = tempDir('vmlet-pool-');
 const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
 const logs = (msg: string) => parseLogLines(v.logLines).filter((l) => l.msg === msg);
@@ -96,6 +98,7 @@ describe('warm pool of pod VMs', () => {
     expect(ready, JSON.stringify(why)).toMatchObject({ pooled: true, domain: first, memoryMiB: 768, vcpus: 2 });
     pooled = { pod, cid, domain: first };
     expect(await poolMetric('idle')).toBe(0); // taken; the refill waits for 3 s without a take
+    expect([await bootCount('pooled'), await bootCount('sandboxed')]).toEqual([1, 0]);
 
     const ip = await podIp(pod);
     await httpGet(ip, 'hello-from-pooled');
@@ -116,6 +119,7 @@ describe('warm pool of pod VMs', () => {
     const { pod, ready } = await runPod('big', { memory_limit_in_bytes: 1024 * 2 ** 20 });
     expect(ready?.pooled).toBeUndefined();
     expect(String(ready?.domain)).toMatch(/^vmlet-pool-big-/);
+    expect([await bootCount('pooled'), await bootCount('sandboxed')]).toEqual([1, 1]);
     await httpGet(await podIp(pod), 'hello-from-big');
     // The idle VM is still there for the next pod.
     expect(domainExists(second)).toBe(true);
