@@ -12,6 +12,8 @@ import { Runtime } from './runtime/runtime.js';
 import { ImageStore, imageLimitsOf } from './image/store.js';
 import { PodManager } from './pod/manager.js';
 import { LibvirtDriver } from './vm/libvirt-driver.js';
+import { EmulatorWrapper } from './vm/emulator-wrapper.js';
+import { QEMU_SYSTEM, which } from './util/binaries.js';
 import { podStreamBackend } from './pod/streams.js';
 import { reconnectPodVms } from './pod/podvm-boot.js';
 import { PodVmPool } from './pod/podvm-pool.js';
@@ -27,7 +29,9 @@ export async function serve(config: Config, configFile: string | undefined, log:
     inUse: (id) => pods?.imageInUse(id) ?? false,
     ...imageLimitsOf(config),
   });
-  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel });
+  const qemu = which(QEMU_SYSTEM);
+  const emulator = qemu ? await EmulatorWrapper.install(config.stateDir, qemu) : undefined;
+  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, ...(emulator ? { emulator } : {}) });
   const podManager = pods;
   pods.reconnectPodVms = () => reconnectPodVms(podManager);
   const pool = new PodVmPool(pods, config.podVmPool);

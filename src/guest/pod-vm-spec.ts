@@ -48,6 +48,8 @@ export interface PodVmInput {
   cputune?: CpuTune;
   /** TCG translation cache (config tcgTbCacheMiB). */
   tcgTbCacheMiB?: number;
+  /** The domain's <emulator> (a pod's: the pod-cgroup wrapper). */
+  emulator?: string;
   /** A warm-pool VM (pod/podvm-pool.ts): its NIC stays down until a pod's network is set by the agent. */
   pooled?: boolean;
   metadata: VmMetadata;
@@ -71,6 +73,7 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     ],
     ...(i.cputune ? { cputune: i.cputune } : {}),
     ...(i.tcgTbCacheMiB !== undefined ? { tcgTbCacheMiB: i.tcgTbCacheMiB } : {}),
+    ...(i.emulator ? { emulator: i.emulator } : {}),
     // The guest kit loads virtio_balloon: pages its containers free go back to the node, so a
     // pod VM's footprint follows what its containers use rather than its high-water mark.
     freePageReporting: true,

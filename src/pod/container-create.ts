@@ -25,6 +25,7 @@ import type { PodManager } from './manager.js';
 import { createdContainer, type SandboxRecord } from './records.js';
 import { blockVolumes, checkSandboxedMounts, vmMounts, type BlockVolume } from './volumes.js';
 import { prepareRootDevice } from './root-device.js';
+import { podEmulator } from './qemu-cgroup.js';
 
 export async function createContainer(
   m: PodManager,
@@ -132,6 +133,7 @@ export async function createContainer(
         await prepareVncSocketDir(vnc);
         files.push(vnc.path); // QEMU leaves it behind when the VM stops
       }
+      const emulator = podEmulator(m, s.config.linux?.cgroup_parent);
       const spec = buildVmSpec({
         name,
         domainType: m.deps.accel.domainType,
@@ -148,6 +150,7 @@ export async function createContainer(
         ...(vnc ? { vncSocket: vnc.path } : {}),
         shares: vols.shares,
         tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
+        ...(emulator ? { emulator } : {}),
         cputune,
         metadata: {
           v: 1,

@@ -4,7 +4,8 @@ import type { PodManager } from './manager.js';
 import { nowNs } from './records.js';
 import { attachPodTap } from '../net/index.js';
 import { startSandboxed } from './sandboxed-lifecycle.js';
-import { placeQemu, removeCreated, type Placement } from '../vm/pod-cgroup.js';
+import { removeCreated } from '../vm/pod-cgroup.js';
+import { startInPodCgroup } from './qemu-cgroup.js';
 import { timedBoot } from '../metrics/vmlet.js';
 
 export async function startContainer(m: PodManager, id: string): Promise<void> {
@@ -17,11 +18,9 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     m.requireReady(s, `container ${c.id} cannot start`);
     if (c.kind === 'sandboxed') return startSandboxed(m, c);
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
-    await timedBoot('vm', m.deps.vm.start(c.domainName));
+    const cgroup = await startInPodCgroup(m, s.config.linux?.cgroup_parent, c.domainName, () => timedBoot('vm', m.deps.vm.start(c.domainName)));
     const net = m.networks.get(c.sandboxId);
-    let cgroup: Placement | undefined;
     try {
-      cgroup = placeQemu(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(c.domainName));
       // libvirt made the tap in the host netns; the VM's network is in the pod's.
       if (net) await attachPodTap(net);
     } catch (err) {

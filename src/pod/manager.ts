@@ -1,6 +1,7 @@
 // The in-memory index of sandboxes and containers, rebuilt at start from the state dir and
 // the VM driver, plus what every verb needs: per-id locks, persistence, the VM driver.
 // The verbs themselves live in one file each (sandbox-*.ts, container-*.ts).
+import type { EmulatorWrapper } from '../vm/emulator-wrapper.js';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -27,6 +28,8 @@ export interface PodDeps {
   vm: VmDriver;
   images: ImageStore;
   accel: AccelDecision;
+  /** The <emulator> that starts a pod's QEMU in the pod cgroup (vm/emulator-wrapper.ts); absent: QEMU is moved there after its start. */
+  emulator?: EmulatorWrapper;
 }
 
 /** The warm pool of pod VMs as the pod layer uses it (podvm-pool.ts, made by serve.ts). */

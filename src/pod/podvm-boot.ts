@@ -20,6 +20,7 @@ import { CLAIMED_BY, type PoolVm } from './pool-vm.js';
 import { podVmFiles, type PodVmFiles } from './podvm-files.js';
 import { PodVm } from './podvm.js';
 import { placeQemu } from '../vm/pod-cgroup.js';
+import { podEmulator, startInPodCgroup } from './qemu-cgroup.js';
 import { observeBoot } from '../metrics/vmlet.js';
 
 const GiB = 1024 ** 3;
@@ -85,9 +86,9 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
       scratchBytes: settings.rootDiskSizeBytes ?? SCRATCH_DEFAULT_BYTES,
       ...(net ? { nic: { tap: net.tap, mac: net.mac, mtu: net.mtu }, net: { ips: net.ips, routes: net.routes, mtu: net.mtu } } : {}),
       metadata: { v: 1, sandboxId: s.id, containerId: '', podVm: true },
+      ...(s.config.linux?.cgroup_parent ? { cgroupParent: s.config.linux.cgroup_parent } : {}),
     });
     defined = true;
-    placeQemu(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(name)); // the pod cgroup: docs/pod-cgroup.md
     if (net) await attachPodTap(net);
     s.kind = 'sandboxed';
     s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB };
@@ -113,12 +114,12 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
 /**
  * Makes a pod VM's scratch disk and share, then defines and starts it from the guest kit with the
  * node's part of its spec (accelerator, image share, TCG cache): for a pod (ensurePodVm) and for
- * the warm pool (podvm-pool.ts). A start that fails takes its definition with it; the scratch disk
- * and share are the caller's to undo.
+ * the warm pool (podvm-pool.ts). A pod's QEMU runs in its cgroup_parent (qemu-cgroup.ts). A start
+ * that fails takes its definition with it; the scratch disk and share are the caller's to undo.
  */
 export async function startPodVmDomain(
   m: PodManager,
-  o: { name: string; settings: MachineSettings; kit: InstalledKit; files: PodVmFiles; scratchBytes: number; nic?: VmNic; net?: PodNetForGuest; pooled?: boolean; metadata: VmMetadata },
+  o: { name: string; settings: MachineSettings; kit: InstalledKit; files: PodVmFiles; scratchBytes: number; nic?: VmNic; net?: PodNetForGuest; pooled?: boolean; metadata: VmMetadata; cgroupParent?: string },
 ): Promise<void> {
   await prepareAgentSocketDir(o.files.socket, m.log);
   const spec = podVmSpec({
@@ -136,12 +137,13 @@ export async function startPodVmDomain(
     ...(o.net ? { net: o.net } : {}),
     ...(o.pooled ? { pooled: true } : {}),
     metadata: o.metadata,
+    ...(podEmulator(m, o.cgroupParent) ? { emulator: podEmulator(m, o.cgroupParent)! } : {}),
   });
   await createScratch(o.files.scratch, o.scratchBytes);
   await preparePodShare(o.files.shared);
   await m.deps.vm.define(spec);
   try {
-    await m.deps.vm.start(o.name);
+    await startInPodCgroup(m, o.cgroupParent, o.name, () => m.deps.vm.start(o.name));
   } catch (err) {
     await m.deps.vm.destroy(o.name).catch(() => undefined);
     await m.deps.vm.remove(o.name).catch(() => undefined);

@@ -79,6 +79,7 @@ function domainElement(spec: VmSpec): XmlElement {
       el(
         'devices',
         {},
+        spec.emulator && el('emulator', {}, spec.emulator),
         ...spec.disks.map((d, i) => diskElement(spec, d, i)),
         spec.seed && seedElement(spec, spec.seed.path),
         ...(spec.shares ?? []).map((sh) => shareElement(sh)),

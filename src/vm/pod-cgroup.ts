@@ -226,6 +226,24 @@ export function placeQemu(parent: string | undefined, driver: CgroupDriverSettin
   return { pod, dirs, made };
 }
 
+/**
+ * Whether a pod VM's QEMU can be born in the pod cgroup (emulator-wrapper.ts): the pod has a
+ * cgroup_parent and the host is cgroup v1. Not on v2: there libvirt moves QEMU's threads into
+ * threaded cgroups of its own after the exec, which a thread of a process outside libvirt's cgroup
+ * cannot enter (the start would fail); QEMU is moved after the start only.
+ */
+export function canBeBornInPod(parent: string | undefined, driver: CgroupDriverSetting, layout: CgroupLayout = hostLayout()): boolean {
+  return layout.version === 1 && podCgroupPath(parent, resolveCgroupDriver(driver)) !== undefined;
+}
+
+/** Before such a start: the pod cgroup's dirs QEMU's leaf goes in, made if missing (removeCreated undoes them). */
+export function birthDirs(parent: string | undefined, driver: CgroupDriverSetting, layout: CgroupLayout = hostLayout()): Placement | undefined {
+  if (!canBeBornInPod(parent, driver, layout)) return undefined;
+  const pod = podCgroupPath(parent, resolveCgroupDriver(driver))!;
+  const dirs = joinDirs(layout, pod, '');
+  return { pod, dirs, made: makeDirs(dirs) };
+}
+
 /** A VM's leaf outlives its QEMU (libvirt numbers each start anew): empty leaves of earlier runs go; a busy one stays (rmdir refuses it). */
 function sweepStaleLeaves(dirs: string[], keep: string): void {
   for (const d of dirs) {

@@ -83,6 +83,8 @@ export interface VmSpec {
   freePageReporting?: boolean;
   /** Empty PCIe root ports for disks hotplugged later (q35 has no hotplug slot otherwise). */
   hotplugSlots?: number;
+  /** The program libvirt runs as QEMU (a pod's: vm/emulator-wrapper.ts); absent: libvirt's default. */
+  emulator?: string;
   /** TCG only (domain type qemu): QEMU's translation cache, in MiB (<tb-cache>); absent is QEMU's default (1 GiB). */
   tcgTbCacheMiB?: number;
   /** A VGA adapter and a VNC server on this unix socket (vmlet.io/vnc); absent: headless. */
@@ -164,6 +166,8 @@ export interface BuildVmSpecInput {
   hotplugSlots?: number;
   /** TCG translation cache in MiB (0: QEMU's default); TCG_TB_CACHE_MIB when not given. Ignored under KVM. */
   tcgTbCacheMiB?: number;
+  /** The domain's <emulator> (the pod-cgroup wrapper); absent: libvirt's default. */
+  emulator?: string;
   /** From the container's resources (cputune.ts), shares already converted for the host's cgroup version. */
   cputune?: CpuTune;
   /** The VNC display's unix socket (vnc-socket.ts: ≤ 107 bytes); required when settings.vnc. */
@@ -263,6 +267,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     ...(input.shares?.length ? { shares: input.shares.map((sh) => ({ ...sh })) } : {}),
     ...(input.freePageReporting ? { freePageReporting: true } : {}),
     ...(input.hotplugSlots ? { hotplugSlots: input.hotplugSlots } : {}),
+    ...(input.emulator ? { emulator: input.emulator } : {}),
     ...(input.domainType === 'qemu' && (input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB) > 0 ? { tcgTbCacheMiB: input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB } : {}),
     ...(s.vnc && input.vncSocket ? { vnc: { socket: input.vncSocket } } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.
