@@ -82,7 +82,7 @@ async function vmPod(): Promise<void> {
     console.log(`2. VM pod through vmlet (kernel-boot image, ${GUEST_MIB} MiB guest, ${idleMs / 1000} s after ${READY_MARKER}):`);
     console.log(`  QEMU ${show(q)}`);
     console.log(`  dnsmasq RSS ${mib(d)} MiB`);
-    if (usage) console.log(`  pod cgroup ${parent} memory charged: ${mib(Number(readFileSync(usage, 'utf8')) / 1024)} MiB (pages QEMU touched before it was moved in stay charged where libvirt put it)`);
+    if (usage) console.log(`  pod cgroup ${parent} memory charged: ${mib(Number(readFileSync(usage, 'utf8')) / 1024)} MiB (all of QEMU's anonymous memory on cgroup v1, where it is born there; binary and library pages count where they were first read)`);
     console.log(`  fixed overhead = QEMU beyond guest RAM + dnsmasq = ${mib(q.rss - q.guestRam + d)} MiB (binary/libs ${mib(q.file)} MiB of it are page cache shared by every QEMU on the node)`);
   } finally {
     await stopVmSuite(suite?.v, suite?.reg);
