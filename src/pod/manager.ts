@@ -2,6 +2,7 @@
 // the VM driver, plus what every verb needs: per-id locks, persistence, the VM driver.
 // The verbs themselves live in one file each (sandbox-*.ts, container-*.ts).
 import type { EmulatorWrapper } from '../vm/emulator-wrapper.js';
+import { ConsoleRescue } from '../stream/console-rescue.js';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -50,6 +51,8 @@ export class PodManager {
   readonly store: PodStateStore;
   readonly lock = new KeyedLock();
   readonly tailers = new Map<string, ConsoleTailer>();
+  /** Per tailed VM: vmlet reads its console pipe when virtlogd no longer does (stream/console-rescue.ts). */
+  readonly rescues = new Map<string, ConsoleRescue>();
   /** Pod networks by sandbox id (their state file, network.json, is owned by net/). */
   readonly networks = new Map<string, PodNetworkState>();
   /** Sandboxed pods' running VMs by sandbox id (handles made on first use: podvm-boot.ts podVmOf). */
@@ -198,6 +201,8 @@ export class PodManager {
     await this.monitoring;
     for (const p of this.podVms.values()) p.close();
     this.podVms.clear();
+    for (const r of this.rescues.values()) r.stop();
+    this.rescues.clear();
     for (const c of this.containers.values()) {
       const t = this.tailers.get(c.id);
       if (!t) continue;
@@ -305,9 +310,14 @@ export class PodManager {
     const t = new ConsoleTailer(c.consoleLog, c.logPath, this.offsetFile(c), start, this.log.child({ containerId: c.id, podSandboxId: c.sandboxId }));
     this.tailers.set(c.id, t);
     t.start();
+    const r = new ConsoleRescue(c.consoleLog, () => this.deps.vm.qemuPid(c.domainName), this.log.child({ containerId: c.id, podSandboxId: c.sandboxId }));
+    this.rescues.set(c.id, r);
+    r.start();
   }
 
   async stopTailer(c: ContainerRecord): Promise<void> {
+    this.rescues.get(c.id)?.stop();
+    this.rescues.delete(c.id);
     const t = this.tailers.get(c.id);
     if (!t) return;
     this.tailers.delete(c.id);

@@ -1,0 +1,177 @@
+// When virtlogd dies (kill -9, a crash, the OOM killer), the pipe each QEMU writes its console
+// log into loses its reader, and libvirt cannot give a running QEMU a new one: the console file,
+// and so the container's CRI log, would stay silent until the VM restarts, even once virtlogd is
+// back. vmlet then takes virtlogd's place for that VM: when no virtlogd holds the pipe, it opens
+// QEMU's end of it through /proc for reading (a pipe opened there gets a new reader) and appends
+// what it reads to the console file, rotated as virtlogd rotates it, so the console tailer goes on
+// as before. Whether a pipe has a reader cannot be asked of the pipe (an open through /proc never
+// fails with ENXIO as a FIFO's does), so the pipes virtlogd holds are looked at. A re-executed
+// virtlogd (SIGUSR1, its reload) keeps its pipes: nothing to do. Bytes QEMU wrote while nobody
+// read them are lost.
+import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import type { Logger } from '../log.js';
+
+/** virtlogd's defaults (virtlogd.conf max_size, max_backups). */
+const MAX_SIZE = 2 * 1024 * 1024;
+const MAX_BACKUPS = 3;
+const CHECK_MS = 2_000;
+
+/**
+ * QEMU's write end of its console log pipe: the one write-only pipe it holds besides stdout and
+ * stderr (libvirt passes it in an fdset; QEMU keeps that fd and its dup, both the same pipe), as a
+ * /proc path and the pipe's id (`pipe:[inode]`). Undefined when there is none or more than one.
+ */
+export function consoleLogPipe(pid: number): { path: string; pipe: string } | undefined {
+  const dir = `/proc/${pid}/fd`;
+  const pipes = new Map<string, string>();
+  let fds: string[];
+  try {
+    fds = readdirSync(dir);
+  } catch {
+    return undefined; // QEMU gone
+  }
+  for (const fd of fds) {
+    if (fd === '0' || fd === '1' || fd === '2') continue;
+    try {
+      const target = readlinkSync(`${dir}/${fd}`);
+      if (!target.startsWith('pipe:')) continue;
+      const flags = /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & 3) === constants.O_WRONLY && !pipes.has(target)) pipes.set(target, `${dir}/${fd}`);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  if (pipes.size !== 1) return undefined;
+  const [pipe, path] = [...pipes][0]!;
+  return { path, pipe };
+}
+
+/** The pipes (`pipe:[inode]`) the node's virtlogd processes hold, looked up at most once a second for every VM. */
+let held: { at: number; pipes: Set<string> } | undefined;
+let virtlogdPids: number[] = [];
+export function virtlogdPipes(now = Date.now()): Set<string> {
+  if (held && now - held.at < 1000) return held.pipes;
+  if (!virtlogdPids.length || !virtlogdPids.every(isVirtlogd)) virtlogdPids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter(isVirtlogd);
+  const pipes = new Set<string>();
+  for (const pid of virtlogdPids) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    for (const fd of fds) {
+      try {
+        const t = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (t.startsWith('pipe:')) pipes.add(t);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  held = { at: now, pipes };
+  return pipes;
+}
+
+function isVirtlogd(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) === 'virtlogd' && stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+export class ConsoleRescue {
+  private timer: NodeJS.Timeout | undefined;
+  private reader: Socket | undefined;
+  private out: number | undefined;
+  private size = 0;
+  private pipe: { pid: number; path: string; pipe: string } | undefined;
+
+  constructor(
+    readonly consoleLog: string,
+    private readonly qemuPid: () => number | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /** Looks every CHECK_MS (one open() of the pipe per look once it is found). */
+  start(intervalMs = CHECK_MS): void {
+    this.timer = setInterval(() => this.check(), intervalMs);
+    this.timer.unref();
+    this.check();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.end();
+  }
+
+  get rescuing(): boolean {
+    return this.reader !== undefined;
+  }
+
+  private check(): void {
+    if (this.reader || !this.timer) return;
+    const pid = this.qemuPid();
+    if (pid === undefined) return;
+    if (this.pipe?.pid !== pid) {
+      const found = consoleLogPipe(pid);
+      this.pipe = found ? { pid, ...found } : undefined;
+    }
+    if (!this.pipe || virtlogdPipes().has(this.pipe.pipe)) return;
+    let fd: number;
+    try {
+      fd = openSync(this.pipe.path, constants.O_RDONLY | constants.O_NONBLOCK);
+      this.out = openSync(this.consoleLog, 'a', 0o600);
+    } catch (err) {
+      this.log.warn({ consoleLog: this.consoleLog, err: (err as Error).message }, 'cannot take over the console from virtlogd');
+      this.end();
+      return;
+    }
+    this.size = statSync(this.consoleLog).size;
+    this.reader = new Socket({ fd, readable: true, writable: false });
+    this.reader.on('data', (chunk: Buffer) => this.append(chunk));
+    this.reader.on('error', (err) => this.log.warn({ consoleLog: this.consoleLog, err: err.message }, 'console pipe read failed'));
+    this.reader.on('close', () => this.end());
+    this.log.warn({ consoleLog: this.consoleLog, qemuPid: pid }, 'virtlogd no longer reads this VM\'s console (it died or was restarted without re-executing): vmlet copies it into the console file');
+  }
+
+  private append(chunk: Buffer): void {
+    try {
+      if (this.size > 0 && this.size + chunk.length > MAX_SIZE) this.rotate();
+      for (let off = 0; off < chunk.length; ) off += writeSync(this.out!, chunk, off);
+      this.size += chunk.length;
+    } catch (err) {
+      this.log.warn({ consoleLog: this.consoleLog, err: (err as Error).message, lostBytes: chunk.length }, 'cannot write the console file');
+    }
+  }
+
+  /** As virtlogd does: console.log → .0 → .1 …, the oldest dropped; the tailer follows (console-tailer.ts). */
+  private rotate(): void {
+    closeSync(this.out!);
+    this.out = undefined;
+    rmSync(`${this.consoleLog}.${MAX_BACKUPS - 1}`, { force: true });
+    for (let i = MAX_BACKUPS - 2; i >= 0; i--) {
+      try {
+        renameSync(`${this.consoleLog}.${i}`, `${this.consoleLog}.${i + 1}`);
+      } catch {
+        // no such backup yet
+      }
+    }
+    renameSync(this.consoleLog, `${this.consoleLog}.0`);
+    this.out = openSync(this.consoleLog, 'a', 0o600);
+    this.size = 0;
+  }
+
+  private end(): void {
+    const hadReader = this.reader !== undefined;
+    this.reader?.destroy();
+    this.reader = undefined;
+    if (this.out !== undefined) closeSync(this.out);
+    this.out = undefined;
+    if (hadReader && this.timer) this.log.info({ consoleLog: this.consoleLog }, 'console pipe closed (QEMU exited)');
+  }
+}

@@ -1,0 +1,62 @@
+// vmlet reading a console pipe nobody reads, as after virtlogd's death, with a real process in
+// QEMU's place: bash holding the write end of an anonymous pipe whose reader has exited (SIGPIPE
+// ignored, as QEMU does). The pipe is found among its fds, taken over, and what bash writes lands
+// in the console file, rotated at virtlogd's 2 MiB into .0, .1, … with no byte lost or doubled.
+// Against real QEMU and a killed virtlogd: test/faults/virtlogd-kill.test.ts.
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import pino from 'pino';
+import { ConsoleRescue, consoleLogPipe, virtlogdPipes } from '../../src/stream/console-rescue.js';
+import { tempDir } from '../helpers/vmlet.js';
+import { waitFor } from '../helpers/wait.js';
+
+const LINE = `${'x'.repeat(1023)}\n`;
+let writer: ChildProcess | undefined;
+let rescue: ConsoleRescue | undefined;
+
+afterEach(() => {
+  rescue?.stop();
+  // The bash, its subshell and their sleeps: one process group (detached), ended by its leader's pid.
+  if (writer?.pid) process.kill(-writer.pid, 'SIGKILL');
+});
+
+/**
+ * A bash subshell in QEMU's place: its fd 7 is the write end of a pipe whose reader (`true`) has
+ * exited (every other fd it inherited closed, as libvirt starts QEMU); it writes its pid to `pid`, and once `go` exists, `n` lines of 1 KiB to fd 7, then makes `done`.
+ */
+function orphanWriter(dir: string, n: number): ChildProcess {
+  const script = `( exec 7>&1 >/dev/null; trap '' PIPE; for f in /proc/$BASHPID/fd/*; do n=\${f##*/}; if [ $n -gt 2 ] && [ $n -ne 7 ]; then eval "exec $n>&-" 2>/dev/null; fi; done; echo $BASHPID > ${dir}/pid; while [ ! -e ${dir}/go ]; do sleep 0.02; done; for ((i = 0; i < ${n}; i++)); do printf '%s\\n' '${LINE.trimEnd()}' >&7; done; touch ${dir}/done; sleep 60 ) | true; sleep 60`;
+  return spawn('bash', ['-c', script], { stdio: 'ignore', detached: true });
+}
+
+describe('console rescue', () => {
+  it('finds the pipe, reads it in place of the gone reader, and rotates the file as virtlogd does', async () => {
+    const dir = tempDir('vmlet-rescue-');
+    const consoleLog = join(dir, 'console.log');
+    writeFileSync(consoleLog, 'before\n');
+    const n = 2600; // 2.5 MiB: one rotation
+    writer = orphanWriter(dir, n);
+    const pid = await waitFor('the writer', () => (existsSync(join(dir, 'pid')) ? Number(readFileSync(join(dir, 'pid'), 'utf8')) || undefined : undefined), { timeoutMs: 10_000, intervalMs: 20 });
+    const found = await waitFor('the write-only pipe', () => consoleLogPipe(pid), { timeoutMs: 10_000, intervalMs: 20 });
+    expect(found.pipe).toMatch(/^pipe:\[\d+\]$/);
+    expect(virtlogdPipes(Date.now() + 5_000).has(found.pipe)).toBe(false);
+    rescue = new ConsoleRescue(consoleLog, () => pid, pino({ level: 'silent' }));
+    rescue.start(50);
+    await waitFor('the take-over', () => rescue!.rescuing || undefined, { timeoutMs: 10_000, intervalMs: 20 });
+    writeFileSync(join(dir, 'go'), '');
+    const total = 'before\n'.length + n * LINE.length;
+    const size = () => [`${consoleLog}.1`, `${consoleLog}.0`, consoleLog].filter(existsSync).reduce((a, f) => a + readFileSync(f).length, 0);
+    await waitFor('every byte in the console files', () => (existsSync(join(dir, 'done')) && size() === total) || undefined, { timeoutMs: 30_000, intervalMs: 50 });
+    const rotated = readFileSync(`${consoleLog}.0`, 'utf8');
+    const current = readFileSync(consoleLog, 'utf8');
+    expect(rotated.length).toBeLessThanOrEqual(2 * 1024 * 1024);
+    expect(rotated.startsWith('before\n')).toBe(true);
+    expect((rotated + current).slice('before\n'.length)).toBe(LINE.repeat(n));
+  });
+
+  it('leaves a pipe alone when there is no such pipe (QEMU gone)', () => {
+    expect(consoleLogPipe(2 ** 22 + 1)).toBeUndefined();
+  });
+});
