@@ -47,19 +47,24 @@ export function consoleLogPipe(pid: number): { path: string; pipe: string } | un
   return { path, pipe };
 }
 
-/** The pipes (`pipe:[inode]`) the node's virtlogd processes hold, looked up at most once a second for every VM. */
-let held: { at: number; pipes: Set<string> } | undefined;
+/**
+ * The pipes (`pipe:[inode]`) the node's virtlogd processes hold, looked up at most once a second
+ * for every VM; undefined when a virtlogd's fds cannot be read (then nobody is taken over).
+ */
+let held: { at: number; pipes: Set<string> | undefined } | undefined;
 let virtlogdPids: number[] = [];
-export function virtlogdPipes(now = Date.now()): Set<string> {
+export function virtlogdPipes(now = Date.now()): Set<string> | undefined {
   if (held && now - held.at < 1000) return held.pipes;
   if (!virtlogdPids.length || !virtlogdPids.every(isVirtlogd)) virtlogdPids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter(isVirtlogd);
-  const pipes = new Set<string>();
+  let pipes: Set<string> | undefined = new Set<string>();
   for (const pid of virtlogdPids) {
     let fds: string[] = [];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone meanwhile
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // gone meanwhile
+      pipes = undefined; // not ours to read (vmlet not root): tell nothing
+      break;
     }
     for (const fd of fds) {
       try {
@@ -121,7 +126,8 @@ export class ConsoleRescue {
       const found = consoleLogPipe(pid);
       this.pipe = found ? { pid, ...found } : undefined;
     }
-    if (!this.pipe || virtlogdPipes().has(this.pipe.pipe)) return;
+    const held = virtlogdPipes();
+    if (!this.pipe || !held || held.has(this.pipe.pipe)) return;
     let fd: number;
     try {
       fd = openSync(this.pipe.path, constants.O_RDONLY | constants.O_NONBLOCK);

@@ -41,7 +41,7 @@ describe('console rescue', () => {
     const pid = await waitFor('the writer', () => (existsSync(join(dir, 'pid')) ? Number(readFileSync(join(dir, 'pid'), 'utf8')) || undefined : undefined), { timeoutMs: 10_000, intervalMs: 20 });
     const found = await waitFor('the write-only pipe', () => consoleLogPipe(pid), { timeoutMs: 10_000, intervalMs: 20 });
     expect(found.pipe).toMatch(/^pipe:\[\d+\]$/);
-    expect(virtlogdPipes(Date.now() + 5_000).has(found.pipe)).toBe(false);
+    expect(virtlogdPipes(Date.now() + 5_000)?.has(found.pipe)).toBe(false);
     rescue = new ConsoleRescue(consoleLog, () => pid, pino({ level: 'silent' }));
     rescue.start(50);
     await waitFor('the take-over', () => rescue!.rescuing || undefined, { timeoutMs: 10_000, intervalMs: 20 });
