@@ -130,14 +130,15 @@ export class ConsoleRescue {
     if (!this.pipe || !held || held.has(this.pipe.pipe)) return;
     let fd: number;
     try {
-      fd = openSync(this.pipe.path, constants.O_RDONLY | constants.O_NONBLOCK);
+      // The console file first: a pipe opened and then dropped would be an fd leaked.
       this.out = openSync(this.consoleLog, 'a', 0o600);
+      this.size = statSync(this.consoleLog).size;
+      fd = openSync(this.pipe.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       this.log.warn({ consoleLog: this.consoleLog, err: (err as Error).message }, 'cannot take over the console from virtlogd');
       this.end();
       return;
     }
-    this.size = statSync(this.consoleLog).size;
     this.reader = new Socket({ fd, readable: true, writable: false });
     this.reader.on('data', (chunk: Buffer) => this.append(chunk));
     this.reader.on('error', (err) => this.log.warn({ consoleLog: this.consoleLog, err: err.message }, 'console pipe read failed'));
