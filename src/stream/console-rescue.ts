@@ -7,8 +7,9 @@
 // as before. Whether a pipe has a reader cannot be asked of the pipe (an open through /proc never
 // fails with ENXIO as a FIFO's does), so the pipes virtlogd holds are looked at. A re-executed
 // virtlogd (SIGUSR1, its reload) keeps its pipes: nothing to do. Bytes QEMU wrote while nobody
-// read them are lost.
-import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+// read them are lost; a line (LOST_MARK) says where, on the line virtlogd left unfinished if it
+// did, so no cut line reads as a whole one. (The first line read may be the end of a cut one.)
+import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 
@@ -16,6 +17,8 @@ import type { Logger } from '../log.js';
 const MAX_SIZE = 2 * 1024 * 1024;
 const MAX_BACKUPS = 3;
 const CHECK_MS = 2_000;
+/** Written into the console at a take-over: the guest's output before it, since virtlogd's death, is lost. */
+export const LOST_MARK = '[vmlet] console output lost here: virtlogd stopped reading it; vmlet copies it from now on';
 
 /**
  * QEMU's write end of its console log pipe: the one write-only pipe it holds besides stdout and
@@ -139,14 +142,17 @@ export class ConsoleRescue {
       this.end();
       return;
     }
+    // Where output was lost, said in the console (and so in the CRI log): on the line virtlogd
+    // left unfinished, if it did, so that no cut line reads as a whole one.
+    this.write(Buffer.from(`${this.endsLine() ? '' : ' '}${LOST_MARK}\n`));
     this.reader = new Socket({ fd, readable: true, writable: false });
-    this.reader.on('data', (chunk: Buffer) => this.append(chunk));
+    this.reader.on('data', (chunk: Buffer) => this.write(chunk));
     this.reader.on('error', (err) => this.log.warn({ consoleLog: this.consoleLog, err: err.message }, 'console pipe read failed'));
     this.reader.on('close', () => this.end());
     this.log.warn({ consoleLog: this.consoleLog, qemuPid: pid }, 'virtlogd no longer reads this VM\'s console (it died or was restarted without re-executing): vmlet copies it into the console file');
   }
 
-  private append(chunk: Buffer): void {
+  private write(chunk: Buffer): void {
     try {
       if (this.size > 0 && this.size + chunk.length > MAX_SIZE) this.rotate();
       for (let off = 0; off < chunk.length; ) off += writeSync(this.out!, chunk, off);
@@ -154,6 +160,23 @@ export class ConsoleRescue {
     } catch (err) {
       this.log.warn({ consoleLog: this.consoleLog, err: (err as Error).message, lostBytes: chunk.length }, 'cannot write the console file');
     }
+  }
+
+  /** Whether the console file is empty or ends with a newline. */
+  private endsLine(): boolean {
+    if (this.size === 0) return true;
+    const last = Buffer.alloc(1);
+    try {
+      const fd = openSync(this.consoleLog, 'r');
+      try {
+        readSync(fd, last, 0, 1, this.size - 1);
+      } finally {
+        closeSync(fd);
+      }
+    } catch {
+      return true;
+    }
+    return last[0] === 10;
   }
 
   /** As virtlogd does: console.log → .0 → .1 …, the oldest dropped; the tailer follows (console-tailer.ts). */

@@ -10,7 +10,8 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { waitFor } from '../helpers/wait.js';
-import { consoleLogPipe, virtlogdPipes } from '../../src/stream/console-rescue.js';
+import { consoleLogPipe, LOST_MARK, virtlogdPipes } from '../../src/stream/console-rescue.js';
+import { consoleLines } from '../helpers/vm-suite.js';
 import { bootFleet, expectRecordsIntact, lastTicks, qemuPid, recordsNow, rt, secs, setupFleet, snapshot, startFaultVmlet, stopFleet, ticks, waitForTick, type FleetPod } from './fleet.js';
 import { daemonPid, startDaemons } from './daemons.js';
 
@@ -32,7 +33,16 @@ afterAll(async () => {
 }, 120_000);
 
 /** The pipes a vmlet process holds. */
-const vmletPipes = (vm: VmletProcess) => new Set(readdirSync(`/proc/${vm.proc.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${vm.proc.pid}/fd/${fd}`); } catch { return ''; } }).filter((t) => t.startsWith('pipe:')));
+function vmletPipes(vm: VmletProcess): Set<string> {
+  const links = readdirSync(`/proc/${vm.proc.pid}/fd`).map((fd) => {
+    try {
+      return readlinkSync(`/proc/${vm.proc.pid}/fd/${fd}`);
+    } catch {
+      return ''; // closed meanwhile
+    }
+  });
+  return new Set(links.filter((t) => t.startsWith('pipe:')));
+}
 const TAKEOVER = 'virtlogd no longer reads this VM\'s console';
 const takeovers = (vm: VmletProcess) => vm.logLines.filter((l) => l.includes(TAKEOVER)).length;
 
@@ -60,6 +70,8 @@ describe('virtlogd killed with -9', () => {
     const tookMs = performance.now() - t0;
     const resumed = await Promise.all(pods.map((p) => waitForTick(p, at.get(p.id)! + 30)));
     const lost = pods.map((p, i) => expectOneGap(p, at.get(p.id)!, resumed[i]!).length);
+    // The CRI log says where output was lost.
+    for (const p of pods) expect(consoleLines(p.log).filter((l) => l.endsWith(LOST_MARK))).toHaveLength(1);
     // vmlet is the reader now, and the VMs are the same ones.
     for (const p of pods) expect(vmletPipes(v!).has(consoleLogPipe(qemuPid(p.domain))!.pipe)).toBe(true);
     expect(await snapshot(v!, pods)).toEqual(before);

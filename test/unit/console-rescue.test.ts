@@ -1,14 +1,15 @@
 // vmlet reading a console pipe nobody reads, as after virtlogd's death, with a real process in
 // QEMU's place: bash holding the write end of an anonymous pipe whose reader has exited (SIGPIPE
 // ignored, as QEMU does). The pipe is found among its fds, taken over, and what bash writes lands
-// in the console file, rotated at virtlogd's 2 MiB into .0, .1, … with no byte lost or doubled.
+// in the console file after a line saying output was lost, rotated at virtlogd's 2 MiB into .0,
+// .1, … with no byte lost or doubled.
 // Against real QEMU and a killed virtlogd: test/faults/virtlogd-kill.test.ts.
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import pino from 'pino';
-import { ConsoleRescue, consoleLogPipe, virtlogdPipes } from '../../src/stream/console-rescue.js';
+import { ConsoleRescue, consoleLogPipe, LOST_MARK, virtlogdPipes } from '../../src/stream/console-rescue.js';
 import { tempDir } from '../helpers/vmlet.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -35,7 +36,9 @@ describe('console rescue', () => {
   it('finds the pipe, reads it in place of the gone reader, and rotates the file as virtlogd does', async () => {
     const dir = tempDir('vmlet-rescue-');
     const consoleLog = join(dir, 'console.log');
-    writeFileSync(consoleLog, 'before\n');
+    // virtlogd's last line cut short: the mark goes on it, so it cannot read as a whole line.
+    const head = 'before\nVMLET-TICK 4';
+    writeFileSync(consoleLog, head);
     const n = 2600; // 2.5 MiB: one rotation
     writer = orphanWriter(dir, n);
     const pid = await waitFor('the writer', () => (existsSync(join(dir, 'pid')) ? Number(readFileSync(join(dir, 'pid'), 'utf8')) || undefined : undefined), { timeoutMs: 10_000, intervalMs: 20 });
@@ -46,14 +49,15 @@ describe('console rescue', () => {
     rescue.start(50);
     await waitFor('the take-over', () => rescue!.rescuing || undefined, { timeoutMs: 10_000, intervalMs: 20 });
     writeFileSync(join(dir, 'go'), '');
-    const total = 'before\n'.length + n * LINE.length;
+    const marked = `${head} ${LOST_MARK}\n`;
+    const total = marked.length + n * LINE.length;
     const size = () => [`${consoleLog}.1`, `${consoleLog}.0`, consoleLog].filter(existsSync).reduce((a, f) => a + readFileSync(f).length, 0);
     await waitFor('every byte in the console files', () => (existsSync(join(dir, 'done')) && size() === total) || undefined, { timeoutMs: 30_000, intervalMs: 50 });
     const rotated = readFileSync(`${consoleLog}.0`, 'utf8');
     const current = readFileSync(consoleLog, 'utf8');
     expect(rotated.length).toBeLessThanOrEqual(2 * 1024 * 1024);
-    expect(rotated.startsWith('before\n')).toBe(true);
-    expect((rotated + current).slice('before\n'.length)).toBe(LINE.repeat(n));
+    expect(rotated.startsWith(marked)).toBe(true);
+    expect((rotated + current).slice(marked.length)).toBe(LINE.repeat(n));
   });
 
   it('leaves a pipe alone when there is no such pipe (QEMU gone)', () => {
