@@ -104,7 +104,7 @@ export class ConsoleRescue {
     private readonly log: Logger,
   ) {}
 
-  /** Looks every CHECK_MS (one open() of the pipe per look once it is found). */
+  /** Looks every CHECK_MS: QEMU's fds once per QEMU, then the virtlogd pipe list (shared by every VM, read at most once a second). */
   start(intervalMs = CHECK_MS): void {
     this.timer = setInterval(() => this.check(), intervalMs);
     this.timer.unref();
