@@ -11,13 +11,13 @@ import { prepareAgentSocketDir } from '../vm/guest-agent.js';
 import { attachPodTap, usePodTap, type PodNetworkState } from '../net/index.js';
 import { readGuestKit, type InstalledKit } from '../guest/kit.js';
 import { createScratch } from '../guest/scratch.js';
-import { preparePodShare, releasePodShare } from '../guest/shared-mounts.js';
+import { preparePodShare } from '../guest/shared-mounts.js';
 import { netArgs, podVmSpec, type PodNetForGuest } from '../guest/pod-vm-spec.js';
 import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.js';
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
 import { CLAIMED_BY, type PoolVm } from './pool-vm.js';
-import { podVmFiles, type PodVmFiles } from './podvm-files.js';
+import { podVmFiles, removePodVmDisks, type PodVmFiles } from './podvm-files.js';
 import { PodVm } from './podvm.js';
 import { placeQemu } from '../vm/pod-cgroup.js';
 import { podEmulator, startInPodCgroup } from './qemu-cgroup.js';
@@ -105,8 +105,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
       await m.deps.vm.destroy(name).catch(() => undefined);
       await m.deps.vm.remove(name).catch(() => undefined);
     }
-    await rm(scratch, { force: true });
-    await releasePodShare(shared).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot release the pod share'));
+    await removePodVmDisks({ scratch, shared }).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot remove the pod VM\'s scratch disk or release its share'));
     throw err;
   }
 }
@@ -122,6 +121,7 @@ export async function startPodVmDomain(
   o: { name: string; settings: MachineSettings; kit: InstalledKit; files: PodVmFiles; scratchBytes: number; nic?: VmNic; net?: PodNetForGuest; pooled?: boolean; metadata: VmMetadata; cgroupParent?: string },
 ): Promise<void> {
   await prepareAgentSocketDir(o.files.socket, m.log);
+  const emulator = podEmulator(m, o.cgroupParent);
   const spec = podVmSpec({
     name: o.name,
     domainType: m.deps.accel.domainType,
@@ -137,7 +137,7 @@ export async function startPodVmDomain(
     ...(o.net ? { net: o.net } : {}),
     ...(o.pooled ? { pooled: true } : {}),
     metadata: o.metadata,
-    ...(podEmulator(m, o.cgroupParent) ? { emulator: podEmulator(m, o.cgroupParent)! } : {}),
+    ...(emulator ? { emulator } : {}),
   });
   await createScratch(o.files.scratch, o.scratchBytes);
   await preparePodShare(o.files.shared);
@@ -253,8 +253,7 @@ export async function removePodVm(m: PodManager, s: SandboxRecord): Promise<void
   await stopPodVm(m, s);
   if (!s.podVm) return;
   await m.deps.vm.remove(s.podVm.domainName);
-  await rm(s.podVm.scratch, { force: true });
-  await releasePodShare(podShareDir(m, s));
+  await removePodVmDisks({ scratch: s.podVm.scratch, shared: podShareDir(m, s) });
   if (s.podVm.dir) await rm(s.podVm.dir, { recursive: true, force: true });
 }
 
