@@ -96,7 +96,8 @@ export class ConsoleRescue {
   private reader: Socket | undefined;
   private out: number | undefined;
   private size = 0;
-  private pipe: { pid: number; path: string; pipe: string } | undefined;
+  /** QEMU's console pipe, looked up once per QEMU (none: console logs not through virtlogd). */
+  private pipe: { pid: number; found?: { path: string; pipe: string } } | undefined;
 
   constructor(
     readonly consoleLog: string,
@@ -127,16 +128,18 @@ export class ConsoleRescue {
     if (pid === undefined) return;
     if (this.pipe?.pid !== pid) {
       const found = consoleLogPipe(pid);
-      this.pipe = found ? { pid, ...found } : undefined;
+      this.pipe = found ? { pid, found } : { pid };
     }
+    const found = this.pipe.found;
+    if (!found) return;
     const held = virtlogdPipes();
-    if (!this.pipe || !held || held.has(this.pipe.pipe)) return;
+    if (!held || held.has(found.pipe)) return;
     let fd: number;
     try {
       // The console file first: a pipe opened and then dropped would be an fd leaked.
       this.out = openSync(this.consoleLog, 'a', 0o600);
       this.size = statSync(this.consoleLog).size;
-      fd = openSync(this.pipe.path, constants.O_RDONLY | constants.O_NONBLOCK);
+      fd = openSync(found.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       this.log.warn({ consoleLog: this.consoleLog, err: (err as Error).message }, 'cannot take over the console from virtlogd');
       this.end();
