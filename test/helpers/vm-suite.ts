@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { call, startVmlet, type VmletProcess } from './vmlet.js';
+import { call, ROOT, startVmlet, type VmletProcess } from './vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestImageName, type TestRegistry } from './registry.js';
 import { waitFor } from './wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
@@ -14,20 +14,27 @@ export interface VmSuite {
   v: VmletProcess;
   /** Pushed references, in the order asked for. */
   refs: string[];
+  /** The config vmlet runs with (for a restart on the same state dir). */
+  config: string;
 }
+
+/** The guest kit test/prepare.sh builds (VMLET_GUEST_KIT: another build), for vmlets that boot sandboxed pods. */
+export const TEST_GUEST_KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 
 /**
  * Pushes each [image, repo:tag] to a fresh registry and starts vmlet with all of them pulled;
- * `allowAnnotations`: the gated annotations the suite's pods use (config allowedAnnotations.vmlet).
+ * `allowAnnotations`: the gated annotations the suite's pods use (config allowedAnnotations.vmlet);
+ * `guestKit`: sandboxed pods boot the test build of the guest kit (TEST_GUEST_KIT).
  */
-export async function startVmSuite(images: Array<[TestImageName, string]>, opts: { allowAnnotations?: string[] } = {}): Promise<VmSuite> {
+export async function startVmSuite(images: Array<[TestImageName, string]>, opts: { allowAnnotations?: string[]; guestKit?: boolean } = {}): Promise<VmSuite> {
   await ensureTestImages();
   const reg = await startRegistry();
   const refs: string[] = [];
   for (const [name, tag] of images) refs.push((await pushImage(reg, name, tag)).reference);
-  const v = await startVmlet({ config: vmletConfig(reg), ...(opts.allowAnnotations ? { allowAnnotations: opts.allowAnnotations } : {}) });
+  const config = `${vmletConfig(reg)}${opts.guestKit ? `guestKitDir: ${TEST_GUEST_KIT}\n` : ''}`;
+  const v = await startVmlet({ config, ...(opts.allowAnnotations ? { allowAnnotations: opts.allowAnnotations } : {}) });
   for (const image of refs) await call(v.image, 'PullImage', { image: { image } });
-  return { reg, v, refs };
+  return { reg, v, refs, config };
 }
 
 /** vmlet's config for pulling from the test registry over plain HTTP. */

@@ -8,12 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { call, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { domainExists, virsh } from '../helpers/virsh.js';
 
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 let v: VmletProcess;
 let reg: TestRegistry;
 let kernelImage = '';
@@ -25,15 +24,15 @@ const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method
 const domainOf = async (cid: string) => (JSON.parse((await rt<{ info: Record<string, string> }>('ContainerStatus', { container_id: cid, verbose: true })).info.info!) as { domain: string }).domain;
 
 beforeAll(async () => {
-  const suite = await startVmSuite([
-    ['kernelboot', 'crashwin/kernel:1'],
-    ['busybox-app', 'crashwin/app:1'],
-  ]);
-  ({ reg, v } = suite);
+  const suite = await startVmSuite(
+    [
+      ['kernelboot', 'crashwin/kernel:1'],
+      ['busybox-app', 'crashwin/app:1'],
+    ],
+    { guestKit: true },
+  );
+  ({ reg, v, config } = suite);
   [kernelImage, appImage] = suite.refs as [string, string];
-  config = `${vmletConfig(reg)}guestKitDir: ${KIT}\n`;
-  await v.stop();
-  v = await startVmlet({ stateDir: v.stateDir, config });
 }, 300_000);
 
 afterAll(async () => {

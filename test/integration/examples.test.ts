@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { call, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { stopVmSuite } from '../helpers/vm-suite.js';
+import { stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { READY_MARKER } from '../helpers/guest.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
@@ -18,7 +18,6 @@ import { checkPodAnnotations } from '../../src/vm/annotation-policy.js';
 import { parseQuantityBytes } from '../../src/vm/quantity.js';
 
 const EXAMPLES = join(ROOT, 'examples');
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 const json = (name: string) => JSON.parse(readFileSync(join(EXAMPLES, 'crictl', name), 'utf8')) as Record<string, unknown> & { log_directory?: string };
 
 let reg: TestRegistry | undefined;
@@ -57,7 +56,7 @@ describe('examples/crictl/*.json against a real vmlet', () => {
     await pushImage(reg, 'kernelboot', 'containerdisks/fedora:39');
     await pushImage(reg, 'busybox-app', 'library/busybox:1.36');
     const mirror = `["http://${reg.host}"]`;
-    v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n  mirrors:\n    quay.io: ${mirror}\n    docker.io: ${mirror}\nguestKitDir: ${KIT}\n` });
+    v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\n  mirrors:\n    quay.io: ${mirror}\n    docker.io: ${mirror}\nguestKitDir: ${TEST_GUEST_KIT}\n` });
   }, 300_000);
 
   afterAll(async () => {

@@ -8,16 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status as Status } from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { call, failure, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runVmPod, stopVmSuite, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
+import { runVmPod, stopVmSuite, TEST_GUEST_KIT, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { metricsCheck } from '../../src/doctor.js';
 import type { ListMetricDescriptorsResponse__Output } from '../../src/gen/runtime/v1/ListMetricDescriptorsResponse.js';
 import type { ListPodSandboxMetricsResponse__Output } from '../../src/gen/runtime/v1/ListPodSandboxMetricsResponse.js';
 import type { ListPodSandboxStatsResponse__Output } from '../../src/gen/runtime/v1/ListPodSandboxStatsResponse.js';
 import type { Metric__Output } from '../../src/gen/runtime/v1/Metric.js';
 
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 let reg: TestRegistry;
 let v: VmletProcess;
 let image = '';
@@ -54,7 +53,7 @@ beforeAll(async () => {
   reg = await startRegistry();
   image = (await pushImage(reg, 'kernelboot', 'vmlet/kernelboot:metrics')).reference;
   address = `127.0.0.1:${await freePort()}`;
-  v = await startVmlet({ config: `${vmletConfig(reg)}metricsAddress: "${address}"\nguestKitDir: "${KIT}"\n` });
+  v = await startVmlet({ config: `${vmletConfig(reg)}metricsAddress: "${address}"\nguestKitDir: "${TEST_GUEST_KIT}"\n` });
 }, 300_000);
 
 afterAll(() => stopVmSuite(v, reg));

@@ -7,13 +7,12 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import { call, failure, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { hostLayout, removeCreated } from '../../src/vm/pod-cgroup.js';
 
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 const MiB = 1024 * 1024;
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -55,15 +54,15 @@ async function domainOf(cid: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  const suite = await startVmSuite([
-    ['kernelboot', 'cg/kernel:1'],
-    ['rootfs', 'cg/busybox:1'],
-  ]);
+  const suite = await startVmSuite(
+    [
+      ['kernelboot', 'cg/kernel:1'],
+      ['rootfs', 'cg/busybox:1'],
+    ],
+    { guestKit: true },
+  );
   ({ reg, v } = suite);
   [kernelImage, rootfsImage] = suite.refs as [string, string];
-  // The suite's vmlet has the default guest kit dir; the sandboxed pod boots the test build.
-  await v.stop();
-  v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n` });
 }, 300_000);
 
 afterAll(async () => {

@@ -8,13 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { call, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { freePort, type TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
+import { startVmSuite, stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { domainExists } from '../helpers/virsh.js';
 
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 let v: VmletProcess;
 let reg: TestRegistry;
 let image = '';
@@ -36,7 +35,7 @@ beforeAll(async () => {
   ({ reg } = suite);
   image = suite.refs[0]!;
   metrics = `127.0.0.1:${await freePort()}`;
-  config = `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\npodVmPool:\n  size: 1\n  maxMemoryMiB: 1024\nmetricsAddress: "${metrics}"\n`;
+  config = `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${TEST_GUEST_KIT}\npodVmPool:\n  size: 1\n  maxMemoryMiB: 1024\nmetricsAddress: "${metrics}"\n`;
   await suite.v.stop();
   v = await startVmlet({ stateDir: suite.v.stateDir, config });
 }, 300_000);

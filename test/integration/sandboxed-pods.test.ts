@@ -8,14 +8,12 @@ import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
+import { startVmSuite, stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import { dommemstat, virsh } from '../helpers/virsh.js';
-import { ROOT } from '../helpers/vmlet.js';
 import { domainName } from '../../src/vm/spec.js';
 
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 
 let v: VmletProcess;
 let reg: TestRegistry;
@@ -79,17 +77,16 @@ const execSync = (cid: string, cmd: string[], timeout = 20) =>
   }));
 
 beforeAll(async () => {
-  const suite = await startVmSuite([
-    ['rootfs', 'sbx/busybox:1'],
-    ['kernelboot', 'sbx/kernel:1'],
-    ['uncompressed', 'sbx/nocmd:1'], // a layer with /hello.txt and no Entrypoint or Cmd
-  ]);
+  const suite = await startVmSuite(
+    [
+      ['rootfs', 'sbx/busybox:1'],
+      ['kernelboot', 'sbx/kernel:1'],
+      ['uncompressed', 'sbx/nocmd:1'], // a layer with /hello.txt and no Entrypoint or Cmd
+    ],
+    { guestKit: true, allowAnnotations: ['vmlet.io/max-memory'] },
+  );
   ({ v, reg } = suite);
   [image, vmImage, noCmdImage] = suite.refs as [string, string, string];
-  // The suite's vmlet has the default guest kit dir; this file's pods boot the test build.
-  await v.stop();
-  const { startVmlet } = await import('../helpers/vmlet.js');
-  v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n`, allowAnnotations: ['vmlet.io/max-memory'] });
 }, 300_000);
 
 afterAll(async () => {
@@ -117,7 +114,7 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     await logHas(log, 'stderr', 'init-err');
     // Exactly one VM for the pod, and it is the guest kit's kernel.
     const xml = virsh('dumpxml', `vmlet-sbx-multi-${pod.id.slice(0, 8)}`);
-    expect(xml).toContain(join(KIT, 'vmlinux'));
+    expect(xml).toContain(join(TEST_GUEST_KIT, 'vmlinux'));
   }, 240_000);
 
   it('gives the image its user, the pod its hostname, DNS and hosts file, and the env', async () => {

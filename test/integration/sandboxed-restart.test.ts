@@ -5,13 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { call, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
+import { startVmSuite, stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
 
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 let v: VmletProcess;
 let reg: TestRegistry;
 let image = '';
@@ -26,7 +25,7 @@ beforeAll(async () => {
   const suite = await startVmSuite([['busybox-app', 'sbx/app:1']]);
   ({ reg } = suite);
   image = suite.refs[0]!;
-  config = `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n`;
+  config = `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${TEST_GUEST_KIT}\n`;
   await suite.v.stop();
   v = await startVmlet({ stateDir: suite.v.stateDir, config });
   mkdirSync(vol);

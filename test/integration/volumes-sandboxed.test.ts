@@ -8,7 +8,7 @@ import { mkdirSync, openSync, readSync, closeSync, renameSync, symlinkSync, writ
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import { call, failure, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
@@ -16,7 +16,6 @@ import { virsh } from '../helpers/virsh.js';
 import { freeLoop, loopUnavailable, makeLoop } from '../helpers/loop-device.js';
 import { deviceSerial } from '../../src/vm/volumes.js';
 
-const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 const noLoop = loopUnavailable();
 
 let v: VmletProcess;
@@ -72,11 +71,9 @@ function writeConfigMap(path: string, ts: string, files: Record<string, string>,
 const diskSerials = (domain: string) => [...virsh('dumpxml', domain).matchAll(/<serial>([^<]+)<\/serial>/g)].map((m) => m[1]);
 
 beforeAll(async () => {
-  const suite = await startVmSuite([['rootfs', 'vols/busybox:1']]);
+  const suite = await startVmSuite([['rootfs', 'vols/busybox:1']], { guestKit: true });
   ({ v, reg } = suite);
   image = suite.refs[0]!;
-  await v.stop();
-  v = await startVmlet({ stateDir: v.stateDir, config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n` });
 }, 300_000);
 
 afterAll(async () => {
