@@ -16,6 +16,11 @@ export interface Config {
   defaultRuntime: boolean;
   hypervisor: Hypervisor;
   cgroupDriver: CgroupDriverSetting;
+  /**
+   * The user every VM's QEMU runs as unless its 9p shares need root (vm/qemu-user.ts): libvirt's
+   * unprivileged qemu user by default; root runs all as root, as vmlet did before.
+   */
+  qemuUser: string;
   /** TCG only: each VM's translation cache in MiB (libvirt's <tb-cache>); 0 leaves QEMU's default (1 GiB). */
   tcgTbCacheMiB: number;
   /**
@@ -85,6 +90,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   defaultRuntime: false,
   hypervisor: 'auto',
   cgroupDriver: 'auto',
+  qemuUser: 'libvirt-qemu', // libvirt-daemon-system's own (Debian, Ubuntu); the installer makes it where that package did not
   tcgTbCacheMiB: 128, // vm/spec.ts TCG_TB_CACHE_MIB; measured in docs/pod-cgroup.md
   // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
   // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's
@@ -132,6 +138,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_HYPERVISOR: 'hypervisor',
     VMLET_CGROUP_DRIVER: 'cgroupDriver',
     VMLET_TCG_TB_CACHE_MIB: 'tcgTbCacheMiB',
+    VMLET_QEMU_USER: 'qemuUser',
     VMLET_IMAGE_MAX_GIB: 'imageMaxGiB',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
@@ -373,6 +380,7 @@ export function validate(raw: Record<string, unknown>): Config {
     defaultRuntime: bool(raw.defaultRuntime, 'defaultRuntime'),
     hypervisor: oneOf(raw.hypervisor, 'hypervisor', HYPERVISORS),
     cgroupDriver: oneOf(raw.cgroupDriver, 'cgroupDriver', CGROUP_DRIVERS),
+    qemuUser: str(raw.qemuUser, 'qemuUser'),
     tcgTbCacheMiB: mib(raw.tcgTbCacheMiB, 'tcgTbCacheMiB', 4096),
     imageMaxGiB: gib(raw.imageMaxGiB, 'imageMaxGiB', 1024),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },

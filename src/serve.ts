@@ -1,7 +1,9 @@
 // `vmlet serve`: start the runtime and the CRI server; stop both cleanly on SIGTERM/SIGINT.
 // VMs are never stopped here: restarting vmlet must leave them running.
 import { join } from 'node:path';
-import type { Config } from './config.js';
+import { defaults, type Config } from './config.js';
+import { resolveQemuUser, ROOT, unreachableFor, type QemuIdentity } from './vm/qemu-user.js';
+import { VmletError } from './errors.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
 import { observeRpcs } from './cri/rpc.js';
@@ -20,18 +22,48 @@ import { PodVmPool } from './pod/podvm-pool.js';
 import { StreamServer, streamingListenOptions } from './stream/server.js';
 import { RUNTIME_VERSION } from './version.js';
 
+/**
+ * The user VMs' QEMU runs as (vm/qemu-user.ts). A node without the default user (libvirt's
+ * package not installed the usual way) runs QEMU as root, with a warning; a user the operator
+ * named must exist.
+ */
+async function qemuUserOf(config: Config, log: Logger): Promise<QemuIdentity> {
+  try {
+    const id = await resolveQemuUser(config.qemuUser);
+    const blocked = await unreachableFor(config.stateDir, id);
+    if (blocked) {
+      throw new VmletError('failed-precondition', `stateDir ${config.stateDir} is out of reach for QEMU's user ${id.user}: ${blocked.dir} is mode ${blocked.mode} (allowed: a stateDir whose parents others may search, o+x, as /var/lib)`);
+    }
+    log.info({ qemuUser: id.user, uid: id.uid, gid: id.gid }, id.uid === 0 ? 'VMs\' QEMU runs as root (config qemuUser)' : 'VMs\' QEMU runs unprivileged, as root only for VMs with 9p shares');
+    return id;
+  } catch (err) {
+    if (config.qemuUser !== defaults.qemuUser) throw err;
+    log.warn({ qemuUser: config.qemuUser, err: (err as Error).message }, 'VMs\' QEMU runs as root: the default QEMU user cannot run them (node-install/install.sh makes the user)');
+    return ROOT;
+  }
+}
+
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
   log.info({ version: RUNTIME_VERSION, configFile: configFile ?? null, pid: process.pid }, 'vmlet starting');
   const runtime = new Runtime(config, log);
   await runtime.start();
   let pods: PodManager | undefined;
+  let qemuUser: QemuIdentity;
+  try {
+    qemuUser = await qemuUserOf(config, log);
+  } catch (err) {
+    log.fatal({ qemuUser: config.qemuUser, err: (err as Error).message }, 'cannot serve CRI');
+    await runtime.stop();
+    return 1;
+  }
   const images = new ImageStore(join(config.stateDir, 'images'), config.registries, log, {
     inUse: (id) => pods?.imageInUse(id) ?? false,
     ...imageLimitsOf(config),
+    qemuUser,
   });
   const qemu = which(QEMU_SYSTEM);
   const emulator = qemu ? await EmulatorWrapper.install(config.stateDir, qemu) : undefined;
-  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, ...(emulator ? { emulator } : {}) });
+  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(emulator ? { emulator } : {}) });
   const podManager = pods;
   pods.reconnectPodVms = () => reconnectPodVms(podManager);
   const pool = new PodVmPool(pods, config.podVmPool);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from './log.js';
 import { PodStateStore, type ContainerRecord, type SandboxRecord } from './pod/records.js';
 import { ANNOTATIONS } from './vm/annotations.js';
-import { vncSocketPath } from './vm/vnc-socket.js';
+import { existingVncSocket } from './vm/vnc-socket.js';
 
 /** What the command's user did wrong or what is missing: a message for them and the exit code. */
 export class VncError extends Error {
@@ -115,7 +115,7 @@ export async function findVncTarget(stateDir: string, query: string, log: Logger
   if (container.state !== 'running') {
     throw new VncError(`pod ${pod}: its VM is not running (container ${container.id.slice(0, 13)} is ${container.state}), so its VNC display is not there`);
   }
-  return { sandbox, container, socket: vncSocketPath(store.sandboxDir(sandbox.id), sandbox.id).path };
+  return { sandbox, container, socket: existingVncSocket(store.sandboxDir(sandbox.id), sandbox.id) };
 }
 
 /** One connection to the display, to check it answers before a port is opened for it. */

@@ -2,6 +2,7 @@
 // image rootfs tree shared read-only over 9p, the pod's scratch disk for containers' writable
 // layers, vmlet's agent port, and the pod network given on the kernel command line (the guest
 // has no DHCP client to wait for: its /init configures eth0 from vmlet.ip/vmlet.gw/vmlet.route).
+import { ROOT } from '../vm/qemu-user.js';
 import { buildVmSpec, type VmMetadata, type VmNic, type VmSpec } from '../vm/spec.js';
 import type { MachineSettings } from '../vm/annotations.js';
 import type { CpuTune } from '../vm/cputune.js';
@@ -74,6 +75,8 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     ...(i.cputune ? { cputune: i.cputune } : {}),
     ...(i.tcgTbCacheMiB !== undefined ? { tcgTbCacheMiB: i.tcgTbCacheMiB } : {}),
     ...(i.emulator ? { emulator: i.emulator } : {}),
+    // The image share is 9p, which QEMU serves as root: said in the domain, whatever qemu.conf's user is.
+    qemuUser: ROOT,
     // The guest kit loads virtio_balloon: pages its containers free go back to the node, so a
     // pod VM's footprint follows what its containers use rather than its high-water mark.
     freePageReporting: true,

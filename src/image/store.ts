@@ -7,6 +7,7 @@
 //   kernels/<hex>/      kernel-boot files
 //   rootfs/<hex>/       unpacked layers of a rootfs image (0755: shared read-only into guests)
 //   index.json          the image index
+import { ROOT, qemuDirs, type QemuIdentity } from '../vm/qemu-user.js';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -42,6 +43,8 @@ export interface ImageStoreOptions {
   maxEntryBytes?: number;
   /** Largest image (ScanLimits.maxImageBytes); default the config's imageMaxGiB default. */
   maxImageBytes?: number;
+  /** QEMU's user: it opens the boot files and containerDisks under the store's root (vm/qemu-user.ts). */
+  qemuUser?: QemuIdentity;
 }
 
 const GiB = 1024 ** 3;
@@ -83,6 +86,8 @@ export class ImageStore {
 
   async init(): Promise<void> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
+    // Searchable by QEMU's group (disks/ and kernels/ below are 0755; libvirt chowns the files it gives a VM).
+    await qemuDirs([this.root], this.opts.qemuUser ?? ROOT);
     await this.blobs.init();
     await mkdir(this.rootfsRoot, { recursive: true, mode: 0o755 });
     await chmod(this.rootfsRoot, 0o755);

@@ -2,7 +2,7 @@
 // into the VM's settings (parsed once), checks them against the image and the node, then makes the
 // root disk (a qcow2 overlay on the containerDisk) and the cloud-init seed, and defines the
 // libvirt domain with the CRI metadata inside it. Nothing runs yet. A failure leaves nothing behind.
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, isNoSpace, noSpace, notFound } from '../errors.js';
 import type { ContainerConfig, PodSandboxConfig } from './configs.js';
@@ -13,7 +13,7 @@ import type { BootInfo } from '../image/image-index.js';
 import { ensurePodVm } from './podvm-boot.js';
 import { createSandboxedContainer } from './sandboxed-create.js';
 import { hostShares, parseCpuTune } from '../vm/cputune.js';
-import { buildVmSpec, domainName, type BuildVmSpecInput } from '../vm/spec.js';
+import { buildVmSpec, domainName, runAs, type BuildVmSpecInput } from '../vm/spec.js';
 import { checkVmPrerequisites } from '../vm/spec-checks.js';
 import { buildSeed, type PodNetworkInfo } from '../vm/cloud-init.js';
 import { writeSeedIso } from '../vm/seed-iso.js';
@@ -106,7 +106,7 @@ export async function createContainer(
     const files: string[] = [];
     let defined = false;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await m.store.makeContainerDir(s.id, id);
       let disks: BuildVmSpecInput['disks'] = [];
       if (root) {
         // Checked last: what it may write (the image, onto a blank device) is the pod's own data to keep.
@@ -125,13 +125,15 @@ export async function createContainer(
       const seedIso = join(dir, 'seed.iso');
       await writeSeedIso(seedIso, seed.files);
       files.push(seedIso);
+      // Who QEMU runs as: the node's QEMU user, root for a VM with 9p shares (vm/spec.ts runAs).
+      const qemuUser = runAs(m.qemuUser, vols.shares);
       const agent = agentSocketPath(dir, id);
-      await prepareAgentSocketDir(agent, m.log);
-      files.push(agent.path); // QEMU removes it when it exits cleanly; not after a kill -9
+      await prepareAgentSocketDir(agent, qemuUser, m.log);
+      files.push(agent.dir); // QEMU removes the socket when it exits cleanly; not after a kill -9
       const vnc = settings.vnc ? vncSocketPath(m.store.sandboxDir(s.id), s.id) : undefined;
       if (vnc) {
-        await prepareVncSocketDir(vnc);
-        files.push(vnc.path); // QEMU leaves it behind when the VM stops
+        await prepareVncSocketDir(vnc, qemuUser);
+        files.push(vnc.path); // QEMU leaves it behind when the VM stops (its dir is the pod's, for the pod's next VM)
       }
       const emulator = podEmulator(m, s.config.linux?.cgroup_parent);
       const spec = buildVmSpec({
@@ -151,6 +153,7 @@ export async function createContainer(
         shares: vols.shares,
         tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
         ...(emulator ? { emulator } : {}),
+        qemuUser: m.qemuUser,
         cputune,
         metadata: {
           v: 1,

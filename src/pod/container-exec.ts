@@ -3,7 +3,7 @@
 // the RPC checks and registers the request, the stream runs execSync when the client connects.
 // No container lock: an exec may run as long as it likes and must not hold up Stop or Status.
 import { invalidArgument, failedPrecondition, VmletError } from '../errors.js';
-import { agentSocketPath, guestAgentFor, GuestAgentError } from '../vm/guest-agent.js';
+import { existingAgentSocket, guestAgentFor, GuestAgentError } from '../vm/guest-agent.js';
 import { guestExec } from '../vm/guest-exec.js';
 import type { StreamServer } from '../stream/server.js';
 import type { ExecStreamRequest } from '../stream/backend.js';
@@ -30,7 +30,7 @@ export async function execSync(m: PodManager, containerId: string, cmd: string[]
   const c = m.mustContainer(containerId);
   if (c.kind === 'sandboxed') return execSyncSandboxed(m, c, cmd, timeoutSec, stdin);
   requireRunning(c, 'exec needs a running container');
-  const socket = agentSocketPath(m.store.containerDir(c.sandboxId, c.id), c.id).path;
+  const socket = existingAgentSocket(m.store.containerDir(c.sandboxId, c.id), c.id);
   const agent = guestAgentFor(socket, { log: m.log });
   const started = performance.now();
   const fields = { containerId: c.id, podSandboxId: c.sandboxId, command: path }; // never the arguments: they may carry secrets

@@ -22,6 +22,7 @@ import type { PodVm } from './podvm.js';
 import type { PoolVm } from './pool-vm.js';
 import type { MachineSettings } from '../vm/annotations.js';
 import { ContainerEvents, ContainerIndex } from './container-events.js';
+import { ROOT, type QemuIdentity } from '../vm/qemu-user.js';
 
 export interface PodDeps {
   config: Config;
@@ -31,6 +32,8 @@ export interface PodDeps {
   accel: AccelDecision;
   /** The <emulator> that starts a pod's QEMU in the pod cgroup (vm/emulator-wrapper.ts); absent: QEMU is moved there after its start. */
   emulator?: EmulatorWrapper;
+  /** Who VMs' QEMU runs as (vm/qemu-user.ts); absent: root, as qemu.conf on nodes vmlet installed before. */
+  qemuUser?: QemuIdentity;
 }
 
 /** The warm pool of pod VMs as the pod layer uses it (podvm-pool.ts, made by serve.ts). */
@@ -76,9 +79,13 @@ export class PodManager {
   setAside: SetAsideRecord[] = [];
 
   constructor(readonly deps: PodDeps) {
-    this.store = new PodStateStore(join(deps.config.stateDir, 'pods'), deps.log);
+    this.store = new PodStateStore(join(deps.config.stateDir, 'pods'), deps.log, deps.qemuUser);
     this.store.onContainerSaved = (c) => this.events.saved(c);
     this.store.onContainerRemoved = (c) => this.events.removed(c);
+  }
+
+  get qemuUser(): QemuIdentity {
+    return this.deps.qemuUser ?? ROOT;
   }
 
   get log(): Logger {

@@ -8,6 +8,7 @@ import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/anno
 import { hostTopology } from '../vm/cputune.js';
 import { domainName, type VmMetadata, type VmNic } from '../vm/spec.js';
 import { prepareAgentSocketDir } from '../vm/guest-agent.js';
+import { ROOT } from '../vm/qemu-user.js';
 import { attachPodTap, usePodTap, type PodNetworkState } from '../net/index.js';
 import { readGuestKit, type InstalledKit } from '../guest/kit.js';
 import { createScratch } from '../guest/scratch.js';
@@ -105,7 +106,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
       await m.deps.vm.destroy(name).catch(() => undefined);
       await m.deps.vm.remove(name).catch(() => undefined);
     }
-    await removePodVmDisks({ scratch, shared }).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot remove the pod VM\'s scratch disk or release its share'));
+    await removePodVmDisks({ scratch, shared, socket }).catch((e: unknown) => m.log.error({ podSandboxId: s.id, err: (e as Error).message }, 'cannot remove the pod VM\'s scratch disk or release its share'));
     throw err;
   }
 }
@@ -120,7 +121,8 @@ export async function startPodVmDomain(
   m: PodManager,
   o: { name: string; settings: MachineSettings; kit: InstalledKit; files: PodVmFiles; scratchBytes: number; nic?: VmNic; net?: PodNetForGuest; pooled?: boolean; metadata: VmMetadata; cgroupParent?: string },
 ): Promise<void> {
-  await prepareAgentSocketDir(o.files.socket, m.log);
+  // A pod VM's image share is 9p: its QEMU runs as root (vm/spec.ts runAs).
+  await prepareAgentSocketDir(o.files.socket, ROOT, m.log);
   const emulator = podEmulator(m, o.cgroupParent);
   const spec = podVmSpec({
     name: o.name,
@@ -253,7 +255,8 @@ export async function removePodVm(m: PodManager, s: SandboxRecord): Promise<void
   await stopPodVm(m, s);
   if (!s.podVm) return;
   await m.deps.vm.remove(s.podVm.domainName);
-  await removePodVmDisks({ scratch: s.podVm.scratch, shared: podShareDir(m, s) });
+  const socket = s.podVm.dir ? undefined : podVmFiles(m.store.sandboxDir(s.id), s.id).socket; // a claimed pool VM's is in its dir
+  await removePodVmDisks({ scratch: s.podVm.scratch, shared: podShareDir(m, s), ...(socket ? { socket } : {}) });
   if (s.podVm.dir) await rm(s.podVm.dir, { recursive: true, force: true });
 }
 

@@ -19,7 +19,8 @@ export function podEmulator(m: PodManager, cgroupParent: string | undefined): st
 export async function startInPodCgroup(m: PodManager, cgroupParent: string | undefined, domain: string, start: () => Promise<void>): Promise<Placement | undefined> {
   const driver = m.deps.config.cgroupDriver;
   const w = m.deps.emulator;
-  const birth = w ? birthDirs(cgroupParent, driver) : undefined;
+  // Its cgroup.procs is QEMU's user's: root (a VM with 9p shares) writes it all the same.
+  const birth = w ? birthDirs(cgroupParent, driver, domain, m.qemuUser) : undefined;
   try {
     if (birth) await w!.expect(domain, birth.dirs);
     await start();
@@ -30,7 +31,7 @@ export async function startInPodCgroup(m: PodManager, cgroupParent: string | und
     if (birth) await w!.done(domain);
   }
   try {
-    const placed = placeQemu(cgroupParent, driver, m.deps.vm.qemuPid(domain));
+    const placed = placeQemu(cgroupParent, driver, m.deps.vm.qemuPid(domain), birth?.dirs);
     return placed && { ...placed, made: [...(birth?.made ?? []), ...placed.made] };
   } catch (err) {
     await m.deps.vm.destroy(domain).catch(() => undefined);

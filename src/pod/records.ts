@@ -2,6 +2,7 @@
 // <stateDir>/pods/<sandbox-id>/, written atomically. The CRI configs are kept as the kubelet sent
 // them (the CRI data model in vmlet's own types, configs.ts), so status answers echo them back
 // unchanged.
+import { ROOT, qemuDirs, type QemuIdentity } from '../vm/qemu-user.js';
 import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
@@ -121,7 +122,20 @@ export class PodStateStore {
   constructor(
     readonly root: string,
     private readonly log: Logger,
+    /** QEMU's user: a VM's files are in its pod's and container's dirs (vm/qemu-user.ts qemuDirs). */
+    private readonly qemu: QemuIdentity = ROOT,
   ) {}
+
+  /**
+   * A VM-image container's dir (its disk, seed ISO, nvram), made if missing, with the dirs on its
+   * way searchable by QEMU's user: set each time, for a pod made before vmlet ran QEMU unprivileged.
+   */
+  async makeContainerDir(sandboxId: string, id: string): Promise<string> {
+    const dir = this.containerDir(sandboxId, id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await qemuDirs([this.sandboxDir(sandboxId), join(this.sandboxDir(sandboxId), 'containers'), dir], this.qemu);
+    return dir;
+  }
 
   sandboxDir(id: string): string {
     return join(this.root, id);

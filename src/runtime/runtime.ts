@@ -1,7 +1,7 @@
 // Node-wide runtime state behind the CRI calls that are not about one pod: Status,
 // RuntimeConfig, UpdateRuntimeConfig. Holds the libvirt connection and the KVM/TCG decision.
 import { readFileSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -54,6 +54,7 @@ export class Runtime {
   /** Prepares state dirs, reads persisted settings, and tries libvirt (a failure is reported by Status, not fatal). */
   async start(): Promise<void> {
     await mkdir(this.config.stateDir, { recursive: true, mode: 0o711 });
+    await chmod(this.config.stateDir, 0o711); // searchable by QEMU's user (vm/qemu-user.ts), whoever made it
     try {
       const saved = JSON.parse(readFileSync(this.runtimeConfigFile, 'utf8')) as PersistedRuntimeConfig;
       if (typeof saved.podCidr === 'string') this.podCidr = saved.podCidr;

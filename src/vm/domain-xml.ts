@@ -26,6 +26,7 @@
 //    marks such a domain tainted (custom-argv) in its log.
 //  - Built as data (el(), src/vm/xml.ts) and serialised by @xmldom/xmldom, which escapes every
 //    value; read back with its namespace-aware parser, never with regular expressions.
+import { dacLabel } from './qemu-user.js';
 import { VmletError } from '../errors.js';
 import { formatCpuList } from './cputune.js';
 import { diskTarget, type VmMetadata, type VmSpec, type VmDisk, type VmNic, type VmShare } from './spec.js';
@@ -97,6 +98,8 @@ function domainElement(spec: VmSpec): XmlElement {
         el('memballoon', { model: 'virtio', freePageReporting: spec.freePageReporting ? 'on' : undefined }, mmio && MMIO),
       ),
     ),
+    // libvirt runs QEMU as this user and chowns the files it is given to it (back after the run).
+    spec.runAs && el('seclabel', { type: 'static', model: 'dac', relabel: 'yes' }, el('label', {}, dacLabel(spec.runAs))),
     spec.guestAgent && el('qemu:commandline', {}, ...guestAgentArgs(spec, spec.guestAgent.socket, spec.guestAgent.port).map((value) => el('qemu:arg', { value }))),
   );
 }

@@ -20,45 +20,69 @@
 // The guest is not trusted: a reply longer than MAX_AGENT_FRAME_BYTES is dropped as it streams
 // in (the request waiting for it fails, the connection is closed and resynchronised on the next
 // request), and replies nobody asked for are not kept.
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
 import { VmletError, failedPrecondition } from '../errors.js';
 import { AgentFrameParser, MAX_AGENT_FRAME_BYTES, type AgentFrame } from './guest-agent-frames.js';
 import type { Logger } from '../log.js';
+import { searchableDir, socketDirFor, type QemuIdentity } from './qemu-user.js';
 
 /** Longest unix socket path: sun_path is 108 bytes including the terminating NUL. */
 export const UNIX_PATH_MAX = 107;
 /** Where agent sockets go when the container's state dir is too deep for a socket path. */
 export const AGENT_SOCKET_FALLBACK_DIR = '/run/vmlet/qga';
 
+/** A socket QEMU creates: its path, the directory of its own it goes in, and whether that is the fallback under /run/vmlet. */
+export interface QemuSocket {
+  path: string;
+  dir: string;
+  fallback: boolean;
+}
+
 /**
- * The agent socket of a container: `<container dir>/qga.sock` when that fits in a unix socket
- * path, else `/run/vmlet/qga/<container id>.sock`. With 64-hex sandbox and container ids the
- * container dir (`<stateDir>/pods/<64>/containers/<64>`) is at least 148 bytes, so in practice
- * the fallback is always taken; the rule stays in case ids or the layout get shorter. A pure
- * function of the container's dir and id, so exec finds the socket create chose.
+ * The agent socket of a container: `<container dir>/qemu/qga.sock` when that fits in a unix
+ * socket path, else `/run/vmlet/qga/<container id>/qga.sock`. Each in a directory of QEMU's own
+ * (qemu-user.ts socketDirFor): QEMU creates the socket, and may run unprivileged. With 64-hex
+ * sandbox and container ids the container dir (`<stateDir>/pods/<64>/containers/<64>`) is at
+ * least 148 bytes, so in practice the fallback is taken; the rule stays in case ids or the layout
+ * get shorter. A pure function of the container's dir and id, so exec finds the socket create chose.
  */
-export function agentSocketPath(containerDir: string, containerId: string): { path: string; fallback: boolean } {
+export function agentSocketPath(containerDir: string, containerId: string): QemuSocket {
+  const dir = join(containerDir, 'qemu');
+  if (Buffer.byteLength(join(dir, 'qga.sock')) <= UNIX_PATH_MAX) return { path: join(dir, 'qga.sock'), dir, fallback: false };
+  const fallback = join(AGENT_SOCKET_FALLBACK_DIR, containerId);
+  return { path: join(fallback, 'qga.sock'), dir: fallback, fallback: true };
+}
+
+/** Where vmlet put the socket while QEMU ran as root: a VM started then keeps it there while it runs. */
+export function legacyAgentSocketPath(containerDir: string, containerId: string): string {
   const inDir = join(containerDir, 'qga.sock');
-  if (Buffer.byteLength(inDir) <= UNIX_PATH_MAX) return { path: inDir, fallback: false };
-  return { path: join(AGENT_SOCKET_FALLBACK_DIR, `${containerId}.sock`), fallback: true };
+  return Buffer.byteLength(inDir) <= UNIX_PATH_MAX ? inDir : join(AGENT_SOCKET_FALLBACK_DIR, `${containerId}.sock`);
+}
+
+/** The socket exec dials: agentSocketPath's, or the legacy one of a VM still running from then. */
+export function existingAgentSocket(containerDir: string, containerId: string): string {
+  const now = agentSocketPath(containerDir, containerId).path;
+  if (existsSync(now)) return now;
+  const legacy = legacyAgentSocketPath(containerDir, containerId);
+  return existsSync(legacy) ? legacy : now;
 }
 
 let noted = false;
 
 /**
- * Makes the fallback socket dir (QEMU creates the socket at start; it needs the dir) and says once
- * per process how the channel is made, so the libvirt log's "tainted: custom-argv" is explained.
- * The dir is root's, like the state dir: QEMU runs as root on vmlet nodes (qemu.conf user=root).
+ * Makes the socket's dir, QEMU's user's (QEMU creates the socket at start), and says once per
+ * process how the channel is made, so the libvirt log's "tainted: custom-argv" is explained.
  */
-export async function prepareAgentSocketDir(socket: { path: string; fallback: boolean }, log: Logger): Promise<void> {
-  if (socket.fallback) await mkdir(AGENT_SOCKET_FALLBACK_DIR, { recursive: true, mode: 0o700 });
+export async function prepareAgentSocketDir(socket: QemuSocket, owner: QemuIdentity, log: Logger): Promise<void> {
+  if (socket.fallback) await searchableDir(AGENT_SOCKET_FALLBACK_DIR);
+  await socketDirFor(socket.dir, owner);
   if (noted) return;
   noted = true;
   log.info(
-    { socketDir: socket.fallback ? AGENT_SOCKET_FALLBACK_DIR : '<container dir>' },
+    { socketDir: socket.fallback ? AGENT_SOCKET_FALLBACK_DIR : '<container dir>/qemu' },
     'guest-agent channels are QEMU arguments libvirt does not manage (libvirt logs each domain as tainted: custom-argv)' +
       (socket.fallback ? `; sockets go to ${AGENT_SOCKET_FALLBACK_DIR}: container state dir paths exceed the ${UNIX_PATH_MAX}-byte unix socket limit` : ''),
   );

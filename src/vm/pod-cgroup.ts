@@ -2,7 +2,7 @@
 // the kubelet's pod limits and accounting cover the VM. Why the process is moved after libvirt
 // started it, and which controllers it moves in: docs/pod-cgroup.md. Pure path logic first, then
 // the few filesystem reads and writes.
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { CgroupDriverSetting } from '../config.js';
 import { invalidArgument, VmletError } from '../errors.js';
@@ -14,6 +14,7 @@ const FIELD = 'linux.cgroup_parent';
 /** The leaves vmlet makes in a pod cgroup: its helpers' (dnsmasq), and a QEMU's when libvirt's name for it is unknown. */
 const HELPERS_LEAF = 'vmlet-helpers';
 const QEMU_LEAF_PREFIX = 'vmlet-qemu-';
+const BIRTH_LEAF_PREFIX = 'vmlet-birth-';
 
 /**
  * v1 controllers a pod's processes join. cpu and cpuset stay libvirt's (vCPU and emulator quota,
@@ -132,7 +133,7 @@ export function libvirtLeafName(procCgroup: string): string | undefined {
 }
 
 /** A leaf placeQemu or helperCgroup makes: libvirt's name for a machine, or vmlet's own. */
-const isVmletLeaf = (name: string) => name === HELPERS_LEAF || name.startsWith(QEMU_LEAF_PREFIX) || libvirtLeafName(`0::/${name}`) !== undefined;
+const isVmletLeaf = (name: string) => name === HELPERS_LEAF || name.startsWith(QEMU_LEAF_PREFIX) || name.startsWith(BIRTH_LEAF_PREFIX) || libvirtLeafName(`0::/${name}`) !== undefined;
 
 // ------------------------------------------------------------------------------------ fs
 
@@ -209,12 +210,16 @@ export interface Placement {
  * Right after libvirt started a VM: its QEMU (every thread) into a leaf of the pod cgroup named
  * as libvirt's own (libvirtLeafName), undefined when the pod has no cgroup_parent.
  */
-export function placeQemu(parent: string | undefined, driver: CgroupDriverSetting, pid: number | undefined, layout: CgroupLayout = hostLayout()): Placement | undefined {
+export function placeQemu(parent: string | undefined, driver: CgroupDriverSetting, pid: number | undefined, birth: string[] = [], layout: CgroupLayout = hostLayout()): Placement | undefined {
   const pod = podCgroupPath(parent, resolveCgroupDriver(driver));
   if (!pod) return undefined;
   if (pid === undefined) throw new VmletError('internal', 'the VM\'s QEMU does not run: cannot place it in the pod cgroup');
   const leaf = libvirtLeafName(readFileSync(`/proc/${pid}/cgroup`, 'utf8')) ?? `${QEMU_LEAF_PREFIX}${pid}`;
   const dirs = joinDirs(layout, pod, leaf);
+  if (renameBirthLeaf(birth, leaf, pid)) {
+    sweepStaleLeaves(dirs, leaf);
+    return { pod, dirs, made: [...dirs] };
+  }
   const made = makeDirs(dirs);
   try {
     moveProcess(dirs, pid);
@@ -236,12 +241,45 @@ export function canBeBornInPod(parent: string | undefined, driver: CgroupDriverS
   return layout.version === 1 && podCgroupPath(parent, resolveCgroupDriver(driver)) !== undefined;
 }
 
-/** Before such a start: the pod cgroup's dirs QEMU's leaf goes in, made if missing (removeCreated undoes them). */
-export function birthDirs(parent: string | undefined, driver: CgroupDriverSetting, layout: CgroupLayout = hostLayout()): Placement | undefined {
+/** The leaf a QEMU is born in, renamed to libvirt's name for it once known (placeQemu). */
+export const birthLeaf = (domain: string): string => `${BIRTH_LEAF_PREFIX}${domain}`;
+
+/**
+ * Before such a start: QEMU's birth leaf in each pod cgroup dir it joins, made (with any missing
+ * level: removeCreated undoes them) and its cgroup.procs given to QEMU's user, who writes its own
+ * pid there (libvirt execs the emulator as that user; placeQemu takes the file back).
+ */
+export function birthDirs(parent: string | undefined, driver: CgroupDriverSetting, domain: string, owner: { uid: number; gid: number }, layout: CgroupLayout = hostLayout()): Placement | undefined {
   if (!canBeBornInPod(parent, driver, layout)) return undefined;
   const pod = podCgroupPath(parent, resolveCgroupDriver(driver))!;
-  const dirs = joinDirs(layout, pod, '');
-  return { pod, dirs, made: makeDirs(dirs) };
+  const dirs = joinDirs(layout, pod, birthLeaf(domain));
+  for (const d of dirs) if (existsSync(d)) removeTree(d); // an earlier start's, left by a crash
+  const made = makeDirs(dirs);
+  try {
+    for (const d of dirs) chownSync(join(d, 'cgroup.procs'), owner.uid, owner.gid);
+  } catch (err) {
+    removeCreated(made);
+    throw err;
+  }
+  return { pod, dirs, made };
+}
+
+/**
+ * After a start in the birth leaf: the leaf takes libvirt's name (a rename keeps what was charged
+ * to it; a move would not, and v1 no longer moves charges) and root's cgroup.procs again. False
+ * when QEMU is not in it (its start did not run the wrapper).
+ */
+function renameBirthLeaf(birth: string[], leaf: string, pid: number): boolean {
+  const procs = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  const name = posix.basename(birth[0] ?? '');
+  if (!birth.length || !procs.split('\n').some((l) => l.endsWith(`/${name}`))) return false;
+  for (const d of birth) {
+    const to = join(posix.dirname(d), leaf);
+    if (existsSync(to)) removeTree(to); // an empty leaf of an earlier run of the same name; a busy one makes the rename fail
+    renameSync(d, to);
+    chownSync(join(to, 'cgroup.procs'), 0, 0);
+  }
+  return true;
 }
 
 /** A VM's leaf outlives its QEMU (libvirt numbers each start anew): empty leaves of earlier runs go; a busy one stays (rmdir refuses it). */

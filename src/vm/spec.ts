@@ -4,6 +4,7 @@
 // needs the node's files (OVMF) is checked before, by spec-checks.ts.
 import { VmletError, failedPrecondition } from '../errors.js';
 import type { CpuTune } from './cputune.js';
+import { ROOT, type QemuIdentity } from './qemu-user.js';
 import { annotationOf, checkMachineForBoot, type CpuModel, type DiskBus, type Firmware, type Hugepages, type Machine, type MachineSettings } from './annotations.js';
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -85,6 +86,8 @@ export interface VmSpec {
   hotplugSlots?: number;
   /** The program libvirt runs as QEMU (a pod's: vm/emulator-wrapper.ts); absent: libvirt's default. */
   emulator?: string;
+  /** Who QEMU runs as (a static DAC <seclabel>; vm/qemu-user.ts): root when the VM has 9p shares; absent: qemu.conf's user. */
+  runAs?: QemuIdentity;
   /** TCG only (domain type qemu): QEMU's translation cache, in MiB (<tb-cache>); absent is QEMU's default (1 GiB). */
   tcgTbCacheMiB?: number;
   /** A VGA adapter and a VNC server on this unix socket (vmlet.io/vnc); absent: headless. */
@@ -168,10 +171,20 @@ export interface BuildVmSpecInput {
   tcgTbCacheMiB?: number;
   /** The domain's <emulator> (the pod-cgroup wrapper); absent: libvirt's default. */
   emulator?: string;
+  /** The node's QEMU user (vm/qemu-user.ts); a VM with 9p shares runs as root whatever it is. Absent: qemu.conf's user. */
+  qemuUser?: QemuIdentity;
   /** From the container's resources (cputune.ts), shares already converted for the host's cgroup version. */
   cputune?: CpuTune;
   /** The VNC display's unix socket (vnc-socket.ts: ≤ 107 bytes); required when settings.vnc. */
   vncSocket?: string;
+}
+
+/**
+ * A 9p share is served by QEMU itself (passthrough: the guest's owners on the host, the host's
+ * root-only files read), which only root can do; every other VM runs as the node's QEMU user.
+ */
+export function runAs(qemuUser: QemuIdentity, shares: readonly VmShare[]): QemuIdentity {
+  return shares.length ? ROOT : qemuUser;
 }
 
 const internal = (msg: string) => new VmletError('internal', msg);
@@ -268,6 +281,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     ...(input.freePageReporting ? { freePageReporting: true } : {}),
     ...(input.hotplugSlots ? { hotplugSlots: input.hotplugSlots } : {}),
     ...(input.emulator ? { emulator: input.emulator } : {}),
+    ...(input.qemuUser ? { runAs: runAs(input.qemuUser, input.shares ?? []) } : {}),
     ...(input.domainType === 'qemu' && (input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB) > 0 ? { tcgTbCacheMiB: input.tcgTbCacheMiB ?? TCG_TB_CACHE_MIB } : {}),
     ...(s.vnc && input.vncSocket ? { vnc: { socket: input.vncSocket } } : {}),
     // Setting sources travel with the domain so ContainerStatus verbose can show them after a restart.

@@ -1,25 +1,39 @@
 // Where a VM-image pod's VNC display listens (annotation vmlet.io/vnc; docs/vnc.md): a unix
-// socket QEMU creates, in the pod's state dir, which is root's alone (0700), so only root on the
-// node reaches the display. `vmlet vnc` finds it by the same rule, from the state dir and the pod id.
-import { mkdir } from 'node:fs/promises';
+// socket QEMU creates, in a directory of QEMU's own (qemu-user.ts socketDirFor) inside the pod's
+// state dir, so only root and QEMU's user on the node reach the display. `vmlet vnc` finds it
+// by the same rule, from the state dir and the pod id.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { UNIX_PATH_MAX } from './guest-agent.js';
+import { UNIX_PATH_MAX, type QemuSocket } from './guest-agent.js';
+import { searchableDir, socketDirFor, type QemuIdentity } from './qemu-user.js';
 
 /** Where VNC sockets go when the pod's state dir is too deep for a socket path. */
 export const VNC_SOCKET_FALLBACK_DIR = '/run/vmlet/vnc';
 
 /**
- * `<pod dir>/vnc.sock` when it fits in a unix socket path (it does under the default state dir:
- * /var/lib/vmlet/pods/<64 hex>/vnc.sock is 93 bytes), else `/run/vmlet/vnc/<pod id>.sock`. One
- * per pod: a VM-image pod has one VM. Pure, so `vmlet vnc` finds the socket CreateContainer chose.
+ * `<pod dir>/qemu/vnc.sock` when it fits in a unix socket path (it does under the default state
+ * dir: /var/lib/vmlet/pods/<64 hex>/qemu/vnc.sock is 98 bytes), else
+ * `/run/vmlet/vnc/<pod id>/vnc.sock`. One per pod: a VM-image pod has one VM. Pure, so
+ * `vmlet vnc` finds the socket CreateContainer chose.
  */
-export function vncSocketPath(podDir: string, sandboxId: string): { path: string; fallback: boolean } {
-  const inDir = join(podDir, 'vnc.sock');
-  if (Buffer.byteLength(inDir) <= UNIX_PATH_MAX) return { path: inDir, fallback: false };
-  return { path: join(VNC_SOCKET_FALLBACK_DIR, `${sandboxId}.sock`), fallback: true };
+export function vncSocketPath(podDir: string, sandboxId: string): QemuSocket {
+  const dir = join(podDir, 'qemu');
+  if (Buffer.byteLength(join(dir, 'vnc.sock')) <= UNIX_PATH_MAX) return { path: join(dir, 'vnc.sock'), dir, fallback: false };
+  const fallback = join(VNC_SOCKET_FALLBACK_DIR, sandboxId);
+  return { path: join(fallback, 'vnc.sock'), dir: fallback, fallback: true };
 }
 
-/** QEMU creates the socket at start and needs its dir; the fallback dir is root's, like the state dir. */
-export async function prepareVncSocketDir(socket: { path: string; fallback: boolean }): Promise<void> {
-  if (socket.fallback) await mkdir(VNC_SOCKET_FALLBACK_DIR, { recursive: true, mode: 0o700 });
+/** The socket `vmlet vnc` dials: vncSocketPath's, or where a VM started while QEMU ran as root put it. */
+export function existingVncSocket(podDir: string, sandboxId: string): string {
+  const now = vncSocketPath(podDir, sandboxId).path;
+  if (existsSync(now)) return now;
+  const inDir = join(podDir, 'vnc.sock');
+  const legacy = Buffer.byteLength(inDir) <= UNIX_PATH_MAX ? inDir : join(VNC_SOCKET_FALLBACK_DIR, `${sandboxId}.sock`);
+  return existsSync(legacy) ? legacy : now;
+}
+
+/** QEMU creates the socket at start and needs its dir, owned by QEMU's user. */
+export async function prepareVncSocketDir(socket: QemuSocket, owner: QemuIdentity): Promise<void> {
+  if (socket.fallback) await searchableDir(VNC_SOCKET_FALLBACK_DIR);
+  await socketDirFor(socket.dir, owner);
 }

@@ -1,7 +1,7 @@
 // Starts the real `vmlet serve` (built dist/) on a temporary socket and talks to it with a
 // gRPC client generated from proto/api.proto.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,9 @@ export const madeTempDirs = new Set<string>();
 
 export function tempDir(prefix = 'vmlet-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
+  // Searchable (not listable) by others, as /var/lib is: a state dir below it must be reachable
+  // for VMs' QEMU, which runs as libvirt's qemu user (vm/qemu-user.ts).
+  chmodSync(dir, 0o711);
   madeTempDirs.add(dir);
   return dir;
 }

@@ -1,14 +1,16 @@
 // How a VM pod's QEMU is confined, read from /proc of the running process (docs/security.md):
-// the user qemu.conf names (root on vmlet nodes: why, and what it would take to change, is in
-// the doc), QEMU's seccomp filter on (mode 2) with libvirt's -sandbox that forbids raising
-// privileges and spawning processes, and no capability to gain more (no_new_privs is not
-// QEMU's way: elevateprivileges=deny filters setuid and friends instead).
+// the node's QEMU user (libvirt's unprivileged qemu user, vmlet's default) for a VM without 9p
+// shares, root for one with a shared directory (9p passthrough needs root's reach); QEMU's
+// seccomp filter on (mode 2) with libvirt's -sandbox that forbids raising privileges and
+// spawning processes. The unprivileged QEMU still serves exec (its guest-agent socket is in a
+// dir of its own) and reaches its files (libvirt chowns them; vmlet's dirs let it pass).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { runVmPod, startVmSuite, stopVmSuite } from '../helpers/vm-suite.js';
+import { runVmPod, startVmSuite, stopVmSuite, waitForAgent } from '../helpers/vm-suite.js';
 
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -24,26 +26,52 @@ afterAll(async () => {
   await stopVmSuite(v, reg);
 }, 120_000);
 
-/** qemu.conf's `user`, as libvirt reads it (libvirt's own default where the key is absent). */
-function qemuConfUser(): string {
-  const conf = readFileSync('/etc/libvirt/qemu.conf', 'utf8');
-  return /^\s*user\s*=\s*"([^"]+)"/m.exec(conf)?.[1] ?? 'libvirt-qemu';
+const idOf = (flag: '-u' | '-g', user: string) => Number(execFileSync('id', [flag, user], { encoding: 'utf8' }).trim());
+
+/** The running QEMU of a VM pod's container: pid, /proc status and argv. */
+async function qemuOf(cid: string): Promise<{ pid: number; status: string; args: string[]; files: string[] }> {
+  const st = await call<object, { info: Record<string, string> }>(v.runtime, 'ContainerStatus', { container_id: cid, verbose: true });
+  const info = JSON.parse(st.info.info!) as { domain: string; files: string[] };
+  const pid = Number(readFileSync(`/run/libvirt/qemu/${info.domain}.pid`, 'utf8').trim());
+  return { pid, status: readFileSync(`/proc/${pid}/status`, 'utf8'), args: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'), files: info.files };
 }
 
+const uidOf = (status: string) => Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
+
 describe('QEMU confinement', () => {
-  it('runs as qemu.conf\'s user under QEMU\'s seccomp sandbox: no privilege raising, no spawning', async () => {
+  it('runs a VM without shares as libvirt\'s qemu user under QEMU\'s seccomp sandbox, and exec still reaches its guest', async () => {
     const pod = await runVmPod(v, { name: 'confined', namespace: 'confine', image, logDir: tempDir('vmlet-confine-logs-') });
-    const st = await call<object, { info: Record<string, string> }>(v.runtime, 'ContainerStatus', { container_id: pod.cid, verbose: true });
-    const domain = (JSON.parse(st.info.info!) as { domain: string }).domain;
-    const pid = Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
-    expect(uid).toBe(Number(execFileSync('id', ['-u', qemuConfUser()], { encoding: 'utf8' }).trim()));
-    expect(status).toMatch(/^Seccomp:\s+2$/m); // a filter is installed
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const sandbox = args[args.indexOf('-sandbox') + 1] ?? '';
+    const q = await qemuOf(pod.cid);
+    expect(uidOf(q.status)).toBe(idOf('-u', 'libvirt-qemu'));
+    expect(Number(/^Gid:\s+(\d+)/m.exec(q.status)![1])).toBe(idOf('-g', 'libvirt-qemu'));
+    expect(q.status).toMatch(/^Seccomp:\s+2$/m); // a filter is installed
+    expect(q.status).toMatch(/^CapEff:\s+0+$/m); // no capability left
+    const sandbox = q.args[q.args.indexOf('-sandbox') + 1] ?? '';
     expect(sandbox.split(',')).toEqual(expect.arrayContaining(['on', 'elevateprivileges=deny', 'spawn=deny', 'obsolete=deny', 'resourcecontrol=deny']));
-    console.log(`QEMU pid ${pid}: uid ${uid} (${qemuConfUser()}), Seccomp ${/^Seccomp:\s+(\d+)/m.exec(status)![1]}, -sandbox ${sandbox}`);
+    // The guest-agent socket QEMU made, in a dir of its own that nobody else may enter.
+    const sockDir = q.files.find((f) => statSync(f, { throwIfNoEntry: false })?.isDirectory() && /qga|qemu/.test(f))!;
+    const sockSt = statSync(join(sockDir, 'qga.sock'));
+    expect(sockSt.uid).toBe(uidOf(q.status));
+    expect(statSync(sockDir).mode & 0o777).toBe(0o700);
+    await waitForAgent(v, pod.cid);
+    // libvirt gave QEMU the image's kernel for the run, and gives it back to root after it.
+    const kernels = join(v.stateDir, 'images', 'kernels');
+    const kernel = readdirSync(kernels).map((d) => join(kernels, d, 'kernel')).find((f) => statSync(f, { throwIfNoEntry: false })?.uid === uidOf(q.status));
+    expect(kernel).toBeDefined();
+    console.log(`QEMU pid ${q.pid}: uid ${uidOf(q.status)} (libvirt-qemu), Seccomp ${/^Seccomp:\s+(\d+)/m.exec(q.status)![1]}, -sandbox ${sandbox}; exec answered through ${sockDir}`);
+    await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: pod.id });
+    await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: pod.id });
+    expect(statSync(kernel!).uid).toBe(0);
+  });
+
+  it('runs a VM with a shared directory (9p passthrough) as root', async () => {
+    const data = join(tempDir('vmlet-confine-vol-'), 'data');
+    mkdirSync(data);
+    const pod = await runVmPod(v, { name: 'shared', namespace: 'confine', image, logDir: tempDir('vmlet-confine-logs-'), container: { mounts: [{ container_path: '/data', host_path: data }] } });
+    const q = await qemuOf(pod.cid);
+    expect(uidOf(q.status)).toBe(0);
+    expect(q.status).toMatch(/^Seccomp:\s+2$/m);
+    await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: pod.id });
     await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: pod.id });
   });
 });

@@ -1,10 +1,11 @@
 // The <emulator> wrapper that starts a pod's QEMU in the pod cgroup, run by a real /bin/sh with a
 // stand-in QEMU (a script printing its pid and arguments) and plain directories for the cgroup
-// dirs (their cgroup.procs a plain file): the join happens in the process that becomes QEMU, the
-// arguments pass unchanged, nothing joins without a list, and a join that fails stops the start.
+// dirs (their cgroup.procs a plain file): the join happens in the process that becomes QEMU, as
+// QEMU's unprivileged user too, the arguments pass unchanged, nothing joins without a list, and
+// a join that fails stops the start.
 // Against real cgroups and libvirt: test/integration/pod-cgroup.test.ts.
 import { describe, expect, it } from 'vitest';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { EmulatorWrapper, emulatorScript } from '../../src/vm/emulator-wrapper.js';
@@ -22,20 +23,41 @@ function standInQemu(dir: string): string {
 const ARGS = ['-name', 'guest=vmlet-ns-pod-1a2b3c4d,debug-threads=on', '-S', '-append', 'console=ttyS0 quiet'];
 
 describe('emulator wrapper', () => {
-  it('joins each listed dir in a leaf, then execs QEMU in the same process with the same arguments', async () => {
+  it('joins each listed birth leaf, then execs QEMU in the same process with the same arguments', async () => {
     const dir = tempDir('vmlet-emu-');
     const w = await EmulatorWrapper.install(dir, standInQemu(dir));
-    expect(statSync(w.path).mode & 0o777).toBe(0o700);
-    const cg = [join(dir, 'memory', 'pod1'), join(dir, 'pids', 'pod1')];
+    expect(statSync(w.path).mode & 0o777).toBe(0o755);
+    const cg = [join(dir, 'memory', 'pod1', 'vmlet-birth-x'), join(dir, 'pids', 'pod1', 'vmlet-birth-x')];
     for (const d of cg) mkdirSync(d, { recursive: true });
     await w.expect('vmlet-ns-pod-1a2b3c4d', cg);
     const r = await execa(w.path, ARGS);
     const pid = /^pid=(\d+)$/m.exec(r.stdout)![1]!;
     expect(r.stdout.split('\n').filter((l) => l.startsWith('arg=')).map((l) => l.slice(4))).toEqual(ARGS);
-    // Not under libvirt here, so no libvirt leaf name to take: vmlet-qemu-<pid>, as placeQemu names it.
-    for (const d of cg) expect(readFileSync(join(d, `vmlet-qemu-${pid}`, 'cgroup.procs'), 'utf8').trim()).toBe(pid);
+    for (const d of cg) expect(readFileSync(join(d, 'cgroup.procs'), 'utf8').trim()).toBe(pid);
     await w.done('vmlet-ns-pod-1a2b3c4d');
     expect(existsSync(join(w.joinDir, 'vmlet-ns-pod-1a2b3c4d'))).toBe(false);
+  });
+
+  it('joins as QEMU\'s unprivileged user (libvirt drops to it before the exec): the script and its list are readable, the leaf\'s cgroup.procs is the user\'s', async () => {
+    const dir = tempDir('vmlet-emu-');
+    const w = await EmulatorWrapper.install(dir, standInQemu(dir));
+    const qemu = { uid: Number((await execa('id', ['-u', 'libvirt-qemu'])).stdout), gid: Number((await execa('id', ['-g', 'libvirt-qemu'])).stdout) };
+    const leaf = join(dir, 'memory', 'pod1', 'vmlet-birth-x');
+    mkdirSync(leaf, { recursive: true });
+    for (const d of [join(dir, 'memory'), join(dir, 'memory', 'pod1'), leaf]) chmodSync(d, 0o711);
+    writeFileSync(join(leaf, 'cgroup.procs'), '');
+    chownSync(join(leaf, 'cgroup.procs'), qemu.uid, qemu.gid);
+    await w.expect('vmlet-ns-pod-1a2b3c4d', [leaf]);
+    const r = await execa('setpriv', ['--reuid', String(qemu.uid), '--regid', String(qemu.gid), '--clear-groups', w.path, ...ARGS]);
+    expect(readFileSync(join(leaf, 'cgroup.procs'), 'utf8').trim()).toBe(/^pid=(\d+)$/m.exec(r.stdout)![1]);
+    // Another leaf, root's: the same user cannot join it.
+    const other = join(dir, 'memory', 'pod1', 'other');
+    mkdirSync(other, { mode: 0o711 });
+    writeFileSync(join(other, 'cgroup.procs'), '');
+    await w.expect('vmlet-ns-pod-1a2b3c4d', [other]);
+    const refused = await execa('setpriv', ['--reuid', String(qemu.uid), '--regid', String(qemu.gid), '--clear-groups', w.path, ...ARGS], { reject: false });
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain(`cannot join the pod cgroup ${other}`);
   });
 
   it('only execs QEMU for a domain with no list (a pool VM, libvirt probing the binary)', async () => {
@@ -53,7 +75,7 @@ describe('emulator wrapper', () => {
     await w.expect('vmlet-ns-pod-1a2b3c4d', [join(dir, 'no-such-cgroup')]);
     const r = await execa(w.path, ARGS, { reject: false });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain(`cannot join the pod cgroup ${join(dir, 'no-such-cgroup')}/vmlet-qemu-`);
+    expect(r.stderr).toContain(`cannot join the pod cgroup ${join(dir, 'no-such-cgroup')}`);
     expect(r.stdout).not.toContain('pid=');
   });
 
@@ -83,6 +105,6 @@ describe('which pods\' QEMU is born in the pod cgroup', () => {
     expect(canBeBornInPod(undefined, 'cgroupfs', v1)).toBe(false);
     expect(canBeBornInPod('', 'cgroupfs', v1)).toBe(false);
     expect(canBeBornInPod('/kubepods/pod1', 'cgroupfs', v2)).toBe(false);
-    expect(birthDirs('/kubepods/pod1', 'cgroupfs', v2)).toBeUndefined();
+    expect(birthDirs('/kubepods/pod1', 'cgroupfs', 'vmlet-x', { uid: 0, gid: 0 }, v2)).toBeUndefined();
   });
 });

@@ -2,7 +2,7 @@
 // split across chunks, several in one chunk, the 0xFF delimiter), resynchronisation past stale
 // replies, error replies, no answer, one request at a time, guest-exec polling and its results.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { execSync } from '../../src/pod/container-exec.js';
 import type { PodManager } from '../../src/pod/manager.js';
 import type { ContainerRecord } from '../../src/pod/records.js';
-import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, GuestAgentError, agentSocketPath } from '../../src/vm/guest-agent.js';
+import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, GuestAgentError, agentSocketPath, existingAgentSocket } from '../../src/vm/guest-agent.js';
 import { AgentFrameParser, type AgentFrame } from '../../src/vm/guest-agent-frames.js';
 import { guestExec } from '../../src/vm/guest-exec.js';
 
@@ -59,18 +59,31 @@ describe('AgentFrameParser', () => {
 });
 
 describe('agentSocketPath', () => {
-  it('uses the container dir when the path fits a unix socket', () => {
-    expect(agentSocketPath('/var/lib/vmlet/c/1', 'abc')).toEqual({ path: '/var/lib/vmlet/c/1/qga.sock', fallback: false });
+  it('uses a qemu/ dir of the container dir when the path fits a unix socket', () => {
+    expect(agentSocketPath('/var/lib/vmlet/c/1', 'abc')).toEqual({ path: '/var/lib/vmlet/c/1/qemu/qga.sock', dir: '/var/lib/vmlet/c/1/qemu', fallback: false });
   });
-  it('falls back to /run/vmlet/qga/<id>.sock past 107 bytes (always, with 64-hex ids)', () => {
+  it('falls back to /run/vmlet/qga/<id>/qga.sock past 107 bytes (always, with 64-hex ids)', () => {
     const id = 'c'.repeat(64);
     const dir = `/var/lib/vmlet/pods/${'s'.repeat(64)}/containers/${id}`;
     const got = agentSocketPath(dir, id);
-    expect(got).toEqual({ path: `${AGENT_SOCKET_FALLBACK_DIR}/${id}.sock`, fallback: true });
+    expect(got).toEqual({ path: `${AGENT_SOCKET_FALLBACK_DIR}/${id}/qga.sock`, dir: `${AGENT_SOCKET_FALLBACK_DIR}/${id}`, fallback: true });
     expect(Buffer.byteLength(got.path)).toBeLessThanOrEqual(107);
-    const exactly107 = '/' + 'd'.repeat(107 - '/qga.sock'.length - 1);
+    const exactly107 = '/' + 'd'.repeat(107 - '/qemu/qga.sock'.length - 1);
     expect(agentSocketPath(exactly107, 'x').fallback).toBe(false);
     expect(agentSocketPath(exactly107 + 'd', 'x').fallback).toBe(true);
+  });
+  it('finds the socket of a VM started while QEMU ran as root (the old path) when the new one is not there', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmlet-qga-'));
+    try {
+      expect(existingAgentSocket(dir, 'x')).toBe(join(dir, 'qemu', 'qga.sock')); // neither: the new one
+      writeFileSync(join(dir, 'qga.sock'), '');
+      expect(existingAgentSocket(dir, 'x')).toBe(join(dir, 'qga.sock'));
+      mkdirSync(join(dir, 'qemu'));
+      writeFileSync(join(dir, 'qemu', 'qga.sock'), '');
+      expect(existingAgentSocket(dir, 'x')).toBe(join(dir, 'qemu', 'qga.sock'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -61,12 +61,12 @@ describe('--listen', () => {
 });
 
 describe('the VNC socket path', () => {
-  it('is in the pod dir when it fits a unix socket path (107 bytes), else under /run/vmlet/vnc by pod id', () => {
+  it('is in a qemu/ dir of the pod dir when it fits a unix socket path (107 bytes), else under /run/vmlet/vnc by pod id', () => {
     const id = 'a'.repeat(64);
-    expect(vncSocketPath(`/var/lib/vmlet/pods/${id}`, id)).toEqual({ path: `/var/lib/vmlet/pods/${id}/vnc.sock`, fallback: false });
-    const dir98 = '/' + 'd'.repeat(97); // + '/vnc.sock' = 107 bytes
-    expect(vncSocketPath(dir98, id)).toEqual({ path: `${dir98}/vnc.sock`, fallback: false });
-    expect(vncSocketPath(dir98 + 'x', id)).toEqual({ path: `${VNC_SOCKET_FALLBACK_DIR}/${id}.sock`, fallback: true });
+    expect(vncSocketPath(`/var/lib/vmlet/pods/${id}`, id)).toEqual({ path: `/var/lib/vmlet/pods/${id}/qemu/vnc.sock`, dir: `/var/lib/vmlet/pods/${id}/qemu`, fallback: false });
+    const dir93 = '/' + 'd'.repeat(92); // + '/qemu/vnc.sock' = 107 bytes
+    expect(vncSocketPath(dir93, id)).toEqual({ path: `${dir93}/qemu/vnc.sock`, dir: `${dir93}/qemu`, fallback: false });
+    expect(vncSocketPath(dir93 + 'x', id)).toEqual({ path: `${VNC_SOCKET_FALLBACK_DIR}/${id}/vnc.sock`, dir: `${VNC_SOCKET_FALLBACK_DIR}/${id}`, fallback: true });
   });
 });
 
@@ -94,11 +94,11 @@ describe('finding a pod\'s display in the state dir', () => {
     return { stateDir, store, pod, vm };
   }
 
-  it('by id, id prefix, name or namespace/name; the socket is the pod dir one', async () => {
+  it('by id, id prefix, name or namespace/name; the socket is the one CreateContainer chose', async () => {
     const { stateDir, pod, vm } = await state();
     const s = await pod('web');
     const c = await vm(s);
-    const socket = join(stateDir, 'pods', s.id, 'vnc.sock');
+    const socket = vncSocketPath(join(stateDir, 'pods', s.id), s.id).path; // in the pod dir, or the fallback: this temp dir is deep
     for (const q of [s.id, s.id.slice(0, 6), s.id.toUpperCase(), 'web', 'default/web']) {
       expect(await findVncTarget(stateDir, q, log)).toMatchObject({ sandbox: { id: s.id }, container: { id: c.id }, socket });
     }
