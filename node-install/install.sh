@@ -349,12 +349,12 @@ step_libvirt_prep() {
   local kvs
   # Users and dirs: libvirt-daemon-system makes them under systemd; without it, we do.
   have_systemd || libvirt_users_and_dirs
-  # QEMU as root, on every node: vmlet's 9p shares need it (passthrough: the guest's owners on
-  # the host, the image rootfs's root-only files readable), and its state and image dirs are
-  # root's 0700 (docs/security.md). libvirt-daemon-system's default, libvirt-qemu, cannot reach them.
+  # QEMU as libvirt's unprivileged user, libvirt-daemon-system's own default, on every node (an
+  # earlier vmlet installer set root here). vmlet names the user in each of its domains anyway
+  # (config qemuUser; root only for a VM with 9p shares: docs/security.md); this is for any other.
   # seccomp_sandbox=1: QEMU's own syscall filter (-sandbox on, no setuid, no spawning), libvirt's
   # default where QEMU has it; set so that it stays on whatever the distribution ships.
-  kvs=('user="root"' 'group="root"' 'seccomp_sandbox=1')
+  kvs=('user="libvirt-qemu"' 'group="kvm"' 'seccomp_sandbox=1')
   # No usable MAC framework: tell libvirt explicitly not to look for one.
   if ! apparmor_enabled && ! selinux_enabled; then kvs+=('security_driver="none"'); fi
   mkdir -p /etc/libvirt
