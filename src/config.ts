@@ -1,4 +1,5 @@
 // vmlet's one typed config. Precedence: command-line flags > VMLET_* env > config file > defaults.
+import { DEFAULT_QEMU_USER } from './vm/qemu-user.js';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 
@@ -90,7 +91,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   defaultRuntime: false,
   hypervisor: 'auto',
   cgroupDriver: 'auto',
-  qemuUser: 'libvirt-qemu', // libvirt-daemon-system's own (Debian, Ubuntu); the installer makes it where that package did not
+  qemuUser: DEFAULT_QEMU_USER, // libvirt-daemon-system's own (Debian, Ubuntu); the installer makes it where that package did not
   tcgTbCacheMiB: 128, // vm/spec.ts TCG_TB_CACHE_MIB; measured in docs/pod-cgroup.md
   // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
   // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's

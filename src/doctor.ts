@@ -1,5 +1,6 @@
 // `vmlet doctor`: one line per prerequisite, OK / WARN / FAIL, with the fix when it is not OK.
 // Exit 0 only when vmlet can run VMs (TCG counts, with a warning).
+import { decideQemuUser } from './vm/qemu-user.js';
 import { connect } from 'node:net';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -109,6 +110,19 @@ async function writableCheck(name: string, dir: string): Promise<CheckResult> {
     return { name, verdict: 'OK', detail: `${dir} is writable` };
   } catch (err) {
     return { name, verdict: 'FAIL', detail: `${dir}: ${(err as Error).message}`, fix: `run vmlet as root, or create ${dir} writable by it` };
+  }
+}
+
+/** Who VMs' QEMU will run as (vm/qemu-user.ts), as `vmlet serve` decides it. */
+async function qemuUserCheck(config: Config): Promise<CheckResult> {
+  const name = 'qemu-user';
+  try {
+    const d = await decideQemuUser(config);
+    if (d.fallback) return { name, verdict: 'WARN', detail: `VMs' QEMU would run as root: ${d.fallback}`, fix: `${INSTALL_FIX} (it makes the libvirt-qemu user), or set qemuUser` };
+    if (d.id.uid === 0) return { name, verdict: 'WARN', detail: 'VMs\' QEMU runs as root (config qemuUser)', fix: 'set qemuUser to libvirt\'s qemu user (libvirt-qemu)' };
+    return { name, verdict: 'OK', detail: `VMs' QEMU runs as ${d.id.user} (uid ${d.id.uid}, gid ${d.id.gid}); as root only for VMs with 9p shares` };
+  } catch (err) {
+    return { name, verdict: 'FAIL', detail: (err as Error).message, fix: 'create the user, set qemuUser to an existing one, or move stateDir below a searchable parent' };
   }
 }
 
@@ -288,6 +302,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     binaryCheck('genisoimage', 'genisoimage', 'genisoimage'),
     Promise.resolve(cniCheck(config)),
     writableCheck('state-dir', config.stateDir),
+    qemuUserCheck(config),
     writableCheck('socket-dir', dirname(config.socket)),
     guestKitCheck(config.guestKitDir),
     crictlCheck(config.socket),

@@ -1,9 +1,8 @@
 // `vmlet serve`: start the runtime and the CRI server; stop both cleanly on SIGTERM/SIGINT.
 // VMs are never stopped here: restarting vmlet must leave them running.
 import { join } from 'node:path';
-import { defaults, type Config } from './config.js';
-import { resolveQemuUser, ROOT, unreachableFor, type QemuIdentity } from './vm/qemu-user.js';
-import { VmletError } from './errors.js';
+import type { Config } from './config.js';
+import { decideQemuUser, type QemuIdentity } from './vm/qemu-user.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
 import { observeRpcs } from './cri/rpc.js';
@@ -22,27 +21,6 @@ import { PodVmPool } from './pod/podvm-pool.js';
 import { StreamServer, streamingListenOptions } from './stream/server.js';
 import { RUNTIME_VERSION } from './version.js';
 
-/**
- * The user VMs' QEMU runs as (vm/qemu-user.ts). A node without the default user (libvirt's
- * package not installed the usual way) runs QEMU as root, with a warning; a user the operator
- * named must exist.
- */
-async function qemuUserOf(config: Config, log: Logger): Promise<QemuIdentity> {
-  try {
-    const id = await resolveQemuUser(config.qemuUser);
-    const blocked = await unreachableFor(config.stateDir, id);
-    if (blocked) {
-      throw new VmletError('failed-precondition', `stateDir ${config.stateDir} is out of reach for QEMU's user ${id.user}: ${blocked.dir} is mode ${blocked.mode} (allowed: a stateDir whose parents others may search, o+x, as /var/lib)`);
-    }
-    log.info({ qemuUser: id.user, uid: id.uid, gid: id.gid }, id.uid === 0 ? 'VMs\' QEMU runs as root (config qemuUser)' : 'VMs\' QEMU runs unprivileged, as root only for VMs with 9p shares');
-    return id;
-  } catch (err) {
-    if (config.qemuUser !== defaults.qemuUser) throw err;
-    log.warn({ qemuUser: config.qemuUser, err: (err as Error).message }, 'VMs\' QEMU runs as root: the default QEMU user cannot run them (node-install/install.sh makes the user)');
-    return ROOT;
-  }
-}
-
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
   log.info({ version: RUNTIME_VERSION, configFile: configFile ?? null, pid: process.pid }, 'vmlet starting');
   const runtime = new Runtime(config, log);
@@ -50,7 +28,10 @@ export async function serve(config: Config, configFile: string | undefined, log:
   let pods: PodManager | undefined;
   let qemuUser: QemuIdentity;
   try {
-    qemuUser = await qemuUserOf(config, log);
+    const d = await decideQemuUser(config);
+    qemuUser = d.id;
+    if (d.fallback) log.warn({ qemuUser: config.qemuUser, err: d.fallback }, 'VMs\' QEMU runs as root: the default QEMU user cannot run them (node-install/install.sh makes the user)');
+    else log.info({ qemuUser: qemuUser.user, uid: qemuUser.uid, gid: qemuUser.gid }, qemuUser.uid === 0 ? 'VMs\' QEMU runs as root (config qemuUser)' : 'VMs\' QEMU runs unprivileged, as root only for VMs with 9p shares');
   } catch (err) {
     log.fatal({ qemuUser: config.qemuUser, err: (err as Error).message }, 'cannot serve CRI');
     await runtime.stop();

@@ -15,6 +15,9 @@ export interface QemuIdentity {
   gid: number;
 }
 
+/** config qemuUser's default (config.ts). */
+export const DEFAULT_QEMU_USER = 'libvirt-qemu';
+
 export const ROOT: QemuIdentity = Object.freeze({ user: 'root', uid: 0, gid: 0 });
 
 /** `user` from /etc/passwd (uid and primary gid), or a numeric uid as given (gid = uid's passwd gid, or the uid). */
@@ -79,4 +82,24 @@ export async function socketDirFor(dir: string, id: QemuIdentity): Promise<void>
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chown(dir, id.uid, id.gid);
   await chmod(dir, 0o700);
+}
+
+/**
+ * The user VMs' QEMU runs as on this node: config qemuUser, which must exist and reach the state
+ * dir. The default one missing or out of reach (libvirt's package not installed the usual way, a
+ * state dir under a private parent) gives root, with the reason in `fallback`; a user the
+ * operator named throws.
+ */
+export async function decideQemuUser(config: { qemuUser: string; stateDir: string }, passwdFile?: string): Promise<{ id: QemuIdentity; fallback?: string }> {
+  try {
+    const id = await resolveQemuUser(config.qemuUser, passwdFile);
+    const blocked = await unreachableFor(config.stateDir, id);
+    if (blocked) {
+      throw new VmletError('failed-precondition', `config stateDir ${config.stateDir} is out of reach for QEMU's user ${id.user}: ${blocked.dir} is mode ${blocked.mode} (allowed: a stateDir whose parents others may search, o+x, as /var/lib)`);
+    }
+    return { id };
+  } catch (err) {
+    if (config.qemuUser !== DEFAULT_QEMU_USER) throw err;
+    return { id: ROOT, fallback: (err as Error).message };
+  }
 }
