@@ -1,4 +1,5 @@
-// RemovePodSandbox: its containers (stopped first), network namespace, cgroup leaves and state dir.
+// RemovePodSandbox: its containers (stopped first), network namespace, cgroup leaves, state dir
+// and VNC socket dir.
 // Unknown or already removed: success.
 import { deleteNetns } from '../net/netns.js';
 import { teardownPodNetwork } from '../net/index.js';
@@ -6,6 +7,8 @@ import type { PodManager } from './manager.js';
 import { removeContainer } from './container-remove.js';
 import { removePodVm } from './podvm-boot.js';
 import { removePodLeaves } from '../vm/pod-cgroup.js';
+import { vncSocketPath } from '../vm/vnc-socket.js';
+import { rm } from 'node:fs/promises';
 
 export async function removePodSandbox(m: PodManager, id: string): Promise<void> {
   const s = m.sandbox(id);
@@ -24,6 +27,8 @@ export async function removePodSandbox(m: PodManager, id: string): Promise<void>
       m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'cannot remove the pod cgroup\'s leaves');
     }
     await m.store.removeSandbox(s.id);
+    const vnc = vncSocketPath(m.store.sandboxDir(s.id), s.id); // in the pod dir unless that is too deep
+    if (vnc.fallback) await rm(vnc.dir, { recursive: true, force: true });
     m.networks.delete(s.id);
     m.sandboxes.delete(s.id);
     m.log.info({ podSandboxId: s.id }, 'pod sandbox removed');

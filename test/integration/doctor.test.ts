@@ -31,7 +31,7 @@ describe('vmlet doctor', () => {
     const r = doctor([], writeCniConf());
     expect(r.stdout).toContain('vmlet can run VMs on this node.');
     expect(r.status).toBe(0);
-    for (const check of ['libvirt', 'virtlogd', 'qemu', 'qemu-img', 'dnsmasq', 'genisoimage', 'cni', 'state-dir', 'socket-dir']) {
+    for (const check of ['libvirt', 'virtlogd', 'qemu', 'qemu-img', 'dnsmasq', 'genisoimage', 'cni', 'state-dir', 'socket-dir', 'qemu-user']) {
       expect(r.verdict(check), check).toBe('OK');
     }
     // WARN only while the kit has the stand-in agent (built before src/guest/agent existed).
@@ -40,6 +40,14 @@ describe('vmlet doctor', () => {
     // KVM is OK on a real node; on these kvm_pvm machines it is a warning that names TCG.
     expect(['OK', 'WARN']).toContain(r.verdict('kvm'));
     if (r.verdict('kvm') === 'WARN') expect(r.stdout).toMatch(/falling back to TCG/);
+  });
+
+  it('says who VMs\' QEMU runs as, and fails on a QEMU user that does not exist', () => {
+    expect(doctor([], writeCniConf()).stdout).toMatch(/qemu-user +VMs' QEMU runs as libvirt-qemu \(uid \d+, gid \d+\); as root only for VMs with 9p shares/);
+    const r = doctor([], writeCniConf(), GUEST_KIT, { VMLET_QEMU_USER: 'no-such-qemu-user' });
+    expect(r.verdict('qemu-user')).toBe('FAIL');
+    expect(r.stdout).toMatch(/config qemuUser: user no-such-qemu-user is not in \/etc\/passwd/);
+    expect(r.status).toBe(1);
   });
 
   it('fails with a fix when libvirt is unreachable or CNI is missing', () => {

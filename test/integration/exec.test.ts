@@ -4,7 +4,7 @@
 // the agent directly, 20 concurrent calls, a timeout, vmlet killed mid-exec, and a guest whose
 // agent is gone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
@@ -53,8 +53,9 @@ describe('ExecSync through qemu-guest-agent', () => {
   it('runs a command in the guest: cat /etc/hostname is the pod hostname', async () => {
     pod = await startPod('exec-q35');
     expect(await marker(pod, 'VMLET-HOSTNAME')).toBe('VMLET-HOSTNAME exec-q35');
-    const socket = join(AGENT_SOCKET_FALLBACK_DIR, `${pod.cid}.sock`);
-    expect(existsSync(socket)).toBe(true); // QEMU's, in the fallback dir (the state dir path is too long)
+    const socket = join(AGENT_SOCKET_FALLBACK_DIR, pod.cid, 'qga.sock');
+    expect(existsSync(socket)).toBe(true); // QEMU's, in its own dir under the fallback (the state dir path is too long)
+    expect(statSync(join(AGENT_SOCKET_FALLBACK_DIR, pod.cid)).mode & 0o777).toBe(0o700);
     await firstExec(pod);
     expect(text(await exec(pod.cid, ['cat', '/etc/hostname']))).toEqual({ stdout: 'exec-q35\n', stderr: '', exit_code: 0 });
     // An id prefix works as for every other call.
@@ -166,7 +167,7 @@ describe('ExecSync through qemu-guest-agent', () => {
     expect(first.details).toMatch(/qemu-guest-agent/);
     const second = await failure(exec(pod.cid, ['true']));
     expect(second.code).toBe(Status.FAILED_PRECONDITION);
-    expect(second.details).toBe(`guest runs no qemu-guest-agent (no answer on ${join(AGENT_SOCKET_FALLBACK_DIR, `${pod.cid}.sock`)} within 5 s)`);
+    expect(second.details).toBe(`guest runs no qemu-guest-agent (no answer on ${join(AGENT_SOCKET_FALLBACK_DIR, pod.cid, 'qga.sock')} within 5 s)`);
   });
 
   it('refuses a stopped container with FAILED_PRECONDITION', async () => {
@@ -175,7 +176,7 @@ describe('ExecSync through qemu-guest-agent', () => {
     expect(err.code).toBe(Status.FAILED_PRECONDITION);
     expect(err.details).toBe(`container ${pod.cid} is exited; exec needs a running container`);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
-    expect(existsSync(join(AGENT_SOCKET_FALLBACK_DIR, `${pod.cid}.sock`))).toBe(false);
+    expect(existsSync(join(AGENT_SOCKET_FALLBACK_DIR, pod.cid))).toBe(false); // the socket's dir went with the container
   });
 
   it('works on a pc machine too, and feeds stdin through the agent', async () => {
@@ -183,7 +184,7 @@ describe('ExecSync through qemu-guest-agent', () => {
     expect(await marker(pc, 'VMLET-HOSTNAME')).toBe('VMLET-HOSTNAME exec-pc');
     // Nobody has connected yet: talk to the agent directly (ExecSync has no stdin), then let go,
     // since QEMU serves one client at a time.
-    const agent = new GuestAgent(join(AGENT_SOCKET_FALLBACK_DIR, `${pc.cid}.sock`));
+    const agent = new GuestAgent(join(AGENT_SOCKET_FALLBACK_DIR, pc.cid, 'qga.sock'));
     await waitFor('qemu-ga to answer', () => agent.ping().then(() => true), { timeoutMs: 60_000, intervalMs: 500 });
     const r = await guestExec(agent, { path: 'cat', input: Buffer.from('through stdin\n') });
     expect({ out: r.stdout.toString(), code: r.exitCode }).toEqual({ out: 'through stdin\n', code: 0 });
