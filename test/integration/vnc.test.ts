@@ -21,6 +21,7 @@ import { frameStats, RfbClient, type Frame } from '../helpers/rfb.js';
 import { encodePng } from '../helpers/png.js';
 import { kernelGuest, READY_MARKER } from '../helpers/guest.js';
 import { vncSocketPath } from '../../src/vm/vnc-socket.js';
+import { resolveQemuUser, socketDirFor, type QemuIdentity } from '../../src/vm/qemu-user.js';
 import { Libvirt } from '../../src/vm/libvirt.js';
 import { decideAccel, probeHost } from '../../src/vm/accel.js';
 import { parseVmSettings } from '../../src/vm/annotations.js';
@@ -212,15 +213,16 @@ describe('libvirt and QEMU take the display on every machine it is allowed on', 
     const settings = parseVmSettings({ sandboxAnnotations: { 'vmlet.io/vnc': 'true', ...annotations }, containerAnnotations: {}, defaults: { vcpus: 1, memoryMiB: 128 } });
     const qcow2 = join(dir, 'root.qcow2');
     await execa('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '16M']);
+    const sock = await qemuSocket(dir);
     const spec = buildVmSpec({
       name, domainType: accel.domainType, settings, boot: { kind: 'disk' }, disks: [{ path: qcow2, format: 'qcow2' }],
-      consoleLog: join(dir, 'console.log'), nvramPath: join(dir, 'nvram.fd'), vncSocket: join(dir, 'vnc.sock'),
+      consoleLog: join(dir, 'console.log'), nvramPath: join(dir, 'nvram.fd'), vncSocket: sock.path, qemuUser: sock.qemu,
       ...(o.hotplugSlots ? { hotplugSlots: o.hotplugSlots } : {}), metadata: { v: 1, sandboxId: 'vnc', containerId: 'vnc' },
     });
     domains.add(name);
     await lv.defineDomain(renderDomainXml(spec));
     await lv.startDomain(name);
-    const c = await RfbClient.connect({ path: join(dir, 'vnc.sock') });
+    const c = await RfbClient.connect({ path: sock.path });
     expect(c.name).toBe(`QEMU (${name})`);
     expect(c.width).toBeGreaterThan(0);
     c.close();
@@ -234,6 +236,13 @@ describe('libvirt and QEMU take the display on every machine it is allowed on', 
   });
 });
 
+/** A VNC socket in a dir of QEMU's own, and the user it runs as, as CreateContainer makes them (vm/qemu-user.ts). */
+async function qemuSocket(dir: string): Promise<{ path: string; qemu: QemuIdentity }> {
+  const qemu = await resolveQemuUser('libvirt-qemu');
+  await socketDirFor(join(dir, 'qemu'), qemu);
+  return { path: join(dir, 'qemu', 'vnc.sock'), qemu };
+}
+
 describe('the kernel console on the screen', () => {
   it('a bzImage kernel with the display writes its console there (console=tty0) while /dev/console stays the serial port', async () => {
     // vmlet's XML for a kernel that boots through the real-mode setup, which finds the VGA text
@@ -241,6 +250,7 @@ describe('the kernel console on the screen', () => {
     const accel = decideAccel('auto', probeHost());
     const g = kernelGuest();
     const dir = tempDir('vmlet-vnc-');
+    const sock = await qemuSocket(dir);
     const name = `vmlet-test-vnc-${randomBytes(3).toString('hex')}`;
     const settings = parseVmSettings({ sandboxAnnotations: { 'vmlet.io/vnc': 'true', 'vmlet.io/kernel-args': 'loglevel=7' }, containerAnnotations: {}, defaults: { vcpus: 1, memoryMiB: 256 } });
     const spec = buildVmSpec({
@@ -250,7 +260,8 @@ describe('the kernel console on the screen', () => {
       boot: { kind: 'kernel', kernel: join(dirname(g.kernel), 'vmlinuz'), initrd: g.initrd, cmdline: g.cmdline },
       disks: [],
       consoleLog: join(dir, 'console.log'),
-      vncSocket: join(dir, 'vnc.sock'),
+      vncSocket: sock.path,
+      qemuUser: sock.qemu,
       metadata: { v: 1, sandboxId: 'vnc', containerId: 'vnc' },
     });
     expect(spec.boot).toMatchObject({ cmdline: `console=tty0 ${g.cmdline} loglevel=7` });
@@ -259,8 +270,8 @@ describe('the kernel console on the screen', () => {
     await lv.startDomain(name);
     const log = join(dir, 'console.log');
     const serial = () => (existsSync(log) ? readFileSync(log, 'utf8') : '');
-    await waitFor('the VNC socket', () => existsSync(join(dir, 'vnc.sock')), { timeoutMs: 30_000 });
-    const c = await RfbClient.connect({ path: join(dir, 'vnc.sock') });
+    await waitFor('the VNC socket', () => existsSync(sock.path), { timeoutMs: 30_000 });
+    const c = await RfbClient.connect({ path: sock.path });
     // Text in the lower half: the kernel's messages, below the few lines SeaBIOS writes at the top.
     const lowerHalf = (f: Frame) => {
       const half = f.rgb.subarray(f.width * 3 * Math.floor(f.height / 2));
