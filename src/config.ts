@@ -22,6 +22,11 @@ export interface Config {
    * unprivileged qemu user by default; root runs all as root, as vmlet did before.
    */
   qemuUser: string;
+  /**
+   * How a VM-image pod's directory volumes reach the guest: auto is virtiofs where the node has
+   * virtiofsd (QEMU then stays unprivileged), else 9p (QEMU as root); 9p or virtiofs forces one.
+   */
+  shareDriver: ShareDriver;
   /** TCG only: each VM's translation cache in MiB (libvirt's <tb-cache>); 0 leaves QEMU's default (1 GiB). */
   tcgTbCacheMiB: number;
   /**
@@ -83,6 +88,9 @@ export interface RegistriesConfig {
 
 export const DEFAULT_CONFIG_PATH = '/etc/vmlet/config.yaml';
 
+export const SHARE_DRIVERS = ['auto', 'virtiofs', '9p'] as const;
+export type ShareDriver = (typeof SHARE_DRIVERS)[number];
+
 export const defaults: Readonly<Config> = Object.freeze({
   socket: '/run/vmlet/vmlet.sock',
   stateDir: '/var/lib/vmlet',
@@ -91,7 +99,8 @@ export const defaults: Readonly<Config> = Object.freeze({
   defaultRuntime: false,
   hypervisor: 'auto',
   cgroupDriver: 'auto',
-  qemuUser: DEFAULT_QEMU_USER, // libvirt-daemon-system's own (Debian, Ubuntu); the installer makes it where that package did not
+  qemuUser: DEFAULT_QEMU_USER,
+  shareDriver: 'auto', // libvirt-daemon-system's own (Debian, Ubuntu); the installer makes it where that package did not
   tcgTbCacheMiB: 128, // vm/spec.ts TCG_TB_CACHE_MIB; measured in docs/pod-cgroup.md
   // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
   // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's
@@ -140,6 +149,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_CGROUP_DRIVER: 'cgroupDriver',
     VMLET_TCG_TB_CACHE_MIB: 'tcgTbCacheMiB',
     VMLET_QEMU_USER: 'qemuUser',
+    VMLET_SHARE_DRIVER: 'shareDriver',
     VMLET_IMAGE_MAX_GIB: 'imageMaxGiB',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
@@ -382,6 +392,7 @@ export function validate(raw: Record<string, unknown>): Config {
     hypervisor: oneOf(raw.hypervisor, 'hypervisor', HYPERVISORS),
     cgroupDriver: oneOf(raw.cgroupDriver, 'cgroupDriver', CGROUP_DRIVERS),
     qemuUser: str(raw.qemuUser, 'qemuUser'),
+    shareDriver: oneOf(raw.shareDriver, 'shareDriver', SHARE_DRIVERS),
     tcgTbCacheMiB: mib(raw.tcgTbCacheMiB, 'tcgTbCacheMiB', 4096),
     imageMaxGiB: gib(raw.imageMaxGiB, 'imageMaxGiB', 1024),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },

@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import { decideQemuUser, type QemuIdentity } from './vm/qemu-user.js';
+import { findVirtiofsd } from './vm/virtiofs.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
 import { observeRpcs } from './cri/rpc.js';
@@ -42,9 +43,16 @@ export async function serve(config: Config, configFile: string | undefined, log:
     ...imageLimitsOf(config),
     qemuUser,
   });
+  const virtiofsd = config.shareDriver === '9p' ? undefined : findVirtiofsd();
+  if (config.shareDriver === 'virtiofs' && !virtiofsd) {
+    log.fatal({ shareDriver: config.shareDriver }, 'cannot serve CRI: config shareDriver is virtiofs and no virtiofsd was found (Debian 12: qemu-system-common\'s /usr/lib/qemu/virtiofsd; elsewhere the virtiofsd package)');
+    await runtime.stop();
+    return 1;
+  }
+  log.info({ shareDriver: virtiofsd ? 'virtiofs' : '9p', virtiofsd: virtiofsd ?? null }, virtiofsd ? 'VM-image pods\' directory volumes are shared over virtiofs' : 'VM-image pods\' directory volumes are shared over 9p: their VMs\' QEMU runs as root');
   const qemu = which(QEMU_SYSTEM);
   const emulator = qemu ? await EmulatorWrapper.install(config.stateDir, qemu) : undefined;
-  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(emulator ? { emulator } : {}) });
+  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(virtiofsd ? { virtiofsd } : {}), ...(emulator ? { emulator } : {}) });
   const podManager = pods;
   pods.reconnectPodVms = () => reconnectPodVms(podManager);
   const pool = new PodVmPool(pods, config.podVmPool);

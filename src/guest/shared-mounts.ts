@@ -34,6 +34,12 @@ export async function releasePodShare(share: string): Promise<void> {
   await rm(share, { recursive: true, force: true });
 }
 
+/** Removes a tree that may hold bind mounts (a VM-image container's read-only shares): unmounted first, never removed through one. */
+export async function removeUnmounted(path: string): Promise<void> {
+  await unmountTree(path);
+  await rm(path, { recursive: true, force: true });
+}
+
 /** Mount points at or below `path` (from /proc/self/mountinfo), deepest first. */
 export async function mountsUnder(path: string): Promise<string[]> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');

@@ -2,7 +2,8 @@
 // into the VM's settings (parsed once), checks them against the image and the node, then makes the
 // root disk (a qcow2 overlay on the containerDisk) and the cloud-init seed, and defines the
 // libvirt domain with the CRI metadata inside it. Nothing runs yet. A failure leaves nothing behind.
-import { rm } from 'node:fs/promises';
+import { removeUnmounted } from '../guest/shared-mounts.js';
+import { bindReadOnlyShares } from './share-binds.js';
 import { isAbsolute, join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, isNoSpace, noSpace, notFound } from '../errors.js';
 import type { ContainerConfig, PodSandboxConfig } from './configs.js';
@@ -75,7 +76,7 @@ export async function createContainer(
     if (cputune.shares !== undefined) cputune.shares = hostShares(cputune.shares);
     const id = newId();
     // Mounts and devices are checked (and config files read) before anything is made.
-    const vols = await vmMounts(config, m.log, { containerId: id, podSandboxId: s.id });
+    const vols = await vmMounts(config, m.log, { containerId: id, podSandboxId: s.id }, m.deps.virtiofsd);
     const blocks = await blockVolumes(config);
     const root = rootDeviceOf(settings.rootDevice, blocks);
     const net = m.networks.get(s.id);
@@ -107,6 +108,7 @@ export async function createContainer(
     let defined = false;
     try {
       await m.store.makeContainerDir(s.id, id);
+      const shares = await bindReadOnlyShares(dir, vols.shares);
       let disks: BuildVmSpecInput['disks'] = [];
       if (root) {
         // Checked last: what it may write (the image, onto a blank device) is the pod's own data to keep.
@@ -126,7 +128,7 @@ export async function createContainer(
       await writeSeedIso(seedIso, seed.files);
       files.push(seedIso);
       // Who QEMU runs as: the node's QEMU user, root for a VM with 9p shares (vm/spec.ts runAs).
-      const qemuUser = runAs(m.qemuUser, vols.shares);
+      const qemuUser = runAs(m.qemuUser, shares);
       const agent = agentSocketPath(dir, id);
       await prepareAgentSocketDir(agent, qemuUser, m.log);
       files.push(agent.dir); // QEMU removes the socket when it exits cleanly; not after a kill -9
@@ -150,7 +152,7 @@ export async function createContainer(
         nics: net ? [{ tap: net.tap, mac: net.mac, mtu: net.mtu }] : [],
         guestAgent: { socket: agent.path },
         ...(vnc ? { vncSocket: vnc.path } : {}),
-        shares: vols.shares,
+        shares,
         tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,
         ...(emulator ? { emulator } : {}),
         qemuUser: m.qemuUser,
@@ -193,7 +195,7 @@ export async function createContainer(
       return id;
     } catch (err) {
       if (defined) await m.deps.vm.remove(name).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      await removeUnmounted(dir);
       if (isNoSpace(err)) throw noSpace(`container ${config.metadata!.name} in pod ${s.id} cannot be created`, m.deps.config.stateDir, err);
       throw err;
     }

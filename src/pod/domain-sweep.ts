@@ -5,7 +5,7 @@
 // second definition of the same name, and the first container's VM is named after its pod).
 // Only domains of this vmlet's own pods are judged (libvirtd may serve other vmlets: the pod's id
 // in the domain's metadata must be one of this state dir's served pods); a set-aside pod's are kept.
-import { rm } from 'node:fs/promises';
+import { removeUnmounted } from '../guest/shared-mounts.js';
 import { readMetadata } from '../vm/domain-xml.js';
 import type { VmDriver } from '../vm/driver.js';
 import type { Logger } from '../log.js';
@@ -39,7 +39,7 @@ export async function sweepUnrecordedDomains(m: SweepDeps): Promise<string[]> {
     await m.deps.vm.destroy(name);
     await m.deps.vm.remove(name);
     const cid = md.containerId;
-    if (/^[a-f0-9]{64}$/.test(cid) && !m.containers.has(cid)) await rm(m.store.containerDir(s.id, cid), { recursive: true, force: true });
+    if (/^[a-f0-9]{64}$/.test(cid) && !m.containers.has(cid)) await removeUnmounted(m.store.containerDir(s.id, cid));
     // A pod's own VM: its scratch disk and share, or the pod's next VM could not make them.
     if (md.podVm === true && !md.pool) await removePodVmDisks(podVmFiles(m.store.sandboxDir(s.id), s.id));
     m.log.warn({ podSandboxId: s.id, ...(cid ? { containerId: cid } : {}), domain: name, why: 'vmlet stopped between defining it and recording it' }, 'removed a VM no record names');

@@ -34,6 +34,8 @@ export interface PodDeps {
   emulator?: EmulatorWrapper;
   /** Who VMs' QEMU runs as (vm/qemu-user.ts); absent: root, as qemu.conf on nodes vmlet installed before. */
   qemuUser?: QemuIdentity;
+  /** virtiofsd for VM-image pods' directory volumes (vm/virtiofs.ts); absent: 9p. */
+  virtiofsd?: string;
 }
 
 /** The warm pool of pod VMs as the pod layer uses it (podvm-pool.ts, made by serve.ts). */

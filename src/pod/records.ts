@@ -2,8 +2,9 @@
 // <stateDir>/pods/<sandbox-id>/, written atomically. The CRI configs are kept as the kubelet sent
 // them (the CRI data model in vmlet's own types, configs.ts), so status answers echo them back
 // unchanged.
+import { removeUnmounted } from '../guest/shared-mounts.js';
 import { ROOT, qemuDirs, type QemuIdentity } from '../vm/qemu-user.js';
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { atomicWrite } from '../util/atomic-write.js';
@@ -161,12 +162,12 @@ export class PodStateStore {
   }
 
   async removeContainer(c: ContainerRecord): Promise<void> {
-    await rm(this.containerDir(c.sandboxId, c.id), { recursive: true, force: true });
+    await removeUnmounted(this.containerDir(c.sandboxId, c.id)); // its read-only shares' binds
     this.onContainerRemoved?.(c);
   }
 
   async removeSandbox(id: string): Promise<void> {
-    await rm(this.sandboxDir(id), { recursive: true, force: true });
+    await removeUnmounted(this.sandboxDir(id));
   }
 
   /**

@@ -100,11 +100,12 @@ export interface VmMounts {
 }
 
 /**
- * VM-image pods: a directory becomes a 9p share at container_path; a config volume's files are
+ * VM-image pods: a directory becomes a share at container_path (virtiofs when the node has
+ * `virtiofsd`, else 9p); a config volume's files are
  * also written at boot while the container's total stays under WRITE_FILES_CAP (a bigger one is
  * shared only); a single file is written at boot only (9p shares directories), and must fit.
  */
-export async function vmMounts(config: ContainerConfig, log: Logger, ids: { containerId: string; podSandboxId: string }): Promise<VmMounts> {
+export async function vmMounts(config: ContainerConfig, log: Logger, ids: { containerId: string; podSandboxId: string }, virtiofsd?: string): Promise<VmMounts> {
   const mounts = config.mounts ?? [];
   checkPaths('mount', mounts, new Set());
   const out: VmMounts = { shares: [], guestMounts: [], files: [] };
@@ -117,8 +118,8 @@ export async function vmMounts(config: ContainerConfig, log: Logger, ids: { cont
     const st = await statOf('mount', m.container_path, m.host_path);
     if (st.isDirectory()) {
       const tag = shareTag(m.container_path);
-      out.shares.push({ source: m.host_path, tag, readonly: !!m.readonly });
-      out.guestMounts.push({ tag, path: m.container_path, readonly: !!m.readonly });
+      out.shares.push({ source: m.host_path, tag, readonly: !!m.readonly, ...(virtiofsd ? { virtiofs: { binary: virtiofsd } } : {}) });
+      out.guestMounts.push({ tag, path: m.container_path, readonly: !!m.readonly, ...(virtiofsd ? { virtiofs: true } : {}) });
       const files = await configFiles(m);
       if (files) {
         const bytes = files.reduce((n, f) => n + f.content.length, 0);
@@ -126,17 +127,17 @@ export async function vmMounts(config: ContainerConfig, log: Logger, ids: { cont
           out.files.push(...files);
           budget -= bytes;
         } else {
-          log.warn({ ...ids, mount: m.container_path, bytes, capBytes: WRITE_FILES_CAP }, 'config volume too big for the cloud-init seed: shared over 9p only');
+          log.warn({ ...ids, mount: m.container_path, bytes, capBytes: WRITE_FILES_CAP }, 'config volume too big for the cloud-init seed: shared only');
         }
       }
     } else if (st.isFile()) {
       if (st.size > budget) {
-        throw invalidArgument(`${name}: host_path ${m.host_path} is a file of ${st.size} bytes; a VM gets single files copied at boot, ${WRITE_FILES_CAP} bytes in all per container: allowed a smaller file, or mount its directory (shared over 9p)`);
+        throw invalidArgument(`${name}: host_path ${m.host_path} is a file of ${st.size} bytes; a VM gets single files copied at boot, ${WRITE_FILES_CAP} bytes in all per container: allowed a smaller file, or mount its directory (shared)`);
       }
       out.files.push({ path: m.container_path, content: await readFile(m.host_path), mode: st.mode & 0o7777 });
       budget -= st.size;
     } else {
-      throw invalidArgument(`${name}: host_path ${m.host_path} is ${what(st)}, which a VM cannot be given: allowed a directory (shared over 9p) or a regular file (copied at boot)`);
+      throw invalidArgument(`${name}: host_path ${m.host_path} is ${what(st)}, which a VM cannot be given: allowed a directory (shared) or a regular file (copied at boot)`);
     }
   }
   return out;

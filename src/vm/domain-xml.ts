@@ -54,7 +54,7 @@ function domainElement(spec: VmSpec): XmlElement {
     // <memory> is what the guest is given; the balloon holds it at <currentMemory> (grown or shrunk live).
     el('memory', { unit: 'MiB' }, int(spec.maxMemoryMiB)),
     el('currentMemory', { unit: 'MiB' }, int(spec.memoryMiB)),
-    spec.hugepages && el('memoryBacking', {}, el('hugepages', {}, el('page', { size: String(HUGEPAGE_KIB[spec.hugepages]), unit: 'KiB' }))),
+    memoryBacking(spec),
     el('vcpu', { placement: 'static', current: spec.maxVcpus > spec.vcpus ? int(spec.vcpus) : undefined }, int(spec.maxVcpus)),
     ...cputuneElements(spec),
     spec.ioThreads > 0 && el('iothreads', {}, int(spec.ioThreads)),
@@ -185,11 +185,31 @@ function seedElement(spec: VmSpec, path: string): XmlElement {
 }
 
 /**
- * A 9p share (QEMU's local fsdev). passthrough: the guest sees the host's owners and modes, which
- * is what an image rootfs needs (QEMU runs as root on vmlet nodes); readonly makes QEMU refuse
- * every write, whatever the guest mounts it as.
+ * Guest RAM: hugepages when asked; a shared memfd when a share is virtiofs (virtiofsd, another
+ * process, maps the guest's buffers).
+ */
+function memoryBacking(spec: VmSpec): XmlElement | undefined {
+  const shared = (spec.shares ?? []).some((sh) => sh.virtiofs);
+  if (!spec.hugepages && !shared) return undefined;
+  return el(
+    'memoryBacking',
+    {},
+    spec.hugepages && el('hugepages', {}, el('page', { size: String(HUGEPAGE_KIB[spec.hugepages]), unit: 'KiB' })),
+    shared && el('source', { type: 'memfd' }),
+    shared && el('access', { mode: 'shared' }),
+  );
+}
+
+/**
+ * A share. virtiofs: libvirt runs `binary` as root for it, passthrough (the host's owners and
+ * modes both ways); read-only is the source's (a read-only bind mount: libvirt refuses
+ * <readonly/> for virtiofs). 9p (QEMU's local fsdev): passthrough too, which is why QEMU runs as
+ * root then; readonly makes QEMU refuse every write, whatever the guest mounts it as.
  */
 function shareElement(sh: VmShare): XmlElement {
+  if (sh.virtiofs) {
+    return el('filesystem', { type: 'mount', accessmode: 'passthrough' }, el('driver', { type: 'virtiofs' }), el('binary', { path: sh.virtiofs.binary }), el('source', { dir: sh.source }), el('target', { dir: sh.tag }));
+  }
   return el('filesystem', { type: 'mount', accessmode: 'passthrough' }, el('source', { dir: sh.source }), el('target', { dir: sh.tag }), sh.readonly && el('readonly'));
 }
 

@@ -34,11 +34,16 @@ export interface VmDisk {
   block?: boolean;
 }
 
-/** A host directory shared into the guest over 9p (virtio-9p), found there by its mount tag. */
+/**
+ * A host directory shared into the guest, found there by its mount tag: over virtiofs (a
+ * virtiofsd libvirt runs as root; `binary`) or 9p (QEMU itself, which then runs as root).
+ * virtiofs has no read-only mode: a read-only share's source is a read-only bind mount.
+ */
 export interface VmShare {
   source: string;
   tag: string;
   readonly: boolean;
+  virtiofs?: { binary: string };
 }
 
 export interface VmSpec {
@@ -181,10 +186,11 @@ export interface BuildVmSpecInput {
 
 /**
  * A 9p share is served by QEMU itself (passthrough: the guest's owners on the host, the host's
- * root-only files read), which only root can do; every other VM runs as the node's QEMU user.
+ * root-only files read), which only root can do; every other VM runs as the node's QEMU user
+ * (virtiofs shares are virtiofsd's, which libvirt runs as root).
  */
 export function runAs(qemuUser: QemuIdentity, shares: readonly VmShare[]): QemuIdentity {
-  return shares.length ? ROOT : qemuUser;
+  return shares.some((sh) => !sh.virtiofs) ? ROOT : qemuUser;
 }
 
 const internal = (msg: string) => new VmletError('internal', msg);

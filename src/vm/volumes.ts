@@ -1,11 +1,11 @@
-// What a VM is given of the kubelet's volumes, as pure data: the 9p mount tag of a shared
+// What a VM is given of the kubelet's volumes, as pure data: the mount tag of a shared
 // directory, the virtio-blk serial of a block device, and the cloud-init entries that mount the
 // shares and write the small config files at boot (docs/volumes.md). The host side (stat,
 // reading the files) is pod/volumes.ts's.
 import { createHash } from 'node:crypto';
 
 /**
- * QEMU refuses a 9p mount tag over 31 bytes. The tag holds a ':' on purpose: cloud-init's
+ * QEMU refuses a 9p mount tag over 31 bytes (virtiofs: 36). The tag holds a ':' on purpose: cloud-init's
  * `mounts` module keeps an fs_spec as written only when it looks like a network source (a ':'
  * in it); any other name it takes for a block device, finds none, and drops the entry.
  */
@@ -39,11 +39,12 @@ export function deviceSerial(hostPath: string): string {
   return SERIAL_PREFIX + hex(name).slice(0, SERIAL_MAX - SERIAL_PREFIX.length);
 }
 
-/** A share to mount at boot. */
+/** A share to mount at boot; 9p unless virtiofs. */
 export interface GuestMount {
   tag: string;
   path: string;
   readonly: boolean;
+  virtiofs?: boolean;
 }
 
 /** A file cloud-init writes at boot (content already read on the host). */
@@ -56,10 +57,10 @@ export interface GuestFile {
 
 /**
  * cloud-init `mounts` entries: [fs_spec, fs_file, fs_vfstype, fs_mntops, fs_freq, fs_passno].
- * nofail: a guest without 9p drivers still boots (and keeps what write_files gave it).
+ * nofail: a guest without 9p or virtiofs drivers still boots (and keeps what write_files gave it).
  */
 export function cloudInitMounts(mounts: readonly GuestMount[]): string[][] {
-  return mounts.map((m) => [m.tag, m.path, '9p', `${NINEP_OPTIONS},${m.readonly ? 'ro' : 'rw'},nofail`, '0', '0']);
+  return mounts.map((m) => [m.tag, m.path, m.virtiofs ? 'virtiofs' : '9p', `${m.virtiofs ? '' : `${NINEP_OPTIONS},`}${m.readonly ? 'ro' : 'rw'},nofail`, '0', '0']);
 }
 
 /** cloud-init `write_files` entries, base64 (Secrets may hold any bytes). */

@@ -47,6 +47,8 @@ LATE_MODULES=(isofs sr_mod sd_mod ahci virtio_scsi virtio_balloon)
 # stored xz'd and loaded by /etc/vmlet/cloud-config.sh only when the cloud-config mounts a 9p
 # share, so a boot without shares does not pay for them.
 NINEP_MODULES=(9pnet_virtio 9p)
+# VIRTIOFS_MODULES: the virtiofs client (and fuse), the same way, for a virtiofs share.
+VIRTIOFS_MODULES=(virtiofs)
 # qemu-ga and the packages providing the libraries ld.so lists for it.
 QGA_PKGS=(qemu-guest-agent libc6 libgcc-s1 libglib2.0-0 libnuma1 libudev1 liburing2 libpcre2-8-0)
 # ISC dhclient (vmlet.dhcp=dhclient, vmlet.dhcp6=dhclient) and the packages providing the
@@ -231,6 +233,15 @@ for m in "${MODORDER[@]}"; do
   printf '/usr/lib/vmlet/9p/%s.ko.xz\n' "$m"
 done > "$ROOT/etc/vmlet/modules.9p"
 step "9p modules (load order, stored xz'd): ${MODORDER[*]}"
+MODORDER=()
+for m in "${VIRTIOFS_MODULES[@]}"; do add_module "$m"; done
+mkdir -p "$ROOT/usr/lib/vmlet/virtiofs"
+for m in "${MODORDER[@]}"; do
+  xz -T1 --check=crc32 --lzma2=preset=9e,dict=4MiB -c "$ROOT/lib/modules/$KREL/$m.ko" > "$ROOT/usr/lib/vmlet/virtiofs/$m.ko.xz"
+  rm "$ROOT/lib/modules/$KREL/$m.ko"
+  printf '/usr/lib/vmlet/virtiofs/%s.ko.xz\n' "$m"
+done > "$ROOT/etc/vmlet/modules.virtiofs"
+step "virtiofs modules (load order, stored xz'd): ${MODORDER[*]}"
 
 step "adding qemu-ga, dhclient and their shared libraries"
 LDSO=$UROOT/lib64/ld-linux-x86-64.so.2
@@ -849,7 +860,7 @@ write_files() { # deferred: "true" for the deferred entries, else the others
   done
 }
 
-# mount_one N: mounts entry N, [fs_spec, fs_file, fs_vfstype, fs_mntops, ...], 9p only.
+# mount_one N: mounts entry N, [fs_spec, fs_file, fs_vfstype, fs_mntops, ...], 9p or virtiofs.
 MOUNTS=0
 mount_one() {
   p=mounts.$1
@@ -858,7 +869,7 @@ mount_one() {
   type=$(getraw "$p.2" "$META")
   opts=$(getraw "$p.3" "$META")
   [ -n "$spec" ] && [ -n "$path" ] || return
-  if [ "$type" != 9p ]; then
+  if [ "$type" != 9p ] && [ "$type" != virtiofs ]; then
     say "VMLET-MOUNT $spec $path skipped (type ${type:-auto})"
     return
   fi
@@ -871,16 +882,16 @@ mount_one() {
       *) o=${o:+$o,}$w ;;
     esac
   done
-  if [ ! -e "$R/9p.loaded" ]; then
+  if [ ! -e "$R/$type.loaded" ]; then
     while read -r m; do # xz'd in the initrd (busybox insmod reads plain modules only)
       ko=$R/${m##*/}; ko=${ko%.xz}
       unxz -c "$m" > "$ko" && insmod "$ko" || echo "insmod $m failed"
       rm -f "$ko"
-    done < /etc/vmlet/modules.9p
-    : > "$R/9p.loaded"
+    done < "/etc/vmlet/modules.$type"
+    : > "$R/$type.loaded"
   fi
   mkdir -p "$path"
-  if mount -t 9p ${o:+-o "$o"} "$spec" "$path"; then
+  if mount -t "$type" ${o:+-o "$o"} "$spec" "$path"; then
     MOUNTS=$((MOUNTS + 1))
     say "VMLET-MOUNT $spec $path ok"
   else

@@ -1,16 +1,18 @@
 // How a VM pod's QEMU is confined, read from /proc of the running process (docs/security.md):
-// the node's QEMU user (libvirt's unprivileged qemu user, vmlet's default) for a VM without 9p
-// shares, root for one with a shared directory (9p passthrough needs root's reach); QEMU's
-// seccomp filter on (mode 2) with libvirt's -sandbox that forbids raising privileges and
-// spawning processes. The unprivileged QEMU still serves exec (its guest-agent socket is in a
-// dir of its own) and reaches its files (libvirt chowns them; vmlet's dirs let it pass).
+// the node's QEMU user (libvirt's unprivileged qemu user, vmlet's default), with or without a
+// shared directory (virtiofs: virtiofsd, root, serves it); QEMU's seccomp filter on (mode 2) with
+// libvirt's -sandbox that forbids raising privileges and spawning processes. The unprivileged
+// QEMU still serves exec (its guest-agent socket is in a dir of its own) and reaches its files
+// (libvirt chowns them; vmlet's dirs let it pass). A 9p share (no virtiofsd) makes it root:
+// test/unit/qemu-user.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { runVmPod, startVmSuite, stopVmSuite, waitForAgent } from '../helpers/vm-suite.js';
+import { waitFor } from '../helpers/wait.js';
 
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -64,13 +66,23 @@ describe('QEMU confinement', () => {
     expect(statSync(kernel!).uid).toBe(0);
   });
 
-  it('runs a VM with a shared directory (9p passthrough) as root', async () => {
+  it('runs a VM with a shared directory unprivileged too: virtiofsd (root) serves the host\'s owners both ways', async () => {
     const data = join(tempDir('vmlet-confine-vol-'), 'data');
     mkdirSync(data);
+    writeFileSync(join(data, 'secret'), 'root only\n', { mode: 0o600 }); // as a Secret volume's file or /etc/shadow in an image
     const pod = await runVmPod(v, { name: 'shared', namespace: 'confine', image, logDir: tempDir('vmlet-confine-logs-'), container: { mounts: [{ container_path: '/data', host_path: data }] } });
     const q = await qemuOf(pod.cid);
-    expect(uidOf(q.status)).toBe(0);
+    expect(uidOf(q.status)).toBe(idOf('-u', 'libvirt-qemu'));
     expect(q.status).toMatch(/^Seccomp:\s+2$/m);
+    await waitForAgent(v, pod.cid);
+    const sh = async (script: string) => {
+      const r = await call<object, { stdout: Buffer; exit_code: number }>(v.runtime, 'ExecSync', { container_id: pod.cid, cmd: ['/bin/sh', '-c', script], timeout: 30 });
+      return { out: Buffer.from(r.stdout).toString(), code: r.exit_code };
+    };
+    await waitFor('the share mounted in the guest', async () => (await sh('grep -q " /data virtiofs " /proc/mounts')).code === 0, { timeoutMs: 120_000, intervalMs: 500 });
+    expect((await sh('cat /data/secret')).out).toBe('root only\n');
+    expect((await sh('echo from the guest > /data/mine && chown 1234:2345 /data/mine')).code).toBe(0);
+    expect(statSync(join(data, 'mine'))).toMatchObject({ uid: 1234, gid: 2345 });
     await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: pod.id });
     await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: pod.id });
   });

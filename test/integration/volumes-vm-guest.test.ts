@@ -1,4 +1,4 @@
-// A VM-image pod's 9p shares as its guest sees them, with a real vmlet, libvirtd and QEMU (TCG).
+// A VM-image pod's shares (virtiofs on this node) as its guest sees them, with a real vmlet, libvirtd and QEMU (TCG).
 // The test guest runs the seed's cloud-config `write_files` and `mounts` as a cloud image's
 // cloud-init does (test/images/README.md: VMLET-WRITE, VMLET-MOUNT), so this checks from inside
 // the guest (ExecSync through qemu-ga): a read-write share (a hostPath or emptyDir), a read-only
@@ -88,8 +88,8 @@ describe("a VM-image pod's shares inside its guest", () => {
     expect(lines.filter((l) => l.startsWith('VMLET-MOUNT') && !l.endsWith(' ok'))).toEqual([]);
     await waitForAgent(v, pod.cid, 120_000);
 
-    // The kernel's view: three 9p mounts with the tags, read-only where asked.
-    const m = await sh(pod.cid, "awk '$3 == \"9p\" { print $1, $2, substr($4, 1, 2) }' /proc/mounts | sort -k2");
+    // The kernel's view: three virtiofs mounts (this node has virtiofsd) with the tags, read-only where asked.
+    const m = await sh(pod.cid, "awk '$3 == \"virtiofs\" { print $1, $2, substr($4, 1, 2) }' /proc/mounts | sort -k2");
     expect(m.out.trim().split('\n')).toEqual(
       [
         `${shareTag(mounts.data)} ${mounts.data} rw`,
@@ -117,11 +117,15 @@ describe("a VM-image pod's shares inside its guest", () => {
       expect(w.err, target).toMatch(/Read-only file system/);
     }
     expect((await sh(pod.cid, `rm ${mounts.ro}/ro.txt`)).code).not.toBe(0);
+    // Not only the guest's ro: remounted read-write in the guest, the host's read-only bind still refuses.
+    const rw = await sh(pod.cid, `mount -o remount,rw ${mounts.ro} && echo x > ${mounts.ro}/nope`);
+    expect(rw.code).not.toBe(0);
+    expect(rw.err).toMatch(/Read-only file system/);
     expect(existsSync(join(ro, 'nope'))).toBe(false);
     expect(existsSync(join(ro, 'ro.txt'))).toBe(true);
     expect(existsSync(join(cm, 'nope'))).toBe(false);
 
-    // The single file: written at boot with its mode (a copy: 9p shares directories only).
+    // The single file: written at boot with its mode (a copy: shares are directories only).
     expect((await sh(pod.cid, 'cat /etc/single/single.txt; stat -c %a /etc/single/single.txt')).out).toBe('one file\n640\n');
     // The config file's write_files copy is under the share (cloud-init: write_files, then
     // mounts): a bind mount of / (not recursive) shows what the share covers.
@@ -131,7 +135,7 @@ describe("a VM-image pod's shares inside its guest", () => {
     // The kubelet updates the ConfigMap: a new timestamped dir, `..data` renamed over, the old dir removed.
     writeConfigVolume(cm, '2026_12_05_11_05_00.000000002', { 'app.conf': 'version=2\n', 'other.conf': 'x=2\n' });
     rmSync(join(cm, '..2026_12_05_11_00_00.000000001'), { recursive: true });
-    // No restart: the guest sees it at its next lookup (9p without a cache); polled, with a deadline.
+    // No restart: the guest sees it at its next lookup (virtiofsd's cache times out in a second); polled, with a deadline.
     const seen = await waitFor(
       'the guest to read the new ConfigMap content',
       () => sh(pod.cid, `cat ${mounts.cm}/app.conf ${mounts.cm}/other.conf`).then((r) => r.out === 'version=2\nx=2\n' && r),
