@@ -1,13 +1,14 @@
-// Volumes in a VM-image pod, with a real vmlet, libvirtd and QEMU (TCG). Here the 9p side is
-// checked as far as the host and QEMU go: the domain's <filesystem> elements, QEMU's virtio-9p
-// devices and their mount tags (`info qtree`), the virtio 9p transports the guest's PCI bus
+// Volumes in a VM-image pod, with a real vmlet, libvirtd and QEMU (TCG). Here the share side
+// (virtiofs: this node has virtiofsd) is checked as far as the host and QEMU go: the domain's
+// <filesystem> elements, the read-only bind a read-only share is served from, QEMU's
+// vhost-user-fs devices and their tags (`info qtree`), the virtio-fs devices the guest's PCI bus
 // shows, and the seed's `mounts` and `write_files`; what the guest sees of them (the test guest
 // runs those cloud-config modules: test/images/README.md), a ConfigMap ..data swap included, is
 // checked in volumes-vm-guest.test.ts. Block volumes are checked from inside the guest (qemu-ga):
 // the disk with its serial, and a persistent root disk booted from a blank loop device, imaged
 // once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closeSync, mkdirSync, openSync, readSync, symlinkSync, writeFileSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, symlinkSync, writeFileSync, writeSync, existsSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -70,7 +71,7 @@ afterAll(async () => {
 }, 120_000);
 
 describe('volumes in a VM-image pod', () => {
-  it('gives each directory mount a 9p share with its tag, mounted at boot by cloud-init; config files and single files also written at boot; block volumes as virtio-blk disks with their serial', async () => {
+  it('gives each directory mount a virtiofs share with its tag (a read-only one from a read-only bind), mounted at boot by cloud-init; config files and single files also written at boot; block volumes as virtio-blk disks with their serial', async () => {
     const cm = join(dir, 'cm');
     configMap(cm, { 'app.conf': 'version=1\n' });
     const data = join(dir, 'emptydir');
@@ -101,21 +102,27 @@ describe('volumes in a VM-image pod', () => {
     });
     const domain = domainName('vols', 'vols', pod.id);
     const xml = virsh('dumpxml', domain);
-    // libvirt's definition: one passthrough share per directory, the config one read-only.
+    // libvirt's definition: one passthrough virtiofs share per directory; the config one is
+    // served from a read-only bind of it under the container dir (virtiofs has no read-only mode).
     const fss = [...xml.matchAll(/<filesystem type='mount' accessmode='passthrough'>([\s\S]*?)<\/filesystem>/g)].map((m) => m[1]!);
     expect(fss).toHaveLength(2);
-    expect(fss.find((f) => f.includes(`dir='${cm}'`))).toMatch(new RegExp(`<target dir='${shareTag('/etc/app')}'/>[\\s\\S]*<readonly/>`));
-    expect(fss.find((f) => f.includes(`dir='${data}'`))).not.toContain('<readonly/>');
+    for (const f of fss) expect(f).toContain("<driver type='virtiofs'");
+    const roShare = fss.find((f) => f.includes(`<target dir='${shareTag('/etc/app')}'/>`))!;
+    const roSource = /<source dir='([^']+)'/.exec(roShare)![1]!;
+    expect(roSource).toMatch(/\/containers\/[0-9a-f]{64}\/ro-shares\/0$/);
+    const roMount = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === roSource);
+    expect(roMount?.split(' ')[5]).toMatch(/^ro(,|$)/);
+    expect(fss.find((f) => f.includes(`dir='${data}'`))).toContain(`<target dir='${shareTag('/data')}'/>`);
     // QEMU has the devices with those tags.
     const qtree = virsh('qemu-monitor-command', '--hmp', domain, 'info qtree');
-    expect(qtree).toContain(`mount_tag = "${shareTag('/etc/app')}"`);
-    expect(qtree).toContain(`mount_tag = "${shareTag('/data')}"`);
-    // The seed: 9p mounts at the container paths, and the config file and the single file written.
+    expect(qtree).toContain(`tag = "${shareTag('/etc/app')}"`);
+    expect(qtree).toContain(`tag = "${shareTag('/data')}"`);
+    // The seed: virtiofs mounts at the container paths, and the config file and the single file written.
     const seedIso = /<source file='([^']+seed\.iso)'/.exec(xml)![1]!;
     const cfg = parseYaml(isoFile(seedIso, 'user-data'), { version: '1.1' }) as { mounts: string[][]; write_files: Array<{ path: string; content: string; encoding: string }> };
     expect(cfg.mounts).toEqual([
-      [shareTag('/etc/app'), '/etc/app', '9p', 'trans=virtio,version=9p2000.L,msize=512000,ro,nofail', '0', '0'],
-      [shareTag('/data'), '/data', '9p', 'trans=virtio,version=9p2000.L,msize=512000,rw,nofail', '0', '0'],
+      [shareTag('/etc/app'), '/etc/app', 'virtiofs', 'ro,nofail', '0', '0'],
+      [shareTag('/data'), '/data', 'virtiofs', 'rw,nofail', '0', '0'],
     ]);
     const written = Object.fromEntries(cfg.write_files.map((f) => [f.path, Buffer.from(f.content, 'base64').toString()]));
     expect(written).toMatchObject({ '/etc/app/app.conf': 'version=1\n', '/etc/hosts': '10.0.0.9 web\n' });
@@ -123,8 +130,8 @@ describe('volumes in a VM-image pod', () => {
 
     await waitForConsoleLine(pod.log, READY_MARKER);
     await waitForAgent(v, pod.cid);
-    // The guest's PCI bus shows both virtio 9p transports (virtio device id 9).
-    expect((await sh(pod.cid, 'cat /sys/bus/virtio/devices/*/device')).out.split('\n').filter((l) => l.trim() === '0x0009')).toHaveLength(2);
+    // The guest's PCI bus shows both virtio-fs devices (virtio device id 26).
+    expect((await sh(pod.cid, 'cat /sys/bus/virtio/devices/*/device')).out.split('\n').filter((l) => l.trim() === '0x001a')).toHaveLength(2);
     if (loop) {
       const serial = deviceSerial(loop);
       expect(xml).toContain(`<serial>${serial}</serial>`);
@@ -135,6 +142,9 @@ describe('volumes in a VM-image pod', () => {
       expect((await sh(pod.cid, `[ -b /dev/${dev} ] || mknod /dev/${dev} b $(sed 's/:/ /' /sys/block/${dev}/dev); head -c 16 /dev/${dev}`)).out).toBe('VMLET-DATA-MARK!');
     }
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+    // The bind went with the container, and the volume it bound is untouched.
+    expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(roSource);
+    expect(readFileSync(join(cm, 'app.conf'), 'utf8')).toBe('version=1\n');
   }, 300_000);
 
   it.skipIf(noLoop)('boots from a block volume (vmlet.io/root-device): a blank device gets the image once, then is booted as it is', async () => {
