@@ -64,10 +64,11 @@ KERNEL_META=linux-image-amd64
 #   virtio_pci virtio_console virtio_blk virtio_net virtio_rng virtio_balloon: the devices
 #   crc32c_generic: ext4/jbd2 ask the crypto API for crc32c (metadata_csum): without it loaded
 #     first, the kernel would call modprobe at mount time
-#   9pnet_virtio 9p: the image share (9p needs netfs and fscache: CONFIG_9P_FSCACHE=y)
+#   virtiofs (with fuse): the image share and the pod's shared dir, where the node has virtiofsd
+#   9pnet_virtio 9p: the same over 9p where it has not (9p needs netfs and fscache: CONFIG_9P_FSCACHE=y)
 #   overlay: the containers' root file systems; ext4: the scratch disk
 MODULES=(virtio_pci virtio_console virtio_blk virtio_net virtio_rng virtio_balloon
-         crc32c_generic 9pnet_virtio 9p overlay ext4)
+         crc32c_generic virtiofs 9pnet_virtio 9p overlay ext4)
 # In the initramfs but not loaded at boot: the kernel loads them when a container asks (it runs
 # /sbin/modprobe, which reads modules.dep and modules.alias): bridge (brctl addbr, with stp and
 # llc), veth and dummy (ip link add), tun (/dev/net/tun).

@@ -2,7 +2,7 @@
 # shellcheck shell=sh
 # vmlet guest kit self-test (vmlet.selftest=1 on the kernel command line; run by /init before
 # the agent). Checks what the agent's create_container rests on: an overlayfs whose lower dir
-# is on the 9p image share and whose upper and work dirs are on the scratch disk.
+# is on the image share (virtiofs or 9p) and whose upper and work dirs are on the scratch disk.
 # Prints "VMLET-SELFTEST-NET <nic> mtu=.. addrs=.. routes4=.. routes6=.." and then one line:
 # "VMLET-SELFTEST ok <details>" or "VMLET-SELFTEST fail <what>".
 # If the image dir holds a file "vmlet-selftest", its first line is printed as
@@ -23,17 +23,17 @@ for n in /sys/class/net/*; do
     "routes6=$(ip -6 route show | grep -v '^fe80' | tr '\n' ';' | tr -s ' ')"
   break
 done
-grep -q ' /run/vmlet/images 9p ' /proc/mounts || fail "9p share not mounted"
+grep -Eq ' /run/vmlet/images (virtiofs|9p) ' /proc/mounts || fail "image share not mounted"
 fs=$(awk '$2 == "/run/vmlet/scratch" { print $3 }' /proc/mounts)
 lower=''
 for d in "$I"/*; do [ -d "$d" ] && { lower=$d; break; }; done
 [ -n "$lower" ] || fail "no directory in $I"
-if touch "$I/.rw" 2>/dev/null; then rm -f "$I/.rw"; fail "9p share is writable"; fi
+if touch "$I/.rw" 2>/dev/null; then rm -f "$I/.rw"; fail "image share is writable"; fi
 
 rm -rf "$S"
 mkdir -p "$S/upper" "$S/work" "$M" || fail "mkdir on scratch ($fs)"
 mount -t overlay overlay -o "lowerdir=$lower,upperdir=$S/upper,workdir=$S/work" "$M" ||
-  fail "mount overlay lower=$lower (9p) upper=$S/upper ($fs): $(dmesg | grep -i overlay | tail -n 1)"
+  fail "mount overlay lower=$lower (the image share) upper=$S/upper ($fs): $(dmesg | grep -i overlay | tail -n 1)"
 n=$(ls -A "$M" | wc -l)
 [ "$n" = "$(ls -A "$lower" | wc -l)" ] || fail "merged dir lists $n entries, lower $(ls -A "$lower" | wc -l)"
 echo vmlet > "$M/.selftest-new" || fail "write a new file"

@@ -1,8 +1,8 @@
 // The sandboxed pod's micro-VM as a VmSpec (pure): the guest kit's kernel and initramfs, the
-// image rootfs tree shared read-only over 9p, the pod's scratch disk for containers' writable
+// image rootfs tree shared read-only (virtiofs, or 9p where the node has no virtiofsd), the pod's scratch disk for containers' writable
 // layers, vmlet's agent port, and the pod network given on the kernel command line (the guest
 // has no DHCP client to wait for: its /init configures eth0 from vmlet.ip/vmlet.gw/vmlet.route).
-import { ROOT } from '../vm/qemu-user.js';
+import { ROOT, type QemuIdentity } from '../vm/qemu-user.js';
 import { buildVmSpec, type VmMetadata, type VmNic, type VmSpec } from '../vm/spec.js';
 import type { MachineSettings } from '../vm/annotations.js';
 import type { CpuTune } from '../vm/cputune.js';
@@ -10,7 +10,7 @@ import { SHARED_TAG } from './shared-mounts.js';
 
 /** The agent's virtio-serial port name (docs/guest-agent.md). */
 export const AGENT_PORT = 'vmlet.agent.0';
-/** The 9p tag of the image rootfs tree; the guest mounts it at /run/vmlet/images. */
+/** The tag of the image rootfs tree's share; the guest mounts it at /run/vmlet/images. */
 export const IMAGES_TAG = 'vmlet-images';
 /** The serial of the scratch disk; the guest mounts it at /run/vmlet/scratch. */
 export const SCRATCH_SERIAL = 'vmlet-scratch';
@@ -53,10 +53,14 @@ export interface PodVmInput {
   emulator?: string;
   /** A warm-pool VM (pod/podvm-pool.ts): its NIC stays down until a pod's network is set by the agent. */
   pooled?: boolean;
+  /** virtiofsd: both shares over virtiofs and QEMU as `qemuUser` (imagesDir is then a read-only bind); absent: 9p, QEMU as root. */
+  virtiofsd?: string;
+  qemuUser?: QemuIdentity;
   metadata: VmMetadata;
 }
 
 export function podVmSpec(i: PodVmInput): VmSpec {
+  const fs = i.virtiofsd ? { virtiofs: { binary: i.virtiofsd } } : {};
   return buildVmSpec({
     name: i.name,
     domainType: i.domainType,
@@ -69,14 +73,14 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     nics: i.nic ? [i.nic] : [],
     guestAgent: { socket: i.agentSocket, port: AGENT_PORT },
     shares: [
-      { source: i.imagesDir, tag: IMAGES_TAG, readonly: true },
-      { source: i.sharedDir, tag: SHARED_TAG, readonly: false },
+      { source: i.imagesDir, tag: IMAGES_TAG, readonly: true, ...fs },
+      { source: i.sharedDir, tag: SHARED_TAG, readonly: false, ...fs },
     ],
     ...(i.cputune ? { cputune: i.cputune } : {}),
     ...(i.tcgTbCacheMiB !== undefined ? { tcgTbCacheMiB: i.tcgTbCacheMiB } : {}),
     ...(i.emulator ? { emulator: i.emulator } : {}),
-    // The image share is 9p, which QEMU serves as root: said in the domain, whatever qemu.conf's user is.
-    qemuUser: ROOT,
+    // Said in the domain, whatever qemu.conf's user is: root when the shares are 9p (spec.ts runAs).
+    qemuUser: i.qemuUser ?? ROOT,
     // The guest kit loads virtio_balloon: pages its containers free go back to the node, so a
     // pod VM's footprint follows what its containers use rather than its high-water mark.
     freePageReporting: true,

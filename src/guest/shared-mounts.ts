@@ -34,6 +34,19 @@ export async function releasePodShare(share: string): Promise<void> {
   await rm(share, { recursive: true, force: true });
 }
 
+/**
+ * `dst`, a read-only bind mount of `src` (made unless `dst` is one already): what a virtiofs
+ * share serves when the guest must not write (virtiofs has no read-only mode). New entries under
+ * `src` show through it (one file system).
+ */
+export async function readOnlyView(src: string, dst: string): Promise<string> {
+  if ((await mountsUnder(dst)).includes(dst)) return dst;
+  await mkdir(dst, { recursive: true, mode: 0o700 });
+  await mount(['--bind', src, dst]);
+  await mount(['-o', 'remount,bind,ro', dst]);
+  return dst;
+}
+
 /** Removes a tree that may hold bind mounts (a VM-image container's read-only shares): unmounted first, never removed through one. */
 export async function removeUnmounted(path: string): Promise<void> {
   await unmountTree(path);

@@ -3,16 +3,16 @@
 // undefined at RemovePodSandbox. Also what the agent says about containers: their exits, and
 // after a reconnection (vmlet restarted) what happened to them meanwhile.
 import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseVmSettings, NODE_DEFAULTS, type MachineSettings } from '../vm/annotations.js';
 import { hostTopology } from '../vm/cputune.js';
 import { domainName, type VmMetadata, type VmNic } from '../vm/spec.js';
 import { prepareAgentSocketDir } from '../vm/guest-agent.js';
-import { ROOT } from '../vm/qemu-user.js';
+import { ROOT, qemuDirs } from '../vm/qemu-user.js';
 import { attachPodTap, usePodTap, type PodNetworkState } from '../net/index.js';
 import { readGuestKit, type InstalledKit } from '../guest/kit.js';
 import { createScratch } from '../guest/scratch.js';
-import { preparePodShare } from '../guest/shared-mounts.js';
+import { preparePodShare, readOnlyView } from '../guest/shared-mounts.js';
 import { netArgs, podVmSpec, type PodNetForGuest } from '../guest/pod-vm-spec.js';
 import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.js';
 import type { PodManager } from './manager.js';
@@ -121,15 +121,22 @@ export async function startPodVmDomain(
   m: PodManager,
   o: { name: string; settings: MachineSettings; kit: InstalledKit; files: PodVmFiles; scratchBytes: number; nic?: VmNic; net?: PodNetForGuest; pooled?: boolean; metadata: VmMetadata; cgroupParent?: string },
 ): Promise<void> {
-  // A pod VM's image share is 9p: its QEMU runs as root (vm/spec.ts runAs).
-  await prepareAgentSocketDir(o.files.socket, ROOT, m.log);
+  // Over 9p (no virtiofsd on the node) QEMU runs as root (vm/spec.ts runAs).
+  const virtiofsd = m.deps.virtiofsd;
+  const qemuUser = virtiofsd ? m.qemuUser : ROOT;
+  await prepareAgentSocketDir(o.files.socket, qemuUser, m.log);
+  await qemuDirs([dirname(o.files.scratch)], qemuUser); // the VM's dir: its scratch disk and console log
+  // virtiofs has no read-only mode: the image tree is shared from a read-only bind of it.
+  const imagesDir = virtiofsd ? await readOnlyView(m.deps.images.rootfsRoot, join(m.deps.config.stateDir, 'images-ro')) : m.deps.images.rootfsRoot;
   const emulator = podEmulator(m, o.cgroupParent);
   const spec = podVmSpec({
     name: o.name,
     domainType: m.deps.accel.domainType,
     settings: o.settings,
     kit: o.kit,
-    imagesDir: m.deps.images.rootfsRoot,
+    imagesDir,
+    ...(virtiofsd ? { virtiofsd } : {}),
+    qemuUser,
     sharedDir: o.files.shared,
     scratch: o.files.scratch,
     agentSocket: o.files.socket.path,

@@ -8,6 +8,7 @@
 // refill does not compete for the CPU with the pod start it made room for. Idle VMs are
 // destroyed when vmlet stops; after a crash, start-up sweeps this node's pool VMs and dirs that
 // no pod record names.
+import { qemuDirs } from '../vm/qemu-user.js';
 import { randomBytes, createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
@@ -163,6 +164,7 @@ export class PodVmPool implements PodVmPoolHandle {
     const started = performance.now();
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
+      if (m.deps.virtiofsd) await qemuDirs([this.root], m.qemuUser); // QEMU passes through to its VM's dir (startPodVmDomain)
       await startPodVmDomain(m, {
         name: v.domainName,
         settings,

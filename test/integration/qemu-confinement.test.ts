@@ -13,15 +13,17 @@ import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { runVmPod, startVmSuite, stopVmSuite, waitForAgent } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
+import { domainName } from '../../src/vm/spec.js';
 
 let reg: TestRegistry;
 let v: VmletProcess;
 let image = '';
+let rootfsImage = '';
 
 beforeAll(async () => {
-  const suite = await startVmSuite([['kernelboot', 'confine/kernel:1']]);
+  const suite = await startVmSuite([['kernelboot', 'confine/kernel:1'], ['rootfs', 'confine/busybox:1']], { guestKit: true });
   ({ reg, v } = suite);
-  image = suite.refs[0]!;
+  [image = '', rootfsImage = ''] = suite.refs;
 }, 300_000);
 
 afterAll(async () => {
@@ -85,5 +87,30 @@ describe('QEMU confinement', () => {
     expect(statSync(join(data, 'mine'))).toMatchObject({ uid: 1234, gid: 2345 });
     await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: pod.id });
     await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: pod.id });
+  });
+
+  it('runs a sandboxed pod\'s VM unprivileged: its image tree and shared dir are virtiofs, the image tree from a read-only bind', async () => {
+    const config = { metadata: { name: 'sbx', namespace: 'confine', uid: 'confine-sbx', attempt: 0 }, log_directory: tempDir('vmlet-confine-logs-'), annotations: { 'vmlet.io/pod-kind': 'sandboxed' } };
+    const { pod_sandbox_id: id } = await call<object, { pod_sandbox_id: string }>(v.runtime, 'RunPodSandbox', { config, runtime_handler: 'vmlet' });
+    const domain = domainName('sbx', 'confine', id);
+    const pid = Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
+    expect(uidOf(readFileSync(`/proc/${pid}/status`, 'utf8'))).toBe(idOf('-u', 'libvirt-qemu'));
+    const xml = execFileSync('virsh', ['-c', 'qemu:///system', 'dumpxml', domain], { encoding: 'utf8' });
+    const sources = [...xml.matchAll(/<driver type='virtiofs'[^]*?<source dir='([^']+)'/g)].map((m) => m[1]!);
+    expect(sources).toHaveLength(2);
+    const imagesView = sources.find((d) => d.endsWith('/images-ro'))!;
+    const mnt = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === imagesView);
+    expect(mnt?.split(' ')[5]).toMatch(/^ro(,|$)/);
+    // A container runs from the image tree it reads through that share.
+    const { container_id: cid } = await call<object, { container_id: string }>(v.runtime, 'CreateContainer', {
+      pod_sandbox_id: id,
+      config: { metadata: { name: 'c', attempt: 0 }, image: { image: rootfsImage }, command: ['sleep', '300'], log_path: 'c.log' },
+      sandbox_config: config,
+    });
+    await call(v.runtime, 'StartContainer', { container_id: cid });
+    const r = await call<object, { stdout: Buffer; exit_code: number }>(v.runtime, 'ExecSync', { container_id: cid, cmd: ['cat', '/etc/hostname'], timeout: 30 });
+    expect(r.exit_code).toBe(0);
+    await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: id });
+    await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: id });
   });
 });
