@@ -176,6 +176,20 @@ step_state() {
     '' | /var | /var/lib | /usr | /usr/local | /home | /root | /tmp | /etc | /opt | /srv)
       die "stateDir '$STATE_DIR' is not vmlet's own directory: not removing it" ;;
   esac
+  # Bind mounts under it first (a sandboxed pod's volumes in its shared dir, a VM-image container's
+  # read-only shares, the image tree's read-only view): rm -rf must never reach a volume through one.
+  local m left=0
+  for _ in 1 2 3 4; do
+    left=0
+    while read -r m; do
+      umount -l "$m" 2>/dev/null || true
+      left=1
+    done < <(awk -v d="$STATE_DIR" '$5 == d || index($5, d "/") == 1 { print length($5), $5 }' /proc/self/mountinfo | sort -rn | cut -d' ' -f2-)
+    [ "$left" -eq 0 ] && break
+  done
+  if awk -v d="$STATE_DIR" '$5 == d || index($5, d "/") == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then
+    die "mounts are left under $STATE_DIR after umount: not removing it"
+  fi
   if [ -e "$STATE_DIR" ]; then rm -rf "$STATE_DIR"; changed "removed $STATE_DIR (pods, disks, images)"; fi
   step_done state-dir "$STATE_DIR absent"
   local f
