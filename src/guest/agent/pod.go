@@ -1,8 +1,8 @@
 package main
 
 import (
+	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -30,8 +30,11 @@ func (a *agent) setupNet(words []string) error {
 			return errf("invalid-argument", "net: %q is not a vmlet.* parameter", w)
 		}
 	}
-	args := append([]string{"-c", ". " + netScript + " && vmlet_net \"$@\"", "vmlet-net"}, words...)
-	out, err := exec.Command("/bin/sh", args...).CombinedOutput()
+	argv := append([]string{"/bin/sh", "-c", ". " + netScript + " && vmlet_net \"$@\"", "vmlet-net"}, words...)
+	out, ws, err := a.reaper.output("/bin/sh", argv)
+	if err == nil && (!ws.Exited() || ws.ExitStatus() != 0) {
+		err = fmt.Errorf("net.sh ended with status %d (signal %d)", ws.ExitStatus(), ws.Signal())
+	}
 	if err != nil {
 		return errf("internal", "pod network: %v: %s", err, strings.TrimSpace(string(out)))
 	}

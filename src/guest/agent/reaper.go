@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"os/signal"
 	"sync"
@@ -60,4 +61,29 @@ func (r *reaper) start(path string, argv []string, attr *syscall.ProcAttr, onExi
 	}
 	r.waiters[pid] = onExit
 	return pid, nil
+}
+
+// output runs path (argv[0] included in argv) through the reaper, stdin from /dev/null, and
+// returns its stdout and stderr together and how it ended. exec.Cmd cannot be used here: its
+// Wait races the reaper's wait4(-1) for the child and loses with ECHILD ("no child processes").
+func (r *reaper) output(path string, argv []string) ([]byte, syscall.WaitStatus, error) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer null.Close()
+	rp, wp, err := os.Pipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rp.Close()
+	done := make(chan syscall.WaitStatus, 1)
+	attr := &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{null.Fd(), wp.Fd(), wp.Fd()}}
+	_, err = r.start(path, argv, attr, func(_ int, ws syscall.WaitStatus) { done <- ws })
+	wp.Close() // the child's copy is the last writer: EOF when it exits
+	if err != nil {
+		return nil, 0, err
+	}
+	out, _ := io.ReadAll(rp)
+	return out, <-done, nil
 }
