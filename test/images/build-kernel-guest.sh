@@ -222,26 +222,25 @@ MODORDER=()   # MODSTATE is kept: modules already loaded early are not listed ag
 for m in "${LATE_MODULES[@]}"; do add_module "$m"; done
 for m in "${MODORDER[@]}"; do printf '/lib/modules/%s/%s.ko\n' "$KREL" "$m"; done > "$ROOT/etc/vmlet/modules.late"
 step "late modules (load order): ${MODORDER[*]}"
-MODORDER=()
-for m in "${NINEP_MODULES[@]}"; do add_module "$m"; done
-# Stored xz'd (0.8 MB plain, 0.2 MB so), as dhclient is: every boot unpacks the initramfs, few
-# pods mount a share. The same fixed xz settings as dhclient.xz.
-mkdir -p "$ROOT/usr/lib/vmlet/9p"
-for m in "${MODORDER[@]}"; do
-  xz -T1 --check=crc32 --lzma2=preset=9e,dict=4MiB -c "$ROOT/lib/modules/$KREL/$m.ko" > "$ROOT/usr/lib/vmlet/9p/$m.ko.xz"
-  rm "$ROOT/lib/modules/$KREL/$m.ko"
-  printf '/usr/lib/vmlet/9p/%s.ko.xz\n' "$m"
-done > "$ROOT/etc/vmlet/modules.9p"
-step "9p modules (load order, stored xz'd): ${MODORDER[*]}"
-MODORDER=()
-for m in "${VIRTIOFS_MODULES[@]}"; do add_module "$m"; done
-mkdir -p "$ROOT/usr/lib/vmlet/virtiofs"
-for m in "${MODORDER[@]}"; do
-  xz -T1 --check=crc32 --lzma2=preset=9e,dict=4MiB -c "$ROOT/lib/modules/$KREL/$m.ko" > "$ROOT/usr/lib/vmlet/virtiofs/$m.ko.xz"
-  rm "$ROOT/lib/modules/$KREL/$m.ko"
-  printf '/usr/lib/vmlet/virtiofs/%s.ko.xz\n' "$m"
-done > "$ROOT/etc/vmlet/modules.virtiofs"
-step "virtiofs modules (load order, stored xz'd): ${MODORDER[*]}"
+# share_modules FS MODULE...: FS's client modules (and what they need) stored xz'd in
+# /usr/lib/vmlet/FS (0.8 MB plain, 0.2 MB so for 9p), as dhclient is: every boot unpacks the
+# initramfs, few pods mount a share. The same fixed xz settings as dhclient.xz. Listed, in load
+# order, in /etc/vmlet/modules.FS for /etc/vmlet/cloud-config.sh.
+share_modules() {
+  local fs=$1 m
+  shift
+  MODORDER=()
+  for m in "$@"; do add_module "$m"; done
+  mkdir -p "$ROOT/usr/lib/vmlet/$fs"
+  for m in "${MODORDER[@]}"; do
+    xz -T1 --check=crc32 --lzma2=preset=9e,dict=4MiB -c "$ROOT/lib/modules/$KREL/$m.ko" > "$ROOT/usr/lib/vmlet/$fs/$m.ko.xz"
+    rm "$ROOT/lib/modules/$KREL/$m.ko"
+    printf '/usr/lib/vmlet/%s/%s.ko.xz\n' "$fs" "$m"
+  done > "$ROOT/etc/vmlet/modules.$fs"
+  step "$fs modules (load order, stored xz'd): ${MODORDER[*]}"
+}
+share_modules 9p "${NINEP_MODULES[@]}"
+share_modules virtiofs "${VIRTIOFS_MODULES[@]}"
 
 step "adding qemu-ga, dhclient and their shared libraries"
 LDSO=$UROOT/lib64/ld-linux-x86-64.so.2
