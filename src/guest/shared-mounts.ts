@@ -39,7 +39,19 @@ export async function releasePodShare(share: string): Promise<void> {
  * share serves when the guest must not write (virtiofs has no read-only mode). New entries under
  * `src` show through it (one file system).
  */
-export async function readOnlyView(src: string, dst: string): Promise<string> {
+export function readOnlyView(src: string, dst: string): Promise<string> {
+  // One at a time per dst: two VMs starting at once must not both bind it (one would be stacked, and left).
+  let p = viewsInFlight.get(dst);
+  if (!p) {
+    p = makeReadOnlyView(src, dst).finally(() => viewsInFlight.delete(dst));
+    viewsInFlight.set(dst, p);
+  }
+  return p;
+}
+
+const viewsInFlight = new Map<string, Promise<string>>();
+
+async function makeReadOnlyView(src: string, dst: string): Promise<string> {
   if ((await mountsUnder(dst)).includes(dst)) return dst;
   await mkdir(dst, { recursive: true, mode: 0o700 });
   await mount(['--bind', src, dst]);
