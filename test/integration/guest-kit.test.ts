@@ -161,7 +161,7 @@ describe('guest kit', () => {
     const code = await waitFor('QEMU to exit after the agent', () => (b.qemu.exitCode !== null ? b.qemu.exitCode : undefined), { timeoutMs: 90_000 });
     expect(b.console()).toContain('VMLET-AGENT-READY fake');
     expect(b.console()).toContain('VMLET-AGENT-EXITED 3');
-    expect(b.console()).toContain('vmlet-init: no image share (9p tag vmlet-images)'); // this VM had none
+    expect(b.console()).toContain('vmlet-init: no image share (virtiofs or 9p tag vmlet-images)'); // this VM had none
     expect(code).toBe(0);
   });
 
