@@ -70,6 +70,9 @@ cleanup() {
     for p in /proc/[0-9]*; do
       if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q "containerd-shim.*$CTR_SOCK"; then kill -KILL "${p#/proc/}" 2>/dev/null; fi
     done
+  fi
+  # Mounts under OUT: containerd's, and vmlet's read-only view of its image tree (state/images-ro).
+  if [[ -n $OUT && $OUT != / ]]; then
     grep -F " $OUT/" /proc/self/mounts | awk '{ print $2 }' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
   fi
   for br in critest0 critestc0; do ip link del "$br" 2>/dev/null || true; done
