@@ -4,10 +4,12 @@
 // a real QEMU is test/integration/vnc.test.ts.
 import { describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { pino } from 'pino';
 import { checkListen, findVncTarget, isLoopback, parseListen, startVncProxy, VncError } from '../../src/vnc.js';
-import { vncSocketPath, VNC_SOCKET_FALLBACK_DIR } from '../../src/vm/vnc-socket.js';
+import { existingVncSocket, vncSocketPath, VNC_SOCKET_FALLBACK_DIR } from '../../src/vm/vnc-socket.js';
 import { createdContainer, nowNs, PodStateStore, type ContainerRecord, type SandboxRecord } from '../../src/pod/records.js';
 import { parseVmSettings, type MachineSettings } from '../../src/vm/annotations.js';
 import { newId } from '../../src/pod/ids.js';
@@ -67,6 +69,24 @@ describe('the VNC socket path', () => {
     const dir93 = '/' + 'd'.repeat(92); // + '/qemu/vnc.sock' = 107 bytes
     expect(vncSocketPath(dir93, id)).toEqual({ path: `${dir93}/qemu/vnc.sock`, dir: `${dir93}/qemu`, fallback: false });
     expect(vncSocketPath(dir93 + 'x', id)).toEqual({ path: `${VNC_SOCKET_FALLBACK_DIR}/${id}/vnc.sock`, dir: `${VNC_SOCKET_FALLBACK_DIR}/${id}`, fallback: true });
+  });
+});
+
+describe('the socket vmlet vnc dials', () => {
+  it('is the qemu/ one, or the old pod-dir one of a VM started while QEMU ran as root', () => {
+    const id = 'b'.repeat(64);
+    const podDir = join(mkdtempSync(join(tmpdir(), 'vmlet-vncs-')), id);
+    mkdirSync(podDir);
+    try {
+      expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'qemu', 'vnc.sock')); // neither: the new one
+      writeFileSync(join(podDir, 'vnc.sock'), '');
+      expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'vnc.sock'));
+      mkdirSync(join(podDir, 'qemu'));
+      writeFileSync(join(podDir, 'qemu', 'vnc.sock'), '');
+      expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'qemu', 'vnc.sock'));
+    } finally {
+      rmSync(dirname(podDir), { recursive: true, force: true });
+    }
   });
 });
 
