@@ -73,7 +73,8 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     nics: i.nic ? [i.nic] : [],
     guestAgent: { socket: i.agentSocket, port: AGENT_PORT },
     shares: [
-      { source: i.imagesDir, tag: IMAGES_TAG, readonly: true, ...fs },
+      // Image trees never change once complete: the guest keeps what it looked up (as 9p's cache=loose).
+      { source: i.imagesDir, tag: IMAGES_TAG, readonly: true, ...(i.virtiofsd ? { virtiofs: { binary: i.virtiofsd, cache: 'always' as const } } : {}) },
       { source: i.sharedDir, tag: SHARED_TAG, readonly: false, ...fs },
     ],
     ...(i.cputune ? { cputune: i.cputune } : {}),

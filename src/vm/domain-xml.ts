@@ -208,7 +208,8 @@ function memoryBacking(spec: VmSpec): XmlElement | undefined {
  */
 function shareElement(sh: VmShare): XmlElement {
   if (sh.virtiofs) {
-    return el('filesystem', { type: 'mount', accessmode: 'passthrough' }, el('driver', { type: 'virtiofs' }), el('binary', { path: sh.virtiofs.binary }), el('source', { dir: sh.source }), el('target', { dir: sh.tag }));
+    const binary = el('binary', { path: sh.virtiofs.binary }, sh.virtiofs.cache && el('cache', { mode: sh.virtiofs.cache }));
+    return el('filesystem', { type: 'mount', accessmode: 'passthrough' }, el('driver', { type: 'virtiofs' }), binary, el('source', { dir: sh.source }), el('target', { dir: sh.tag }));
   }
   return el('filesystem', { type: 'mount', accessmode: 'passthrough' }, el('source', { dir: sh.source }), el('target', { dir: sh.tag }), sh.readonly && el('readonly'));
 }

@@ -43,7 +43,8 @@ export interface VmShare {
   source: string;
   tag: string;
   readonly: boolean;
-  virtiofs?: { binary: string };
+  /** cache always: virtiofsd lets the guest keep what it looked up (an immutable tree, as the image share); absent: its default, a second. */
+  virtiofs?: { binary: string; cache?: 'always' };
 }
 
 export interface VmSpec {

@@ -39,6 +39,8 @@ describe('virtiofs', () => {
     expect(x).toMatch(/<memoryBacking>\s*<source type="memfd"\/>\s*<access mode="shared"\/>\s*<\/memoryBacking>/);
     expect(x).toMatch(/<filesystem type="mount" accessmode="passthrough">\s*<driver type="virtiofs"\/>\s*<binary path="\/usr\/lib\/qemu\/virtiofsd"\/>\s*<source dir="\/srv\/data"\/>\s*<target dir="vmlet:aaaaaaaaaaaa"\/>\s*<\/filesystem>/);
     expect(x).not.toContain('<readonly/>');
+    const cached = xml({}, { shares: [{ ...ro, virtiofs: { binary: VIRTIOFSD, cache: 'always' } }] });
+    expect(cached).toMatch(/<binary path="\/usr\/lib\/qemu\/virtiofsd">\s*<cache mode="always"\/>\s*<\/binary>/);
     const hp = xml({ 'vmlet.io/hugepages': '2Mi' }, { shares: [rw] });
     expect(hp).toMatch(/<memoryBacking>\s*<hugepages>[\s\S]*<\/hugepages>\s*<source type="memfd"\/>\s*<access mode="shared"\/>/);
     const ninep = xml({}, { shares: [{ source: '/srv/data', tag: 't', readonly: true }] });
