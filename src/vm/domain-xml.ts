@@ -104,7 +104,7 @@ function domainElement(spec: VmSpec): XmlElement {
   );
 }
 
-/** The VNC display: QEMU's VNC server on a unix socket only (no TCP port, no password: root-only by its directory). */
+/** The VNC display: QEMU's VNC server on a unix socket only (no TCP port, no password: its directory lets only root and QEMU's user in). */
 function vncElements(spec: VmSpec): XmlElement[] {
   if (!spec.vnc) return [];
   return [el('graphics', { type: 'vnc', socket: spec.vnc.socket }), el('video', {}, el('model', { type: 'vga' }))];
