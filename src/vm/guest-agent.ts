@@ -50,25 +50,37 @@ export interface QemuSocket {
  * get shorter. A pure function of the container's dir and id, so exec finds the socket create chose.
  */
 export function agentSocketPath(containerDir: string, containerId: string): QemuSocket {
-  const dir = join(containerDir, 'qemu');
-  if (Buffer.byteLength(join(dir, 'qga.sock')) <= UNIX_PATH_MAX) return { path: join(dir, 'qga.sock'), dir, fallback: false };
-  const fallback = join(AGENT_SOCKET_FALLBACK_DIR, containerId);
-  return { path: join(fallback, 'qga.sock'), dir: fallback, fallback: true };
+  return qemuSocketPath(containerDir, 'qga.sock', AGENT_SOCKET_FALLBACK_DIR, containerId);
 }
 
-/** Where vmlet put the socket while QEMU ran as root: a VM started then keeps it there while it runs. */
-export function legacyAgentSocketPath(containerDir: string, containerId: string): string {
-  const inDir = join(containerDir, 'qga.sock');
-  return Buffer.byteLength(inDir) <= UNIX_PATH_MAX ? inDir : join(AGENT_SOCKET_FALLBACK_DIR, `${containerId}.sock`);
-}
-
-/** The socket exec dials: agentSocketPath's, or the legacy one of a VM still running from then. */
+/** The socket exec dials: agentSocketPath's, or where a VM started while QEMU ran as root still has it. */
 export function existingAgentSocket(containerDir: string, containerId: string): string {
-  const now = agentSocketPath(containerDir, containerId).path;
+  return existingSocket(agentSocketPath(containerDir, containerId).path, legacySocketPath(containerDir, 'qga.sock', AGENT_SOCKET_FALLBACK_DIR, containerId));
+}
+
+/**
+ * A socket QEMU creates (the agent's, VNC's): `<dir>/qemu/<file>` when that fits in a unix
+ * socket path, else `<fallbackRoot>/<id>/<file>`; a directory of QEMU's own either way.
+ */
+export function qemuSocketPath(dir: string, file: string, fallbackRoot: string, id: string): QemuSocket {
+  const own = join(dir, 'qemu');
+  if (Buffer.byteLength(join(own, file)) <= UNIX_PATH_MAX) return { path: join(own, file), dir: own, fallback: false };
+  const fallback = join(fallbackRoot, id);
+  return { path: join(fallback, file), dir: fallback, fallback: true };
+}
+
+/** Where vmlet put such a socket while QEMU ran as root: `<dir>/<file>` when it fits, else `<fallbackRoot>/<id>.sock`. */
+export function legacySocketPath(dir: string, file: string, fallbackRoot: string, id: string): string {
+  const inDir = join(dir, file);
+  return Buffer.byteLength(inDir) <= UNIX_PATH_MAX ? inDir : join(fallbackRoot, `${id}.sock`);
+}
+
+/** `now` if it is there, else `legacy` if that is (a VM still running from before), else `now`. */
+export function existingSocket(now: string, legacy: string): string {
   if (existsSync(now)) return now;
-  const legacy = legacyAgentSocketPath(containerDir, containerId);
   return existsSync(legacy) ? legacy : now;
 }
+
 
 let noted = false;
 

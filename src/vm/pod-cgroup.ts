@@ -214,9 +214,10 @@ export function placeQemu(parent: string | undefined, driver: CgroupDriverSettin
   const pod = podCgroupPath(parent, resolveCgroupDriver(driver));
   if (!pod) return undefined;
   if (pid === undefined) throw new VmletError('internal', 'the VM\'s QEMU does not run: cannot place it in the pod cgroup');
-  const leaf = libvirtLeafName(readFileSync(`/proc/${pid}/cgroup`, 'utf8')) ?? `${QEMU_LEAF_PREFIX}${pid}`;
+  const procCgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  const leaf = libvirtLeafName(procCgroup) ?? `${QEMU_LEAF_PREFIX}${pid}`;
   const dirs = joinDirs(layout, pod, leaf);
-  if (renameBirthLeaf(birth, leaf, pid)) {
+  if (renameBirthLeaf(birth, leaf, procCgroup)) {
     sweepStaleLeaves(dirs, leaf);
     return { pod, dirs, made: [...dirs] };
   }
@@ -269,10 +270,9 @@ export function birthDirs(parent: string | undefined, driver: CgroupDriverSettin
  * to it; a move would not, and v1 no longer moves charges) and root's cgroup.procs again. False
  * when QEMU is not in it (its start did not run the wrapper).
  */
-function renameBirthLeaf(birth: string[], leaf: string, pid: number): boolean {
-  const procs = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+function renameBirthLeaf(birth: string[], leaf: string, procCgroup: string): boolean {
   const name = posix.basename(birth[0] ?? '');
-  if (!birth.length || !procs.split('\n').some((l) => l.endsWith(`/${name}`))) return false;
+  if (!birth.length || !procCgroup.split('\n').some((l) => l.endsWith(`/${name}`))) return false;
   for (const d of birth) {
     const to = join(posix.dirname(d), leaf);
     if (existsSync(to)) removeTree(to); // an empty leaf of an earlier run of the same name; a busy one makes the rename fail

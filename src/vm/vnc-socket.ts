@@ -2,9 +2,7 @@
 // socket QEMU creates, in a directory of QEMU's own (qemu-user.ts socketDirFor) inside the pod's
 // state dir, so only root and QEMU's user on the node reach the display. `vmlet vnc` finds it
 // by the same rule, from the state dir and the pod id.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { UNIX_PATH_MAX, type QemuSocket } from './guest-agent.js';
+import { existingSocket, legacySocketPath, qemuSocketPath, type QemuSocket } from './guest-agent.js';
 import { searchableDir, socketDirFor, type QemuIdentity } from './qemu-user.js';
 
 /** Where VNC sockets go when the pod's state dir is too deep for a socket path. */
@@ -17,19 +15,12 @@ export const VNC_SOCKET_FALLBACK_DIR = '/run/vmlet/vnc';
  * `vmlet vnc` finds the socket CreateContainer chose.
  */
 export function vncSocketPath(podDir: string, sandboxId: string): QemuSocket {
-  const dir = join(podDir, 'qemu');
-  if (Buffer.byteLength(join(dir, 'vnc.sock')) <= UNIX_PATH_MAX) return { path: join(dir, 'vnc.sock'), dir, fallback: false };
-  const fallback = join(VNC_SOCKET_FALLBACK_DIR, sandboxId);
-  return { path: join(fallback, 'vnc.sock'), dir: fallback, fallback: true };
+  return qemuSocketPath(podDir, 'vnc.sock', VNC_SOCKET_FALLBACK_DIR, sandboxId);
 }
 
 /** The socket `vmlet vnc` dials: vncSocketPath's, or where a VM started while QEMU ran as root put it. */
 export function existingVncSocket(podDir: string, sandboxId: string): string {
-  const now = vncSocketPath(podDir, sandboxId).path;
-  if (existsSync(now)) return now;
-  const inDir = join(podDir, 'vnc.sock');
-  const legacy = Buffer.byteLength(inDir) <= UNIX_PATH_MAX ? inDir : join(VNC_SOCKET_FALLBACK_DIR, `${sandboxId}.sock`);
-  return existsSync(legacy) ? legacy : now;
+  return existingSocket(vncSocketPath(podDir, sandboxId).path, legacySocketPath(podDir, 'vnc.sock', VNC_SOCKET_FALLBACK_DIR, sandboxId));
 }
 
 /** QEMU creates the socket at start and needs its dir, owned by QEMU's user. */
