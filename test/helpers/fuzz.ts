@@ -1,9 +1,9 @@
-// Property-based request generation for the CRI fuzz test, from the proto itself: every field of
-// every request message gets random and boundary values (empty, huge, negative, path traversal,
-// NUL, non-UTF-8-looking text, …), maps get vmlet's own annotation keys with random values. Seeded
-// (mulberry32), so a failure is replayed with FUZZ_SEED. fast-check would do the shrinking too; the
-// npm registry was unreachable when this was written, and a seed plus the printed request is
-// enough to reproduce a finding.
+// fast-check arbitraries for CRI requests, built from the proto itself: every field of every
+// request message is absent or gets a random or boundary value (empty, huge, negative, int64
+// extremes, path traversal, NUL, any code point, unknown enum numbers), maps get vmlet's own
+// annotation keys with random values. fast-check's shrinking cuts a failing request down (fields
+// dropped, strings and arrays shortened) before it is reported, with the seed that replays it.
+import fc from 'fast-check';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { LOADER_OPTIONS, PROTO_PATH } from '../../src/grpc/cri-proto.js';
 import { ANNOTATIONS, VIRTLET_ALIASES, POD_KIND_ANNOTATION } from '../../src/vm/annotations.js';
@@ -20,29 +20,7 @@ interface MessageDescriptor {
   nestedType: Array<MessageDescriptor & { options: { mapEntry?: boolean } | null }>;
 }
 
-export class Rng {
-  private s: number;
-  constructor(seed: number) {
-    this.s = seed >>> 0;
-  }
-  /** mulberry32: [0, 1). */
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-}
+export type Message = Record<string, unknown>;
 
 const ANNOTATION_KEYS = [...Object.values(ANNOTATIONS), ...Object.values(VIRTLET_ALIASES), POD_KIND_ANNOTATION, 'vmlet.io/unknown', 'io.kubernetes.cri.sandbox-id'];
 const STRINGS = [
@@ -55,55 +33,41 @@ const INT64 = ['0', '1', '-1', '2', '100000', '-100000', '2147483647', '21474836
 const INT32 = [0, 1, -1, 2, 65535, 65536, 2147483647, -2147483648];
 const UINT32 = [0, 1, 2, 65535, 65536, 2147483647, 4294967295];
 
-export class RequestGen {
+/**
+ * Image references that reach no registry: malformed ones, and loopback port 9 (discard; nothing
+ * listens). Every string field named `image` (ImageSpec's, and any other) takes one of these, so
+ * no request sends traffic off this machine.
+ */
+export const SAFE_IMAGES = ['', 'UPPER/case', '::', '../x', 'a@sha256:zz', 'x'.repeat(300), '127.0.0.1:9/fuzz/none:1', '127.0.0.1:9/fuzz/none@sha256:' + 'a'.repeat(64), 'sha256:' + 'b'.repeat(64)];
+
+/** Mostly the listed edge cases, then short text of any code point, one in 58 of 4-60 KB. */
+export const text: fc.Arbitrary<string> = fc.oneof(
+  { weight: 36, arbitrary: fc.constantFrom(...STRINGS) },
+  { weight: 21, arbitrary: fc.string({ unit: 'binary', maxLength: 80, size: 'max' }) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.integer({ min: 4096, max: 60_000 }), fc.string({ unit: 'binary', minLength: 1, maxLength: 16 }))
+      .map(([n, s]) => s.repeat(Math.ceil(n / s.length)).slice(0, n)),
+  },
+);
+
+const int64 = fc.oneof({ weight: 7, arbitrary: fc.constantFrom(...INT64) }, { weight: 3, arbitrary: fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String) });
+const uint64 = fc.oneof({ weight: 7, arbitrary: fc.constantFrom(...INT64.filter((x) => !x.startsWith('-'))) }, { weight: 3, arbitrary: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map(String) });
+const int32 = fc.oneof(fc.constantFrom(...INT32), fc.integer());
+const uint32 = fc.oneof(fc.constantFrom(...UINT32), fc.integer({ min: 0, max: 0xffffffff }));
+
+export class RequestArbs {
   readonly def: PackageDefinition;
-  constructor(readonly rng: Rng) {
+  private readonly memo = new Map<string, fc.Arbitrary<Message>>();
+
+  constructor() {
     this.def = loadSync(PROTO_PATH, LOADER_OPTIONS);
   }
 
-  string(): string {
-    const r = this.rng;
-    if (r.chance(0.6)) return r.pick(STRINGS);
-    const len = r.chance(0.05) ? 4096 + r.int(60_000) : r.int(80);
-    let s = '';
-    for (let i = 0; i < len; i++) s += String.fromCharCode(r.chance(0.9) ? 32 + r.int(95) : r.int(0x3000));
-    return s;
-  }
-
-  private scalar(type: string, enumName: string): unknown {
-    const r = this.rng;
-    switch (type) {
-      case 'TYPE_STRING':
-        return this.string();
-      case 'TYPE_BYTES':
-        return Buffer.from(Array.from({ length: r.int(64) }, () => r.int(256)));
-      case 'TYPE_BOOL':
-        return r.chance(0.5);
-      case 'TYPE_INT64':
-      case 'TYPE_SINT64':
-      case 'TYPE_SFIXED64':
-        return r.chance(0.7) ? r.pick(INT64) : String(r.int(2 ** 31) - 2 ** 30);
-      case 'TYPE_UINT64':
-      case 'TYPE_FIXED64':
-        return r.pick(INT64.filter((x) => !x.startsWith('-')));
-      case 'TYPE_INT32':
-      case 'TYPE_SINT32':
-      case 'TYPE_SFIXED32':
-        return r.pick(INT32);
-      case 'TYPE_UINT32':
-      case 'TYPE_FIXED32':
-        return r.pick(UINT32);
-      case 'TYPE_DOUBLE':
-      case 'TYPE_FLOAT':
-        return r.pick([0, -1, 1.5, 1e308, -1e-308]);
-      case 'TYPE_ENUM': {
-        const e = this.def[`runtime.v1.${enumName}`] as { type: { value: Array<{ name: string; number: number }> } } | undefined;
-        const values = e?.type.value ?? [];
-        return r.chance(0.9) && values.length ? r.pick(values).name : 7 + r.int(100); // an unknown number too
-      }
-      default:
-        return undefined;
-    }
+  /** Any message of `typeName` (e.g. 'RunPodSandboxRequest'), every field optional. */
+  request(typeName: string): fc.Arbitrary<Message> {
+    return this.message(typeName, 0);
   }
 
   private descriptor(typeName: string): MessageDescriptor {
@@ -112,52 +76,70 @@ export class RequestGen {
     return t.type as MessageDescriptor;
   }
 
-  /** A random message of `typeName` (e.g. 'RunPodSandboxRequest'). */
-  message(typeName: string, depth = 0): Record<string, unknown> {
-    return this.messageOf(this.descriptor(typeName), depth);
+  // Memoized per type and depth; below depth 5 a nested message is empty, so recursive types end.
+  private message(typeName: string, depth: number): fc.Arbitrary<Message> {
+    if (depth > 5) return fc.constant({});
+    const key = `${typeName}@${depth}`;
+    let arb = this.memo.get(key);
+    if (!arb) {
+      arb = this.messageOf(this.descriptor(typeName), depth);
+      this.memo.set(key, arb);
+    }
+    return arb;
   }
 
-  private messageOf(d: MessageDescriptor, depth: number): Record<string, unknown> {
-    const r = this.rng;
-    const out: Record<string, unknown> = {};
+  private messageOf(d: MessageDescriptor, depth: number): fc.Arbitrary<Message> {
+    const model: Record<string, fc.Arbitrary<unknown>> = {};
     for (const f of d.field) {
-      if (r.chance(depth > 3 ? 0.85 : 0.4)) continue;
       const map = f.label === 'LABEL_REPEATED' && f.type === 'TYPE_MESSAGE' ? d.nestedType.find((n) => n.name === f.typeName && n.options?.mapEntry) : undefined;
       if (map) {
-        const entries: Record<string, unknown> = {};
         const valueField = map.field.find((x) => x.name === 'value')!;
-        for (let i = r.int(5); i > 0; i--) {
-          const key = r.chance(0.6) ? r.pick(ANNOTATION_KEYS) : this.string();
-          entries[key] = valueField.type === 'TYPE_MESSAGE' ? this.message(valueField.typeName, depth + 1) : this.scalar(valueField.type, valueField.typeName);
-        }
-        out[f.name] = entries;
+        const key = fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...ANNOTATION_KEYS) }, { weight: 4, arbitrary: text });
+        model[f.name] = fc.dictionary(key, this.field(valueField, depth + 1), { maxKeys: 5, size: 'max' });
         continue;
       }
-      const one = () => (f.type === 'TYPE_MESSAGE' ? (depth > 5 ? {} : this.message(f.typeName, depth + 1)) : this.scalar(f.type, f.typeName));
-      out[f.name] = f.label === 'LABEL_REPEATED' ? Array.from({ length: r.int(4) }, one) : one();
+      const one = this.field(f, depth + 1);
+      model[f.name] = f.label === 'LABEL_REPEATED' ? fc.array(one, { maxLength: 3, size: 'max' }) : one;
     }
-    return out;
+    return fc.record(model, { requiredKeys: [] });
   }
-}
 
-/**
- * Image references that reach no registry: malformed ones, and loopback port 9 (discard; nothing
- * listens). The fuzz test puts them wherever the generator wrote an ImageSpec, so no request sends
- * traffic off this machine.
- */
-export const SAFE_IMAGES = ['', 'UPPER/case', '::', '../x', 'a@sha256:zz', 'x'.repeat(300), '127.0.0.1:9/fuzz/none:1', '127.0.0.1:9/fuzz/none@sha256:' + 'a'.repeat(64), 'sha256:' + 'b'.repeat(64)];
-
-/** Replaces every ImageSpec's image (and any `image` string) in `v` by a safe reference. */
-export function safeImages(v: unknown, rng: Rng): void {
-  if (Array.isArray(v)) {
-    for (const x of v) safeImages(x, rng);
-    return;
-  }
-  if (!v || typeof v !== 'object' || Buffer.isBuffer(v)) return;
-  const o = v as Record<string, unknown>;
-  for (const [k, x] of Object.entries(o)) {
-    if (k === 'image' && typeof x === 'string') o[k] = rng.pick(SAFE_IMAGES);
-    else if (k === 'image' && x && typeof x === 'object' && !Array.isArray(x)) (x as Record<string, unknown>).image = rng.pick(SAFE_IMAGES);
-    else safeImages(x, rng);
+  private field(f: FieldDescriptor, depth: number): fc.Arbitrary<unknown> {
+    if (f.name === 'image' && f.type === 'TYPE_STRING') return fc.constantFrom(...SAFE_IMAGES);
+    switch (f.type) {
+      case 'TYPE_MESSAGE':
+        return this.message(f.typeName, depth);
+      case 'TYPE_STRING':
+        return text;
+      case 'TYPE_BYTES':
+        return fc.uint8Array({ maxLength: 64, size: 'max' }).map((b) => Buffer.from(b));
+      case 'TYPE_BOOL':
+        return fc.boolean();
+      case 'TYPE_INT64':
+      case 'TYPE_SINT64':
+      case 'TYPE_SFIXED64':
+        return int64;
+      case 'TYPE_UINT64':
+      case 'TYPE_FIXED64':
+        return uint64;
+      case 'TYPE_INT32':
+      case 'TYPE_SINT32':
+      case 'TYPE_SFIXED32':
+        return int32;
+      case 'TYPE_UINT32':
+      case 'TYPE_FIXED32':
+        return uint32;
+      case 'TYPE_DOUBLE':
+      case 'TYPE_FLOAT':
+        return fc.oneof(fc.constantFrom(0, -1, 1.5, 1e308, -1e-308), fc.double());
+      case 'TYPE_ENUM': {
+        const e = this.def[`runtime.v1.${f.typeName}`] as { type: { value: Array<{ name: string; number: number }> } } | undefined;
+        const names = (e?.type.value ?? []).map((x) => x.name);
+        const unknown = fc.integer({ min: 7, max: 106 }); // a number the proto does not name
+        return names.length ? fc.oneof({ weight: 9, arbitrary: fc.constantFrom(...names) }, { weight: 1, arbitrary: unknown }) : unknown;
+      }
+      default:
+        throw new Error(`field ${f.name}: no arbitrary for ${f.type}`);
+    }
   }
 }
