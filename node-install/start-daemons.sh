@@ -151,7 +151,27 @@ start_libvirtd() {
   step_done libvirtd
 }
 
+# /dev/kvm for QEMU's group (kvm), as distributions' udev rules make it (GROUP="kvm",
+# MODE="0660"). Without udev the kernel leaves it root's 0600: QEMU, which runs as libvirt-qemu:kvm
+# (qemu.conf, vmlet's qemuUser), cannot use KVM, and libvirt then probes QEMU again at every
+# domain define (8.6 s a define seen here). At every start: without udev /dev is new at each boot.
+kvm_device() {
+  local dev=${VMLET_KVM_DEVICE:-/dev/kvm} gid mode  # the variable: tests point it at a device node of their own
+  [ -c "$dev" ] || { step_done kvm-device "no $dev"; return; }
+  gid=$(getent group kvm | cut -d: -f3)
+  [ -n "$gid" ] || { step_done kvm-device "no group kvm: $dev left as it is"; return; }
+  mode=$((8#$(stat -c %a "$dev")))
+  if [ $((mode & 8#006)) -eq 6 ] || { [ "$(stat -c %g "$dev")" = "$gid" ] && [ $((mode & 8#060)) -eq 48 ]; }; then
+    step_done kvm-device "$dev $(stat -c '%a %U:%G' "$dev")"
+    return
+  fi
+  chgrp kvm "$dev" && chmod g+rw "$dev"
+  changed "$dev $(stat -c '%a %U:%G' "$dev")"
+  step_done kvm-device
+}
+
 mkdir -p "$VMLET_RUN_DIR" "$VMLET_LOG_DIR"
+kvm_device
 if have_systemd; then
   start_with_systemd
 else

@@ -1,8 +1,9 @@
 // `vmlet doctor`: one line per prerequisite, OK / WARN / FAIL, with the fix when it is not OK.
 // Exit 0 only when vmlet can run VMs (TCG counts, with a warning).
-import { decideQemuUser } from './vm/qemu-user.js';
+import { decideQemuUser, KVM_DEVICE_FIX, kvmDeviceProblem, ROOT } from './vm/qemu-user.js';
 import { connect } from 'node:net';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { parse as parseYaml } from 'yaml';
@@ -124,6 +125,17 @@ async function qemuUserCheck(config: Config): Promise<CheckResult> {
   } catch (err) {
     return { name, verdict: 'FAIL', detail: (err as Error).message, fix: 'create the user, set qemuUser to an existing one, or move stateDir below a searchable parent' };
   }
+}
+
+/** Whether VMs' QEMU can open /dev/kvm (vm/qemu-user.ts says what follows when it cannot). */
+async function kvmDeviceCheck(config: Config): Promise<CheckResult> {
+  const name = 'kvm-device';
+  const { id } = await decideQemuUser(config).catch(() => ({ id: ROOT }));
+  const problem = await kvmDeviceProblem(id);
+  if (!problem) return { name, verdict: 'OK', detail: existsSync('/dev/kvm') ? `VMs' QEMU (${id.user}) can open /dev/kvm` : 'no /dev/kvm (see the kvm check)' };
+  // With KVM chosen, QEMU's start fails; under TCG every define pays a QEMU probe.
+  const kvm = decideAccel(config.hypervisor, probeHost()).accel === 'kvm';
+  return { name, verdict: kvm ? 'FAIL' : 'WARN', detail: problem, fix: KVM_DEVICE_FIX };
 }
 
 async function downstreamCheck(endpoint: string): Promise<CheckResult> {
@@ -297,6 +309,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     virtlogdCheck(),
     binaryCheck('qemu', QEMU_SYSTEM, 'qemu-system-x86'),
     Promise.resolve(kvmCheck(config)),
+    kvmDeviceCheck(config),
     binaryCheck('qemu-img', QEMU_IMG, 'qemu-utils'),
     binaryCheck('dnsmasq', 'dnsmasq', 'dnsmasq-base'),
     binaryCheck('genisoimage', 'genisoimage', 'genisoimage'),

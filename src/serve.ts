@@ -2,7 +2,7 @@
 // VMs are never stopped here: restarting vmlet must leave them running.
 import { join } from 'node:path';
 import type { Config } from './config.js';
-import { decideQemuUser, type QemuIdentity } from './vm/qemu-user.js';
+import { decideQemuUser, KVM_DEVICE_FIX, kvmDeviceProblem, type QemuIdentity } from './vm/qemu-user.js';
 import { findVirtiofsd } from './vm/virtiofs.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
@@ -33,6 +33,8 @@ export async function serve(config: Config, configFile: string | undefined, log:
     qemuUser = d.id;
     if (d.fallback) log.warn({ qemuUser: config.qemuUser, err: d.fallback }, 'VMs\' QEMU runs as root: the default QEMU user cannot run them (node-install/install.sh makes the user)');
     else log.info({ qemuUser: qemuUser.user, uid: qemuUser.uid, gid: qemuUser.gid }, qemuUser.uid === 0 ? 'VMs\' QEMU runs as root (config qemuUser)' : 'VMs\' QEMU runs unprivileged, as root only for VMs with 9p shares');
+    const kvm = await kvmDeviceProblem(qemuUser);
+    if (kvm) log.warn({ err: kvm, fix: KVM_DEVICE_FIX }, 'QEMU cannot open /dev/kvm: VMs run without KVM and every CreateContainer waits for libvirt to probe QEMU again');
   } catch (err) {
     log.fatal({ qemuUser: config.qemuUser, err: (err as Error).message }, 'cannot serve CRI');
     await runtime.stop();

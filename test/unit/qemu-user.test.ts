@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decideQemuUser, dacLabel, qemuDirs, resolveQemuUser, ROOT, socketDirFor, unreachableFor } from '../../src/vm/qemu-user.js';
+import { canReadWrite, decideQemuUser, dacLabel, kvmDeviceProblem, qemuDirs, resolveQemuUser, ROOT, socketDirFor, unreachableFor } from '../../src/vm/qemu-user.js';
 import { runAs } from '../../src/vm/spec.js';
 import { xml } from './domain-spec-fixtures.js';
 import { tempDir } from '../helpers/vmlet.js';
@@ -83,5 +83,30 @@ describe('the QEMU user', () => {
     chmodSync(hidden, 0o700);
     expect((await decideQemuUser({ qemuUser: 'libvirt-qemu', stateDir: join(hidden, 'state') }, f)).fallback).toMatch(/out of reach for QEMU's user libvirt-qemu: .*private is mode 0700/);
     await expect(decideQemuUser({ qemuUser: '995', stateDir: join(hidden, 'state') }, f)).rejects.toThrow(/out of reach/);
+  });
+});
+
+describe('/dev/kvm for the QEMU user', () => {
+  it('is open to it by owner, group or other bits, as the kernel checks them', () => {
+    expect(canReadWrite({ mode: 0o20600, uid: 0, gid: 0 }, QEMU)).toBe(false); // the kernel's own, without udev
+    expect(canReadWrite({ mode: 0o20660, uid: 0, gid: 994 }, QEMU)).toBe(true); // udev's root:kvm 0660
+    expect(canReadWrite({ mode: 0o20640, uid: 0, gid: 994 }, QEMU)).toBe(false);
+    expect(canReadWrite({ mode: 0o20666, uid: 0, gid: 0 }, QEMU)).toBe(true);
+    expect(canReadWrite({ mode: 0o20600, uid: 995, gid: 0 }, QEMU)).toBe(true);
+    expect(canReadWrite({ mode: 0o20066, uid: 995, gid: 994 }, QEMU)).toBe(false); // the owner's bits decide for the owner
+    expect(canReadWrite({ mode: 0o20600, uid: 0, gid: 0 }, ROOT)).toBe(true);
+  });
+
+  it('names the device, its mode and owners and what follows when QEMU cannot open it; nothing when it can or there is none', async () => {
+    const dir = tempDir('vmlet-kvmdev-');
+    const dev = join(dir, 'kvm');
+    writeFileSync(dev, '');
+    chmodSync(dev, 0o600);
+    chownSync(dev, 0, 0);
+    expect(await kvmDeviceProblem(QEMU, dev)).toBe(`${dev} is mode 0600, uid 0, gid 0: QEMU's user libvirt-qemu (uid 995, gid 994) cannot open it, so VMs cannot use KVM and libvirt probes QEMU again at every domain define (seconds each)`);
+    chownSync(dev, 0, 994);
+    chmodSync(dev, 0o660);
+    expect(await kvmDeviceProblem(QEMU, dev)).toBeUndefined();
+    expect(await kvmDeviceProblem(QEMU, join(dir, 'none'))).toBeUndefined();
   });
 });
