@@ -75,11 +75,18 @@ export async function setupFleet(o: { tag: string; n: number; prefix?: string; v
   await ensureTestImages();
   const reg = await startRegistry();
   const image = (await pushImage(reg, 'kernelboot', `faults/kernelboot:${o.tag}`)).reference;
-  const v = await startFaultVmlet(reg, cni, (await o.vmletOptions?.(reg)) ?? {});
-  await call(v.image, 'PullImage', { image: { image } });
-  const t0 = performance.now();
-  const pods = await bootFleet(v, image, logDir, o.n, o.prefix);
-  return { reg, v, image, cni, logDir, pods, bootMs: performance.now() - t0 };
+  let v: VmletProcess | undefined;
+  try {
+    v = await startFaultVmlet(reg, cni, (await o.vmletOptions?.(reg)) ?? {});
+    await call(v.image, 'PullImage', { image: { image } });
+    const t0 = performance.now();
+    const pods = await bootFleet(v, image, logDir, o.n, o.prefix);
+    return { reg, v, image, cni, logDir, pods, bootMs: performance.now() - t0 };
+  } catch (err) {
+    // The caller gets nothing to stop: remove the pods booted so far (domains, netns, DHCP servers) here.
+    await stopFleet(v, reg);
+    throw err;
+  }
 }
 
 /** `n` ticker VM pods, made and started concurrently; resolves once each guest ticks and its agent answers. */
