@@ -1,7 +1,7 @@
 // Benchmark (not a test): VM pod start latency through vmlet vs the same domain defined directly
 // through libvirt, vmlet's RSS, and list/status call latency with 20 pods present.
 //   npx tsx bench/pod-start.ts [N=5]
-import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
@@ -67,6 +67,15 @@ async function main(): Promise<void> {
         const seed = /<source file='([^']*seed\.iso)'/.exec(xml)![1]!;
         copyFileSync(seed, seedCopy);
         xml = xml.replace(seed, seedCopy);
+        // The agent's socket dir went with the pod: (b) gets its own, owned by QEMU's user as vmlet's is.
+        const qga = /path=([^,']*\/qga\.sock)/.exec(xml)?.[1];
+        if (qga) {
+          const [, uid, gid] = /<label>\+(\d+):\+(\d+)<\/label>/.exec(xml) ?? [];
+          const qgaDir = join(dir, 'qemu');
+          mkdirSync(qgaDir, { mode: 0o700 });
+          if (uid) chownSync(qgaDir, Number(uid), Number(gid));
+          xml = xml.replace(qga, join(qgaDir, 'qga.sock'));
+        }
       }
       await rt('RemovePodSandbox', { pod_sandbox_id: p.pod });
     }
