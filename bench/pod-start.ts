@@ -132,6 +132,16 @@ async function main(): Promise<void> {
     console.log(`  (b) libvirt define→start→console log:                         median ${fmt(pct(direct, 50))}, p90 ${fmt(pct(direct, 90))}  [${direct.map(fmt).join(', ')}]`);
     console.log(`  ratio a/b (median): ${ratio.toFixed(2)}`);
     console.log(`  vmlet call medians during (a): ${phaseLine} (RunPodSandbox = netns + CNI + wiring + DHCP server; CreateContainer = overlay/seed ISO/define)`);
+    // Where RunPodSandbox's time goes: vmlet's 'pod network ready' line of each pod of (a).
+    const nets = v.logLines.flatMap((l) => {
+      try {
+        const o = JSON.parse(l) as Record<string, unknown>;
+        return o.msg === 'pod network ready' && typeof o.ms === 'number' ? [o as Record<string, number>] : [];
+      } catch {
+        return [];
+      }
+    }).slice(0, N);
+    if (nets.length) console.log(`  pod network setup medians (in RunPodSandbox): ${['ms', 'cniMs', 'wireMs', 'dhcpMs'].map((k) => `${k} ${pct(nets.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
     console.log(`vmlet RSS with 20 pods present: ${rss.toFixed(1)} MiB`);
     console.log(`per-call latency over the socket with 20 pods present (200 calls each):`);
     for (const l of lines) console.log(`  ${l}`);
