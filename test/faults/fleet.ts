@@ -121,8 +121,12 @@ export function waitForTick(p: { log: string }, n: number, timeoutMs = 60_000): 
 /** The newest tick in the log now (0 before the first). */
 export const lastTick = (p: { log: string }): number => ticks(p).at(-1) ?? 0;
 
-/** Each tick from 1 to the last exactly once, in order: nothing lost, nothing doubled. */
-export function expectTicksComplete(p: { log: string; name?: string }): number {
+/**
+ * Each tick from 1 to the last exactly once, in order: nothing lost, nothing doubled. With
+ * `consoleFile` (virtlogd's file), a failure also says which missing ticks that file holds: lost
+ * by vmlet's copy, or before it.
+ */
+export function expectTicksComplete(p: { log: string; name?: string }, consoleFile?: string): number {
   const got = ticks(p);
   const missing: number[] = [];
   const doubled: number[] = [];
@@ -133,7 +137,8 @@ export function expectTicksComplete(p: { log: string; name?: string }): number {
   }
   const last = Math.max(0, ...got);
   for (let i = 1; i <= last; i++) if (!seen.has(i)) missing.push(i);
-  expect({ log: p.name ?? p.log, missing, doubled, ordered: got.every((t, i) => i === 0 || t > got[i - 1]!) }).toEqual({ log: p.name ?? p.log, missing: [], doubled: [], ordered: true });
+  const inConsoleFile = missing.length && consoleFile && existsSync(consoleFile) ? { missingInConsoleFile: missing.filter((t) => readFileSync(consoleFile, 'utf8').includes(`VMLET-TICK ${t}\n`)) } : {};
+  expect({ log: p.name ?? p.log, missing, doubled, ordered: got.every((t, i) => i === 0 || t > got[i - 1]!), ...inConsoleFile }).toEqual({ log: p.name ?? p.log, missing: [], doubled: [], ordered: true });
   return last;
 }
 
@@ -223,7 +228,7 @@ export async function expectNothingLost(v: VmletProcess, pods: FleetPod[], befor
   expect(await snapshot(v, pods)).toEqual(before);
   expectRecordsIntact(v, pods, records);
   await Promise.all(pods.map((p) => waitForTick(p, (pastTick.get(p.id) ?? 0) + 5)));
-  for (const p of pods) expectTicksComplete(p);
+  for (const p of pods) expectTicksComplete(p, join(v.stateDir, 'pods', p.id, 'containers', p.cid, 'console.log'));
   for (const p of pods) {
     const r = await rt<{ stdout: Buffer; exit_code: number }>(v, 'ExecSync', { container_id: p.cid, cmd: ['echo', `alive-${p.name}`], timeout: 30 });
     expect({ pod: p.name, exit: r.exit_code, out: r.stdout.toString().trim() }).toEqual({ pod: p.name, exit: 0, out: `alive-${p.name}` });
