@@ -52,13 +52,15 @@ export function consoleLogPipe(pid: number): { path: string; pipe: string } | un
 
 /**
  * The pipes (`pipe:[inode]`) the node's virtlogd processes hold, looked up at most once a second
- * for every VM; undefined when a virtlogd's fds cannot be read (then nobody is taken over).
+ * for every VM (`fresh`: now, processes too); undefined when a virtlogd's fds cannot be read (then
+ * nobody is taken over). A pipe missing from a remembered list may be newer than the list: ask
+ * again with `fresh` before deciding nobody reads it.
  */
 let held: { at: number; pipes: Set<string> | undefined } | undefined;
 let virtlogdPids: number[] = [];
-export function virtlogdPipes(now = Date.now()): Set<string> | undefined {
-  if (held && now - held.at < 1000) return held.pipes;
-  if (!virtlogdPids.length || !virtlogdPids.every(isVirtlogd)) virtlogdPids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter(isVirtlogd);
+export function virtlogdPipes(now = Date.now(), fresh = false): Set<string> | undefined {
+  if (held && !fresh && now - held.at < 1000) return held.pipes;
+  if (fresh || !virtlogdPids.length || !virtlogdPids.every(isVirtlogd)) virtlogdPids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter(isVirtlogd);
   let pipes: Set<string> | undefined = new Set<string>();
   for (const pid of virtlogdPids) {
     let fds: string[] = [];
@@ -132,7 +134,10 @@ export class ConsoleRescue {
     }
     const found = this.pipe.found;
     if (!found) return;
-    const held = virtlogdPipes();
+    // A VM started since the list was read has a pipe virtlogd holds but the list lacks: taking
+    // it over then would split the console between two readers (lines lost, cut, a false mark).
+    let held = virtlogdPipes();
+    if (held && !held.has(found.pipe)) held = virtlogdPipes(Date.now(), true);
     if (!held || held.has(found.pipe)) return;
     let fd: number;
     try {

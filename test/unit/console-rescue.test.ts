@@ -5,7 +5,7 @@
 // .1, … with no byte lost or doubled.
 // Against real QEMU and a killed virtlogd: test/faults/virtlogd-kill.test.ts.
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import pino from 'pino';
@@ -58,6 +58,34 @@ describe('console rescue', () => {
     expect(rotated.length).toBeLessThanOrEqual(2 * 1024 * 1024);
     expect(rotated.startsWith(marked)).toBe(true);
     expect((rotated + current).slice(marked.length)).toBe(LINE.repeat(n));
+  });
+
+  it("leaves alone a VM started after virtlogd's pipes were last looked at: virtlogd holds its pipe", async () => {
+    const dir = tempDir('vmlet-rescue-');
+    const consoleLog = join(dir, 'console.log');
+    writeFileSync(consoleLog, '');
+    // The list every VM's check shares, read before this VM exists and still remembered when it starts.
+    virtlogdPipes(Date.now() + 60_000, true);
+    // A bash named virtlogd reads the pipe (its stdin) as virtlogd reads QEMU's; the subshell in QEMU's place writes it (fd 7).
+    copyFileSync('/bin/bash', join(dir, 'virtlogd'));
+    const script = `( exec 7>&1 >/dev/null; for f in /proc/$BASHPID/fd/*; do n=\${f##*/}; if [ $n -gt 2 ] && [ $n -ne 7 ]; then eval "exec $n>&-" 2>/dev/null; fi; done; echo $BASHPID > ${dir}/pid; sleep 60 ) | ${dir}/virtlogd -c 'sleep 60; :'`;
+    writer = spawn('bash', ['-c', script], { stdio: 'ignore', detached: true });
+    const pid = await waitFor('the writer', () => (existsSync(join(dir, 'pid')) ? Number(readFileSync(join(dir, 'pid'), 'utf8')) || undefined : undefined), { timeoutMs: 10_000, intervalMs: 20 });
+    const found = await waitFor('the write-only pipe', () => consoleLogPipe(pid), { timeoutMs: 10_000, intervalMs: 20 });
+    // Read from /proc here, not through virtlogdPipes (that would refresh the remembered list).
+    const readerHolds = () => readdirSync('/proc').some((p) => {
+      try {
+        return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'virtlogd' && readlinkSync(`/proc/${p}/fd/0`) === found.pipe;
+      } catch {
+        return false;
+      }
+    });
+    await waitFor('the reader named virtlogd', () => readerHolds() || undefined, { timeoutMs: 10_000, intervalMs: 20 });
+    rescue = new ConsoleRescue(consoleLog, () => pid, pino({ level: 'silent' }));
+    rescue.start(50); // checks at once
+    expect(rescue.rescuing).toBe(false);
+    expect(readFileSync(consoleLog, 'utf8')).toBe('');
+    virtlogdPipes(Date.now(), true);
   });
 
   it('leaves a pipe alone when there is no such pipe (QEMU gone)', () => {
