@@ -165,8 +165,11 @@ kvm_device() {
     step_done kvm-device "$dev $(stat -c '%a %U:%G' "$dev")"
     return
   fi
-  chgrp kvm "$dev" && chmod g+rw "$dev"
-  changed "$dev $(stat -c '%a %U:%G' "$dev")"
+  if chgrp kvm "$dev" && chmod g+rw "$dev"; then
+    changed "$dev $(stat -c '%a %U:%G' "$dev")"
+  else
+    changed "WARNING: could not give $dev to group kvm; QEMU cannot use it (see 'vmlet doctor')"
+  fi
   step_done kvm-device
 }
 
