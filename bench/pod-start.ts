@@ -146,6 +146,9 @@ async function main(): Promise<void> {
     console.log(`per-call latency over the socket with 20 pods present (200 calls each):`);
     for (const l of lines) console.log(`  ${l}`);
   } finally {
+    // A run that failed half way leaves no pod behind (domains, netns, DHCP servers).
+    const left = await rt<{ items: Array<{ id: string }> }>('ListPodSandbox', {}).catch(() => ({ items: [] }));
+    for (const p of left.items) await rt('RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
     await lv.close();
     await v.stop();
     await reg.stop();
