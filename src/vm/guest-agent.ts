@@ -81,7 +81,6 @@ export function existingSocket(now: string, legacy: string): string {
   return existsSync(legacy) ? legacy : now;
 }
 
-
 let noted = false;
 
 /**

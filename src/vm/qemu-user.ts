@@ -33,6 +33,13 @@ export async function resolveQemuUser(user: string, passwdFile = '/etc/passwd'):
   throw new VmletError('failed-precondition', `config qemuUser: user ${user} is not in ${passwdFile}: allowed an existing user (libvirt's qemu user: libvirt-qemu on Debian and Ubuntu, qemu elsewhere) or root`);
 }
 
+type FileOwners = { mode: number; uid: number; gid: number };
+
+/** The rwx bits that apply to `id`: the owner's, else the group's (primary gid only), else others'. */
+function permsFor(st: FileOwners, id: QemuIdentity): number {
+  return (st.mode >> (st.uid === id.uid ? 6 : st.gid === id.gid ? 3 : 0)) & 7;
+}
+
 /**
  * The first of `dir` and its parents that `id` cannot pass through (owner, group or other
  * search bit, as the kernel checks them without ACLs or supplementary groups), or undefined.
@@ -41,10 +48,7 @@ export async function unreachableFor(dir: string, id: QemuIdentity): Promise<{ d
   if (id.uid === 0) return undefined;
   for (let d = resolve(dir); ; d = dirname(d)) {
     const st = await stat(d).catch(() => undefined);
-    if (st) {
-      const ok = st.uid === id.uid ? st.mode & 0o100 : st.gid === id.gid ? st.mode & 0o010 : st.mode & 0o001;
-      if (!ok) return { dir: d, mode: (st.mode & 0o7777).toString(8).padStart(4, '0') };
-    }
+    if (st && !(permsFor(st, id) & 1)) return { dir: d, mode: (st.mode & 0o7777).toString(8).padStart(4, '0') };
     if (d === dirname(d)) return undefined;
   }
 }
@@ -104,11 +108,9 @@ export async function decideQemuUser(config: { qemuUser: string; stateDir: strin
   }
 }
 
-/** Read-write access to a file for `id` by its mode bits (owner, else group, else other), as the kernel checks them without ACLs. */
-export function canReadWrite(st: { mode: number; uid: number; gid: number }, id: QemuIdentity): boolean {
-  if (id.uid === 0) return true;
-  const bits = st.uid === id.uid ? (st.mode >> 6) & 6 : st.gid === id.gid ? (st.mode >> 3) & 6 : st.mode & 6;
-  return bits === 6;
+/** Read-write access to a file for `id` by its mode bits, as the kernel checks them without ACLs. */
+export function canReadWrite(st: FileOwners, id: QemuIdentity): boolean {
+  return id.uid === 0 || (permsFor(st, id) & 6) === 6;
 }
 
 /**
