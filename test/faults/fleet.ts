@@ -137,7 +137,8 @@ export function expectTicksComplete(p: { log: string; name?: string }, consoleFi
   }
   const last = Math.max(0, ...got);
   for (let i = 1; i <= last; i++) if (!seen.has(i)) missing.push(i);
-  const inConsoleFile = missing.length && consoleFile && existsSync(consoleFile) ? { missingInConsoleFile: missing.filter((t) => readFileSync(consoleFile, 'utf8').includes(`VMLET-TICK ${t}\n`)) } : {};
+  const file = missing.length && consoleFile && existsSync(consoleFile) ? readFileSync(consoleFile, 'utf8') : undefined;
+  const inConsoleFile = file === undefined ? {} : { missingInConsoleFile: missing.filter((t) => file.includes(`VMLET-TICK ${t}\n`)) };
   expect({ log: p.name ?? p.log, missing, doubled, ordered: got.every((t, i) => i === 0 || t > got[i - 1]!), ...inConsoleFile }).toEqual({ log: p.name ?? p.log, missing: [], doubled: [], ordered: true });
   return last;
 }
