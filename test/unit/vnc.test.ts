@@ -4,9 +4,8 @@
 // a real QEMU is test/integration/vnc.test.ts.
 import { describe, expect, it } from 'vitest';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { checkListen, findVncTarget, isLoopback, parseListen, startVncProxy, VncError } from '../../src/vnc.js';
 import { existingVncSocket, vncSocketPath, VNC_SOCKET_FALLBACK_DIR } from '../../src/vm/vnc-socket.js';
@@ -75,18 +74,14 @@ describe('the VNC socket path', () => {
 describe('the socket vmlet vnc dials', () => {
   it('is the qemu/ one, or the old pod-dir one of a VM started while QEMU ran as root', () => {
     const id = 'b'.repeat(64);
-    const podDir = join(mkdtempSync(join(tmpdir(), 'vmlet-vncs-')), id);
+    const podDir = join(tempDir('vmlet-vncs-'), id);
     mkdirSync(podDir);
-    try {
-      expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'qemu', 'vnc.sock')); // neither: the new one
-      writeFileSync(join(podDir, 'vnc.sock'), '');
-      expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'vnc.sock'));
-      mkdirSync(join(podDir, 'qemu'));
-      writeFileSync(join(podDir, 'qemu', 'vnc.sock'), '');
-      expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'qemu', 'vnc.sock'));
-    } finally {
-      rmSync(dirname(podDir), { recursive: true, force: true });
-    }
+    expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'qemu', 'vnc.sock')); // neither: the new one
+    writeFileSync(join(podDir, 'vnc.sock'), '');
+    expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'vnc.sock'));
+    mkdirSync(join(podDir, 'qemu'));
+    writeFileSync(join(podDir, 'qemu', 'vnc.sock'), '');
+    expect(existingVncSocket(podDir, id)).toBe(join(podDir, 'qemu', 'vnc.sock'));
   });
 });
 
