@@ -207,10 +207,13 @@ export function dhcpPid(files: DhcpFiles, netnsName?: string): number | undefine
   return pid !== undefined && isOurDnsmasq(pid, files, netnsName) ? pid : undefined;
 }
 
-/** Writes the config and starts dnsmasq in the netns; resolves once it serves. Returns its pid. */
-export async function startDhcp(netnsName: string, lease: DhcpLease, files: DhcpFiles, log?: Logger, cgroupProcs: string[] = []): Promise<number> {
-  // Synced: dnsmasq is started again from this file after a reboot or a vmlet restart.
-  await atomicWrite(files.conf, dnsmasqConf(lease, files, log), 0o644);
+/**
+ * Writes the config and starts dnsmasq in the netns; resolves once it serves. Returns its pid.
+ * `sync` false: the caller syncs the config itself (with the pod's other files, at once).
+ */
+export async function startDhcp(netnsName: string, lease: DhcpLease, files: DhcpFiles, log?: Logger, cgroupProcs: string[] = [], sync = true): Promise<number> {
+  // Durable: dnsmasq is started again from this file after a reboot or a vmlet restart.
+  await atomicWrite(files.conf, dnsmasqConf(lease, files, log), 0o644, { sync });
   return launch(netnsName, files, log, cgroupProcs);
 }
 

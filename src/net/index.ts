@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
-import { atomicWrite } from '../util/atomic-write.js';
+import { atomicWrite, syncPaths } from '../util/atomic-write.js';
 import {
   CniPluginError,
   cniAdd,
@@ -118,9 +118,14 @@ export interface PodNetworkState {
 
 export const STATE_FILE = 'network.json';
 
-/** Written atomically and synced: after a crash the file is the old state or the new, never a torn one. */
-async function saveState(stateDir: string, s: PodNetworkState): Promise<void> {
-  await atomicWrite(join(stateDir, STATE_FILE), JSON.stringify(s, null, 2), 0o644);
+/**
+ * Written atomically: after a crash the file is the old state or the new, never a torn one.
+ * Synced unless `sync` is false: setupPodNetwork writes it three times and syncs it once at the
+ * end (a vmlet that dies in between leaves the last version in the page cache; a host that
+ * loses power loses the netns and DHCP server too, and the pod record says to release the rest).
+ */
+async function saveState(stateDir: string, s: PodNetworkState, sync = true): Promise<void> {
+  await atomicWrite(join(stateDir, STATE_FILE), JSON.stringify(s, null, 2), 0o644, { sync });
 }
 
 /** The state setupPodNetwork left in `stateDir` (also a half-done one), if any. */
@@ -250,7 +255,7 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
   mkdirSync(i.stateDir, { recursive: true });
   const confList = loadNetworkConfList(i.confDir, i.binDirs);
   const state = initialState(i, confList);
-  await saveState(i.stateDir, state);
+  await saveState(i.stateDir, state, false);
   const opts = { binDirs: state.cni.binDirs, log, ...(i.cniTimeoutMs ? { timeoutMs: i.cniTimeoutMs } : {}) };
   const phase: Record<string, number> = {};
   let mark = performance.now();
@@ -262,19 +267,22 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
   try {
     const added = await cniAdd(confList, attachment(state, i.netnsPath), opts);
     state.cni.result = added.raw;
-    await saveState(i.stateDir, state);
+    await saveState(i.stateDir, state, false);
     lap('cniMs');
     const w = await wirePodNetns({ netnsName: i.netnsName, cni: added.result, ifName: state.ifName });
     state.mac = w.ifMac;
     state.ips = w.ips;
     state.routes = w.routes;
     state.mtu = w.mtu;
-    await saveState(i.stateDir, state);
+    await saveState(i.stateDir, state, false);
     lap('wireMs');
     if (state.dhcpServer !== false) {
-      await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log, state.cgroupProcs);
+      await startDhcp(i.netnsName, dhcpLease(state), state.dhcp, log, state.cgroupProcs, false);
       lap('dhcpMs');
     }
+    // Durable once, together: the state, the DHCP server's config and the dir's renames.
+    await syncPaths([join(i.stateDir, STATE_FILE), state.dhcp.conf, i.stateDir]);
+    lap('syncMs');
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'pod network setup failed; undoing it');
     await teardownPodNetwork(state, { log }).catch((e: unknown) => log.warn({ err: (e as Error).message }, 'undoing pod network setup failed'));
@@ -327,10 +335,12 @@ export async function reattachPodNetwork(state: PodNetworkState, o: { log?: Logg
 
 /**
  * After every domain start: moves the VM's tap into the pod netns and joins it to eth0 (see
- * tap.ts). Idempotent; 'moved' when it was still in the host netns.
+ * tap.ts). Idempotent; 'moved' when it was still in the host netns. `fresh` right after a
+ * start or a pool VM's claim, when the tap is still in the host netns.
  */
-export function attachPodTap(s: PodNetworkState): Promise<'moved' | 'attached'> {
-  return attachTap({
+export function attachPodTap(s: PodNetworkState, o: { fresh?: boolean } = {}): Promise<'moved' | 'attached'> {
+  return attachTap(
+    {
     netnsName: s.netnsName,
     ifName: s.ifName,
     tap: s.tap,
@@ -338,7 +348,9 @@ export function attachPodTap(s: PodNetworkState): Promise<'moved' | 'attached'> 
     ips: s.ips,
     ...(s.mtu ? { mtu: s.mtu } : {}),
     ...(s.bridge ? { bridge: s.bridge } : {}),
-  });
+    },
+    o,
+  );
 }
 
 /**

@@ -1,5 +1,6 @@
 // Named network namespaces (ip netns, so they live under /run/netns and outlive vmlet).
-// The pod's network is wired into it by the networking code; here it gets loopback only.
+// Made empty here: the pod network's wiring (pod-network.ts) brings its loopback up in the
+// same `ip` process that rewires eth0, one process start fewer per pod.
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 
@@ -9,10 +10,13 @@ export function netnsName(sandboxId: string): string {
   return `vmlet-${sandboxId.slice(0, 16)}`;
 }
 
+export function netnsPath(name: string): string {
+  return `${NETNS_DIR}/${name}`;
+}
+
 export async function createNetns(name: string): Promise<string> {
-  const path = `${NETNS_DIR}/${name}`;
+  const path = netnsPath(name);
   if (!existsSync(path)) await execa('ip', ['netns', 'add', name]);
-  await execa('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
   return path;
 }
 

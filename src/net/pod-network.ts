@@ -53,13 +53,13 @@ export async function ip(args: string[], input?: string): Promise<string> {
   return String(r.stdout ?? '');
 }
 
-interface IpAddrInfo {
+export interface IpAddrInfo {
   family?: string;
   local?: string;
   prefixlen?: number;
   scope?: string;
 }
-interface IpLink {
+export interface IpLink {
   ifname?: string;
   mtu?: number;
   address?: string;
@@ -67,17 +67,12 @@ interface IpLink {
   flags?: string[];
   addr_info?: IpAddrInfo[];
 }
-interface IpRoute {
+export interface IpRoute {
   dst?: string;
   gateway?: string;
   dev?: string;
   protocol?: string;
   type?: string;
-}
-
-async function ipJson<T>(args: string[]): Promise<T> {
-  const out = await ip(['-j', ...args]);
-  return (out.trim() ? JSON.parse(out) : []) as T;
 }
 
 /** The link in netns `ns` (undefined when it does not exist). */
@@ -94,16 +89,20 @@ function normDst(dst: string | undefined, family: 4 | 6): string {
 
 // ---------------------------------------------------------------------------------- wiring
 
+/** What `ip -j -batch` printed: one JSON array per line, for each command that prints. */
+export function batchJson(out: string): unknown[][] {
+  return out
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as unknown[]);
+}
+
 /**
- * Moves the pod IP off eth0 and stops eth0 taking part in the pod netns' own stack (no
- * addresses, no IPv6 link-local). Records the IPs (from the CNI result, completed from what is
- * on eth0), the routes via eth0, eth0's MTU and MAC.
+ * The wiring from what eth0 had before it was rewired: its link (addresses, MTU, MAC), its
+ * routes, and the CNI result. Pure (wirePodNetns reads eth0; this decides), so it is unit-tested.
  */
-export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifName?: string }): Promise<Wiring> {
-  const ns = o.netnsName;
-  const ifName = o.ifName ?? POD_IFNAME;
-  const link = await linkInfo(ns, ifName);
-  if (!link) throw new VmletError('internal', `CNI ADD left no ${ifName} in netns ${ns}`);
+export function wiringFrom(o: { netnsName: string; ifName: string; cni: CniResult; link: IpLink; routes: { 4: IpRoute[]; 6: IpRoute[] } }): Wiring {
+  const { netnsName: ns, ifName, link } = o;
   const mtu = link.mtu ?? 1500;
   const ifMac = link.address ?? '';
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(ifMac)) throw new VmletError('internal', `${ifName} in netns ${ns} has no Ethernet MAC (${JSON.stringify(ifMac)}): vmlet needs an Ethernet CNI interface`);
@@ -112,8 +111,7 @@ export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifNam
   const routes: PodRoute[] = [];
   const prefixRoutes = new Set<string>();
   for (const family of [4, 6] as const) {
-    const rs = await ipJson<IpRoute[]>(['-n', ns, `-${family}`, 'route', 'show', 'dev', ifName]);
-    for (const r of rs) {
+    for (const r of o.routes[family]) {
       if (r.protocol === 'kernel' && r.dst) prefixRoutes.add(r.dst);
       if (r.protocol === 'kernel' || (r.type && r.type !== 'unicast')) continue; // prefix routes come with the address
       if (family === 6 && r.dst?.startsWith('fe80:')) continue;
@@ -122,8 +120,7 @@ export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifNam
   }
 
   // IPs: what the CNI result gives eth0; if it lists none, what is on eth0.
-  const fromResult = sandboxIps(o.cni, ifName);
-  let ips: PodIp[] = fromResult.map((i) => ({ family: i.family, address: i.address, prefix: i.prefix, ...(i.gateway ? { gateway: i.gateway } : {}) }));
+  let ips: PodIp[] = sandboxIps(o.cni, ifName).map((i) => ({ family: i.family, address: i.address, prefix: i.prefix, ...(i.gateway ? { gateway: i.gateway } : {}) }));
   if (ips.length === 0) {
     ips = onLink.map((a) => ({ family: a.family === 'inet6' ? 6 : 4, address: a.local!, prefix: a.prefixlen! }));
   }
@@ -143,17 +140,41 @@ export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifNam
       i.prefix = max;
     }
   }
-
-  // eth0 keeps its MAC and MTU and loses every address (the IPv6 link-local too, which would
-  // clash with the guest's: same MAC). Its ingress is redirected to the tap once there is one.
-  if (routes.some((r) => r.family === 6)) await ip(['-n', ns, '-6', 'route', 'flush', 'dev', ifName]);
-  const batch = [
-    ...(routes.some((r) => r.family === 4) ? [`route flush dev ${ifName}`] : []),
-    `link set ${ifName} addrgenmode none`,
-    `addr flush dev ${ifName}`,
-  ];
-  await ip(['-n', ns, '-batch', '-'], batch.join('\n') + '\n');
   return { ips, routes, mtu, ifMac };
+}
+
+/**
+ * Moves the pod IP off eth0 and stops eth0 taking part in the pod netns' own stack (no
+ * addresses, no IPv6 link-local), and brings the netns' loopback up. Records the IPs (from the
+ * CNI result, completed from what is on eth0), the routes via eth0, eth0's MTU and MAC.
+ *
+ * One `ip -batch` reads eth0 and then rewires it (its reads print the state before the
+ * changes); a pod with IPv6 takes one more before it, as batch lines cannot pick a family.
+ * Each process start costs milliseconds of the pod's start (bench/pod-start.ts).
+ */
+export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifName?: string }): Promise<Wiring> {
+  const ns = o.netnsName;
+  const ifName = o.ifName ?? POD_IFNAME;
+  const listed = sandboxIps(o.cni, ifName);
+  // IPv6 routes need their own `ip -6`: asked only when the pod may have IPv6 (the result says
+  // so, or lists no IPs and eth0's own addresses decide).
+  const v6 = listed.length === 0 || listed.some((i) => i.family === 6);
+  const run = async (args: string[], lines: string[]) => {
+    try {
+      return batchJson(await ip(['-n', ns, ...args, '-j', '-batch', '-'], lines.join('\n') + '\n'));
+    } catch (err) {
+      if (/does not exist|Cannot find device/.test((err as Error).message)) throw new VmletError('internal', `CNI ADD left no ${ifName} in netns ${ns}`);
+      throw err;
+    }
+  };
+  const [routes6] = v6 ? ((await run(['-6'], [`route show dev ${ifName}`, `route flush dev ${ifName}`])) as [IpRoute[]]) : [[]];
+  const [links, routes4] = (await run(
+    [],
+    [`addr show dev ${ifName}`, `route show dev ${ifName}`, `route flush dev ${ifName}`, `link set ${ifName} addrgenmode none`, `addr flush dev ${ifName}`, 'link set lo up'],
+  )) as [IpLink[], IpRoute[]];
+  const link = links?.[0];
+  if (!link) throw new VmletError('internal', `CNI ADD left no ${ifName} in netns ${ns}`);
+  return wiringFrom({ netnsName: ns, ifName, cni: o.cni, link, routes: { 4: routes4 ?? [], 6: routes6 ?? [] } });
 }
 
 /**

@@ -22,7 +22,7 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     const net = m.networks.get(c.sandboxId);
     try {
       // libvirt made the tap in the host netns; the VM's network is in the pod's.
-      if (net) await attachPodTap(net);
+      if (net) await attachPodTap(net, { fresh: true });
     } catch (err) {
       await m.deps.vm.destroy(c.domainName).catch(() => undefined);
       if (cgroup) removeCreated(cgroup.made);

@@ -90,7 +90,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
       ...(s.config.linux?.cgroup_parent ? { cgroupParent: s.config.linux.cgroup_parent } : {}),
     });
     defined = true;
-    if (net) await attachPodTap(net);
+    if (net) await attachPodTap(net, { fresh: true });
     s.kind = 'sandboxed';
     s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB };
     const p = podVmOf(m, s)!;
@@ -178,7 +178,7 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
     await m.store.saveSandbox(s);
     if (net) {
       await usePodTap(sandboxDir, net, v.tap);
-      await attachPodTap(net);
+      await attachPodTap(net, { fresh: true });
     }
     placeQemu(s.config.linux?.cgroup_parent, m.deps.config.cgroupDriver, m.deps.vm.qemuPid(v.domainName));
     if (settings.memoryMiB !== v.settings.memoryMiB) await m.deps.vm.setMemory(v.domainName, settings.memoryMiB * 1024, true);

@@ -1,7 +1,7 @@
 // RunPodSandbox: a pod's state dir, record and network namespace. No VM yet: that comes with
 // its container. A failure leaves nothing behind.
 import { alreadyExists, invalidArgument } from '../errors.js';
-import { createNetns, deleteNetns, netnsName } from '../net/netns.js';
+import { createNetns, deleteNetns, netnsName, netnsPath } from '../net/netns.js';
 import { checkPortMappings, setupPodNetwork, teardownPodNetwork } from '../net/index.js';
 import { ensurePodVm } from './podvm-boot.js';
 import type { PodSandboxConfig } from './configs.js';
@@ -59,11 +59,11 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     try {
       // The pod's helpers (dnsmasq) run in the pod cgroup; a missing cgroup_parent is made, as runc does.
       helpers = helperCgroup(cgroupParent, cfg.cgroupDriver);
-      // Recorded before the netns is made: vmlet stopped from here on leaves a `creating` record,
-      // and start-up releases (and RemovePodSandbox deletes) the netns its id names.
+      // Recorded (and synced) with its netns before the netns is made: vmlet stopped from here on
+      // leaves a `creating` record, and start-up releases (and RemovePodSandbox deletes) the netns.
+      rec.netns = { name, path: netnsPath(name) };
       await m.store.saveSandbox(rec);
-      rec.netns = { name, path: await createNetns(name) };
-      await m.store.saveSandbox(rec);
+      await createNetns(name);
       const dns = config!.dns_config;
       const net = await setupPodNetwork({
         sandboxId: id,
