@@ -1,11 +1,17 @@
 // Benchmark (not a test): VM pod start latency through vmlet vs the same domain defined directly
-// through libvirt, vmlet's RSS, and list/status call latency with 20 pods present.
+// through libvirt, without a pod network (b) and with one made by hand with the same commands
+// (c), vmlet's RSS, and list/status call latency with 20 pods present.
 //   npx tsx bench/pod-start.ts [N=5]
-import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { call, startVmlet, tempDir } from '../test/helpers/vmlet.js';
+import { execa } from 'execa';
+import { CNI_BIN_DIRS, call, startVmlet, tempDir } from '../test/helpers/vmlet.js';
+import { loadNetworkConfList, pluginConfig } from '../src/net/cni.js';
+import { dnsmasqConf } from '../src/net/dhcp.js';
+import { macFromId } from '../src/net/mac.js';
+import { DHCP_SERVER_ADDRESS, tapCommands } from '../src/net/tap.js';
 import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { Libvirt } from '../src/vm/libvirt.js';
@@ -103,6 +109,49 @@ async function main(): Promise<void> {
       }
     }
 
+    // (c) as (b), with the pod network made by hand before the define and the tap wired after
+    // the start, with vmlet's own commands (bench/bare-pod-net.sh): what the issue's target
+    // compares with ("bare libvirt booting the same domain with the same network setup").
+    const withNet: number[] = [];
+    const confList = loadNetworkConfList(join(v.dir, 'cni'), CNI_BIN_DIRS);
+    const binDir = CNI_BIN_DIRS.find((d) => existsSync(join(d, 'bridge')))!;
+    const types = confList.plugins.map((p) => String(p.type));
+    const script = join(import.meta.dirname, 'bare-pod-net.sh');
+    const sh = (args: string[]) => execa('bash', [script, ...args], { stdin: 'ignore' });
+    for (let i = 0; i < N; i++) {
+      const id = randomBytes(32).toString('hex');
+      const ns = `vmlet-bench-${id.slice(0, 8)}`;
+      const name = `vmlet-bench-net-${id.slice(0, 8)}`;
+      const tap = `vmb-${id.slice(0, 8)}`;
+      const work = join(dir, name);
+      mkdirSync(work);
+      confList.plugins.forEach((p, k) => writeFileSync(join(work, `plugin-${k}.json`), JSON.stringify(pluginConfig(confList, p, {}))));
+      const files = { conf: join(work, 'dnsmasq.conf'), pid: join(work, 'dnsmasq.pid'), log: join(work, 'dnsmasq.log') };
+      const mac = macFromId(id);
+      writeFileSync(files.conf, dnsmasqConf({ iface: tap, mac: /<mac address='([^']*)'/.exec(xml)?.[1] ?? mac, ip: '10.250.0.250', prefix: 24, gateway: '10.250.0.1', routes: [], dnsServers: [], searches: [], mtu: 1500, serverAddress: DHCP_SERVER_ADDRESS }, files));
+      const c = tapCommands({ netnsName: ns, ifName: 'eth0', tap, tapMac: mac, ips: [{ family: 4, address: '10.250.0.250', prefix: 24 }], mtu: 1500 });
+      const cniArgs = `IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=${name};K8S_POD_INFRA_CONTAINER_ID=${id}`;
+      const log = join(dir, `${name}.log`);
+      const x = xml
+        .replace(/<name>[^<]*<\/name>/, `<name>${name}</name>`)
+        .replace(/<uuid>[^<]*<\/uuid>/, '')
+        .replace(/<log file='[^']*'/, `<log file='${log}'`)
+        .replace(/<target dev='vmt-[^']*'\/>/, `<target dev='${tap}'/>`);
+      const t0 = performance.now();
+      try {
+        await sh(['up', ns, id, cniArgs, binDir, work, ...types]);
+        await lv.defineDomain(x);
+        await lv.startDomain(name);
+        await sh(['attach', ns, tap, c.ip.join('\n') + '\n', c.tc.join('\n') + '\n']);
+        await waitFor('marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
+        withNet.push(performance.now() - t0);
+      } finally {
+        await lv.destroyDomain(name).catch(() => undefined);
+        await lv.undefineDomain(name).catch(() => undefined);
+        await sh(['down', ns, id, cniArgs, binDir, work, ...types]).catch((err: unknown) => console.error(`bare-pod-net.sh down: ${(err as Error).message}`));
+      }
+    }
+
     const phaseLine = Object.entries(phases)
       .map(([m, xs]) => `${m} ${pct(xs, 50).toFixed(0)} ms`)
       .join(', ');
@@ -127,10 +176,14 @@ async function main(): Promise<void> {
     await Promise.all(pods.map((p) => rt('RemovePodSandbox', { pod_sandbox_id: p.pod })));
 
     const ratio = pct(viaVmlet, 50) / pct(direct, 50);
+    const ratioNet = pct(viaVmlet, 50) / pct(withNet, 50);
     console.log(`pod start to guest ready marker, ${N} runs each (kernel-boot test guest, TCG on this machine)`);
     console.log(`  (a) vmlet  RunPodSandbox→CreateContainer→StartContainer→log: median ${fmt(pct(viaVmlet, 50))}, p90 ${fmt(pct(viaVmlet, 90))}  [${viaVmlet.map(fmt).join(', ')}]`);
     console.log(`  (b) libvirt define→start→console log:                         median ${fmt(pct(direct, 50))}, p90 ${fmt(pct(direct, 90))}  [${direct.map(fmt).join(', ')}]`);
-    console.log(`  ratio a/b (median): ${ratio.toFixed(2)}`);
+    console.log(`  (c) the same with the pod network made by hand (bare-pod-net.sh: netns, CNI ADD, ip/tc, dnsmasq):`);
+    console.log(`      netns+CNI+wiring+dnsmasq→define→start→tap→log:            median ${fmt(pct(withNet, 50))}, p90 ${fmt(pct(withNet, 90))}  [${withNet.map(fmt).join(', ')}]`);
+    console.log(`  ratio a/b (median): ${ratio.toFixed(2)}  (no network in b)`);
+    console.log(`  ratio a/c (median): ${ratioNet.toFixed(2)}  (the same network setup in c: the issue's target, <= 1.03)`);
     console.log(`  vmlet call medians during (a): ${phaseLine} (RunPodSandbox = netns + CNI + wiring + DHCP server; CreateContainer = overlay/seed ISO/define)`);
     // Where RunPodSandbox's time goes: vmlet's 'pod network ready' line of each pod of (a).
     const nets = v.logLines.flatMap((l) => {

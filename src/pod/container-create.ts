@@ -185,11 +185,10 @@ export async function createContainer(
       });
       await m.deps.vm.define(spec);
       defined = true;
-      await m.store.saveContainer(rec);
-      if (s.kind !== 'vm') {
-        s.kind = 'vm';
-        await m.store.saveSandbox(s);
-      }
+      // Side by side: the file system syncs both in one commit.
+      const firstContainer = s.kind !== 'vm';
+      s.kind = 'vm';
+      await Promise.all([m.store.saveContainer(rec), firstContainer ? m.store.saveSandbox(s) : undefined]);
       m.containers.set(id, rec);
       m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, maxVcpus: settings.maxVcpus, maxMemoryMiB: settings.maxMemoryMiB }, 'container created');
       return id;
