@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     // (a) through vmlet: RunPodSandbox → CreateContainer → StartContainer → marker in the CRI log.
     const viaVmlet: number[] = [];
     let xml = '';
-    for (let i = 0; i < N; i++) {
+    const runVmlet = async (i: number) => {
       const t0 = performance.now();
       const p = await runPod(`start-${i}`);
       await timed('StartContainer', { container_id: p.container });
@@ -84,12 +84,13 @@ async function main(): Promise<void> {
         }
       }
       await rt('RemovePodSandbox', { pod_sandbox_id: p.pod });
-    }
+    };
 
     // (b) the same domain XML defined and started directly through libvirt (its tap stays in
     // the host netns, unplugged: the guest's DHCP runs in the background and does not gate the marker).
     const direct: number[] = [];
-    for (let i = 0; i < N; i++) {
+    const bare = { define: [] as number[], start: [] as number[], net: [] as number[], attach: [] as number[] };
+    const runDirect = async () => {
       const name = `vmlet-bench-direct-${randomBytes(4).toString('hex')}`;
       const log = join(dir, `${name}.log`);
       const x = xml
@@ -100,14 +101,17 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       try {
         await lv.defineDomain(x);
+        const t1 = performance.now();
         await lv.startDomain(name);
+        bare.define.push(t1 - t0);
+        bare.start.push(performance.now() - t1);
         await waitFor('marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
         direct.push(performance.now() - t0);
       } finally {
         await lv.destroyDomain(name).catch(() => undefined);
         await lv.undefineDomain(name).catch(() => undefined);
       }
-    }
+    };
 
     // (c) as (b), with the pod network made by hand before the define and the tap wired after
     // the start, with vmlet's own commands (bench/bare-pod-net.sh): what the issue's target
@@ -118,7 +122,7 @@ async function main(): Promise<void> {
     const types = confList.plugins.map((p) => String(p.type));
     const script = join(import.meta.dirname, 'bare-pod-net.sh');
     const sh = (args: string[]) => execa('bash', [script, ...args], { stdin: 'ignore' });
-    for (let i = 0; i < N; i++) {
+    const runWithNet = async () => {
       const id = randomBytes(32).toString('hex');
       const ns = `vmlet-bench-${id.slice(0, 8)}`;
       const name = `vmlet-bench-net-${id.slice(0, 8)}`;
@@ -140,9 +144,12 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       try {
         await sh(['up', ns, id, cniArgs, binDir, work, ...types]);
+        bare.net.push(performance.now() - t0);
         await lv.defineDomain(x);
         await lv.startDomain(name);
+        const t1 = performance.now();
         await sh(['attach', ns, tap, c.ip.join('\n') + '\n', c.tc.join('\n') + '\n']);
+        bare.attach.push(performance.now() - t1);
         await waitFor('marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
         withNet.push(performance.now() - t0);
       } finally {
@@ -150,6 +157,14 @@ async function main(): Promise<void> {
         await lv.undefineDomain(name).catch(() => undefined);
         await sh(['down', ns, id, cniArgs, binDir, work, ...types]).catch((err: unknown) => console.error(`bare-pod-net.sh down: ${(err as Error).message}`));
       }
+    };
+
+    // Interleaved, a then b then c in each round, so a machine that slows down or speeds up
+    // during the bench weighs on all three alike (the first (a) gives (b) and (c) their XML).
+    for (let i = 0; i < N; i++) {
+      await runVmlet(i);
+      await runDirect();
+      await runWithNet();
     }
 
     const phaseLine = Object.entries(phases)
@@ -186,15 +201,23 @@ async function main(): Promise<void> {
     console.log(`  ratio a/c (median): ${ratioNet.toFixed(2)}  (the same network setup in c: the issue's target, <= 1.03)`);
     console.log(`  vmlet call medians during (a): ${phaseLine} (RunPodSandbox = netns + CNI + wiring + DHCP server; CreateContainer = overlay/seed ISO/define)`);
     // Where RunPodSandbox's time goes: vmlet's 'pod network ready' line of each pod of (a).
-    const nets = v.logLines.flatMap((l) => {
-      try {
-        const o = JSON.parse(l) as Record<string, unknown>;
-        return o.msg === 'pod network ready' && typeof o.ms === 'number' ? [o as Record<string, number>] : [];
-      } catch {
-        return [];
-      }
-    }).slice(0, N);
-    if (nets.length) console.log(`  pod network setup medians (in RunPodSandbox): ${['ms', 'cniMs', 'wireMs', 'dhcpMs'].map((k) => `${k} ${pct(nets.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
+    // vmlet's log lines with this message and a duration, the first N (the pods of (a)).
+    const timedLines = (msg: string) =>
+      v.logLines
+        .flatMap((l) => {
+          try {
+            const o = JSON.parse(l) as Record<string, unknown>;
+            return o.msg === msg && typeof o.ms === 'number' ? [o as Record<string, number>] : [];
+          } catch {
+            return [];
+          }
+        })
+        .slice(0, N);
+    const nets = timedLines('pod network ready');
+    console.log(`  bare medians: (b) define ${pct(bare.define, 50).toFixed(0)} ms, start ${pct(bare.start, 50).toFixed(0)} ms; (c) network before the define ${pct(bare.net, 50).toFixed(0)} ms, tap after the start ${pct(bare.attach, 50).toFixed(0)} ms`);
+    if (nets.length) console.log(`  pod network setup medians (in RunPodSandbox): ${['ms', 'cniMs', 'wireMs', 'dhcpMs', 'syncMs'].map((k) => `${k} ${pct(nets.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
+    const created = timedLines('container created');
+    if (created.length) console.log(`  CreateContainer medians: ${['ms', 'checkMs', 'diskMs', 'specMs', 'seedAndDefineMs', 'saveMs'].map((k) => `${k} ${pct(created.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
     console.log(`vmlet RSS with 20 pods present: ${rss.toFixed(1)} MiB`);
     console.log(`per-call latency over the socket with 20 pods present (200 calls each):`);
     for (const l of lines) console.log(`  ${l}`);

@@ -4,7 +4,7 @@
 //
 // dnsmasq daemonises itself (fork, setsid, closes inherited fds, stdio → /dev/null) and its
 // parent exits only once the child has bound its sockets, reporting startup errors through its
-// exit code: so `ip netns exec <ns> dnsmasq --conf-file=…` returning 0 means "serving". It
+// exit code: so `nsenter --net=<netns> dnsmasq --conf-file=…` returning 0 means "serving". It
 // outlives vmlet; on vmlet start ensureDhcp() checks the pid file's process is alive, is
 // dnsmasq with this pod's config file and sits in this pod's netns, and starts it otherwise.
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -226,7 +226,9 @@ const CGEXEC = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done
 async function launch(netnsName: string, files: DhcpFiles, log?: Logger, cgroupProcs: string[] = []): Promise<number> {
   rmSync(files.pid, { force: true });
   const t0 = performance.now();
-  const cmd = ['ip', 'netns', 'exec', netnsName, dnsmasqBinary(), `--conf-file=${files.conf}`];
+  // nsenter joins the netns only; `ip netns exec` also makes a mount namespace and remounts /sys
+  // for it, which dnsmasq does not read (its /proc/sys/net is the netns' own): 2-3x the start.
+  const cmd = ['nsenter', `--net=${NETNS_DIR}/${netnsName}`, dnsmasqBinary(), `--conf-file=${files.conf}`];
   const [file, ...args] = cgroupProcs.length ? ['sh', '-c', CGEXEC, 'vmlet-cgexec', ...cgroupProcs, '--', ...cmd] : cmd;
   const r = await execa(file!, args, {
     stdin: 'ignore',

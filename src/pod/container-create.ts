@@ -34,6 +34,7 @@ export async function createContainer(
   config: ContainerConfig | null,
   _sandboxConfig: PodSandboxConfig | null,
 ): Promise<string> {
+  const t0 = performance.now();
   const s = m.mustSandbox(sandboxId);
   if (!config?.metadata?.name) throw invalidArgument('config.metadata.name is required');
   const imageName = config.image?.image ?? '';
@@ -98,6 +99,15 @@ export async function createContainer(
       ...(image.boot.disk ? { imageDiskBytes: image.boot.disk.virtualSize } : {}),
     });
     const { cloudInit: _, ...machine } = settings; // what UpdateContainerResources needs back
+    // Where the call's time goes, in its log line (bench/pod-start.ts reads it).
+    const phase: Record<string, number> = {};
+    let mark = t0;
+    const lap = (key: string) => {
+      const now = performance.now();
+      phase[key] = Math.round(now - mark);
+      mark = now;
+    };
+    lap('checkMs');
 
     const dir = m.store.containerDir(s.id, id);
     // A restart's VM has a domain of its own: the dead container's is undefined with it, by its RemoveContainer.
@@ -106,6 +116,7 @@ export async function createContainer(
     const logPath = !config.log_path ? '' : isAbsolute(config.log_path) || !logDir ? config.log_path : join(logDir, config.log_path);
     const files: string[] = [];
     let defined = false;
+    let seedWritten: Promise<void> | undefined;
     try {
       await m.store.makeContainerDir(s.id, id);
       const shares = await bindReadOnlyShares(dir, vols.shares);
@@ -124,9 +135,13 @@ export async function createContainer(
       for (const b of blocks) if (b !== root) disks.push({ path: b.hostPath, format: 'raw', block: true, serial: b.serial, bus: 'virtio', ...(b.readonly ? { readonly: true } : {}) });
       const nvram = settings.firmware === 'uefi' ? join(dir, 'nvram.fd') : undefined;
       if (nvram) files.push(nvram);
+      lap('diskMs');
       const seedIso = join(dir, 'seed.iso');
-      await writeSeedIso(seedIso, seed.files);
       files.push(seedIso);
+      // Written while the domain is prepared and defined (libvirt opens it only at the start):
+      // genisoimage is this call's longest step.
+      seedWritten = writeSeedIso(seedIso, seed.files);
+      seedWritten.catch(() => undefined); // handled below; a failure before then must not go unhandled
       // Who QEMU runs as: the node's QEMU user, root for a VM with 9p shares (vm/spec.ts runAs).
       const qemuUser = runAs(m.qemuUser, shares);
       const agent = agentSocketPath(dir, id);
@@ -183,16 +198,21 @@ export async function createContainer(
         settingSources: settings.sources,
         settings: machine,
       });
-      await m.deps.vm.define(spec);
-      defined = true;
+      lap('specMs');
+      const [seedDone, defineDone] = await Promise.allSettled([seedWritten, m.deps.vm.define(spec)]);
+      defined = defineDone.status === 'fulfilled';
+      for (const r of [seedDone, defineDone]) if (r.status === 'rejected') throw r.reason;
+      lap('seedAndDefineMs');
       // Side by side: the file system syncs both in one commit.
       const firstContainer = s.kind !== 'vm';
       s.kind = 'vm';
       await Promise.all([m.store.saveContainer(rec), firstContainer ? m.store.saveSandbox(s) : undefined]);
       m.containers.set(id, rec);
-      m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, maxVcpus: settings.maxVcpus, maxMemoryMiB: settings.maxMemoryMiB }, 'container created');
+      lap('saveMs');
+      m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, maxVcpus: settings.maxVcpus, maxMemoryMiB: settings.maxMemoryMiB, ms: Math.round(performance.now() - t0), ...phase }, 'container created');
       return id;
     } catch (err) {
+      await seedWritten?.catch(() => undefined); // not into a dir being removed
       if (defined) await m.deps.vm.remove(name).catch(() => undefined);
       await removeUnmounted(dir);
       if (isNoSpace(err)) throw noSpace(`container ${config.metadata!.name} in pod ${s.id} cannot be created`, m.deps.config.stateDir, err);

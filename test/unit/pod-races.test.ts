@@ -3,7 +3,7 @@
 // pod's lock while StopPodSandbox, RemovePodSandbox, StartContainer, RemoveImage or PortForward
 // run. CreateContainer runs for real (kernel-boot image: no qemu-img; genisoimage writes the seed).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -239,3 +239,26 @@ describe('PortForward checks the pod', () => {
   });
 });
 
+
+describe('CreateContainer writes the seed ISO while it defines the domain', () => {
+  it("a define that fails while the seed is written: define's error, no container dir, no domain", async () => {
+    const m = pm();
+    const s = await makeSandbox(m);
+    vm.down = true; // define fails at once, while genisoimage still writes the seed
+    const r = await outcome(create(m, s));
+    vm.down = false;
+    expect(r.kind).toBe('unavailable');
+    expect(m.containersOf(s.id)).toEqual([]);
+    expect([...vm.vms.keys()]).toEqual([]);
+    expect(readdirSync(join(m.store.sandboxDir(s.id), 'containers'))).toEqual([]);
+  });
+
+  it('a define that works gets the seed written in full, where the domain looks for it', async () => {
+    const m = pm();
+    const s = await makeSandbox(m);
+    const id = await create(m, s);
+    const spec = vm.vms.get(m.containers.get(id)!.domainName)!.spec;
+    expect(spec.seed?.path).toBe(join(m.store.containerDir(s.id, id), 'seed.iso'));
+    expect(readFileSync(spec.seed!.path).subarray(32769, 32774).toString('latin1')).toBe('CD001'); // ISO 9660's primary volume descriptor
+  });
+});
