@@ -39,7 +39,7 @@ case $cmd in
     cni ADD "$@"
     # vmlet's wiring (src/net/pod-network.ts): read eth0, then strip it, in one ip -batch.
     printf 'addr show dev eth0\nroute show dev eth0\nroute flush dev eth0\nlink set eth0 addrgenmode none\naddr flush dev eth0\nlink set lo up\n' | ip -n "$ns" -j -batch - > "$work/eth0.json"
-    ip netns exec "$ns" /usr/sbin/dnsmasq --conf-file="$work/dnsmasq.conf"
+    nsenter --net="/run/netns/$ns" /usr/sbin/dnsmasq --conf-file="$work/dnsmasq.conf"
     ;;
   attach)
     ns=$1 tap=$2
