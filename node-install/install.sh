@@ -10,17 +10,17 @@ PACKAGES=(
   containernetworking-plugins           # CNI bridge/host-local/portmap/loopback
   tini                                  # child subreaper for libvirtd (no systemd)
   ovmf                                  # UEFI firmware
-  genisoimage                           # cloud-init NoCloud seed ISOs (cidata)
   iproute2
   dnsmasq-base                          # per-pod DHCP server for the VM (src/net/dhcp.ts)
   util-linux                            # nsenter: the pod's dnsmasq starts in its netns
   golang-go cpio xz-utils               # the guest kit: vmlet-agent (Go), initramfs (build-guest-kit.sh)
   curl ca-certificates                  # Node.js from the npm registry where the node has none >= 20
 )
-# Only with --with-test-deps: what the test suite needs beyond a node (test image builds).
+# Only with --with-test-deps: what the test suite needs beyond a node (test image builds;
+# genisoimage: isoinfo reads vmlet's seed ISOs back, test/images/smoke-kernel-guest.sh writes some).
 # python3-yaml/jinja2/jsonschema/requests: what cloud-init's own parsers import, for Debian's
 # /usr/bin/python3 (the seed tests run cloud-init from an unpacked .deb, never installed on the node).
-TEST_PACKAGES=(python3 python3-yaml python3-jinja2 python3-jsonschema python3-requests docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
+TEST_PACKAGES=(genisoimage python3 python3-yaml python3-jinja2 python3-jsonschema python3-requests docker-registry skopeo apache2-utils mtools syslinux libxml2-utils iputils-ping containerd runc busybox-static golang-github-docker-spdystream-dev golang-github-gorilla-websocket-dev)
 # Only with --with-test-deps, and not fatal when apt cannot get them: the tests that use them
 # fall back and say so (vncsnapshot: a real VNC client for the VNC console test).
 TEST_OPTIONAL_PACKAGES=(vncsnapshot)

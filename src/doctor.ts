@@ -313,7 +313,6 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     binaryCheck('qemu-img', QEMU_IMG, 'qemu-utils'),
     binaryCheck('dnsmasq', 'dnsmasq', 'dnsmasq-base'),
     binaryCheck('nsenter', 'nsenter', 'util-linux'),
-    binaryCheck('genisoimage', 'genisoimage', 'genisoimage'),
     Promise.resolve(cniCheck(config)),
     writableCheck('state-dir', config.stateDir),
     qemuUserCheck(config),

@@ -138,8 +138,8 @@ export async function createContainer(
       lap('diskMs');
       const seedIso = join(dir, 'seed.iso');
       files.push(seedIso);
-      // Written while the domain is prepared and defined (libvirt opens it only at the start):
-      // genisoimage is this call's longest step.
+      // Written (and synced) while the domain is prepared and defined: libvirt opens it only at
+      // the start.
       seedWritten = writeSeedIso(seedIso, seed.files);
       seedWritten.catch(() => undefined); // handled below; a failure before then must not go unhandled
       // Who QEMU runs as: the node's QEMU user, root for a VM with 9p shares (vm/spec.ts runAs).

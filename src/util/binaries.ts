@@ -31,7 +31,7 @@ export const QEMU_IMG = 'qemu-img';
 export async function programVersion(bin: string): Promise<string | undefined> {
   try {
     const { stdout } = await execa(bin, ['--version'], { timeout: 5000 });
-    // "QEMU emulator version 7.2.19 (…)", "Dnsmasq version 2.89 …", "genisoimage 1.1.11 (Linux)"
+    // "QEMU emulator version 7.2.19 (…)", "Dnsmasq version 2.89 …", "nsenter from util-linux 2.38.1"
     return (/version\s+([0-9][^\s,]*)/i.exec(stdout) ?? /\b(\d+\.\d+[^\s,()]*)/.exec(stdout))?.[1];
   } catch {
     return undefined;

@@ -1,5 +1,5 @@
-// The NoCloud seed as a guest sees it: a real ISO written by genisoimage, read back with isoinfo
-// (same Debian package), byte-identical on every rebuild. Its files are then checked by
+// The NoCloud seed as a guest sees it: the ISO vmlet builds (src/vm/iso9660.ts), read back with
+// isoinfo (Debian's genisoimage package) through both its trees, byte-identical on every rebuild. Its files are then checked by
 // cloud-init itself: Debian 12's cloud-init (the guest side) is fetched with `apt-get download`
 // and unpacked into .cache/ (nothing installed on the host, as the test image scripts do), and
 // its own parsers read the user-data (MIME included), validate the cloud-config schema, parse
@@ -7,13 +7,13 @@
 // the package or its Python deps are not available.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { VmletError } from '../../src/errors.js';
 import { buildSeed, ENV_FILE, type CloudInitInput } from '../../src/vm/cloud-init.js';
-import { seedIsoTool, writeSeedIso } from '../../src/vm/seed-iso.js';
+import { writeSeedIso } from '../../src/vm/seed-iso.js';
 import { tempDir } from '../helpers/vmlet.js';
 
 const dir = tempDir('vmlet-seed-');
@@ -54,8 +54,14 @@ const POD: CloudInitInput = {
 };
 
 describe('writeSeedIso', () => {
-  it('finds genisoimage', () => {
-    expect(seedIsoTool()).toMatch(/\/genisoimage$/);
+  it('names its files 8.3 in the plain ISO 9660 tree, as genisoimage does', async () => {
+    const iso = join(dir, 'names.iso');
+    await writeSeedIso(iso, { 'meta-data': 'a\n', 'user-data': 'b\n', 'network-config': 'c\n', 'vendor-data': 'd\n' });
+    const names = isoinfo('-i', iso, '-l')
+      .split('\n')
+      .filter((l) => /^-/.test(l))
+      .map((l) => l.trim().split(/\s+/).at(-1));
+    expect(names).toEqual(['META_DAT.;1', 'NETWORK_.;1', 'USER_DAT.;1', 'VENDOR_D.;1']);
   });
 
   it('writes a cidata ISO (Rock Ridge + Joliet) whose files read back exactly', async () => {
@@ -83,10 +89,9 @@ describe('writeSeedIso', () => {
     const a = join(dir, 'a.iso');
     const b = join(dir, 'b.iso');
     await writeSeedIso(a, files);
-    await new Promise((r) => setTimeout(r, 1100)); // another second for genisoimage's clock
     await writeSeedIso(b, files);
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
-    // Directories too (their dates come from genisoimage's clock or the temp dir's inode).
+    // Directories too.
     for (const r of listing(b)) expect(r.slice(5, 8)).toEqual(['Jan', '1', '1970']);
     await writeSeedIso(b, { ...files, 'meta-data': 'instance-id: y\n' });
     expect(readFileSync(a).equals(readFileSync(b))).toBe(false);
@@ -105,21 +110,24 @@ describe('writeSeedIso', () => {
     await expect(writeSeedIso(join(dir, 'bad.iso'), { '../x': 'y' })).rejects.toThrow(/seed file name "..\/x"/);
   });
 
-  it('names the tool and its stderr when genisoimage fails, and leaves nothing behind', async () => {
-    const bin = mkdtempSync(join(dir, 'fakebin-'));
-    writeFileSync(join(bin, 'genisoimage'), '#!/bin/sh\necho "genisoimage: No space left on device" >&2\nexit 1\n');
-    chmodSync(join(bin, 'genisoimage'), 0o755);
-    const out = mkdtempSync(join(dir, 'fail-'));
-    const path = process.env.PATH;
-    process.env.PATH = `${bin}:${path ?? ''}`;
+  it('says which seed it could not write, RESOURCE_EXHAUSTED on a full disk, and leaves nothing behind', async (ctx) => {
+    const err = await writeSeedIso(join(dir, 'missing', 'seed.iso'), { 'meta-data': 'x\n' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VmletError);
+    expect((err as VmletError).kind).toBe('internal');
+    expect((err as Error).message).toMatch(/^cannot write the cloud-init seed .*\/missing\/seed\.iso: ENOENT/);
+
+    // A file system too small for the image (~360 KiB with its padding).
+    const small = mkdtempSync(join(dir, 'small-'));
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', small], { encoding: 'utf8' });
+    if (mounted.status !== 0) return ctx.skip(`mount -t tmpfs failed: ${mounted.stderr.trim()}`);
     try {
-      const err = await writeSeedIso(join(out, 'seed.iso'), { 'meta-data': 'x\n' }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(VmletError);
-      expect((err as Error).message).toMatch(/^genisoimage failed to write the cloud-init seed .*seed\.iso: genisoimage: No space left on device$/);
+      const full = await writeSeedIso(join(small, 'seed.iso'), { 'meta-data': 'x\n' }).catch((e: unknown) => e);
+      expect((full as VmletError).kind).toBe('resource-exhausted');
+      expect((full as Error).message).toMatch(/^cannot write the cloud-init seed .*\/seed\.iso: ENOSPC/);
+      expect(readdirSync(small)).toEqual([]);
     } finally {
-      process.env.PATH = path;
+      spawnSync('umount', [small]);
     }
-    expect(readdirSync(out)).toEqual([]);
   });
 
   it('takes a few milliseconds (median of 10)', async () => {

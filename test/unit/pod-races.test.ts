@@ -1,7 +1,7 @@
 // Races between the pod verbs, with real concurrency: PodManager over the in-memory VM driver,
 // whose define waits on a gate the test opens, so a CreateContainer is caught holding the
 // pod's lock while StopPodSandbox, RemovePodSandbox, StartContainer, RemoveImage or PortForward
-// run. CreateContainer runs for real (kernel-boot image: no qemu-img; genisoimage writes the seed).
+// run. CreateContainer runs for real (kernel-boot image: no qemu-img; the seed ISO is written).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -244,7 +244,7 @@ describe('CreateContainer writes the seed ISO while it defines the domain', () =
   it("a define that fails while the seed is written: define's error, no container dir, no domain", async () => {
     const m = pm();
     const s = await makeSandbox(m);
-    vm.down = true; // define fails at once, while genisoimage still writes the seed
+    vm.down = true; // define fails at once, while the seed is still being written
     const r = await outcome(create(m, s));
     vm.down = false;
     expect(r.kind).toBe('unavailable');

@@ -1,7 +1,7 @@
 // pod/'s container state machine through PodManager, over the in-memory VM driver and a temp
 // state dir: no VMs, no CNI, no images. Containers are made the way CreateContainer ends (the
 // domain defined, then the record saved and indexed: see makeContainer), since CreateContainer
-// itself needs an image store, qemu-img and genisoimage; everything after it runs pod/'s own code.
+// itself needs an image store and qemu-img; everything after it runs pod/'s own code.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
