@@ -223,6 +223,8 @@ async function main(): Promise<void> {
     if (nets.length) console.log(`  pod network setup medians (in RunPodSandbox): ${['ms', 'cniMs', 'wireMs', 'dhcpMs', 'syncMs'].map((k) => `${k} ${pct(nets.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
     const sandboxes = timedLines('pod sandbox created');
     if (sandboxes.length) console.log(`  RunPodSandbox medians: ${['ms', 'recordMs', 'netnsMs', 'networkMs', 'saveMs'].map((k) => `${k} ${pct(sandboxes.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
+    const started = timedLines('container started');
+    if (started.length) console.log(`  StartContainer medians: ${['ms', 'checkMs', 'startMs', 'tapMs', 'saveMs'].map((k) => `${k} ${pct(started.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
     const created = timedLines('container created');
     if (created.length) console.log(`  CreateContainer medians: ${['ms', 'checkMs', 'diskMs', 'specMs', 'seedAndDefineMs', 'saveMs'].map((k) => `${k} ${pct(created.map((n) => n[k] ?? 0), 50)}`).join(', ')}`);
     console.log(`vmlet RSS with 20 pods present: ${rss.toFixed(1)} MiB`);
