@@ -1,7 +1,7 @@
 // The console copier against files rotated the way virtlogd rotates them (console.log renamed
 // to .0, older backups shifted, a new console.log started): every line reaches the CRI log once,
 // in order, whether the rotation happens between two copies or while vmlet is down.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,6 +147,37 @@ describe('ConsoleTailer', () => {
       expect(lines(f.cri)).toEqual(numbered(0, 210));
     } finally {
       await t.halt();
+    }
+  });
+
+  it('copies the first write after a quiet spell at once; writes within the next 50 ms wait for the window to end', async () => {
+    // setTimeout is the window's only clock: faked, a copy that waits for it cannot happen
+    // until the test moves it on. The watch and the copies are real (inotify, files).
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const f = setup();
+    writeFileSync(f.console, '');
+    const t = new ConsoleTailer(f.console, f.cri, f.offset, { offset: 0 }, log);
+    const until = async (what: string, cond: () => boolean) => {
+      const deadline = Date.now() + 10_000;
+      while (!cond()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setImmediate(r));
+      }
+    };
+    try {
+      t.start(600_000);
+      await until('the start-up copy', () => t.position.ino !== undefined);
+      write(f.console, numbered(0, 1));
+      await until('the first line, with no timer run', () => lines(f.cri).length === 1);
+      write(f.console, numbered(1, 2));
+      await until('the second write to be seen and its copy put off', () => vi.getTimerCount() > 0);
+      expect(lines(f.cri)).toEqual(numbered(0, 1));
+      vi.advanceTimersByTime(50);
+      await until('the second line once the window ended', () => lines(f.cri).length === 2);
+      expect(lines(f.cri)).toEqual(numbered(0, 2));
+    } finally {
+      await t.halt();
+      vi.useRealTimers();
     }
   });
 });
