@@ -95,18 +95,31 @@ async function main(): Promise<void> {
       await rt('RemovePodSandbox', { pod_sandbox_id: p.pod });
     };
 
+    const markerIn = (file: string) => waitFor('marker', () => existsSync(file) && readFileSync(file, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
+    const removeDomain = async (name: string) => {
+      await lv.destroyDomain(name).catch(() => undefined);
+      await lv.undefineDomain(name).catch(() => undefined);
+    };
+    /** (a)'s domain under another name, with its own console file and tap. */
+    const domainCopy = (name: string, tap: string) => {
+      const log = join(dir, `${name}.log`);
+      return {
+        log,
+        xml: xml
+          .replace(/<name>[^<]*<\/name>/, `<name>${name}</name>`)
+          .replace(/<uuid>[^<]*<\/uuid>/, '')
+          .replace(/<log file='[^']*'/, `<log file='${log}'`)
+          .replace(/<target dev='vmt-[^']*'\/>/, `<target dev='${tap}'/>`),
+      };
+    };
+
     // (b) the same domain XML defined and started directly through libvirt (its tap stays in
     // the host netns, unplugged: the guest's DHCP runs in the background and does not gate the marker).
     const direct: number[] = [];
     const bare = { define: [] as number[], start: [] as number[], net: [] as number[], attach: [] as number[], host: [] as number[] };
     const runDirect = async () => {
       const name = `vmlet-bench-direct-${randomBytes(4).toString('hex')}`;
-      const log = join(dir, `${name}.log`);
-      const x = xml
-        .replace(/<name>[^<]*<\/name>/, `<name>${name}</name>`)
-        .replace(/<uuid>[^<]*<\/uuid>/, '')
-        .replace(/<log file='[^']*'/, `<log file='${log}'`)
-        .replace(/<target dev='vmt-[^']*'\/>/, `<target dev='vmb-${randomBytes(4).toString('hex')}'/>`);
+      const { log, xml: x } = domainCopy(name, `vmb-${randomBytes(4).toString('hex')}`);
       const t0 = performance.now();
       try {
         await lv.defineDomain(x);
@@ -114,11 +127,10 @@ async function main(): Promise<void> {
         await lv.startDomain(name);
         bare.define.push(t1 - t0);
         bare.start.push(performance.now() - t1);
-        await waitFor('marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
+        await markerIn(log);
         direct.push(performance.now() - t0);
       } finally {
-        await lv.destroyDomain(name).catch(() => undefined);
-        await lv.undefineDomain(name).catch(() => undefined);
+        await removeDomain(name);
       }
     };
 
@@ -144,12 +156,7 @@ async function main(): Promise<void> {
       writeFileSync(files.conf, dnsmasqConf({ iface: tap, mac: /<mac address='([^']*)'/.exec(xml)?.[1] ?? mac, ip: '10.250.0.250', prefix: 24, gateway: '10.250.0.1', routes: [], dnsServers: [], searches: [], mtu: 1500, serverAddress: DHCP_SERVER_ADDRESS }, files));
       const c = tapCommands({ netnsName: ns, ifName: 'eth0', tap, tapMac: mac, ips: [{ family: 4, address: '10.250.0.250', prefix: 24 }], mtu: 1500 });
       const cniArgs = `IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=${name};K8S_POD_INFRA_CONTAINER_ID=${id}`;
-      const log = join(dir, `${name}.log`);
-      const x = xml
-        .replace(/<name>[^<]*<\/name>/, `<name>${name}</name>`)
-        .replace(/<uuid>[^<]*<\/uuid>/, '')
-        .replace(/<log file='[^']*'/, `<log file='${log}'`)
-        .replace(/<target dev='vmt-[^']*'\/>/, `<target dev='${tap}'/>`);
+      const { log, xml: x } = domainCopy(name, tap);
       const t0 = performance.now();
       try {
         await sh(['up', ns, id, cniArgs, binDir, work, ...types]);
@@ -160,11 +167,10 @@ async function main(): Promise<void> {
         await sh(['attach', ns, tap, c.ip.join('\n') + '\n', c.tc.join('\n') + '\n']);
         bare.attach.push(performance.now() - t1);
         bare.host.push(performance.now() - t0);
-        await waitFor('marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(MARKER), { timeoutMs: 120_000, intervalMs: 10 });
+        await markerIn(log);
         withNet.push(performance.now() - t0);
       } finally {
-        await lv.destroyDomain(name).catch(() => undefined);
-        await lv.undefineDomain(name).catch(() => undefined);
+        await removeDomain(name);
         await sh(['down', ns, id, cniArgs, binDir, work, ...types]).catch((err: unknown) => console.error(`bare-pod-net.sh down: ${(err as Error).message}`));
       }
     };

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
 import { atomicWrite, syncPaths } from '../util/atomic-write.js';
+import { phases } from '../util/phases.js';
 import {
   CniPluginError,
   cniAdd,
@@ -251,19 +252,12 @@ function initialState(
  */
 export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetworkState> {
   const log = i.log.child({ podSandboxId: i.sandboxId });
-  const t0 = performance.now();
+  const { lap, fields } = phases();
   mkdirSync(i.stateDir, { recursive: true });
   const confList = loadNetworkConfList(i.confDir, i.binDirs);
   const state = initialState(i, confList);
   await saveState(i.stateDir, state, false);
   const opts = { binDirs: state.cni.binDirs, log, ...(i.cniTimeoutMs ? { timeoutMs: i.cniTimeoutMs } : {}) };
-  const phase: Record<string, number> = {};
-  let mark = performance.now();
-  const lap = (name: string) => {
-    const now = performance.now();
-    phase[name] = Math.round(now - mark);
-    mark = now;
-  };
   try {
     const added = await cniAdd(confList, attachment(state, i.netnsPath), opts);
     state.cni.result = added.raw;
@@ -291,7 +285,7 @@ export async function setupPodNetwork(i: SetupPodNetworkInput): Promise<PodNetwo
     throw new VmletError('internal', `pod network setup failed: ${(err as Error).message}`, { cause: err });
   }
   const v4 = primaryIpv4(state.ips);
-  log.info({ ip: v4 && `${v4.address}/${v4.prefix}`, gateway: v4?.gateway, mac: state.mac, mtu: state.mtu, network: confList.name, ms: Math.round(performance.now() - t0), ...phase }, 'pod network ready');
+  log.info({ ip: v4 && `${v4.address}/${v4.prefix}`, gateway: v4?.gateway, mac: state.mac, mtu: state.mtu, network: confList.name, ...fields() }, 'pod network ready');
   return state;
 }
 

@@ -1,5 +1,6 @@
 // RunPodSandbox: a pod's state dir, record and network namespace. No VM yet: that comes with
 // its container. A failure leaves nothing behind.
+import { phases } from '../util/phases.js';
 import { alreadyExists, invalidArgument } from '../errors.js';
 import { createNetns, deleteNetns, netnsName, netnsPath } from '../net/netns.js';
 import { checkPortMappings, setupPodNetwork, teardownPodNetwork } from '../net/index.js';
@@ -57,14 +58,7 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     // answered, whose network is released then (network-recovery.ts).
     const rec: SandboxRecord = { id, config: config!, runtimeHandler, state: 'ready', createdAt: nowNs(), creating: true };
     let helpers: Placement | undefined;
-    // Where the call's time goes, in its log line (bench/pod-start.ts reads it).
-    const phase: Record<string, number> = {};
-    let mark = t0;
-    const lap = (key: string) => {
-      const now = performance.now();
-      phase[key] = Math.round(now - mark);
-      mark = now;
-    };
+    const { lap, fields } = phases(t0);
     try {
       // The pod's helpers (dnsmasq) run in the pod cgroup; a missing cgroup_parent is made, as runc does.
       helpers = helperCgroup(cgroupParent, cfg.cgroupDriver);
@@ -119,7 +113,7 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
       if (helpers) removeCreated(helpers.made);
       throw err;
     }
-    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: rec.kind ?? 'decided by its first container', ...(helpers ? { cgroup: helpers.pod } : {}), ms: Math.round(performance.now() - t0), ...phase }, 'pod sandbox created');
+    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: rec.kind ?? 'decided by its first container', ...(helpers ? { cgroup: helpers.pod } : {}), ...fields() }, 'pod sandbox created');
     return id;
   });
 }
