@@ -145,12 +145,15 @@ export function wiringFrom(o: { netnsName: string; ifName: string; cni: CniResul
 
 /**
  * Moves the pod IP off eth0 and stops eth0 taking part in the pod netns' own stack (no
- * addresses, no IPv6 link-local), and brings the netns' loopback up. Records the IPs (from the
- * CNI result, completed from what is on eth0), the routes via eth0, eth0's MTU and MAC.
+ * addresses; no IPv6 link-local either, which would clash with the guest's: it has eth0's MAC),
+ * and brings the netns' loopback up. Records the IPs (from the CNI result, completed from what
+ * is on eth0), the routes via eth0, eth0's MTU and MAC.
  *
  * One `ip -batch` reads eth0 and then rewires it (its reads print the state before the
  * changes); a pod with IPv6 takes one more before it, as batch lines cannot pick a family.
- * Each process start costs milliseconds of the pod's start (bench/pod-start.ts).
+ * Each process start costs milliseconds of the pod's start (bench/pod-start.ts). So eth0 is
+ * already stripped when wiringFrom refuses it (no Ethernet MAC, no IP): the caller's teardown
+ * still runs CNI DEL, which finds eth0 by name.
  */
 export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifName?: string }): Promise<Wiring> {
   const ns = o.netnsName;
