@@ -197,10 +197,10 @@ export async function createContainer(
       defined = defineDone.status === 'fulfilled';
       for (const r of [seedDone, defineDone]) if (r.status === 'rejected') throw r.reason;
       lap('seedAndDefineMs');
-      // Side by side: the file system syncs both in one commit.
-      const firstContainer = s.kind !== 'vm';
+      // Side by side: the file system syncs both in one commit. The pod becomes a VM pod in
+      // memory only once both are saved (a failed create leaves its kind undecided).
+      await Promise.all([m.store.saveContainer(rec), s.kind !== 'vm' ? m.store.saveSandbox({ ...s, kind: 'vm' }) : undefined]);
       s.kind = 'vm';
-      await Promise.all([m.store.saveContainer(rec), firstContainer ? m.store.saveSandbox(s) : undefined]);
       m.containers.set(id, rec);
       lap('saveMs');
       m.log.info({ containerId: id, podSandboxId: s.id, domain: name, image: image.id, boot: image.boot.kind, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, maxVcpus: settings.maxVcpus, maxMemoryMiB: settings.maxMemoryMiB, ...fields() }, 'container created');
