@@ -2,7 +2,8 @@
 # bench/pod-start.ts's reference (c): a pod network made by hand, the way vmlet makes one, with
 # the same commands (ip netns, the node's CNI plugins, the same ip/tc lines, dnsmasq), but
 # from one shell per step instead of from vmlet's Node process.
-#   bare-pod-net.sh up     NS ID CNI_ARGS BIN_DIR WORK_DIR PLUGIN…   (WORK_DIR/plugin-N.json: each plugin's config)
+#   bare-pod-net.sh up     NS ID CNI_ARGS BIN_DIR WORK_DIR PLUGIN…   (WORK_DIR/plugin-N.json: each plugin's config;
+#                                                                     WORK_DIR/wire.batch: vmlet's wiringBatch lines)
 #   bare-pod-net.sh attach NS TAP IP_LINES TC_LINES
 #   bare-pod-net.sh down   NS ID CNI_ARGS BIN_DIR WORK_DIR PLUGIN…
 # `up` leaves the last plugin's result in WORK_DIR/result.json and runs dnsmasq from
@@ -37,8 +38,8 @@ case $cmd in
     ns=$1 work=$5
     ip netns add "$ns"
     cni ADD "$@"
-    # vmlet's wiring (src/net/pod-network.ts): read eth0, then strip it, in one ip -batch.
-    printf 'addr show dev eth0\nroute show dev eth0\nroute flush dev eth0\nlink set eth0 addrgenmode none\naddr flush dev eth0\nlink set lo up\n' | ip -n "$ns" -j -batch - > "$work/eth0.json"
+    # vmlet's wiring (src/net/pod-network.ts wiringBatch): read eth0, then strip it, in one ip -batch.
+    ip -n "$ns" -j -batch "$work/wire.batch" > "$work/eth0.json"
     nsenter --net="/run/netns/$ns" /usr/sbin/dnsmasq --conf-file="$work/dnsmasq.conf"
     ;;
   attach)

@@ -143,6 +143,11 @@ export function wiringFrom(o: { netnsName: string; ifName: string; cni: CniResul
   return { ips, routes, mtu, ifMac };
 }
 
+/** The `ip -j -batch` lines that read `ifName` and then strip it, and bring the loopback up (the reads print the state before). */
+export function wiringBatch(ifName: string): string[] {
+  return [`addr show dev ${ifName}`, `route show dev ${ifName}`, `route flush dev ${ifName}`, `link set ${ifName} addrgenmode none`, `addr flush dev ${ifName}`, 'link set lo up'];
+}
+
 /**
  * Moves the pod IP off eth0 and stops eth0 taking part in the pod netns' own stack (no
  * addresses; no IPv6 link-local either, which would clash with the guest's: it has eth0's MAC),
@@ -171,10 +176,7 @@ export async function wirePodNetns(o: { netnsName: string; cni: CniResult; ifNam
     }
   };
   const [routes6] = v6 ? ((await run(['-6'], [`route show dev ${ifName}`, `route flush dev ${ifName}`])) as [IpRoute[]]) : [[]];
-  const [links, routes4] = (await run(
-    [],
-    [`addr show dev ${ifName}`, `route show dev ${ifName}`, `route flush dev ${ifName}`, `link set ${ifName} addrgenmode none`, `addr flush dev ${ifName}`, 'link set lo up'],
-  )) as [IpLink[], IpRoute[]];
+  const [links, routes4] = (await run([], wiringBatch(ifName))) as [IpLink[], IpRoute[]];
   const link = links?.[0];
   if (!link) throw new VmletError('internal', `CNI ADD left no ${ifName} in netns ${ns}`);
   return wiringFrom({ netnsName: ns, ifName, cni: o.cni, link, routes: { 4: routes4 ?? [], 6: routes6 ?? [] } });

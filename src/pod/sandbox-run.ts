@@ -22,7 +22,7 @@ export function resolveHandler(handler: string, handlers: string[], defaultRunti
 }
 
 export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | null, handler: string): Promise<string> {
-  const t0 = performance.now();
+  const { lap, fields } = phases(); // where the call's time goes, for its log line
   const { config: cfg } = m.deps;
   const runtimeHandler = resolveHandler(handler, cfg.handlers, cfg.defaultRuntime);
   const meta = config?.metadata;
@@ -58,7 +58,6 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     // answered, whose network is released then (network-recovery.ts).
     const rec: SandboxRecord = { id, config: config!, runtimeHandler, state: 'ready', createdAt: nowNs(), creating: true };
     let helpers: Placement | undefined;
-    const { lap, fields } = phases(t0);
     try {
       // The pod's helpers (dnsmasq) run in the pod cgroup; a missing cgroup_parent is made, as runc does.
       helpers = helperCgroup(cgroupParent, cfg.cgroupDriver);
