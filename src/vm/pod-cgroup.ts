@@ -63,14 +63,21 @@ export function podCgroupPath(parent: string | undefined, driver: CgroupDriver):
   if (!parent) return undefined;
   // eslint-disable-next-line no-control-regex -- control characters are what it refuses
   if (/[\x00-\x1f]/.test(parent)) throw invalidArgument(`${FIELD} ${JSON.stringify(parent)} contains control characters`);
-  if (driver === 'systemd') return expandSlice(parent);
+  if (driver === 'systemd') return checkNameLengths(parent, expandSlice(parent));
   const parts = parent.split('/').filter(Boolean);
   if (parts.some((p) => p === '.' || p === '..')) throw invalidArgument(`${FIELD} ${JSON.stringify(parent)} has a . or .. component: a cgroup path stays below the cgroup root`);
   if (parts.length === 0) throw invalidArgument(`${FIELD} ${JSON.stringify(parent)} is the cgroup root: a pod needs a cgroup of its own`);
   if (parent.endsWith('.slice') && !parent.includes('/')) {
     throw invalidArgument(`${FIELD} ${JSON.stringify(parent)} is a systemd slice but vmlet's cgroupDriver is cgroupfs: set cgroupDriver: systemd (the kubelet's driver must match the runtime's)`);
   }
-  return '/' + parts.join('/');
+  return checkNameLengths(parent, '/' + parts.join('/'));
+}
+
+/** Each directory of a cgroup path is a file name: at most 255 bytes (mkdir fails with ENAMETOOLONG past it). */
+function checkNameLengths(parent: string, path: string): string {
+  const long = path.split('/').find((p) => Buffer.byteLength(p) > 255);
+  if (long !== undefined) throw invalidArgument(`${FIELD} ${JSON.stringify(parent.slice(0, 80))}… has a path component of ${Buffer.byteLength(long)} bytes: each is at most 255`);
+  return path;
 }
 
 export interface CgroupLayout {

@@ -42,6 +42,9 @@ describe('cgroup_parent → the pod cgroup', () => {
     expect(podCgroupPath('/kubepods/burstable/pod1', 'cgroupfs')).toBe('/kubepods/burstable/pod1');
     expect(podCgroupPath('kubepods/pod1/', 'cgroupfs')).toBe('/kubepods/pod1');
     expect(podCgroupPath('', 'cgroupfs')).toBeUndefined();
+    // A directory name past 255 bytes (mkdir's ENAMETOOLONG), refused naming the field (found by the CRI fuzz).
+    expect(() => podCgroupPath(`/kubepods/${' '.repeat(300)}`, 'cgroupfs')).toThrow(/cgroup_parent .* has a path component of 300 bytes: each is at most 255/);
+    expect(() => podCgroupPath(`kubepods-${'a'.repeat(300)}.slice`, 'systemd')).toThrow(/path component of 3\d\d bytes/);
     expect(podCgroupPath(undefined, 'systemd')).toBeUndefined();
     expect(podCgroupPath('kubepods-pod1.slice', 'systemd')).toBe('/kubepods.slice/kubepods-pod1.slice');
   });
