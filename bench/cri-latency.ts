@@ -15,7 +15,7 @@
 // bridge + host-local on 10.244.0.0/25 for vmlet, 10.244.0.128/25 for containerd).
 //   npx tsx bench/cri-latency.ts [--calls N=200] [--warmup N=300] [--cycles N=20] [--pods N=5] [--json] [--profile DIR]
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { spawn } from 'node:child_process';
@@ -25,6 +25,7 @@ import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/regi
 import { startContainerd, type TestContainerd } from '../test/helpers/containerd.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { removeCreated } from '../src/vm/pod-cgroup.js';
+import { profilerOptions, profileWritten, toggleProfilers } from './profiler.js';
 
 function flag(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -40,27 +41,6 @@ const JSON_OUT = process.argv.includes('--json');
 const WARMUP = flag('warmup', 300);
 const PROFILE_DIR = process.argv.includes('--profile') ? process.argv[process.argv.indexOf('--profile') + 1] : undefined;
 
-/**
- * --profile DIR: preloaded into both vmlets (node --require: --cpu-prof is not allowed in
- * NODE_OPTIONS). SIGUSR2 starts V8's sampling profiler, the next one writes what it sampled to
- * DIR/<name>-<pid>.cpuprofile (open it in Chrome DevTools' Performance tab).
- */
-const PROFILER = (dir: string) => `
-const inspector = require('node:inspector');
-const { writeFileSync } = require('node:fs');
-const s = new inspector.Session();
-s.connect();
-s.post('Profiler.enable');
-s.post('Profiler.setSamplingInterval', { interval: 200 });
-let on = false;
-process.on('SIGUSR2', () => {
-  if (!on) return (on = true), s.post('Profiler.start');
-  on = false;
-  s.post('Profiler.stop', (err, res) => {
-    if (!err) writeFileSync(${JSON.stringify(dir)} + '/' + (process.env.BENCH_PROFILE_NAME || 'vmlet') + '-' + process.pid + '.cpuprofile', JSON.stringify(res.profile));
-  });
-});
-`;
 
 const BUSYBOX = 'docker.io/library/busybox:1.36';
 const MARKER = 'VMLET-READY';
@@ -174,11 +154,7 @@ async function main(): Promise<void> {
 
     const registries = `registries:\n  insecure: ["${reg.host}"]\n  mirrors:\n    docker.io: ["${reg.url}"]\n`;
     // Both vmlets inherit the environment: the profiler, when asked for, goes in through it.
-    if (PROFILE_DIR) {
-      const preload = join(tempDir('vmlet-bench-prof-'), 'profiler.cjs');
-      writeFileSync(preload, PROFILER(resolve(PROFILE_DIR)));
-      process.env.NODE_OPTIONS = `--require ${preload}`;
-    }
+    if (PROFILE_DIR) process.env.NODE_OPTIONS = profilerOptions(PROFILE_DIR);
     process.env.BENCH_PROFILE_NAME = 'vmlet';
     solo = await startVmlet({ cniConfDir: cniDir, config: registries, args: ['--log-level', 'info'] });
     process.env.BENCH_PROFILE_NAME = 'proxy';
@@ -314,8 +290,8 @@ async function main(): Promise<void> {
     };
 
     // The profiles (--profile) cover the measured calls and cycles only.
-    const toggleProfilers = () => PROFILE_DIR && [solo!, conv!].forEach((v) => v.proc.kill('SIGUSR2'));
-    toggleProfilers();
+    const toggle = () => PROFILE_DIR && toggleProfilers([solo!.proc, conv!.proc]);
+    toggle();
     for (const spec of specs) {
       const order: (Target | 'floor')[] = spec.floor ? [...TARGETS, 'floor'] : TARGETS;
       const ask = (t: Target | 'floor') => (t === 'floor' ? call(floorClient, spec.method, spec.req(sides.vmlet)) : call(sides[t][spec.service], spec.method, spec.req(sides[t])));
@@ -362,10 +338,9 @@ async function main(): Promise<void> {
     const before = cpuNow();
     for (let i = 0; i < CYCLES; i++) for (let k = 0; k < TARGETS.length; k++) await oneCycle(TARGETS[(i + k) % TARGETS.length]!, i, true);
     const cpu = cpuSince(before);
-    toggleProfilers();
+    toggle();
     if (PROFILE_DIR) {
-      const files = ['vmlet', 'proxy'].map((n, i) => join(resolve(PROFILE_DIR), `${n}-${[solo, conv][i]!.proc.pid}.cpuprofile`));
-      await waitFor('the vmlets to write their profiles', () => files.every((f) => existsSync(f)), { timeoutMs: 30_000 });
+      const files = [await profileWritten(PROFILE_DIR, 'vmlet', solo.proc), await profileWritten(PROFILE_DIR, 'proxy', conv.proc)];
       console.error(`profiles: ${files.join(', ')}`);
     }
     const cycleCpu = { vmlet: cpu.vmlet / 3, containerd: cpu.containerd / 3, proxy: cpu.proxy / 3 }; // per call of the three

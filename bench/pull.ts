@@ -2,11 +2,14 @@
 // Builds an OCI layout of random (incompressible) layers, pushes it to a local registry, then
 // pulls it with vmlet (fresh state dir), with skopeo (to an OCI dir), and with vmlet again
 // (another fresh state dir: registry blobs now surely in page cache). Prints figures only.
-//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches]
+//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches] [--profile DIR]
 //     --rate N       pull through a proxy that sends each response at N MB/s (a registry over a
 //                    network link, not loopback: what a node sees; both vmlet and skopeo use it)
 //     --trace        print vmlet's RSS (anon/file split) sampled every 50 ms during each pull
 //     --drop-caches  sync and drop the page cache (machine-wide, root) before the first vmlet pull
+//     --profile DIR  V8 CPU profile of each vmlet pull, DIR/pull<run>-<pid>.cpuprofile
+//                    (npx tsx bench/profile-top.ts FILE prints its heaviest functions)
+// BENCH_WRAP=CMD starts each vmlet as `CMD node main.js …` (CMD may add node flags, e.g. --trace-gc).
 // MB/s is 10^6 bytes per second of compressed bytes (config + layers); memory is in MiB.
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, readFileSync, rmSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
@@ -21,6 +24,7 @@ import { Header } from 'tar';
 import { call, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { startSlowProxy } from '../test/helpers/slow-proxy.js';
+import { profilerOptions, profileWritten, toggleProfilers } from './profiler.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -28,14 +32,15 @@ const opt = (name: string) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--layers', '--rate'].includes(args[i - 1]!)));
+const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--layers', '--rate', '--profile'].includes(args[i - 1]!)));
 const sizeMB = Number(positional[0] ?? 200);
 const nLayers = Number(opt('--layers') ?? 4);
 const rateMBps = opt('--rate') === undefined ? undefined : Number(opt('--rate'));
 const trace = flag('--trace');
 const dropCaches = flag('--drop-caches');
+const profileDir = opt('--profile');
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches] [--profile DIR]');
   process.exit(2);
 }
 
@@ -187,7 +192,14 @@ interface Row {
 async function pullWithVmlet(name: string, reg: { host: string }, ref: string, bytes: number): Promise<Row> {
   let vm: VmletProcess | undefined;
   try {
-    vm = await startVmlet({ config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` });
+    const profName = `pull${name.replace(/\D/g, '')}`;
+    if (profileDir) Object.assign(process.env, { NODE_OPTIONS: profilerOptions(profileDir), BENCH_PROFILE_NAME: profName });
+    try {
+      vm = await startVmlet({ wrap: process.env.BENCH_WRAP ? [process.env.BENCH_WRAP] : [], config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` });
+    } finally {
+      delete process.env.NODE_OPTIONS;
+      delete process.env.BENCH_PROFILE_NAME;
+    }
     const pid = vm.proc.pid!;
     await new Promise((r) => setTimeout(r, 1000)); // let start-up garbage settle
     const idle = procStatus(pid);
@@ -196,12 +208,17 @@ async function pullWithVmlet(name: string, reg: { host: string }, ref: string, b
     const wall0 = Date.now();
     const t0 = performance.now();
     const s = sampler(pid, t0);
+    if (profileDir) toggleProfilers([vm.proc]);
     try {
       await call(vm.image, 'PullImage', { image: { image: ref } });
     } finally {
       s.stop();
     }
     const wallMs = performance.now() - t0;
+    if (profileDir) {
+      toggleProfilers([vm.proc]);
+      console.log(`  profile: ${await profileWritten(profileDir, profName, vm.proc)}`);
+    }
     const end = procStatus(pid);
     const cpu = cpuMs(pid) - cpu0;
     // Phase split from vmlet's own log: the last 'layer stored' ends the download.
