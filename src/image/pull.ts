@@ -2,7 +2,6 @@
 // store config and layers (digest-checked), then make the image ready for a VM (boot.ts).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { RegistriesConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { VmletError } from '../errors.js';
@@ -162,9 +161,7 @@ export class Puller {
   }
 
   private async open(session: RegistrySession, digest: string): Promise<Readable> {
-    const res = await session.blob(digest);
-    if (!res.body) throw new VmletError('unavailable', `registry ${session.ref.registry}: blob ${digest}: empty response`);
-    return Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
+    return (await session.blob(digest)).body;
   }
 
   /**

@@ -1,9 +1,10 @@
-// Registry client for the OCI distribution API (Docker Registry HTTP API v2) on Node's fetch:
+// Registry client for the OCI distribution API (Docker Registry HTTP API v2) on node:http (registry-http.ts):
 // endpoint choice (mirrors, insecure registries), the Basic and Bearer challenge flows, manual
 // redirects (credentials never follow a redirect to another host), and error → CRI kinds.
 import type { RegistriesConfig } from '../config.js';
 import { VmletError } from '../errors.js';
 import { DOCKER_HUB, type ImageRef } from './reference.js';
+import { httpSend, type HttpAnswer } from './registry-http.js';
 
 export interface Credentials {
   username?: string;
@@ -70,8 +71,9 @@ function registryFailure(registry: string, what: string, status: number, statusT
 }
 
 function networkFailure(registry: string, url: string, err: unknown): VmletError {
-  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-  const detail = cause?.code ?? cause?.message ?? (err as Error).message;
+  // An abort carries what aborted it as its cause: a deadline's own error, or AbortSignal.timeout's.
+  const e = err as { code?: string; message?: string; cause?: { name?: string; message?: string } };
+  const detail = e.cause?.name === 'TimeoutError' ? 'no answer in time' : e.cause?.message ?? e.code ?? e.message;
   return new VmletError('unavailable', `registry ${registry}: cannot reach ${new URL(url).origin}: ${detail}`, { cause: err });
 }
 
@@ -97,29 +99,34 @@ export class RegistrySession {
 
   /** GET a manifest by tag or digest: raw bytes (digests are over these exact bytes) and media type. */
   async manifest(reference: string): Promise<{ body: Buffer; mediaType: string; digest?: string }> {
+    const what = `registry ${this.ref.registry}: manifest ${reference}`;
     const res = await this.get(this.url('manifests', reference), { accept: ACCEPT }, 'manifest ' + reference);
-    const length = Number(res.headers.get('content-length') ?? 0);
+    const length = Number(res.header('content-length') ?? 0);
     if (length > MAX_MANIFEST_BYTES) {
-      await res.body?.cancel();
-      throw new VmletError('internal', `registry ${this.ref.registry}: manifest ${reference} is ${length} bytes (limit ${MAX_MANIFEST_BYTES})`);
+      res.discard();
+      throw new VmletError('internal', `${what} is ${length} bytes (limit ${MAX_MANIFEST_BYTES})`);
     }
-    const body = Buffer.from(await res.arrayBuffer());
-    if (body.length > MAX_MANIFEST_BYTES) throw new VmletError('internal', `registry ${this.ref.registry}: manifest ${reference} exceeds ${MAX_MANIFEST_BYTES} bytes`);
-    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
-    const digest = res.headers.get('docker-content-digest') ?? undefined;
+    let body: Buffer;
+    try {
+      body = await res.bytes(MAX_MANIFEST_BYTES, what);
+    } catch (err) {
+      throw err instanceof VmletError ? err : networkFailure(this.ref.registry, this.url('manifests', reference), err);
+    }
+    const mediaType = (res.header('content-type') ?? '').split(';')[0]!.trim();
+    const digest = res.header('docker-content-digest') ?? undefined;
     return { body, mediaType, ...(digest ? { digest } : {}) };
   }
 
   /** GET a blob; the caller streams the body and checks size and digest. */
-  async blob(digest: string): Promise<Response> {
+  async blob(digest: string): Promise<HttpAnswer> {
     return this.get(this.url('blobs', digest), {}, 'blob ' + digest, { timeoutHeadersOnly: true });
   }
 
-  private async get(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean } = {}): Promise<Response> {
+  private async get(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean } = {}): Promise<HttpAnswer> {
     let res = await this.fetchFollowing(url, headers, what, opts);
     if (res.status === 401) {
-      const header = res.headers.get('www-authenticate') ?? '';
-      await res.body?.cancel();
+      const header = res.header('www-authenticate') ?? '';
+      res.discard();
       const challenge = parseChallenge(header);
       const hadAuth = this.authorization !== undefined && !this.creds.registryToken;
       if (!challenge || hadAuth) throw registryFailure(this.ref.registry, `${what}: authentication failed`, 401, 'Unauthorized');
@@ -127,7 +134,7 @@ export class RegistrySession {
       res = await this.fetchFollowing(url, headers, what, opts);
     }
     if (!res.ok) {
-      await res.body?.cancel();
+      res.discard();
       throw registryFailure(this.ref.registry, what, res.status, res.statusText);
     }
     return res;
@@ -146,34 +153,41 @@ export class RegistrySession {
     }
     const realm = new URL(ch.params.realm);
     const scope = ch.params.scope ?? `repository:${this.ref.repository}:pull`;
-    let res: Response;
+    let tok: { token?: string; access_token?: string };
     try {
+      const signal = AbortSignal.timeout(this.timeoutMs);
+      let res: HttpAnswer;
       if (this.creds.identityToken) {
         // OAuth2 refresh-token grant, as docker does for identity tokens.
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.creds.identityToken, client_id: 'vmlet', scope });
         if (ch.params.service) form.set('service', ch.params.service);
-        res = await fetch(realm, { method: 'POST', body: form, signal: AbortSignal.timeout(this.timeoutMs) });
+        res = await httpSend(realm, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded;charset=UTF-8' }, signal });
       } else {
         if (ch.params.service) realm.searchParams.set('service', ch.params.service);
         realm.searchParams.set('scope', scope);
         const basic = basicAuth(this.creds);
-        res = await fetch(realm, { headers: basic ? { authorization: basic } : {}, signal: AbortSignal.timeout(this.timeoutMs) });
+        res = await httpSend(realm, { headers: basic ? { authorization: basic } : {}, signal });
+      }
+      if (!res.ok) {
+        res.discard();
+        throw registryFailure(registry, `${what}: token from ${realm.origin}`, res.status, res.statusText);
+      }
+      const body = await res.bytes(MAX_MANIFEST_BYTES, `registry ${registry}: token from ${realm.origin}`);
+      try {
+        tok = JSON.parse(body.toString('utf8')) as typeof tok;
+      } catch {
+        throw new VmletError('permission-denied', `registry ${registry}: token service ${realm.origin} answered with no JSON`);
       }
     } catch (err) {
-      throw networkFailure(registry, realm.toString(), err);
+      throw err instanceof VmletError ? err : networkFailure(registry, realm.toString(), err);
     }
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw registryFailure(registry, `${what}: token from ${realm.origin}`, res.status, res.statusText);
-    }
-    const tok = (await res.json()) as { token?: string; access_token?: string };
     const token = tok.token ?? tok.access_token;
     if (!token) throw new VmletError('permission-denied', `registry ${registry}: token service ${realm.origin} returned no token`);
     return `Bearer ${token}`;
   }
 
-  /** fetch with manual redirects: Authorization goes only to the registry's own origin. */
-  private async fetchFollowing(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean }): Promise<Response> {
+  /** GET following redirects by hand: Authorization goes only to the registry's own origin. */
+  private async fetchFollowing(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean }): Promise<HttpAnswer> {
     const origin = new URL(this.endpoint.url).origin;
     let current = url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -185,17 +199,18 @@ export class RegistrySession {
       const timer = setTimeout(() => ctl.abort(new VmletError('unavailable', `no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
       timer.unref();
       const signal = opts.timeoutHeadersOnly ? ctl.signal : AbortSignal.timeout(this.timeoutMs);
-      let res: Response;
+      let res: HttpAnswer;
       try {
-        res = await fetch(current, { headers: h, redirect: 'manual', signal });
+        res = await httpSend(new URL(current), { headers: h, signal });
       } catch (err) {
         throw networkFailure(this.ref.registry, current, err);
       } finally {
         clearTimeout(timer);
       }
-      if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
-        await res.body?.cancel();
-        current = new URL(res.headers.get('location')!, current).toString();
+      const location = res.header('location');
+      if (res.status >= 300 && res.status < 400 && location) {
+        res.discard();
+        current = new URL(location, current).toString();
         continue;
       }
       return res;

@@ -5,6 +5,10 @@
 //   GET  /token?service&scope  with Basic credentials → {"token": …}
 //   POST /token (grant_type=refresh_token)            → {"access_token": …} for the identity token
 //   /v2/…  401 + Bearer challenge unless Authorization: Bearer <a token it issued>
+// A blob GET it would forward is redirected instead (307) to a second server on another port, a
+// CDN of another origin, as Docker Hub and most cloud registries send blobs to signed storage URLs.
+// That server records the Authorization each request carried (none may reach it) and serves the
+// blob from the registry.
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +18,8 @@ export interface TokenProxy {
   url: string;
   /** Requests seen, for assertions: method, path, and the Authorization scheme used. */
   seen: Array<{ method: string; path: string; auth: string }>;
+  /** Requests the CDN saw, with the Authorization header each carried in full ('' for none). */
+  cdnSeen: Array<{ path: string; auth: string }>;
   /** A token this proxy accepts, as a registry_token would be. */
   issue(): string;
   stop(): Promise<void>;
@@ -58,6 +64,13 @@ export async function startTokenProxy(upstream: string, creds: { user: string; p
         .end();
       return;
     }
+    if (req.method === 'GET' && /\/blobs\/sha256:/.test(path.pathname)) {
+      res.writeHead(307, { location: `${cdnUrl}${path.pathname}?X-Signature=${randomBytes(8).toString('hex')}` }).end();
+      return;
+    }
+    forward(req, res);
+  };
+  const forward = (req: IncomingMessage, res: ServerResponse) => {
     const up = httpRequest(`${upstream}${req.url}`, { method: req.method, headers: { ...req.headers, host: new URL(upstream).host, authorization: '' } }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       ur.pipe(res);
@@ -65,6 +78,13 @@ export async function startTokenProxy(upstream: string, creds: { user: string; p
     up.on('error', () => res.writeHead(502).end());
     req.pipe(up);
   };
+  const cdnSeen: TokenProxy['cdnSeen'] = [];
+  const cdn = createServer((req, res) => {
+    cdnSeen.push({ path: req.url ?? '', auth: req.headers.authorization ?? '' });
+    forward(req, res);
+  });
+  await new Promise<void>((resolve) => cdn.listen(0, '127.0.0.1', resolve));
+  const cdnUrl = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
   const server: Server = createServer((req, res) => {
     // A failure in the helper itself: answer 500 so the test fails on it (node:http ignores the
     // handler's promise, so a rejection would go unhandled).
@@ -81,7 +101,11 @@ export async function startTokenProxy(upstream: string, creds: { user: string; p
     host: `127.0.0.1:${port}`,
     url,
     seen,
+    cdnSeen,
     issue,
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stop: async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => cdn.close(() => resolve()));
+    },
   };
 }

@@ -329,6 +329,23 @@ describe('registry authentication', () => {
     expect(proxy.seen.filter((r) => r.path.startsWith('/v2/vmlet/private/')).some((r) => r.auth === 'Bearer')).toBe(true);
   });
 
+  it('follows a blob redirect to another origin without taking the registry token there', async () => {
+    // A vmlet with an empty store, so every blob is downloaded: the token front redirects each
+    // to its CDN on another port (another origin).
+    const fresh = await startVmlet({ config: `registries:\n  insecure: ["${proxy.host}"]\n` });
+    try {
+      const from = proxy.cdnSeen.length;
+      const res = await call<object, PullImageResponse__Output>(fresh.image, 'PullImage', { image: { image: `${proxy.host}/vmlet/private:v1` }, auth: { registry_token: proxy.issue() } });
+      expect(res.image_ref).toBe(images().rootfs.configDigest);
+      const blobs = proxy.cdnSeen.slice(from).filter((r) => r.path.includes('/blobs/sha256:'));
+      expect(blobs.length).toBe(images().rootfs.layers.length + 1); // the config and every layer
+      expect(blobs.every((r) => r.path.includes('X-Signature='))).toBe(true);
+      expect(blobs.map((r) => r.auth)).toEqual(blobs.map(() => ''));
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it('never writes credentials to the log', () => {
     const log = va.logLines.join('\n');
     expect(log).not.toContain(creds.password);
