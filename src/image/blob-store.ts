@@ -96,21 +96,23 @@ export class BlobStore {
       fh = await openFile(tmp, 'wx', 0o444);
       feed?.started(tmp, final);
       let stored = 0;
-      // Chunks gathered into WRITE_BATCH writes, one in flight while the next batch fills: the
-      // network's 16-64 KiB chunks would each cost a thread-pool round trip otherwise.
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
+      // The network's 16-64 KiB chunks are copied into one of two WRITE_BATCH buffers, one written
+      // while the other fills: a chunk dies as soon as it is hashed and copied. Chunks held until
+      // their batch was written outlived V8's young generation, and every 64 MB of such buffers
+      // made it mark the whole heap (11-13 full GCs in a 200 MB pull, ~0.3 s of CPU).
+      const batches = [Buffer.allocUnsafeSlow(WRITE_BATCH), Buffer.allocUnsafeSlow(WRITE_BATCH)];
+      let fill = 0;
       const flush = async () => {
-        await writing;
-        const [bufs, bytes] = [batch, batchBytes];
-        writing = fh!.writev(bufs).then(({ bytesWritten }) => {
+        await writing; // the write of the other buffer: it may be filled next
+        const [buf, bytes] = [batches[0]!, fill];
+        writing = fh!.write(buf, 0, bytes).then(({ bytesWritten }) => {
           // A short write (a full disk says so only on the next call) must not leave a truncated blob.
           if (bytesWritten !== bytes) throw new VmletError('resource-exhausted', `blob ${digest}: wrote ${bytesWritten} of ${bytes} bytes to ${tmp}`);
           feed?.wrote((stored += bytes));
         });
         writing.catch(() => undefined); // awaited by the next flush or below; not unhandled if the download fails first
-        batch = [];
-        batchBytes = 0;
+        batches.reverse();
+        fill = 0;
       };
       for await (const chunk of src as AsyncIterable<Buffer>) {
         idle.refresh();
@@ -118,11 +120,14 @@ export class BlobStore {
         if (done > size) throw new DigestMismatch(`blob ${digest}: more than the ${size} bytes the manifest declares`);
         hash.update(chunk);
         progress?.(done);
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        if (batchBytes >= WRITE_BATCH) await flush();
+        for (let off = 0; off < chunk.length; ) {
+          const n = chunk.copy(batches[0]!, fill, off);
+          off += n;
+          fill += n;
+          if (fill === WRITE_BATCH) await flush();
+        }
       }
-      if (batchBytes) await flush();
+      if (fill) await flush();
       await writing;
       feed?.end();
       await fh.close();
