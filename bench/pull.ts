@@ -1,13 +1,14 @@
 // Benchmark (not a test): pull throughput and memory of vmlet's image service against skopeo.
 // Builds an OCI layout of random (incompressible) layers, pushes it to a local registry, then
-// pulls it with vmlet (fresh state dir), with skopeo (to an OCI dir), and with vmlet again
-// (another fresh state dir: registry blobs now surely in page cache). Prints figures only.
+// pulls it with a fresh vmlet (cold: V8 has compiled none of the pull's code), with skopeo (to an
+// OCI dir), and with the same vmlet again once RemoveImage emptied its store (warm, as a node's
+// long-running vmlet pulls). Prints figures only.
 //   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches] [--profile DIR]
 //     --rate N       pull through a proxy that sends each response at N MB/s (a registry over a
 //                    network link, not loopback: what a node sees; both vmlet and skopeo use it)
 //     --trace        print vmlet's RSS (anon/file split) sampled every 50 ms during each pull
 //     --drop-caches  sync and drop the page cache (machine-wide, root) before the first vmlet pull
-//     --profile DIR  V8 CPU profile of each vmlet pull, DIR/pull<run>-<pid>.cpuprofile
+//     --profile DIR  V8 CPU profile of each vmlet pull, DIR/pull-<pid>-vmlet{cold,warm}.cpuprofile
 //                    (npx tsx bench/profile-top.ts FILE prints its heaviest functions)
 // BENCH_WRAP=CMD starts each vmlet as `CMD node main.js …` (CMD may add node flags, e.g. --trace-gc).
 // MB/s is 10^6 bytes per second of compressed bytes (config + layers); memory is in MiB.
@@ -189,56 +190,59 @@ interface Row {
   hwmBeforeKiB?: number;
 }
 
-async function pullWithVmlet(name: string, reg: { host: string }, ref: string, bytes: number): Promise<Row> {
-  let vm: VmletProcess | undefined;
+/** A vmlet with an empty store, for its pulls: the first is cold (V8 has compiled nothing of the pull's code yet). */
+async function startPuller(reg: { host: string }): Promise<VmletProcess> {
+  if (profileDir) Object.assign(process.env, { NODE_OPTIONS: profilerOptions(profileDir), BENCH_PROFILE_NAME: 'pull' });
   try {
-    const profName = `pull${name.replace(/\D/g, '')}`;
-    if (profileDir) Object.assign(process.env, { NODE_OPTIONS: profilerOptions(profileDir), BENCH_PROFILE_NAME: profName });
-    try {
-      vm = await startVmlet({ wrap: process.env.BENCH_WRAP ? [process.env.BENCH_WRAP] : [], config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` });
-    } finally {
-      delete process.env.NODE_OPTIONS;
-      delete process.env.BENCH_PROFILE_NAME;
-    }
-    const pid = vm.proc.pid!;
+    const vm = await startVmlet({ wrap: process.env.BENCH_WRAP ? [process.env.BENCH_WRAP] : [], config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` });
     await new Promise((r) => setTimeout(r, 1000)); // let start-up garbage settle
-    const idle = procStatus(pid);
-    const cpu0 = cpuMs(pid);
-    const logFrom = vm.logLines.length;
-    const wall0 = Date.now();
-    const t0 = performance.now();
-    const s = sampler(pid, t0);
-    if (profileDir) toggleProfilers([vm.proc]);
-    try {
-      await call(vm.image, 'PullImage', { image: { image: ref } });
-    } finally {
-      s.stop();
-    }
-    const wallMs = performance.now() - t0;
-    if (profileDir) {
-      toggleProfilers([vm.proc]);
-      console.log(`  profile: ${await profileWritten(profileDir, profName, vm.proc)}`);
-    }
-    const end = procStatus(pid);
-    const cpu = cpuMs(pid) - cpu0;
-    // Phase split from vmlet's own log: the last 'layer stored' ends the download.
-    const logs = vm.logLines.slice(logFrom).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; time?: string | number });
-    const stored = logs.filter((l) => l.msg === 'layer stored').map((l) => new Date(l.time!).getTime());
-    const downloadMs = stored.length ? Math.max(...stored) - wall0 : undefined;
-    const peak = s.samples.reduce((a, x) => (x.rss > a.rss ? x : a), s.samples[0]!);
-    const peakAnon = Math.max(...s.samples.map((x) => x.anon));
-    if (trace) printTrace(name, s.samples, idle);
-    return {
-      name, wallMs, bytes, cpuMs: cpu,
-      ...(downloadMs !== undefined ? { downloadMs, scanMs: wallMs - downloadMs } : {}),
-      idleRssKiB: idle.rss, peakSampledKiB: peak.rss, peakAnonKiB: peakAnon, hwmKiB: end.hwm, hwmBeforeKiB: idle.hwm,
-    };
+    return vm;
   } finally {
-    if (vm) {
-      await vm.stop();
-      rmSync(vm.dir, { recursive: true, force: true });
-    }
+    delete process.env.NODE_OPTIONS;
+    delete process.env.BENCH_PROFILE_NAME;
   }
+}
+
+/** One pull of `ref` into vm's store, which must not hold it (every layer is downloaded: checked). */
+async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes: number, layers: number): Promise<Row> {
+  const pid = vm.proc.pid!;
+  const idle = procStatus(pid);
+  const cpu0 = cpuMs(pid);
+  const logFrom = vm.logLines.length;
+  const wall0 = Date.now();
+  const t0 = performance.now();
+  const s = sampler(pid, t0);
+  if (profileDir) toggleProfilers([vm.proc]);
+  let imageRef: string;
+  try {
+    imageRef = (await call<object, { image_ref: string }>(vm.image, 'PullImage', { image: { image: ref } })).image_ref;
+  } finally {
+    s.stop();
+  }
+  const wallMs = performance.now() - t0;
+  const end = procStatus(pid);
+  const cpu = cpuMs(pid) - cpu0;
+  if (profileDir) {
+    toggleProfilers([vm.proc]);
+    const file = await profileWritten(profileDir, 'pull', vm.proc);
+    const named = file.replace(/pull-(\d+)\.cpuprofile$/, `pull-$1-${name.replace(/\W+/g, '')}.cpuprofile`);
+    renameSync(file, named);
+    console.log(`  profile: ${named}`);
+  }
+  // Phase split from vmlet's own log: the last 'layer stored' ends the download.
+  const logs = vm.logLines.slice(logFrom).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; time?: string | number });
+  const stored = logs.filter((l) => l.msg === 'layer stored').map((l) => new Date(l.time!).getTime());
+  if (stored.length !== layers) throw new Error(`${name}: ${stored.length} of ${layers} layers downloaded (the store held the others)`);
+  const downloadMs = Math.max(...stored) - wall0;
+  const peak = s.samples.reduce((a, x) => (x.rss > a.rss ? x : a), s.samples[0]!);
+  const peakAnon = Math.max(...s.samples.map((x) => x.anon));
+  if (trace) printTrace(name, s.samples, idle);
+  // Emptied again, blobs and all, for the next pull (RemoveImage drops what no image uses).
+  await call(vm.image, 'RemoveImage', { image: { image: imageRef } });
+  return {
+    name, wallMs, bytes, cpuMs: cpu, downloadMs, scanMs: wallMs - downloadMs,
+    idleRssKiB: idle.rss, peakSampledKiB: peak.rss, peakAnonKiB: peakAnon, hwmKiB: end.hwm, hwmBeforeKiB: idle.hwm,
+  };
 }
 
 function printTrace(name: string, samples: Sample[], idle: Status): void {
@@ -332,14 +336,21 @@ async function main(): Promise<void> {
   }
   const pullRef = `${from.host}/bench/big:v1`;
   const rows: Row[] = [];
-  for (const run of ['vmlet #1', 'skopeo', 'vmlet #2'] as const) {
-    const row = run === 'skopeo' ? await pullWithSkopeo(from, pullRef, layout.totalBytes) : await pullWithVmlet(run, from, pullRef, layout.totalBytes);
+  // One vmlet for its three pulls: cold, then warm (V8 has compiled the pull's code), as a node's
+  // long-running vmlet pulls; skopeo between them.
+  const vm = await startPuller(from);
+  cleanups.push(async () => {
+    await vm.stop();
+    rmSync(vm.dir, { recursive: true, force: true });
+  });
+  for (const run of ['vmlet cold', 'skopeo', 'vmlet warm'] as const) {
+    const row = run === 'skopeo' ? await pullWithSkopeo(from, pullRef, layout.totalBytes) : await pullWithVmlet(run, vm, pullRef, layout.totalBytes, layout.layers.length);
     rows.push(row);
     const extra = row.downloadMs !== undefined ? `, download ${sec(row.downloadMs)} s + scan ${sec(row.scanMs!)} s` : '';
     const mem = row.peakSampledKiB !== undefined
       ? `idle RSS ${mib(row.idleRssKiB!)} MiB, peak RSS ${mib(row.peakSampledKiB)} MiB sampled (anon ${mib(row.peakAnonKiB!)}), VmHWM ${mib(row.hwmKiB!)} MiB (${mib(row.hwmBeforeKiB!)} before the pull)`
       : row.hwmKiB !== undefined ? `max RSS ${mib(row.hwmKiB)} MiB` : '';
-    console.log(`${run.padEnd(8)}: ${sec(row.wallMs)} s, ${mbps(row.bytes, row.wallMs)} MB/s${extra}; ${mem}`);
+    console.log(`${run.padEnd(10)}: ${sec(row.wallMs)} s, ${mbps(row.bytes, row.wallMs)} MB/s${extra}; ${mem}`);
   }
 
   console.log('\nsummary (MB/s = 10^6 compressed bytes/s over the whole pull; memory in MiB)');
