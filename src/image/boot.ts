@@ -34,8 +34,7 @@ export async function prepareBoot(
   const initrdPath = inImage(label.initrd ?? DEFAULT_INITRD);
   // Keep files from the kernel/initrd directories (a symlink there may point at a versioned name).
   const dirs = [...new Set(['boot', posix.dirname(kernelPath), posix.dirname(initrdPath)])].filter((d) => d !== '.');
-  const wanted = (p: string) => p.startsWith('disk/') || dirs.some((d) => p === d || p.startsWith(d + '/'));
-  const scan = await scanLayers(layers, wanted, paths.tmp, limits);
+  const scan = await scanLayers(layers, { prefixes: ['disk/'], dirs }, paths.tmp, limits);
   const hex = imageId.slice('sha256:'.length);
   try {
     if (scan.diskFiles.length > 1) {

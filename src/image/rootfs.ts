@@ -27,7 +27,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Parser, type ReadEntry } from 'tar';
 import { VmletError } from '../errors.js';
-import { decompressor, HostileLayerError, readLayer, normalizeEntryPath, StoreFullError, tarCounter, type LayerRef, type ScanLimits } from './layer-scan.js';
+import { decompressor, HostileLayerError, readLayer, normalizeEntryPath, StoreFullError, tarCounter, type LayerRef, type ScanLimits } from './layer-tar.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -93,7 +93,7 @@ async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budge
   });
   // The last entries may fail after the parser has ended (and the pipeline stopped listening).
   parser.on('error', () => undefined);
-  const count = tarCounter(budget, limits.maxImageBytes, bad);
+  const count = tarCounter((n) => (budget.imageBytes += n), limits.maxImageBytes, bad);
   try {
     await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count.stream, parser);
   } catch (err) {

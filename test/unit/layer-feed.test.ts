@@ -73,4 +73,41 @@ describe('LayerFeed', () => {
     f.failed(new Error('connection reset'));
     await expect(got).rejects.toThrow('connection reset');
   });
+
+  it('a copy told by watch (the scan worker\'s) replays what happened before it joined, then each event', async () => {
+    const tmp = join(tempDir('vmlet-feed-'), 'blob');
+    writeFileSync(tmp, 'abc');
+    const f = new LayerFeed();
+    f.started(tmp, `${tmp}.final`);
+    f.wrote(3);
+    const copy = new LayerFeed();
+    const seen: string[] = [];
+    const stop = f.watch((ev) => {
+      seen.push(ev.e);
+      copy.apply(ev);
+    });
+    const got = read((await copy.source())!);
+    await tick();
+    appendFileSync(tmp, 'def');
+    f.wrote(6);
+    f.end();
+    f.finish();
+    expect(await got).toBe('abcdef');
+    expect(seen).toEqual(['started', 'wrote', 'wrote', 'end', 'finish']);
+    stop();
+    f.wrote(9);
+    expect(seen).toHaveLength(5);
+  });
+
+  it('a copy joining after a failure fails its scan with the same message', async () => {
+    const tmp = join(tempDir('vmlet-feed-'), 'blob');
+    writeFileSync(tmp, 'partial');
+    const f = new LayerFeed();
+    f.started(tmp, `${tmp}.final`);
+    f.wrote(7);
+    f.failed(new Error('connection reset'));
+    const copy = new LayerFeed();
+    f.watch((ev) => copy.apply(ev));
+    await expect(read((await copy.source())!)).rejects.toThrow('connection reset');
+  });
 });

@@ -1,14 +1,15 @@
 // Layer scanning on tar layers built here byte by byte (node-tar's Header), so hostile entries
 // can be written exactly; the files are real, on disk, gzip'd or not.
 import { describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Header, type HeaderData } from 'tar';
 import { pino } from 'pino';
-import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from '../../src/image/layer-scan.js';
+import { resolveInImage, scanLayers, type LayerRef, type ScanLimits, type Wanted } from '../../src/image/layer-scan.js';
 import { LayerFeed } from '../../src/image/layer-feed.js';
+import { scanWorker } from '../../src/image/scan-client.js';
 import { ImageStore, imageLimitsOf } from '../../src/image/store.js';
 import { defaults } from '../../src/config.js';
 import { tempDir } from '../helpers/vmlet.js';
@@ -45,7 +46,7 @@ function layer(dir: string, entries: Entry[], gzip = true): LayerRef {
   };
 }
 
-const wantAll = (p: string) => p.startsWith('disk/') || p.startsWith('boot/');
+const wantAll: Wanted = { prefixes: ['disk/', 'boot/'] };
 
 describe('layer scan', () => {
   it('keeps wanted files across layers, applying whiteouts and opaque dirs', async () => {
@@ -98,7 +99,7 @@ describe('layer scan', () => {
     const dir = tempDir('vmlet-scan-');
     const tmp = tempDir('vmlet-scan-tmp-');
     const l = layer(dir, entries);
-    const err = await scanLayers([l], () => true, tmp, LIMITS).then(
+    const err = await scanLayers([l], { prefixes: [''] }, tmp, LIMITS).then(
       () => undefined,
       (e: Error & { kind?: string }) => e,
     );
@@ -173,5 +174,46 @@ describe('layer scan', () => {
     const small = new ImageStore(tempDir('vmlet-store-'), { insecure: [], mirrors: {} }, pino({ level: 'silent' }), imageLimitsOf({ imageMaxGiB: 2 }));
     await small.init();
     expect(await small.limits()).toMatchObject({ maxImageBytes: 2 * GiB, maxEntryBytes: 2 * GiB });
+  });
+
+  it('reads a layer in the worker as it downloads, from a feed on this thread', async () => {
+    const dir = tempDir('vmlet-scan-');
+    const body = randomBytes(150_000).toString('hex'); // gzips to ~160 KB: the writes below land mid-layer
+    const whole = layer(dir, [{ path: 'disk/d.img', body }]);
+    const data = readFileSync(whole.path);
+    const tmpBlob = join(dir, 'downloading');
+    writeFileSync(tmpBlob, data.subarray(0, 1000));
+    const feed = new LayerFeed();
+    feed.started(tmpBlob, whole.path);
+    feed.wrote(1000);
+    let checked!: () => void;
+    const ready = new Promise<void>((r) => (checked = r));
+    const scan = scanLayers([{ ...whole, feed, ready }], wantAll, tempDir('vmlet-scan-tmp-'), LIMITS);
+    // The rest lands in two writes while the worker reads; then the digest check.
+    await new Promise((r) => setTimeout(r, 50));
+    appendFileSync(tmpBlob, data.subarray(1000, 60_000));
+    feed.wrote(60_000);
+    appendFileSync(tmpBlob, data.subarray(60_000));
+    feed.wrote(data.length);
+    feed.end();
+    checked();
+    feed.finish();
+    const r = await scan;
+    expect(feed.live).toBe(true);
+    expect(readFileSync(r.files.get('disk/d.img')!, 'utf8')).toBe(body);
+  });
+
+  it('a worker that dies fails the reads it had with INTERNAL, and the next scan gets a new one', async () => {
+    const dir = tempDir('vmlet-scan-');
+    const l = layer(dir, [{ path: 'disk/a.img', body: 'a' }]);
+    // A download that never ends keeps the read waiting in the worker.
+    const feed = new LayerFeed();
+    writeFileSync(join(dir, 'stuck'), '');
+    feed.started(join(dir, 'stuck'), l.path);
+    const stuck = scanLayers([{ ...l, feed, ready: new Promise<void>(() => undefined) }], wantAll, tempDir('vmlet-scan-tmp-'), LIMITS);
+    await scanWorker()!.terminate();
+    await expect(stuck).rejects.toMatchObject({ kind: 'internal', message: expect.stringMatching(/layer scan worker: exited/) as unknown });
+    const r = await scanLayers([l], wantAll, tempDir('vmlet-scan-tmp-'), LIMITS);
+    expect([...r.files.keys()]).toEqual(['disk/a.img']);
   });
 });

@@ -1,0 +1,31 @@
+// Messages between the layer scan's client (scan-client.ts, main thread) and its worker
+// (scan-worker.ts). A job is one image's scan: its layers are read side by side in the worker.
+import type { FeedEvent } from './layer-feed.js';
+import type { LayerRead, ScanLimits, Wanted } from './layer-tar.js';
+
+export interface JobLayer {
+  digest: string;
+  mediaType: string;
+  path: string;
+  diffId?: string;
+  /** The main thread forwards this pull's download of it (feed messages). */
+  feed: boolean;
+  /** The main thread says when its blob is checked (ready messages). */
+  ready: boolean;
+}
+
+/** An error as it crosses: a VmletError keeps its kind, an fs error its code. */
+export interface WireError {
+  message: string;
+  kind?: string;
+  code?: string;
+}
+
+export type ToWorker =
+  | { t: 'scan'; job: number; layers: JobLayer[]; wanted: Wanted; tmpDir: string; limits: ScanLimits; budget: SharedArrayBuffer }
+  | { t: 'feed'; job: number; i: number; ev: FeedEvent }
+  | { t: 'ready'; job: number; i: number; error?: string };
+
+export type FromWorker =
+  | { t: 'read'; job: number; i: number; read: LayerRead; live: boolean }
+  | { t: 'failed'; job: number; i: number; error: WireError };
