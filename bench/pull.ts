@@ -3,11 +3,13 @@
 // pulls it with a fresh vmlet (cold: V8 has compiled none of the pull's code), with skopeo (to an
 // OCI dir), and with the same vmlet again once RemoveImage emptied its store (warm, as a node's
 // long-running vmlet pulls). Prints figures only.
-//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches] [--profile DIR]
+//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR]
 //     --rate N       pull through a proxy that sends each response at N MB/s (a registry over a
 //                    network link, not loopback: what a node sees; both vmlet and skopeo use it)
 //     --trace        print vmlet's RSS (anon/file split) sampled every 50 ms during each pull
 //     --drop-caches  sync and drop the page cache (machine-wide, root) before the first vmlet pull
+//     --disk         a containerDisk: the last layer's file is disk/disk.img (raw), which vmlet
+//                    keeps (writes it out, checks it with qemu-img) instead of only scanning it
 //     --profile DIR  V8 CPU profile of each vmlet pull, DIR/pull-<pid>-vmlet{cold,warm}.cpuprofile
 //                    (npx tsx bench/profile-top.ts FILE prints its heaviest functions)
 // BENCH_WRAP=CMD starts each vmlet as `CMD node main.js …` (CMD may add node flags, e.g. --trace-gc).
@@ -38,10 +40,11 @@ const sizeMB = Number(positional[0] ?? 200);
 const nLayers = Number(opt('--layers') ?? 4);
 const rateMBps = opt('--rate') === undefined ? undefined : Number(opt('--rate'));
 const trace = flag('--trace');
+const disk = flag('--disk');
 const dropCaches = flag('--drop-caches');
 const profileDir = opt('--profile');
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--trace] [--drop-caches] [--profile DIR]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR]');
   process.exit(2);
 }
 
@@ -73,12 +76,12 @@ function tap(hash: ReturnType<typeof createHash>, count: { n: number }): Transfo
   });
 }
 
-/** One gzip'd tar holding data/blob-<i>.bin of `size` random bytes; returns digest, size, diff_id. */
-async function writeLayer(blobsDir: string, i: number, size: number): Promise<Blob & { diffId: string }> {
+/** One gzip'd tar holding `path` of `size` random bytes; returns digest, size, diff_id. */
+async function writeLayer(blobsDir: string, i: number, size: number, path: string): Promise<Blob & { diffId: string }> {
   const diff = createHash('sha256');
   // One chunk at a time: memory stays flat whatever the size.
   function* tarStream(): Generator<Buffer> {
-    const h = new Header({ path: `data/blob-${i}.bin`, mode: 0o644, uid: 0, gid: 0, uname: 'root', gname: 'root', size, mtime: new Date(), type: 'File' });
+    const h = new Header({ path, mode: 0o644, uid: 0, gid: 0, uname: 'root', gname: 'root', size, mtime: new Date(), type: 'File' });
     h.encode();
     diff.update(h.block!);
     yield h.block!;
@@ -112,7 +115,12 @@ async function buildLayout(dir: string, totalBytes: number, layers: number): Pro
   mkdirSync(blobsDir, { recursive: true });
   const per = Math.floor(totalBytes / layers);
   // In parallel: gzip runs on libuv's thread pool, so both cores work.
-  const built = await Promise.all(Array.from({ length: layers }, (_, i) => writeLayer(blobsDir, i, i === layers - 1 ? totalBytes - per * (layers - 1) : per)));
+  const built = await Promise.all(
+    Array.from({ length: layers }, (_, i) => {
+      const last = i === layers - 1;
+      return writeLayer(blobsDir, i, last ? totalBytes - per * (layers - 1) : per, last && disk ? 'disk/disk.img' : `data/blob-${i}.bin`);
+    }),
+  );
   const config = writeJsonBlob(blobsDir, {
     created: new Date().toISOString(),
     architecture: 'amd64',
@@ -300,7 +308,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 async function main(): Promise<void> {
-  console.log(`pull benchmark: ${sizeMB} MB of random data in ${nLayers} gzip layers; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(`pull benchmark: ${sizeMB} MB of random data in ${nLayers} gzip layers${disk ? ' (a containerDisk: disk/disk.img in the last)' : ''}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
   const layoutDir = tempDir('vmlet-bench-layout-');
   cleanups.push(() => rmSync(layoutDir, { recursive: true, force: true }));
