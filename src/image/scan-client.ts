@@ -1,5 +1,5 @@
 // The main thread's side of the layer scan's worker (scan-worker.ts): one worker for the process,
-// started on the first scan and ended after a quiet minute (it holds ~10 MB). Each layer's read
+// started on the first scan and ended after a quiet minute (it holds ~25 MiB). Each layer's read
 // settles with what the worker found, or with its error as it was thrown there: a VmletError keeps
 // its kind, an fs error its code; a read that failed because its download did gets the
 // download's own error, as a read on this thread did.
@@ -13,6 +13,8 @@ import type { FromWorker, ToWorker, WireError } from './scan-protocol.js';
 const IDLE_MS = 60_000;
 
 interface Pending {
+  /** The worker reading it: only that one's death fails it. */
+  worker: Worker;
   layer: LayerRef;
   resolve: (read: LayerRead) => void;
   reject: (err: unknown) => void;
@@ -44,9 +46,11 @@ function spawn(): Worker {
     }
     if (pending.size === 0) quiet();
   });
+  // A worker ended for being idle may report its exit after a new one took reads: those stay.
   const died = (why: string) => {
     if (worker === w) worker = undefined;
     for (const [key, p] of pending) {
+      if (p.worker !== w) continue;
       pending.delete(key);
       p.reject(new VmletError('internal', `layer scan worker: ${why}`));
     }
@@ -80,13 +84,14 @@ export function scanWorker(): Worker | undefined {
 
 /** Reads `layers` side by side in the worker: one promise per layer, in order. */
 export function readLayersInWorker(layers: LayerRef[], wanted: Wanted, tmpDir: string, limits: ScanLimits, budget: ScanBudget): Promise<LayerRead>[] {
+  if (layers.length === 0) return []; // no answer would come to let the worker go quiet
   clearTimeout(idle);
   worker ??= spawn();
   worker.ref();
   const w = worker;
   const job = nextJob++;
   const post = (m: ToWorker) => w.postMessage(m);
-  const reads = layers.map((layer, i) => new Promise<LayerRead>((resolve, reject) => pending.set(`${job}:${i}`, { layer, resolve, reject })));
+  const reads = layers.map((layer, i) => new Promise<LayerRead>((resolve, reject) => pending.set(`${job}:${i}`, { worker: w, layer, resolve, reject })));
   post({
     t: 'scan',
     job,
