@@ -92,6 +92,7 @@ export class BlobStore {
     const idle = setTimeout(() => src.destroy(new VmletError('unavailable', `blob ${digest}: no data for ${this.idleMs / 1000} s; download abandoned`)), this.idleMs);
     let fh: FileHandle | undefined;
     let writing: Promise<unknown> = Promise.resolve();
+    let reading = false;
     try {
       fh = await openFile(tmp, 'wx', 0o444);
       feed?.started(tmp, final);
@@ -114,7 +115,10 @@ export class BlobStore {
         batches.reverse();
         fill = 0;
       };
+      // Whether an error comes from the download's stream (reading it), not from what is done with it.
+      reading = true;
       for await (const chunk of src as AsyncIterable<Buffer>) {
+        reading = false;
         idle.refresh();
         done += chunk.length;
         if (done > size) throw new DigestMismatch(`blob ${digest}: more than the ${size} bytes the manifest declares`);
@@ -126,7 +130,9 @@ export class BlobStore {
           fill += n;
           if (fill === WRITE_BATCH) await flush();
         }
+        reading = true;
       }
+      reading = false;
       if (fill) await flush();
       await writing;
       feed?.end();
@@ -137,7 +143,11 @@ export class BlobStore {
       if (got !== digest) throw new DigestMismatch(`blob ${digest}: content digest is ${got}: corrupted or tampered`);
       await rename(tmp, final);
       return final;
-    } catch (err) {
+    } catch (caught) {
+      // A connection that breaks off mid-body (reset, closed early) is the registry or the
+      // network failing: UNAVAILABLE (retried), not INTERNAL. The store's own write errors keep
+      // their code (ENOSPC, …).
+      const err = reading && !(caught instanceof VmletError) ? new VmletError('unavailable', `blob ${digest}: the download broke off after ${done} of ${size} bytes: ${(caught as Error).message}`, { cause: caught }) : caught;
       src.destroy();
       feed?.failed(err as Error);
       await writing.catch(() => undefined);
