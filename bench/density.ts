@@ -7,7 +7,8 @@
 //    second, PodSandboxStatus and ContainerStatus every second per pod, ListContainerStats and
 //    ListPodSandboxStats every 10 s): p50/p99 per call (target: p99 of List* <= 5 ms);
 //  - the CPU vmlet burns while nobody calls it (target <= 1% of a core).
-//   npx tsx bench/density.ts [--pods 50] [--memory-mib 128] [--parallel 4] [--poll-s 30] [--idle-s 30]
+//   npx tsx bench/density.ts [--pods 50] [--memory-mib 128] [--parallel 4] [--poll-s 30] [--idle-s 30] [--profile DIR]
+//     --profile DIR  V8 CPU profile of vmlet over the idle window (DIR/vmlet-<pid>.cpuprofile)
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,6 +17,7 @@ import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } f
 import { call, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { CallStats, cpuTicks, loadAvg as load, poll, procStatus as status, pss, sleep } from './kubelet-poll.js';
 import { mib, split } from './qemu-memory.js';
+import { profilerOptions, profileWritten, toggleProfilers } from './profiler.js';
 
 const { values } = parseArgs({
   options: {
@@ -24,6 +26,7 @@ const { values } = parseArgs({
     parallel: { type: 'string', default: '4' },
     'poll-s': { type: 'string', default: '30' },
     'idle-s': { type: 'string', default: '30' },
+    profile: { type: 'string' },
   },
 });
 const N = Number(values.pods);
@@ -59,7 +62,9 @@ async function qemuPid(v: VmletProcess, cid: string): Promise<number> {
 
 async function main(): Promise<void> {
   console.log(`density benchmark: ${N} idle VM pods (kernel-boot test guest, ${GUEST_MIB} MiB), ${PARALLEL} booting at a time; load ${load()}`);
+  if (values.profile) process.env.NODE_OPTIONS = profilerOptions(values.profile);
   const suite = await startVmSuite([['kernelboot', 'vmlet/kernelboot:v1']]);
+  delete process.env.NODE_OPTIONS;
   const { v, refs } = suite;
   try {
     const vmletPid = v.proc.pid!;
@@ -89,8 +94,13 @@ async function main(): Promise<void> {
 
     const ticks0 = cpuTicks(vmletPid);
     const tIdle = performance.now();
+    if (values.profile) toggleProfilers([v.proc]);
     await sleep(IDLE_S * 1000);
     const idleCpu = ((cpuTicks(vmletPid) - ticks0) * 10) / (performance.now() - tIdle) * 100; // ticks are 10 ms
+    if (values.profile) {
+      toggleProfilers([v.proc]);
+      console.log(`idle profile: ${await profileWritten(values.profile, 'vmlet', v.proc)}`);
+    }
 
     const lat = new CallStats();
     await poll(v, lat, { pods: () => pods, seconds: POLL_S });
