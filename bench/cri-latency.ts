@@ -25,7 +25,7 @@ import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/regi
 import { startContainerd, type TestContainerd } from '../test/helpers/containerd.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { removeCreated } from '../src/vm/pod-cgroup.js';
-import { profilerOptions, profileWritten, toggleProfilers } from './profiler.js';
+import { profiled, profileWritten, toggleProfilers } from './profiler.js';
 
 function flag(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -153,14 +153,8 @@ async function main(): Promise<void> {
     }, { timeoutMs: 30_000, intervalMs: 100 });
 
     const registries = `registries:\n  insecure: ["${reg.host}"]\n  mirrors:\n    docker.io: ["${reg.url}"]\n`;
-    // Both vmlets inherit the environment: the profiler, when asked for, goes in through it.
-    if (PROFILE_DIR) process.env.NODE_OPTIONS = profilerOptions(PROFILE_DIR);
-    process.env.BENCH_PROFILE_NAME = 'vmlet';
-    solo = await startVmlet({ cniConfDir: cniDir, config: registries, args: ['--log-level', 'info'] });
-    process.env.BENCH_PROFILE_NAME = 'proxy';
-    conv = await startVmlet({ cniConfDir: cniDir, config: `${registries}downstream: ${ctr.endpoint}\n`, args: ['--log-level', 'info'] });
-    delete process.env.NODE_OPTIONS;
-    delete process.env.BENCH_PROFILE_NAME;
+    solo = await profiled(PROFILE_DIR, 'vmlet', () => startVmlet({ cniConfDir: cniDir, config: registries, args: ['--log-level', 'info'] }));
+    conv = await profiled(PROFILE_DIR, 'proxy', () => startVmlet({ cniConfDir: cniDir, config: `${registries}downstream: ${ctr!.endpoint}\n`, args: ['--log-level', 'info'] }));
     const floorSocket = join(tempDir('vmlet-bench-floor-'), 'grpc.sock');
     const floorProc = spawn(process.execPath, ['--input-type=module', '-e', FLOOR_SERVER, floorSocket], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     floor = floorProc;

@@ -17,7 +17,7 @@ import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } f
 import { call, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { CallStats, cpuTicks, loadAvg as load, poll, procStatus as status, pss, sleep } from './kubelet-poll.js';
 import { mib, split } from './qemu-memory.js';
-import { profilerOptions, profileWritten, toggleProfilers } from './profiler.js';
+import { profiled, profileWritten, toggleProfilers } from './profiler.js';
 
 const { values } = parseArgs({
   options: {
@@ -62,9 +62,7 @@ async function qemuPid(v: VmletProcess, cid: string): Promise<number> {
 
 async function main(): Promise<void> {
   console.log(`density benchmark: ${N} idle VM pods (kernel-boot test guest, ${GUEST_MIB} MiB), ${PARALLEL} booting at a time; load ${load()}`);
-  if (values.profile) process.env.NODE_OPTIONS = profilerOptions(values.profile);
-  const suite = await startVmSuite([['kernelboot', 'vmlet/kernelboot:v1']]);
-  delete process.env.NODE_OPTIONS;
+  const suite = await profiled(values.profile, 'vmlet', () => startVmSuite([['kernelboot', 'vmlet/kernelboot:v1']]));
   const { v, refs } = suite;
   try {
     const vmletPid = v.proc.pid!;

@@ -32,6 +32,21 @@ export function profilerOptions(dir: string): string {
   return `--require ${preload}`;
 }
 
+/**
+ * Runs `start`, which spawns a process (a vmlet), with the profiler preloaded into it when `dir`
+ * is given: its profiles are named `name`-<pid>. The environment is as it was afterwards.
+ */
+export async function profiled<T>(dir: string | undefined, name: string, start: () => Promise<T>): Promise<T> {
+  if (!dir) return start();
+  Object.assign(process.env, { NODE_OPTIONS: profilerOptions(dir), BENCH_PROFILE_NAME: name });
+  try {
+    return await start();
+  } finally {
+    delete process.env.NODE_OPTIONS;
+    delete process.env.BENCH_PROFILE_NAME;
+  }
+}
+
 /** Starts (first call) or stops and writes (second call) the profile of each process. */
 export function toggleProfilers(procs: ChildProcess[]): void {
   for (const p of procs) p.kill('SIGUSR2');

@@ -27,7 +27,7 @@ import { Header } from 'tar';
 import { call, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { startSlowProxy } from '../test/helpers/slow-proxy.js';
-import { profilerOptions, profileWritten, toggleProfilers } from './profiler.js';
+import { profiled, profileWritten, toggleProfilers } from './profiler.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -200,15 +200,9 @@ interface Row {
 
 /** A vmlet with an empty store, for its pulls: the first is cold (V8 has compiled nothing of the pull's code yet). */
 async function startPuller(reg: { host: string }): Promise<VmletProcess> {
-  if (profileDir) Object.assign(process.env, { NODE_OPTIONS: profilerOptions(profileDir), BENCH_PROFILE_NAME: 'pull' });
-  try {
-    const vm = await startVmlet({ wrap: process.env.BENCH_WRAP ? [process.env.BENCH_WRAP] : [], config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` });
-    await new Promise((r) => setTimeout(r, 1000)); // let start-up garbage settle
-    return vm;
-  } finally {
-    delete process.env.NODE_OPTIONS;
-    delete process.env.BENCH_PROFILE_NAME;
-  }
+  const vm = await profiled(profileDir, 'pull', () => startVmlet({ wrap: process.env.BENCH_WRAP ? [process.env.BENCH_WRAP] : [], config: `registries:\n  insecure: [${JSON.stringify(reg.host)}]\n` }));
+  await new Promise((r) => setTimeout(r, 1000)); // let start-up garbage settle
+  return vm;
 }
 
 /** One pull of `ref` into vm's store, which must not hold it (every layer is downloaded: checked). */
