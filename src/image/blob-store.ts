@@ -98,9 +98,10 @@ export class BlobStore {
       feed?.started(tmp, final);
       let stored = 0;
       // The network's 16-64 KiB chunks are copied into one of two WRITE_BATCH buffers, one written
-      // while the other fills: a chunk dies as soon as it is hashed and copied. Chunks held until
-      // their batch was written outlived V8's young generation, and every 64 MB of such buffers
-      // made it mark the whole heap (11-13 full GCs in a 200 MB pull, ~0.3 s of CPU).
+      // while the other fills: a chunk dies as soon as it is hashed and copied, instead of living
+      // until its batch is written. Fresh buffers pressing on V8 make it mark the whole heap
+      // (bench/README.md, pull.ts); this copy alone did not end those storms in the bench: the
+      // scan's buffers did most of it (now in the scan worker).
       const batches = [Buffer.allocUnsafeSlow(WRITE_BATCH), Buffer.allocUnsafeSlow(WRITE_BATCH)];
       let fill = 0;
       const flush = async () => {
