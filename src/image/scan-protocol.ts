@@ -2,6 +2,7 @@
 // (scan-worker.ts). A job is one image's scan: its layers are read side by side in the worker.
 import type { FeedEvent } from './layer-feed.js';
 import type { LayerRead, ScanLimits, Wanted } from './layer-tar.js';
+import type { WireError } from '../util/worker-thread.js';
 
 export interface JobLayer {
   digest: string;
@@ -12,13 +13,6 @@ export interface JobLayer {
   feed: boolean;
   /** The main thread says when its blob is checked (ready messages). */
   ready: boolean;
-}
-
-/** An error as it crosses: a VmletError keeps its kind, an fs error its code. */
-export interface WireError {
-  message: string;
-  kind?: string;
-  code?: string;
 }
 
 export type ToWorker =

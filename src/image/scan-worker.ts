@@ -7,7 +7,8 @@ import { VmletError } from '../errors.js';
 import { LayerFeed } from './layer-feed.js';
 import { readOneLayer } from './layer-read.js';
 import { ScanBudget, wantedBy, type LayerRef } from './layer-tar.js';
-import type { FromWorker, ToWorker, WireError } from './scan-protocol.js';
+import type { FromWorker, ToWorker } from './scan-protocol.js';
+import { toWire as wire } from '../util/worker-thread.js';
 
 interface Job {
   feeds: Array<LayerFeed | undefined>;
@@ -17,15 +18,6 @@ interface Job {
 const jobs = new Map<number, Job>();
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
-
-function wire(err: unknown): WireError {
-  const e = err as { message?: string; code?: unknown };
-  return {
-    message: e.message ?? String(err),
-    ...(err instanceof VmletError ? { kind: err.kind } : {}),
-    ...(typeof e.code === 'string' ? { code: e.code } : {}),
-  };
-}
 
 port.on('message', (m: ToWorker) => {
   if (m.t === 'scan') {
