@@ -12,6 +12,9 @@
 //                    keeps (writes it out, checks it with qemu-img) instead of only scanning it
 //     --profile DIR  V8 CPU profile of each vmlet pull, DIR/pull-<pid>-vmlet{cold,warm}.cpuprofile
 //                    (npx tsx bench/profile-top.ts FILE prints its heaviest functions)
+//     --poll         ask vmlet ListPodSandbox and ListImages back to back (one call in flight) for
+//                    2 s before the pulls and during each vmlet pull: the latency the kubelet's
+//                    polling sees while a pull runs, against the same calls idle
 // BENCH_WRAP=CMD starts each vmlet as `CMD node main.js …` (CMD may add node flags, e.g. --trace-gc).
 // MB/s is 10^6 bytes per second of compressed bytes (config + layers); memory is in MiB.
 import { createHash, randomBytes } from 'node:crypto';
@@ -28,6 +31,7 @@ import { call, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vm
 import { startRegistry } from '../test/helpers/registry.js';
 import { startSlowProxy } from '../test/helpers/slow-proxy.js';
 import { profiled, profileWritten, toggleProfilers } from './profiler.js';
+import { CallStats, sleep } from './kubelet-poll.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -43,8 +47,9 @@ const trace = flag('--trace');
 const disk = flag('--disk');
 const dropCaches = flag('--drop-caches');
 const profileDir = opt('--profile');
+const pollCalls = flag('--poll');
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR] [--poll]');
   process.exit(2);
 }
 
@@ -216,12 +221,14 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
   const s = sampler(pid, t0);
   if (profileDir) toggleProfilers([vm.proc]);
   let imageRef: string;
+  const polling = pollCalls ? pollWhile(vm) : undefined;
   try {
     imageRef = (await call<object, { image_ref: string }>(vm.image, 'PullImage', { image: { image: ref } })).image_ref;
   } finally {
     s.stop();
   }
   const wallMs = performance.now() - t0;
+  if (polling) printPolls(`${name}, during the pull`, await polling.stop());
   const end = procStatus(pid);
   const cpu = cpuMs(pid) - cpu0;
   if (profileDir) {
@@ -245,6 +252,30 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
     name, wallMs, bytes, cpuMs: cpu, downloadMs, scanMs: wallMs - downloadMs,
     idleRssKiB: idle.rss, peakSampledKiB: peak.rss, peakAnonKiB: peakAnon, hwmKiB: end.hwm, hwmBeforeKiB: idle.hwm,
   };
+}
+
+/** Polling calls back to back, one in flight, until stop(): what a kubelet's relist sees meanwhile. */
+function pollWhile(vm: VmletProcess): { stop(): Promise<CallStats> } {
+  const stats = new CallStats();
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      await stats.timed(vm.runtime, 'ListPodSandbox', {});
+      await stats.timed(vm.image, 'ListImages', {});
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      return stats;
+    },
+  };
+}
+
+function printPolls(what: string, stats: CallStats): void {
+  console.log(`  CRI calls ${what} (ms):`);
+  for (const l of stats.table('    ')) console.log(l);
 }
 
 function printTrace(name: string, samples: Sample[], idle: Status): void {
@@ -345,6 +376,11 @@ async function main(): Promise<void> {
     await vm.stop();
     rmSync(vm.dir, { recursive: true, force: true });
   });
+  if (pollCalls) {
+    const idle = pollWhile(vm);
+    await sleep(2000);
+    printPolls('with no pull (2 s)', await idle.stop());
+  }
   for (const run of ['vmlet cold', 'skopeo', 'vmlet warm'] as const) {
     const row = run === 'skopeo' ? await pullWithSkopeo(from, pullRef, layout.totalBytes) : await pullWithVmlet(run, vm, pullRef, layout.totalBytes, layout.layers.length);
     rows.push(row);
