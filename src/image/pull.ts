@@ -186,9 +186,10 @@ export class Puller {
         const layer = layers[i]!;
         const started = Date.now();
         try {
-          await this.blobs
-            .ensure(layer.digest, layer.size, () => this.open(session, layer.digest), (done) => progress?.layer(layer.digest, done), feeds[i])
-            .finally(() => feeds[i]!.finish());
+          // Downloaded, hashed and written in the blob download worker: a pull's bytes never
+          // pass through the thread that answers the kubelet.
+          const on = { progress: (done: number) => progress?.layer(layer.digest, done), feed: feeds[i]! };
+          await this.blobs.fetch(layer.digest, layer.size, (t) => session.storeBlob(layer.digest, t, on)).finally(() => feeds[i]!.finish());
           progress?.layerDone(layer.digest);
           settle[i]!.resolve();
           this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');

@@ -5,6 +5,10 @@ import type { RegistriesConfig } from '../config.js';
 import { VmletError } from '../errors.js';
 import { DOCKER_HUB, type ImageRef } from './reference.js';
 import { httpSend, type HttpAnswer } from './registry-http.js';
+import { getFollowing, networkFailure, registryFailure, type GetOptions } from './registry-get.js';
+import { fetchBlobInWorker } from './blob-fetch.js';
+import type { BlobTarget, Progress } from './blob-write.js';
+import type { LayerFeed } from './layer-feed.js';
 
 export interface Credentials {
   username?: string;
@@ -30,7 +34,6 @@ export const MANIFEST_TYPES = {
 
 const ACCEPT = Object.values(MANIFEST_TYPES).join(', ');
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-const MAX_REDIRECTS = 5;
 
 /** Mirrors first, then the registry itself (https unless listed as insecure). */
 export function endpointsFor(registry: string, cfg: RegistriesConfig): Endpoint[] {
@@ -60,21 +63,6 @@ function basicAuth(c: Credentials): string | undefined {
   if (c.auth) return `Basic ${c.auth}`;
   if (c.username) return `Basic ${Buffer.from(`${c.username}:${c.password ?? ''}`).toString('base64')}`;
   return undefined;
-}
-
-function registryFailure(registry: string, what: string, status: number, statusText: string): VmletError {
-  const msg = `registry ${registry}: ${what}: HTTP ${status} ${statusText}`.trim();
-  if (status === 404) return new VmletError('not-found', msg);
-  if (status === 401 || status === 403) return new VmletError('permission-denied', msg);
-  if (status === 429 || status >= 500) return new VmletError('unavailable', msg);
-  return new VmletError('internal', msg);
-}
-
-function networkFailure(registry: string, url: string, err: unknown): VmletError {
-  // An abort carries what aborted it as its cause: a deadline's own error, or AbortSignal.timeout's.
-  const e = err as { code?: string; message?: string; cause?: { name?: string; message?: string } };
-  const detail = e.cause?.name === 'TimeoutError' ? 'no answer in time' : e.cause?.message ?? e.code ?? e.message;
-  return new VmletError('unavailable', `registry ${registry}: cannot reach ${new URL(url).origin}: ${detail}`, { cause: err });
 }
 
 /**
@@ -122,22 +110,53 @@ export class RegistrySession {
     return this.get(this.url('blobs', digest), {}, 'blob ' + digest, { timeoutHeadersOnly: true });
   }
 
+  /**
+   * Downloads a blob into `target` in the blob download worker (blob-fetch.ts), which writes
+   * and checks it there. A 401 comes back here: answered as get() answers it, then tried again.
+   */
+  async storeBlob(digest: string, target: BlobTarget, on: { progress?: Progress; feed?: LayerFeed } = {}): Promise<void> {
+    const what = 'blob ' + digest;
+    const attempt = () => fetchBlobInWorker(this.url('blobs', digest), this.getOptions(what, true), target, on);
+    let out = await attempt();
+    if (!out.stored && out.status === 401) {
+      this.authorization = await this.reauthorize(out.challenge ?? '', what);
+      out = await attempt();
+    }
+    if (!out.stored) throw registryFailure(this.ref.registry, what, out.status, out.statusText);
+  }
+
+  private getOptions(what: string, timeoutHeadersOnly = false): GetOptions {
+    return {
+      registry: this.ref.registry,
+      what,
+      origin: new URL(this.endpoint.url).origin,
+      ...(this.authorization ? { authorization: this.authorization } : {}),
+      timeoutMs: this.timeoutMs,
+      timeoutHeadersOnly,
+    };
+  }
+
   private async get(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean } = {}): Promise<HttpAnswer> {
-    let res = await this.fetchFollowing(url, headers, what, opts);
+    let res = await getFollowing(url, headers, this.getOptions(what, opts.timeoutHeadersOnly));
     if (res.status === 401) {
       const header = res.header('www-authenticate') ?? '';
       res.discard();
-      const challenge = parseChallenge(header);
-      const hadAuth = this.authorization !== undefined && !this.creds.registryToken;
-      if (!challenge || hadAuth) throw registryFailure(this.ref.registry, `${what}: authentication failed`, 401, 'Unauthorized');
-      this.authorization = await this.answer(challenge, what);
-      res = await this.fetchFollowing(url, headers, what, opts);
+      this.authorization = await this.reauthorize(header, what);
+      res = await getFollowing(url, headers, this.getOptions(what, opts.timeoutHeadersOnly));
     }
     if (!res.ok) {
       res.discard();
       throw registryFailure(this.ref.registry, what, res.status, res.statusText);
     }
     return res;
+  }
+
+  /** The Authorization a 401's challenge asks for; refused when credentials already failed. */
+  private async reauthorize(header: string, what: string): Promise<string> {
+    const challenge = parseChallenge(header);
+    const hadAuth = this.authorization !== undefined && !this.creds.registryToken;
+    if (!challenge || hadAuth) throw registryFailure(this.ref.registry, `${what}: authentication failed`, 401, 'Unauthorized');
+    return this.answer(challenge, what);
   }
 
   /** Turns a 401 challenge into an Authorization header value. */
@@ -184,37 +203,5 @@ export class RegistrySession {
     const token = tok.token ?? tok.access_token;
     if (!token) throw new VmletError('permission-denied', `registry ${registry}: token service ${realm.origin} returned no token`);
     return `Bearer ${token}`;
-  }
-
-  /** GET following redirects by hand: Authorization goes only to the registry's own origin. */
-  private async fetchFollowing(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean }): Promise<HttpAnswer> {
-    const origin = new URL(this.endpoint.url).origin;
-    let current = url;
-    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-      const h: Record<string, string> = { ...headers };
-      if (this.authorization && new URL(current).origin === origin) h.authorization = this.authorization;
-      // Small answers (manifests, tokens, errors) get one deadline for the whole exchange; a blob's
-      // deadline covers only the wait for its headers, as its body may take long to stream.
-      const ctl = new AbortController();
-      const timer = setTimeout(() => ctl.abort(new VmletError('unavailable', `no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
-      timer.unref();
-      const signal = opts.timeoutHeadersOnly ? ctl.signal : AbortSignal.timeout(this.timeoutMs);
-      let res: HttpAnswer;
-      try {
-        res = await httpSend(new URL(current), { headers: h, signal });
-      } catch (err) {
-        throw networkFailure(this.ref.registry, current, err);
-      } finally {
-        clearTimeout(timer);
-      }
-      const location = res.header('location');
-      if (res.status >= 300 && res.status < 400 && location) {
-        res.discard();
-        current = new URL(location, current).toString();
-        continue;
-      }
-      return res;
-    }
-    throw new VmletError('unavailable', `registry ${this.ref.registry}: ${what}: more than ${MAX_REDIRECTS} redirects`);
   }
 }
