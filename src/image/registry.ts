@@ -71,6 +71,10 @@ function basicAuth(c: Credentials): string | undefined {
  */
 export class RegistrySession {
   private authorization: string | undefined;
+  /** The last Authorization a token service gave: refreshed once when a registry refuses it (tokens expire, Docker Hub's after 5 min). */
+  private fetched: string | undefined;
+  /** A token request under way: concurrent downloads refused at once share it. */
+  private refreshing: Promise<string> | undefined;
 
   constructor(
     readonly ref: ImageRef,
@@ -117,9 +121,10 @@ export class RegistrySession {
   async storeBlob(digest: string, target: BlobTarget, on: { progress?: Progress; feed?: LayerFeed } = {}): Promise<void> {
     const what = 'blob ' + digest;
     const attempt = () => fetchBlobInWorker(this.url('blobs', digest), this.getOptions(what, true), target, on);
+    const used = this.authorization;
     let out = await attempt();
     if (!out.stored && out.status === 401) {
-      this.authorization = await this.reauthorize(out.challenge ?? '', what);
+      await this.reauthorize(out.challenge ?? '', what, used);
       out = await attempt();
     }
     if (!out.stored) throw registryFailure(this.ref.registry, what, out.status, out.statusText);
@@ -137,11 +142,12 @@ export class RegistrySession {
   }
 
   private async get(url: string, headers: Record<string, string>, what: string, opts: { timeoutHeadersOnly?: boolean } = {}): Promise<HttpAnswer> {
+    const used = this.authorization;
     let res = await getFollowing(url, headers, this.getOptions(what, opts.timeoutHeadersOnly));
     if (res.status === 401) {
       const header = res.header('www-authenticate') ?? '';
       res.discard();
-      this.authorization = await this.reauthorize(header, what);
+      await this.reauthorize(header, what, used);
       res = await getFollowing(url, headers, this.getOptions(what, opts.timeoutHeadersOnly));
     }
     if (!res.ok) {
@@ -151,12 +157,24 @@ export class RegistrySession {
     return res;
   }
 
-  /** The Authorization a 401's challenge asks for; refused when credentials already failed. */
-  private async reauthorize(header: string, what: string): Promise<string> {
+  /**
+   * Sets the Authorization a 401's challenge asks for, the request having sent `used`. Another
+   * request may have set a new one meanwhile: that is used. A token that vmlet fetched is
+   * fetched again (it may have expired mid-pull); credentials the registry refused are not sent again.
+   */
+  private async reauthorize(header: string, what: string, used: string | undefined): Promise<void> {
+    if (this.authorization !== used) return;
     const challenge = parseChallenge(header);
-    const hadAuth = this.authorization !== undefined && !this.creds.registryToken;
-    if (!challenge || hadAuth) throw registryFailure(this.ref.registry, `${what}: authentication failed`, 401, 'Unauthorized');
-    return this.answer(challenge, what);
+    const retry = used === undefined || used === this.fetched || (this.creds.registryToken !== undefined && used === `Bearer ${this.creds.registryToken}`);
+    if (!challenge || !retry) throw registryFailure(this.ref.registry, `${what}: authentication failed`, 401, 'Unauthorized');
+    this.refreshing ??= this.answer(challenge, what)
+      .then((auth) => {
+        if (auth.startsWith('Bearer ')) this.fetched = auth;
+        this.authorization = auth;
+        return auth;
+      })
+      .finally(() => (this.refreshing = undefined));
+    await this.refreshing;
   }
 
   /** Turns a 401 challenge into an Authorization header value. */

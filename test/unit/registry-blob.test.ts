@@ -14,24 +14,29 @@ import { RegistrySession } from '../../src/image/registry.js';
 import { parseReference } from '../../src/image/reference.js';
 import { tempDir } from '../helpers/vmlet.js';
 
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const body = Buffer.alloc(700_000, 7);
-const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+const digest = sha(body);
+/** More blobs of the same repository, by digest. */
+const more = new Map([1, 2, 3].map((n) => Buffer.alloc(50_000 * n, n)).map((b) => [sha(b), b]));
 const stalled = `sha256:${'5'.repeat(64)}`;
 
 describe('blob downloads in the worker', () => {
   let server: Server;
   let host: string;
   const seen: Array<{ url: string; auth?: string }> = [];
+  /** The token service's tokens are T<generation>; only the current generation's is accepted (older ones expired). */
+  let generation = 1;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
       seen.push({ url: req.url!, ...(req.headers.authorization ? { auth: req.headers.authorization } : {}) });
       if (req.url!.startsWith('/token')) {
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ token: 'T1' }));
+        res.end(JSON.stringify({ token: `T${generation}` }));
         return;
       }
-      if (req.headers.authorization !== 'Bearer T1') {
+      if (req.headers.authorization !== `Bearer T${generation}`) {
         res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${host}/token",service="reg",scope="repository:lib/app:pull"` });
         res.end();
         return;
@@ -39,6 +44,8 @@ describe('blob downloads in the worker', () => {
       if (req.url === `/v2/lib/app/blobs/${digest}`) {
         res.writeHead(200, { 'content-length': body.length });
         res.end(body);
+      } else if (more.has(req.url!.slice('/v2/lib/app/blobs/'.length))) {
+        res.end(more.get(req.url!.slice('/v2/lib/app/blobs/'.length)));
       } else if (req.url === `/v2/lib/app/blobs/${stalled}`) {
         res.writeHead(200, { 'content-length': body.length });
         res.write(body.subarray(0, 300_000)); // and nothing more
@@ -81,6 +88,18 @@ describe('blob downloads in the worker', () => {
       [`/v2/lib/app/blobs/${digest}`, 'Bearer T1'],
     ]);
     expect(readdirSync(s.tmpDir)).toEqual([]);
+  });
+
+  it('a token that expired mid-pull is fetched again, once for the downloads it failed together', async () => {
+    const s = await store();
+    const reg = session();
+    await s.fetch(digest, body.length, (t) => reg.storeBlob(digest, t));
+    generation++;
+    seen.length = 0;
+    await Promise.all([...more].map(([d, b]) => s.fetch(d, b.length, (t) => reg.storeBlob(d, t))));
+    for (const [d, b] of more) expect((await s.read(d)).equals(b)).toBe(true);
+    expect(seen.filter((r) => r.url.startsWith('/token'))).toHaveLength(1);
+    expect(seen.filter((r) => r.auth === `Bearer T${generation}`)).toHaveLength(more.size);
   });
 
   it('an error status is the registry\'s failure, named, and nothing is written', async () => {
