@@ -12,6 +12,8 @@
 //                    keeps (writes it out, checks it with qemu-img) instead of only scanning it
 //     --profile DIR  V8 CPU profile of each vmlet pull, DIR/pull-<pid>-vmlet{cold,warm}.cpuprofile
 //                    (npx tsx bench/profile-top.ts FILE prints its heaviest functions)
+//     --settle S     after the pulls, wait S seconds (the pull's worker threads end after a quiet
+//                    minute) and print vmlet's RSS
 //     --poll         ask vmlet ListPodSandbox and ListImages back to back (one call in flight) for
 //                    2 s before the pulls and during each vmlet pull: the latency the kubelet's
 //                    polling sees while a pull runs, against the same calls idle
@@ -39,7 +41,7 @@ const opt = (name: string) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--layers', '--rate', '--profile'].includes(args[i - 1]!)));
+const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--layers', '--rate', '--profile', '--settle'].includes(args[i - 1]!)));
 const sizeMB = Number(positional[0] ?? 200);
 const nLayers = Number(opt('--layers') ?? 4);
 const rateMBps = opt('--rate') === undefined ? undefined : Number(opt('--rate'));
@@ -48,8 +50,9 @@ const disk = flag('--disk');
 const dropCaches = flag('--drop-caches');
 const profileDir = opt('--profile');
 const pollCalls = flag('--poll');
+const settleS = opt('--settle') === undefined ? undefined : Number(opt('--settle'));
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR] [--poll]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR] [--poll] [--settle S]');
   process.exit(2);
 }
 
@@ -389,6 +392,11 @@ async function main(): Promise<void> {
       ? `idle RSS ${mib(row.idleRssKiB!)} MiB, peak RSS ${mib(row.peakSampledKiB)} MiB sampled (anon ${mib(row.peakAnonKiB!)}), VmHWM ${mib(row.hwmKiB!)} MiB (${mib(row.hwmBeforeKiB!)} before the pull)`
       : row.hwmKiB !== undefined ? `max RSS ${mib(row.hwmKiB)} MiB` : '';
     console.log(`${run.padEnd(10)}: ${sec(row.wallMs)} s, ${mbps(row.bytes, row.wallMs)} MB/s${extra}; ${mem}`);
+  }
+  if (settleS !== undefined) {
+    await sleep(settleS * 1000);
+    const st = procStatus(vm.proc.pid!);
+    console.log(`vmlet ${settleS} s after the last pull: RSS ${mib(st.rss)} MiB (anon ${mib(st.anon)}), threads ${readFileSync(`/proc/${vm.proc.pid}/status`, 'utf8').match(/Threads:\s+(\d+)/)?.[1]}`);
   }
 
   console.log('\nsummary (MB/s = 10^6 compressed bytes/s over the whole pull; memory in MiB)');
