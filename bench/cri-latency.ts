@@ -18,14 +18,14 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSyn
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
-import { spawn } from 'node:child_process';
 import { execa } from 'execa';
-import { call, clients, madeTempDirs, ROOT, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { call, madeTempDirs, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { startContainerd, type TestContainerd } from '../test/helpers/containerd.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { removeCreated } from '../src/vm/pod-cgroup.js';
 import { profiled, profileWritten, toggleProfilers } from './profiler.js';
+import { startFloorServer, VERSION_ANSWER, type FloorServer } from './floor-server.js';
 
 function flag(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -79,20 +79,6 @@ function cpuMs(pid: number | undefined): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-/** The bare grpc-js server (run with node --input-type=module -e, cwd the repository, argv[1] its socket). */
-const FLOOR_SERVER = `
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { loadCri } from './dist/grpc/cri-proto.js';
-const cri = loadCri().runtime.v1;
-const server = new Server();
-server.addService(cri.RuntimeService.service, {
-  Version: (_call, cb) => cb(null, { version: '0.1.0', runtime_name: 'grpc-js', runtime_version: '0', runtime_api_version: 'v1' }),
-});
-server.bindAsync('unix:' + process.argv[1], ServerCredentials.createInsecure(), (err) => {
-  if (err) throw err;
-  console.log('listening');
-});
-`;
 
 interface Side {
   runtime: unknown;
@@ -138,7 +124,7 @@ async function main(): Promise<void> {
   let ctr: TestContainerd | undefined;
   let solo: VmletProcess | undefined;
   let conv: VmletProcess | undefined;
-  let floor: ReturnType<typeof spawn> | undefined;
+  let floor: FloorServer | undefined;
   const vmPods: string[] = [];
   try {
     ctr = await startContainerd({ registry: reg });
@@ -155,14 +141,9 @@ async function main(): Promise<void> {
     const registries = `registries:\n  insecure: ["${reg.host}"]\n  mirrors:\n    docker.io: ["${reg.url}"]\n`;
     solo = await profiled(PROFILE_DIR, 'vmlet', () => startVmlet({ cniConfDir: cniDir, config: registries, args: ['--log-level', 'info'] }));
     conv = await profiled(PROFILE_DIR, 'proxy', () => startVmlet({ cniConfDir: cniDir, config: `${registries}downstream: ${ctr!.endpoint}\n`, args: ['--log-level', 'info'] }));
-    const floorSocket = join(tempDir('vmlet-bench-floor-'), 'grpc.sock');
-    const floorProc = spawn(process.execPath, ['--input-type=module', '-e', FLOOR_SERVER, floorSocket], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-    floor = floorProc;
-    await new Promise<void>((resolve, reject) => {
-      floorProc.stdout.once('data', () => resolve());
-      floorProc.once('exit', (code) => reject(new Error(`the bare grpc-js server exited (${code}) before listening`)));
-    });
-    const floorClient = clients(floorSocket).runtime;
+    floor = await startFloorServer({ Version: VERSION_ANSWER });
+    const floorProc = floor.proc;
+    const floorClient = floor.runtime;
 
     await pushImage(reg, 'rootfs', 'library/busybox:1.36');
     const kernel = (await pushImage(reg, 'kernelboot', 'bench/kernel:v1')).reference;
@@ -371,7 +352,7 @@ async function main(): Promise<void> {
     for (const u of unavailable) console.log(`  not measured: ${u}`);
   } finally {
     for (const id of vmPods) await call(solo!.runtime, 'RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-    floor?.kill();
+    floor?.stop();
     await conv?.stop();
     await solo?.stop();
     await ctr?.stop();

@@ -7,8 +7,10 @@
 //    second, PodSandboxStatus and ContainerStatus every second per pod, ListContainerStats and
 //    ListPodSandboxStats every 10 s): p50/p99 per call (target: p99 of List* <= 5 ms);
 //  - the CPU vmlet burns while nobody calls it (target <= 1% of a core).
-//   npx tsx bench/density.ts [--pods 50] [--memory-mib 128] [--parallel 4] [--poll-s 30] [--idle-s 30] [--profile DIR]
+//   npx tsx bench/density.ts [--pods 50] [--memory-mib 128] [--parallel 4] [--poll-s 30] [--idle-s 30] [--profile DIR] [--floor]
 //     --profile DIR  V8 CPU profile of vmlet over the idle window (DIR/vmlet-<pid>.cpuprofile)
+//     --floor        then the same polling of a bare grpc-js server answering vmlet's own answers
+//                    (bench/floor-server.ts), under the same load: the reference for the p99
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,6 +20,7 @@ import { call, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { CallStats, cpuTicks, loadAvg as load, poll, procStatus as status, pss, sleep } from './kubelet-poll.js';
 import { mib, split } from './qemu-memory.js';
 import { profiled, profileWritten, toggleProfilers } from './profiler.js';
+import { startFloorServer } from './floor-server.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,6 +30,7 @@ const { values } = parseArgs({
     'poll-s': { type: 'string', default: '30' },
     'idle-s': { type: 'string', default: '30' },
     profile: { type: 'string' },
+    floor: { type: 'boolean', default: false },
   },
 });
 const N = Number(values.pods);
@@ -58,6 +62,26 @@ async function qemuPid(v: VmletProcess, cid: string): Promise<number> {
   const st = await call<object, { info: Record<string, string> }>(v.runtime, 'ContainerStatus', { container_id: cid, verbose: true });
   const domain = (JSON.parse(st.info.info!) as { domain: string }).domain;
   return Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
+}
+
+/** The kubelet's polling of a bare grpc-js server that answers each call with vmlet's answer (same sizes). */
+async function pollFloor(v: VmletProcess, pods: VmPod[]): Promise<CallStats> {
+  const answers: Record<string, unknown> = {
+    ListPodSandbox: await call(v.runtime, 'ListPodSandbox', {}),
+    ListContainers: await call(v.runtime, 'ListContainers', {}),
+    PodSandboxStatus: await call(v.runtime, 'PodSandboxStatus', { pod_sandbox_id: pods[0]!.id }),
+    ContainerStatus: await call(v.runtime, 'ContainerStatus', { container_id: pods[0]!.cid }),
+    ListContainerStats: await call(v.runtime, 'ListContainerStats', {}),
+    ListPodSandboxStats: await call(v.runtime, 'ListPodSandboxStats', {}),
+  };
+  const floor = await startFloorServer(answers);
+  try {
+    const lat = new CallStats();
+    await poll(floor, lat, { pods: () => pods, seconds: POLL_S });
+    return lat;
+  } finally {
+    floor.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -103,6 +127,7 @@ async function main(): Promise<void> {
     const lat = new CallStats();
     await poll(v, lat, { pods: () => pods, seconds: POLL_S });
     const rssPolled = status(vmletPid, 'VmRSS');
+    const floorLat = values.floor ? await pollFloor(v, pods) : undefined;
 
     console.log(`\nper pod, beyond guest RAM (mean of ${N}, MiB):`);
     console.log(`  QEMU RSS ${mib(rssBeyond / N)} (TCG cache ${mib(tcg / N)}, QEMU anon ${mib(anon / N)}, binary/libs ${mib(file / N)}); QEMU PSS ${mib(pssBeyond / N)} (shared libs divided among the ${N})`);
@@ -113,6 +138,10 @@ async function main(): Promise<void> {
     console.log(`vmlet CPU while idle: ${idleCpu.toFixed(2)}% of a core over ${IDLE_S} s (target <= 1%)`);
     console.log(`\nkubelet polling for ${POLL_S} s with ${N} pods (ms; target: p99 of List* <= 5):`);
     for (const line of lat.table()) console.log(line);
+    if (floorLat) {
+      console.log(`the same polling of a bare grpc-js server answering vmlet's answers, next ${POLL_S} s, load ${load()} (the floor):`);
+      for (const line of floorLat.table()) console.log(line);
+    }
   } finally {
     await stopVmSuite(suite.v, suite.reg);
   }

@@ -3,7 +3,7 @@
 // of a process (RSS, PSS, open fds, threads, CPU ticks).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
-import { call, type VmletProcess } from '../test/helpers/vmlet.js';
+import { call } from '../test/helpers/vmlet.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -127,7 +127,7 @@ export interface PollOptions {
  * together), then every pod worker's PodSandboxStatus and ContainerStatus at once, and every
  * 10 s the stats (ListContainerStats and ListPodSandboxStats).
  */
-export async function poll(v: VmletProcess, stats: CallStats, o: PollOptions): Promise<void> {
+export async function poll(v: { runtime: unknown }, stats: CallStats, o: PollOptions): Promise<void> {
   const timed = (method: string, req: object): Promise<unknown> => {
     const p = stats.timed(v.runtime, method, req);
     return o.tolerateFailures ? p.catch(() => undefined) : p;
