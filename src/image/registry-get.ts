@@ -3,6 +3,7 @@
 // (blob-fetch-worker.ts), which fetches layers with the Authorization the main thread got.
 import { VmletError } from '../errors.js';
 import { httpSend, type HttpAnswer } from './registry-http.js';
+import type { ProxyEnv } from './registry-proxy.js';
 
 const MAX_REDIRECTS = 5;
 
@@ -32,6 +33,8 @@ export interface GetOptions {
   timeoutMs: number;
   /** The deadline covers the headers only (a blob's body may take long to stream). */
   timeoutHeadersOnly?: boolean;
+  /** HTTP(S)_PROXY and NO_PROXY as vmlet's environment has them (read on the main thread). */
+  proxies?: ProxyEnv;
 }
 
 /** GET following redirects by hand: Authorization goes only to the registry's own origin. */
@@ -48,7 +51,7 @@ export async function getFollowing(url: string, headers: Record<string, string>,
     const signal = o.timeoutHeadersOnly ? ctl.signal : AbortSignal.timeout(o.timeoutMs);
     let res: HttpAnswer;
     try {
-      res = await httpSend(new URL(current), { headers: h, signal });
+      res = await httpSend(new URL(current), { headers: h, signal, ...(o.proxies ? { proxies: o.proxies } : {}) });
     } catch (err) {
       throw networkFailure(o.registry, current, err);
     } finally {

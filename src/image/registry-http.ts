@@ -2,9 +2,12 @@
 // through fetch cost ~0.1 s more CPU (web streams, a copy of every chunk) and, in each fresh
 // process, ~0.1-0.2 s compiling undici's WebAssembly HTTP parser; node:http parses in C and
 // hands the body over as the socket's own buffers.
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { VmletError } from '../errors.js';
+import { proxyAuthorization, proxyFor, tunnel, type ProxyEnv } from './registry-proxy.js';
 
 // Kept-alive connections, as fetch kept them: a pull's manifest, config and layers reuse them.
 // Node unrefs idle ones, so they hold no process open.
@@ -30,16 +33,37 @@ export interface HttpOptions {
   body?: string;
   /** Aborts the exchange: before the headers, or while the body is read. */
   signal?: AbortSignal;
+  /** HTTP(S)_PROXY and NO_PROXY (registry-proxy.ts); none: direct. */
+  proxies?: ProxyEnv;
 }
 
 /** Sends one request; resolves once the response's headers are in (a redirect is not followed). */
-export function httpSend(url: URL, opts: HttpOptions = {}): Promise<HttpAnswer> {
+export async function httpSend(url: URL, opts: HttpOptions = {}): Promise<HttpAnswer> {
   const send = url.protocol === 'https:' ? httpsRequest : url.protocol === 'http:' ? httpRequest : undefined;
-  if (!send) return Promise.reject(new VmletError('invalid-argument', `${url.origin}: only http and https are supported`));
+  if (!send) throw new VmletError('invalid-argument', `${url.origin}: only http and https are supported`);
+  const method = opts.method ?? 'GET';
+  const proxy = opts.proxies && proxyFor(url, opts.proxies);
+  if (proxy && url.protocol === 'http:') {
+    // An http URL goes to the proxy whole (absolute form), with the target as Host.
+    const headers = { ...opts.headers, host: url.host, ...proxyAuthorization(proxy) };
+    return exchange(httpRequest({ host: proxy.hostname, port: proxy.port || 80, path: url.href, method, headers, agent: agents['http:'], signal: opts.signal }), opts.body);
+  }
+  if (proxy) {
+    // https: TLS with the registry inside a CONNECT tunnel; the tunnel serves this one exchange.
+    const socket = await tunnel(proxy, url, opts.signal);
+    const servername = isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname;
+    const createConnection = () => tlsConnect({ socket, host: url.hostname, ...(servername ? { servername } : {}), ALPNProtocols: ['http/1.1'] });
+    return exchange(httpsRequest(url, { method, headers: opts.headers, signal: opts.signal, createConnection }), opts.body);
+  }
+  return exchange(send(url, { method, headers: opts.headers, agent: agents[url.protocol as 'http:' | 'https:'], signal: opts.signal }), opts.body);
+}
+
+/** Sends the request; resolves with the answer once its headers are in. */
+function exchange(req: ClientRequest, body: string | undefined): Promise<HttpAnswer> {
   return new Promise<HttpAnswer>((resolve, reject) => {
-    const req = send(url, { method: opts.method ?? 'GET', headers: opts.headers, agent: agents[url.protocol as 'http:' | 'https:'], signal: opts.signal }, (res) => resolve(answer(res)));
+    req.once('response', (res) => resolve(answer(res)));
     req.on('error', reject);
-    req.end(opts.body);
+    req.end(body);
   });
 }
 

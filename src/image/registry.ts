@@ -6,6 +6,7 @@ import { VmletError } from '../errors.js';
 import { DOCKER_HUB, type ImageRef } from './reference.js';
 import { httpSend, type HttpAnswer } from './registry-http.js';
 import { getFollowing, networkFailure, registryFailure, type GetOptions } from './registry-get.js';
+import { proxyEnv } from './registry-proxy.js';
 import { fetchBlobInWorker } from './blob-fetch.js';
 import type { BlobTarget, Progress } from './blob-write.js';
 import type { LayerFeed } from './layer-feed.js';
@@ -138,6 +139,7 @@ export class RegistrySession {
       ...(this.authorization ? { authorization: this.authorization } : {}),
       timeoutMs: this.timeoutMs,
       timeoutHeadersOnly,
+      proxies: proxyEnv(),
     };
   }
 
@@ -198,12 +200,12 @@ export class RegistrySession {
         // OAuth2 refresh-token grant, as docker does for identity tokens.
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.creds.identityToken, client_id: 'vmlet', scope });
         if (ch.params.service) form.set('service', ch.params.service);
-        res = await httpSend(realm, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded;charset=UTF-8' }, signal });
+        res = await httpSend(realm, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded;charset=UTF-8' }, signal, proxies: proxyEnv() });
       } else {
         if (ch.params.service) realm.searchParams.set('service', ch.params.service);
         realm.searchParams.set('scope', scope);
         const basic = basicAuth(this.creds);
-        res = await httpSend(realm, { headers: basic ? { authorization: basic } : {}, signal });
+        res = await httpSend(realm, { headers: basic ? { authorization: basic } : {}, signal, proxies: proxyEnv() });
       }
       if (!res.ok) {
         res.discard();
