@@ -4,16 +4,17 @@
 // a hostile layer cannot write outside the store. Hostile layers still get a clear error:
 // '..' in paths or hard-link targets, entries reached through a symlink, device nodes, and
 // entry or image sizes past the limits (a kept hard link is a copy and is charged as one).
-// Each layer is read in the scan worker (layer-read.ts, scan-worker.ts); what depends on the
-// layers below is applied here, in order.
+// Each layer is read in the scan worker (layer-read.ts, scan-worker.ts), or here for a small
+// image (layer-tar.ts, SMALL_IMAGE_BYTES); what depends on the layers below is applied here, in order.
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VmletError } from '../errors.js';
-import { HostileLayerError, ScanBudget, StoreFullError, normalizeEntryPath, wantedBy, type LayerRead, type LayerRef, type ScanLimits, type Wanted } from './layer-tar.js';
+import { HostileLayerError, ScanBudget, StoreFullError, isSmallImage, normalizeEntryPath, wantedBy, type LayerRead, type LayerRef, type ScanLimits, type Wanted } from './layer-tar.js';
 import { readLayersInWorker } from './scan-client.js';
+import { readOneLayer } from './layer-read.js';
 
 export { HostileLayerError, StoreFullError, type LayerRef, type ScanLimits, type Wanted } from './layer-tar.js';
 
@@ -40,7 +41,9 @@ export async function scanLayers(layers: LayerRef[], wanted: Wanted, tmpDir: str
   /** Temp file → its size, so a hard link to it is charged what its copy writes. */
   const sizes = new Map<string, number>();
   const budget = new ScanBudget();
-  const reads = readLayersInWorker(layers, wanted, tmpDir, limits, budget);
+  const reads = isSmallImage(layers.map((l) => l.size))
+    ? layers.map((l) => readOneLayer(l, wantedBy(wanted), tmpDir, limits, budget))
+    : readLayersInWorker(layers, wanted, tmpDir, limits, budget);
   for (const r of reads) r.catch(() => undefined); // awaited in order below; not unhandled meanwhile
   const removals: Promise<void>[] = [];
   try {

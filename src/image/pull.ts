@@ -12,6 +12,7 @@ import { runConfigOf, type ImageConfig } from './image-config.js';
 import { MANIFEST_TYPES, RegistrySession, endpointsFor, type Credentials } from './registry.js';
 import { formatReference, isDigest, parseReference, repoName, tagReference, type ImageRef } from './reference.js';
 import { LayerFeed } from './layer-feed.js';
+import { isSmallImage } from './layer-tar.js';
 
 interface Descriptor {
   mediaType: string;
@@ -171,6 +172,7 @@ export class Puller {
    */
   private fetchLayers(session: RegistrySession, layers: Descriptor[], image: string, progress?: PullProgress): { ready: Promise<void>[]; feeds: LayerFeed[]; all: Promise<void> } {
     const feeds = layers.map(() => new LayerFeed());
+    const small = isSmallImage(layers.map((l) => l.size));
     const settle = layers.map(() => {
       let resolve!: () => void;
       let reject!: (err: unknown) => void;
@@ -186,10 +188,14 @@ export class Puller {
         const layer = layers[i]!;
         const started = Date.now();
         try {
-          // Downloaded, hashed and written in the blob download worker: a pull's bytes never
-          // pass through the thread that answers the kubelet.
+          // Downloaded, hashed and written in the blob download worker, so a large pull's bytes
+          // never pass through the thread that answers the kubelet; a small image's here, as the
+          // worker's start would cost more (layer-tar.ts, SMALL_IMAGE_BYTES).
           const on = { progress: (done: number) => progress?.layer(layer.digest, done), feed: feeds[i]! };
-          await this.blobs.fetch(layer.digest, layer.size, (t) => session.storeBlob(layer.digest, t, on)).finally(() => feeds[i]!.finish());
+          const stored = small
+            ? this.blobs.ensure(layer.digest, layer.size, () => this.open(session, layer.digest), on.progress, on.feed)
+            : this.blobs.fetch(layer.digest, layer.size, (t) => session.storeBlob(layer.digest, t, on));
+          await stored.finally(() => feeds[i]!.finish());
           progress?.layerDone(layer.digest);
           settle[i]!.resolve();
           this.log.debug({ image, layer: layer.digest, bytes: layer.size, ms: Date.now() - started }, 'layer stored');

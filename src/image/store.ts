@@ -225,7 +225,7 @@ export class ImageStore {
           prep = (async () => {
             const boot = await prepareBoot(
               id,
-              pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, ...(l.diffId ? { diffId: l.diffId } : {}) })),
+              pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, size: l.size, ...(l.diffId ? { diffId: l.diffId } : {}) })),
               pulled.record.labels,
               { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
               await this.limits(),

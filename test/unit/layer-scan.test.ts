@@ -2,7 +2,7 @@
 // can be written exactly; the files are real, on disk, gzip'd or not.
 import { describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Header, type HeaderData } from 'tar';
@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { resolveInImage, scanLayers, type LayerRef, type ScanLimits, type Wanted } from '../../src/image/layer-scan.js';
 import { LayerFeed } from '../../src/image/layer-feed.js';
 import { scanWorker } from '../../src/image/scan-client.js';
+import { SMALL_IMAGE_BYTES } from '../../src/image/layer-tar.js';
 import { ImageStore, imageLimitsOf } from '../../src/image/store.js';
 import { defaults } from '../../src/config.js';
 import { tempDir } from '../helpers/vmlet.js';
@@ -215,5 +216,17 @@ describe('layer scan', () => {
     await expect(stuck).rejects.toMatchObject({ kind: 'internal', message: expect.stringMatching(/layer scan worker: exited/) as unknown });
     const r = await scanLayers([l], wantAll, tempDir('vmlet-scan-tmp-'), LIMITS);
     expect([...r.files.keys()]).toEqual(['disk/a.img']);
+  });
+
+  it('reads a small image (sizes known, SMALL_IMAGE_BYTES in all) on this thread: no worker starts; a large one goes to the worker', async () => {
+    await scanWorker()?.terminate();
+    const dir = tempDir('vmlet-scan-');
+    const l = layer(dir, [{ path: 'disk/a.img', body: 'a' }]);
+    const small = await scanLayers([{ ...l, size: statSync(l.path).size }], wantAll, tempDir('vmlet-scan-tmp-'), LIMITS);
+    expect([...small.files.keys()]).toEqual(['disk/a.img']);
+    expect(scanWorker()).toBeUndefined();
+    const large = await scanLayers([{ ...l, size: SMALL_IMAGE_BYTES + 1 }], wantAll, tempDir('vmlet-scan-tmp-'), LIMITS);
+    expect([...large.files.keys()]).toEqual(['disk/a.img']);
+    expect(scanWorker()).toBeDefined();
   });
 });
