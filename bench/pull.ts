@@ -12,6 +12,8 @@
 //                    keeps (writes it out, checks it with qemu-img) instead of only scanning it
 //     --profile DIR  V8 CPU profile of each vmlet pull, DIR/pull-<pid>-vmlet{cold,warm}.cpuprofile
 //                    (npx tsx bench/profile-top.ts FILE prints its heaviest functions)
+//     --pause S      wait S seconds before the warm pull (past 60 s the pull's worker threads have
+//                    ended, as between a node's pulls: the warm pull then starts them again)
 //     --settle S     after the pulls, wait S seconds (the pull's worker threads end after a quiet
 //                    minute) and print vmlet's RSS
 //     --poll         ask vmlet ListPodSandbox and ListImages back to back (one call in flight) for
@@ -41,7 +43,7 @@ const opt = (name: string) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
 };
-const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--layers', '--rate', '--profile', '--settle'].includes(args[i - 1]!)));
+const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && ['--layers', '--rate', '--profile', '--settle', '--pause'].includes(args[i - 1]!)));
 const sizeMB = Number(positional[0] ?? 200);
 const nLayers = Number(opt('--layers') ?? 4);
 const rateMBps = opt('--rate') === undefined ? undefined : Number(opt('--rate'));
@@ -51,8 +53,9 @@ const dropCaches = flag('--drop-caches');
 const profileDir = opt('--profile');
 const pollCalls = flag('--poll');
 const settleS = opt('--settle') === undefined ? undefined : Number(opt('--settle'));
+const pauseS = Number(opt('--pause') ?? 0);
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR] [--poll] [--settle S]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR] [--poll] [--pause S] [--settle S]');
   process.exit(2);
 }
 
@@ -385,6 +388,7 @@ async function main(): Promise<void> {
     printPolls('with no pull (2 s)', await idle.stop());
   }
   for (const run of ['vmlet cold', 'skopeo', 'vmlet warm'] as const) {
+    if (run === 'vmlet warm' && pauseS) await sleep(pauseS * 1000);
     const row = run === 'skopeo' ? await pullWithSkopeo(from, pullRef, layout.totalBytes) : await pullWithVmlet(run, vm, pullRef, layout.totalBytes, layout.layers.length);
     rows.push(row);
     const extra = row.downloadMs !== undefined ? `, download ${sec(row.downloadMs)} s + scan ${sec(row.scanMs!)} s` : '';
