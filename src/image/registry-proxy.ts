@@ -110,6 +110,14 @@ export function proxyAuthorization(proxy: URL): Record<string, string> {
   return { 'proxy-authorization': `Basic ${basic}` };
 }
 
+/** A failure to reach `proxy` says so (an abort or a deadline passes as it is: it says why itself). */
+export function viaProxy(proxy: URL, err: unknown): unknown {
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e.name === 'AbortError' || e.name === 'TimeoutError' || err instanceof VmletError) return err;
+  // No cause: the registry client's message takes a cause's words over the error's own.
+  return new VmletError('unavailable', `through proxy ${proxy.host}: ${e.code ?? e.message ?? String(err)}`);
+}
+
 /** A CONNECT tunnel through `proxy` to `url`'s host and port: the socket to start TLS on. */
 export function tunnel(proxy: URL, url: URL, signal?: AbortSignal): Promise<Socket> {
   const target = `${url.hostname}:${defaultPort(url)}`;
@@ -128,7 +136,7 @@ export function tunnel(proxy: URL, url: URL, signal?: AbortSignal): Promise<Sock
       socket.destroy();
       reject(new VmletError('unavailable', `proxy ${proxy.host} refused the tunnel to ${target}: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim()));
     });
-    req.once('error', reject);
+    req.once('error', (err) => reject(viaProxy(proxy, err)));
     req.end();
   });
 }
