@@ -16,9 +16,11 @@ export function registryFailure(registry: string, what: string, status: number, 
 }
 
 export function networkFailure(registry: string, url: string, err: unknown): VmletError {
-  // An abort carries what aborted it as its cause: a deadline's own error, or AbortSignal.timeout's.
+  // A VmletError says what failed in its own words (a proxy that cannot be reached, a scheme
+  // refused). An abort carries what aborted it as its cause: a deadline's own error, or
+  // AbortSignal.timeout's.
   const e = err as { code?: string; message?: string; cause?: { name?: string; message?: string } };
-  const detail = e.cause?.name === 'TimeoutError' ? 'no answer in time' : e.cause?.message ?? e.code ?? e.message;
+  const detail = err instanceof VmletError ? err.message : e.cause?.name === 'TimeoutError' ? 'no answer in time' : e.cause?.message ?? e.code ?? e.message;
   return new VmletError('unavailable', `registry ${registry}: cannot reach ${new URL(url).origin}: ${detail}`, { cause: err });
 }
 

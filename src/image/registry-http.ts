@@ -7,10 +7,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { VmletError } from '../errors.js';
-import { proxyAuthorization, proxyFor, tunnel, viaProxy, type ProxyEnv } from './registry-proxy.js';
-
-/** A URL's hostname without an IPv6 address's brackets. */
-const bare = (hostname: string) => hostname.replace(/^\[|\]$/g, '');
+import { bareHost, proxyAuthorization, proxyFor, tunnel, viaProxy, type ProxyEnv } from './registry-proxy.js';
 
 // Kept-alive connections, as fetch kept them: a pull's manifest, config and layers reuse them.
 // Node unrefs idle ones, so they hold no process open.
@@ -49,13 +46,13 @@ export async function httpSend(url: URL, opts: HttpOptions = {}): Promise<HttpAn
   if (proxy && url.protocol === 'http:') {
     // An http URL goes to the proxy whole (absolute form), with the target as Host.
     const headers = { ...opts.headers, host: url.host, ...proxyAuthorization(proxy) };
-    const req = httpRequest({ host: bare(proxy.hostname), port: proxy.port || 80, path: url.href, method, headers, agent: agents['http:'], signal: opts.signal });
+    const req = httpRequest({ host: bareHost(proxy.hostname), port: proxy.port || 80, path: url.href, method, headers, agent: agents['http:'], signal: opts.signal });
     return exchange(req, opts.body).catch((err: unknown) => Promise.reject(viaProxy(proxy, err)));
   }
   if (proxy) {
     // https: TLS with the registry inside a CONNECT tunnel; the tunnel serves this one exchange.
     const socket = await tunnel(proxy, url, opts.signal);
-    const host = bare(url.hostname);
+    const host = bareHost(url.hostname);
     const createConnection = () => tlsConnect({ socket, host, ...(isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'] });
     return exchange(httpsRequest(url, { method, headers: opts.headers, signal: opts.signal, createConnection }), opts.body);
   }

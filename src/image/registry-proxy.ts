@@ -2,7 +2,7 @@
 // net/http ProxyFromEnvironment): HTTPS_PROXY for https URLs, HTTP_PROXY for http ones (the
 // upper-case name first, then the lower-case), NO_PROXY for exceptions; localhost and loopback
 // addresses never go through a proxy. https goes through a CONNECT tunnel, http as an absolute URI.
-import { BlockList, connect as netConnect, isIP, type Socket } from 'node:net';
+import { BlockList, isIP, type Socket } from 'node:net';
 import { request as httpRequest } from 'node:http';
 import { VmletError } from '../errors.js';
 
@@ -38,7 +38,12 @@ function proxyUrl(name: string, value: string): URL {
 }
 
 const defaultPort = (u: URL) => u.port || (u.protocol === 'https:' ? '443' : '80');
-const bareHost = (h: string) => h.replace(/^\[|\]$/g, '').toLowerCase();
+/** A URL's hostname without an IPv6 address's brackets, lower-case. */
+export const bareHost = (h: string) => h.replace(/^\[|\]$/g, '').toLowerCase();
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
 
 /** Whether NO_PROXY (Go's rules: "*", IPs, CIDRs, domains with optional port) exempts `url`. */
 export function exempt(url: URL, noProxy: string | undefined): boolean {
@@ -46,12 +51,7 @@ export function exempt(url: URL, noProxy: string | undefined): boolean {
   if (host === 'localhost' || host.endsWith('.localhost')) return true;
   const family = isIP(host);
   const ipType = family === 6 ? 'ipv6' : 'ipv4';
-  if (family) {
-    const loopback = new BlockList();
-    loopback.addSubnet('127.0.0.0', 8, 'ipv4');
-    loopback.addAddress('::1', 'ipv6');
-    if (loopback.check(host, ipType)) return true;
-  }
+  if (family && LOOPBACK.check(host, ipType)) return true;
   const port = defaultPort(url);
   for (const raw of (noProxy ?? '').split(',')) {
     const entry = raw.trim().toLowerCase();
@@ -114,8 +114,7 @@ export function proxyAuthorization(proxy: URL): Record<string, string> {
 export function viaProxy(proxy: URL, err: unknown): unknown {
   const e = err as { name?: string; code?: string; message?: string };
   if (e.name === 'AbortError' || e.name === 'TimeoutError' || err instanceof VmletError) return err;
-  // No cause: the registry client's message takes a cause's words over the error's own.
-  return new VmletError('unavailable', `through proxy ${proxy.host}: ${e.code ?? e.message ?? String(err)}`);
+  return new VmletError('unavailable', `through proxy ${proxy.host}: ${e.code ?? e.message ?? String(err)}`, { cause: err });
 }
 
 /** A CONNECT tunnel through `proxy` to `url`'s host and port: the socket to start TLS on. */
@@ -128,7 +127,7 @@ export function tunnel(proxy: URL, url: URL, signal?: AbortSignal): Promise<Sock
       method: 'CONNECT',
       path: target,
       headers: { host: target, ...proxyAuthorization(proxy) },
-      createConnection: () => netConnect({ host: bareHost(proxy.hostname), port: Number(defaultPort(proxy)) }),
+      agent: false, // a connection of its own: it becomes the tunnel
       signal,
     });
     req.once('connect', (res, socket) => {
