@@ -5,8 +5,8 @@
 // to 54). The main thread keeps the credentials: a 401 goes back to it with its challenge.
 import { parentPort } from 'node:worker_threads';
 import { toWire } from '../util/worker-thread.js';
-import { writeBlob, type FeedSink } from './blob-write.js';
-import type { FeedEvent } from './layer-feed.js';
+import { writeBlob } from './blob-write.js';
+import { LayerFeed } from './layer-feed.js';
 import { getFollowing } from './registry-get.js';
 import type { FetchReply, FetchRequest } from './blob-fetch-protocol.js';
 
@@ -21,13 +21,9 @@ async function fetchOne(m: FetchRequest): Promise<void> {
     send({ t: 'status', id: m.id, status: res.status, statusText: res.statusText, ...(challenge !== undefined ? { challenge } : {}) });
     return;
   }
-  const tell = (ev: FeedEvent) => send({ t: 'feed', id: m.id, ev });
-  const feed: FeedSink = {
-    started: (path, final) => tell({ e: 'started', path, final }),
-    wrote: (total) => tell({ e: 'wrote', total }),
-    end: () => tell({ e: 'end' }),
-    failed: (err) => tell({ e: 'failed', message: err.message }),
-  };
+  // The download's feed, told to the main thread's copy as LayerFeed.watch tells any watcher.
+  const feed = new LayerFeed();
+  feed.watch((ev) => send({ t: 'feed', id: m.id, ev }));
   await writeBlob(res.body, m.target, undefined, feed);
   send({ t: 'stored', id: m.id });
 }
