@@ -35,7 +35,7 @@ import { call, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vm
 import { startRegistry } from '../test/helpers/registry.js';
 import { startSlowProxy } from '../test/helpers/slow-proxy.js';
 import { profiled, profileWritten, toggleProfilers } from './profiler.js';
-import { CallStats, sleep } from './kubelet-poll.js';
+import { CallStats, procStatus as statusField, sleep } from './kubelet-poll.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
@@ -400,7 +400,7 @@ async function main(): Promise<void> {
   if (settleS !== undefined) {
     await sleep(settleS * 1000);
     const st = procStatus(vm.proc.pid!);
-    console.log(`vmlet ${settleS} s after the last pull: RSS ${mib(st.rss)} MiB (anon ${mib(st.anon)}), threads ${readFileSync(`/proc/${vm.proc.pid}/status`, 'utf8').match(/Threads:\s+(\d+)/)?.[1]}`);
+    console.log(`vmlet ${settleS} s after the last pull: RSS ${mib(st.rss)} MiB (anon ${mib(st.anon)}), threads ${statusField(vm.proc.pid!, 'Threads')}`);
   }
 
   console.log('\nsummary (MB/s = 10^6 compressed bytes/s over the whole pull; memory in MiB)');
