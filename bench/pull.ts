@@ -1,5 +1,5 @@
 // Benchmark (not a test): pull throughput and memory of vmlet's image service against skopeo.
-// Builds an OCI layout of random (incompressible) layers, pushes it to a local registry, then
+// Builds an OCI layout of random (incompressible) layers, or of the node's own files (--real), pushes it to a local registry, then
 // pulls it with a fresh vmlet (cold: V8 has compiled none of the pull's code), with skopeo (to an
 // OCI dir), and with the same vmlet again once RemoveImage emptied its store (warm, as a node's
 // long-running vmlet pulls). Prints figures only.
@@ -16,17 +16,22 @@
 //                    ended, as between a node's pulls: the warm pull then starts them again)
 //     --settle S     after the pulls, wait S seconds (the pull's worker threads end after a quiet
 //                    minute) and print vmlet's RSS
+//     --zstd         zstd layers (zstd -3, application/vnd.oci.image.layer.v1.tar+zstd) instead of gzip
+//     --real         layer contents from this node's own files (/usr/lib, /usr/share, /usr/bin: they
+//                    compress ~3:1 as an image's do) instead of random bytes (stored as is by gzip
+//                    and zstd, so decompressing costs next to nothing)
 //     --poll         ask vmlet ListPodSandbox and ListImages back to back (one call in flight) for
 //                    2 s before the pulls and during each vmlet pull: the latency the kubelet's
 //                    polling sees while a pull runs, against the same calls idle
 // BENCH_WRAP=CMD starts each vmlet as `CMD node main.js …` (CMD may add node flags, e.g. --trace-gc).
 // MB/s is 10^6 bytes per second of compressed bytes (config + layers); memory is in MiB.
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, readFileSync, rmSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
+import { createWriteStream, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Readable, Transform } from 'node:stream';
+import { Duplex, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { execa } from 'execa';
@@ -54,15 +59,17 @@ const profileDir = opt('--profile');
 const pollCalls = flag('--poll');
 const settleS = opt('--settle') === undefined ? undefined : Number(opt('--settle'));
 const pauseS = Number(opt('--pause') ?? 0);
+const zstd = flag('--zstd');
+const real = flag('--real');
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR] [--poll] [--pause S] [--settle S]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--zstd] [--real] [--trace] [--drop-caches] [--profile DIR] [--poll] [--pause S] [--settle S]');
   process.exit(2);
 }
 
 const MEDIA = {
   manifest: 'application/vnd.oci.image.manifest.v1+json',
   config: 'application/vnd.oci.image.config.v1+json',
-  layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  layer: zstd ? 'application/vnd.oci.image.layer.v1.tar+zstd' : 'application/vnd.oci.image.layer.v1.tar+gzip',
 } as const;
 const CHUNK = 1024 * 1024;
 const MiB = 1024 * 1024;
@@ -87,7 +94,49 @@ function tap(hash: ReturnType<typeof createHash>, count: { n: number }): Transfo
   });
 }
 
-/** One gzip'd tar holding `path` of `size` random bytes; returns digest, size, diff_id. */
+/** This node's files under /usr/lib, /usr/share and /usr/bin, in a fixed order (--real). */
+let nodeFiles: string[] | undefined;
+function listNodeFiles(): string[] {
+  if (nodeFiles) return nodeFiles;
+  const out: string[] = [];
+  for (const top of ['/usr/lib', '/usr/share', '/usr/bin']) {
+    for (const e of readdirSync(top, { recursive: true, withFileTypes: true })) if (e.isFile()) out.push(join(e.path, e.name));
+  }
+  return (nodeFiles = out.sort());
+}
+
+/** `size` bytes of content in CHUNK pieces: random, or (--real) the node's files from the `start`-th on. */
+function* content(size: number, start: number): Generator<Buffer> {
+  if (!real) {
+    for (let left = size; left > 0; left -= CHUNK) yield randomBytes(Math.min(CHUNK, left));
+    return;
+  }
+  const files = listNodeFiles();
+  let left = size;
+  for (let i = start; left > 0; i++) {
+    let b: Buffer;
+    try {
+      b = readFileSync(files[i % files.length]!);
+    } catch {
+      continue; // unreadable: the next one
+    }
+    for (let o = 0; o < b.length && left > 0; o += CHUNK) {
+      const piece = b.subarray(o, o + Math.min(CHUNK, left));
+      left -= piece.length;
+      yield piece;
+    }
+  }
+}
+
+/** The layer's compressor: gzip -1 in-process, or the zstd program at level 3 (--zstd); `done` once it exited well. */
+function compressor(): { stream: NodeJS.ReadWriteStream; done: Promise<void> } {
+  if (!zstd) return { stream: createGzip({ level: 1 }), done: Promise.resolve() };
+  const child = spawn('zstd', ['-q', '-c', '-3'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const done = new Promise<void>((resolve, reject) => child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`zstd exited ${code}`)))));
+  return { stream: Duplex.from({ writable: child.stdin, readable: child.stdout }), done };
+}
+
+/** One compressed tar holding `path` of `size` bytes of content; returns digest, size, diff_id. */
 async function writeLayer(blobsDir: string, i: number, size: number, path: string): Promise<Blob & { diffId: string }> {
   const diff = createHash('sha256');
   // One chunk at a time: memory stays flat whatever the size.
@@ -96,8 +145,7 @@ async function writeLayer(blobsDir: string, i: number, size: number, path: strin
     h.encode();
     diff.update(h.block!);
     yield h.block!;
-    for (let left = size; left > 0; left -= CHUNK) {
-      const b = randomBytes(Math.min(CHUNK, left));
+    for (const b of content(size, i * 997)) {
       diff.update(b);
       yield b;
     }
@@ -108,7 +156,8 @@ async function writeLayer(blobsDir: string, i: number, size: number, path: strin
   const digest = createHash('sha256');
   const count = { n: 0 };
   const tmp = join(blobsDir, `tmp-${i}`);
-  await pipeline(Readable.from(tarStream()), createGzip({ level: 1 }), tap(digest, count), createWriteStream(tmp));
+  const c = compressor();
+  await Promise.all([pipeline(Readable.from(tarStream()), c.stream, tap(digest, count), createWriteStream(tmp)), c.done]);
   const hex = digest.digest('hex');
   renameSync(tmp, join(blobsDir, hex));
   return { digest: `sha256:${hex}`, size: count.n, diffId: `sha256:${diff.digest('hex')}` };
@@ -339,7 +388,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 async function main(): Promise<void> {
-  console.log(`pull benchmark: ${sizeMB} MB of random data in ${nLayers} gzip layers${disk ? ' (a containerDisk: disk/disk.img in the last)' : ''}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(`pull benchmark: ${sizeMB} MB of ${real ? "this node's files" : 'random data'} in ${nLayers} ${zstd ? 'zstd' : 'gzip'} layers${disk ? ' (a containerDisk: disk/disk.img in the last)' : ''}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
   const layoutDir = tempDir('vmlet-bench-layout-');
   cleanups.push(() => rmSync(layoutDir, { recursive: true, force: true }));

@@ -13,6 +13,7 @@ PACKAGES=(
   iproute2
   dnsmasq-base                          # per-pod DHCP server for the VM (src/net/dhcp.ts)
   util-linux                            # nsenter: the pod's dnsmasq starts in its netns
+  zstd                                  # zstd image layers, ~6x faster than vmlet's JavaScript fallback
   golang-go cpio xz-utils               # the guest kit: vmlet-agent (Go), initramfs (build-guest-kit.sh)
   curl ca-certificates                  # Node.js from the npm registry where the node has none >= 20
 )

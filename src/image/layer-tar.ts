@@ -3,11 +3,11 @@
 // errors, and the streams that turn a stored blob into its tar.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { PassThrough, Transform, type Readable } from 'node:stream';
+import { PassThrough, Transform, type Duplex, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { Decompress } from 'fzstd';
 import { VmletError } from '../errors.js';
 import type { LayerFeed } from './layer-feed.js';
+import { zstdDecompressor } from './zstd.js';
 
 export interface LayerRef {
   digest: string;
@@ -126,35 +126,11 @@ export function readLayer(path: string): Readable {
 }
 
 /** The stream that turns a stored layer blob of `mediaType` into its tar. */
-export function decompressor(mediaType: string, layer: string): Transform | PassThrough {
+export function decompressor(mediaType: string, layer: string): Duplex {
   if (/tar\+gzip$|tar\.gzip$|tar\.gz$/.test(mediaType) || mediaType.endsWith('.diff.tar.gzip')) return createGunzip({ chunkSize: INFLATE_CHUNK });
-  if (/tar\+zstd$/.test(mediaType)) return zstdStream();
+  if (/tar\+zstd$/.test(mediaType)) return zstdDecompressor((why) => new HostileLayerError(layer, why));
   if (/\.tar$|layer\.v1\.tar$|diff\.tar$/.test(mediaType)) return new PassThrough();
   throw new VmletError('invalid-argument', `image layer ${layer}: unsupported media type ${mediaType}`);
-}
-
-function zstdStream(): Transform {
-  let out: Transform;
-  const d = new Decompress((chunk: Uint8Array) => out.push(Buffer.from(chunk)));
-  out = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      try {
-        d.push(chunk);
-        cb();
-      } catch (err) {
-        cb(err as Error);
-      }
-    },
-    flush(cb) {
-      try {
-        d.push(new Uint8Array(0), true);
-        cb();
-      } catch (err) {
-        cb(err as Error);
-      }
-    },
-  });
-  return out;
 }
 
 /**

@@ -31,8 +31,9 @@ export const QEMU_IMG = 'qemu-img';
 export async function programVersion(bin: string): Promise<string | undefined> {
   try {
     const { stdout } = await execa(bin, ['--version'], { timeout: 5000 });
-    // "QEMU emulator version 7.2.19 (…)", "Dnsmasq version 2.89 …", "nsenter from util-linux 2.38.1"
-    return (/version\s+([0-9][^\s,]*)/i.exec(stdout) ?? /\b(\d+\.\d+[^\s,()]*)/.exec(stdout))?.[1];
+    // "QEMU emulator version 7.2.19 (…)", "Dnsmasq version 2.89 …", "nsenter from util-linux 2.38.1",
+    // "*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***"
+    return (/version\s+([0-9][^\s,]*)/i.exec(stdout) ?? /\bv?(\d+\.\d+[^\s,()]*)/.exec(stdout))?.[1];
   } catch {
     return undefined;
   }

@@ -31,7 +31,7 @@ describe('vmlet doctor', () => {
     const r = doctor([], writeCniConf());
     expect(r.stdout).toContain('vmlet can run VMs on this node.');
     expect(r.status).toBe(0);
-    for (const check of ['libvirt', 'virtlogd', 'qemu', 'qemu-img', 'dnsmasq', 'nsenter', 'cni', 'state-dir', 'socket-dir', 'qemu-user', 'kvm-device']) {
+    for (const check of ['libvirt', 'virtlogd', 'qemu', 'qemu-img', 'dnsmasq', 'nsenter', 'zstd', 'cni', 'state-dir', 'socket-dir', 'qemu-user', 'kvm-device']) {
       expect(r.verdict(check), check).toBe('OK');
     }
     // WARN only while the kit has the stand-in agent (built before src/guest/agent existed).
