@@ -6,6 +6,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSy
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Header, type HeaderData } from 'tar';
@@ -193,16 +194,19 @@ function tarOf(entries: Entry[]): Buffer {
 
 let layerDir: string;
 let n = 0;
-function layer(entries: Entry[], opts: { gzip?: boolean; diffId?: string } = {}): LayerRef {
+/** zstd -3 by the zstd program (node-install installs it), as a registry's zstd layer. */
+const zstdOf = (tar: Buffer) => execFileSync('zstd', ['-q', '-c', '-3'], { input: tar });
+
+function layer(entries: Entry[], opts: { gzip?: boolean; zstd?: boolean; diffId?: string; body?: (tar: Buffer) => Buffer } = {}): LayerRef {
   const tar = tarOf(entries);
-  const body = opts.gzip === false ? tar : gzipSync(tar);
+  const body = (opts.body ?? (opts.zstd ? zstdOf : opts.gzip === false ? (t: Buffer) => t : gzipSync))(tar);
   const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
   const path = join(layerDir, `layer-${n++}`);
   writeFileSync(path, body);
   return {
     digest,
     path,
-    mediaType: opts.gzip === false ? 'application/vnd.oci.image.layer.v1.tar' : 'application/vnd.oci.image.layer.v1.tar+gzip',
+    mediaType: opts.zstd ? 'application/vnd.oci.image.layer.v1.tar+zstd' : opts.gzip === false ? 'application/vnd.oci.image.layer.v1.tar' : 'application/vnd.oci.image.layer.v1.tar+gzip',
     diffId: opts.diffId ?? `sha256:${createHash('sha256').update(tar).digest('hex')}`,
   };
 }
@@ -236,6 +240,20 @@ describe('unpackRootfs', () => {
     expect(readdirSync(outside).sort()).toEqual(['victim']);
     expect(readFileSync(join(outside, 'victim'), 'utf8')).toBe('untouched\n');
   };
+
+  it('unpacks zstd layers (through the zstd program), and refuses a truncated one leaving nothing behind', async () => {
+    const entries: Entry[] = [
+      { path: 'etc/', type: 'Directory' },
+      { path: 'etc/motd', data: 'zstd layer\n'.repeat(5000) },
+      { path: 'bin/tool', data: Buffer.alloc(300_000, 7), mode: 0o755 },
+    ];
+    const d = await unpack([layer(entries, { zstd: true })]);
+    expect(readFileSync(join(d, 'etc/motd'), 'utf8')).toBe('zstd layer\n'.repeat(5000));
+    expect(readFileSync(join(d, 'bin/tool')).equals(Buffer.alloc(300_000, 7))).toBe(true);
+    expect(statSync(join(d, 'bin/tool')).mode & 0o777).toBe(0o755);
+    const cut = layer(entries, { zstd: true, body: (t) => zstdOf(t).subarray(0, Math.floor(zstdOf(t).length / 2)) });
+    await refused([cut], new RegExp(`^image layer ${cut.digest} rejected: zstd: .*(premature end|unexpected end)`));
+  });
 
   it('keeps owners, modes (setuid, sticky), mtimes, fifos, hard links and symlinks as written', async () => {
     const d = await unpack([
