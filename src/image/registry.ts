@@ -76,6 +76,8 @@ export class RegistrySession {
   private fetched: string | undefined;
   /** A token request under way: concurrent downloads refused at once share it. */
   private refreshing: Promise<string> | undefined;
+  /** HTTPS_PROXY, HTTP_PROXY, NO_PROXY as they were when the session (one pull) began. */
+  private readonly proxies = proxyEnv();
 
   constructor(
     readonly ref: ImageRef,
@@ -139,7 +141,7 @@ export class RegistrySession {
       ...(this.authorization ? { authorization: this.authorization } : {}),
       timeoutMs: this.timeoutMs,
       timeoutHeadersOnly,
-      proxies: proxyEnv(),
+      proxies: this.proxies,
     };
   }
 
@@ -200,12 +202,12 @@ export class RegistrySession {
         // OAuth2 refresh-token grant, as docker does for identity tokens.
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.creds.identityToken, client_id: 'vmlet', scope });
         if (ch.params.service) form.set('service', ch.params.service);
-        res = await httpSend(realm, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded;charset=UTF-8' }, signal, proxies: proxyEnv() });
+        res = await httpSend(realm, { method: 'POST', body: form.toString(), headers: { 'content-type': 'application/x-www-form-urlencoded;charset=UTF-8' }, signal, proxies: this.proxies });
       } else {
         if (ch.params.service) realm.searchParams.set('service', ch.params.service);
         realm.searchParams.set('scope', scope);
         const basic = basicAuth(this.creds);
-        res = await httpSend(realm, { headers: basic ? { authorization: basic } : {}, signal, proxies: proxyEnv() });
+        res = await httpSend(realm, { headers: basic ? { authorization: basic } : {}, signal, proxies: this.proxies });
       }
       if (!res.ok) {
         res.discard();

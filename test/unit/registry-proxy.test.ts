@@ -171,14 +171,15 @@ describe('exchanges through a forward proxy', () => {
     expect(sni).toBe('secure.vmlet-test');
 
     const locked = `locked.vmlet-test:${tlsPort}`;
-    const lockedReg = new RegistrySession(parseReference(`${locked}/lib/app:v1`), { url: `https://${locked}`, mirror: false }, {}, 5000);
-    await expect(lockedReg.manifest('v1')).rejects.toMatchObject({ kind: 'unavailable', message: expect.stringMatching(/proxy 127\.0\.0\.1:\d+ refused the tunnel to locked\.vmlet-test:\d+: HTTP 407/) as unknown });
+    // A session reads the proxy settings once, when it (one pull) begins.
+    const lockedReg = () => new RegistrySession(parseReference(`${locked}/lib/app:v1`), { url: `https://${locked}`, mirror: false }, {}, 5000);
+    await expect(lockedReg().manifest('v1')).rejects.toMatchObject({ kind: 'unavailable', message: expect.stringMatching(/proxy 127\.0\.0\.1:\d+ refused the tunnel to locked\.vmlet-test:\d+: HTTP 407/) as unknown });
     // A proxy that cannot be reached is named.
     process.env.HTTPS_PROXY = 'http://127.0.0.1:1';
-    await expect(lockedReg.manifest('v1')).rejects.toMatchObject({ kind: 'unavailable', message: expect.stringMatching(/cannot reach https:\/\/locked\.vmlet-test:\d+: through proxy 127\.0\.0\.1:1: ECONNREFUSED$/) as unknown });
+    await expect(lockedReg().manifest('v1')).rejects.toMatchObject({ kind: 'unavailable', message: expect.stringMatching(/cannot reach https:\/\/locked\.vmlet-test:\d+: through proxy 127\.0\.0\.1:1: ECONNREFUSED$/) as unknown });
     process.env.HTTPS_PROXY = `http://u:p%20w@${proxyHost}`;
     sni = undefined;
-    await expect(lockedReg.manifest('v1')).rejects.toMatchObject({ message: expect.stringMatching(/SELF_SIGNED_CERT/) as unknown });
+    await expect(lockedReg().manifest('v1')).rejects.toMatchObject({ message: expect.stringMatching(/SELF_SIGNED_CERT/) as unknown });
     expect(sni).toBe('locked.vmlet-test');
   });
 });
