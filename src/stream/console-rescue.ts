@@ -50,17 +50,33 @@ export function consoleLogPipe(pid: number): { path: string; pipe: string } | un
   return { path, pipe };
 }
 
+let listed: { at: number; pipes: Set<string> | undefined } | undefined;
+/** When virtlogd's processes were last seen alive. */
+let checkedAt = 0;
+let virtlogdPids: number[] = [];
 /**
- * The pipes (`pipe:[inode]`) the node's virtlogd processes hold, looked up at most once a second
- * for every VM (`fresh`: now, processes too); undefined when a virtlogd's fds cannot be read (then
+ * A virtlogd that lives on keeps its pipes (a re-exec too), so its fds are listed only every
+ * 10 s, as a safety net: with 50 idle VMs, listing them every second (a readlink per fd) was
+ * about half of vmlet's own JavaScript. A virtlogd that dies is seen within a second.
+ */
+const LIST_MS = 10_000;
+const ALIVE_MS = 1_000;
+
+/**
+ * The pipes (`pipe:[inode]`) the node's virtlogd processes hold, shared by every VM's check:
+ * processes and pipes looked up again every LIST_MS, at once when a virtlogd process is gone
+ * (checked at most once a second), and with `fresh`. Undefined when a virtlogd's fds cannot be read (then
  * nobody is taken over). A pipe missing from a remembered list may be newer than the list: ask
  * again with `fresh` before deciding nobody reads it.
  */
-let held: { at: number; pipes: Set<string> | undefined } | undefined;
-let virtlogdPids: number[] = [];
 export function virtlogdPipes(now = Date.now(), fresh = false): Set<string> | undefined {
-  if (held && !fresh && now - held.at < 1000) return held.pipes;
-  if (fresh || !virtlogdPids.length || !virtlogdPids.every(isVirtlogd)) virtlogdPids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter(isVirtlogd);
+  if (listed && !fresh && now - listed.at < LIST_MS) {
+    if (now - checkedAt < ALIVE_MS) return listed.pipes;
+    checkedAt = now;
+    if (virtlogdPids.length && virtlogdPids.every(isVirtlogd)) return listed.pipes;
+  }
+  // Processes looked up again too: a virtlogd started beside one that lives on is seen in 10 s.
+  virtlogdPids = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter(isVirtlogd);
   let pipes: Set<string> | undefined = new Set<string>();
   for (const pid of virtlogdPids) {
     let fds: string[] = [];
@@ -80,7 +96,8 @@ export function virtlogdPipes(now = Date.now(), fresh = false): Set<string> | un
       }
     }
   }
-  held = { at: now, pipes };
+  listed = { at: now, pipes };
+  checkedAt = now;
   return pipes;
 }
 

@@ -103,7 +103,7 @@ describe('virtlogd killed with -9', () => {
     const [fresh] = (await bootFleet(v!, image, logDir, 1, 'vlog-new')) as [FleetPod];
     await waitForTick(fresh, 20);
     expect(takeovers(v!)).toBe(seen);
-    expect(virtlogdPipes(Date.now() + 5_000)?.has(consoleLogPipe(qemuPid(fresh.domain))!.pipe)).toBe(true);
+    expect(virtlogdPipes(Date.now() + 60_000)?.has(consoleLogPipe(qemuPid(fresh.domain))!.pipe)).toBe(true);
     const at = lastTicks(pods);
     await Promise.all(pods.map((p) => waitForTick(p, at.get(p.id)! + 10)));
     await rt(v!, 'RemovePodSandbox', { pod_sandbox_id: fresh.id });

@@ -44,7 +44,7 @@ describe('console rescue', () => {
     const pid = await waitFor('the writer', () => (existsSync(join(dir, 'pid')) ? Number(readFileSync(join(dir, 'pid'), 'utf8')) || undefined : undefined), { timeoutMs: 10_000, intervalMs: 20 });
     const found = await waitFor('the write-only pipe', () => consoleLogPipe(pid), { timeoutMs: 10_000, intervalMs: 20 });
     expect(found.pipe).toMatch(/^pipe:\[\d+\]$/);
-    expect(virtlogdPipes(Date.now() + 5_000)?.has(found.pipe)).toBe(false);
+    expect(virtlogdPipes(Date.now() + 60_000)?.has(found.pipe)).toBe(false);
     rescue = new ConsoleRescue(consoleLog, () => pid, pino({ level: 'silent' }));
     rescue.start(50);
     await waitFor('the take-over', () => rescue!.rescuing || undefined, { timeoutMs: 10_000, intervalMs: 20 });
@@ -85,6 +85,45 @@ describe('console rescue', () => {
     rescue.start(50); // checks at once
     expect(rescue.rescuing).toBe(false);
     expect(readFileSync(consoleLog, 'utf8')).toBe('');
+    virtlogdPipes(Date.now(), true);
+  });
+
+  it("lists virtlogd's pipes again every 10 s while it lives, at once when it dies", async () => {
+    const dir = tempDir('vmlet-rescue-');
+    copyFileSync('/bin/bash', join(dir, 'virtlogd'));
+    /** A bash named virtlogd reading a pipe (its stdin) that a subshell writes; its pipe and pid. */
+    const fakeVirtlogd = async (tag: string) => {
+      const script = `( echo $BASHPID > ${dir}/${tag}; sleep 60 ) | ${dir}/virtlogd -c 'sleep 60; :'`;
+      const group = spawn('bash', ['-c', script], { stdio: 'ignore', detached: true });
+      const writerPid = await waitFor('the writer', () => (existsSync(join(dir, tag)) ? Number(readFileSync(join(dir, tag), 'utf8')) || undefined : undefined), { timeoutMs: 10_000, intervalMs: 20 });
+      const pipe = readlinkSync(`/proc/${writerPid}/fd/1`);
+      const reader = await waitFor('the reader named virtlogd', () => readdirSync('/proc').map(Number).find((p) => {
+        try {
+          return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'virtlogd' && readlinkSync(`/proc/${p}/fd/0`) === pipe;
+        } catch {
+          return false;
+        }
+      }), { timeoutMs: 10_000, intervalMs: 20 });
+      return { group, pipe, reader };
+    };
+    const first = await fakeVirtlogd('a');
+    writer = first.group;
+    const t = Date.now() + 60_000;
+    expect(virtlogdPipes(t, true)?.has(first.pipe)).toBe(true);
+    // A pipe of a virtlogd that started since: not seen before 10 s unless asked with `fresh`.
+    const second = await fakeVirtlogd('b');
+    try {
+      expect(virtlogdPipes(t + 1_500)?.has(second.pipe)).toBe(false);
+      expect(virtlogdPipes(t + 10_500)?.has(second.pipe)).toBe(true);
+      // The first one dies: seen a second later, well within the 10 s.
+      process.kill(first.reader, 'SIGKILL');
+      await waitFor('the killed virtlogd gone', () => !existsSync(`/proc/${first.reader}/fd/0`) || undefined, { timeoutMs: 10_000, intervalMs: 20 });
+      const held = virtlogdPipes(t + 11_600);
+      expect(held?.has(first.pipe)).toBe(false);
+      expect(held?.has(second.pipe)).toBe(true);
+    } finally {
+      if (second.group.pid) process.kill(-second.group.pid, 'SIGKILL');
+    }
     virtlogdPipes(Date.now(), true);
   });
 
