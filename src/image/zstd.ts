@@ -25,7 +25,8 @@ export function zstdProgram(): string | undefined {
  * A zstd stream's decompressor: the zstd program when the node has it, else fzstd. Data the
  * program refuses fails the stream with `bad(what zstd said)`.
  */
-export function zstdDecompressor(bad: (why: string) => Error, program = zstdProgram()): Duplex {
+export function zstdDecompressor(bad: (why: string) => Error): Duplex {
+  const program = zstdProgram();
   return program ? zstdProcess(program, bad) : zstdInJs();
 }
 
@@ -69,7 +70,10 @@ export function zstdProcess(program: string, bad: (why: string) => Error): Duple
   stdout.on('data', (chunk: Buffer) => {
     if (!duplex.push(chunk)) stdout.pause();
   });
-  child.once('error', (err) => duplex.destroy(new VmletError('internal', `${program}: ${err.message}`)));
+  const broken = (err: Error) => duplex.destroy(new VmletError('internal', `${program}: ${err.message}`));
+  child.once('error', broken);
+  stdout.on('error', broken);
+  stderr.on('error', broken);
   // 'close': the program has exited and its stdout has been read to the end.
   child.once('close', (code, signal) => {
     if (duplex.destroyed) return;
