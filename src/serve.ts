@@ -12,7 +12,7 @@ import { startMetricsServer, type MetricsServer } from './metrics/server.js';
 import { podCounts } from './pod/pod-counts.js';
 import { Runtime } from './runtime/runtime.js';
 import { ImageStore, imageLimitsOf } from './image/store.js';
-import { ZSTD, zstdProgram } from './image/zstd.js';
+import { WITHOUT_ZSTD, ZSTD, zstdProgram } from './image/zstd.js';
 import { PodManager } from './pod/manager.js';
 import { LibvirtDriver } from './vm/libvirt-driver.js';
 import { EmulatorWrapper } from './vm/emulator-wrapper.js';
@@ -53,7 +53,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
     return 1;
   }
   log.info({ shareDriver: virtiofsd ? 'virtiofs' : '9p', virtiofsd: virtiofsd ?? null }, virtiofsd ? 'VM-image pods\' directory volumes are shared over virtiofs' : 'VM-image pods\' directory volumes are shared over 9p: their VMs\' QEMU runs as root');
-  if (!zstdProgram()) log.warn({ program: ZSTD }, 'zstd not found: zstd-compressed image layers are decompressed in JavaScript, ~6x slower (apt-get install zstd)');
+  if (!zstdProgram()) log.warn({ program: ZSTD }, `${WITHOUT_ZSTD} (apt-get install zstd)`);
   const qemu = which(QEMU_SYSTEM);
   const emulator = qemu ? await EmulatorWrapper.install(config.stateDir, qemu) : undefined;
   pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(virtiofsd ? { virtiofsd } : {}), ...(emulator ? { emulator } : {}) });
