@@ -58,9 +58,59 @@ export function consoleLines(logPath: string): string[] {
   return readFileSync(logPath, 'utf8').split('\n').filter(Boolean).map((l) => parseCriLogLine(l).content.replace(/\r+$/, ''));
 }
 
-/** The first console line starting with `prefix`, once it appears. */
-export function waitForConsoleLine(logPath: string, prefix: string, timeoutMs = 90_000): Promise<string> {
-  return waitFor(`${prefix} in ${logPath}`, () => consoleLines(logPath).find((l) => l.startsWith(prefix)), { timeoutMs, intervalMs: 100 });
+// Markers after which the guest will never print the one waited for (its DHCP client gave up).
+const NEVER_AFTER: Array<[string, string]> = [
+  ['VMLET-DHCP ', 'VMLET-NODHCP eth0'],
+  ['VMLET-DHCP6 ', 'VMLET-NODHCP6 eth0'],
+];
+
+/** The console's last lines, for a failure message. */
+export function consoleTail(logPath: string, n = 25): string {
+  return consoleLines(logPath).slice(-n).join('\n');
+}
+
+/**
+ * The first console line starting with `prefix`, once it appears. Fails at once when the guest
+ * printed a marker that rules it out, and on any failure shows the console's last lines.
+ */
+export async function waitForConsoleLine(logPath: string, prefix: string, timeoutMs = 90_000, diagnose?: () => string): Promise<string> {
+  const never = NEVER_AFTER.filter(([want]) => `${prefix} `.startsWith(want)).map(([, stop]) => stop);
+  try {
+    return await waitFor(
+      `${prefix} in ${logPath}`,
+      () => {
+        const lines = consoleLines(logPath);
+        const hit = lines.find((l) => l.startsWith(prefix));
+        if (hit !== undefined) return hit;
+        const stop = lines.find((l) => never.some((s) => l.startsWith(s)));
+        if (stop !== undefined) throw new GaveUp(`the guest printed "${stop}"`);
+        return undefined;
+      },
+      { timeoutMs, intervalMs: 100, stopOn: (e) => e instanceof GaveUp },
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- the console's last lines (CRI log) ---\n${consoleTail(logPath)}${diagnose ? `\n${diagnose()}` : ''}`);
+  }
+}
+
+class GaveUp extends Error {}
+
+const tail = (path: string, n: number) => (existsSync(path) ? readFileSync(path, 'utf8').split('\n').slice(-n - 1).join('\n') : '(none)');
+
+/**
+ * What tells a guest that missed its network from a console line lost on the way: the raw
+ * console file QEMU writes, the pod's dnsmasq log and vmlet's log lines about the pod.
+ */
+export function podDiagnostics(v: VmletProcess, pod: VmPod): string {
+  const dir = join(v.stateDir, 'pods', pod.id);
+  return [
+    `--- raw console (${join(dir, 'containers', pod.cid, 'console.log')}) ---`,
+    tail(join(dir, 'containers', pod.cid, 'console.log'), 15),
+    '--- dnsmasq.log ---',
+    tail(join(dir, 'dnsmasq.log'), 10),
+    '--- vmlet log lines of the pod ---',
+    v.logLines.filter((l) => l.includes(pod.id)).slice(-8).join('\n'),
+  ].join('\n');
 }
 
 export interface VmPod {

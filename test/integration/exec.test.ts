@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
+import { runVmPod, startVmSuite, stopVmSuite, podDiagnostics, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent } from '../../src/vm/guest-agent.js';
 import { guestExec } from '../../src/vm/guest-exec.js';
@@ -33,7 +33,7 @@ type Pod = VmPod;
 
 const startPod = (name: string, annotations: Record<string, string> = {}): Promise<Pod> => runVmPod(v, { name, namespace: 'exec-test', image, logDir, annotations });
 
-const marker = (pod: Pod, m: string, timeoutMs = 120_000) => waitForConsoleLine(pod.log, m, timeoutMs);
+const marker = (pod: Pod, m: string, timeoutMs = 100_000) => waitForConsoleLine(pod.log, m, timeoutMs, () => podDiagnostics(v, pod));
 
 /** The agent starts in the background at boot; its first answer may trail the hostname marker. */
 const firstExec = (pod: Pod) =>

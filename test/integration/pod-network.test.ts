@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { consoleLines, runVmPod, startVmSuite, stopVmSuite, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
+import { consoleLines, runVmPod, startVmSuite, stopVmSuite, vmletConfig, podDiagnostics, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { portForwardExchange } from '../helpers/port-forward.js';
 import type { PodSandboxStatusResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatusResponse.js';
@@ -46,7 +46,7 @@ async function startPod(name: string, o: { annotations?: Record<string, string>;
   return { ...pod, ip };
 }
 
-const marker = (pod: Pod, m: string, timeoutMs = 90_000) => waitForConsoleLine(pod.log, m, timeoutMs);
+const marker = (pod: Pod, m: string, timeoutMs = 90_000) => waitForConsoleLine(pod.log, m, timeoutMs, () => podDiagnostics(v, pod));
 
 beforeAll(async () => {
   ({ reg, v, refs: [image = ''] } = await startVmSuite([['kernelboot', 'vmlet/kernelboot:net']]));

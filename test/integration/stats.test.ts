@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { status as Status, type ServiceError } from '@grpc/grpc-js';
 import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
+import { podDiagnostics, runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import type { ContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ContainerStatsResponse.js';
 import type { ListContainerStatsResponse__Output } from '../../src/gen/runtime/v1/ListContainerStatsResponse.js';
 import type { PodSandboxStatsResponse__Output } from '../../src/gen/runtime/v1/PodSandboxStatsResponse.js';
@@ -42,7 +42,7 @@ const startPod = (name: string, image: string, annotations: Record<string, strin
     container: { labels: { role: 'vm', app: name } },
   });
 
-const marker = (pod: Pod, m: string, timeoutMs = 120_000) => waitForConsoleLine(pod.log, m, timeoutMs);
+const marker = (pod: Pod, m: string, timeoutMs = 100_000) => waitForConsoleLine(pod.log, m, timeoutMs, () => podDiagnostics(v, pod));
 
 const n = (u: { value: string } | null | undefined) => (u ? Number(u.value) : NaN);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
