@@ -21,18 +21,25 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     if (c.kind === 'sandboxed') return startSandboxed(m, c);
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
     lap('checkMs');
-    const cgroup = await startInPodCgroup(m, s.config.linux?.cgroup_parent, c.domainName, () => timedBoot('vm', m.deps.vm.start(c.domainName)));
-    lap('startMs');
     const net = m.networks.get(c.sandboxId);
+    // With a network the VM starts paused: its tap is wired into the pod netns (and QEMU placed in
+    // the pod cgroup) before the guest's first instruction, so no DHCP request of an early boot
+    // (a KVM guest's, in well under a second) goes out on a tap that leads nowhere yet.
+    const cgroup = await startInPodCgroup(m, s.config.linux?.cgroup_parent, c.domainName, () => timedBoot('vm', m.deps.vm.start(c.domainName, { paused: !!net })));
+    lap('startMs');
     try {
-      // libvirt made the tap in the host netns; the VM's network is in the pod's.
-      if (net) await attachPodTap(net, { fresh: true });
+      if (net) {
+        // libvirt made the tap in the host netns; the VM's network is in the pod's.
+        await attachPodTap(net, { fresh: true });
+        lap('tapMs');
+        await m.deps.vm.resume(c.domainName);
+        lap('resumeMs');
+      }
     } catch (err) {
       await m.deps.vm.destroy(c.domainName).catch(() => undefined);
       if (cgroup) removeCreated(cgroup.made);
       throw err;
     }
-    lap('tapMs');
     c.state = 'running';
     c.startedAt = nowNs();
     await m.store.saveContainer(c);

@@ -47,3 +47,22 @@ export async function sweepUnrecordedDomains(m: SweepDeps): Promise<string[]> {
   }
   return swept;
 }
+
+/**
+ * A VM container still 'created' whose domain is active: vmlet stopped between StartContainer's
+ * start and its record of it (a VM started paused may be waiting for its tap, its resume). Its VM
+ * is stopped, so the kubelet's retry of StartContainer starts it afresh; returns the domains.
+ */
+export async function stopUnfinishedStarts(m: SweepDeps): Promise<string[]> {
+  const created = [...m.containers.values()].filter((c) => c.state === 'created' && c.kind !== 'sandboxed' && m.sandboxes.has(c.sandboxId));
+  if (created.length === 0) return [];
+  const active = await m.deps.vm.activeNames(new Set(created.map((c) => c.domainName)));
+  const stopped: string[] = [];
+  for (const c of created) {
+    if (!active.has(c.domainName)) continue;
+    await m.deps.vm.destroy(c.domainName);
+    m.log.warn({ podSandboxId: c.sandboxId, containerId: c.id, domain: c.domainName, why: 'vmlet stopped between starting it and recording the start' }, 'stopped the VM of a container not started');
+    stopped.push(c.domainName);
+  }
+  return stopped;
+}

@@ -17,7 +17,7 @@ import { exitStatus } from './exit.js';
 import { ConsoleTailer } from '../stream/console-tailer.js';
 import { readPodNetworkState, reattachPodNetwork, type PodNetworkState } from '../net/index.js';
 import { releaseUnfinishedNetwork } from './network-recovery.js';
-import { sweepUnrecordedDomains } from './domain-sweep.js';
+import { stopUnfinishedStarts, sweepUnrecordedDomains } from './domain-sweep.js';
 import type { PodVm } from './podvm.js';
 import type { PoolVm } from './pool-vm.js';
 import type { MachineSettings } from '../vm/annotations.js';
@@ -134,6 +134,7 @@ export class PodManager {
     );
     await vm.ready().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'libvirt lifecycle events not registered yet; the safety poll covers exits meanwhile'));
     await sweepUnrecordedDomains(this).catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'cannot look for VMs no record names (libvirt down?)'));
+    await stopUnfinishedStarts(this).catch((err: unknown) => this.log.error({ err: (err as Error).message }, 'cannot look for VMs of containers not started (libvirt down?)'));
     // A VM may have stopped while vmlet was down, even one vmlet was stopping when it died.
     await this.reconcile(true).catch((err: unknown) =>
       this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),

@@ -51,8 +51,13 @@ export interface HotplugDisk {
 export interface VmDriver {
   /** Defines (or redefines) the VM; nothing runs yet. */
   define(spec: VmSpec): Promise<void>;
-  /** Boots a defined VM. */
-  start(name: string): Promise<void>;
+  /**
+   * Boots a defined VM. `paused`: its process and devices are up (the tap exists) but no guest
+   * code runs until resume, so whatever the guest finds at its first instruction can be wired first.
+   */
+  start(name: string, o?: { paused?: boolean }): Promise<void>;
+  /** Runs a VM started paused. */
+  resume(name: string): Promise<void>;
   /** Asks the guest to power off (ACPI power button); returns at once. */
   shutdown(name: string): Promise<void>;
   /** Stops the VM at once; a VM that is absent or not running is no error. */

@@ -46,8 +46,12 @@ export class LibvirtDriver implements VmDriver {
     await wrap(this.lv.defineDomain(renderDomainXml(spec)));
   }
 
-  start(name: string): Promise<void> {
-    return wrap(this.lv.startDomain(name));
+  start(name: string, o: { paused?: boolean } = {}): Promise<void> {
+    return wrap(this.lv.startDomain(name, o.paused));
+  }
+
+  resume(name: string): Promise<void> {
+    return wrap(this.lv.resumeDomain(name));
   }
 
   shutdown(name: string): Promise<void> {

@@ -15,6 +15,7 @@ import {
   LibvirtRpc,
   LibvirtRpcError,
   LIST_DOMAINS,
+  START,
   UNDEFINE,
   VCPU_MAXIMUM,
   type RpcDomain,
@@ -155,8 +156,13 @@ export class Libvirt {
     return this.onRpc('define', async (rpc) => (await rpc.defineXML(xml)).uuid);
   }
 
-  async startDomain(name: string): Promise<void> {
-    await this.onDomain('start', name, (rpc, dom) => rpc.createDomain(dom));
+  /** `paused`: QEMU runs with its vCPUs stopped (VIR_DOMAIN_START_PAUSED) until resumeDomain. */
+  async startDomain(name: string, paused = false): Promise<void> {
+    await this.onDomain('start', name, (rpc, dom) => rpc.createDomain(dom, paused ? START.PAUSED : 0));
+  }
+
+  async resumeDomain(name: string): Promise<void> {
+    await this.onDomain('resume', name, (rpc, dom) => rpc.resumeDomain(dom));
   }
 
   /** ACPI power button. */

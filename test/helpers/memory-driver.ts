@@ -61,9 +61,15 @@ export class MemoryDriver implements VmDriver {
     this.vms.set(spec.name, { vcpus: 1, maxVcpus: 2, memoryKiB: 524288, maxMemKiB: 1048576, cpuTimeNs: 0, ...old, spec, state: old?.state ?? 'shutoff' });
   }
 
-  async start(name: string): Promise<void> {
-    const vm = this.must('start', name);
+  async start(name: string, o: { paused?: boolean } = {}): Promise<void> {
+    const vm = this.must(o.paused ? 'start-paused' : 'start', name);
     if (isActive(vm.state)) throw new VmletError('internal', `start ${name}: Requested operation is not valid: domain is already running`);
+    vm.state = o.paused ? 'paused' : 'running';
+  }
+
+  async resume(name: string): Promise<void> {
+    const vm = this.must('resume', name);
+    if (vm.state !== 'paused') throw new VmletError('internal', `resume ${name}: Requested operation is not valid: domain is not paused`);
     vm.state = 'running';
   }
 

@@ -14,11 +14,14 @@ import { waitFor } from '../helpers/wait.js';
 
 const lv = new Libvirt('qemu:///system', pino({ level: 'silent' }));
 const name = `vmlet-test-boot-${randomBytes(4).toString('hex')}`;
+const pausedName = `vmlet-test-paused-${randomBytes(4).toString('hex')}`;
 
 afterAll(async () => {
   // Leave nothing behind even when an assertion failed half way.
-  await lv.destroyDomain(name).catch(() => undefined);
-  await lv.undefineDomain(name).catch(() => undefined);
+  for (const n of [name, pausedName]) {
+    await lv.destroyDomain(n).catch(() => undefined);
+    await lv.undefineDomain(n).catch(() => undefined);
+  }
   await lv.close();
 });
 
@@ -48,5 +51,18 @@ describe('test guest boot through libvirt', () => {
     expect((await lv.domainInfo(name)).state).toBe(DomainState.SHUTOFF);
     await lv.undefineDomain(name);
     await expect(lv.domainInfo(name)).rejects.toMatchObject({ kind: 'not-found' });
+  });
+
+  it('starts a domain paused (its QEMU up, no guest code run) and runs the guest once resumed, as StartContainer does around the tap', async () => {
+    const accel = decideAccel('auto', probeHost());
+    const consoleLog = join(tempDir('vmlet-boot-'), 'console.log');
+    await lv.defineDomain(kernelGuestXml({ name: pausedName, guest: kernelGuest(), domainType: accel.domainType, consoleLog }));
+    await lv.startDomain(pausedName, true);
+    expect((await lv.domainInfo(pausedName)).state).toBe(DomainState.PAUSED);
+    // Not one byte from the guest's kernel yet.
+    expect(existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '').toBe('');
+    await lv.resumeDomain(pausedName);
+    expect((await lv.domainInfo(pausedName)).state).toBe(DomainState.RUNNING);
+    await waitFor(`${READY_MARKER} in ${consoleLog}`, () => existsSync(consoleLog) && readFileSync(consoleLog, 'utf8').includes(READY_MARKER), { timeoutMs: 90_000, intervalMs: 20 });
   });
 });

@@ -69,6 +69,14 @@ describe('VM pod networking', () => {
     expect(await marker(a, 'VMLET-NETCONFIG')).toContain(`addresses=${a.ip}/24`);
     expect(await marker(a, 'VMLET-DHCP eth0')).toMatch(new RegExp(`^VMLET-DHCP eth0 ${a.ip.replace(/\./g, '\\.')} router=10\\.250\\.0\\.1 dns=10\\.250\\.0\\.53 `));
     expect(await marker(a, 'VMLET-DNS')).toBe('VMLET-DNS nameservers=10.250.0.53 search=net-test.svc.cluster.local,svc.cluster.local');
+    // The VM ran no guest code before its tap was wired (started paused, resumed after): the
+    // guest's first DHCPDISCOVER was answered, none went unheard.
+    const started = v.logLines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'container started' && l.containerId === a.cid);
+    expect(typeof started?.tapMs).toBe('number');
+    expect(typeof started?.resumeMs).toBe('number');
+    const dhcpLog = readFileSync(join(v.stateDir, 'pods', a.id, 'dnsmasq.log'), 'utf8');
+    expect(dhcpLog.match(/DHCPDISCOVER\(/g), dhcpLog).toHaveLength(1);
+    expect(dhcpLog).toMatch(new RegExp(`DHCPACK\\([^)]+\\) ${a.ip.replace(/\./g, '\\.')} `));
     await marker(a, 'VMLET-HTTPD 80');
     const ping = await execa('ping', ['-c', '1', '-W', '5', a.ip], { reject: false });
     expect(ping.exitCode, ping.stdout).toBe(0);

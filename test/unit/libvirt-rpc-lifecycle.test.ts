@@ -23,7 +23,7 @@ import {
   encodeListAllDomainsArgs,
   encodeNodeInfo,
 } from '../../src/vm/rpc/structs.js';
-import { DomainState, EVENT_ID, LIFECYCLE_EVENTS, LIST_DOMAINS, LibvirtRpc, STOPPED_DETAIL, UNDEFINE, type RpcDomain, type RpcLifecycleEvent } from '../../src/vm/rpc/index.js';
+import { DomainState, EVENT_ID, LIFECYCLE_EVENTS, LIST_DOMAINS, LibvirtRpc, START, STOPPED_DETAIL, UNDEFINE, type RpcDomain, type RpcLifecycleEvent } from '../../src/vm/rpc/index.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const w = () => new XdrWriter(4);
@@ -43,6 +43,7 @@ describe('procedure numbers (remote_protocol.x)', () => {
       DOMAIN_GET_XML_DESC: 14,
       DOMAIN_GET_INFO: 16,
       DOMAIN_LOOKUP_BY_NAME: 23,
+      DOMAIN_RESUME: 28,
       DOMAIN_SHUTDOWN: 33,
       CONNECT_GET_HOSTNAME: 59,
       CONNECT_GET_LIB_VERSION: 157,
@@ -64,6 +65,7 @@ describe('procedure numbers (remote_protocol.x)', () => {
     expect(LIFECYCLE_EVENTS.indexOf('stopped')).toBe(5);
     expect(LIFECYCLE_EVENTS.indexOf('crashed')).toBe(8);
     expect(STOPPED_DETAIL.FAILED).toBe(5);
+    expect(START.PAUSED).toBe(1);
     expect(UNDEFINE).toMatchObject({ MANAGED_SAVE: 1, SNAPSHOTS_METADATA: 2, NVRAM: 4, KEEP_NVRAM: 8, CHECKPOINTS_METADATA: 16 });
     expect(LIST_DOMAINS.ACTIVE | LIST_DOMAINS.INACTIVE).toBe(3);
     expect(EVENT_ID.LIFECYCLE).toBe(0);
@@ -163,6 +165,7 @@ describe('lifecycle calls against a fake daemon', () => {
       [Proc.DOMAIN_DEFINE_XML]: (c, d) => d.reply(c, domReply({ ...wireDom, id: -1 })),
       [Proc.DOMAIN_CREATE_WITH_FLAGS]: (c, d) => d.reply(c, domReply({ ...wireDom, id: 9 })),
       [Proc.DOMAIN_SHUTDOWN]: ok,
+      [Proc.DOMAIN_RESUME]: ok,
       [Proc.DOMAIN_DESTROY]: ok,
       [Proc.DOMAIN_UNDEFINE_FLAGS]: ok,
     });
@@ -171,6 +174,10 @@ describe('lifecycle calls against a fake daemon', () => {
     expect(lastArgs(f, Proc.DOMAIN_DEFINE_XML)).toBe('00000009' + hex(Buffer.from('<domain/>')) + '000000');
     expect(await c.createDomain(dom)).toEqual({ ...dom, id: 9 }); // the new id, in the same round trip
     expect(lastArgs(f, Proc.DOMAIN_CREATE_WITH_FLAGS)).toBe(DOM_HEX + '00000000');
+    await c.createDomain(dom, START.PAUSED);
+    expect(lastArgs(f, Proc.DOMAIN_CREATE_WITH_FLAGS)).toBe(DOM_HEX + '00000001');
+    await c.resumeDomain(dom);
+    expect(lastArgs(f, Proc.DOMAIN_RESUME)).toBe(DOM_HEX);
     await c.shutdownDomain(dom);
     expect(lastArgs(f, Proc.DOMAIN_SHUTDOWN)).toBe(DOM_HEX);
     await c.destroyDomain(dom);

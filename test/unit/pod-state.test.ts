@@ -178,6 +178,22 @@ describe('restart recovery', () => {
     await exited(m2, m2.containers.get(keeps.id)!);
   });
 
+  it('a start vmlet died in (VM started, paused for its tap, the record still "created") is undone: its VM is stopped, ready to be started again', async () => {
+    const m1 = await manager();
+    const s = await makeSandbox(m1);
+    const [inStart, never] = [await makeContainer(m1, s, 'a'), await makeContainer(m1, s, 'b')];
+    await m1.stop();
+    await vm.start(inStart.domainName, { paused: true });
+
+    const m2 = await manager();
+    expect(vm.vms.get(inStart.domainName)?.state).toBe('shutoff');
+    expect(vm.vms.get(never.domainName)?.state).toBe('shutoff');
+    expect(m2.containers.get(inStart.id)?.state).toBe('created');
+    expect(lines.filter((l) => l.msg === 'stopped the VM of a container not started').map((l) => l.containerId)).toEqual([inStart.id]);
+    // The kubelet's retry can start it again (libvirt refuses to start a running domain).
+    await vm.start(inStart.domainName);
+  });
+
   it('a stop vmlet was making when it died is finished as that stop (destroy → 137)', async () => {
     const m1 = await manager();
     const c = await running(m1);

@@ -89,6 +89,9 @@ export const UNDEFINE = {
   KEEP_TPM: 1 << 6,
 } as const;
 
+/** virDomainCreateFlags (VIR_DOMAIN_START_*). */
+export const START = { PAUSED: 1 << 0 } as const;
+
 /** virDomainEventID: which kind of event a callback registration asks for. */
 export const EVENT_ID = { LIFECYCLE: 0 } as const;
 

@@ -126,6 +126,11 @@ export class LibvirtRpc extends RpcSession {
     return this.call('createDomain', Proc.DOMAIN_CREATE_WITH_FLAGS, domFlags(dom, flags), (r) => fromWire(decodeDomain(r)), this.lifecycleTimeoutMs);
   }
 
+  /** virDomainResume: runs a paused domain's vCPUs. */
+  async resumeDomain(dom: RpcDomain): Promise<void> {
+    await this.call('resumeDomain', Proc.DOMAIN_RESUME, domOnly(dom), none, this.lifecycleTimeoutMs);
+  }
+
   /** virDomainShutdown: asks the guest to power off (ACPI power button for vmlet's domains). */
   async shutdownDomain(dom: RpcDomain): Promise<void> {
     await this.call('shutdownDomain', Proc.DOMAIN_SHUTDOWN, domOnly(dom), none, this.lifecycleTimeoutMs);
