@@ -1,7 +1,8 @@
 // Decides how a pulled image boots and puts its boot files in place, once per image:
 //  containerDisk: exactly one file under /disk/ → disks/<id>.qcow2|.raw (read-only base)
 //  kernel boot:   a kernel (+ initrd) at /boot/vmlinuz, /boot/initrd.img or the vmlet.io/* labels
-//                 (read by vm/image-labels.ts, the one parser of image labels)
+//                 (read by vm/image-labels.ts, the one parser of image labels); a bzImage's ELF
+//                 is unpacked beside it for PVH boot (kernel-pvh.ts)
 //  rootfs:        anything else (booting it comes later).
 import { chmod, mkdir, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -10,6 +11,7 @@ import type { BootInfo } from './image-index.js';
 import { probeDisk, qemuImgInfo, type DiskInfo } from './qemu-img.js';
 import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from './layer-scan.js';
 import { LABEL, parseImageLabels } from '../vm/image-labels.js';
+import { unpackPvhKernel } from './kernel-pvh.js';
 
 const DEFAULT_KERNEL = 'boot/vmlinuz';
 const DEFAULT_INITRD = 'boot/initrd.img';
@@ -62,9 +64,15 @@ export async function prepareBoot(
       await rename(kernel, join(dir, 'kernel'));
       if (initrd) await rename(initrd, join(dir, 'initrd'));
       const cmdline = label.cmdline;
+      const pvh = await unpackPvhKernel(join(dir, 'kernel'), join(dir, 'vmlinux'));
       return {
         kind: 'kernel',
-        kernel: { kernel: join(dir, 'kernel'), ...(initrd ? { initrd: join(dir, 'initrd') } : {}), ...(cmdline ? { cmdline } : {}) },
+        kernel: {
+          kernel: join(dir, 'kernel'),
+          ...(initrd ? { initrd: join(dir, 'initrd') } : {}),
+          ...(cmdline ? { cmdline } : {}),
+          ...('path' in pvh ? { pvh: pvh.path } : { pvhNot: pvh.not }),
+        },
       };
     }
     if (labelled) throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL.kernel} names ${label.kernel}, which the image does not contain`);

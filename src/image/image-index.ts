@@ -16,7 +16,15 @@ export interface BootInfo {
   /** containerDisk: the read-only base disk. */
   disk?: { path: string; format: 'qcow2' | 'raw'; virtualSize: number };
   /** kernel boot: extracted files and the image's command line. */
-  kernel?: { kernel: string; initrd?: string; cmdline?: string };
+  kernel?: {
+    kernel: string;
+    initrd?: string;
+    cmdline?: string;
+    /** The ELF unpacked from a bzImage kernel, booted through PVH (image/kernel-pvh.ts). */
+    pvh?: string;
+    /** Why there is none, for a kernel that is a bzImage (said at the pull and by verbose image status). */
+    pvhNot?: string;
+  };
 }
 
 export interface LayerInfo {

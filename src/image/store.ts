@@ -249,13 +249,16 @@ export class ImageStore {
     const ms = Date.now() - started;
     const fetched = progress.snapshot().bytesDone;
     const layersReadLive = pulled.layers.filter((l) => l.feed.live).length;
-    this.log.info({ image: formatReference(pulled.ref), id, boot: rec.boot.kind, size: rec.size, ms, layersReadLive, ...(fetched > 0 ? { bytesPerSecond: Math.round((fetched * 1000) / Math.max(ms, 1)) } : {}) }, 'image pulled');
+    const k = rec.boot.kernel;
+    const pvh = k && (k.pvh ? { pvh: true } : k.pvhNot && !k.pvhNot.startsWith('an ELF') ? { pvh: false, pvhNot: k.pvhNot } : {});
+    this.log.info({ image: formatReference(pulled.ref), id, boot: rec.boot.kind, ...pvh, size: rec.size, ms, layersReadLive, ...(fetched > 0 ? { bytesPerSecond: Math.round((fetched * 1000) / Math.max(ms, 1)) } : {}) }, 'image pulled');
     return rec;
   }
 
   private bootFilesPresent(rec: ImageRecord): boolean {
     if (rec.boot.disk) return existsSync(rec.boot.disk.path);
-    if (rec.boot.kernel) return existsSync(rec.boot.kernel.kernel) && (!rec.boot.kernel.initrd || existsSync(rec.boot.kernel.initrd));
+    const k = rec.boot.kernel;
+    if (k) return existsSync(k.kernel) && (!k.initrd || existsSync(k.initrd)) && (!k.pvh || existsSync(k.pvh));
     return true;
   }
 

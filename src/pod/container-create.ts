@@ -151,7 +151,13 @@ export async function createContainer(
         domainType: m.deps.accel.domainType,
         settings,
         boot: image.boot.kernel
-          ? { kind: 'kernel', kernel: image.boot.kernel.kernel, ...(image.boot.kernel.initrd ? { initrd: image.boot.kernel.initrd } : {}), cmdline: settings.imageCmdline ?? '' }
+          ? {
+              kind: 'kernel',
+              kernel: image.boot.kernel.kernel,
+              ...(image.boot.kernel.initrd ? { initrd: image.boot.kernel.initrd } : {}),
+              ...(image.boot.kernel.pvh ? { pvh: image.boot.kernel.pvh } : {}),
+              cmdline: settings.imageCmdline ?? '',
+            }
           : { kind: 'disk' },
         disks,
         ...(settings.serialLog ? { consoleLog: join(dir, 'console.log') } : {}),

@@ -27,6 +27,7 @@ export const ANNOTATIONS = {
   hugepages: 'vmlet.io/hugepages',
   ioThreads: 'vmlet.io/io-threads',
   serialLog: 'vmlet.io/serial-log',
+  pvh: 'vmlet.io/pvh',
   rootDevice: 'vmlet.io/root-device',
   vnc: 'vmlet.io/vnc',
 } as const;
@@ -72,6 +73,8 @@ export interface MachineSettings {
   hugepages?: Hugepages;
   ioThreads: number;
   serialLog: boolean;
+  /** Kernel boot through the ELF unpacked from the image's bzImage (PVH), where the pull made one; absent in older records: true. */
+  pvh?: boolean;
   /** A VGA adapter and a VNC display on a unix socket (docs/vnc.md); absent in records written before it: false. */
   vnc: boolean;
   /** The image's kernel command line (label vmlet.io/cmdline), for kernel boot. */
@@ -162,6 +165,7 @@ const PARSE = {
   hugepages: (f: Found) => oneOf<Hugepages>(f, ['2Mi', '1Gi']),
   ioThreads: (f: Found) => intIn(f, LIMITS.ioThreads.min, LIMITS.ioThreads.max),
   serialLog: (f: Found) => oneOf(f, ['true', 'false'] as const) === 'true',
+  pvh: (f: Found) => oneOf(f, ['true', 'false'] as const) === 'true',
   vnc: (f: Found) => oneOf(f, ['true', 'false'] as const) === 'true',
   rootDevice: (f: Found) => {
     // eslint-disable-next-line no-control-regex -- control characters are what it refuses
@@ -249,6 +253,7 @@ function combine(p: Parsed, r: Resources): MachineSettings {
   const firmware = or('firmware', 'bios');
   const ioThreads = or('ioThreads', 0);
   const serialLog = or('serialLog', true);
+  const pvh = or('pvh', true);
   const vnc = or('vnc', false);
   const { rootDiskSize, kernelArgs, hugepages, maxVcpus: fmaxV, maxMemory: fmaxM, rootDevice } = p;
   if (rootDevice && rootDiskSize) {
@@ -299,6 +304,7 @@ function combine(p: Parsed, r: Resources): MachineSettings {
     ...(hugepages ? { hugepages: hugepages.value } : {}),
     ioThreads,
     serialLog,
+    pvh,
     vnc,
     sources,
   };

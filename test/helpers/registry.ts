@@ -24,7 +24,7 @@ export const MEDIA_TYPES = {
 export const MANIFEST_ACCEPT = Object.values(MEDIA_TYPES).join(', ');
 
 export type TestImageName =
-  | 'containerdisk' | 'containerdisk-raw' | 'kernelboot' | 'rootfs' | 'rootfs-named-user' | 'busybox-app'
+  | 'containerdisk' | 'containerdisk-raw' | 'kernelboot' | 'kernelboot-bzimage' | 'rootfs' | 'rootfs-named-user' | 'busybox-app'
   | 'uncompressed' | 'multiarch' | 'hostile-traversal' | 'hostile-symlink' | 'hostile-hardlink'
   | 'hostile-device' | 'hostile-size';
 

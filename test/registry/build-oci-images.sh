@@ -153,7 +153,7 @@ mt mcopy -i "$DISK/disk.img@@$PART_OFF" "$DISK/vmlet.txt" ::
 # --- layouts --------------------------------------------------------------------------------
 step "writing OCI image layouts"
 python3 "$HERE/oci.py" --work "$WORK/out" --final "$DEST" \
-  --busybox "$WORK/bb/bin/busybox" --vmlinux "$KGUEST/vmlinux" --initrd "$KGUEST/initrd.img" \
+  --busybox "$WORK/bb/bin/busybox" --vmlinux "$KGUEST/vmlinux" --vmlinuz "$KGUEST/vmlinuz" --initrd "$KGUEST/initrd.img" \
   --cmdline "$KGUEST/cmdline" --qcow2 "$DISK/disk.qcow2" --raw "$DISK/disk.img"
 printf 'key=%s\n%s\n' "$KEY" "$INPUTS" > "$WORK/out/stamp"
 find "$WORK/out" -type d -exec chmod 0755 {} + ; find "$WORK/out" -type f -exec chmod 0644 {} +

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes vmlet's test OCI image layouts (called by build-oci-images.sh; stdlib only).
 
-    oci.py --work DIR --final DIR --busybox F --vmlinux F --initrd F --cmdline F --qcow2 F --raw F
+    oci.py --work DIR --final DIR --busybox F --vmlinux F --vmlinuz F --initrd F --cmdline F --qcow2 F --raw F
     oci.py --list DIR/images.json          (print one line per image)
 
 Builds every image into DIR/<name>/ (an OCI image layout: oci-layout, index.json,
@@ -252,6 +252,12 @@ def build(work, final, inp):
            {'Labels': {'vmlet.io/kernel': '/boot/vmlinuz', 'vmlet.io/initrd': '/boot/initrd.img',
                        'vmlet.io/cmdline': inp['cmdline']}})
 
+    # As distributions and most kernel-boot images ship it: /boot/vmlinuz is the compressed
+    # bzImage, found at the default paths (no vmlet.io/kernel label); vmlet unpacks it for PVH.
+    single('kernelboot-bzimage', [(make_tar([d('boot'), f('boot/vmlinuz', path=inp['vmlinuz']),
+                                             f('boot/initrd.img', path=inp['initrd'])]), True)],
+           {'Labels': {'vmlet.io/cmdline': inp['cmdline']}})
+
     rootfs_cfg = {'User': '1234', 'Env': [PATH_ENV], 'Cmd': ['/bin/sh'], 'WorkingDir': '/'}
     layer2 = [d('etc'), f('etc/motd', MOTD), f('etc/.wh.remove-me', ''),
               d('opt'), d('opt/old'), f('opt/old/.wh..wh..opq', ''), f('opt/old/b.txt', 'b from layer 2\n')]
@@ -309,7 +315,7 @@ def main():
     ap.add_argument('--list', metavar='IMAGES_JSON', help='only print the image lines of an images.json')
     ap.add_argument('--work', help='directory to build into (must not hold the images yet)')
     ap.add_argument('--final', help='directory WORK will be published as (for images.json)')
-    for k in ('busybox', 'vmlinux', 'initrd', 'cmdline', 'qcow2', 'raw'):
+    for k in ('busybox', 'vmlinux', 'vmlinuz', 'initrd', 'cmdline', 'qcow2', 'raw'):
         ap.add_argument('--' + k, metavar='FILE')
     a = ap.parse_args()
     if a.list:
@@ -317,7 +323,7 @@ def main():
             print_lines(json.load(fh))
         return 0
     inp = vars(a)
-    missing = [k for k in ('work', 'final', 'busybox', 'vmlinux', 'initrd', 'cmdline', 'qcow2', 'raw') if not inp[k]]
+    missing = [k for k in ('work', 'final', 'busybox', 'vmlinux', 'vmlinuz', 'initrd', 'cmdline', 'qcow2', 'raw') if not inp[k]]
     if missing:
         ap.error('missing: ' + ', '.join('--' + k for k in missing))
     with open(a.cmdline) as fh:

@@ -13,7 +13,7 @@ const rejection = invalidArgumentFrom;
 const GiB = 2 ** 30;
 
 describe('defaults', () => {
-  it('gives 1 vCPU, 512 MiB, host-passthrough, q35, virtio, bios, no iothreads, serial log on, no VNC display', () => {
+  it('gives 1 vCPU, 512 MiB, host-passthrough, q35, virtio, bios, no iothreads, serial log on, PVH where the image has it, no VNC display', () => {
     const s = parse();
     expect(s).toEqual({
       vcpus: 1,
@@ -26,10 +26,11 @@ describe('defaults', () => {
       firmware: 'bios',
       ioThreads: 0,
       serialLog: true,
+      pvh: true,
       vnc: false,
       sources: {
         vcpus: 'default', memory: 'default', cpuModel: 'default', machine: 'default', diskBus: 'default',
-        firmware: 'default', ioThreads: 'default', serialLog: 'default', vnc: 'default', maxVcpus: 'default', maxMemory: 'default',
+        firmware: 'default', ioThreads: 'default', serialLog: 'default', pvh: 'default', vnc: 'default', maxVcpus: 'default', maxMemory: 'default',
         networkConfig: 'default',
       },
       cloudInit: { scripts: [], sshAuthorizedKeys: [], networkMode: 'both' },

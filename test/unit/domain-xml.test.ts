@@ -58,6 +58,16 @@ describe('buildVmSpec', () => {
     expect(spec({ 'vmlet.io/kernel-args': 'loglevel=7' }, { boot: kernelBoot }).boot).toEqual({ ...kernelBoot, cmdline: 'console=ttyS0 quiet loglevel=7' });
     expect(spec({ 'vmlet.io/kernel-args': 'x=1' }, { boot: { kind: 'kernel', kernel: '/k' }, disks: [] }).boot).toEqual({ kind: 'kernel', kernel: '/k', cmdline: 'x=1' });
   });
+  it("kernel boot of a bzImage: the ELF the pull unpacked (PVH), unless vmlet.io/pvh is false, the firmware is UEFI or there is a VNC screen", () => {
+    const bz = { ...kernelBoot, kernel: '/k/kernel', pvh: '/k/vmlinux' };
+    const kernelOf = (a: Record<string, string>) => spec(a, { boot: bz, vncSocket: '/run/vnc.sock' }).boot;
+    expect(kernelOf({})).toEqual({ kind: 'kernel', kernel: '/k/vmlinux', initrd: '/k/initrd', cmdline: 'console=ttyS0 quiet' });
+    expect(kernelOf({ 'vmlet.io/pvh': 'false' })).toMatchObject({ kernel: '/k/kernel' });
+    expect(kernelOf({ 'vmlet.io/pvh': 'true' })).toMatchObject({ kernel: '/k/vmlinux' });
+    expect(kernelOf({ 'vmlet.io/firmware': 'uefi' })).toMatchObject({ kernel: '/k/kernel' });
+    expect(kernelOf({ 'vmlet.io/vnc': 'true' })).toMatchObject({ kernel: '/k/kernel' });
+    expect(() => kernelOf({ 'vmlet.io/pvh': 'yes' })).toThrow(/vmlet\.io\/pvh.*true.*false/);
+  });
   it('microvm needs kernel boot', () => {
     expect(() => spec({ 'vmlet.io/machine': 'microvm' }, { domainType: 'kvm' })).toThrow(/vmlet\.io\/machine="microvm" needs an image that boots a kernel/);
     expect(spec({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm' }).machine).toBe('microvm');
