@@ -54,7 +54,7 @@ describe('registry test harness', () => {
   it('images.json names every image with an existing layout', () => {
     expect(Object.keys(images).sort()).toEqual([
       'busybox-app', 'containerdisk', 'containerdisk-raw', 'hostile-device', 'hostile-hardlink', 'hostile-size', 'hostile-symlink',
-      'hostile-traversal', 'kernelboot', 'multiarch', 'rootfs', 'rootfs-named-user', 'uncompressed',
+      'hostile-traversal', 'kernelboot', 'kernelboot-bzimage', 'multiarch', 'rootfs', 'rootfs-named-user', 'uncompressed',
     ]);
     for (const info of Object.values(images)) {
       expect(existsSync(`${info.layout}/index.json`)).toBe(true);
