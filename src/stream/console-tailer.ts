@@ -10,7 +10,8 @@
 // Nothing is fsynced: what a killed vmlet wrote stays in the page cache, in the order it was
 // written, which is all exactly-once across a vmlet restart needs. Only a crash of the host's
 // kernel could lose or repeat lines, and that takes the VMs with it (containerd does not sync its
-// container logs either). Three fsyncs a copy were ~30 ms of a console line's way to the CRI log.
+// container logs either). The three fsyncs a copy once made cost a lone line 1.3 ms at idle, and
+// up to 14 ms each (p90) while VMs write their disks.
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, stat, readFile, truncate, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
