@@ -4,7 +4,7 @@
 //   sha256/<hex>        content-addressed blobs (manifests, configs, compressed layers)
 //   tmp/                downloads and extractions in progress (wiped at start)
 //   disks/<hex>.qcow2   containerDisk bases, read-only      (hex = image id)
-//   kernels/<hex>/      kernel-boot files
+//   kernels/<hex>/      kernel-boot files (kernel, initrd, vmlinux: a bzImage's ELF for PVH)
 //   rootfs/<hex>/       unpacked layers of a rootfs image (0755: shared read-only into guests)
 //   index.json          the image index
 import { ROOT, qemuDirs, type QemuIdentity } from '../vm/qemu-user.js';
