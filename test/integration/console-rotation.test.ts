@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { consoleLines, runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { consoleLines, podDiagnostics, runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine } from '../helpers/vm-suite.js';
 
 let reg: TestRegistry;
 let v: VmletProcess;
@@ -23,8 +23,9 @@ afterAll(() => stopVmSuite(v, reg));
 
 describe('console log across virtlogd rotation', () => {
   it('keeps every line when virtlogd rotates the console file', async () => {
-    const { id, cid, log } = await runVmPod(v, { name: 'rotation', namespace: 'console-test', image, logDir });
-    await waitForConsoleLine(log, 'VMLET-HOSTNAME', 120_000);
+    const pod = await runVmPod(v, { name: 'rotation', namespace: 'console-test', image, logDir });
+    const { id, cid, log } = pod;
+    await waitForConsoleLine(log, 'VMLET-HOSTNAME', 90_000, () => podDiagnostics(v, pod));
     await waitForAgent(v, cid);
     const pad = 'x'.repeat(77); // ~88 bytes a line: 25000 lines pass 2 MiB
     const script = `i=0; while [ $i -lt ${LINES} ]; do echo "SPAM $i ${pad}"; i=$((i+1)); done >/dev/console; echo SPAM-DONE >/dev/console`;

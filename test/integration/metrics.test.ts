@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { runVmPod, stopVmSuite, TEST_GUEST_KIT, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
+import { podDiagnostics, runVmPod, stopVmSuite, TEST_GUEST_KIT, vmletConfig, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { metricsCheck } from '../../src/doctor.js';
 import type { ListMetricDescriptorsResponse__Output } from '../../src/gen/runtime/v1/ListMetricDescriptorsResponse.js';
 import type { ListPodSandboxMetricsResponse__Output } from '../../src/gen/runtime/v1/ListPodSandboxMetricsResponse.js';
@@ -97,7 +97,7 @@ describe('the /metrics endpoint', () => {
   });
 
   it('answers ListMetricDescriptors and ListPodSandboxMetrics, in agreement with ListPodSandboxStats', async () => {
-    await waitForConsoleLine(pod.log, 'VMLET-DHCP eth0', 120_000); // the guest has sent and received
+    await waitForConsoleLine(pod.log, 'VMLET-DHCP eth0', 90_000, () => podDiagnostics(v, pod)); // the guest has sent and received
     const { descriptors } = await rt<ListMetricDescriptorsResponse__Output>('ListMetricDescriptors', {});
     const keys = new Map(descriptors.map((d) => [d.name, d.label_keys]));
     for (const name of ['container_cpu_usage_seconds_total', 'container_memory_working_set_bytes', 'container_memory_usage_bytes', 'container_network_receive_bytes_total', 'container_network_transmit_bytes_total']) {

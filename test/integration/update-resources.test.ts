@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
+import { podDiagnostics, runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { dommemstat, schedinfo, virsh } from '../helpers/virsh.js';
 import { domainName } from '../../src/vm/spec.js';
@@ -46,7 +46,7 @@ interface Pod extends VmPod {
 async function createPod(name: string, annotations: Record<string, string>, resources: object, start: boolean): Promise<Pod> {
   const pod = await runVmPod(v, { name, namespace: NS, image, logDir, annotations, resources, start });
   if (start) {
-    await waitForConsoleLine(pod.log, 'VMLET-HOSTNAME', 120_000);
+    await waitForConsoleLine(pod.log, 'VMLET-HOSTNAME', 90_000, () => podDiagnostics(v, pod));
     await waitForAgent(v, pod.cid);
   }
   return { ...pod, dom: domainName(name, NS, pod.id) };
