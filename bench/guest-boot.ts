@@ -2,6 +2,8 @@
 // prints define → ready-marker latency (median, p90) and QEMU's memory split into guest RAM,
 // TCG translation cache and QEMU's own use (the basis of the RuntimeClass podFixed overhead).
 //   npx tsx bench/guest-boot.ts [N=5] [memoryMiB=256]
+// BENCH_KERNEL=FILE boots another kernel with the same initrd (e.g. the test guest's vmlinuz, its
+// bzImage, against the default vmlinux, its ELF booted through PVH).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -76,7 +78,7 @@ function pct(sorted: number[], p: number): number {
 async function main(): Promise<void> {
   const lv = new Libvirt('qemu:///system', pino({ level: 'silent' }));
   const accel = decideAccel('auto', probeHost());
-  const guest = kernelGuest();
+  const guest = { ...kernelGuest(), ...(process.env.BENCH_KERNEL ? { kernel: process.env.BENCH_KERNEL } : {}) };
   const dir = mkdtempSync(join(tmpdir(), 'vmlet-bench-'));
   const times: number[] = [];
   const mems: MemSplit[] = [];
