@@ -124,19 +124,17 @@ export type PvhResult = { path: string; compression: PayloadCompression; bytes: 
  */
 export async function unpackPvhKernel(kernel: string, out: string): Promise<PvhResult> {
   const f = await open(kernel, 'r');
-  let payload: Buffer;
-  let where: BzImagePayload;
   try {
     const size = (await f.stat()).size;
     const head = Buffer.alloc(HEADER_BYTES);
     await f.read(head, 0, HEADER_BYTES, 0);
     const p = bzImagePayload(head, size);
     if ('not' in p) return p;
-    payload = Buffer.alloc(p.length);
+    const payload = Buffer.alloc(p.length);
     await f.read(payload, 0, p.length, p.offset);
     const tail = Buffer.alloc(4);
     await f.read(tail, 0, 4, p.offset + p.length);
-    where = { ...p, compression: payloadCompression(payload) };
+    const where = { ...p, compression: payloadCompression(payload) };
     const expect = tail.readUInt32LE(0);
     if (expect > MAX_VMLINUX_BYTES) return { not: `its payload says it unpacks to ${expect} bytes (at most ${MAX_VMLINUX_BYTES})` };
     const decompress = decompressor(where.compression);
@@ -174,7 +172,8 @@ function programStream(program: string): Duplex {
   const child = spawn(program, ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'ignore'], env: {}, ...(root ? { uid: NOBODY, gid: NOBODY } : {}) });
   child.stdin.on('error', () => undefined);
   const exited = new Promise<void>((resolve, reject) => {
-    child.once('error', reject);
+    // The program could not run (spawn failed): the kernel boots as it is, the pull goes on.
+    child.once('error', (err) => reject(new VmletError('internal', `${program}: ${err.message}`)));
     child.once('close', (code, signal) => (code === 0 ? resolve() : reject(new VmletError('invalid-argument', `${program} refused the kernel's payload (${signal ?? `exit status ${code}`})`))));
   });
   exited.catch(() => undefined);
