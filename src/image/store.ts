@@ -17,6 +17,7 @@ import { isNoSpace, VmletError } from '../errors.js';
 import { mountPointOf, treeUsage } from '../util/fs-usage.js';
 import { BlobStore } from './blob-store.js';
 import { prepareBoot } from './boot.js';
+import { upgradeToPvh } from './pvh-upgrade.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
 import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js';
 import type { LayerRef, ScanLimits } from './layer-scan.js';
@@ -71,6 +72,8 @@ export class ImageStore {
   private pendingGc = false;
   /** `<root>/rootfs`: each rootfs image unpacked in `<hex>/`, shared read-only into guests. */
   readonly rootfsRoot: string;
+  /** Older kernel-boot records brought to PVH boot (pvh-upgrade.ts), started by init: how many. */
+  pvhUpgrade: Promise<number> = Promise.resolve(0);
 
   constructor(
     readonly root: string,
@@ -92,6 +95,10 @@ export class ImageStore {
     await mkdir(this.rootfsRoot, { recursive: true, mode: 0o755 });
     await chmod(this.rootfsRoot, 0o755);
     await this.index.load();
+    this.pvhUpgrade = upgradeToPvh(this.index, this.log).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message }, 'cannot bring older kernel-boot images to PVH boot');
+      return 0;
+    });
   }
 
   /** The limits a pull or an unpack runs under. */
