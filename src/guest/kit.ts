@@ -3,6 +3,7 @@
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { failedPrecondition } from '../errors.js';
+import { fileReader, pvhNote } from '../util/elf-pvh.js';
 import type { GuestKit } from './pod-vm-spec.js';
 
 export interface InstalledKit extends GuestKit {
@@ -36,29 +37,17 @@ export async function readAt(path: string, offset: number, length: number): Prom
 }
 
 /**
- * Whether an ELF64 little-endian kernel has the PVH entry note (Xen ELF note type 18,
+ * Whether an x86-64 kernel has the PVH entry note (Xen ELF note type 18,
  * XEN_ELFNOTE_PHYS32_ENTRY), which QEMU needs to boot an uncompressed vmlinux with -kernel.
  * Reads only the headers and the PT_NOTE segments. Throws on a file that is not such an ELF.
  */
 export async function hasPvhNote(path: string): Promise<boolean> {
-  const eh = await readAt(path, 0, 64);
-  if (eh.length < 64 || eh.readUInt32BE(0) !== 0x7f454c46) throw failedPrecondition(`${path} is not an ELF file`);
-  if (eh[4] !== 2 || eh[5] !== 1) throw failedPrecondition(`${path} is not a 64-bit little-endian ELF file`);
-  const phoff = Number(eh.readBigUInt64LE(32));
-  const phentsize = eh.readUInt16LE(54);
-  const phnum = eh.readUInt16LE(56);
-  const ph = await readAt(path, phoff, phentsize * phnum);
-  for (let i = 0; i < phnum && (i + 1) * phentsize <= ph.length; i++) {
-    const p = ph.subarray(i * phentsize);
-    if (p.readUInt32LE(0) !== 4) continue; // PT_NOTE
-    const size = Math.min(Number(p.readBigUInt64LE(32)), 1 << 20);
-    const notes = await readAt(path, Number(p.readBigUInt64LE(8)), size);
-    for (let o = 0; o + 12 <= notes.length; ) {
-      const namesz = notes.readUInt32LE(o), descsz = notes.readUInt32LE(o + 4), type = notes.readUInt32LE(o + 8);
-      const name = notes.subarray(o + 12, o + 12 + namesz).toString('latin1').replace(/\0+$/, '');
-      if (name === 'Xen' && type === 18) return true;
-      o += 12 + Math.ceil(namesz / 4) * 4 + Math.ceil(descsz / 4) * 4;
-    }
+  const fh = await open(path, 'r');
+  try {
+    const r = await pvhNote(fileReader(fh));
+    if (r !== true && r.notElf) throw failedPrecondition(`${path} is ${r.not}`);
+    return r === true;
+  } finally {
+    await fh.close();
   }
-  return false;
 }

@@ -11,11 +11,12 @@
 // payload, so the stream is the payload less its last 4 bytes, and its output must be that long.
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Duplex, Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { which } from '../util/binaries.js';
+import { fileReader, pvhNote, type ReadAt } from '../util/elf-pvh.js';
 import { VmletError } from '../errors.js';
 
 /** Larger kernels than this are not unpacked (Debian's is 66 MB). */
@@ -23,8 +24,6 @@ export const MAX_VMLINUX_BYTES = 512 * 1024 * 1024;
 /** Only the bzImage's header is read whole first; its payload is read once it is known. */
 const HEADER_BYTES = 0x268;
 const NOBODY = 65534;
-/** XEN_ELFNOTE_PHYS32_ENTRY: the 32-bit entry point QEMU's PVH boot jumps to. */
-const PHYS32_ENTRY = 18;
 
 export type PayloadCompression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'lzma' | 'lzo' | 'lz4' | 'unknown';
 
@@ -63,58 +62,11 @@ export function payloadCompression(b: Buffer): PayloadCompression {
   return 'unknown';
 }
 
-/** Reads `length` bytes at `offset` (fewer at the end of the file). */
-export type ReadAt = (offset: number, length: number) => Promise<Buffer>;
-
-/** A note segment larger than this is not read (Linux's are a few hundred bytes). */
-const MAX_NOTES = 1024 * 1024;
-
-/** Whether an x86-64 ELF has the PVH entry note in a PT_NOTE segment (where QEMU looks for it); else why not. */
+/** Whether the unpacked payload is an ELF QEMU can boot through PVH; else why not. */
 export async function pvhEntry(read: ReadAt): Promise<true | { not: string }> {
-  const eh = await read(0, 64);
-  if (eh.length < 64 || eh.readUInt32BE(0) !== 0x7f454c46) return { not: 'the payload is not an ELF file' };
-  if (eh[4] !== 2 || eh[5] !== 1 || eh.readUInt16LE(18) !== 62) return { not: 'the payload is not a little-endian x86-64 ELF' };
-  const phoff = Number(eh.readBigUInt64LE(32));
-  const phentsize = eh.readUInt16LE(54);
-  const phnum = eh.readUInt16LE(56);
-  if (phentsize < 56) return { not: 'its program headers are malformed' };
-  const phs = await read(phoff, phnum * phentsize);
-  if (phs.length < phnum * phentsize) return { not: 'its program headers lie outside the file' };
-  for (let i = 0; i < phnum; i++) {
-    const ph = i * phentsize;
-    if (phs.readUInt32LE(ph) !== 4) continue; // PT_NOTE
-    const size = Number(phs.readBigUInt64LE(ph + 32));
-    if (size > MAX_NOTES) return { not: `a note segment of ${size} bytes` };
-    const notes = await read(Number(phs.readBigUInt64LE(ph + 8)), size);
-    if (notes.length < size) return { not: 'a note segment lies outside the file' };
-    for (let at = 0; at + 12 <= notes.length; ) {
-      const namesz = notes.readUInt32LE(at);
-      const descsz = notes.readUInt32LE(at + 4);
-      const type = notes.readUInt32LE(at + 8);
-      const name = notes.toString('latin1', at + 12, Math.min(notes.length, at + 12 + namesz)).replace(/\0+$/, '');
-      if (name === 'Xen' && type === PHYS32_ENTRY) return true;
-      at += 12 + align4(namesz) + align4(descsz);
-    }
-  }
-  return { not: 'the kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY; built without CONFIG_PVH)' };
+  const r = await pvhNote(read);
+  return r === true ? r : { not: r.notElf ? `the payload is ${r.not}` : r.not };
 }
-
-/** A ReadAt over a buffer (a whole file in memory). */
-export const bufferReader =
-  (b: Buffer): ReadAt =>
-  async (offset, length) =>
-    b.subarray(Math.min(offset, b.length), Math.min(offset + length, b.length));
-
-/** A ReadAt over an open file. */
-const fileReader =
-  (f: FileHandle): ReadAt =>
-  async (offset, length) => {
-    const b = Buffer.alloc(length);
-    const { bytesRead } = await f.read(b, 0, length, offset);
-    return b.subarray(0, bytesRead);
-  };
-
-const align4 = (n: number) => (n + 3) & ~3;
 
 export type PvhResult = { path: string; compression: PayloadCompression; bytes: number } | { not: string };
 

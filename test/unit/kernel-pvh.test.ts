@@ -8,7 +8,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { bufferReader, bzImagePayload, payloadCompression, pvhEntry, unpackPvhKernel } from '../../src/image/kernel-pvh.js';
+import { bzImagePayload, payloadCompression, pvhEntry, unpackPvhKernel } from '../../src/image/kernel-pvh.js';
+import { bufferReader } from '../../src/util/elf-pvh.js';
 import { bzImage, elf, PVH_ELF } from '../helpers/bzimage.js';
 
 const dirs: string[] = [];
