@@ -9,21 +9,20 @@
 // at 0x248/0x24c the header gives the compressed payload's offset (from the end of the setup)
 // and length. The kernel's build appends the uncompressed size (u32, little endian) to every
 // payload, so the stream is the payload less its last 4 bytes, and its output must be that long.
-import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { Duplex, Readable, Transform } from 'node:stream';
+import { Readable, Transform, type Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { which } from '../util/binaries.js';
 import { fileReader, pvhNote, type ReadAt } from '../util/elf-pvh.js';
 import { VmletError } from '../errors.js';
+import { decompressProcess } from './decompress-process.js';
 
 /** Larger kernels than this are not unpacked (Debian's is 66 MB). */
 export const MAX_VMLINUX_BYTES = 512 * 1024 * 1024;
 /** Only the bzImage's header is read whole first; its payload is read once it is known. */
 const HEADER_BYTES = 0x268;
-const NOBODY = 65534;
 
 export type PayloadCompression = 'gzip' | 'xz' | 'zstd' | 'bzip2' | 'lzma' | 'lzo' | 'lz4' | 'unknown';
 
@@ -113,48 +112,10 @@ function decompressor(c: PayloadCompression): { stream: () => Duplex } | { not: 
   if (c === 'xz' || c === 'zstd') {
     const program = which(c);
     if (!program) return { not: `its payload is ${c}-compressed and this node has no ${c} program` };
-    return { stream: () => programStream(program) };
+    // As nobody, no environment, failing unless it exits 0 (the words it says: the reason logged).
+    return { stream: () => decompressProcess(program, ['-d', '-c', '-q'], c, (why) => new VmletError('invalid-argument', `${c} refused the kernel's payload: ${why}`)) };
   }
   return { not: `its payload is ${c === 'unknown' ? 'in a compression vmlet does not know' : `${c}-compressed, which vmlet does not unpack`}` };
-}
-
-/** `program -dc` as a stream, as nobody when vmlet is root; fails unless it exits 0. */
-function programStream(program: string): Duplex {
-  const root = process.getuid?.() === 0;
-  const child = spawn(program, ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'ignore'], env: {}, ...(root ? { uid: NOBODY, gid: NOBODY } : {}) });
-  child.stdin.on('error', () => undefined);
-  const exited = new Promise<void>((resolve, reject) => {
-    // The program could not run (spawn failed): the kernel boots as it is, the pull goes on.
-    child.once('error', (err) => reject(new VmletError('internal', `${program}: ${err.message}`)));
-    child.once('close', (code, signal) => (code === 0 ? resolve() : reject(new VmletError('invalid-argument', `${program} refused the kernel's payload (${signal ?? `exit status ${code}`})`))));
-  });
-  exited.catch(() => undefined);
-  // stdout ends before the exit status is known: hold the end until the program says it is done.
-  const out = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      cb(null, chunk);
-    },
-    flush(cb) {
-      exited.then(() => cb(), (err: Error) => cb(err));
-    },
-    destroy(err, cb) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      cb(err);
-    },
-  });
-  child.stdout.pipe(out);
-  const input = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      if (child.stdin.write(chunk)) cb();
-      else child.stdin.once('drain', () => cb());
-    },
-    flush(cb) {
-      child.stdin.end();
-      cb();
-    },
-  });
-  // Its writable side feeds the program; its readable side is the program's checked output.
-  return Duplex.from({ writable: input, readable: out });
 }
 
 /** Decompresses `payload` through `d` into `tmp`; the byte count, or why it is not the kernel it says. */
