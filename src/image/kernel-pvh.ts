@@ -34,9 +34,12 @@ export interface BzImagePayload {
   compression: PayloadCompression;
 }
 
+/** Why an ELF kernel is not unpacked: nothing to say about it at the pull. */
+export const ALREADY_ELF = 'an ELF kernel already: booted as it is';
+
 /** Where a bzImage's payload is, or why `head` (its first HEADER_BYTES) is not a bzImage vmlet can read. */
 export function bzImagePayload(head: Buffer, fileSize: number): BzImagePayload | { not: string } {
-  if (head.readUInt32BE(0) === 0x7f454c46) return { not: 'an ELF kernel already: booted as it is' };
+  if (head.readUInt32BE(0) === 0x7f454c46) return { not: ALREADY_ELF };
   if (head.length < HEADER_BYTES) return { not: 'shorter than a bzImage header' };
   if (head.readUInt16LE(0x1fe) !== 0xaa55 || head.toString('latin1', 0x202, 0x206) !== 'HdrS') return { not: 'not a bzImage (no boot sector signature and HdrS header)' };
   const version = head.readUInt16LE(0x206);

@@ -18,6 +18,7 @@ import { mountPointOf, treeUsage } from '../util/fs-usage.js';
 import { BlobStore } from './blob-store.js';
 import { prepareBoot } from './boot.js';
 import { upgradeToPvh } from './pvh-upgrade.js';
+import { ALREADY_ELF } from './kernel-pvh.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
 import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js';
 import type { LayerRef, ScanLimits } from './layer-scan.js';
@@ -257,7 +258,7 @@ export class ImageStore {
     const fetched = progress.snapshot().bytesDone;
     const layersReadLive = pulled.layers.filter((l) => l.feed.live).length;
     const k = rec.boot.kernel;
-    const pvh = k && (k.pvh ? { pvh: true } : k.pvhNot && !k.pvhNot.startsWith('an ELF') ? { pvh: false, pvhNot: k.pvhNot } : {});
+    const pvh = k && (k.pvh ? { pvh: true } : k.pvhNot && k.pvhNot !== ALREADY_ELF ? { pvh: false, pvhNot: k.pvhNot } : {});
     this.log.info({ image: formatReference(pulled.ref), id, boot: rec.boot.kind, ...pvh, size: rec.size, ms, layersReadLive, ...(fetched > 0 ? { bytesPerSecond: Math.round((fetched * 1000) / Math.max(ms, 1)) } : {}) }, 'image pulled');
     return rec;
   }

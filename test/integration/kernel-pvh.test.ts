@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestRegistry } from '../helpers/registry.js';
-import { tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { parseLogLines, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { podDiagnostics, runVmPod, startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { virsh } from '../helpers/virsh.js';
 import { GUEST_DIR, READY_MARKER } from '../helpers/guest.js';
@@ -24,7 +24,7 @@ beforeAll(async () => {
 afterAll(() => stopVmSuite(v, reg));
 
 const logOf = (msg: string, key: string, value: string) =>
-  v.logLines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === msg && l[key] === value);
+  parseLogLines(v.logLines).find((l) => l.msg === msg && l[key] === value);
 
 /** Boots a pod of the image to its ready marker; the kernel its domain boots. */
 async function bootedKernel(name: string, annotations: Record<string, string> = {}): Promise<string> {

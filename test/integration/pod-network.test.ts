@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { consoleLines, runVmPod, startVmSuite, stopVmSuite, vmletConfig, podDiagnostics, waitForConsoleLine, type VmPod } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
@@ -71,7 +71,7 @@ describe('VM pod networking', () => {
     expect(await marker(a, 'VMLET-DNS')).toBe('VMLET-DNS nameservers=10.250.0.53 search=net-test.svc.cluster.local,svc.cluster.local');
     // The VM ran no guest code before its tap was wired (started paused, resumed after): the
     // guest's first DHCPDISCOVER was answered, none went unheard.
-    const started = v.logLines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'container started' && l.containerId === a.cid);
+    const started = parseLogLines(v.logLines).find((l) => l.msg === 'container started' && l.containerId === a.cid);
     expect(typeof started?.tapMs).toBe('number');
     expect(typeof started?.resumeMs).toBe('number');
     const dhcpLog = readFileSync(join(v.stateDir, 'pods', a.id, 'dnsmasq.log'), 'utf8');
