@@ -21,6 +21,7 @@ export async function removeContainer(m: PodManager, id: string): Promise<void> 
       if (s) await detachBlockVolumes(m, s, c.id, devicesOf(c.config).map((d) => deviceSerial(d.host_path)));
       return;
     }
+    await m.exitWatches.settled([c.domainName]); // libvirt done with it: no undefine or file removal under its teardown
     await m.deps.vm.remove(c.domainName);
     for (const f of c.files) await rm(f, { force: true, recursive: true });
     await m.store.removeContainer(c);

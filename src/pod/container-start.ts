@@ -20,6 +20,9 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     m.requireReady(s, `container ${c.id} cannot start`);
     if (c.kind === 'sandboxed') return startSandboxed(m, c);
     if (c.state !== 'created') throw failedPrecondition(`container ${c.id} is ${c.state}; only a created container can be started`);
+    // The pod's earlier VM may be dead but still being torn down by libvirt, which deletes its tap
+    // by name: the name this VM's tap gets (exit-watch.ts).
+    await m.exitWatches.settled(m.containersOf(c.sandboxId).map((x) => x.domainName));
     lap('checkMs');
     const net = m.networks.get(c.sandboxId);
     // With a network the VM starts paused: its tap is wired into the pod netns (and QEMU placed in
@@ -28,6 +31,9 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     const cgroup = await startInPodCgroup(m, s.config.linux?.cgroup_parent, c.domainName, () => timedBoot('vm', m.deps.vm.start(c.domainName, { paused: !!net })));
     lap('startMs');
     try {
+      // Before the guest runs: its end is heard from QEMU at once, whatever it does from its first instruction.
+      await m.exitWatches.watch(c);
+      lap('watchMs');
       if (net) {
         // libvirt made the tap in the host netns; the VM's network is in the pod's.
         await attachPodTap(net, { fresh: true });
@@ -36,6 +42,7 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
         lap('resumeMs');
       }
     } catch (err) {
+      m.exitWatches.unwatch(c);
       await m.deps.vm.destroy(c.domainName).catch(() => undefined);
       if (cgroup) removeCreated(cgroup.made);
       throw err;

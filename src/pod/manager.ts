@@ -23,6 +23,7 @@ import type { PoolVm } from './pool-vm.js';
 import type { MachineSettings } from '../vm/annotations.js';
 import { ContainerEvents, ContainerIndex } from './container-events.js';
 import { ROOT, type QemuIdentity } from '../vm/qemu-user.js';
+import { ExitWatches } from './exit-watch.js';
 
 export interface PodDeps {
   config: Config;
@@ -69,6 +70,8 @@ export class PodManager {
   private monitorTimer: NodeJS.Timeout | undefined;
   private monitoring: Promise<void> | undefined;
   private readonly unlisten: Array<() => void> = [];
+  /** Running VM-image containers' QEMU, watched for its end (exit-watch.ts). */
+  readonly exitWatches: ExitWatches;
   /**
    * Pods whose StopPodSandbox or RemovePodSandbox is under way (set under the pod's lock, before
    * its containers are listed): StartContainer and PortForward refuse them, and a CreateContainer
@@ -84,6 +87,14 @@ export class PodManager {
     this.store = new PodStateStore(join(deps.config.stateDir, 'pods'), deps.log, deps.qemuUser);
     this.store.onContainerSaved = (c) => this.events.saved(c);
     this.store.onContainerRemoved = (c) => this.events.removed(c);
+    this.exitWatches = new ExitWatches({
+      vm: deps.vm,
+      log: deps.log,
+      containerDir: (c) => this.store.containerDir(c.sandboxId, c.id),
+      onEnd: (c, end) => {
+        if (end) this.domainStopped(c.domainName, end, 'vmlet monitor'); // else libvirt's event says why
+      },
+    });
   }
 
   get qemuUser(): QemuIdentity {
@@ -139,7 +150,9 @@ export class PodManager {
     await this.reconcile(true).catch((err: unknown) =>
       this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),
     );
-    for (const c of this.containers.values()) if (c.state === 'running' && c.kind !== 'sandboxed') this.startTailer(c);
+    const running = [...this.containers.values()].filter((c) => c.state === 'running' && c.kind !== 'sandboxed');
+    for (const c of running) this.startTailer(c);
+    await Promise.all(running.map((c) => this.exitWatches.watch(c)));
     this.reconnectPodVms?.();
     // DHCP servers outlive vmlet; after a reboot or a kill they are started again, and a running
     // VM's tap is put back on its bridge.
@@ -162,8 +175,9 @@ export class PodManager {
       .finally(() => (this.monitoring = undefined));
   }
 
-  /** A lifecycle event said a domain ended: its running container (if vmlet is not stopping it) exited. */
-  private domainStopped(domainName: string, reason: string): void {
+  /** A domain ended (libvirt's lifecycle event, or vmlet's monitor closed): its running container (if vmlet is not stopping it) exited. */
+  private domainStopped(domainName: string, reason: string, heardBy: 'libvirt event' | 'vmlet monitor' = 'libvirt event'): void {
+    this.log.debug({ domain: domainName, reason, heardBy }, 'domain stopped');
     const pod = [...this.sandboxes.values()].find((x) => x.podVm?.domainName === domainName);
     if (pod) return this.podVmStopped(pod, reason);
     const c = [...this.containers.values()].find((x) => x.domainName === domainName && x.kind !== 'sandboxed');
@@ -206,6 +220,7 @@ export class PodManager {
   /** Stops watching; VMs keep running. Console copy positions are saved for the next start. */
   async stop(): Promise<void> {
     await this.pool?.stop();
+    this.exitWatches.closeAll();
     if (this.monitorTimer) clearInterval(this.monitorTimer);
     for (const off of this.unlisten.splice(0)) off();
     await this.monitoring;
@@ -360,6 +375,7 @@ export class PodManager {
 
   /** Records a container's exit (caller holds its lock). */
   async markExited(c: ContainerRecord, stopping: 'shutdown' | 'destroy' | undefined, reason?: string): Promise<void> {
+    this.exitWatches.unwatch(c);
     await this.stopTailer(c);
     const st = exitStatus(reason ?? (await this.deps.vm.exitReason(c.domainName)), stopping);
     c.state = 'exited';

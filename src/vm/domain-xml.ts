@@ -24,6 +24,8 @@
 //    into empty pcie-root-ports of q35 (hotplugSlots), each a bus of its own, and a VM that takes
 //    hotplugs has the controller at a fixed slot (AGENT_SERIAL_SLOT). libvirt
 //    marks such a domain tainted (custom-argv) in its log.
+//  - vmlet's own QMP monitor (monitorArgs) is QEMU arguments too: libvirt has no element for a
+//    second monitor, and vmlet reads only events from it (qmp-watch.ts says why).
 //  - Built as data (el(), src/vm/xml.ts) and serialised by @xmldom/xmldom, which escapes every
 //    value; read back with its namespace-aware parser, never with regular expressions.
 import { dacLabel } from './qemu-user.js';
@@ -48,7 +50,7 @@ function domainElement(spec: VmSpec): XmlElement {
   const boot = spec.boot.kind === 'kernel' ? spec.boot : undefined;
   return el(
     'domain',
-    { type: spec.domainType, 'xmlns:qemu': spec.guestAgent ? QEMU_NS : undefined },
+    { type: spec.domainType, 'xmlns:qemu': spec.guestAgent || spec.monitor ? QEMU_NS : undefined },
     el('name', {}, spec.name),
     el('metadata', {}, el('vmlet:vm', { 'xmlns:vmlet': METADATA_NS }, JSON.stringify(spec.metadata))),
     // <memory> is what the guest is given; the balloon holds it at <currentMemory> (grown or shrunk live).
@@ -100,7 +102,12 @@ function domainElement(spec: VmSpec): XmlElement {
     ),
     // libvirt runs QEMU as this user and chowns the files it is given to it (back after the run).
     spec.runAs && el('seclabel', { type: 'static', model: 'dac', relabel: 'yes' }, el('label', {}, dacLabel(spec.runAs))),
-    spec.guestAgent && el('qemu:commandline', {}, ...guestAgentArgs(spec, spec.guestAgent.socket, spec.guestAgent.port).map((value) => el('qemu:arg', { value }))),
+    (spec.guestAgent || spec.monitor) &&
+      el(
+        'qemu:commandline',
+        {},
+        ...[...(spec.guestAgent ? guestAgentArgs(spec, spec.guestAgent.socket, spec.guestAgent.port) : []), ...(spec.monitor ? monitorArgs(spec.monitor.socket) : [])].map((value) => el('qemu:arg', { value })),
+      ),
   );
 }
 
@@ -282,6 +289,14 @@ export function guestAgentArgs(spec: Pick<VmSpec, 'machine' | 'hotplugSlots'>, s
   const controller = { driver: spec.machine === 'microvm' ? 'virtio-serial-device' : 'virtio-serial-pci', id: 'vmletvser', ...fixed };
   const port = { driver: 'virtserialport', bus: 'vmletvser.0', chardev: 'vmletqga', name: portName };
   return ['-chardev', chardev, '-device', JSON.stringify(controller), '-device', JSON.stringify(port)];
+}
+
+/**
+ * vmlet's QMP monitor as QEMU arguments: a listening unix socket (wait=off, one client at a time)
+ * and a control-mode monitor on it, beside libvirt's own. QEMU sends events to every monitor.
+ */
+export function monitorArgs(socket: string): string[] {
+  return ['-chardev', `socket,id=vmletmon,path=${socket.replace(/,/g, ',,')},server=on,wait=off`, '-mon', 'chardev=vmletmon,mode=control'];
 }
 
 function int(n: number): string {

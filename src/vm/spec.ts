@@ -84,6 +84,11 @@ export interface VmSpec {
    * declared to libvirt, so that libvirtd does not take the socket's only connection.
    */
   guestAgent?: { socket: string; port?: string };
+  /**
+   * vmlet's own QMP monitor: a unix socket QEMU listens on, which vmlet holds open to hear the
+   * VM's end at once (vm/qmp-watch.ts). Given to QEMU directly, as the agent's channel.
+   */
+  monitor?: { socket: string };
   /** 9p shares (sandboxed pods: the image rootfs tree, read-only). */
   shares?: VmShare[];
   /** The guest hands pages it frees back to the host (virtio-balloon free page reporting). */
@@ -173,6 +178,8 @@ export interface BuildVmSpecInput {
   seedIso?: string;
   /** Unix socket for the guest-agent channel (see guest-agent.ts agentSocketPath: ≤ 107 bytes). */
   guestAgent?: { socket: string; port?: string };
+  /** Unix socket for vmlet's QMP monitor (vm/qmp-watch.ts; ≤ 107 bytes). */
+  monitorSocket?: string;
   shares?: VmShare[];
   freePageReporting?: boolean;
   hotplugSlots?: number;
@@ -274,6 +281,8 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     throw internal(`${input.name}: guest-agent socket path is longer than 107 bytes: ${input.guestAgent.socket}`);
   }
 
+  if (input.monitorSocket && Buffer.byteLength(input.monitorSocket) > 107) throw internal(`${input.name}: monitor socket path is longer than 107 bytes: ${input.monitorSocket}`);
+
   if (s.vnc && !input.vncSocket) throw internal(`${input.name}: VNC display on without a socket path`);
   if (input.vncSocket && Buffer.byteLength(input.vncSocket) > 107) throw internal(`${input.name}: VNC socket path is longer than 107 bytes: ${input.vncSocket}`);
 
@@ -297,6 +306,7 @@ export function buildVmSpec(input: BuildVmSpecInput): VmSpec {
     nics: input.nics ?? [],
     ...(input.seedIso ? { seed: { path: input.seedIso } } : {}),
     ...(input.guestAgent ? { guestAgent: { socket: input.guestAgent.socket, ...(input.guestAgent.port ? { port: input.guestAgent.port } : {}) } } : {}),
+    ...(input.monitorSocket ? { monitor: { socket: input.monitorSocket } } : {}),
     ...(input.shares?.length ? { shares: input.shares.map((sh) => ({ ...sh })) } : {}),
     ...(input.freePageReporting ? { freePageReporting: true } : {}),
     ...(input.hotplugSlots ? { hotplugSlots: input.hotplugSlots } : {}),

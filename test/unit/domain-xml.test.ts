@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { VmletError } from '../../src/errors.js';
 import { diskTarget, domainName, type BuildVmSpecInput, type VmMetadata } from '../../src/vm/spec.js';
-import { guestAgentArgs, METADATA_NS, nicXml, QEMU_NS, readMetadata, renderDomainXml, stripNvram } from '../../src/vm/domain-xml.js';
+import { guestAgentArgs, METADATA_NS, monitorArgs, nicXml, QEMU_NS, readMetadata, renderDomainXml, stripNvram } from '../../src/vm/domain-xml.js';
 import { el, parseXml, type XmlElement } from '../../src/vm/xml.js';
 import { kernelBoot, metadata, spec, xml } from './domain-spec-fixtures.js';
 import { at, childNames, descendants, one, tree } from './xml-tree.js';
@@ -396,6 +396,32 @@ describe('guest-agent channel', () => {
   it('refuses a socket path longer than a unix socket path can be', () => {
     expect(() => spec({}, { guestAgent: { socket: '/' + 'x'.repeat(107) } })).toThrow(/longer than 107 bytes/);
     expect(spec({}, { guestAgent: { socket: '/' + 'x'.repeat(106) } }).guestAgent).toEqual({ socket: '/' + 'x'.repeat(106) });
+  });
+});
+
+describe("vmlet's QMP monitor", () => {
+  const agent = '/run/vmlet/qga/c0ffee/qga.sock';
+  const monitorSocket = '/run/vmlet/qga/c0ffee/qmp.sock';
+
+  it('is QEMU arguments after the agent channel: a listening unix socket and a control-mode monitor on it', () => {
+    const d = tree(xml({}, { guestAgent: { socket: agent }, monitorSocket }));
+    expect(at(d, 'qemu:commandline/qemu:arg').map((a) => a.attrs.value).slice(-4)).toEqual([
+      '-chardev', `socket,id=vmletmon,path=${monitorSocket},server=on,wait=off`,
+      '-mon', 'chardev=vmletmon,mode=control',
+    ]);
+    expect(descendants(d, 'qemu:commandline')).toHaveLength(1);
+  });
+
+  it('alone still gets the qemu namespace; commas in the path are doubled', () => {
+    const d = tree(xml({}, { monitorSocket }));
+    expect(d.attrs).toEqual({ type: 'qemu', 'xmlns:qemu': QEMU_NS });
+    expect(at(d, 'qemu:commandline/qemu:arg')).toHaveLength(4);
+    expect(monitorArgs('/a,b/qmp.sock')[1]).toBe('socket,id=vmletmon,path=/a,,b/qmp.sock,server=on,wait=off');
+  });
+
+  it('refuses a socket path longer than a unix socket path can be', () => {
+    expect(() => spec({}, { monitorSocket: '/' + 'x'.repeat(107) })).toThrow(/monitor socket path is longer than 107 bytes/);
+    expect(spec({}, { monitorSocket: '/' + 'x'.repeat(106) }).monitor).toEqual({ socket: '/' + 'x'.repeat(106) });
   });
 });
 
