@@ -57,7 +57,7 @@ async function watchedGuest(kernelArgs = '') {
   await lv.resumeDomain(name);
   const consoleLog = join(dir, 'console.log');
   const printed = (s: string) => existsSync(consoleLog) && readFileSync(consoleLog, 'utf8').includes(s);
-  return { name, w, ends, printed };
+  return { name, socket, w, ends, printed };
 }
 
 const qemuPid = (domain: string) => Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
@@ -96,10 +96,16 @@ describe("vmlet's QMP monitor", () => {
     expect(g.ends.map((e) => e.end)).toEqual([undefined]);
   });
 
-  it('says nothing after close(), and finds nothing to watch without a socket', async () => {
+  it('says nothing after close(); a watch after it (vmlet started again) is served; nothing to watch without a socket', async () => {
     const g = await watchedGuest();
     g.w.close();
-    await lv.destroyDomain(g.name);
+    // QEMU serves one client at a time and listens again once it left: the next vmlet's watch.
+    const again: QmpEnd[] = [];
+    const w2 = new QmpWatch(g.socket, { log, onEnd: (end) => again.push(end) });
+    expect(await w2.connect()).toBe(true);
+    process.kill(qemuPid(g.name), 'SIGKILL');
+    await waitFor('the second watch to hear the end', () => again.length > 0, { timeoutMs: 10_000, intervalMs: 5 });
+    expect(again).toEqual(['crashed']);
     const none = new QmpWatch(join(tempDir('vmlet-qmp-none-'), 'qmp.sock'), { log, onEnd: () => g.ends.push({ end: 'crashed', at: 0 }) });
     expect(await none.connect()).toBe(false);
     expect(g.ends).toEqual([]);
