@@ -4,6 +4,7 @@
 // has no DHCP client to wait for: its /init configures eth0 from vmlet.ip/vmlet.gw/vmlet.route).
 import { ROOT, type QemuIdentity } from '../vm/qemu-user.js';
 import { buildVmSpec, type VmMetadata, type VmNic, type VmSpec } from '../vm/spec.js';
+import { monitorSocketBeside } from '../vm/qmp-watch.js';
 import type { MachineSettings } from '../vm/annotations.js';
 import type { CpuTune } from '../vm/cputune.js';
 import { SHARED_TAG } from './shared-mounts.js';
@@ -72,6 +73,7 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     consoleLog: i.consoleLog,
     nics: i.nic ? [i.nic] : [],
     guestAgent: { socket: i.agentSocket, port: AGENT_PORT },
+    monitorSocket: monitorSocketBeside(i.agentSocket), // its end heard at once (pod/exit-watch.ts)
     shares: [
       // Image trees never change once complete: the guest keeps what it looked up (as 9p's cache=loose).
       { source: i.imagesDir, tag: IMAGES_TAG, readonly: true, ...(i.virtiofsd ? { virtiofs: { binary: i.virtiofsd, cache: 'always' as const } } : {}) },

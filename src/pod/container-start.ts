@@ -32,7 +32,7 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
     lap('startMs');
     try {
       // Before the guest runs: its end is heard from QEMU at once, whatever it does from its first instruction.
-      await m.exitWatches.watch(c);
+      await m.watchVm(c);
       lap('watchMs');
       if (net) {
         // libvirt made the tap in the host netns; the VM's network is in the pod's.
@@ -42,7 +42,7 @@ export async function startContainer(m: PodManager, id: string): Promise<void> {
         lap('resumeMs');
       }
     } catch (err) {
-      m.exitWatches.unwatch(c);
+      m.exitWatches.unwatch(c.id);
       await m.deps.vm.destroy(c.domainName).catch(() => undefined);
       if (cgroup) removeCreated(cgroup.made);
       throw err;

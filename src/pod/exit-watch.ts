@@ -1,12 +1,11 @@
-// Running VM-image containers' QEMU, watched through vmlet's own QMP monitor (vm/qmp-watch.ts):
+// Running VMs' QEMU (VM-image containers', pod VMs'), watched through vmlet's own QMP monitor (vm/qmp-watch.ts):
 // an exit is known the moment QEMU's sockets close, ~200 ms before libvirtd's lifecycle event.
 // libvirtd is still tearing the domain down meanwhile (it deletes the VM's tap by name, restores
 // file labels), so what would collide with that waits for it: StartContainer in the same pod (its
 // new tap has the same name) and RemoveContainer (undefine, files) call settled() first.
 import type { Logger } from '../log.js';
 import type { VmDriver } from '../vm/driver.js';
-import { QmpWatch, monitorSocketPath, type QmpEnd } from '../vm/qmp-watch.js';
-import type { ContainerRecord } from './records.js';
+import { QmpWatch, type QmpEnd } from '../vm/qmp-watch.js';
 
 /** Longest wait for libvirtd to finish a domain whose QEMU is gone (it gives a stuck one 15 s). */
 const SETTLE_MAX_MS = 20_000;
@@ -15,9 +14,18 @@ const SETTLE_POLL_MS = 20;
 export interface ExitWatchDeps {
   vm: VmDriver;
   log: Logger;
-  containerDir(c: ContainerRecord): string;
-  /** QEMU of c's VM is gone; `end` as qmp-watch says (undefined: libvirtd's event will say why). */
-  onEnd(c: ContainerRecord, end: QmpEnd): void;
+  /** QEMU of `domain` is gone; `end` as qmp-watch says (undefined: libvirtd's event will say why). */
+  onEnd(domain: string, end: QmpEnd): void;
+}
+
+/** What is watched: a container's VM (key: its id) or a pod's VM (key: `pod:<sandbox id>`). */
+export interface WatchedVm {
+  key: string;
+  domain: string;
+  /** Its monitor socket (vm/qmp-watch.ts monitorSocketPath, monitorSocketBeside). */
+  socket: string;
+  /** For the log. */
+  ids: Record<string, string>;
 }
 
 export class ExitWatches {
@@ -27,30 +35,32 @@ export class ExitWatches {
 
   constructor(private readonly d: ExitWatchDeps) {}
 
-  /** Watches c's VM (replacing a watch it had); resolves once events flow or there is nothing to watch. */
-  async watch(c: ContainerRecord): Promise<void> {
-    this.unwatch(c);
-    const w = new QmpWatch(monitorSocketPath(this.d.containerDir(c), c.id), {
+  /** Watches a VM (replacing a watch under its key); resolves once events flow or there is nothing to watch. */
+  async watch(v: WatchedVm): Promise<void> {
+    this.unwatch(v.key);
+    const w = new QmpWatch(v.socket, {
       log: this.d.log,
       onEnd: (end) => {
-        if (this.watches.get(c.id) !== w) return;
-        this.watches.delete(c.id);
-        this.ended(c.domainName);
-        this.d.log.debug({ containerId: c.id, podSandboxId: c.sandboxId, domain: c.domainName, end: end ?? 'libvirt will say' }, "QEMU gone (vmlet's monitor closed)");
-        this.d.onEnd(c, end);
+        if (this.watches.get(v.key) !== w) return;
+        this.watches.delete(v.key);
+        this.ended(v.domain);
+        this.d.log.debug({ ...v.ids, domain: v.domain, end: end ?? 'libvirt will say' }, "QEMU gone (vmlet's monitor closed)");
+        this.d.onEnd(v.domain, end);
       },
     });
-    this.watches.set(c.id, w);
-    if (!(await w.connect()) && this.watches.get(c.id) === w) {
+    this.watches.set(v.key, w);
+    const watching = await w.connect();
+    if (watching) this.d.log.debug({ ...v.ids, domain: v.domain }, "watching QEMU through vmlet's monitor");
+    if (!watching && this.watches.get(v.key) === w) {
       // No socket (a VM started by a vmlet before this one), or QEMU already gone: libvirt's events say.
       w.close();
-      this.watches.delete(c.id);
+      this.watches.delete(v.key);
     }
   }
 
-  unwatch(c: ContainerRecord): void {
-    this.watches.get(c.id)?.close();
-    this.watches.delete(c.id);
+  unwatch(key: string): void {
+    this.watches.get(key)?.close();
+    this.watches.delete(key);
   }
 
   closeAll(): void {

@@ -24,6 +24,7 @@ import type { MachineSettings } from '../vm/annotations.js';
 import { ContainerEvents, ContainerIndex } from './container-events.js';
 import { ROOT, type QemuIdentity } from '../vm/qemu-user.js';
 import { ExitWatches } from './exit-watch.js';
+import { monitorSocketPath } from '../vm/qmp-watch.js';
 
 export interface PodDeps {
   config: Config;
@@ -90,9 +91,8 @@ export class PodManager {
     this.exitWatches = new ExitWatches({
       vm: deps.vm,
       log: deps.log,
-      containerDir: (c) => this.store.containerDir(c.sandboxId, c.id),
-      onEnd: (c, end) => {
-        if (end) this.domainStopped(c.domainName, end, 'vmlet monitor'); // else libvirt's event says why
+      onEnd: (domain, end) => {
+        if (end) this.domainStopped(domain, end, 'vmlet monitor'); // else libvirt's event says why
       },
     });
   }
@@ -152,7 +152,7 @@ export class PodManager {
     );
     const running = [...this.containers.values()].filter((c) => c.state === 'running' && c.kind !== 'sandboxed');
     for (const c of running) this.startTailer(c);
-    await Promise.all(running.map((c) => this.exitWatches.watch(c)));
+    await Promise.all(running.map((c) => this.watchVm(c)));
     this.reconnectPodVms?.();
     // DHCP servers outlive vmlet; after a reboot or a kill they are started again, and a running
     // VM's tap is put back on its bridge.
@@ -328,6 +328,12 @@ export class PodManager {
     if (s.state !== 'ready') throw failedPrecondition(`${what}: pod sandbox ${s.id} is notready (stopped)`);
   }
 
+  /** Hears the end of a running VM-image container's VM from its QEMU (exit-watch.ts). */
+  watchVm(c: ContainerRecord): Promise<void> {
+    const socket = monitorSocketPath(this.store.containerDir(c.sandboxId, c.id), c.id);
+    return this.exitWatches.watch({ key: c.id, domain: c.domainName, socket, ids: { containerId: c.id, podSandboxId: c.sandboxId } });
+  }
+
   startTailer(c: ContainerRecord): void {
     // No CRI log asked for, or serial-log off (no console file): nothing to copy.
     if (this.tailers.has(c.id) || !c.logPath || !c.consoleLog) return;
@@ -375,7 +381,7 @@ export class PodManager {
 
   /** Records a container's exit (caller holds its lock). */
   async markExited(c: ContainerRecord, stopping: 'shutdown' | 'destroy' | undefined, reason?: string): Promise<void> {
-    this.exitWatches.unwatch(c);
+    this.exitWatches.unwatch(c.id);
     await this.stopTailer(c);
     const st = exitStatus(reason ?? (await this.deps.vm.exitReason(c.domainName)), stopping);
     c.state = 'exited';

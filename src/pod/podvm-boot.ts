@@ -23,6 +23,7 @@ import { PodVm } from './podvm.js';
 import { placeQemu } from '../vm/pod-cgroup.js';
 import { podEmulator, startInPodCgroup } from './qemu-cgroup.js';
 import { observeBoot } from '../metrics/vmlet.js';
+import { monitorSocketBeside } from '../vm/qmp-watch.js';
 
 const GiB = 1024 ** 3;
 /** The scratch disk's size (sparse) when vmlet.io/root-disk-size does not say. */
@@ -93,6 +94,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     if (net) await attachPodTap(net, { fresh: true });
     s.kind = 'sandboxed';
     s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB };
+    await watchPodVm(m, s);
     const p = podVmOf(m, s)!;
     const agent = await p.agent(BOOT_TIMEOUT_MS);
     await agent.setupPod(await podFiles(s, net?.ips[0]?.address));
@@ -176,6 +178,7 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
   try {
     await writeFile(join(v.dir, CLAIMED_BY), s.id);
     await m.store.saveSandbox(s);
+    await watchPodVm(m, s);
     if (net) {
       await usePodTap(sandboxDir, net, v.tap);
       await attachPodTap(net, { fresh: true });
@@ -205,10 +208,19 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
 
 /** A pod VM that could not be made the pod's: its handle closed, the record back to no VM (not saved). */
 function forgetPodVm(m: PodManager, s: SandboxRecord): void {
+  m.exitWatches.unwatch(podWatchKey(s.id));
   m.podVms.get(s.id)?.close();
   m.podVms.delete(s.id);
   delete s.kind;
   delete s.podVm;
+}
+
+const podWatchKey = (sandboxId: string) => `pod:${sandboxId}`;
+
+/** Hears the end of the pod's VM from its QEMU (exit-watch.ts): the pod turns NOTREADY at once. */
+async function watchPodVm(m: PodManager, s: SandboxRecord): Promise<void> {
+  if (!s.podVm) return;
+  await m.exitWatches.watch({ key: podWatchKey(s.id), domain: s.podVm.domainName, socket: monitorSocketBeside(s.podVm.agentSocket), ids: { podSandboxId: s.id } });
 }
 
 /** The host dir whose binds are the pod's CRI mounts in the guest (shared-mounts.ts). */
@@ -220,6 +232,7 @@ export function podShareDir(m: PodManager, s: SandboxRecord): string {
 export function reconnectPodVms(m: PodManager): void {
   for (const s of m.sandboxes.values()) {
     const p = podVmOf(m, s);
+    if (p) void watchPodVm(m, s);
     p?.agent(30_000).catch((err: unknown) => m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'cannot reach the pod VM\'s agent; tried again on next use'));
   }
 }
@@ -248,6 +261,7 @@ export function sizePodVm(settings: MachineSettings, hostCpus = hostTopology().c
 
 /** StopPodSandbox: the VM goes at once (the kubelet already gave containers their grace period). */
 export async function stopPodVm(m: PodManager, s: SandboxRecord): Promise<void> {
+  m.exitWatches.unwatch(podWatchKey(s.id)); // vmlet's own stop: no end to report
   m.podVms.get(s.id)?.close();
   m.podVms.delete(s.id);
   if (!s.podVm) return;
@@ -261,6 +275,7 @@ export async function stopPodVm(m: PodManager, s: SandboxRecord): Promise<void> 
 export async function removePodVm(m: PodManager, s: SandboxRecord): Promise<void> {
   await stopPodVm(m, s);
   if (!s.podVm) return;
+  await m.exitWatches.settled([s.podVm.domainName]); // a VM that died: libvirt done tearing it down first
   await m.deps.vm.remove(s.podVm.domainName);
   const socket = s.podVm.dir ? undefined : podVmFiles(m.store.sandboxDir(s.id), s.id).socket; // a claimed pool VM's is in its dir
   await removePodVmDisks({ scratch: s.podVm.scratch, shared: podShareDir(m, s), ...(socket ? { socket } : {}) });

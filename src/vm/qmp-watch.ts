@@ -16,6 +16,7 @@
 // QEMU is not the guest, but some event fields carry guest-chosen strings: a line longer than
 // MAX_LINE_BYTES drops the connection (not an end: the watch just stops).
 import { connect, type Socket } from 'node:net';
+import { dirname, join } from 'node:path';
 import type { Logger } from '../log.js';
 import { AGENT_SOCKET_FALLBACK_DIR, qemuSocketPath } from './guest-agent.js';
 
@@ -138,5 +139,12 @@ export class QmpWatch {
  * between the container's dir and the fallback.
  */
 export function monitorSocketPath(containerDir: string, containerId: string): string {
-  return qemuSocketPath(containerDir, 'qmp.sock', AGENT_SOCKET_FALLBACK_DIR, containerId).path;
+  return qemuSocketPath(containerDir, MONITOR_SOCKET, AGENT_SOCKET_FALLBACK_DIR, containerId).path;
 }
+
+/** The monitor socket beside an agent socket (a pod VM's, whose record keeps only that one). */
+export function monitorSocketBeside(agentSocket: string): string {
+  return join(dirname(agentSocket), MONITOR_SOCKET);
+}
+
+const MONITOR_SOCKET = 'qmp.sock';

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { ExitWatches } from '../../src/pod/exit-watch.js';
 import { monitorSocketPath, type QmpEnd } from '../../src/vm/qmp-watch.js';
-import type { ContainerRecord } from '../../src/pod/records.js';
 import type { VmState } from '../../src/vm/driver.js';
 import { tempDir } from '../helpers/vmlet.js';
 import { waitFor } from '../helpers/wait.js';
@@ -37,8 +36,8 @@ async function fakeQemu(path: string): Promise<{ conn: () => Socket | undefined 
 
 function setup(states: VmState[]) {
   const dir = tempDir('vmlet-exitwatch-');
-  const c = { id: 'c1', sandboxId: 's1', domainName: 'vmlet-d1' } as ContainerRecord;
-  const ends: QmpEnd[] = [];
+  const c = { key: 'c1', domain: 'vmlet-d1', socket: monitorSocketPath(dir, 'c1'), ids: { containerId: 'c1' } };
+  const ends: Array<[string, QmpEnd]> = [];
   const asked: VmState[] = [];
   const vm = {
     state: async () => {
@@ -47,8 +46,8 @@ function setup(states: VmState[]) {
       return s;
     },
   };
-  const w = new ExitWatches({ vm: vm as never, log: pino({ level: 'silent' }), containerDir: () => dir, onEnd: (_c, end) => ends.push(end) });
-  return { c, w, ends, asked, socket: monitorSocketPath(dir, c.id) };
+  const w = new ExitWatches({ vm: vm as never, log: pino({ level: 'silent' }), onEnd: (domain, end) => ends.push([domain, end]) });
+  return { c, w, ends, asked, socket: c.socket };
 }
 
 describe('ExitWatches', () => {
@@ -56,12 +55,12 @@ describe('ExitWatches', () => {
     const t = setup(['running', 'running', 'shutoff']);
     const q = await fakeQemu(t.socket);
     await t.w.watch(t.c);
-    await t.w.settled([t.c.domainName]); // nothing ending yet: libvirt not even asked
+    await t.w.settled([t.c.domain]); // nothing ending yet: libvirt not even asked
     expect(t.asked).toEqual([]);
     q.conn()!.destroy(); // QEMU died
     await waitFor('the end', () => t.ends.length > 0, { timeoutMs: 5_000, intervalMs: 2 });
-    expect(t.ends).toEqual(['crashed']);
-    await t.w.settled([t.c.domainName, 'vmlet-other']);
+    expect(t.ends).toEqual([['vmlet-d1', 'crashed']]);
+    await t.w.settled([t.c.domain, 'vmlet-other']);
     expect(t.asked).toEqual(['running', 'running', 'shutoff']); // held until libvirt let go of the domain
   });
 
@@ -69,11 +68,11 @@ describe('ExitWatches', () => {
     const t = setup([]);
     const q = await fakeQemu(t.socket);
     await t.w.watch(t.c);
-    t.w.unwatch(t.c);
+    t.w.unwatch(t.c.key);
     q.conn()!.destroy();
-    const other = { ...t.c, id: 'c2' }; // no socket for it
+    const other = { ...t.c, key: 'c2', socket: `${t.c.socket}.none` }; // no socket for it
     await t.w.watch(other);
-    await t.w.settled([t.c.domainName]);
+    await t.w.settled([t.c.domain]);
     expect(t.ends).toEqual([]);
     expect(t.asked).toEqual([]);
   });
