@@ -58,8 +58,13 @@ export class QmpEndState {
   }
 }
 
+/** Longest wait for QEMU to answer the negotiation: a QEMU that does not must not hold up a StartContainer. */
+export const CONNECT_TIMEOUT_MS = 5_000;
+
 export interface QmpWatchOptions {
   log: Logger;
+  /** Default CONNECT_TIMEOUT_MS. */
+  connectTimeoutMs?: number;
   /** Called once, when QEMU closed the socket (QEMU is gone); not after close(). */
   onEnd: (end: QmpEnd) => void;
 }
@@ -82,6 +87,16 @@ export class QmpWatch {
    */
   connect(): Promise<boolean> {
     return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.o.log.warn({ socket: this.socketPath, timeoutMs: this.o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS }, "QMP watch: QEMU did not answer; not watched (libvirt's events still report the VM's end)");
+        this.close();
+        resolve(false);
+      }, this.o.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
+      timer.unref();
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
       const sock = connect(this.socketPath);
       this.sock = sock;
       let connected = false;
@@ -104,12 +119,12 @@ export class QmpWatch {
           } catch {
             this.o.log.debug({ socket: this.socketPath }, 'QMP watch: a line that is not JSON ignored');
           }
-          if (!wasReady && this.state.ready) resolve(true);
+          if (!wasReady && this.state.ready) done(true);
         }
         if (this.buf.length > MAX_LINE_BYTES) {
           this.o.log.warn({ socket: this.socketPath, bytes: this.buf.length }, `QMP watch: a line over ${MAX_LINE_BYTES} bytes; watch dropped (libvirt's events still report the VM's end)`);
           this.close();
-          resolve(false);
+          done(false);
         }
       });
       sock.on('error', (err: NodeJS.ErrnoException) => {
@@ -117,7 +132,7 @@ export class QmpWatch {
         if (!connected) this.o.log.debug({ socket: this.socketPath, err: err.code ?? err.message }, 'QMP watch: cannot connect');
       });
       sock.on('close', () => {
-        resolve(false);
+        done(false);
         if (this.closed) return;
         this.closed = true;
         if (connected) this.o.onEnd(this.state.end());

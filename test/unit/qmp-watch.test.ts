@@ -1,9 +1,15 @@
 // How vmlet's QMP monitor tells a VM's ends apart (src/vm/qmp-watch.ts QmpEndState), message by
-// message as QEMU sends them, and the socket's place beside the agent's. The real QEMU side:
+// message as QEMU sends them; the socket's place beside the agent's; and a QEMU that misbehaves
+// (a stand-in server: no answer, an endless line). The real QEMU side:
 // test/integration/qmp-watch.test.ts.
-import { describe, expect, it } from 'vitest';
-import { QmpEndState, monitorSocketPath } from '../../src/vm/qmp-watch.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { MAX_LINE_BYTES, QmpEndState, QmpWatch, monitorSocketPath, monitorSocketBeside, type QmpEnd } from '../../src/vm/qmp-watch.js';
 import { agentSocketPath } from '../../src/vm/guest-agent.js';
+import { tempDir } from '../helpers/vmlet.js';
+import { waitFor } from '../helpers/wait.js';
 
 const GREETING = { QMP: { version: { qemu: { major: 7, minor: 2, micro: 0 } }, capabilities: [] } };
 const NEGOTIATED = { return: {} };
@@ -54,5 +60,50 @@ describe('monitorSocketPath', () => {
     const long = `/var/lib/vmlet/pods/${'a'.repeat(64)}/containers/${'b'.repeat(64)}`;
     expect(agentSocketPath(long, 'b'.repeat(64)).fallback).toBe(true);
     expect(monitorSocketPath(long, 'b'.repeat(64))).toBe(`${agentSocketPath(long, 'b'.repeat(64)).dir}/qmp.sock`);
+  });
+});
+
+describe('monitorSocketBeside', () => {
+  it("is the pod VM's agent socket's directory", () => {
+    expect(monitorSocketBeside('/run/vmlet/qga/abc/qga.sock')).toBe('/run/vmlet/qga/abc/qmp.sock');
+  });
+});
+
+describe('QmpWatch against a QEMU that misbehaves', () => {
+  const servers: Server[] = [];
+  afterEach(() => {
+    for (const s of servers.splice(0)) s.close();
+  });
+  const serve = async (onConn: (s: Socket) => void) => {
+    const path = join(tempDir('vmlet-qmpw-'), 'qmp.sock');
+    const srv = createServer(onConn);
+    servers.push(srv);
+    await new Promise<void>((r) => srv.listen(path, r));
+    return path;
+  };
+  const log = pino({ level: 'silent' });
+
+  it('gives up on a QEMU that never answers the negotiation, closes, and reports no end', async () => {
+    let peerClosed = false;
+    const path = await serve((s) => s.on('close', () => (peerClosed = true)).resume());
+    const ends: QmpEnd[] = [];
+    const w = new QmpWatch(path, { log, connectTimeoutMs: 100, onEnd: (e) => ends.push(e) });
+    expect(await w.connect()).toBe(false);
+    await waitFor('the connection closed', () => peerClosed, { timeoutMs: 5_000, intervalMs: 5 });
+    expect(ends).toEqual([]);
+  });
+
+  it('drops a line longer than it keeps without taking it for an end', async () => {
+    let peerClosed = false;
+    const path = await serve((s) => {
+      s.on('close', () => (peerClosed = true)).resume();
+      s.write('{"QMP": {}}\n{"return": {}}\n');
+      s.write('{"event": "NIC_RX_FILTER_CHANGED", "data": {"name": "' + 'x'.repeat(MAX_LINE_BYTES + 1));
+    });
+    const ends: QmpEnd[] = [];
+    const w = new QmpWatch(path, { log, onEnd: (e) => ends.push(e) });
+    expect(await w.connect()).toBe(true);
+    await waitFor('the connection dropped', () => peerClosed, { timeoutMs: 5_000, intervalMs: 5 });
+    expect(ends).toEqual([]);
   });
 });
