@@ -100,6 +100,9 @@ async function main(): Promise<void> {
     await lv.close();
     await stopVmSuite(v, reg);
   }
+  // What holding the watch costs a start: connecting and negotiating before the guest runs.
+  const watchMs = parseLogLines(v.logLines).filter((l) => l.msg === 'container started' && typeof l.watchMs === 'number').map((l) => l.watchMs as number);
+  if (watchMs.length) console.log(`StartContainer's watchMs (connect + negotiate): median ${pct(watchMs, 50)}, max ${Math.max(...watchMs)} over ${watchMs.length} starts`);
   console.log(`\n${rows.length} kills, ms from kill -9 (median / p90 / max):`);
   for (const k of ['libvirt', 'heard', 'exited', 'event', 'status'] as const) {
     const xs = rows.map((r) => r[k]);
