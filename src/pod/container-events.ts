@@ -1,6 +1,7 @@
 // Container state changes as events, for GetContainerEvents (the kubelet's Evented PLEG): CREATED
 // when a container enters the index (ContainerIndex), STARTED and STOPPED when its record is saved
-// with a new state (records on disk are saved at every change), DELETED when it leaves the index
+// with a new state (records on disk are saved at every change; a VM's exit is sent as its state
+// changes in memory, before the save), DELETED when it leaves the index
 // or its record goes. A state a container already had is not sent again. Sent on the next turn of
 // the event loop, so the status that goes with an event is the one the verb left.
 import { EventEmitter } from 'node:events';

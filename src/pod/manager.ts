@@ -390,6 +390,9 @@ export class PodManager {
     c.reason = st.reason;
     c.message = st.message;
     delete c.stopping;
+    // The event goes with the state ContainerStatus already answers, not after the save's fsync
+    // (tens of ms on a busy disk); the save's own call to it then finds nothing new.
+    this.events.saved(c);
     await this.store.saveContainer(c);
     this.log.info({ containerId: c.id, podSandboxId: c.sandboxId, exitCode: c.exitCode, reason: c.reason, message: c.message }, 'container exited');
   }
