@@ -71,7 +71,7 @@ export class PodManager {
   private monitorTimer: NodeJS.Timeout | undefined;
   private monitoring: Promise<void> | undefined;
   private readonly unlisten: Array<() => void> = [];
-  /** Running VM-image containers' QEMU, watched for its end (exit-watch.ts). */
+  /** Running VMs' QEMU (VM-image containers', pod VMs'), watched for its end (exit-watch.ts). */
   readonly exitWatches: ExitWatches;
   /**
    * Pods whose StopPodSandbox or RemovePodSandbox is under way (set under the pod's lock, before

@@ -2,8 +2,9 @@
 // (domain-xml.ts monitorArgs), held open while the VM runs. When QEMU dies its end of the socket
 // closes, at the moment libvirtd's own monitor sees EOF. libvirtd's lifecycle event comes later:
 // it first sends the dying QEMU SIGTERM and, finding it not yet reaped, sleeps 200 ms before
-// looking again (virProcessKillPainfully; measured with libvirtd's debug log: EOF at +70 ms after
-// kill -9, the STOPPED event at +280 ms).
+// looking again (virProcessKillPainfully: 202 ms from its monitor's EOF to its stop in libvirtd's
+// debug log). bench/exit-detect.ts: this watch hears a kill -9 ~30 ms after it, libvirtd's event
+// comes at ~280 ms.
 //
 // Why the VM ended, told the way libvirtd tells it: QEMU sends every monitor a SHUTDOWN event
 // before a clean exit ({"guest": true} when the guest powered off), written before the exit, so
