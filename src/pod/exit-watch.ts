@@ -2,7 +2,8 @@
 // an exit is known the moment QEMU's sockets close, ~200 ms before libvirtd's lifecycle event.
 // libvirtd is still tearing the domain down meanwhile (it deletes the VM's tap by name, restores
 // file labels), so what would collide with that waits for it: StartContainer in the same pod (its
-// new tap has the same name) and RemoveContainer (undefine, files) call settled() first.
+// new tap has the same name), RemoveContainer and RemovePodSandbox (undefine, files) call
+// settled() first.
 import type { Logger } from '../log.js';
 import type { VmDriver } from '../vm/driver.js';
 import { QmpWatch, type QmpEnd } from '../vm/qmp-watch.js';
