@@ -76,7 +76,7 @@ export type PvhResult = { path: string; compression: PayloadCompression; bytes: 
  * Unpacks the bzImage at `kernel` to `out` when QEMU can boot the result through PVH; otherwise
  * says why not and leaves no `out`. Errors of the node itself (no space) are thrown.
  */
-export async function unpackPvhKernel(kernel: string, out: string): Promise<PvhResult> {
+export async function unpackPvhKernel(kernel: string, out: string, o: { findProgram?: (name: string) => string | undefined } = {}): Promise<PvhResult> {
   const f = await open(kernel, 'r');
   try {
     const size = (await f.stat()).size;
@@ -91,7 +91,7 @@ export async function unpackPvhKernel(kernel: string, out: string): Promise<PvhR
     const where = { ...p, compression: payloadCompression(payload) };
     const expect = tail.readUInt32LE(0);
     if (expect > MAX_VMLINUX_BYTES) return { not: `its payload says it unpacks to ${expect} bytes (at most ${MAX_VMLINUX_BYTES})` };
-    const decompress = decompressor(where.compression);
+    const decompress = decompressor(where.compression, o.findProgram ?? which);
     if ('not' in decompress) return decompress;
     const tmp = `${out}.tmp`;
     try {
@@ -110,10 +110,10 @@ export async function unpackPvhKernel(kernel: string, out: string): Promise<PvhR
   }
 }
 
-function decompressor(c: PayloadCompression): { stream: () => Duplex } | { not: string } {
+function decompressor(c: PayloadCompression, findProgram: (name: string) => string | undefined): { stream: () => Duplex } | { not: string } {
   if (c === 'gzip') return { stream: () => createGunzip() };
   if (c === 'xz' || c === 'zstd') {
-    const program = which(c);
+    const program = findProgram(c);
     if (!program) return { not: `its payload is ${c}-compressed and this node has no ${c} program` };
     // As nobody, no environment, failing unless it exits 0 (the words it says: the reason logged).
     return { stream: () => decompressProcess(program, ['-d', '-c', '-q'], c, (why) => new VmletError('invalid-argument', `${c} refused the kernel's payload: ${why}`)) };
