@@ -131,9 +131,11 @@ describe('vmlet serve', () => {
     await call(v.runtime, 'Version', {});
     await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: 'abc123' }); // unknown: succeeds (idempotent)
     await failure(call(v.runtime, 'CheckpointContainer', { container_id: 'def456', location: '/tmp/x' }));
-    const lines = await waitFor('the StopPodSandbox log line', () => {
+    // This call's own line: an earlier test's CheckpointContainer is logged too, and a line can
+    // reach the test after the call's answer (vmlet's stderr is a pipe).
+    const lines = await waitFor('the CheckpointContainer log line of def456', () => {
       const ls = parseLogLines(v.logLines).filter((l) => l.msg === 'rpc');
-      return ls.some((l) => l.rpc === 'CheckpointContainer') ? ls : undefined;
+      return ls.some((l) => l.rpc === 'CheckpointContainer' && l.containerId === 'def456') ? ls : undefined;
     });
     const version = lines.find((l) => l.rpc === 'Version');
     expect(version).toMatchObject({ code: 'OK' });
