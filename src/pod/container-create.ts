@@ -20,7 +20,7 @@ import { checkVmPrerequisites } from '../vm/spec-checks.js';
 import { buildSeed, type PodNetworkInfo } from '../vm/cloud-init.js';
 import { writeSeedIso } from '../vm/seed-iso.js';
 import { agentSocketPath, prepareAgentSocketDir } from '../vm/guest-agent.js';
-import { monitorSocketPath } from '../vm/qmp-watch.js';
+import { monitorSocketBeside } from '../vm/qmp-watch.js';
 import { prepareVncSocketDir, vncSocketPath } from '../vm/vnc-socket.js';
 import type { PodNetworkState } from '../net/index.js';
 import { newId } from './ids.js';
@@ -166,7 +166,7 @@ export async function createContainer(
         seedIso,
         nics: net ? [{ tap: net.tap, mac: net.mac, mtu: net.mtu }] : [],
         guestAgent: { socket: agent.path },
-        monitorSocket: monitorSocketPath(dir, id),
+        monitorSocket: monitorSocketBeside(agent.path),
         ...(vnc ? { vncSocket: vnc.path } : {}),
         shares,
         tcgTbCacheMiB: m.deps.config.tcgTbCacheMiB,

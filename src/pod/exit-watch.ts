@@ -23,7 +23,7 @@ export interface ExitWatchDeps {
 export interface WatchedVm {
   key: string;
   domain: string;
-  /** Its monitor socket (vm/qmp-watch.ts monitorSocketPath, monitorSocketBeside). */
+  /** Its monitor socket (vm/qmp-watch.ts monitorSocketBeside). */
   socket: string;
   /** For the log. */
   ids: Record<string, string>;

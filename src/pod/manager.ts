@@ -24,7 +24,8 @@ import type { MachineSettings } from '../vm/annotations.js';
 import { ContainerEvents, ContainerIndex } from './container-events.js';
 import { ROOT, type QemuIdentity } from '../vm/qemu-user.js';
 import { ExitWatches } from './exit-watch.js';
-import { monitorSocketPath } from '../vm/qmp-watch.js';
+import { monitorSocketBeside } from '../vm/qmp-watch.js';
+import { agentSocketPath } from '../vm/guest-agent.js';
 
 export interface PodDeps {
   config: Config;
@@ -150,9 +151,12 @@ export class PodManager {
     await this.reconcile(true).catch((err: unknown) =>
       this.log.error({ err: (err as Error).message }, 'cannot check VM states at start (libvirt down?); will retry'),
     );
-    const running = [...this.containers.values()].filter((c) => c.state === 'running' && c.kind !== 'sandboxed');
-    for (const c of running) this.startTailer(c);
-    await Promise.all(running.map((c) => this.watchVm(c)));
+    for (const c of this.containers.values()) {
+      if (c.state !== 'running' || c.kind === 'sandboxed') continue;
+      this.startTailer(c);
+      // Not waited for (as pod VMs' in reconnectPodVms): libvirt's events cover the few ms until it is on.
+      void this.watchVm(c);
+    }
     this.reconnectPodVms?.();
     // DHCP servers outlive vmlet; after a reboot or a kill they are started again, and a running
     // VM's tap is put back on its bridge.
@@ -330,7 +334,7 @@ export class PodManager {
 
   /** Hears the end of a running VM-image container's VM from its QEMU (exit-watch.ts). */
   watchVm(c: ContainerRecord): Promise<void> {
-    const socket = monitorSocketPath(this.store.containerDir(c.sandboxId, c.id), c.id);
+    const socket = monitorSocketBeside(agentSocketPath(this.store.containerDir(c.sandboxId, c.id), c.id).path);
     return this.exitWatches.watch({ key: c.id, domain: c.domainName, socket, ids: { containerId: c.id, podSandboxId: c.sandboxId } });
   }
 

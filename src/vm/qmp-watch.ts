@@ -19,7 +19,6 @@
 import { connect, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from '../log.js';
-import { AGENT_SOCKET_FALLBACK_DIR, qemuSocketPath } from './guest-agent.js';
 
 /** Longest QMP line kept; QEMU's events are a few hundred bytes. */
 export const MAX_LINE_BYTES = 64 * 1024;
@@ -150,17 +149,9 @@ export class QmpWatch {
 }
 
 /**
- * vmlet's monitor socket of a container: beside its agent's socket (agentSocketPath), in the
- * same directory of QEMU's own. The name is as long as 'qga.sock', so both make the same choice
- * between the container's dir and the fallback.
+ * vmlet's monitor socket of a VM: beside its agent's socket (guest-agent.ts agentSocketPath), in
+ * the same directory of QEMU's own, for a container's VM and a pod VM alike.
  */
-export function monitorSocketPath(containerDir: string, containerId: string): string {
-  return qemuSocketPath(containerDir, MONITOR_SOCKET, AGENT_SOCKET_FALLBACK_DIR, containerId).path;
-}
-
-/** The monitor socket beside an agent socket (a pod VM's, whose record keeps only that one). */
 export function monitorSocketBeside(agentSocket: string): string {
-  return join(dirname(agentSocket), MONITOR_SOCKET);
+  return join(dirname(agentSocket), 'qmp.sock');
 }
-
-const MONITOR_SOCKET = 'qmp.sock';

@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ExitWatches } from '../../src/pod/exit-watch.js';
-import { monitorSocketPath, type QmpEnd } from '../../src/vm/qmp-watch.js';
+import { monitorSocketBeside, type QmpEnd } from '../../src/vm/qmp-watch.js';
+import { agentSocketPath } from '../../src/vm/guest-agent.js';
 import type { VmState } from '../../src/vm/driver.js';
 import { tempDir } from '../helpers/vmlet.js';
 import { waitFor } from '../helpers/wait.js';
@@ -36,7 +37,7 @@ async function fakeQemu(path: string): Promise<{ conn: () => Socket | undefined 
 
 function setup(states: VmState[]) {
   const dir = tempDir('vmlet-exitwatch-');
-  const c = { key: 'c1', domain: 'vmlet-d1', socket: monitorSocketPath(dir, 'c1'), ids: { containerId: 'c1' } };
+  const c = { key: 'c1', domain: 'vmlet-d1', socket: monitorSocketBeside(agentSocketPath(dir, 'c1').path), ids: { containerId: 'c1' } };
   const ends: Array<[string, QmpEnd]> = [];
   const asked: VmState[] = [];
   const vm = {

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { MAX_LINE_BYTES, QmpEndState, QmpWatch, monitorSocketPath, monitorSocketBeside, type QmpEnd } from '../../src/vm/qmp-watch.js';
+import { MAX_LINE_BYTES, QmpEndState, QmpWatch, monitorSocketBeside, type QmpEnd } from '../../src/vm/qmp-watch.js';
 import { agentSocketPath } from '../../src/vm/guest-agent.js';
 import { tempDir } from '../helpers/vmlet.js';
 import { waitFor } from '../helpers/wait.js';
@@ -53,17 +53,15 @@ describe('QmpEndState', () => {
   });
 });
 
-describe('monitorSocketPath', () => {
+describe('monitorSocketBeside', () => {
   it("sits in the agent socket's directory, in the container dir or the fallback alike", () => {
     const short = '/var/lib/vmlet/pods/p/containers/c';
-    expect(monitorSocketPath(short, 'c')).toBe(`${agentSocketPath(short, 'c').dir}/qmp.sock`);
+    expect(monitorSocketBeside(agentSocketPath(short, 'c').path)).toBe(`${agentSocketPath(short, 'c').dir}/qmp.sock`);
     const long = `/var/lib/vmlet/pods/${'a'.repeat(64)}/containers/${'b'.repeat(64)}`;
     expect(agentSocketPath(long, 'b'.repeat(64)).fallback).toBe(true);
-    expect(monitorSocketPath(long, 'b'.repeat(64))).toBe(`${agentSocketPath(long, 'b'.repeat(64)).dir}/qmp.sock`);
+    expect(monitorSocketBeside(agentSocketPath(long, 'b'.repeat(64)).path)).toBe(`${agentSocketPath(long, 'b'.repeat(64)).dir}/qmp.sock`);
   });
-});
 
-describe('monitorSocketBeside', () => {
   it("is the pod VM's agent socket's directory", () => {
     expect(monitorSocketBeside('/run/vmlet/qga/abc/qga.sock')).toBe('/run/vmlet/qga/abc/qmp.sock');
   });
