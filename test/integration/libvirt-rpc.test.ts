@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { AFFECT, DOMAIN_STATS, GET_ALL_DOMAINS_STATS, LibvirtRpc, MEM_MAXIMUM, socketPathForUri, STOPPED_DETAIL, VCPU_MAXIMUM, type RpcDomain } from '../../src/vm/rpc/index.js';
+import { AFFECT, DOMAIN_STATS, EVENT_ID, GET_ALL_DOMAINS_STATS, LibvirtRpc, MEM_MAXIMUM, socketPathForUri, STOPPED_DETAIL, VCPU_MAXIMUM, type RpcDomain } from '../../src/vm/rpc/index.js';
 import { DomainState, Libvirt, loadedLibvirtVersion, type LifecycleEvent, type VirtError } from '../../src/vm/libvirt.js';
 import { kernelGuest, kernelGuestXml } from '../helpers/guest.js';
 import { waitFor } from '../helpers/wait.js';
@@ -351,6 +351,25 @@ describe.skipIf(probe.reason !== undefined)('LibvirtRpc against libvirtd', () =>
     expect(fresh.connected).toBe(false);
     expect(await fresh.libVersion()).toBeGreaterThan(0); // reopens after close
     await fresh.close();
+  });
+
+  it('closes right after a deregistration 4000 times (4 connections at once) and libvirtd lives on', async () => {
+    // libvirtd 9.0 crashed here (a NULL read in its client close hook) within 420-790 rounds when
+    // the close went out while the deregistration was still in its worker thread: close() waits.
+    const gen = rpc.generation;
+    let unanswered = 0;
+    const round = async () => {
+      const c = new LibvirtRpc({ uri: LIBVIRT_URI });
+      const { callbackId } = await c.registerDomainEvent(EVENT_ID.LIFECYCLE);
+      const dereg = c.deregisterDomainEvent(callbackId).catch(() => unanswered++);
+      await new Promise((r) => setImmediate(r)); // the deregistration is on the wire
+      await c.close();
+      await dereg;
+    };
+    for (let i = 0; i < 1000; i++) await Promise.all([round(), round(), round(), round()]).catch(() => undefined);
+    expect(await rpc.libVersion()).toBeGreaterThan(0);
+    expect(rpc.generation, 'the long-lived connection was never lost').toBe(gen);
+    expect(unanswered, 'deregistrations cut off by their close').toBe(0);
   });
 
   it('fails with kind connection when nothing listens at the socket path', async () => {

@@ -252,6 +252,49 @@ describe('lifecycle calls against a fake daemon', () => {
     expect(lastArgs(f, Proc.CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY)).toBe(word(41));
   });
 
+  it('close() waits for event (de)registrations in flight before CONNECT_CLOSE (libvirtd 9.0 crashes on a close beside one)', async () => {
+    // The order the daemon sees, as each call arrives and as each reply leaves.
+    const seen: string[] = [];
+    const held: Array<() => void> = [];
+    const hold = (name: string, reply: (c: Call, d: FakeDaemon) => void) => (c: Call, d: FakeDaemon) => {
+      seen.push(`${name} in`);
+      held.push(() => {
+        seen.push(`${name} out`);
+        reply(c, d);
+      });
+    };
+    const f = await fake({
+      [Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY]: hold('register', (c, d) => d.reply(c, new XdrWriter().int(7).bytes())),
+      [Proc.CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY]: hold('deregister', ok),
+      [Proc.CONNECT_CLOSE]: (c, d) => {
+        seen.push('close in');
+        d.reply(c);
+      },
+    });
+    const c = new LibvirtRpc({ uri: `qemu:///system?socket=${f.path}` });
+    await c.connect();
+    // Both asked for, then close() at once, in the same tick: as an unsubscribe just before a shutdown does.
+    const reg = c.registerDomainEvent(EVENT_ID.LIFECYCLE, dom);
+    const dereg = c.deregisterDomainEvent(5);
+    const closed = c.close();
+    await waitFor('both calls at the daemon', () => held.length === 2);
+    held.shift()!();
+    await reg;
+    // One still has no answer: no close yet, for as long as it takes.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(seen).toEqual(['register in', 'deregister in', 'register out']);
+    held.shift()!();
+    await dereg;
+    await closed;
+    expect(seen).toEqual(['register in', 'deregister in', 'register out', 'deregister out', 'close in']);
+    // Other calls are not waited for: a close with no registration in flight goes out at once.
+    const g = await fake({});
+    const quick = new LibvirtRpc({ uri: `qemu:///system?socket=${g.path}` });
+    await quick.connect();
+    await quick.close();
+    expect(g.callsOf(Proc.CONNECT_CLOSE)).toHaveLength(1);
+  });
+
   it('refuses a bad UUID or flags before sending, and maps libvirt’s errors by code', async () => {
     const f = await fake({ [Proc.DOMAIN_CREATE_WITH_FLAGS]: (c, d) => d.fail(c, 55, 'Requested operation is not valid: domain is already running') });
     const c = client(f);

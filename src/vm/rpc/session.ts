@@ -42,6 +42,8 @@ export class RpcSession {
   private readonly openListeners: Array<() => void> = [];
   private readonly disconnectListeners: DisconnectListener[] = [];
   private readonly messageHandlers = new Map<number, (payload: Buffer) => void>();
+  /** Event (de)registrations awaiting their reply; close() lets them finish first (see there). */
+  private readonly callbackCalls = new Set<Promise<unknown>>();
 
   constructor(opts: LibvirtRpcOptions) {
     this.uri = opts.uri;
@@ -78,8 +80,13 @@ export class RpcSession {
     if (!c || c.closed) return;
     this.closing = true;
     try {
+      const waitMs = Math.min(this.timeoutMs, 5_000);
+      // libvirtd 9.0 empties a client's event-callback list on close without the lock its
+      // (de)register calls take: a close while one of them runs in a worker thread can crash the
+      // daemon (a NULL read, seen in CI). So the close goes out only once they have answered.
+      if (this.callbackCalls.size > 0) await settledWithin([...this.callbackCalls], waitMs);
       // CONNECT_CLOSE lets the daemon release the driver connection now rather than on EOF.
-      await c.call(Proc.CONNECT_CLOSE, undefined, 'close', Math.min(this.timeoutMs, 5_000)).catch(() => undefined);
+      await c.call(Proc.CONNECT_CLOSE, undefined, 'close', waitMs).catch(() => undefined);
       c.close();
     } finally {
       this.closing = false;
@@ -111,7 +118,19 @@ export class RpcSession {
   }
 
   /** call(), also saying which connection (generation) the call went out on. */
-  protected async callOn<T>(op: string, proc: number, encode: Encode | undefined, decode: (r: XdrReader) => T, timeoutMs = this.timeoutMs): Promise<{ value: T; generation: number }> {
+  protected callOn<T>(op: string, proc: number, encode: Encode | undefined, decode: (r: XdrReader) => T, timeoutMs = this.timeoutMs): Promise<{ value: T; generation: number }> {
+    const done = this.send(op, proc, encode, decode, timeoutMs);
+    if (CALLBACK_PROCS.has(proc)) {
+      // Tracked from the moment it is asked for, before it waits for the connection: a close()
+      // made just after must still see it.
+      const tracked = done.catch(() => undefined);
+      this.callbackCalls.add(tracked);
+      void tracked.finally(() => this.callbackCalls.delete(tracked));
+    }
+    return done;
+  }
+
+  private async send<T>(op: string, proc: number, encode: Encode | undefined, decode: (r: XdrReader) => T, timeoutMs: number): Promise<{ value: T; generation: number }> {
     let args: Buffer | undefined;
     if (encode) {
       const w = new XdrWriter();
@@ -168,6 +187,17 @@ export class RpcSession {
     for (const fn of this.openListeners) fn();
     return c;
   }
+}
+
+/** The calls that change the daemon's per-client list of event callbacks. */
+const CALLBACK_PROCS = new Set<number>([Proc.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY, Proc.CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY]);
+
+/** Resolves when every promise has settled, or after `ms`, whichever comes first. */
+async function settledWithin(all: Promise<unknown>[], ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  await Promise.race([Promise.allSettled(all), late]);
+  clearTimeout(timer);
 }
 
 function decodeReply<T>(op: string, payload: Buffer, decode: (r: XdrReader) => T): T {
