@@ -7,9 +7,10 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    // Each file's temp dirs are removed after it, pass or fail; the test bridges after the run.
+    // Each file's temp dirs are removed after it, pass or fail; the test bridges after the run,
+    // and the kernel's lines about daemons that crashed during it are printed.
     setupFiles: ['test/setup/cleanup.ts'],
-    globalSetup: ['test/setup/bridges.ts'],
+    globalSetup: ['test/setup/bridges.ts', 'test/setup/daemon-crashes.ts'],
     reporters: ['default'],
     // The fault-injection suite restarts daemons every VM on the node shares (libvirtd,
     // virtlogd): it runs after the other files, one file at a time.
