@@ -218,6 +218,11 @@ async function main(): Promise<void> {
     console.log(`      netns+CNI+wiring+dnsmasq→define→start→tap→log:            median ${fmt(pct(withNet, 50))}, p90 ${fmt(pct(withNet, 90))}  [${withNet.map(fmt).join(', ')}]`);
     console.log(`  ratio a/b (median): ${ratio.toFixed(2)}  (no network in b)`);
     console.log(`  ratio a/c (median): ${ratioNet.toFixed(2)}  (the same network setup in c: the issue's target, <= 1.03)`);
+    // Each round's own a/c: a machine that drifts during the bench weighs on both halves of a pair.
+    const paired = viaVmlet.map((t, i) => t / withNet[i]!);
+    console.log(`  a/c per round: median ${pct(paired, 50).toFixed(3)}, p25 ${pct(paired, 25).toFixed(3)}, p75 ${pct(paired, 75).toFixed(3)}  [${paired.map((r) => r.toFixed(2)).join(', ')}]`);
+    const pairedConsole = viaVmlet.map((t, i) => (t - copyLag[i]!) / withNet[i]!);
+    console.log(`  the same with (a) to the marker in the console file, as (c) is: median ${pct(pairedConsole, 50).toFixed(3)}, p25 ${pct(pairedConsole, 25).toFixed(3)}, p75 ${pct(pairedConsole, 75).toFixed(3)}`);
     // The guest's boot (the same in a, b and c) varies by hundreds of ms under TCG here, more than
     // vmlet adds; the host side alone (until the VM runs on its network) shows what vmlet adds.
     const hostA = viaVmlet.map((_, i) => phases.RunPodSandbox[i]! + phases.CreateContainer[i]! + phases.StartContainer[i]!);
