@@ -476,7 +476,7 @@ step_vmlet_build() {
 # everything `vmlet` reads at run time (dist/, proto/api.proto, package.json for its version)
 # and the node-install files an operator needs once the checkout is gone.
 RELEASE_FILES=(dist proto package.json package-lock.json)
-RELEASE_NODE_INSTALL=(lib.sh vmlet-service.sh uninstall.sh start-daemons.sh stop-daemons.sh
+RELEASE_NODE_INSTALL=(lib.sh vmlet-service.sh uninstall.sh start-daemons.sh stop-daemons.sh libvirtd-keeper.sh
   vmlet.service config.yaml crictl.yaml runtimeclass.yaml 10-vmlet-bridge.conflist)
 VMLET_RELEASE_CHANGED=0
 

@@ -4,10 +4,13 @@
 # With systemd as PID 1: enable --now the libvirt units.
 # Without systemd: start them ourselves, detached from the caller's session:
 #   virtlogd -d              pid file /run/virtlogd.pid (marker /run/vmlet/virtlogd.pid)
-#   tini -s -- libvirtd      libvirtd in the foreground under a child subreaper, so
+#   tini -s -- libvirtd-keeper.sh
+#                            libvirtd in the foreground under a child subreaper, so
 #                            QEMU (double-forked by libvirtd) is reparented to tini and
 #                            reaped at once (domain destroy ~0.2 s instead of ~1.5 s when
-#                            PID 1 reaps orphans late). pid files /run/libvirtd.pid and
+#                            PID 1 reaps orphans late), and under a keeper that starts it
+#                            again when it dies on its own (Restart=on-failure without
+#                            systemd). pid files /run/libvirtd.pid and
 #                            /run/vmlet/libvirtd-tini.pid.
 # A libvirtd started by someone else (its socket answers) is left alone.
 # Prints one line per daemon: "ok" (already running) or "changed" (started).
@@ -103,7 +106,7 @@ start_virtlogd() {
 }
 
 start_libvirtd() {
-  local pid tpid ppid
+  local pid tpid ppid kpid
   pid=$(read_pid "$LIBVIRTD_PIDFILE")
   if [ -n "$pid" ] && pid_is "$pid" libvirtd; then
     # Alive (maybe still starting up): wait for it to answer.
@@ -111,8 +114,10 @@ start_libvirtd() {
       die "libvirtd (pid $pid) is running but does not answer on $LIBVIRT_URI within ${START_TIMEOUT}s"
     tpid=$(read_pid "$LIBVIRTD_TINI_PIDFILE")
     ppid=$(ppid_of "$pid")
-    if [ -n "$tpid" ] && [ "$ppid" = "$tpid" ] && pid_is "$tpid" tini; then
-      step_done libvirtd "running, pid $pid under tini $tpid"
+    if [ -n "$tpid" ] && [ "$(ppid_of "$ppid")" = "$tpid" ] && pid_is "$tpid" tini; then
+      step_done libvirtd "running, pid $pid under its keeper $ppid and tini $tpid"
+    elif [ -n "$tpid" ] && [ "$ppid" = "$tpid" ] && pid_is "$tpid" tini; then
+      step_done libvirtd "running, pid $pid under tini $tpid (no keeper: started by an older vmlet installer)"
     else
       step_done libvirtd "running, pid $pid, not started by vmlet"
     fi
@@ -125,7 +130,7 @@ start_libvirtd() {
   rm -f "$LIBVIRTD_PIDFILE" "$LIBVIRTD_TINI_PIDFILE"   # stale
   # libvirtd stays in the foreground (no -d: it would fork away from tini);
   # setsid: own session, immune to the caller's SIGHUP / process-group kills.
-  detached_exec "$DAEMON_LOG" tini -s -- libvirtd -p "$LIBVIRTD_PIDFILE" &
+  detached_exec "$DAEMON_LOG" tini -s -- bash "$HERE/libvirtd-keeper.sh" &
   local launcher=$!
   libvirtd_up() {
     pid=$(read_pid "$LIBVIRTD_PIDFILE")
@@ -139,14 +144,16 @@ start_libvirtd() {
     log_tail
     die "libvirtd did not answer on $LIBVIRT_URI within ${START_TIMEOUT}s (log: $DAEMON_LOG)"
   fi
-  # tini's pid is libvirtd's parent (setsid execs in place; $! is normally tini too).
-  tpid=$(ppid_of "$pid")
+  # libvirtd's parent is its keeper, whose parent is tini (setsid execs in place; $! is
+  # normally tini too).
+  kpid=$(ppid_of "$pid")
+  tpid=$(ppid_of "$kpid")
   if pid_is "$tpid" tini; then
     echo "$tpid" >"$LIBVIRTD_TINI_PIDFILE"
-    changed "started, pid $pid under tini $tpid"
+    changed "started, pid $pid under its keeper $kpid and tini $tpid"
   else
     echo "$launcher" >"$LIBVIRTD_TINI_PIDFILE"
-    changed "started, pid $pid (WARNING: parent $tpid is not tini)"
+    changed "started, pid $pid (WARNING: its keeper's parent $tpid is not tini)"
   fi
   step_done libvirtd
 }

@@ -44,11 +44,16 @@ stop_pid() {
   fi
 }
 
-# libvirtd: ours iff the tini marker is alive and is libvirtd's parent.
+# libvirtd: ours iff the tini marker is alive and is the parent of libvirtd's keeper (or, started
+# by an older installer, of libvirtd itself). A SIGTERM stops libvirtd on purpose: its keeper
+# ends with it instead of starting it again, and tini with the keeper.
 tpid=$(read_pid "$LIBVIRTD_TINI_PIDFILE")
 lpid=$(read_pid "$LIBVIRTD_PIDFILE")
 if [ -n "$tpid" ] && pid_is "$tpid" tini; then
-  if [ -n "$lpid" ] && pid_is "$lpid" libvirtd && [ "$(ppid_of "$lpid")" = "$tpid" ]; then
+  kpid=$(ppid_of "${lpid:-0}")
+  if [ -n "$lpid" ] && pid_is "$lpid" libvirtd && { [ "$(ppid_of "$kpid")" = "$tpid" ] || [ "$kpid" = "$tpid" ]; }; then
+    # The keeper first: a libvirtd that then needs a SIGKILL is not started again.
+    [ "$kpid" != "$tpid" ] && { kill -TERM "$kpid" 2>/dev/null || true; }
     stop_pid "$lpid" libvirtd
   else
     # tini without our libvirtd child: tini forwards SIGTERM to its child.

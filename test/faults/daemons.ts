@@ -10,6 +10,8 @@ import { virsh } from '../helpers/virsh.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SYSTEMD = existsSync('/run/systemd/system');
+/** start-daemons.sh ran libvirtd under its keeper (no systemd): a libvirtd that dies on its own comes back by itself. */
+export const KEEPER = !SYSTEMD;
 const START_DAEMONS = join(ROOT, 'node-install/start-daemons.sh');
 
 /** The live process of `name` its pid file names (undefined when none runs). */
@@ -42,7 +44,11 @@ export const libvirtAnswers = (): boolean => {
   }
 };
 
-/** Stops libvirtd with `signal` and waits until it is gone (its socket no longer answers). */
+/**
+ * Stops libvirtd with `signal` and waits until it is gone (its socket no longer answers). A
+ * SIGKILL is a crash to its keeper, which starts it again a second later: then this returns once
+ * the killed process is gone, without waiting for a silence that may already be over.
+ */
 export async function stopLibvirtd(signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
   if (SYSTEMD) {
     await execa('systemctl', signal === 'SIGKILL' ? ['kill', '--signal=SIGKILL', 'libvirtd.service'] : ['stop', 'libvirtd.service', 'libvirtd.socket']);
@@ -51,6 +57,7 @@ export async function stopLibvirtd(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>
     if (!pid) throw new Error('no libvirtd running (its pid file /run/libvirtd.pid names none): run node-install/start-daemons.sh');
     process.kill(pid, signal);
     await waitFor(`libvirtd ${pid} to exit`, () => gone(pid), { timeoutMs: 30_000 });
+    if (signal === 'SIGKILL') return;
   }
   await waitFor('libvirtd to stop answering', () => !libvirtAnswers(), { timeoutMs: 30_000 });
 }

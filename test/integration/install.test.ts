@@ -76,6 +76,12 @@ describe('install.sh --copy-only and uninstall.sh into a temporary prefix', () =
     for (const f of ['dist/main.js', 'proto/api.proto', 'package.json', 'node_modules/@grpc/grpc-js/package.json', 'node-install/uninstall.sh', 'node-install/vmlet-service.sh', '.complete']) {
       expect(existsSync(join(rel, f)), f).toBe(true);
     }
+    // vmlet-service.sh starts the daemons with the release's own scripts, and each script it or
+    // they run from their directory ("$HERE/…") is there.
+    const scripts = (f: string) => [...readFileSync(join(rel, 'node-install', f), 'utf8').matchAll(/"\$HERE\/([\w.-]+)"/g)].map((m) => m[1]!);
+    for (const f of new Set(['vmlet-service.sh', 'start-daemons.sh', 'stop-daemons.sh', 'uninstall.sh'].flatMap(scripts))) {
+      expect(existsSync(join(rel, 'node-install', f)), `node-install/${f}, run as "$HERE/${f}"`).toBe(true);
+    }
     // Production dependencies only.
     expect(existsSync(join(rel, 'node_modules/vitest')), 'vitest is a dev dependency').toBe(false);
     expect(existsSync(join(rel, 'node_modules/typescript')), 'typescript is a dev dependency').toBe(false);

@@ -1,0 +1,75 @@
+// node-install/libvirtd-keeper.sh, the restart policy it applies on a node without systemd, with
+// a stand-in `libvirtd` first on PATH: a script that counts its runs and ends each as a plan says
+// (a crash, a failure, a clean exit, or running until signalled). The stand-in is there because the
+// policy needs libvirtd to crash on cue, many times over; the real libvirtd under its keeper is
+// killed -9 and comes back by itself in test/faults/libvirt-restart.test.ts.
+import { describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, tempDir } from '../helpers/vmlet.js';
+import { waitFor } from '../helpers/wait.js';
+
+const KEEPER = join(ROOT, 'node-install/libvirtd-keeper.sh');
+
+/** A dir with the stand-in libvirtd and its plan: one word per run (segv, exit0, exit3, sleep). */
+function standIn(plan: string[]): { dir: string; runs: () => number; env: NodeJS.ProcessEnv } {
+  const dir = tempDir('vmlet-keeper-');
+  writeFileSync(join(dir, 'plan'), plan.join('\n') + '\n');
+  writeFileSync(
+    join(dir, 'libvirtd'),
+    [
+      '#!/bin/bash',
+      `cd ${dir}`,
+      'n=$(( $(cat count 2>/dev/null || echo 0) + 1 )); echo $n > count',
+      'case "$(sed -n "${n}p" plan)" in',
+      '  segv) kill -SEGV $$ ;;',
+      '  exit0) exit 0 ;;',
+      '  exit3) exit 3 ;;',
+      '  sleep) echo $$ > pid; exec sleep 60 ;;',
+      'esac',
+      '',
+    ].join('\n'),
+  );
+  chmodSync(join(dir, 'libvirtd'), 0o755);
+  const runs = () => (existsSync(join(dir, 'count')) ? Number(readFileSync(join(dir, 'count'), 'utf8')) : 0);
+  // Restarts at once: the delays are the policy's, not what is tested here.
+  return { dir, runs, env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, VMLET_KEEPER_MIN_DELAY: '0' } };
+}
+
+const keeper = (env: NodeJS.ProcessEnv) => spawnSync('bash', [KEEPER], { env, encoding: 'utf8', timeout: 30_000 });
+
+describe('libvirtd-keeper.sh', () => {
+  it('starts libvirtd again after a crash and after a failure, and ends with a clean exit', () => {
+    const s = standIn(['segv', 'exit3', 'exit0']);
+    const r = keeper(s.env);
+    expect(r.status).toBe(0);
+    expect(s.runs()).toBe(3);
+    expect(r.stderr).toMatch(/libvirtd killed by signal 11 after 0s: starting it again in 0s/);
+    expect(r.stderr).toMatch(/libvirtd exited with status 3 after 0s: starting it again/);
+    expect(r.stderr).toMatch(/libvirtd exited \(status 0\) after 0s: stopped on purpose, not restarted/);
+  });
+
+  it('gives up after 5 deaths in a row within 10 s of their start (a libvirtd that cannot start)', () => {
+    const s = standIn(Array.from({ length: 8 }, () => 'exit3'));
+    const r = keeper(s.env);
+    expect(r.status).toBe(1);
+    expect(s.runs()).toBe(5);
+    expect(r.stderr).toMatch(/the 5th time in a row within 10s of its start: giving up/);
+  });
+
+  it('on SIGTERM stops libvirtd and ends, without starting it again (stop-daemons.sh, tini forwarding a stop)', async () => {
+    const s = standIn(['sleep', 'sleep']);
+    const p = spawn('bash', [KEEPER], { env: s.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const ended = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+    await waitFor('the stand-in libvirtd to run', () => existsSync(join(s.dir, 'pid')), { timeoutMs: 10_000 });
+    const pid = Number(readFileSync(join(s.dir, 'pid'), 'utf8'));
+    p.kill('SIGTERM');
+    expect(await ended).toBe(0);
+    expect(s.runs()).toBe(1);
+    expect(() => process.kill(pid, 0), 'the stand-in libvirtd is gone').toThrow();
+    expect(stderr).toMatch(/stopped on purpose, not restarted/);
+  });
+});
