@@ -3,7 +3,7 @@
 // (c), vmlet's RSS, and list/status call latency with 20 pods present.
 //   npx tsx bench/pod-start.ts [N=5]
 import { chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { execa } from 'execa';
@@ -84,14 +84,15 @@ async function main(): Promise<void> {
         const seed = /<source file='([^']*seed\.iso)'/.exec(xml)![1]!;
         copyFileSync(seed, seedCopy);
         xml = xml.replace(seed, seedCopy);
-        // The agent's socket dir went with the pod: (b) gets its own, owned by QEMU's user as vmlet's is.
+        // The agent's socket dir (vmlet's QMP monitor socket sits there too) went with the pod:
+        // (b) gets its own, owned by QEMU's user as vmlet's is.
         const qga = /path=([^,']*\/qga\.sock)/.exec(xml)?.[1];
         if (qga) {
           const [, uid, gid] = /<label>\+(\d+):\+(\d+)<\/label>/.exec(xml) ?? [];
           const qgaDir = join(dir, 'qemu');
           mkdirSync(qgaDir, { mode: 0o700 });
           if (uid) chownSync(qgaDir, Number(uid), Number(gid));
-          xml = xml.replace(qga, join(qgaDir, 'qga.sock'));
+          xml = xml.split(`${dirname(qga)}/`).join(`${qgaDir}/`);
         }
       }
       await rt('RemovePodSandbox', { pod_sandbox_id: p.pod });
