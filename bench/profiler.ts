@@ -2,7 +2,7 @@
 // node --require through NODE_OPTIONS (--cpu-prof is not allowed there): SIGUSR2 starts V8's
 // sampling profiler, the next SIGUSR2 writes what it sampled to DIR/<name>-<pid>.cpuprofile
 // (Chrome DevTools' Performance tab opens it; bench/profile-top.ts prints its heaviest functions).
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { tempDir } from '../test/helpers/vmlet.js';
@@ -27,6 +27,7 @@ process.on('SIGUSR2', () => {
 
 /** The NODE_OPTIONS value that preloads the profiler, writing its profiles to `dir`. */
 export function profilerOptions(dir: string): string {
+  mkdirSync(dir, { recursive: true }); // the preload's write fails silently into a missing dir
   const preload = join(tempDir('vmlet-bench-prof-'), 'profiler.cjs');
   writeFileSync(preload, PRELOAD(resolve(dir)));
   return `--require ${preload}`;
