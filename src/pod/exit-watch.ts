@@ -48,6 +48,10 @@ export class ExitWatches {
         this.d.log.debug({ ...v.ids, domain: v.domain, end: end ?? 'libvirt will say' }, "QEMU gone (vmlet's monitor closed)");
         this.d.onEnd(v.domain, end);
       },
+      // Dropped (QEMU sent what the watch does not keep): libvirt's events report this VM's end.
+      onDrop: () => {
+        if (this.watches.get(v.key) === w) this.watches.delete(v.key);
+      },
     });
     this.watches.set(v.key, w);
     const watching = await w.connect();
@@ -62,6 +66,11 @@ export class ExitWatches {
   unwatch(key: string): void {
     this.watches.get(key)?.close();
     this.watches.delete(key);
+  }
+
+  /** Whether `key`'s VM is watched now. */
+  watching(key: string): boolean {
+    return this.watches.has(key);
   }
 
   closeAll(): void {

@@ -67,6 +67,8 @@ export interface QmpWatchOptions {
   connectTimeoutMs?: number;
   /** Called once, when QEMU closed the socket (QEMU is gone); not after close(). */
   onEnd: (end: QmpEnd) => void;
+  /** Called once if the watch gives up by itself after it was watching (a line over MAX_LINE_BYTES): no end is known. */
+  onDrop?: () => void;
 }
 
 /** One VM's watch: connect(), then onEnd when QEMU goes away. */
@@ -125,6 +127,7 @@ export class QmpWatch {
           this.o.log.warn({ socket: this.socketPath, bytes: this.buf.length }, `QMP watch: a line over ${MAX_LINE_BYTES} bytes; watch dropped (libvirt's events still report the VM's end)`);
           this.close();
           done(false);
+          this.o.onDrop?.();
         }
       });
       sock.on('error', (err: NodeJS.ErrnoException) => {

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ExitWatches } from '../../src/pod/exit-watch.js';
-import { monitorSocketBeside, type QmpEnd } from '../../src/vm/qmp-watch.js';
+import { MAX_LINE_BYTES, monitorSocketBeside, type QmpEnd } from '../../src/vm/qmp-watch.js';
 import { agentSocketPath } from '../../src/vm/guest-agent.js';
 import type { VmState } from '../../src/vm/driver.js';
 import { tempDir } from '../helpers/vmlet.js';
@@ -63,6 +63,16 @@ describe('ExitWatches', () => {
     expect(t.ends).toEqual([['vmlet-d1', 'crashed']]);
     await t.w.settled([t.c.domain, 'vmlet-other']);
     expect(t.asked).toEqual(['running', 'running', 'shutoff']); // held until libvirt let go of the domain
+  });
+
+  it('forgets a watch that QEMU made it drop (a line over its limit): no end, and the VM is no longer listed as watched', async () => {
+    const t = setup([]);
+    const q = await fakeQemu(t.socket);
+    await t.w.watch(t.c);
+    expect(t.w.watching(t.c.key)).toBe(true);
+    q.conn()!.write('{"event": "X", "data": "' + 'x'.repeat(MAX_LINE_BYTES + 1));
+    await waitFor('the watch to be forgotten', () => !t.w.watching(t.c.key), { timeoutMs: 5_000, intervalMs: 2 });
+    expect(t.ends).toEqual([]);
   });
 
   it('says nothing for a VM it stopped watching, and watches nothing where there is no socket', async () => {

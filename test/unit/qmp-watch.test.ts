@@ -99,9 +99,11 @@ describe('QmpWatch against a QEMU that misbehaves', () => {
       s.write('{"event": "NIC_RX_FILTER_CHANGED", "data": {"name": "' + 'x'.repeat(MAX_LINE_BYTES + 1));
     });
     const ends: QmpEnd[] = [];
-    const w = new QmpWatch(path, { log, onEnd: (e) => ends.push(e) });
+    let drops = 0;
+    const w = new QmpWatch(path, { log, onEnd: (e) => ends.push(e), onDrop: () => drops++ });
     expect(await w.connect()).toBe(true);
     await waitFor('the connection dropped', () => peerClosed, { timeoutMs: 5_000, intervalMs: 5 });
     expect(ends).toEqual([]);
+    expect(drops).toBe(1);
   });
 });
