@@ -5,7 +5,8 @@
 # started again, after 1 s, doubling up to 30 s while it keeps dying within 10 s of its start;
 # after 5 such quick deaths in a row (it cannot start: see its log) the keeper gives up and ends.
 # A libvirtd that exits 0 or on SIGTERM/SIGINT (stop-daemons.sh, an operator) is stopped on
-# purpose: the keeper ends with it. SIGTERM/SIGINT to the keeper (tini forwards them) stop both.
+# purpose: the keeper ends with it. SIGTERM/SIGINT to the keeper (tini forwards them) stop both;
+# SIGHUP is passed on to libvirtd (its reload).
 # Running VMs are not touched: QEMU outlives libvirtd, and the new one reconnects to them.
 set -uo pipefail
 
@@ -28,6 +29,8 @@ on_stop() {
   [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
 }
 trap on_stop TERM INT
+# SIGHUP is libvirtd's reload: passed on, never the keeper's end (tini forwards it here).
+trap '[ -n "$child" ] && kill -HUP "$child" 2>/dev/null' HUP
 
 delay=$MIN_DELAY
 quick=0

@@ -12,7 +12,7 @@ import { waitFor } from '../helpers/wait.js';
 
 const KEEPER = join(ROOT, 'node-install/libvirtd-keeper.sh');
 
-/** A dir with the stand-in libvirtd and its plan: one word per run (segv, exit0, exit3, sleep). */
+/** A dir with the stand-in libvirtd and its plan: one word per run (segv, exit0, exit3, sleep, hup). */
 function standIn(plan: string[]): { dir: string; runs: () => number; env: NodeJS.ProcessEnv } {
   const dir = tempDir('vmlet-keeper-');
   writeFileSync(join(dir, 'plan'), plan.join('\n') + '\n');
@@ -27,6 +27,7 @@ function standIn(plan: string[]): { dir: string; runs: () => number; env: NodeJS
       '  exit0) exit 0 ;;',
       '  exit3) exit 3 ;;',
       '  sleep) echo $$ > pid; exec sleep 60 ;;',
+      "  hup) trap 'echo hup >> hups' HUP; echo $$ > pid; while :; do sleep 0.05; done ;;",
       'esac',
       '',
     ].join('\n'),
@@ -45,9 +46,9 @@ describe('libvirtd-keeper.sh', () => {
     const r = keeper(s.env);
     expect(r.status).toBe(0);
     expect(s.runs()).toBe(3);
-    expect(r.stderr).toMatch(/libvirtd killed by signal 11 after 0s: starting it again in 0s/);
-    expect(r.stderr).toMatch(/libvirtd exited with status 3 after 0s: starting it again/);
-    expect(r.stderr).toMatch(/libvirtd exited \(status 0\) after 0s: stopped on purpose, not restarted/);
+    expect(r.stderr).toMatch(/libvirtd killed by signal 11 after \d+s: starting it again in 0s/);
+    expect(r.stderr).toMatch(/libvirtd exited with status 3 after \d+s: starting it again/);
+    expect(r.stderr).toMatch(/libvirtd exited \(status 0\) after \d+s: stopped on purpose, not restarted/);
   });
 
   it('gives up after 5 deaths in a row within 10 s of their start (a libvirtd that cannot start)', () => {
@@ -71,5 +72,19 @@ describe('libvirtd-keeper.sh', () => {
     expect(s.runs()).toBe(1);
     expect(() => process.kill(pid, 0), 'the stand-in libvirtd is gone').toThrow();
     expect(stderr).toMatch(/stopped on purpose, not restarted/);
+  });
+
+  it("passes SIGHUP (libvirtd's reload) on to libvirtd and keeps running", async () => {
+    const s = standIn(['hup', 'hup']);
+    const p = spawn('bash', [KEEPER], { env: s.env, stdio: 'ignore' });
+    const ended = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+    await waitFor('the stand-in libvirtd to run', () => existsSync(join(s.dir, 'pid')), { timeoutMs: 10_000 });
+    p.kill('SIGHUP');
+    await waitFor('the stand-in libvirtd to get the HUP', () => existsSync(join(s.dir, 'hups')), { timeoutMs: 10_000 });
+    expect(p.exitCode).toBe(null);
+    expect(s.runs()).toBe(1);
+    p.kill('SIGTERM');
+    expect(await ended).toBe(0);
+    expect(s.runs()).toBe(1);
   });
 });
