@@ -127,6 +127,16 @@ start_libvirtd() {
     step_done libvirtd "answers on $LIBVIRT_URI, not started by vmlet"
     return
   fi
+  tpid=$(read_pid "$LIBVIRTD_TINI_PIDFILE")
+  if [ -n "$tpid" ] && pid_is "$tpid" tini; then
+    # Our keeper is between two libvirtds (it starts a crashed one again after its delay): a
+    # second tini and keeper would start a libvirtd that cannot take the socket.
+    keeper_restarted() { pid=$(read_pid "$LIBVIRTD_PIDFILE"); [ -n "$pid" ] && pid_is "$pid" libvirtd && virsh_answers; }
+    wait_for "$START_TIMEOUT" keeper_restarted ||
+      { log_tail; die "libvirtd's keeper (under tini $tpid) has not started it again within ${START_TIMEOUT}s (log: $DAEMON_LOG)"; }
+    step_done libvirtd "running, pid $pid, started again by its keeper (tini $tpid)"
+    return
+  fi
   rm -f "$LIBVIRTD_PIDFILE" "$LIBVIRTD_TINI_PIDFILE"   # stale
   # libvirtd stays in the foreground (no -d: it would fork away from tini);
   # setsid: own session, immune to the caller's SIGHUP / process-group kills.

@@ -7,7 +7,7 @@
 // with -9 (a crash) is started again by its keeper on a node without systemd, by itself. The
 // daemons are shared with every VM on the node: each stop is kept short.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
@@ -48,6 +48,7 @@ afterAll(async () => {
 }, 120_000);
 
 interface Pod { id: string; name: string; uid: string; config: object }
+const ppidOf = (pid: number) => Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
 async function newPod(name: string): Promise<Pod> {
   const uid = randomBytes(8).toString('hex');
@@ -119,10 +120,16 @@ describe('libvirtd restarted with VM pods running', () => {
     }
 
     if (crash) {
+      // The installer run meanwhile (as an operator might, or the test's own clean-up) waits for
+      // the keeper rather than starting a second libvirtd beside it.
+      const tini = readFileSync('/run/vmlet/libvirtd-tini.pid', 'utf8').trim();
+      await startDaemons();
       await waitFor('libvirtd started again by its keeper', () => {
         const now = daemonPid('libvirtd');
         return now !== undefined && now !== killed && libvirtAnswers();
       }, { timeoutMs: 30_000, intervalMs: 50 });
+      const keeper = ppidOf(daemonPid('libvirtd')!);
+      expect({ marker: readFileSync('/run/vmlet/libvirtd-tini.pid', 'utf8').trim(), tiniOfKeeper: String(ppidOf(keeper)) }).toEqual({ marker: tini, tiniOfKeeper: tini });
     } else {
       await startDaemons();
     }
