@@ -38,6 +38,8 @@ while :; do
   started=$SECONDS
   libvirtd -p "$LIBVIRTD_PIDFILE" &
   child=$!
+  # A stop that came before $child was known: pass it on now.
+  [ "$stopping" -eq 1 ] && kill -TERM "$child" 2>/dev/null
   # A trapped signal ends `wait` early (status > 128): wait again until the child is gone.
   wait "$child"
   status=$?
