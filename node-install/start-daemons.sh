@@ -107,6 +107,8 @@ start_virtlogd() {
 
 start_libvirtd() {
   local pid tpid ppid kpid
+  # The libvirtd its pid file names is alive and answers (sets pid).
+  libvirtd_answers() { pid=$(read_pid "$LIBVIRTD_PIDFILE"); [ -n "$pid" ] && pid_is "$pid" libvirtd && virsh_answers; }
   pid=$(read_pid "$LIBVIRTD_PIDFILE")
   if [ -n "$pid" ] && pid_is "$pid" libvirtd; then
     # Alive (maybe still starting up): wait for it to answer.
@@ -131,8 +133,7 @@ start_libvirtd() {
   if [ -n "$tpid" ] && pid_is "$tpid" tini; then
     # Our keeper is between two libvirtds (it starts a crashed one again after its delay): a
     # second tini and keeper would start a libvirtd that cannot take the socket.
-    keeper_restarted() { pid=$(read_pid "$LIBVIRTD_PIDFILE"); [ -n "$pid" ] && pid_is "$pid" libvirtd && virsh_answers; }
-    wait_for "$START_TIMEOUT" keeper_restarted ||
+    wait_for "$START_TIMEOUT" libvirtd_answers ||
       { log_tail; die "libvirtd's keeper (under tini $tpid) has not started it again within ${START_TIMEOUT}s (log: $DAEMON_LOG)"; }
     step_done libvirtd "running, pid $pid, started again by its keeper (tini $tpid)"
     return
@@ -143,8 +144,7 @@ start_libvirtd() {
   detached_exec "$DAEMON_LOG" tini -s -- bash "$HERE/libvirtd-keeper.sh" &
   local launcher=$!
   libvirtd_up() {
-    pid=$(read_pid "$LIBVIRTD_PIDFILE")
-    if [ -n "$pid" ] && pid_is "$pid" libvirtd; then virsh_answers; return; fi
+    libvirtd_answers && return 0
     if ! kill -0 "$launcher" 2>/dev/null; then   # tini (and libvirtd) already exited
       log_tail; die "libvirtd exited during startup (log: $DAEMON_LOG)"
     fi
