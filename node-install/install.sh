@@ -59,7 +59,8 @@ builds vmlet in $REPO and installs its own copy: $VMLET_LIB/current
 the launcher $VMLET_BIN, the guest kit sandboxed pods boot from ($GUEST_KIT_DIR),
 $VMLET_CONFIG and /etc/crictl.yaml (each only if absent), then runs vmlet:
 through vmlet.service when systemd is PID 1, otherwise as a detached daemon of
-node-install/vmlet-service.sh (pid $VMLET_PIDFILE, log $VMLET_LOG); restarted
+node-install/vmlet-service.sh under keeper.sh, which restarts it if it dies
+(pid $VMLET_PIDFILE, log $VMLET_LOG); restarted
 when this run installed a new release. Safe to re-run: it upgrades in place.
 
   --skip-vmlet      do everything except building/installing/running vmlet itself
@@ -476,7 +477,7 @@ step_vmlet_build() {
 # everything `vmlet` reads at run time (dist/, proto/api.proto, package.json for its version)
 # and the node-install files an operator needs once the checkout is gone.
 RELEASE_FILES=(dist proto package.json package-lock.json)
-RELEASE_NODE_INSTALL=(lib.sh vmlet-service.sh uninstall.sh start-daemons.sh stop-daemons.sh libvirtd-keeper.sh
+RELEASE_NODE_INSTALL=(lib.sh vmlet-service.sh uninstall.sh start-daemons.sh stop-daemons.sh keeper.sh
   vmlet.service config.yaml crictl.yaml runtimeclass.yaml 10-vmlet-bridge.conflist)
 VMLET_RELEASE_CHANGED=0
 

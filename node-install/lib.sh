@@ -2,8 +2,9 @@
 # Shared helpers for node-install/*.sh. Sourced, not executed.
 
 # shellcheck disable=SC2034  # used by the scripts that source this file
-VMLET_RUN_DIR=/run/vmlet
-VMLET_LOG_DIR=/var/log/vmlet
+# The two variables: vmlet-service.sh's test runs a vmlet of its own beside the node's.
+VMLET_RUN_DIR=${VMLET_RUN_DIR:-/run/vmlet}
+VMLET_LOG_DIR=${VMLET_LOG_DIR:-/var/log/vmlet}
 LIBVIRT_URI=qemu:///system
 
 VIRTLOGD_PIDFILE=/run/virtlogd.pid            # written by virtlogd itself
@@ -31,7 +32,8 @@ VMLET_BIN=$VMLET_PREFIX/bin/vmlet
 VMLET_CONFIG=${VMLET_CONFIG:-/etc/vmlet/config.yaml}
 VMLET_CONF_DIR=$(dirname "$VMLET_CONFIG")
 VMLET_UNIT=/etc/systemd/system/vmlet.service
-VMLET_PIDFILE=$VMLET_RUN_DIR/vmlet.pid        # vmlet-service.sh without systemd
+VMLET_PIDFILE=$VMLET_RUN_DIR/vmlet.pid        # vmlet-service.sh without systemd (its keeper writes it)
+VMLET_KEEPER_PIDFILE=$VMLET_RUN_DIR/vmlet-keeper.pid   # keeper.sh running vmlet
 VMLET_LOG=$VMLET_LOG_DIR/vmlet.log            # its stdout/stderr (JSON log lines)
 
 # report NAME STATUS: the one line every step prints.
@@ -66,6 +68,51 @@ vmlet_pid_is() {
   pid_is "$1" node || return 1
   cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
   [[ $cmd == *vmlet*/dist/main.js\ serve* ]]
+}
+
+# vmlet_keeper_pid: the pid of the keeper vmlet-service.sh runs vmlet under, if it runs.
+vmlet_keeper_pid() {
+  local k cmd
+  k=$(read_pid "$VMLET_KEEPER_PIDFILE")
+  pid_is "${k:-x}" bash || return 0
+  cmd=$(tr '\0' ' ' <"/proc/$k/cmdline" 2>/dev/null) || return 0
+  [[ $cmd == *keeper.sh\ vmlet\ * ]] && printf '%s\n' "$k"
+  return 0
+}
+
+# stop_vmlet_daemon TIMEOUT: stop vmlet-service.sh's vmlet (no systemd). Its keeper gets the
+# SIGTERM: it passes it on to vmlet and ends once vmlet has, instead of starting it again. A vmlet
+# of an older installer (no keeper) gets it itself. SIGKILL after TIMEOUT s. Both pid files go.
+# Sets STOPPED to what it stopped ('' for nothing).
+stop_vmlet_daemon() {
+  local timeout=$1 k pid
+  STOPPED=''
+  k=$(vmlet_keeper_pid)
+  pid=$(read_pid "$VMLET_PIDFILE")
+  vmlet_pid_is "${pid:-x}" || pid=''
+  if [ -n "$k" ]; then
+    kill -TERM "$k" 2>/dev/null || true
+    keeper_gone() { ! pid_is "$k" bash; }
+    if wait_for "$timeout" keeper_gone; then
+      STOPPED="stopped ${pid:+pid $pid and }its keeper $k"
+    else
+      pid=$(read_pid "$VMLET_PIDFILE")   # the keeper's child now
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_for 5 keeper_gone || kill -KILL "$k" 2>/dev/null || true
+      STOPPED="killed pid $pid: no exit within ${timeout}s of SIGTERM; stopped its keeper $k"
+    fi
+  elif [ -n "$pid" ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    vmlet_gone() { ! vmlet_pid_is "$pid"; }
+    if wait_for "$timeout" vmlet_gone; then
+      STOPPED="stopped pid $pid"
+    else
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_for 5 vmlet_gone || die "vmlet (pid $pid) did not exit"
+      STOPPED="killed pid $pid: no exit within ${timeout}s of SIGTERM"
+    fi
+  fi
+  rm -f "$VMLET_PIDFILE" "$VMLET_KEEPER_PIDFILE"
 }
 
 # config_value KEY [FILE]: a top-level scalar of vmlet's config file (quotes and comments

@@ -4,7 +4,7 @@
 # With systemd as PID 1: enable --now the libvirt units.
 # Without systemd: start them ourselves, detached from the caller's session:
 #   virtlogd -d              pid file /run/virtlogd.pid (marker /run/vmlet/virtlogd.pid)
-#   tini -s -- libvirtd-keeper.sh
+#   tini -s -- keeper.sh libvirtd -- libvirtd -p /run/libvirtd.pid
 #                            libvirtd in the foreground under a child subreaper, so
 #                            QEMU (double-forked by libvirtd) is reparented to tini and
 #                            reaped at once (domain destroy ~0.2 s instead of ~1.5 s when
@@ -141,7 +141,7 @@ start_libvirtd() {
   rm -f "$LIBVIRTD_PIDFILE" "$LIBVIRTD_TINI_PIDFILE"   # stale
   # libvirtd stays in the foreground (no -d: it would fork away from tini);
   # setsid: own session, immune to the caller's SIGHUP / process-group kills.
-  detached_exec "$DAEMON_LOG" tini -s -- bash "$HERE/libvirtd-keeper.sh" &
+  detached_exec "$DAEMON_LOG" tini -s -- bash "$HERE/keeper.sh" libvirtd -- libvirtd -p "$LIBVIRTD_PIDFILE" &
   local launcher=$!
   libvirtd_up() {
     libvirtd_answers && return 0

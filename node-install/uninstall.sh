@@ -58,20 +58,16 @@ STATE_DIR=${STATE_DIR%/}
 
 # ------------------------------------------------------------------ service
 step_service() {
-  local pid
   if have_systemd; then
     if systemctl -q is-active vmlet 2>/dev/null; then systemctl stop vmlet; changed "stopped vmlet.service"; fi
     if systemctl -q is-enabled vmlet 2>/dev/null; then systemctl disable vmlet >/dev/null 2>&1; changed "disabled vmlet.service"; fi
   fi
-  # The daemon of vmlet-service.sh (no systemd, or left from a time without it).
-  pid=$(read_pid "$VMLET_PIDFILE")
-  if [ -n "$pid" ] && vmlet_pid_is "$pid"; then
-    kill -TERM "$pid" 2>/dev/null || true
-    vmlet_gone() { ! vmlet_pid_is "$pid"; }
-    if ! wait_for 30 vmlet_gone; then kill -KILL "$pid" 2>/dev/null || true; wait_for 5 vmlet_gone || die "vmlet (pid $pid) did not exit"; fi
-    changed "stopped vmlet, pid $pid"
-  fi
-  if [ -e "$VMLET_PIDFILE" ]; then rm -f "$VMLET_PIDFILE"; changed "removed $VMLET_PIDFILE"; fi
+  # The daemon of vmlet-service.sh and its keeper (no systemd, or left from a time without it).
+  local stale=''
+  if [ -e "$VMLET_PIDFILE" ] || [ -e "$VMLET_KEEPER_PIDFILE" ]; then stale=1; fi
+  stop_vmlet_daemon 30
+  if [ -n "$STOPPED" ]; then changed "vmlet: $STOPPED"
+  elif [ -n "$stale" ]; then changed "removed stale pid files in $VMLET_RUN_DIR"; fi
   if [ -f "$VMLET_UNIT" ]; then
     rm -f "$VMLET_UNIT"; changed "removed $VMLET_UNIT"
     if have_systemd; then systemctl daemon-reload; fi

@@ -2,10 +2,14 @@
 # Start, stop, restart vmlet or show its status, with or without systemd.
 #
 # With systemd as PID 1: systemctl on vmlet.service (install.sh enables it).
-# Without systemd: vmlet runs as a detached daemon of its own (new session, stdin /dev/null),
-#   pid file /run/vmlet/vmlet.pid, stdout/stderr appended to /var/log/vmlet/vmlet.log.
+# Without systemd: vmlet runs detached (new session, stdin /dev/null) under keeper.sh, which
+#   starts it again when it dies on its own (a crash, the OOM killer, kill -9), as the unit's
+#   Restart= does; pid files /run/vmlet/vmlet.pid and vmlet-keeper.pid, stdout/stderr appended
+#   to /var/log/vmlet/vmlet.log.
 #   start   also starts libvirtd/virtlogd (start-daemons.sh) if they are not running, then
-#           waits until vmlet's socket is up; stop sends SIGTERM and waits (SIGKILL after 30 s).
+#           waits until vmlet's socket is up (a vmlet that dies meanwhile is not restarted: the
+#           start fails with its log); stop sends SIGTERM to the keeper, which passes it on and
+#           ends with vmlet (SIGKILL after 30 s).
 # Stopping vmlet never stops a VM: libvirtd owns them and vmlet re-adopts them at start.
 # Prints one line, "ok" (nothing to do) or "changed", like install.sh; status exits 0 when
 # vmlet runs, 3 when it does not (as LSB init scripts do).
@@ -69,61 +73,67 @@ running_pid() {
 }
 
 do_stop() {
-  local pid
-  pid=$(running_pid)
-  if [ -z "$pid" ]; then
-    if [ -e "$VMLET_PIDFILE" ]; then rm -f "$VMLET_PIDFILE"; report vmlet "changed (not running; removed stale $VMLET_PIDFILE)"
-    else report vmlet "ok (not running)"; fi
-    return
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  vmlet_gone() { ! vmlet_pid_is "$pid"; }
-  if ! wait_for "$STOP_TIMEOUT" vmlet_gone; then
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_for 5 vmlet_gone || die "vmlet (pid $pid) did not exit"
-    rm -f "$VMLET_PIDFILE"
-    report vmlet "changed (killed pid $pid: no exit within ${STOP_TIMEOUT}s of SIGTERM)"
-    return
-  fi
-  rm -f "$VMLET_PIDFILE"
-  report vmlet "changed (stopped pid $pid)"
+  stop_vmlet_daemon "$STOP_TIMEOUT"
+  if [ -n "$STOPPED" ]; then report vmlet "changed ($STOPPED)"
+  else report vmlet "ok (not running)"; fi
 }
 
+# vmlet_answers PID: PID is vmlet and its socket was made since its keeper started it.
+vmlet_answers() { vmlet_pid_is "$1" && [ -S "$SOCK" ] && [ "$SOCK" -nt "$VMLET_PIDFILE" ]; }
+
 do_start() {
-  local pid sock
-  sock=$(socket_path)
+  local pid kpid first=''
+  SOCK=$(socket_path)
   pid=$(running_pid)
-  if [ -n "$pid" ]; then report vmlet "ok (running, pid $pid, socket $sock)"; return; fi
+  kpid=$(vmlet_keeper_pid)
+  if [ -n "$pid" ]; then report vmlet "ok (running, pid $pid${kpid:+ under its keeper $kpid}, socket $SOCK)"; return; fi
+  if [ -n "$kpid" ]; then
+    # The keeper is between two vmlets (it starts a crashed one again after its delay): a second
+    # keeper would start a vmlet that cannot take the socket.
+    restarted() { pid=$(running_pid); [ -n "$pid" ] && vmlet_answers "$pid"; }
+    wait_for "$START_TIMEOUT" restarted ||
+      die "vmlet's keeper (pid $kpid) has not started it again within ${START_TIMEOUT}s (log: $VMLET_LOG)"
+    report vmlet "ok (running, pid $pid, started again by its keeper $kpid, socket $SOCK)"
+    return
+  fi
   [ -x "$VMLET_BIN" ] || die "$VMLET_BIN not found: run node-install/install.sh first"
   # libvirtd and virtlogd first (after a reboot without systemd nothing runs).
   if [ "${VMLET_SKIP_DAEMONS:-0}" != 1 ] && [ -x "$HERE/start-daemons.sh" ]; then "$HERE/start-daemons.sh"; fi
   mkdir -p "$VMLET_RUN_DIR" "$VMLET_LOG_DIR"
-  rm -f "$VMLET_PIDFILE"
-  detached_exec "$VMLET_LOG" "$VMLET_BIN" serve --config "$VMLET_CONFIG" &
-  pid=$!
-  echo "$pid" >"$VMLET_PIDFILE"
+  rm -f "$VMLET_PIDFILE" "$VMLET_KEEPER_PIDFILE"
+  # The keeper starts vmlet again when it dies on its own, as vmlet.service's Restart= does.
+  detached_exec "$VMLET_LOG" bash "$HERE/keeper.sh" vmlet --pidfile "$VMLET_PIDFILE" -- "$VMLET_BIN" serve --config "$VMLET_CONFIG" &
+  kpid=$!
+  echo "$kpid" >"$VMLET_KEEPER_PIDFILE"
   alive() { local st; st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; st=${st##*) }; [ "${st%% *}" != Z ]; }
+  failed() {
+    tail -n 15 "$VMLET_LOG" | sed 's/^/    | /' >&2
+    stop_vmlet_daemon 5
+    die "$1 (log: $VMLET_LOG)"
+  }
   vmlet_up() {
-    if ! alive "$pid"; then
-      tail -n 15 "$VMLET_LOG" | sed 's/^/    | /' >&2
-      rm -f "$VMLET_PIDFILE"
-      die "vmlet exited during startup (log: $VMLET_LOG)"
-    fi
-    vmlet_pid_is "$pid" && [ -S "$sock" ] && [ "$sock" -nt "$VMLET_PIDFILE" ]
+    alive "$kpid" || failed "vmlet's keeper exited during startup"
+    pid=$(read_pid "$VMLET_PIDFILE")
+    [ -n "$pid" ] || return 1
+    first=${first:-$pid}
+    # A vmlet that dies during startup is not started again: its error is the operator's to read.
+    if [ "$pid" != "$first" ] || ! alive "$pid"; then failed "vmlet exited during startup"; fi
+    vmlet_answers "$pid"
   }
   if ! wait_for "$START_TIMEOUT" vmlet_up; then
-    tail -n 15 "$VMLET_LOG" | sed 's/^/    | /' >&2
-    die "vmlet (pid $pid) did not come up on $sock within ${START_TIMEOUT}s (log: $VMLET_LOG)"
+    failed "vmlet (pid ${pid:-?}) did not come up on $SOCK within ${START_TIMEOUT}s"
   fi
-  report vmlet "changed (started, pid $pid, socket $sock, log $VMLET_LOG)"
+  report vmlet "changed (started, pid $pid under its keeper $kpid, socket $SOCK, log $VMLET_LOG)"
 }
 
 without_systemd() {
-  local pid
+  local pid kpid
   case "$ACTION" in
     status)
       pid=$(running_pid)
-      if [ -n "$pid" ]; then report vmlet "running (pid $pid, socket $(socket_path), log $VMLET_LOG)"
+      kpid=$(vmlet_keeper_pid)
+      if [ -n "$pid" ]; then report vmlet "running (pid $pid${kpid:+ under its keeper $kpid}, socket $(socket_path), log $VMLET_LOG)"
+      elif [ -n "$kpid" ]; then report vmlet "not running: its keeper $kpid starts it again (log $VMLET_LOG)"; exit 3
       else report vmlet "not running"; exit 3; fi ;;
     start) do_start ;;
     stop) do_stop ;;
