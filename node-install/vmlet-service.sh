@@ -78,6 +78,18 @@ do_stop() {
   else report vmlet "ok (not running)"; fi
 }
 
+# unit_limits_exec LOG CMD...: detached_exec with what vmlet.service sets under systemd:
+# LimitNOFILE=1048576 (a node's shell often gives 1024; Node.js does not raise it, and each VM
+# pod holds sockets and pipes; the hard limit where it cannot be raised) and OOMScoreAdjust=-999
+# (the OOM killer takes a VM's QEMU before the runtime that manages it). Inherited by the keeper,
+# vmlet and vmlet's helpers. Call it with '&'.
+unit_limits_exec() {
+  ulimit -Hn 1048576 2>/dev/null || true
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  echo -999 >/proc/self/oom_score_adj 2>/dev/null || true
+  detached_exec "$@"
+}
+
 # vmlet_answers PID: PID is vmlet and its socket was made since its keeper started it.
 vmlet_answers() { vmlet_pid_is "$1" && [ -S "$SOCK" ] && [ "$SOCK" -nt "$VMLET_PIDFILE" ]; }
 
@@ -102,7 +114,7 @@ do_start() {
   mkdir -p "$VMLET_RUN_DIR" "$VMLET_LOG_DIR"
   rm -f "$VMLET_PIDFILE" "$VMLET_KEEPER_PIDFILE"
   # The keeper starts vmlet again when it dies on its own, as vmlet.service's Restart= does.
-  detached_exec "$VMLET_LOG" bash "$HERE/keeper.sh" vmlet --pidfile "$VMLET_PIDFILE" -- "$VMLET_BIN" serve --config "$VMLET_CONFIG" &
+  unit_limits_exec "$VMLET_LOG" bash "$HERE/keeper.sh" vmlet --pidfile "$VMLET_PIDFILE" -- "$VMLET_BIN" serve --config "$VMLET_CONFIG" &
   kpid=$!
   echo "$kpid" >"$VMLET_KEEPER_PIDFILE"
   alive() { local st; st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; st=${st##*) }; [ "${st%% *}" != Z ]; }
