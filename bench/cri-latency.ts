@@ -7,7 +7,8 @@
 //             call about containerd's pods is forwarded, every list merged (vmlet's empty part
 //             + containerd's), so proxy − containerd is what the routing adds
 // Version is also asked of a bare grpc-js server answering with a constant (same proto loader,
-// its own process): the floor any Node.js CRI server starts from.
+// its own process): the floor any Node.js CRI server starts from; and of a node:http2 server
+// doing the same with no gRPC library: what a call costs in Node.js itself.
 // Each target holds --pods pods of one container each; the first pod's container is started (for
 // vmlet a VM boot, waited for), the rest are only created. Per call: p50/p99 of each target,
 // vmlet/containerd and the proxy's overhead, and each daemon's CPU per call (utime+stime).
@@ -111,8 +112,9 @@ interface Row {
   /** proxy − containerd, ms. */
   proxyOverheadP50: number;
   proxyOverheadP99: number;
-  /** Version only: the bare grpc-js server's. */
+  /** Version only: the bare grpc-js server's, and the bare node:http2 server's. */
   floor?: Figures;
+  http2?: Figures;
 }
 
 async function main(): Promise<void> {
@@ -125,6 +127,7 @@ async function main(): Promise<void> {
   let solo: VmletProcess | undefined;
   let conv: VmletProcess | undefined;
   let floor: FloorServer | undefined;
+  let http2: FloorServer | undefined;
   const vmPods: string[] = [];
   try {
     ctr = await startContainerd({ registry: reg });
@@ -142,6 +145,7 @@ async function main(): Promise<void> {
     solo = await profiled(PROFILE_DIR, 'vmlet', () => startVmlet({ cniConfDir: cniDir, config: registries, args: ['--log-level', 'info'] }));
     conv = await profiled(PROFILE_DIR, 'proxy', () => startVmlet({ cniConfDir: cniDir, config: `${registries}downstream: ${ctr!.endpoint}\n`, args: ['--log-level', 'info'] }));
     floor = await startFloorServer({ Version: VERSION_ANSWER });
+    http2 = await startFloorServer({ Version: VERSION_ANSWER }, 'http2');
     const floorProc = floor.proc;
     const floorClient = floor.runtime;
 
@@ -268,17 +272,21 @@ async function main(): Promise<void> {
     const toggle = () => PROFILE_DIR && toggleProfilers([solo!.proc, conv!.proc]);
     toggle();
     for (const spec of specs) {
-      const order: (Target | 'floor')[] = spec.floor ? [...TARGETS, 'floor'] : TARGETS;
-      const ask = (t: Target | 'floor') => (t === 'floor' ? call(floorClient, spec.method, spec.req(sides.vmlet)) : call(sides[t][spec.service], spec.method, spec.req(sides[t])));
+      const order: (Target | 'floor' | 'http2')[] = spec.floor ? [...TARGETS, 'floor', 'http2'] : TARGETS;
+      const ask = (t: Target | 'floor' | 'http2') =>
+        t === 'floor' ? call(floorClient, spec.method, spec.req(sides.vmlet))
+        : t === 'http2' ? call(http2!.runtime, spec.method, spec.req(sides.vmlet))
+        : call(sides[t][spec.service], spec.method, spec.req(sides[t]));
       try {
         for (const t of order) for (let i = 0; i < WARMUP; i++) await ask(t);
       } catch (err) {
         unavailable.push(`${spec.name}: ${(err as Error).message}`);
         continue;
       }
-      const samples: Record<Target | 'floor', number[]> = { vmlet: [], containerd: [], proxy: [], floor: [] };
+      const samples: Record<Target | 'floor' | 'http2', number[]> = { vmlet: [], containerd: [], proxy: [], floor: [], http2: [] };
       const before = cpuNow();
       const floorBefore = cpuMs(floorProc.pid);
+      const http2Before = cpuMs(http2.proc.pid);
       for (let i = 0; i < CALLS; i++) {
         // A different target first each round: none always follows the same one.
         for (let k = 0; k < order.length; k++) {
@@ -289,7 +297,10 @@ async function main(): Promise<void> {
         }
       }
       const r = row(spec.name, spec.note, samples, cpuSince(before));
-      if (spec.floor) r.floor = figures(samples.floor, cpuMs(floorProc.pid) - floorBefore, CALLS);
+      if (spec.floor) {
+        r.floor = figures(samples.floor, cpuMs(floorProc.pid) - floorBefore, CALLS);
+        r.http2 = figures(samples.http2, cpuMs(http2.proc.pid) - http2Before, CALLS);
+      }
       rows.push(r);
     }
 
@@ -346,6 +357,7 @@ async function main(): Promise<void> {
     for (const l of lines) console.log(fmt(l));
     for (const r of rows.filter((x) => x.floor)) {
       console.log(`${r.call} of a bare grpc-js server answering a constant (the Node.js floor): p50 ${f(r.floor!.p50)}, p99 ${f(r.floor!.p99)}, cpu ${f(r.floor!.cpuMs)}`);
+      console.log(`${r.call} of a bare node:http2 server answering a constant (no gRPC library): p50 ${f(r.http2!.p50)}, p99 ${f(r.http2!.p99)}, cpu ${f(r.http2!.cpuMs)}`);
     }
     console.log('notes:');
     for (const r of rows) console.log(`  ${r.call}: ${r.note}`);
@@ -353,6 +365,7 @@ async function main(): Promise<void> {
   } finally {
     for (const id of vmPods) await call(solo!.runtime, 'RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
     floor?.stop();
+    http2?.stop();
     await conv?.stop();
     await solo?.stop();
     await ctr?.stop();
