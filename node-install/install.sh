@@ -363,7 +363,6 @@ step_libvirt_prep() {
   mkdir -p /etc/libvirt
   if [ -n "$(set_conf_keys /etc/libvirt/qemu.conf "${kvs[@]}")" ]; then
     changed "qemu.conf ${kvs[*]}"
-    RESTART_LIBVIRTD_HINT=1
     QEMU_CONF_CHANGED=1
   fi
   step_done libvirt-prep "qemu.conf ${kvs[*]}"
@@ -626,9 +625,6 @@ summary() {
   echo "libvirt:       ${lib:-?} on $LIBVIRT_URI, hypervisor ${hv:-?}, socket /run/libvirt/libvirt-sock"
   echo "hypervisor:    $hint"
   echo "vmlet socket:  /run/vmlet/vmlet.sock (crictl: /etc/crictl.yaml)"
-  if [ "${RESTART_LIBVIRTD_HINT:-0}" -eq 1 ] && [ "$LIBVIRTD_WAS_RUNNING" -eq 1 ]; then
-    echo "note:          qemu.conf changed while libvirtd was running: restart libvirtd to apply it"
-  fi
 }
 
 if [ "$NODE_ONLY" -eq 1 ]; then step_node; exit 0; fi
@@ -638,16 +634,14 @@ if [ "$COPY_ONLY" -eq 1 ]; then
   exit 0
 fi
 
-LIBVIRTD_WAS_RUNNING=0
-virsh_answers && LIBVIRTD_WAS_RUNNING=1
-RESTART_LIBVIRTD_HINT=0
 QEMU_CONF_CHANGED=0
 
 step_packages
 step_node
 step_libvirt_prep
 step_state_dirs
-# Under systemd the package may have started libvirtd before qemu.conf changed: restart it then.
+# qemu.conf is read at libvirtd's start: a running one (systemd's, which the package may have
+# started before qemu.conf changed, or ours under its keeper) is restarted when it changed.
 QEMU_CONF_CHANGED=$QEMU_CONF_CHANGED "$HERE/start-daemons.sh"
 step_cni
 if [ "$SKIP_VMLET" -eq 0 ]; then

@@ -9,7 +9,8 @@
 # quick deaths in a row (it cannot start: see its log) the keeper gives up and ends.
 # A CMD that exits 0 or on SIGTERM/SIGINT (stop-daemons.sh, vmlet-service.sh stop, an operator)
 # is stopped on purpose: the keeper ends with it. SIGTERM/SIGINT to the keeper stop both;
-# SIGHUP is passed on to CMD (libvirtd's reload).
+# SIGHUP is passed on to CMD (libvirtd's reload); SIGUSR1 restarts CMD at once (SIGTERM, then a
+# new one: start-daemons.sh --restart-libvirtd, so that tini above stays the VMs' reaper).
 # --pidfile FILE: the keeper writes each CMD's pid there (libvirtd writes its own).
 set -uo pipefail
 
@@ -36,6 +37,7 @@ say() { printf '%s %s-keeper[%d]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$NAME"
 
 child=''
 stopping=0
+restart=0
 on_stop() {
   stopping=1
   [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
@@ -43,11 +45,14 @@ on_stop() {
 trap on_stop TERM INT
 # SIGHUP is libvirtd's reload: passed on, never the keeper's end (tini forwards it here).
 trap '[ -n "$child" ] && kill -HUP "$child" 2>/dev/null' HUP
+# SIGUSR1: a restart asked for (also cuts a restart delay short).
+trap 'restart=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' USR1
 
 delay=$MIN_DELAY
 quick=0
 while :; do
   started=$SECONDS
+  restart=0
   "$@" &
   child=$!
   if [ -n "$PIDFILE" ]; then echo "$child" >"$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"; fi
@@ -62,6 +67,11 @@ while :; do
   done
   child=''
   lived=$((SECONDS - started))
+  if [ "$restart" -eq 1 ] && [ "$stopping" -eq 0 ]; then
+    say "$NAME exited (status $status) after ${lived}s: restarted as asked (SIGUSR1)"
+    delay=$MIN_DELAY; quick=0
+    continue
+  fi
   if [ "$stopping" -eq 1 ] || [ "$status" -eq 0 ] || [ "$status" -eq 143 ] || [ "$status" -eq 130 ]; then
     say "$NAME exited (status $status) after ${lived}s: stopped on purpose, not restarted"
     exit 0

@@ -24,13 +24,18 @@ START_TIMEOUT=${VMLET_LIBVIRTD_START_TIMEOUT:-20}
 
 usage() {
   cat <<EOF
-Usage: $(basename "$0") [--help]
+Usage: $(basename "$0") [--restart-libvirtd] [--help]
 Start virtlogd and libvirtd (if not already running) and wait until
 'virsh -c $LIBVIRT_URI version' answers (deadline ${START_TIMEOUT}s).
+  --restart-libvirtd  restart a running libvirtd (to apply qemu.conf): systemd's through
+                      systemctl, this installer's through its keeper (running VMs are not
+                      touched and stay tini's children); also done when QEMU_CONF_CHANGED=1
 EOF
 }
+RESTART=${QEMU_CONF_CHANGED:-0}
 case "${1:-}" in
   -h|--help) usage; exit 0 ;;
+  --restart-libvirtd) RESTART=1 ;;
   '') ;;
   *) usage >&2; exit 2 ;;
 esac
@@ -63,9 +68,9 @@ start_with_systemd() {
     changed "enabled+started ${need[*]}"
   fi
   # qemu.conf is read at start: a running daemon needs a restart (running VMs are not touched).
-  if [ "${QEMU_CONF_CHANGED:-0}" -eq 1 ]; then
+  if [ "$RESTART" -eq 1 ]; then
     systemctl try-restart libvirtd.service virtqemud.service >/dev/null 2>&1 || die "systemctl try-restart libvirtd/virtqemud failed"
-    changed "restarted libvirt (qemu.conf changed)"
+    changed "restarted libvirt"
   fi
   wait_for "$START_TIMEOUT" virsh_answers ||
     die "libvirt did not answer on $LIBVIRT_URI within ${START_TIMEOUT}s (see journalctl -u libvirtd)"
@@ -105,10 +110,33 @@ start_virtlogd() {
   step_done virtlogd
 }
 
+# restart_through_keeper KEEPER TINI: SIGUSR1 to our libvirtd's keeper, which stops it and starts
+# a new one at once under the same tini; waits for the new one to answer ($pid is the old one's).
+restart_through_keeper() {
+  local old=$pid
+  kill -USR1 "$1" 2>/dev/null || die "libvirtd's keeper (pid $1) is gone"
+  new_answers() { libvirtd_answers && [ "$pid" != "$old" ]; }
+  wait_for "$START_TIMEOUT" new_answers ||
+    { log_tail; die "libvirtd's keeper (pid $1) did not restart it within ${START_TIMEOUT}s (log: $DAEMON_LOG)"; }
+  changed "restarted by its keeper $1, pid $old -> $pid, under tini $2"
+  step_done libvirtd
+}
+
+# restarts_on_usr1 KEEPER: KEEPER is keeper.sh, which restarts libvirtd on SIGUSR1 (an older
+# installer's libvirtd-keeper.sh dies of it).
+restarts_on_usr1() { [[ $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) == *keeper.sh\ libvirtd\ * ]]; }
+
 start_libvirtd() {
   local pid tpid ppid kpid
   # The libvirtd its pid file names is alive and answers (sets pid).
   libvirtd_answers() { pid=$(read_pid "$LIBVIRTD_PIDFILE"); [ -n "$pid" ] && pid_is "$pid" libvirtd && virsh_answers; }
+  # A libvirtd this script cannot restart (an older installer's, under tini; someone else's) is
+  # left running: its line says how to.
+  local by_hand='' by_owner=''
+  if [ "$RESTART" -eq 1 ]; then
+    by_hand=': to restart it (qemu.conf), stop-daemons.sh --libvirtd-only, then start-daemons.sh'
+    by_owner=': restart it the way it was started to apply qemu.conf'
+  fi
   pid=$(read_pid "$LIBVIRTD_PIDFILE")
   if [ -n "$pid" ] && pid_is "$pid" libvirtd; then
     # Alive (maybe still starting up): wait for it to answer.
@@ -117,16 +145,17 @@ start_libvirtd() {
     tpid=$(read_pid "$LIBVIRTD_TINI_PIDFILE")
     ppid=$(ppid_of "$pid")
     if [ -n "$tpid" ] && [ "$(ppid_of "$ppid")" = "$tpid" ] && pid_is "$tpid" tini; then
-      step_done libvirtd "running, pid $pid under its keeper $ppid and tini $tpid"
+      if [ "$RESTART" -eq 1 ] && restarts_on_usr1 "$ppid"; then restart_through_keeper "$ppid" "$tpid"; return; fi
+      step_done libvirtd "running, pid $pid under its keeper $ppid and tini $tpid$by_hand"
     elif [ -n "$tpid" ] && [ "$ppid" = "$tpid" ] && pid_is "$tpid" tini; then
-      step_done libvirtd "running, pid $pid under tini $tpid (no keeper: started by an older vmlet installer)"
+      step_done libvirtd "running, pid $pid under tini $tpid (no keeper: started by an older vmlet installer)$by_hand"
     else
-      step_done libvirtd "running, pid $pid, not started by vmlet"
+      step_done libvirtd "running, pid $pid, not started by vmlet$by_owner"
     fi
     return
   fi
   if virsh_answers; then
-    step_done libvirtd "answers on $LIBVIRT_URI, not started by vmlet"
+    step_done libvirtd "answers on $LIBVIRT_URI, not started by vmlet$by_owner"
     return
   fi
   tpid=$(read_pid "$LIBVIRTD_TINI_PIDFILE")

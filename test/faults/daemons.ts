@@ -69,6 +69,17 @@ export async function startDaemons(): Promise<void> {
   await waitFor('libvirtd to answer', libvirtAnswers, { timeoutMs: 30_000 });
 }
 
+/**
+ * Restarts libvirtd as the installer does when qemu.conf changed (start-daemons.sh
+ * --restart-libvirtd: through its keeper without systemd); resolves with the script's output
+ * once libvirtd answers.
+ */
+export async function restartLibvirtd(): Promise<string> {
+  const { stdout } = await execa('bash', [START_DAEMONS, '--restart-libvirtd']);
+  await waitFor('libvirtd to answer', libvirtAnswers, { timeoutMs: 30_000 });
+  return stdout;
+}
+
 /** The address of a process's stack: placed at random by each exec (ASLR), so it tells a re-exec. */
 const stackOf = (pid: number) => readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').find((l) => l.endsWith('[stack]'));
 

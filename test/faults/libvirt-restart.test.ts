@@ -4,8 +4,10 @@
 // detection and stats work again. While a stopped libvirtd is down, the calls that need it
 // answer UNAVAILABLE with a message and leave nothing half done, the ones that do not (the
 // kubelet's polling) answer as usual, and all of them work once it is back. A libvirtd killed
-// with -9 (a crash) is started again by its keeper on a node without systemd, by itself. The
-// daemons are shared with every VM on the node: each stop is kept short.
+// with -9 (a crash) is started again by its keeper on a node without systemd, by itself; one
+// restarted to apply qemu.conf (start-daemons.sh --restart-libvirtd) is restarted by its keeper
+// under the same tini, which stays the running VMs' reaper. The daemons are shared with every VM
+// on the node: each stop is kept short.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +18,7 @@ import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '.
 import { waitFor } from '../helpers/wait.js';
 import { waitForAgent } from '../helpers/vm-suite.js';
 import { bootFleet, containerRecord, expectNothingLost, expectTicksComplete, faultCniConf, lastTicks, NAMESPACE, qemuPid, recordsNow, rt, secs, snapshot, startFaultVmlet, stopFleet, waitForTick, type FleetPod } from './fleet.js';
-import { daemonPid, KEEPER, libvirtAnswers, reexecVirtlogd, startDaemons, stopLibvirtd } from './daemons.js';
+import { daemonPid, KEEPER, libvirtAnswers, reexecVirtlogd, restartLibvirtd, startDaemons, stopLibvirtd } from './daemons.js';
 
 let reg: TestRegistry | undefined;
 let v: VmletProcess | undefined;
@@ -161,5 +163,35 @@ describe('libvirtd restarted with VM pods running', () => {
       `faults/libvirt-restart: libvirtd ${signal}: stopped in ${secs(downAt - t0)} s, answering again ${secs(backAt - downAt)} s later${crash ? ' (started by its keeper)' : ''}, vmlet's events back ${secs(reconnectedMs)} s after the stop, ` +
         `QEMU kill → EXITED ${secs(exitMs)} s after; ${running.length} VMs kept running`,
     );
+  });
+
+  it.skipIf(!KEEPER)("by start-daemons.sh --restart-libvirtd (qemu.conf changed): its keeper starts a new one under the same tini, still the running VMs' reaper; vmlet reconnects, nothing lost, exits heard", async () => {
+    const running = [keep, ...victims];
+    const before = await snapshot(v!, running);
+    const records = recordsNow(v!, running);
+    const seen = reconnects();
+    const old = daemonPid('libvirtd')!;
+    const keeper = ppidOf(old);
+    const tini = Number(readFileSync('/run/vmlet/libvirtd-tini.pid', 'utf8').trim());
+    const qemuParents = () => running.map((p) => ppidOf(qemuPid(p.domain)));
+    // QEMU, double-forked by libvirtd, is tini's child (a subreaper): reaped the moment it ends.
+    // Not the VMs that outlived a deliberate stop (the SIGTERM case above ended the tini they had).
+    const parentsBefore = qemuParents();
+    expect(parentsBefore.filter((p) => p === tini).length).toBeGreaterThan(0);
+    const t0 = performance.now();
+    const out = await restartLibvirtd();
+    const backMs = performance.now() - t0;
+    const now = daemonPid('libvirtd')!;
+    expect(out).toContain(`libvirtd:      changed (restarted by its keeper ${keeper}, pid ${old} -> ${now}, under tini ${tini})`);
+    expect({ keeper: ppidOf(now), tini: ppidOf(keeper), qemuParents: qemuParents() }).toEqual({ keeper, tini, qemuParents: parentsBefore });
+    await waitFor('vmlet to reconnect to libvirt by itself', () => reconnects() > seen, { timeoutMs: 30_000, intervalMs: 20 });
+    await expectNothingLost(v!, running, before, records, lastTicks(running));
+    const victim = victims.shift()!;
+    process.kill(qemuPid(victim.domain), 'SIGKILL');
+    const killedAt = performance.now();
+    await waitFor('the victim to turn EXITED', async () => (await cstate(victim.cid)) === 'CONTAINER_EXITED', { timeoutMs: 30_000, intervalMs: 10 });
+    const exitMs = performance.now() - killedAt;
+    expectTicksComplete(victim);
+    console.log(`faults/libvirt-restart: libvirtd restarted through its keeper: answering again ${secs(backMs)} s after start-daemons.sh --restart-libvirtd began; QEMU kill → EXITED ${secs(exitMs)} s after; ${running.length} VMs kept running, ${parentsBefore.filter((p) => p === tini).length} of them tini's children before and after`);
   });
 });

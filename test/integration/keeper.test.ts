@@ -89,6 +89,26 @@ describe('keeper.sh', () => {
     expect(s.runs()).toBe(1);
   });
 
+  it('on SIGUSR1 restarts the daemon at once and keeps running (start-daemons.sh --restart-libvirtd)', async () => {
+    const s = standIn(['sleep', 'sleep', 'sleep']);
+    const p = spawn('bash', s.args, { env: { ...s.env, VMLET_KEEPER_MIN_DELAY: '30' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const ended = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+    const ownPid = () => (existsSync(join(s.dir, 'pid')) ? readFileSync(join(s.dir, 'pid'), 'utf8').trim() : '');
+    await waitFor('the first run', () => ownPid() !== '', { timeoutMs: 10_000 });
+    const first = ownPid();
+    p.kill('SIGUSR1');
+    // At once: not after the restart delay (30 s here) a death would wait.
+    await waitFor('the second run', () => s.runs() === 2 && ownPid() !== first, { timeoutMs: 10_000 });
+    expect(() => process.kill(Number(first), 0), 'the first run is gone').toThrow();
+    expect(p.exitCode).toBe(null);
+    expect(stderr).toMatch(/libvirtd exited \(status 143\) after \d+s: restarted as asked \(SIGUSR1\)/);
+    p.kill('SIGTERM');
+    expect(await ended).toBe(0);
+    expect(s.runs()).toBe(2);
+  });
+
   it('writes each run\'s pid to --pidfile, the one running now after a restart', async () => {
     const s = standIn(['sleep', 'sleep', 'sleep']);
     const pidfile = join(s.dir, 'keeper-wrote.pid');
