@@ -1,4 +1,5 @@
 import { configDefaults, defineConfig } from 'vitest/config';
+import { SERIAL_FILES } from './test/serial-files.js';
 
 export default defineConfig({
   test: {
@@ -7,6 +8,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Two test files at a time, but those of SERIAL_FILES (node-wide state) and the faults alone.
+    maxWorkers: 2,
     // Each file's temp dirs are removed after it, pass or fail; the test bridges after the run,
     // and the kernel's lines about daemons that crashed during it are printed.
     setupFiles: ['test/setup/cleanup.ts'],
@@ -15,8 +18,9 @@ export default defineConfig({
     // The fault-injection suite restarts daemons every VM on the node shares (libvirtd,
     // virtlogd): it runs after the other files, one file at a time.
     projects: [
-      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/faults/**'], sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: 'faults', include: ['test/faults/**/*.test.ts'], fileParallelism: false, sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/faults/**', ...SERIAL_FILES], sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'serial', include: SERIAL_FILES, fileParallelism: false, sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'faults', include: ['test/faults/**/*.test.ts'], fileParallelism: false, sequence: { groupOrder: 2 } } },
     ],
   },
 });
