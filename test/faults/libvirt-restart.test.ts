@@ -63,6 +63,16 @@ const asFleet = (p: Pod, cid: string): FleetPod => ({ id: p.id, cid, name: p.nam
 const cstate = async (cid: string) => (await rt<{ status: { state: string } }>(v!, 'ContainerStatus', { container_id: cid })).status.state;
 const cpuNs = async (cid: string) => BigInt((await rt<{ stats: { cpu: { usage_core_nano_seconds: { value: string } } } }>(v!, 'ContainerStats', { container_id: cid })).stats.cpu.usage_core_nano_seconds.value);
 const containerDirs = (id: string) => (existsSync(join(v!.stateDir, 'pods', id, 'containers')) ? readdirSync(join(v!.stateDir, 'pods', id, 'containers')) : []);
+/** Kills the next victim's QEMU; resolves with the ms until its container is EXITED, every console line in. */
+async function killVictim(): Promise<number> {
+  const victim = victims.shift()!;
+  process.kill(qemuPid(victim.domain), 'SIGKILL');
+  const killedAt = performance.now();
+  await waitFor('the victim to turn EXITED', async () => (await cstate(victim.cid)) === 'CONTAINER_EXITED', { timeoutMs: 30_000, intervalMs: 10 });
+  const exitMs = performance.now() - killedAt;
+  expectTicksComplete(victim);
+  return exitMs;
+}
 const reconnects = () => v!.logLines.filter((l) => l.includes('"libvirt connection back: domain events resume"')).length;
 
 describe('virtlogd re-executed (its reload, as on a package upgrade) with VM pods running', () => {
@@ -145,12 +155,7 @@ describe('libvirtd restarted with VM pods running', () => {
     // Stats work again and have moved on.
     expect(await cpuNs(keep.cid)).toBeGreaterThan(cpuBefore);
     // Exits are heard again: a QEMU killed now turns its container EXITED.
-    const victim = victims.shift()!;
-    process.kill(qemuPid(victim.domain), 'SIGKILL');
-    const killedAt = performance.now();
-    await waitFor('the victim to turn EXITED', async () => (await cstate(victim.cid)) === 'CONTAINER_EXITED', { timeoutMs: 30_000, intervalMs: 10 });
-    const exitMs = performance.now() - killedAt;
-    expectTicksComplete(victim);
+    const exitMs = await killVictim();
     // The calls refused while it was down work now; their VMs run the next round.
     const { container_id: made } = await create(toCreate);
     await rt(v!, 'StartContainer', { container_id: made });
@@ -186,12 +191,7 @@ describe('libvirtd restarted with VM pods running', () => {
     expect({ keeper: ppidOf(now), tini: ppidOf(keeper), qemuParents: qemuParents() }).toEqual({ keeper, tini, qemuParents: parentsBefore });
     await waitFor('vmlet to reconnect to libvirt by itself', () => reconnects() > seen, { timeoutMs: 30_000, intervalMs: 20 });
     await expectNothingLost(v!, running, before, records, lastTicks(running));
-    const victim = victims.shift()!;
-    process.kill(qemuPid(victim.domain), 'SIGKILL');
-    const killedAt = performance.now();
-    await waitFor('the victim to turn EXITED', async () => (await cstate(victim.cid)) === 'CONTAINER_EXITED', { timeoutMs: 30_000, intervalMs: 10 });
-    const exitMs = performance.now() - killedAt;
-    expectTicksComplete(victim);
+    const exitMs = await killVictim();
     console.log(`faults/libvirt-restart: libvirtd restarted through its keeper: answering again ${secs(backMs)} s after start-daemons.sh --restart-libvirtd began; QEMU kill → EXITED ${secs(exitMs)} s after; ${running.length} VMs kept running, ${parentsBefore.filter((p) => p === tini).length} of them tini's children before and after`);
   });
 });
