@@ -56,8 +56,8 @@ while :; do
   "$@" &
   child=$!
   if [ -n "$PIDFILE" ]; then echo "$child" >"$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"; fi
-  # A stop that came before $child was known: pass it on now.
-  [ "$stopping" -eq 1 ] && kill -TERM "$child" 2>/dev/null
+  # A stop or restart asked for before $child was known: pass it on now.
+  [ "$stopping" -eq 1 ] || [ "$restart" -eq 1 ] && kill -TERM "$child" 2>/dev/null
   # A trapped signal ends `wait` early (status > 128): wait again until the child is gone.
   wait "$child"
   status=$?
