@@ -79,10 +79,10 @@ do_stop() {
 }
 
 # unit_limits_exec LOG CMD...: detached_exec with what vmlet.service sets under systemd:
-# LimitNOFILE=1048576 (a node's shell often gives 1024; Node.js does not raise it, and each VM
-# pod holds sockets and pipes; the hard limit where it cannot be raised) and OOMScoreAdjust=-999
-# (the OOM killer takes a VM's QEMU before the runtime that manages it). Inherited by the keeper,
-# vmlet and vmlet's helpers. Call it with '&'.
+# LimitNOFILE=1048576 (each VM pod and stream holds descriptors; Node.js raises its soft limit to
+# the hard one, never the hard one; left as it is where it cannot be raised) and
+# OOMScoreAdjust=-999 (the OOM killer takes a VM's QEMU before the runtime that manages it).
+# Inherited by the keeper, vmlet and vmlet's helpers. Call it with '&'.
 unit_limits_exec() {
   ulimit -Hn 1048576 2>/dev/null || true
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

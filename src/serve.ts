@@ -22,9 +22,14 @@ import { reconnectPodVms } from './pod/podvm-boot.js';
 import { PodVmPool } from './pod/podvm-pool.js';
 import { StreamServer, streamingListenOptions } from './stream/server.js';
 import { RUNTIME_VERSION } from './version.js';
+import { LOW_OPEN_FILES, openFilesLimit } from './util/open-files.js';
 
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
   log.info({ version: RUNTIME_VERSION, configFile: configFile ?? null, pid: process.pid }, 'vmlet starting');
+  const files = openFilesLimit();
+  if (files && files.soft < LOW_OPEN_FILES) {
+    log.warn({ soft: files.soft, hard: files.hard, wanted: LOW_OPEN_FILES }, 'open files limit is low for a runtime: each VM pod and stream holds descriptors (vmlet.service and node-install/vmlet-service.sh raise it; ulimit -Hn before starting vmlet otherwise)');
+  }
   const runtime = new Runtime(config, log);
   await runtime.start();
   let pods: PodManager | undefined;
