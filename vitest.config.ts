@@ -8,7 +8,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
-    // Two test files at a time, but those of SERIAL_FILES (node-wide state) and the faults alone.
+    // Two integration test files at a time; the unit tests first, one file at a time (some time
+    // their own steps in ms: a VM booting beside them broke two such bounds), then SERIAL_FILES
+    // (node-wide state) and the faults alone.
     maxWorkers: 2,
     // Each file's temp dirs are removed after it, pass or fail; the test bridges after the run,
     // and the kernel's lines about daemons that crashed during it are printed.
@@ -18,9 +20,10 @@ export default defineConfig({
     // The fault-injection suite restarts daemons every VM on the node shares (libvirtd,
     // virtlogd): it runs after the other files, one file at a time.
     projects: [
-      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/faults/**', ...SERIAL_FILES], sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: 'serial', include: SERIAL_FILES, fileParallelism: false, sequence: { groupOrder: 1 } } },
-      { extends: true, test: { name: 'faults', include: ['test/faults/**/*.test.ts'], fileParallelism: false, sequence: { groupOrder: 2 } } },
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'], fileParallelism: false, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'main', include: ['test/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/unit/**', 'test/faults/**', ...SERIAL_FILES], sequence: { groupOrder: 1 } } },
+      { extends: true, test: { name: 'serial', include: SERIAL_FILES, fileParallelism: false, sequence: { groupOrder: 2 } } },
+      { extends: true, test: { name: 'faults', include: ['test/faults/**/*.test.ts'], fileParallelism: false, sequence: { groupOrder: 3 } } },
     ],
   },
 });
