@@ -93,7 +93,9 @@ describe('console rescue', () => {
     copyFileSync('/bin/bash', join(dir, 'virtlogd'));
     /** A bash named virtlogd reading a pipe (its stdin) that a subshell writes; its pipe and pid. */
     const fakeVirtlogd = async (tag: string) => {
-      const script = `( echo $BASHPID > ${dir}/${tag}; sleep 60 ) | ${dir}/virtlogd -c 'sleep 60; :'`;
+      // The reader waits in bash's own `read`: a `sleep` child would be named virtlogd between its
+      // fork and exec, and found as the reader in place of its parent (seen once under load).
+      const script = `( echo $BASHPID > ${dir}/${tag}; sleep 60 ) | ${dir}/virtlogd -c 'read -t 60 || :'`;
       const group = spawn('bash', ['-c', script], { stdio: 'ignore', detached: true });
       const writerPid = await waitFor('the writer', () => (existsSync(join(dir, tag)) ? Number(readFileSync(join(dir, tag), 'utf8')) || undefined : undefined), { timeoutMs: 10_000, intervalMs: 20 });
       const pipe = readlinkSync(`/proc/${writerPid}/fd/1`);

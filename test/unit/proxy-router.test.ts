@@ -359,7 +359,9 @@ describe('downstream client', () => {
       expect(v.runtime_name).toBe('fakecri');
       expect(seen.md!.get('x-request-id')).toEqual(['r1']);
       expect(seen.deadline).toBeGreaterThan(Date.now());
-      expect(seen.deadline).toBeLessThanOrEqual(deadline + 50);
+      // The caller's, as the server reads it: grpc-timeout is the time left when sent, so the
+      // server's deadline is later by the call's transit (59 ms once, on a loaded machine).
+      expect(seen.deadline).toBeLessThanOrEqual(deadline + 1000);
     } finally {
       ds.close();
     }
