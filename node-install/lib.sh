@@ -70,13 +70,20 @@ vmlet_pid_is() {
   [[ $cmd == *vmlet*/dist/main.js\ serve* ]]
 }
 
+# keeper_of PID NAME: PID is a live keeper.sh keeping NAME (an older installer's
+# libvirtd-keeper.sh is not).
+keeper_of() {
+  local cmd
+  pid_is "$1" bash || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *keeper.sh\ "$2"\ * ]]
+}
+
 # vmlet_keeper_pid: the pid of the keeper vmlet-service.sh runs vmlet under, if it runs.
 vmlet_keeper_pid() {
-  local k cmd
+  local k
   k=$(read_pid "$VMLET_KEEPER_PIDFILE")
-  pid_is "${k:-x}" bash || return 0
-  cmd=$(tr '\0' ' ' <"/proc/$k/cmdline" 2>/dev/null) || return 0
-  [[ $cmd == *keeper.sh\ vmlet\ * ]] && printf '%s\n' "$k"
+  if [ -n "$k" ] && keeper_of "$k" vmlet; then printf '%s\n' "$k"; fi
   return 0
 }
 

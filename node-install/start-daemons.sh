@@ -122,10 +122,6 @@ restart_through_keeper() {
   step_done libvirtd
 }
 
-# restarts_on_usr1 KEEPER: KEEPER is keeper.sh, which restarts libvirtd on SIGUSR1 (an older
-# installer's libvirtd-keeper.sh dies of it).
-restarts_on_usr1() { [[ $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) == *keeper.sh\ libvirtd\ * ]]; }
-
 start_libvirtd() {
   local pid tpid ppid kpid
   # The libvirtd its pid file names is alive and answers (sets pid).
@@ -145,7 +141,8 @@ start_libvirtd() {
     tpid=$(read_pid "$LIBVIRTD_TINI_PIDFILE")
     ppid=$(ppid_of "$pid")
     if [ -n "$tpid" ] && [ "$(ppid_of "$ppid")" = "$tpid" ] && pid_is "$tpid" tini; then
-      if [ "$RESTART" -eq 1 ] && restarts_on_usr1 "$ppid"; then restart_through_keeper "$ppid" "$tpid"; return; fi
+      # keeper.sh restarts libvirtd on SIGUSR1; an older installer's libvirtd-keeper.sh dies of it.
+      if [ "$RESTART" -eq 1 ] && keeper_of "$ppid" libvirtd; then restart_through_keeper "$ppid" "$tpid"; return; fi
       step_done libvirtd "running, pid $pid under its keeper $ppid and tini $tpid$by_hand"
     elif [ -n "$tpid" ] && [ "$ppid" = "$tpid" ] && pid_is "$tpid" tini; then
       step_done libvirtd "running, pid $pid under tini $tpid (no keeper: started by an older vmlet installer)$by_hand"
