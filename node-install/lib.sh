@@ -70,6 +70,22 @@ vmlet_pid_is() {
   [[ $cmd == *vmlet*/dist/main.js\ serve* ]]
 }
 
+# gone PID NAME: no live (non-zombie) process NAME has PID.
+gone() { ! pid_is "$1" "$2"; }
+
+# stop_pid PID NAME [TIMEOUT]: SIGTERM, wait up to TIMEOUT s (15), then SIGKILL and wait 5 s
+# more (dies if it is still there). Sets STOP_KILLED to 1 when the SIGKILL was needed.
+stop_pid() {
+  local pid=$1 name=$2 timeout=${3:-15}
+  STOP_KILLED=0
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_for "$timeout" gone "$pid" "$name"; then
+    STOP_KILLED=1
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_for 5 gone "$pid" "$name" || die "$name (pid $pid) did not exit"
+  fi
+}
+
 # keeper_of PID NAME: PID is a live keeper.sh keeping NAME (an older installer's
 # libvirtd-keeper.sh is not).
 keeper_of() {
@@ -99,25 +115,18 @@ stop_vmlet_daemon() {
   vmlet_pid_is "${pid:-x}" || pid=''
   if [ -n "$k" ]; then
     kill -TERM "$k" 2>/dev/null || true
-    keeper_gone() { ! pid_is "$k" bash; }
-    if wait_for "$timeout" keeper_gone; then
+    if wait_for "$timeout" gone "$k" bash; then
       STOPPED="stopped ${pid:+pid $pid and }its keeper $k"
     else
       pid=$(read_pid "$VMLET_PIDFILE")   # the keeper's child now
       kill -KILL "$pid" 2>/dev/null || true
-      wait_for 5 keeper_gone || kill -KILL "$k" 2>/dev/null || true
+      wait_for 5 gone "$k" bash || kill -KILL "$k" 2>/dev/null || true
       STOPPED="killed pid $pid: no exit within ${timeout}s of SIGTERM; stopped its keeper $k"
     fi
   elif [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    vmlet_gone() { ! vmlet_pid_is "$pid"; }
-    if wait_for "$timeout" vmlet_gone; then
-      STOPPED="stopped pid $pid"
-    else
-      kill -KILL "$pid" 2>/dev/null || true
-      wait_for 5 vmlet_gone || die "vmlet (pid $pid) did not exit"
-      STOPPED="killed pid $pid: no exit within ${timeout}s of SIGTERM"
-    fi
+    stop_pid "$pid" node "$timeout"
+    if [ "$STOP_KILLED" -eq 1 ]; then STOPPED="killed pid $pid: no exit within ${timeout}s of SIGTERM"
+    else STOPPED="stopped pid $pid"; fi
   fi
   rm -f "$VMLET_PIDFILE" "$VMLET_KEEPER_PIDFILE"
 }

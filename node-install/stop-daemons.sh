@@ -32,18 +32,6 @@ for a in "$@"; do
 done
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
-gone() { ! pid_is "$1" "$2"; }
-
-# stop_pid PID NAME: SIGTERM, wait up to 15 s, then SIGKILL.
-stop_pid() {
-  local pid=$1 name=$2
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_for 15 gone "$pid" "$name"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_for 5 gone "$pid" "$name" || die "$name (pid $pid) did not exit"
-  fi
-}
-
 # libvirtd: ours iff the tini marker is alive and is the parent of libvirtd's keeper (or, started
 # by an older installer, of libvirtd itself). A SIGTERM stops libvirtd on purpose: its keeper
 # ends with it instead of starting it again, and tini with the keeper.
