@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { ROOT } from '../helpers/vmlet.js';
 import { virsh } from '../helpers/virsh.js';
 import { waitFor } from '../helpers/wait.js';
+import { alive, liveComm } from '../helpers/proc.js';
 
 const SYSTEMD = existsSync('/run/systemd/system');
 /** start-daemons.sh ran libvirtd under its keeper (no systemd): a libvirtd that dies on its own comes back by itself. */
@@ -16,24 +17,16 @@ const START_DAEMONS = join(ROOT, 'node-install/start-daemons.sh');
 
 /** The live process of `name` its pid file names (undefined when none runs). */
 export function daemonPid(name: 'libvirtd' | 'virtlogd'): number | undefined {
+  let pid: number;
   try {
-    const pid = Number(readFileSync(`/run/${name}.pid`, 'utf8').trim());
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    return comm === name && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z' ? pid : undefined;
+    pid = Number(readFileSync(`/run/${name}.pid`, 'utf8').trim());
   } catch {
     return undefined;
   }
+  return liveComm(pid) === name ? pid : undefined;
 }
 
-const gone = (pid: number) => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return true;
-  }
-};
+const gone = (pid: number) => !alive(pid);
 
 export const libvirtAnswers = (): boolean => {
   try {

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import type { Client } from '@grpc/grpc-js';
 import { call, clients, ROOT, tempDir, writeCniConf } from '../helpers/vmlet.js';
 import { waitFor } from '../helpers/wait.js';
+import { alive } from '../helpers/proc.js';
+import { openFilesLimit, parseOpenFilesLimit } from '../../src/util/open-files.js';
 
 const SYSTEMD = existsSync('/run/systemd/system');
 const SERVICE = join(ROOT, 'node-install/vmlet-service.sh');
@@ -55,16 +57,6 @@ function node() {
   return { d, socket, config, service, vmletPid: () => pidFile('vmlet.pid'), keeperPid: () => pidFile('vmlet-keeper.pid'), log: () => readFileSync(join(d, 'log/vmlet.log'), 'utf8') };
 }
 
-const alive = (pid: number) => {
-  if (!pid) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-};
-
 async function version(socket: string): Promise<string> {
   const c = clients(socket);
   try {
@@ -96,10 +88,10 @@ describe.skipIf(SYSTEMD)('vmlet-service.sh without systemd: vmlet under its keep
     // limit and lowering the OOM score need CAP_SYS_RESOURCE, which some sandboxes (this project's
     // CI) do not give root: there both stay what they were. Node.js raises the soft limit itself.
     const may = (cmd: string) => spawnSync('bash', ['--norc', '-c', cmd], { stdio: 'ignore' }).status === 0;
-    const hardWanted = may('ulimit -Hn 1048576') ? 1048576 : Number(/^Max open files\s+\d+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))![1]);
+    const hardWanted = may('ulimit -Hn 1048576') ? 1048576 : openFilesLimit()!.hard;
     const oomWanted = may('echo -999 >/proc/self/oom_score_adj') ? '-999' : readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
-    const openFiles = /^Max open files\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${first}/limits`, 'utf8'));
-    expect({ soft: Number(openFiles?.[1]), hard: Number(openFiles?.[2]), oomScoreAdj: readFileSync(`/proc/${first}/oom_score_adj`, 'utf8').trim() })
+    const openFiles = parseOpenFilesLimit(readFileSync(`/proc/${first}/limits`, 'utf8'));
+    expect({ soft: openFiles?.soft, hard: openFiles?.hard, oomScoreAdj: readFileSync(`/proc/${first}/oom_score_adj`, 'utf8').trim() })
       .toEqual({ soft: hardWanted, hard: hardWanted, oomScoreAdj: oomWanted });
     r = await n.service('status');
     expect({ status: r.status, running: r.out.includes(`running (pid ${first} under its keeper ${keeper}, socket ${n.socket}`) }).toEqual({ status: 0, running: true });
