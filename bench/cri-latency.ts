@@ -101,6 +101,15 @@ interface Figures {
   cpuMs: number;
 }
 
+/** The bare servers Version is also asked of (bench/floor-server.ts), as the rows name them. */
+const FLOORS = ['floor', 'http2'] as const;
+type Floor = (typeof FLOORS)[number];
+const FLOOR_KIND: Record<Floor, 'grpc-js' | 'http2'> = { floor: 'grpc-js', http2: 'http2' };
+const FLOOR_LABEL: Record<Floor, string> = {
+  floor: 'a bare grpc-js server answering a constant (the Node.js floor)',
+  http2: 'a bare node:http2 server answering a constant (no gRPC library)',
+};
+
 interface Row {
   call: string;
   note: string;
@@ -126,8 +135,7 @@ async function main(): Promise<void> {
   let ctr: TestContainerd | undefined;
   let solo: VmletProcess | undefined;
   let conv: VmletProcess | undefined;
-  let floor: FloorServer | undefined;
-  let http2: FloorServer | undefined;
+  const floors: Partial<Record<Floor, FloorServer>> = {};
   const vmPods: string[] = [];
   try {
     ctr = await startContainerd({ registry: reg });
@@ -144,10 +152,8 @@ async function main(): Promise<void> {
     const registries = `registries:\n  insecure: ["${reg.host}"]\n  mirrors:\n    docker.io: ["${reg.url}"]\n`;
     solo = await profiled(PROFILE_DIR, 'vmlet', () => startVmlet({ cniConfDir: cniDir, config: registries, args: ['--log-level', 'info'] }));
     conv = await profiled(PROFILE_DIR, 'proxy', () => startVmlet({ cniConfDir: cniDir, config: `${registries}downstream: ${ctr!.endpoint}\n`, args: ['--log-level', 'info'] }));
-    floor = await startFloorServer({ Version: VERSION_ANSWER });
-    http2 = await startFloorServer({ Version: VERSION_ANSWER }, 'http2');
-    const floorProc = floor.proc;
-    const floorClient = floor.runtime;
+    for (const f of FLOORS) floors[f] = await startFloorServer({ Version: VERSION_ANSWER }, FLOOR_KIND[f]);
+    const floor = (f: Floor) => floors[f]!;
 
     await pushImage(reg, 'rootfs', 'library/busybox:1.36');
     const kernel = (await pushImage(reg, 'kernelboot', 'bench/kernel:v1')).reference;
@@ -272,21 +278,18 @@ async function main(): Promise<void> {
     const toggle = () => PROFILE_DIR && toggleProfilers([solo!.proc, conv!.proc]);
     toggle();
     for (const spec of specs) {
-      const order: (Target | 'floor' | 'http2')[] = spec.floor ? [...TARGETS, 'floor', 'http2'] : TARGETS;
-      const ask = (t: Target | 'floor' | 'http2') =>
-        t === 'floor' ? call(floorClient, spec.method, spec.req(sides.vmlet))
-        : t === 'http2' ? call(http2!.runtime, spec.method, spec.req(sides.vmlet))
-        : call(sides[t][spec.service], spec.method, spec.req(sides[t]));
+      const order: (Target | Floor)[] = spec.floor ? [...TARGETS, ...FLOORS] : TARGETS;
+      const isFloor = (t: Target | Floor): t is Floor => (FLOORS as readonly string[]).includes(t);
+      const ask = (t: Target | Floor) => (isFloor(t) ? call(floor(t).runtime, spec.method, spec.req(sides.vmlet)) : call(sides[t][spec.service], spec.method, spec.req(sides[t])));
       try {
         for (const t of order) for (let i = 0; i < WARMUP; i++) await ask(t);
       } catch (err) {
         unavailable.push(`${spec.name}: ${(err as Error).message}`);
         continue;
       }
-      const samples: Record<Target | 'floor' | 'http2', number[]> = { vmlet: [], containerd: [], proxy: [], floor: [], http2: [] };
+      const samples: Record<Target | Floor, number[]> = { vmlet: [], containerd: [], proxy: [], floor: [], http2: [] };
       const before = cpuNow();
-      const floorBefore = cpuMs(floorProc.pid);
-      const http2Before = cpuMs(http2.proc.pid);
+      const floorsBefore = FLOORS.map((f) => cpuMs(floor(f).proc.pid));
       for (let i = 0; i < CALLS; i++) {
         // A different target first each round: none always follows the same one.
         for (let k = 0; k < order.length; k++) {
@@ -297,10 +300,7 @@ async function main(): Promise<void> {
         }
       }
       const r = row(spec.name, spec.note, samples, cpuSince(before));
-      if (spec.floor) {
-        r.floor = figures(samples.floor, cpuMs(floorProc.pid) - floorBefore, CALLS);
-        r.http2 = figures(samples.http2, cpuMs(http2.proc.pid) - http2Before, CALLS);
-      }
+      if (spec.floor) FLOORS.forEach((f, i) => (r[f] = figures(samples[f], cpuMs(floor(f).proc.pid) - floorsBefore[i]!, CALLS)));
       rows.push(r);
     }
 
@@ -356,16 +356,14 @@ async function main(): Promise<void> {
     console.log(fmt(head));
     for (const l of lines) console.log(fmt(l));
     for (const r of rows.filter((x) => x.floor)) {
-      console.log(`${r.call} of a bare grpc-js server answering a constant (the Node.js floor): p50 ${f(r.floor!.p50)}, p99 ${f(r.floor!.p99)}, cpu ${f(r.floor!.cpuMs)}`);
-      console.log(`${r.call} of a bare node:http2 server answering a constant (no gRPC library): p50 ${f(r.http2!.p50)}, p99 ${f(r.http2!.p99)}, cpu ${f(r.http2!.cpuMs)}`);
+      for (const fl of FLOORS) console.log(`${r.call} of ${FLOOR_LABEL[fl]}: p50 ${f(r[fl]!.p50)}, p99 ${f(r[fl]!.p99)}, cpu ${f(r[fl]!.cpuMs)}`);
     }
     console.log('notes:');
     for (const r of rows) console.log(`  ${r.call}: ${r.note}`);
     for (const u of unavailable) console.log(`  not measured: ${u}`);
   } finally {
     for (const id of vmPods) await call(solo!.runtime, 'RemovePodSandbox', { pod_sandbox_id: id }).catch(() => undefined);
-    floor?.stop();
-    http2?.stop();
+    for (const f of FLOORS) floors[f]?.stop();
     await conv?.stop();
     await solo?.stop();
     await ctr?.stop();
