@@ -38,18 +38,28 @@ interface Budget {
   written: number;
 }
 
-/** Applies `layers` in order into a new directory, then renames it to `dest` (which must not exist). */
-export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits): Promise<void> {
+/** Applies `layers` in order into the empty directory `root`: the tree, without the rename. */
+export type TreeBuilder = (root: string, layers: LayerRef[], limits: ScanLimits) => Promise<void>;
+
+export const buildTree: TreeBuilder = async (root, layers, limits) => {
+  const tree = new Tree(root);
+  const budget: Budget = { imageBytes: 0, apparentBytes: 0, written: 0 };
+  for (const layer of layers) {
+    await layer.ready;
+    await applyLayer(tree, layer, limits, budget);
+  }
+  tree.finish();
+};
+
+/**
+ * Applies `layers` in order into a new directory, then renames it to `dest` (which must not
+ * exist). `build` makes the tree: here, or in the unpack's worker thread (rootfs-client.ts).
+ */
+export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits, build: TreeBuilder = buildTree): Promise<void> {
   const root = await mkdtemp(join(tmpDir, 'rootfs-'));
   try {
     await chmod(root, 0o755);
-    const tree = new Tree(root);
-    const budget: Budget = { imageBytes: 0, apparentBytes: 0, written: 0 };
-    for (const layer of layers) {
-      await layer.ready;
-      await applyLayer(tree, layer, limits, budget);
-    }
-    tree.finish();
+    await build(root, layers, limits);
     // Data first, then the rename that makes the tree visible: after a power loss, a present
     // dest is a complete one. syncfs(2) through sync(1) (Node has no binding for it).
     await run('sync', ['-f', root]).catch(() => undefined);

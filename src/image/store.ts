@@ -22,7 +22,7 @@ import { ALREADY_ELF } from './kernel-pvh.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
 import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js';
 import type { LayerRef, ScanLimits } from './layer-scan.js';
-import { unpackRootfs } from './rootfs.js';
+import { unpackRootfsOffThread } from './rootfs-client.js';
 import { Puller } from './pull.js';
 import { PullProgress, type PullSnapshot } from './pull-progress.js';
 import { formatReference, parseReference } from './reference.js';
@@ -134,11 +134,11 @@ export class ImageStore {
     if (existsSync(dir)) return { dir, name };
     const started = Date.now();
     const diffIds = (await this.config(rec)).rootfs?.diff_ids ?? [];
-    const layers: LayerRef[] = rec.layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ...(diffIds[i] ? { diffId: diffIds[i] } : {}) }));
+    const layers: LayerRef[] = rec.layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), size: l.size, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) }));
     for (const l of layers) {
       if (!(await this.blobs.has(l.digest))) throw new VmletError('failed-precondition', `image ${rec.id}: layer ${l.digest} is missing from the image store; pull the image again`);
     }
-    await unpackRootfs(layers, dir, this.blobs.tmpDir, await this.limits());
+    await unpackRootfsOffThread(layers, dir, this.blobs.tmpDir, await this.limits());
     if (!this.index.get(rec.id)) {
       // Removed while we unpacked (gc ran before the rename): do not leave the tree behind.
       await rm(dir, { recursive: true, force: true });

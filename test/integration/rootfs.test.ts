@@ -2,7 +2,7 @@
 // a real registry into an ImageStore (ensureRootfs, runConfig, users), and hostile layers fed
 // to unpackRootfs directly (built here, byte by byte) to show nothing lands outside the tree.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -12,11 +12,14 @@ import { pino } from 'pino';
 import { Header, type HeaderData } from 'tar';
 import { ImageStore } from '../../src/image/store.js';
 import { unpackRootfs } from '../../src/image/rootfs.js';
+import { rootfsWorker, unpackRootfsOffThread } from '../../src/image/rootfs-client.js';
+import { SMALL_IMAGE_BYTES } from '../../src/image/layer-tar.js';
 import type { LayerRef, ScanLimits } from '../../src/image/layer-scan.js';
 import { resolveUser } from '../../src/image/users.js';
 import { containerArgs, containerEnv } from '../../src/image/image-config.js';
 import { ensureTestImages, pushImage, startRegistry, testImages, type TestImageName, type TestRegistry } from '../helpers/registry.js';
 import { tempDir } from '../helpers/vmlet.js';
+import { waitFor } from '../helpers/wait.js';
 
 const BIG: ScanLimits = { maxEntryBytes: 2 ** 40, maxImageBytes: 2 ** 40, writableBytes: 2 ** 40 };
 const dirs: string[] = [];
@@ -211,7 +214,13 @@ function layer(entries: Entry[], opts: { gzip?: boolean; zstd?: boolean; diffId?
   };
 }
 
-describe('unpackRootfs', () => {
+/** Layers with a size past SMALL_IMAGE_BYTES: unpackRootfsOffThread builds their tree in its worker thread. */
+const large = (layers: LayerRef[]) => layers.map((l) => ({ ...l, size: SMALL_IMAGE_BYTES + 1 }));
+
+describe.each([
+  ['unpackRootfs (on the calling thread)', unpackRootfs],
+  ['unpackRootfsOffThread (a large image: in the worker thread)', (layers: LayerRef[], dest: string, tmp: string, limits: ScanLimits) => unpackRootfsOffThread(large(layers), dest, tmp, limits)],
+])('%s', (_name, unpackWith) => {
   let work: string;
   let tmp: string;
   let outside: string;
@@ -229,7 +238,7 @@ describe('unpackRootfs', () => {
 
   const unpack = async (layers: LayerRef[], limits: ScanLimits = BIG) => {
     dest = join(work, `dest-${k++}`);
-    await unpackRootfs(layers, dest, tmp, limits);
+    await unpackWith(layers, dest, tmp, limits);
     return dest;
   };
   /** The layers are refused with `msg`, nothing is in dest, tmp/ or outside/. */
@@ -410,4 +419,58 @@ describe('unpackRootfs', () => {
     writeFileSync(good.path, body.subarray(0, body.length / 2));
     await refused([good], /unexpected end of file|Truncated|truncated/);
   }, 20_000);
+});
+
+describe('the rootfs unpack worker thread', () => {
+  let work: string;
+  let tmp: string;
+
+  beforeAll(() => {
+    work = mkTemp('vmlet-unpack-worker-');
+    layerDir = join(work, 'layers');
+    tmp = join(work, 'tmp');
+    for (const d of [layerDir, tmp]) mkdirSync(d);
+  });
+
+  it('unpacks a small image on the calling thread (no worker starts) and a large one in the worker', async () => {
+    await rootfsWorker()?.terminate();
+    const l = layer([{ path: 'etc/hostname', data: 'small\n' }]);
+    const small = join(work, 'small');
+    await unpackRootfsOffThread([{ ...l, size: statSync(l.path).size }], small, tmp, BIG);
+    expect(readFileSync(join(small, 'etc/hostname'), 'utf8')).toBe('small\n');
+    expect(rootfsWorker()).toBeUndefined();
+    const big = join(work, 'big');
+    await unpackRootfsOffThread(large([l]), big, tmp, BIG);
+    expect(readFileSync(join(big, 'etc/hostname'), 'utf8')).toBe('small\n');
+    expect(rootfsWorker()).toBeDefined();
+  });
+
+  it('a worker that dies mid-unpack fails it with INTERNAL and leaves no tree; the next unpack gets a new worker', async () => {
+    // The layer is a FIFO the test writes: the unpack waits in the worker for bytes that only come when the test says.
+    const fifo = join(work, 'layer-fifo');
+    execFileSync('mkfifo', [fifo]);
+    let writer = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    try {
+      const whole = tarOf([{ path: 'first', data: 'written\n' }, { path: 'second', data: Buffer.alloc(64 * 1024, 1) }]);
+      writeSync(writer, whole.subarray(0, 512 * 3 + 1000)); // 'first' whole, then part of 'second'
+      const dest = join(work, 'dead');
+      const pending = unpackRootfsOffThread(large([{ digest: 'sha256:' + '2'.repeat(64), mediaType: 'application/vnd.oci.image.layer.v1.tar', path: fifo }]), dest, tmp, BIG);
+      pending.catch(() => undefined);
+      await waitFor('the worker to write the first file', () => readdirSync(tmp).some((d) => existsSync(join(tmp, d, 'first'))), { intervalMs: 5 });
+      // The worker's loop ends only once its read in the thread pool returns: EOF after the end began.
+      const ended = rootfsWorker()!.terminate();
+      closeSync(writer);
+      writer = -1;
+      await ended;
+      await expect(pending).rejects.toMatchObject({ kind: 'internal', message: expect.stringMatching(/rootfs unpack worker: exited/) as unknown });
+      expect(existsSync(dest)).toBe(false);
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      if (writer >= 0) closeSync(writer);
+    }
+    const l = layer([{ path: 'again', data: 'yes\n' }]);
+    const next = join(work, 'next');
+    await unpackRootfsOffThread(large([l]), next, tmp, BIG);
+    expect(readFileSync(join(next, 'again'), 'utf8')).toBe('yes\n');
+  });
 });

@@ -1,0 +1,37 @@
+// The main thread's side of the rootfs unpack's worker (rootfs-worker.ts, one thread for the
+// process while it is used: util/worker-thread.ts). A small image (SMALL_IMAGE_BYTES of layers)
+// is unpacked on this thread, as its scan is: starting the thread would cost more than it saves.
+import { WorkerThread, fromWire } from '../util/worker-thread.js';
+import { isSmallImage, type LayerRef, type ScanLimits } from './layer-tar.js';
+import { buildTree, unpackRootfs, type TreeBuilder } from './rootfs.js';
+import type { FromWorker, ToWorker } from './rootfs-protocol.js';
+
+const thread = new WorkerThread<ToWorker, FromWorker>(import.meta.url, 'rootfs-worker', 'rootfs unpack worker', (m) => String(m.job));
+let nextJob = 1;
+
+/** The worker thread, while there is one (tests end it to check what its death does). */
+export function rootfsWorker() {
+  return thread.thread;
+}
+
+/** buildTree in the worker: its errors keep their kind (a hostile layer is INVALID_ARGUMENT there and here). */
+const buildInWorker: TreeBuilder = (root, layers, limits) =>
+  new Promise<void>((resolve, reject) => {
+    const job = nextJob++;
+    const post = thread.talk(
+      String(job),
+      (m) => {
+        if (m.t === 'built') resolve();
+        else reject(fromWire(m.error));
+        return true;
+      },
+      reject,
+    );
+    post({ t: 'unpack', job, root, limits, layers: layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: l.path, ...(l.diffId ? { diffId: l.diffId } : {}) })) });
+  });
+
+/** unpackRootfs of complete layers (no download in flight), in the worker unless the image is small. */
+export function unpackRootfsOffThread(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits): Promise<void> {
+  const build = isSmallImage(layers.map((l) => l.size)) ? buildTree : buildInWorker;
+  return unpackRootfs(layers, dest, tmpDir, limits, build);
+}
