@@ -56,6 +56,10 @@ export async function createContainer(
       // Bad mounts and devices are refused before the pod's VM boots for them.
       await checkSandboxedMounts(config);
       await blockVolumes(config);
+      // The image's tree unpacks while the pod's VM boots: an image's first container waits for
+      // the longer of the two, not both. createSandboxedContainer joins this unpack; one that
+      // fails there is reported there (a boot that fails first leaves it to finish for the next).
+      m.deps.images.ensureRootfs(image.id).catch(() => undefined);
       const p = await ensurePodVm(m, s);
       return createSandboxedContainer(m, s, p, config, image, imageName);
     }

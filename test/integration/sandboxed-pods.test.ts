@@ -104,6 +104,17 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     mkdirSync(emptyDir);
     chmodSync(emptyDir, 0o777); // as the kubelet makes an emptyDir: the image's user (1234) writes there
     const init = await create(pod, 'init', { command: ['sh', '-c', 'echo init-out; echo init-err >&2; echo shared > /tmp/marker; echo from-init > /data/hello; exit 0'], mounts: [dataMount] });
+    // The image's first container: its tree unpacked while the pod's VM booted, not after.
+    const events = v.logLines.flatMap((l) => {
+      try {
+        return [JSON.parse(l) as { msg?: string; podSandboxId?: string }];
+      } catch {
+        return [];
+      }
+    });
+    const unpacked = events.findIndex((e) => e.msg === 'image rootfs unpacked');
+    expect(unpacked).toBeGreaterThanOrEqual(0);
+    expect(events.findIndex((e) => e.msg === 'pod VM ready' && e.podSandboxId === pod.id)).toBeGreaterThan(unpacked);
     await rt('StartContainer', { container_id: init });
     const st = await exited(init);
     expect(st.exit_code).toBe(0);

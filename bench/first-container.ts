@@ -1,0 +1,122 @@
+// Benchmark (not a test): an image's first sandboxed container, whose CreateContainer waits for
+// the pod's VM to boot (auto mode) and for the image's rootfs tree to unpack, the two side by
+// side since vmlet starts the unpack before the boot.
+//   npx tsx bench/first-container.ts [--rounds N=3]
+// The image: the busybox test image's layer under gzip layers of this node's own files
+// (node-file-layers.ts, ~550 MB, ~25k entries), pushed to a loopback registry. Each round pulls
+// it afresh (RemoveImage took its tree), then times, in a pod of its own each:
+//  - fresh: RunPodSandbox → CreateContainer (boot and unpack) → StartContainer → first log line;
+//  - again: the same with the tree already there (boot only);
+// and prints vmlet's own figures of the fresh pod: the unpack's ms ("image rootfs unpacked") and
+// the boot's ("pod VM ready" bootMs). With the two in turn, the fresh CreateContainer would be
+// about again's CreateContainer + the unpack ("in turn" below).
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { loadavg } from 'node:os';
+import { parseCriLogLine } from '../src/stream/cri-log.js';
+import { ROOT, call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { startRegistry, testImages } from '../test/helpers/registry.js';
+import { waitFor } from '../test/helpers/wait.js';
+import { nodeFileLayers } from './node-file-layers.js';
+
+const args = process.argv.slice(2);
+const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : 3;
+const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
+const FIRST_LINE = 'first-line';
+const work = tempDir('vmlet-bench-first-');
+const logRoot = join(work, 'logs');
+
+/** An OCI layout: the busybox test image's layers and config, with the node-file layers on top. */
+function buildLayout(dir: string): { entries: number; compressed: number } {
+  const base = testImages()['busybox-app'];
+  const blobs = join(dir, 'blobs/sha256');
+  mkdirSync(blobs, { recursive: true });
+  const blobPath = (layout: string, digest: string) => join(layout, 'blobs/sha256', digest.slice(7));
+  const writeJson = (doc: unknown) => {
+    const body = Buffer.from(JSON.stringify(doc));
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    writeFileSync(blobPath(dir, digest), body);
+    return { digest, size: body.length };
+  };
+  for (const l of base.layers) copyFileSync(blobPath(base.layout, l.digest), blobPath(dir, l.digest));
+  const extra = nodeFileLayers(work);
+  for (const l of extra) copyFileSync(l.path, blobPath(dir, l.digest));
+  const config = JSON.parse(readFileSync(blobPath(base.layout, base.configDigest), 'utf8')) as { rootfs: { diff_ids: string[] } };
+  config.rootfs.diff_ids.push(...extra.map((l) => l.diffId));
+  const cfg = writeJson(config);
+  const manifest = writeJson({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+    layers: [...base.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })), ...extra.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }))],
+  });
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }));
+  return { entries: extra.reduce((a, l) => a + l.entries, 0), compressed: extra.reduce((a, l) => a + l.size, 0) };
+}
+
+interface PodRun {
+  pod: string;
+  create: number;
+  total: number;
+}
+
+async function firstLinePod(v: VmletProcess, image: string, name: string): Promise<PodRun> {
+  const rt = <T>(m: string, req: object) => call<object, T>(v.runtime, m, req);
+  const uid = randomBytes(8).toString('hex');
+  const logDir = join(logRoot, uid);
+  mkdirSync(logDir, { recursive: true });
+  const config = { metadata: { name, namespace: 'bench', uid, attempt: 0 }, hostname: name, log_directory: logDir };
+  const t0 = performance.now();
+  const { pod_sandbox_id: pod } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+  const t1 = performance.now();
+  const { container_id: container } = await rt<{ container_id: string }>('CreateContainer', {
+    pod_sandbox_id: pod,
+    config: { metadata: { name: 'c', attempt: 0 }, image: { image }, log_path: 'c_0.log', command: ['sh', '-c', `echo ${FIRST_LINE}; sleep 3600`] },
+    sandbox_config: config,
+  });
+  const create = performance.now() - t1;
+  await rt('StartContainer', { container_id: container });
+  const log = join(logDir, 'c_0.log');
+  const hasLine = () => existsSync(log) && readFileSync(log, 'utf8').split('\n').filter(Boolean).some((l) => parseCriLogLine(l).content === FIRST_LINE);
+  await waitFor(`${FIRST_LINE} in ${log}`, hasLine, { timeoutMs: 300_000, intervalMs: 5 });
+  return { pod, create, total: performance.now() - t0 };
+}
+
+async function removePod(v: VmletProcess, pod: string): Promise<void> {
+  await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: pod });
+  await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: pod });
+}
+
+const reg = await startRegistry();
+let v: VmletProcess | undefined;
+try {
+  const layout = join(work, 'layout');
+  const built = buildLayout(layout);
+  const image = `${reg.host}/bench/first:1`;
+  execFileSync('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:latest`, `docker://${image}`]);
+  console.log(`first sandboxed container of an image: busybox + ${(built.compressed / 1e6).toFixed(0)} MB of gzip layers (${built.entries} entries); load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n` });
+  const vm = v;
+  const ms = (x: number) => `${x.toFixed(0)} ms`;
+  console.log('round  fresh: CreateContainer  to first line | unpack  boot | again: CreateContainer  to first line | in turn (again + unpack)  fresh / in turn');
+  for (let r = 0; r < rounds; r++) {
+    await call(vm.image, 'PullImage', { image: { image } });
+    const fresh = await firstLinePod(vm, image, `fresh-${r}`);
+    const lines = parseLogLines(vm.logLines);
+    const unpacked = lines.filter((l) => l.msg === 'image rootfs unpacked').at(-1)?.ms as number;
+    const boot = lines.find((l) => l.msg === 'pod VM ready' && l.podSandboxId === fresh.pod)?.bootMs as number;
+    const again = await firstLinePod(vm, image, `again-${r}`);
+    const inTurn = again.create + unpacked;
+    console.log(`${String(r).padStart(5)}  ${ms(fresh.create).padStart(22)} ${ms(fresh.total).padStart(14)} | ${ms(unpacked).padStart(6)} ${ms(boot).padStart(6)} | ${ms(again.create).padStart(22)} ${ms(again.total).padStart(14)} | ${ms(inTurn).padStart(24)}  ${(fresh.create / inTurn).toFixed(2)}`);
+    for (const p of [fresh.pod, again.pod]) await removePod(vm, p);
+    await call(vm.image, 'RemoveImage', { image: { image } });
+  }
+} finally {
+  await v?.stop();
+  await reg.stop();
+}
+process.exit(0);
