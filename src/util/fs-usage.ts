@@ -16,12 +16,16 @@ export function mountPointOf(path: string, mountinfo = '/proc/self/mountinfo'): 
   return best;
 }
 
-/** Bytes (allocated blocks, so sparse files count what they use) and inodes under `dir`. */
-export async function treeUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
+/**
+ * Bytes (allocated blocks, so sparse files count what they use) and inodes under `dir`; the
+ * paths in `skip` (and what is below them) are left out.
+ */
+export async function treeUsage(dir: string, skip: ReadonlySet<string> = new Set()): Promise<{ bytes: number; inodes: number }> {
   let bytes = 0;
   let inodes = 0;
   const seen = new Set<string>();
   const walk = async (p: string): Promise<void> => {
+    if (skip.has(p)) return;
     let st;
     try {
       st = await lstat(p);

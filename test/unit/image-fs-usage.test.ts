@@ -1,7 +1,7 @@
 // The image store's usage (ImageFsInfo) is a walk of the tree, kept 10 s as containerd keeps its
 // snapshotter usage; walked again at once when an image is added or removed (the index saved).
 import { describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ImageStore } from '../../src/image/store.js';
@@ -25,5 +25,31 @@ describe('image store usage', () => {
     writeFileSync(join(other, 'f'), Buffer.alloc(4096));
     expect(await store.fsUsage(other)).toBe(first);
     expect(await store.fsUsage()).not.toBe(first);
+  });
+  it('walks each complete rootfs tree once (they never change), the rest of the store each time, and a tree made again anew', async () => {
+    const root = tempDir('vmlet-usage-');
+    const store = new ImageStore(root, { insecure: [], mirrors: {} }, pino({ level: 'silent' }));
+    const tree = join(store.rootfsRoot, 'a'.repeat(64));
+    mkdirSync(join(tree, 'etc'), { recursive: true });
+    writeFileSync(join(tree, 'etc/big'), Buffer.alloc(1 << 20, 1));
+    await store.index.save(); // its file is there in every walk below
+    const first = await store.fsUsage();
+    expect(first.usedBytes).toBeGreaterThanOrEqual(1 << 20);
+    // Behind vmlet's back: a file in the tree (never done: trees are read-only) and one elsewhere.
+    writeFileSync(join(tree, 'etc/sneaked'), Buffer.alloc(2 << 20, 1));
+    writeFileSync(join(root, 'blob'), Buffer.alloc(1 << 20, 1));
+    await store.index.save(); // the store changed: walked again, but not the tree
+    const second = await store.fsUsage();
+    expect(second.usedBytes - first.usedBytes).toBeGreaterThanOrEqual(1 << 20);
+    expect(second.usedBytes - first.usedBytes).toBeLessThan(2 << 20);
+    expect(second.inodesUsed).toBe(first.inodesUsed + 1);
+    // Removed and made again (a new inode: an image pulled and unpacked again): walked anew.
+    rmSync(tree, { recursive: true });
+    mkdirSync(tree);
+    writeFileSync(join(tree, 'only'), Buffer.alloc(4 << 20, 1));
+    await store.index.save();
+    const third = await store.fsUsage();
+    expect(third.usedBytes - second.usedBytes).toBeGreaterThanOrEqual((3 << 20) - 8192);
+    expect(third.inodesUsed).toBe(second.inodesUsed - 1); // etc/ and etc/big gone, only added
   });
 });
