@@ -5,10 +5,11 @@
 // so a guest cannot write where the kubelet said it may not. QEMU lives in its own mount namespace
 // (libvirt's default), a copy taken at its start: the share is made a shared mount point before
 // QEMU starts, so the binds made later propagate into QEMU's copy. Bind mounts only, no loop devices.
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { VmletError } from '../errors.js';
+import { mountsUnder } from '../util/mountinfo.js';
 
 export const SHARED_TAG = 'vmlet-shared';
 export const GUEST_SHARED_DIR = '/run/vmlet/shared';
@@ -63,14 +64,6 @@ async function makeReadOnlyView(src: string, dst: string): Promise<string> {
 export async function removeUnmounted(path: string): Promise<void> {
   await unmountTree(path);
   await rm(path, { recursive: true, force: true });
-}
-
-/** Mount points at or below `path` (from /proc/self/mountinfo), deepest first. */
-export async function mountsUnder(path: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  // Field 5 is the mount point, with space, tab, newline and backslash written as octal escapes.
-  const points = info.split('\n').map((l) => l.split(' ')[4]).filter((p): p is string => !!p).map((p) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
-  return points.filter((p) => p === path || p.startsWith(path + '/')).sort((a, b) => b.length - a.length);
 }
 
 /**

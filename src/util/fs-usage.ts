@@ -3,14 +3,12 @@
 import { readFileSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { mountPoints, mountsUnder } from './mountinfo.js';
 
 /** The mount point holding `path` (longest matching mount in /proc/self/mountinfo). */
 export function mountPointOf(path: string, mountinfo = '/proc/self/mountinfo'): string {
   let best = '/';
-  for (const line of readFileSync(mountinfo, 'utf8').split('\n')) {
-    const mp = line.split(' ')[4];
-    if (!mp) continue;
-    const m = mp.replace(/\\040/g, ' ');
+  for (const m of mountPoints(readFileSync(mountinfo, 'utf8'))) {
     if ((path === m || path.startsWith(m.endsWith('/') ? m : m + '/')) && m.length > best.length) best = m;
   }
   return best;
@@ -18,14 +16,18 @@ export function mountPointOf(path: string, mountinfo = '/proc/self/mountinfo'): 
 
 /**
  * Bytes (allocated blocks, so sparse files count what they use) and inodes under `dir`; the
- * paths in `skip` (and what is below them) are left out.
+ * paths in `skip` and every mount point below `dir` (and what is below them) are left out. The
+ * pods' state dir holds bind mounts of the pods' volumes (a sandboxed pod's share: emptyDirs,
+ * hostPaths, even the node's /): they are not the containers' writable state, and walking
+ * them every 10 s could mean walking the node's whole disk.
  */
 export async function treeUsage(dir: string, skip: ReadonlySet<string> = new Set()): Promise<{ bytes: number; inodes: number }> {
   let bytes = 0;
   let inodes = 0;
   const seen = new Set<string>();
+  const mounts = new Set((await mountsUnder(dir)).filter((p) => p !== dir));
   const walk = async (p: string): Promise<void> => {
-    if (skip.has(p)) return;
+    if (skip.has(p) || mounts.has(p)) return;
     let st;
     try {
       st = await lstat(p);

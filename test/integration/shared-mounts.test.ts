@@ -4,7 +4,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/vmlet.js';
-import { bindContainerMounts, mountsUnder, preparePodShare, releasePodShare, unbindContainerMounts } from '../../src/guest/shared-mounts.js';
+import { bindContainerMounts, preparePodShare, releasePodShare, unbindContainerMounts } from '../../src/guest/shared-mounts.js';
+import { mountsUnder } from '../../src/util/mountinfo.js';
+import { treeUsage } from '../../src/util/fs-usage.js';
 
 const dir = tempDir('vmlet-share-');
 const share = join(dir, 'pod', 'shared');
@@ -55,5 +57,25 @@ describe('pod shared dir', () => {
     await expect(bindContainerMounts(share, 'c2', [{ hostPath: vol, readonly: false }, { hostPath: '/proc/self/nope\0', readonly: false }])).rejects.toThrow();
     expect(await mountsUnder(join(share, 'c2'))).toEqual([]);
     await releasePodShare(share);
+  });
+
+  it("leaves the pods' volumes out of the containers' usage (ImageFsInfo walks the pods' state dir)", async () => {
+    const pods = join(dir, 'pods-state');
+    const podShare = join(pods, 'pod-a', 'shared');
+    await preparePodShare(podShare);
+    writeFileSync(join(pods, 'pod-a', 'own-state'), Buffer.alloc(64 * 1024, 1));
+    const before = await treeUsage(pods);
+    const vol = join(dir, 'big-volume');
+    mkdirSync(vol);
+    writeFileSync(join(vol, 'data'), Buffer.alloc(8 << 20, 1));
+    await bindContainerMounts(podShare, 'c3', [{ hostPath: vol, readonly: false }]);
+    expect(readFileSync(join(podShare, 'c3', '0', 'data')).length).toBe(8 << 20); // it is there, through the bind
+    const withVolume = await treeUsage(pods);
+    expect(withVolume.bytes).toBeGreaterThanOrEqual(64 * 1024);
+    expect(withVolume.bytes - before.bytes).toBeLessThan(1 << 20);
+    // What is not under a mount point still counts.
+    writeFileSync(join(pods, 'pod-a', 'more-state'), Buffer.alloc(2 << 20, 1));
+    expect((await treeUsage(pods)).bytes - withVolume.bytes).toBeGreaterThanOrEqual(2 << 20);
+    await releasePodShare(podShare);
   });
 });
