@@ -1,9 +1,11 @@
 // Real filesystem figures for ImageFsInfo: the mount a directory lives on, and the bytes and
 // inodes a directory tree uses.
-import { readFileSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { mountPoints, mountsUnder } from './mountinfo.js';
+
+/** The longest the walk holds the thread at a time. */
+const SLICE_MS = 2;
 
 /** The mount point holding `path` (longest matching mount in /proc/self/mountinfo). */
 export function mountPointOf(path: string, mountinfo = '/proc/self/mountinfo'): string {
@@ -20,35 +22,39 @@ export function mountPointOf(path: string, mountinfo = '/proc/self/mountinfo'): 
  * pods' state dir holds bind mounts of the pods' volumes (a sandboxed pod's share: emptyDirs,
  * hostPaths, even the node's /): they are not the containers' writable state, and walking
  * them every 10 s could mean walking the node's whole disk.
+ * The walk is synchronous, in slices of SLICE_MS between which other calls run: a walk through
+ * fs.promises cost ~80 µs of CPU per entry (2 s for a 25k-file image tree), this ~7 µs.
  */
 export async function treeUsage(dir: string, skip: ReadonlySet<string> = new Set()): Promise<{ bytes: number; inodes: number }> {
   let bytes = 0;
   let inodes = 0;
-  const seen = new Set<string>();
+  const links = new Set<string>(); // files with more than one name: each counted once
   const mounts = new Set((await mountsUnder(dir)).filter((p) => p !== dir));
-  const walk = async (p: string): Promise<void> => {
-    if (skip.has(p) || mounts.has(p)) return;
-    let st;
-    try {
-      st = await lstat(p);
-    } catch {
-      return; // removed while we walked
+  const stack = [dir];
+  let slice = performance.now();
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    if (skip.has(p) || mounts.has(p)) continue;
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (!st) continue; // removed while we walked
+    if (st.nlink > 1 && !st.isDirectory()) {
+      const key = `${st.dev}:${st.ino}`;
+      if (links.has(key)) continue;
+      links.add(key);
     }
-    const key = `${st.dev}:${st.ino}`;
-    if (seen.has(key)) return; // hard links count once
-    seen.add(key);
     inodes++;
     bytes += st.blocks * 512;
     if (st.isDirectory()) {
-      let names: string[] = [];
       try {
-        names = await readdir(p);
+        for (const n of readdirSync(p)) stack.push(join(p, n));
       } catch {
-        return;
+        // removed or unreadable meanwhile
       }
-      for (const n of names) await walk(join(p, n));
     }
-  };
-  await walk(dir);
+    if (performance.now() - slice > SLICE_MS) {
+      await new Promise((r) => setImmediate(r));
+      slice = performance.now();
+    }
+  }
   return { bytes, inodes };
 }

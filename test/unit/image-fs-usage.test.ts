@@ -1,10 +1,11 @@
 // The image store's usage (ImageFsInfo) is a walk of the tree, kept 10 s as containerd keeps its
 // snapshotter usage; walked again at once when an image is added or removed (the index saved).
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { ImageStore } from '../../src/image/store.js';
+import { treeUsage } from '../../src/util/fs-usage.js';
 import { tempDir } from '../helpers/vmlet.js';
 
 describe('image store usage', () => {
@@ -51,5 +52,25 @@ describe('image store usage', () => {
     const third = await store.fsUsage();
     expect(third.usedBytes - second.usedBytes).toBeGreaterThanOrEqual((3 << 20) - 8192);
     expect(third.inodesUsed).toBe(second.inodesUsed - 1); // etc/ and etc/big gone, only added
+  });
+
+  it('treeUsage counts a file of many names once, and lets other work run while it walks a large tree', async () => {
+    const dir = tempDir('vmlet-usage-walk-');
+    writeFileSync(join(dir, 'one'), Buffer.alloc(1 << 20, 1));
+    linkSync(join(dir, 'one'), join(dir, 'two'));
+    const linked = await treeUsage(dir);
+    expect(linked.inodes).toBe(2); // the dir and the file
+    expect(linked.bytes).toBeLessThan(2 << 20);
+    for (let d = 0; d < 50; d++) {
+      mkdirSync(join(dir, `d${d}`));
+      for (let f = 0; f < 100; f++) writeFileSync(join(dir, `d${d}`, `f${f}`), 'x');
+    }
+    let ranMeanwhile = false;
+    setImmediate(() => (ranMeanwhile = true));
+    const walked = treeUsage(dir);
+    expect(ranMeanwhile).toBe(false);
+    const big = await walked;
+    expect(big.inodes).toBe(2 + 50 + 5000);
+    expect(ranMeanwhile).toBe(true);
   });
 });
