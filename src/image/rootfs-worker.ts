@@ -1,6 +1,7 @@
 // The rootfs unpack's worker thread: builds an image's tree (rootfs.ts, buildTree). On the main
-// thread an unpack's tar parsing and per-entry syscalls held vmlet's CRI calls back: the event
-// loop waited up to 33-62 ms at a time while 25k files (550 MB) unpacked.
+// thread an unpack's tar parsing and per-entry syscalls held vmlet's CRI calls back: while 25k
+// files (550 MB) unpacked, the event loop waited p99 9-70 ms, up to 34-154 ms at a time
+// (bench/rootfs-unpack.ts).
 import { parentPort } from 'node:worker_threads';
 import { toWire } from '../util/worker-thread.js';
 import { buildTree } from './rootfs.js';
