@@ -1,5 +1,6 @@
 // The floor any Node.js CRI server starts from: a bare grpc-js server (same proto loader as
-// vmlet, its own process) answering each RuntimeService method it is given with a constant.
+// vmlet, its own process) answering each RuntimeService or ImageService method it is given with
+// a constant.
 // cri-latency.ts asks it Version; density.ts gives it vmlet's own List*/Status answers, so the
 // same polling under the same load has a reference.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,7 +16,9 @@ import { loadCri } from './dist/grpc/cri-proto.js';
 const cri = loadCri().runtime.v1;
 const answers = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const server = new Server({ 'grpc.max_send_message_length': 16 * 1024 * 1024 });
-server.addService(cri.RuntimeService.service, Object.fromEntries(Object.entries(answers).map(([m, a]) => [m, (_call, cb) => cb(null, a)])));
+for (const svc of [cri.RuntimeService.service, cri.ImageService.service]) {
+  server.addService(svc, Object.fromEntries(Object.entries(answers).filter(([m]) => m in svc).map(([m, a]) => [m, (_call, cb) => cb(null, a)])));
+}
 server.bindAsync('unix:' + process.argv[1], ServerCredentials.createInsecure(), (err) => {
   if (err) throw err;
   console.log('listening');
@@ -59,8 +62,9 @@ server.listen(process.argv[1], () => console.log('listening'));
 
 export interface FloorServer {
   proc: ChildProcess;
-  /** A grpc-js RuntimeService client of it. */
+  /** grpc-js RuntimeService and ImageService clients of it. */
   runtime: unknown;
+  image: unknown;
   stop(): void;
 }
 
@@ -81,7 +85,7 @@ export async function startFloorServer(answers: Record<string, unknown>, kind: '
   });
   return {
     proc,
-    runtime: clients(socket).runtime,
+    ...clients(socket),
     stop() {
       proc.kill();
       rmSync(dir, { recursive: true, force: true });

@@ -125,18 +125,19 @@ export interface PollOptions {
 /**
  * The kubelet's polling, once a second: the PLEG relist (ListPodSandbox and ListContainers
  * together), then every pod worker's PodSandboxStatus and ContainerStatus at once, and every
- * 10 s the stats (ListContainerStats and ListPodSandboxStats).
+ * 10 s the stats (ListContainerStats and ListPodSandboxStats) and, given an image client, the
+ * image filesystem's (ImageFsInfo: the eviction manager's and the summary API's).
  */
-export async function poll(v: { runtime: unknown }, stats: CallStats, o: PollOptions): Promise<void> {
-  const timed = (method: string, req: object): Promise<unknown> => {
-    const p = stats.timed(v.runtime, method, req);
+export async function poll(v: { runtime: unknown; image?: unknown }, stats: CallStats, o: PollOptions): Promise<void> {
+  const timed = (method: string, req: object, client = v.runtime): Promise<unknown> => {
+    const p = stats.timed(client, method, req);
     return o.tolerateFailures ? p.catch(() => undefined) : p;
   };
   for (let s = 0; (o.seconds === undefined || s < o.seconds) && !o.done?.(); s++) {
     const tick = performance.now();
     await Promise.all([timed('ListPodSandbox', {}), timed('ListContainers', {})]);
     await Promise.all(o.pods().flatMap((p) => [timed('PodSandboxStatus', { pod_sandbox_id: p.id }), timed('ContainerStatus', { container_id: p.cid })]));
-    if (s % 10 === 0) await Promise.all([timed('ListContainerStats', {}), timed('ListPodSandboxStats', {})]);
+    if (s % 10 === 0) await Promise.all([timed('ListContainerStats', {}), timed('ListPodSandboxStats', {}), ...(v.image ? [timed('ImageFsInfo', {}, v.image)] : [])]);
     await sleep(Math.max(0, 1000 - (performance.now() - tick)));
   }
 }
