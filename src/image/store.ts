@@ -395,7 +395,7 @@ export class ImageStore {
       const st = await lstat(path).catch(() => undefined);
       if (st?.isDirectory()) trees.set(path, `${st.ino}:${st.ctimeMs}`);
     }
-    const total = await treeUsage(this.root, new Set(trees.keys()));
+    const total = await treeUsage(this.root, { skip: new Set(trees.keys()) });
     for (const [path, known] of this.treeUsages) if (trees.get(path) !== known.id) this.treeUsages.delete(path);
     for (const [path, id] of trees) {
       let known = this.treeUsages.get(path);

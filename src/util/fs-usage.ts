@@ -2,7 +2,7 @@
 // inodes a directory tree uses.
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mountPoints, mountsUnder } from './mountinfo.js';
+import { mountPoints, mountsUnderSync } from './mountinfo.js';
 
 /** The longest the walk holds the thread at a time. */
 const SLICE_MS = 2;
@@ -22,14 +22,14 @@ export function mountPointOf(path: string, mountinfo = '/proc/self/mountinfo'): 
  * pods' state dir holds bind mounts of the pods' volumes (a sandboxed pod's share: emptyDirs,
  * hostPaths, even the node's /): they are not the containers' writable state, and walking
  * them every 10 s could mean walking the node's whole disk.
- * The walk is synchronous, in slices of SLICE_MS between which other calls run: a walk through
+ * The walk is synchronous, in slices of `sliceMs` between which other calls run: a walk through
  * fs.promises cost ~80 µs of CPU per entry (2 s for a 25k-file image tree), this ~7 µs.
  */
-export async function treeUsage(dir: string, skip: ReadonlySet<string> = new Set()): Promise<{ bytes: number; inodes: number }> {
+export async function treeUsage(dir: string, { skip = new Set<string>(), sliceMs = SLICE_MS }: { skip?: ReadonlySet<string>; sliceMs?: number } = {}): Promise<{ bytes: number; inodes: number }> {
   let bytes = 0;
   let inodes = 0;
   const links = new Set<string>(); // files with more than one name: each counted once
-  const mounts = new Set((await mountsUnder(dir)).filter((p) => p !== dir));
+  const mounts = new Set(mountsUnderSync(dir).filter((p) => p !== dir));
   const stack = [dir];
   let slice = performance.now();
   while (stack.length > 0) {
@@ -51,7 +51,7 @@ export async function treeUsage(dir: string, skip: ReadonlySet<string> = new Set
         // removed or unreadable meanwhile
       }
     }
-    if (performance.now() - slice > SLICE_MS) {
+    if (performance.now() - slice > sliceMs) {
       await new Promise((r) => setImmediate(r));
       slice = performance.now();
     }

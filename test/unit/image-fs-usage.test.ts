@@ -54,7 +54,7 @@ describe('image store usage', () => {
     expect(third.inodesUsed).toBe(second.inodesUsed - 1); // etc/ and etc/big gone, only added
   });
 
-  it('treeUsage counts a file of many names once, and lets other work run while it walks a large tree', async () => {
+  it('treeUsage counts a file of many names once, and lets other work run between its slices', async () => {
     const dir = tempDir('vmlet-usage-walk-');
     writeFileSync(join(dir, 'one'), Buffer.alloc(1 << 20, 1));
     linkSync(join(dir, 'one'), join(dir, 'two'));
@@ -65,12 +65,20 @@ describe('image store usage', () => {
       mkdirSync(join(dir, `d${d}`));
       for (let f = 0; f < 100; f++) writeFileSync(join(dir, `d${d}`, `f${f}`), 'x');
     }
-    let ranMeanwhile = false;
-    setImmediate(() => (ranMeanwhile = true));
-    const walked = treeUsage(dir);
-    expect(ranMeanwhile).toBe(false);
-    const big = await walked;
+    // Other work gets the thread between slices (none before the first: the walk starts at once),
+    // with 0 ms slices after about every entry; a walk that never yielded would leave turns at 0.
+    let turns = 0;
+    let ticking = true;
+    const tick = () => {
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const big = await treeUsage(dir, { sliceMs: 0 });
+    ticking = false;
     expect(big.inodes).toBe(2 + 50 + 5000);
-    expect(ranMeanwhile).toBe(true);
+    expect(turns).toBeGreaterThan(100);
+    // The default slices (2 ms) count the same.
+    expect(await treeUsage(dir)).toEqual(big);
   });
 });
