@@ -38,15 +38,18 @@ say() { printf '%s %s-keeper[%d]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$NAME"
 child=''
 stopping=0
 restart=0
+# Set by every trap: a trapped signal ends `wait` early with 128+its number, which is not CMD's status.
+interrupted=0
 on_stop() {
+  interrupted=1
   stopping=1
   [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
 }
 trap on_stop TERM INT
 # SIGHUP is libvirtd's reload: passed on, never the keeper's end (tini forwards it here).
-trap '[ -n "$child" ] && kill -HUP "$child" 2>/dev/null' HUP
+trap 'interrupted=1; [ -n "$child" ] && kill -HUP "$child" 2>/dev/null' HUP
 # SIGUSR1: a restart asked for (also cuts a restart delay short).
-trap 'restart=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' USR1
+trap 'interrupted=1; restart=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null' USR1
 
 delay=$MIN_DELAY
 quick=0
@@ -58,12 +61,19 @@ while :; do
   if [ -n "$PIDFILE" ]; then echo "$child" >"$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"; fi
   # A stop or restart asked for before $child was known: pass it on now.
   [ "$stopping" -eq 1 ] || [ "$restart" -eq 1 ] && kill -TERM "$child" 2>/dev/null
-  # A trapped signal ends `wait` early (status > 128): wait again until the child is gone.
+  # A trapped signal ends `wait` early: wait again, until a wait that no trap cut short gives
+  # CMD's own status (bash keeps it once it has reaped CMD; checking whether CMD still ran, as
+  # this did before, took the cut-short wait's 128+signal for CMD's when bash had reaped it
+  # first). 127 from a wait again: the last one had CMD's status already (the trap ran before it).
+  interrupted=0
   wait "$child"
   status=$?
-  while kill -0 "$child" 2>/dev/null; do
-    wait "$child"
-    status=$?
+  while [ "$interrupted" -eq 1 ]; do
+    interrupted=0
+    wait "$child" 2>/dev/null
+    again=$?
+    [ "$again" -eq 127 ] && break
+    status=$again
   done
   child=''
   lived=$((SECONDS - started))
