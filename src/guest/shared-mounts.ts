@@ -53,7 +53,7 @@ export function readOnlyView(src: string, dst: string): Promise<string> {
 const viewsInFlight = new Map<string, Promise<string>>();
 
 async function makeReadOnlyView(src: string, dst: string): Promise<string> {
-  if ((await mountsUnder(dst)).includes(dst)) return dst;
+  if (mountsUnder(dst).includes(dst)) return dst;
   await mkdir(dst, { recursive: true, mode: 0o700 });
   await mount(['--bind', src, dst]);
   await mount(['-o', 'remount,bind,ro', dst]);
@@ -72,11 +72,11 @@ export async function removeUnmounted(path: string): Promise<void> {
  */
 async function unmountTree(path: string): Promise<void> {
   for (let round = 0; round < 4; round++) {
-    const left = await mountsUnder(path);
+    const left = mountsUnder(path);
     if (left.length === 0) return;
     for (const p of left) await execa('umount', ['-l', p], { reject: false });
   }
-  const left = await mountsUnder(path);
+  const left = mountsUnder(path);
   if (left.length) throw new VmletError('internal', `cannot unmount ${left.join(', ')}; left in place (not removed)`);
 }
 

@@ -2,7 +2,7 @@
 // inodes a directory tree uses.
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mountPoints, mountsUnderSync } from './mountinfo.js';
+import { mountPoints, mountsUnder } from './mountinfo.js';
 
 /** The longest the walk holds the thread at a time. */
 const SLICE_MS = 2;
@@ -29,7 +29,7 @@ export async function treeUsage(dir: string, { skip = new Set<string>(), sliceMs
   let bytes = 0;
   let inodes = 0;
   const links = new Set<string>(); // files with more than one name: each counted once
-  const mounts = new Set(mountsUnderSync(dir).filter((p) => p !== dir));
+  const mounts = new Set(mountsUnder(dir).filter((p) => p !== dir));
   const stack = [dir];
   let slice = performance.now();
   while (stack.length > 0) {

@@ -13,6 +13,7 @@ import { createLogger } from '../../src/log.js';
 import { AgentClient, type CreateContainerParams, type ExitEvent } from '../../src/guest/agent-client.js';
 import { ROOT } from '../helpers/vmlet.js';
 import { waitFor } from '../helpers/wait.js';
+import { mountsUnder } from '../../src/util/mountinfo.js';
 
 const AGENT_SRC = join(ROOT, 'src/guest/agent');
 const CACHE = join(ROOT, '.cache/guest-agent');
@@ -51,15 +52,6 @@ function newestSource(): number {
 function buildAgent(): void {
   if (existsSync(BIN) && statSync(BIN).mtimeMs > newestSource()) return;
   execFileSync(join(AGENT_SRC, 'build.sh'), [BIN], { stdio: 'inherit', env: GO_ENV });
-}
-
-/** Paths mounted at or below dir, deepest first. */
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4]?.replace(/\\040/g, ' '))
-    .filter((p): p is string => !!p && (p === dir || p.startsWith(dir + '/')))
-    .reverse();
 }
 
 function cgroupParent(): string | undefined {

@@ -18,7 +18,7 @@ afterAll(async () => {
 describe('pod shared dir', () => {
   it('binds host dirs and files, read-only when asked; unbinding keeps the host data', async () => {
     await preparePodShare(share);
-    expect(await mountsUnder(share)).toEqual([share]);
+    expect(mountsUnder(share)).toEqual([share]);
     const vol = join(dir, 'volume');
     mkdirSync(vol);
     writeFileSync(join(vol, 'data.txt'), 'kept');
@@ -45,7 +45,7 @@ describe('pod shared dir', () => {
     expect(readFileSync(join(vol, 'data.txt'), 'utf8')).toBe('kept');
     expect(readFileSync(file, 'utf8')).toBe('127.0.0.1 localhost\n');
     await releasePodShare(share);
-    expect(await mountsUnder(share)).toEqual([]);
+    expect(mountsUnder(share)).toEqual([]);
     expect(existsSync(share)).toBe(false);
     expect(readFileSync(join(vol, 'data.txt'), 'utf8')).toBe('kept');
   });
@@ -55,7 +55,7 @@ describe('pod shared dir', () => {
     const vol = join(dir, 'v2');
     mkdirSync(vol);
     await expect(bindContainerMounts(share, 'c2', [{ hostPath: vol, readonly: false }, { hostPath: '/proc/self/nope\0', readonly: false }])).rejects.toThrow();
-    expect(await mountsUnder(join(share, 'c2'))).toEqual([]);
+    expect(mountsUnder(join(share, 'c2'))).toEqual([]);
     await releasePodShare(share);
   });
 
@@ -63,19 +63,22 @@ describe('pod shared dir', () => {
     const pods = join(dir, 'pods-state');
     const podShare = join(pods, 'pod-a', 'shared');
     await preparePodShare(podShare);
-    writeFileSync(join(pods, 'pod-a', 'own-state'), Buffer.alloc(64 * 1024, 1));
-    const before = await treeUsage(pods);
-    const vol = join(dir, 'big-volume');
-    mkdirSync(vol);
-    writeFileSync(join(vol, 'data'), Buffer.alloc(8 << 20, 1));
-    await bindContainerMounts(podShare, 'c3', [{ hostPath: vol, readonly: false }]);
-    expect(readFileSync(join(podShare, 'c3', '0', 'data')).length).toBe(8 << 20); // it is there, through the bind
-    const withVolume = await treeUsage(pods);
-    expect(withVolume.bytes).toBeGreaterThanOrEqual(64 * 1024);
-    expect(withVolume.bytes - before.bytes).toBeLessThan(1 << 20);
-    // What is not under a mount point still counts.
-    writeFileSync(join(pods, 'pod-a', 'more-state'), Buffer.alloc(2 << 20, 1));
-    expect((await treeUsage(pods)).bytes - withVolume.bytes).toBeGreaterThanOrEqual(2 << 20);
-    await releasePodShare(podShare);
+    try {
+      writeFileSync(join(pods, 'pod-a', 'own-state'), Buffer.alloc(64 * 1024, 1));
+      const before = await treeUsage(pods);
+      const vol = join(dir, 'big-volume');
+      mkdirSync(vol);
+      writeFileSync(join(vol, 'data'), Buffer.alloc(8 << 20, 1));
+      await bindContainerMounts(podShare, 'c3', [{ hostPath: vol, readonly: false }]);
+      expect(readFileSync(join(podShare, 'c3', '0', 'data')).length).toBe(8 << 20); // it is there, through the bind
+      const withVolume = await treeUsage(pods);
+      expect(withVolume.bytes).toBeGreaterThanOrEqual(64 * 1024);
+      expect(withVolume.bytes - before.bytes).toBeLessThan(1 << 20);
+      // What is not under a mount point still counts.
+      writeFileSync(join(pods, 'pod-a', 'more-state'), Buffer.alloc(2 << 20, 1));
+      expect((await treeUsage(pods)).bytes - withVolume.bytes).toBeGreaterThanOrEqual(2 << 20);
+    } finally {
+      await releasePodShare(podShare); // a failed check leaves no bind mount behind
+    }
   });
 });

@@ -2,18 +2,11 @@
 // run does not leave hundreds of vmlet-* dirs (VM disks, image stores) behind. A dir with a mount
 // point under it (a pod's shared dir still bound to a host path after a failure) is kept and
 // named instead: removing through a bind mount would delete the host side's files.
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { afterAll } from 'vitest';
 import { madeTempDirs } from '../helpers/vmlet.js';
-
-function mountsUnder(dir: string): string[] {
-  // mountinfo field 5 is the mount point (octal escapes for spaces; temp dirs have none).
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p === dir || p.startsWith(dir + '/'));
-}
+import { mountsUnder } from '../../src/util/mountinfo.js';
 
 afterAll(() => {
   for (const dir of madeTempDirs) {
