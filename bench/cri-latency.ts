@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import { execa } from 'execa';
-import { call, madeTempDirs, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { call, removeTempDirs, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { startContainerd, type TestContainerd } from '../test/helpers/containerd.js';
 import { waitFor } from '../test/helpers/wait.js';
@@ -372,7 +372,7 @@ async function main(): Promise<void> {
     // Every cgroup mount: runc also makes the pods' cgroups in name=systemd and a hybrid host's cgroup2.
     const roots = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')).filter((f) => /^cgroup2?$/.test(f[f.indexOf('-') + 1] ?? '')).map((f) => f[4]!);
     removeCreated(roots.map((r) => join(r, CGROUP_TOP)).filter((d) => existsSync(d)));
-    for (const d of madeTempDirs) rmSync(d, { recursive: true, force: true });
+    removeTempDirs('cri-latency');
   }
 }
 

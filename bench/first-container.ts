@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
 import { parseCriLogLine } from '../src/stream/cri-log.js';
-import { ROOT, call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { ROOT, call, parseLogLines, removeTempDirs, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { startRegistry, testImages } from '../test/helpers/registry.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { nodeFileLayers } from './node-file-layers.js';
@@ -118,5 +118,6 @@ try {
 } finally {
   await v?.stop();
   await reg.stop();
+  removeTempDirs('first-container'); // vmlet's state (its images-ro mount) and the layers
 }
 process.exit(0);

@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util';
 import { READY_MARKER } from '../test/helpers/guest.js';
 import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../test/helpers/registry.js';
 import { stopVmSuite, vmletConfig, waitForConsoleLine } from '../test/helpers/vm-suite.js';
-import { call, madeTempDirs, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { call, removeTempDirs, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { CallStats, cpuTicks, fdKinds, loadAvg, pct, poll, sleep, type PolledPod } from './kubelet-poll.js';
 import { countLeftovers, makePodCgroup, podCgroupDirs, podCgroupProcs, removePodCgroup, type LeftoverScope } from './leftovers.js';
@@ -362,7 +362,7 @@ async function main(): Promise<void> {
       // never made
     }
     rmSync(join('/var/lib/cni/networks', CNI_NETWORK), { recursive: true, force: true });
-    for (const d of madeTempDirs) rmSync(d, { recursive: true, force: true });
+    removeTempDirs('load');
   }
 }
 

@@ -1,7 +1,7 @@
 // Starts the real `vmlet serve` (built dist/) on a temporary socket and talks to it with a
 // gRPC client generated from proto/api.proto.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { loadCri } from '../../src/grpc/cri-proto.js';
 import type { RuntimeServiceClient } from '../../src/gen/runtime/v1/RuntimeService.js';
 import type { ImageServiceClient } from '../../src/gen/runtime/v1/ImageService.js';
 import { waitFor } from './wait.js';
+import { mountsUnder } from '../../src/util/mountinfo.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = join(ROOT, 'dist/main.js');
@@ -76,6 +77,27 @@ export function tempDir(prefix = 'vmlet-test-'): string {
   chmodSync(dir, 0o711);
   madeTempDirs.add(dir);
   return dir;
+}
+
+/**
+ * Removes the temp dirs tempDir() made (test/setup/cleanup.ts after each test file, benchmarks at
+ * their end). One with a mount point under it (a pod's shared dir still bound to a host path
+ * after a failure) is kept and named instead: removing through a bind mount would delete the
+ * host side's files.
+ */
+export function removeTempDirs(who = 'test cleanup'): void {
+  for (const dir of madeTempDirs) {
+    // The image tree's read-only view (<stateDir>/images-ro, for virtiofs) is vmlet's, made once
+    // per state dir and left for its VMs: read-only, so unmounting it here is always safe.
+    for (const p of mountsUnder(dir)) if (p.endsWith('/images-ro')) spawnSync('umount', ['-l', p]);
+    const mounted = mountsUnder(dir);
+    if (mounted.length) {
+      console.warn(`${who}: kept ${dir}: still mounted under it: ${mounted.join(', ')}`);
+      continue;
+    }
+    rmSync(dir, { recursive: true, force: true });
+    madeTempDirs.delete(dir);
+  }
 }
 
 export function clients(socket: string): { runtime: RuntimeServiceClient; image: ImageServiceClient } {
