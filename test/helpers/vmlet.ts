@@ -60,6 +60,8 @@ export interface StartOptions {
   allowAnnotations?: string[];
   /** A command vmlet runs under (its argv is appended), e.g. unshare to give it a mount namespace of its own. */
   wrap?: string[];
+  /** The log message startVmlet waits for (default: the CRI socket is served). */
+  readyLine?: string;
 }
 
 /** The config lines that allow `names` for the vmlet handler ('' for none). */
@@ -139,12 +141,10 @@ export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess>
   const died = exited.then((code) => {
     throw new Error(`vmlet exited with ${code} before listening:\n${logLines.join('\n')}`);
   });
-  await Promise.race([
-    died,
-    waitFor(`vmlet to listen on ${socket}`, () => existsSync(socket) && logLines.some((l) => l.includes('CRI server listening')), {
-      timeoutMs: 20_000,
-    }),
-  ]);
+  const ready = opts.readyLine
+    ? waitFor(`vmlet to log "${opts.readyLine}"`, () => logLines.some((l) => l.includes(opts.readyLine!)), { timeoutMs: 20_000, intervalMs: 5 })
+    : waitFor(`vmlet to listen on ${socket}`, () => existsSync(socket) && logLines.some((l) => l.includes('CRI server listening')), { timeoutMs: 20_000 });
+  await Promise.race([died, ready]);
   died.catch(() => undefined); // it may still reject later, on a normal stop
   const c = clients(socket);
   return {
@@ -156,6 +156,11 @@ export async function startVmlet(opts: StartOptions = {}): Promise<VmletProcess>
       return exited;
     },
   };
+}
+
+/** How a vmlet process ended and its last log lines: the message of a check on its exit. */
+export function exitReport(v: VmletProcess): string {
+  return `vmlet exit code ${v.proc.exitCode}, signal ${v.proc.signalCode}; its last log lines:\n${v.logLines.slice(-15).join('\n')}`;
 }
 
 /** Promise form of a unary client call. */

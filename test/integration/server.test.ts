@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as Status, type Client, type ServiceError } from '@grpc/grpc-js';
-import { call, failure, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, exitReport, failure, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { VersionResponse__Output } from '../../src/gen/runtime/v1/VersionResponse.js';
 import type { StatusResponse__Output } from '../../src/gen/runtime/v1/StatusResponse.js';
 import type { RuntimeConfigResponse__Output } from '../../src/gen/runtime/v1/RuntimeConfigResponse.js';
@@ -173,14 +173,24 @@ describe('vmlet serve, socket handling and shutdown', () => {
 
   it('shuts down on SIGTERM: exit 0 and the socket is removed', async () => {
     const v = await startVmlet();
-    expect(await v.stop('SIGTERM')).toBe(0);
+    expect(await v.stop('SIGTERM'), exitReport(v)).toBe(0);
     expect(existsSync(v.socket)).toBe(false);
     expect(parseLogLines(v.logLines).some((l) => l.msg === 'vmlet stopped')).toBe(true);
   });
 
   it('shuts down on SIGINT too', async () => {
     const v = await startVmlet();
-    expect(await v.stop('SIGINT')).toBe(0);
+    expect(await v.stop('SIGINT'), exitReport(v)).toBe(0);
+    expect(existsSync(v.socket)).toBe(false);
+  });
+
+  it('a SIGTERM while it starts is kept: the start ends, then the stop, exit 0 and no socket left', async () => {
+    // Sent at its first line, well before the socket: the default action would end it at once.
+    const v = await startVmlet({ readyLine: 'vmlet starting' });
+    expect(await v.stop('SIGTERM'), exitReport(v)).toBe(0);
+    const msgs = parseLogLines(v.logLines).map((l) => l.msg);
+    expect(msgs.indexOf('CRI server listening')).toBeGreaterThan(-1);
+    expect(msgs.indexOf('vmlet stopped')).toBeGreaterThan(msgs.indexOf('CRI server listening'));
     expect(existsSync(v.socket)).toBe(false);
   });
 
