@@ -23,28 +23,10 @@ import { PodVmPool } from './pod/podvm-pool.js';
 import { StreamServer, streamingListenOptions } from './stream/server.js';
 import { RUNTIME_VERSION } from './version.js';
 import { LOW_OPEN_FILES, openFilesLimit } from './util/open-files.js';
-
-/**
- * The first SIGTERM or SIGINT, heard from the start on and for the whole run: one that comes
- * while vmlet starts is kept (the stop follows the start) rather than ending vmlet with the
- * signal's default action, and a second one during the stop is logged, not fatal.
- */
-function stopSignal(log: Logger): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    let first: NodeJS.Signals | undefined;
-    const on = (signal: NodeJS.Signals) => {
-      if (first) log.info({ signal, first }, 'already shutting down');
-      else {
-        first = signal;
-        resolve(signal);
-      }
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
-}
+import { stopSignal } from './util/stop-signal.js';
 
 export async function serve(config: Config, configFile: string | undefined, log: Logger): Promise<number> {
+  // From the first line: a signal during the start is kept, and the stop follows the start.
   const stopping = stopSignal(log);
   log.info({ version: RUNTIME_VERSION, configFile: configFile ?? null, pid: process.pid }, 'vmlet starting');
   const files = openFilesLimit();

@@ -10,6 +10,7 @@ import type { Logger } from './log.js';
 import { PodStateStore, type ContainerRecord, type SandboxRecord } from './pod/records.js';
 import { ANNOTATIONS } from './vm/annotations.js';
 import { existingVncSocket } from './vm/vnc-socket.js';
+import { stopSignal } from './util/stop-signal.js';
 
 /** What the command's user did wrong or what is missing: a message for them and the exit code. */
 export class VncError extends Error {
@@ -207,11 +208,7 @@ export async function runVnc(cmd: VncCommand, log: Logger, out: NodeJS.WritableS
   const shown = a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
   out.write(`vmlet vnc: pod ${label(t.sandbox)}, domain ${t.container.domainName}: VNC display on ${shown} (e.g. vncviewer ${a.host.includes(':') ? `[${a.host}]` : a.host}::${a.port}); Ctrl-C ends it\n`);
   if (!isLoopback(a.host)) out.write('vmlet vnc: warning: not loopback, and the display has no password: anyone who reaches this port gets the console\n');
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  await stopSignal(log);
   await proxy.close();
   return 0;
 }
