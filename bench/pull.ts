@@ -20,6 +20,11 @@
 //     --real         layer contents from this node's own files (/usr/lib, /usr/share, /usr/bin: they
 //                    compress ~3:1 as an image's do) instead of random bytes (stored as is by gzip
 //                    and zstd, so decompressing costs next to nothing)
+//     --containerd   also pull with containerd 1.6's CRI (test/helpers/containerd.ts, overlayfs),
+//                    cold (a fresh containerd) and warm: the pull a kubelet gets from the node's
+//                    ordinary runtime, which also decompresses every layer (and writes its files)
+//     --threads      print each vmlet pull's CPU by thread (main, the worker threads it started, the
+//                    rest) and its minor page faults: where a cold pull's extra time goes
 //     --poll         ask vmlet ListPodSandbox and ListImages back to back (one call in flight) for
 //                    2 s before the pulls and during each vmlet pull: the latency the kubelet's
 //                    polling sees while a pull runs, against the same calls idle
@@ -39,6 +44,7 @@ import { Header } from 'tar';
 import { call, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { startSlowProxy } from '../test/helpers/slow-proxy.js';
+import { startContainerd, type TestContainerd } from '../test/helpers/containerd.js';
 import { profiled, profileWritten, toggleProfilers } from './profiler.js';
 import { CallStats, procStatus as statusField, sleep } from './kubelet-poll.js';
 
@@ -61,8 +67,10 @@ const settleS = opt('--settle') === undefined ? undefined : Number(opt('--settle
 const pauseS = Number(opt('--pause') ?? 0);
 const zstd = flag('--zstd');
 const real = flag('--real');
+const withContainerd = flag('--containerd');
+const threads = flag('--threads');
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--zstd] [--real] [--trace] [--drop-caches] [--profile DIR] [--poll] [--pause S] [--settle S]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--zstd] [--real] [--trace] [--drop-caches] [--profile DIR] [--poll] [--pause S] [--settle S] [--containerd] [--threads]');
   process.exit(2);
 }
 
@@ -231,6 +239,26 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
+function minorFaults(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
+}
+
+/** utime + stime of each thread of a process (ms), by thread id. */
+function taskCpu(pid: number): Map<string, { comm: string; ms: number }> {
+  const m = new Map<string, { comm: string; ms: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+      const f = st.split(') ')[1]!.split(' ');
+      m.set(tid, { comm, ms: ((Number(f[11]) + Number(f[12])) * 1000) / 100 });
+    } catch {
+      /* gone */
+    }
+  }
+  return m;
+}
+
 interface Sample extends Status { t: number }
 
 function sampler(pid: number, t0: number, everyMs = 50): { samples: Sample[]; stop(): void } {
@@ -276,6 +304,8 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
   const pid = vm.proc.pid!;
   const idle = procStatus(pid);
   const cpu0 = cpuMs(pid);
+  const tasks0 = taskCpu(pid);
+  const flt0 = minorFaults(pid);
   const logFrom = vm.logLines.length;
   const wall0 = Date.now();
   const t0 = performance.now();
@@ -292,6 +322,15 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
   if (polling) printPolls(`${name}, during the pull`, await polling.stop());
   const end = procStatus(pid);
   const cpu = cpuMs(pid) - cpu0;
+  if (threads) {
+    // A thread new since the pull began is one of the pull's worker threads (download, scan).
+    const tasks1 = taskCpu(pid);
+    const cpuOf = [...tasks1].map(([tid, t]) => ({ tid, ms: t.ms - (tasks0.get(tid)?.ms ?? 0), fresh: !tasks0.has(tid) })).filter((t) => t.ms > 0);
+    const main = cpuOf.find((t) => t.tid === String(pid));
+    const fresh = cpuOf.filter((t) => t.fresh);
+    const rest = cpuOf.filter((t) => !t.fresh && t !== main).reduce((a, t) => a + t.ms, 0);
+    console.log(`  ${name}: CPU by thread (ms): main ${main?.ms ?? 0}; ${fresh.length ? `started by this pull ${fresh.map((t) => t.ms).join(', ')}` : 'no thread started'}; others (V8 platform, libuv pool, workers from before) ${rest}; minor page faults ${minorFaults(pid) - flt0}`);
+  }
   if (profileDir) {
     toggleProfilers([vm.proc]);
     const file = await profileWritten(profileDir, 'pull', vm.proc);
@@ -377,6 +416,19 @@ async function pullWithSkopeo(_reg: { host: string }, ref: string, bytes: number
   }
 }
 
+/** One CRI pull by containerd (fetch, then unpack into its overlayfs snapshots), then RemoveImage. */
+async function pullWithContainerd(name: string, ctr: TestContainerd, ref: string, bytes: number): Promise<Row> {
+  const pid = ctr.pid()!;
+  const cpu0 = cpuMs(pid);
+  const before = procStatus(pid);
+  const t0 = performance.now();
+  const imageRef = (await call<object, { image_ref: string }>(ctr.image, 'PullImage', { image: { image: ref } })).image_ref;
+  const wallMs = performance.now() - t0;
+  const row: Row = { name, wallMs, bytes, cpuMs: cpuMs(pid) - cpu0, idleRssKiB: before.rss, hwmKiB: procStatus(pid).hwm };
+  await call(ctr.image, 'RemoveImage', { image: { image: imageRef } });
+  return row;
+}
+
 // ---------------------------------------------------------------- main
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -452,6 +504,16 @@ async function main(): Promise<void> {
       : row.hwmKiB !== undefined ? `max RSS ${mib(row.hwmKiB)} MiB` : '';
     console.log(`${run.padEnd(10)}: ${sec(row.wallMs)} s, ${mbps(row.bytes, row.wallMs)} MB/s${extra}; ${mem}`);
   }
+  if (withContainerd) {
+    // After vmlet's runs, so its daemon takes no CPU from them; the same registry and ref.
+    const ctr = await startContainerd({ registry: reg });
+    cleanups.push(() => ctr.stop());
+    for (const run of ['containerd cold', 'containerd warm'] as const) {
+      const row = await pullWithContainerd(run, ctr, pullRef, layout.totalBytes);
+      rows.push(row);
+      console.log(`${run.padEnd(10)}: ${sec(row.wallMs)} s, ${mbps(row.bytes, row.wallMs)} MB/s; cpu ${sec(row.cpuMs!)} s, containerd HWM ${mib(row.hwmKiB!)} MiB`);
+    }
+  }
   if (settleS !== undefined) {
     await sleep(settleS * 1000);
     const st = procStatus(vm.proc.pid!);
@@ -478,6 +540,12 @@ async function main(): Promise<void> {
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   console.log(line(head));
   for (const row of table) console.log(line(row));
+  const wall = (name: string) => rows.find((r) => r.name === name)?.wallMs;
+  const ratios = (['skopeo', 'containerd cold', 'containerd warm'] as const).flatMap((ref) => {
+    const r = wall(ref);
+    return r === undefined ? [] : [`vs ${ref}: warm ${(r / wall('vmlet warm')!).toFixed(2)}, cold ${(r / wall('vmlet cold')!).toFixed(2)}`];
+  });
+  console.log(`throughput ratio vmlet / reference (>1: vmlet faster): ${ratios.join('; ')}`);
   console.log(`(${(layout.totalBytes / MiB).toFixed(1)} MiB compressed; vmlet dl = request → last 'layer stored' log line, scan = the rest: decompression + tar walk + diff_id check; skopeo HWM from /usr/bin/time -v)`);
 }
 
