@@ -11,21 +11,18 @@
 // the boot's ("pod VM ready" bootMs). With the two in turn, the fresh CreateContainer would be
 // about again's CreateContainer + the unpack ("in turn" below).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createHash, randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { loadavg } from 'node:os';
-import { parseCriLogLine } from '../src/stream/cri-log.js';
 import { ROOT, call, parseLogLines, removeTempDirs, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { startRegistry, testImages } from '../test/helpers/registry.js';
-import { waitFor } from '../test/helpers/wait.js';
 import { nodeFileLayers } from './node-file-layers.js';
+import { FIRST_LINE, FIRST_LINE_COMMAND, removePod, startPod } from './pod-run.js';
 
 const args = process.argv.slice(2);
 const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : 3;
 const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
-const FIRST_LINE = 'first-line';
 const work = tempDir('vmlet-bench-first-');
 const logRoot = join(work, 'logs');
 
@@ -58,37 +55,10 @@ function buildLayout(dir: string): { entries: number; compressed: number } {
   return { entries: extra.reduce((a, l) => a + l.entries, 0), compressed: extra.reduce((a, l) => a + l.size, 0) };
 }
 
-interface PodRun {
-  pod: string;
-  create: number;
-  total: number;
-}
-
-async function firstLinePod(v: VmletProcess, image: string, name: string): Promise<PodRun> {
-  const rt = <T>(m: string, req: object) => call<object, T>(v.runtime, m, req);
-  const uid = randomBytes(8).toString('hex');
-  const logDir = join(logRoot, uid);
-  mkdirSync(logDir, { recursive: true });
-  const config = { metadata: { name, namespace: 'bench', uid, attempt: 0 }, hostname: name, log_directory: logDir };
-  const t0 = performance.now();
-  const { pod_sandbox_id: pod } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
-  const t1 = performance.now();
-  const { container_id: container } = await rt<{ container_id: string }>('CreateContainer', {
-    pod_sandbox_id: pod,
-    config: { metadata: { name: 'c', attempt: 0 }, image: { image }, log_path: 'c_0.log', command: ['sh', '-c', `echo ${FIRST_LINE}; sleep 3600`] },
-    sandbox_config: config,
-  });
-  const create = performance.now() - t1;
-  await rt('StartContainer', { container_id: container });
-  const log = join(logDir, 'c_0.log');
-  const hasLine = () => existsSync(log) && readFileSync(log, 'utf8').split('\n').filter(Boolean).some((l) => parseCriLogLine(l).content === FIRST_LINE);
-  await waitFor(`${FIRST_LINE} in ${log}`, hasLine, { timeoutMs: 300_000, intervalMs: 5 });
-  return { pod, create, total: performance.now() - t0 };
-}
-
-async function removePod(v: VmletProcess, pod: string): Promise<void> {
-  await call(v.runtime, 'StopPodSandbox', { pod_sandbox_id: pod });
-  await call(v.runtime, 'RemovePodSandbox', { pod_sandbox_id: pod });
+/** A pod of `image` printing FIRST_LINE (bench/pod-run.ts): its CreateContainer and its whole start. */
+async function firstLinePod(v: VmletProcess, image: string, name: string): Promise<{ pod: string; create: number; total: number }> {
+  const r = await startPod(v.runtime, { name, handler: 'vmlet', image, logRoot, command: FIRST_LINE_COMMAND, marker: FIRST_LINE, timeoutMs: 300_000 });
+  return { pod: r.pod, create: r.phases.CreateContainer!, total: r.phases.total! };
 }
 
 const reg = await startRegistry();
@@ -112,7 +82,7 @@ try {
     const again = await firstLinePod(vm, image, `again-${r}`);
     const inTurn = again.create + unpacked;
     console.log(`${String(r).padStart(5)}  ${ms(fresh.create).padStart(22)} ${ms(fresh.total).padStart(14)} | ${ms(unpacked).padStart(6)} ${ms(boot).padStart(6)} | ${ms(again.create).padStart(22)} ${ms(again.total).padStart(14)} | ${ms(inTurn).padStart(24)}  ${(fresh.create / inTurn).toFixed(2)}`);
-    for (const p of [fresh.pod, again.pod]) await removePod(vm, p);
+    for (const p of [fresh.pod, again.pod]) await removePod(vm.runtime, p);
     await call(vm.image, 'RemoveImage', { image: { image } });
   }
 } finally {

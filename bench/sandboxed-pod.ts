@@ -21,20 +21,18 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { decideAccel, probeHost } from '../src/vm/accel.js';
-import { parseCriLogLine } from '../src/stream/cri-log.js';
-import { ROOT, call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
+import { call, parseLogLines, removeTempDirs, ROOT, startVmlet, tempDir, type VmletProcess } from '../test/helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { startContainerd } from '../test/helpers/containerd.js';
 import { waitFor } from '../test/helpers/wait.js';
+import { FIRST_LINE, removePod, startPod as startPodIn, type PodToRun } from './pod-run.js';
 
 const { values: opts } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const N = Number(opts.runs);
 if (!Number.isInteger(N) || N < 1) throw new Error(`--runs ${opts.runs}: a positive integer`);
 const KIT_SRC = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
-const FIRST_LINE = 'first-line';
 const COMMAND = ['sh', '-c', `echo ${FIRST_LINE}; sleep 3600`];
 const logRoot = tempDir('vmlet-bench-sbx-logs-');
 
@@ -56,10 +54,6 @@ function printPhases(title: string, p: Phases): void {
 }
 
 // --- files ----------------------------------------------------------------------------------
-function criLogHas(path: string, content: string): boolean {
-  if (!existsSync(path)) return false;
-  return readFileSync(path, 'utf8').split('\n').some((l) => l && parseCriLogLine(l).content.replace(/\r+$/, '') === content);
-}
 const rssKiB = (pid: number) => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 /** When the process started, as Date.now() (clock-tick resolution, 10 ms). */
 function processStartMs(pid: number): number {
@@ -138,56 +132,8 @@ function watchConsole(podsDir: string, markers: string[]) {
   return { seen, text: () => text, stop: () => clearInterval(timer) };
 }
 
-// --- CRI pods ---------------------------------------------------------------------------------
-interface PodRun {
-  pod: string;
-  container: string;
-  log: string;
-  phases: Record<string, number>;
-}
-
-/** RunPodSandbox → CreateContainer → StartContainer → the first log line, timed per call. */
-async function startPod(runtime: unknown, o: { name: string; handler: string; image: string; annotations?: Record<string, string>; command?: string[]; marker: string; linux?: boolean }): Promise<PodRun> {
-  const rt = <T>(m: string, req: object) => call<object, T>(runtime, m, req);
-  const uid = randomBytes(8).toString('hex');
-  const logDir = join(logRoot, uid);
-  mkdirSync(logDir, { recursive: true });
-  const config = {
-    metadata: { name: o.name, namespace: 'bench', uid, attempt: 0 },
-    hostname: o.name,
-    log_directory: logDir,
-    annotations: o.annotations ?? {},
-    ...(o.linux ? { linux: {} } : {}),
-  };
-  const phases: Record<string, number> = {};
-  const t0 = performance.now();
-  let t = t0;
-  const lap = (k: string) => {
-    const now = performance.now();
-    phases[k] = now - t;
-    t = now;
-  };
-  const { pod_sandbox_id: pod } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: o.handler });
-  lap('RunPodSandbox');
-  const { container_id: container } = await rt<{ container_id: string }>('CreateContainer', {
-    pod_sandbox_id: pod,
-    config: { metadata: { name: 'c', attempt: 0 }, image: { image: o.image }, log_path: 'c_0.log', ...(o.command ? { command: o.command } : {}), ...(o.linux ? { linux: {} } : {}) },
-    sandbox_config: config,
-  });
-  lap('CreateContainer');
-  await rt('StartContainer', { container_id: container });
-  lap('StartContainer');
-  const log = join(logDir, 'c_0.log');
-  await waitFor(`${o.marker} in ${log}`, () => (o.marker === FIRST_LINE ? criLogHas(log, o.marker) : existsSync(log) && readFileSync(log, 'utf8').includes(o.marker)), { timeoutMs: 180_000, intervalMs: 5 });
-  lap(o.marker === FIRST_LINE ? 'first log line' : `${o.marker} in log`);
-  phases.total = performance.now() - t0;
-  return { pod, container, log, phases };
-}
-
-async function removePod(runtime: unknown, pod: string): Promise<void> {
-  await call(runtime, 'StopPodSandbox', { pod_sandbox_id: pod });
-  await call(runtime, 'RemovePodSandbox', { pod_sandbox_id: pod });
-}
+// --- CRI pods: bench/pod-run.ts -----------------------------------------------------------------
+const startPod = (runtime: unknown, o: Omit<PodToRun, 'logRoot'>) => startPodIn(runtime, { ...o, logRoot });
 
 /** ExecSync `echo hi`: 3 warm-ups, then 30 timed; `wrong` counts answers other than exit 0 and "hi\n". */
 async function execLatency(runtime: unknown, container: string): Promise<{ ms: number[]; wrong: string[] }> {
@@ -438,6 +384,7 @@ async function main(): Promise<void> {
     }
     await reg.stop();
     rmSync(kit, { recursive: true, force: true });
+    removeTempDirs('sandboxed-pod'); // vmlet's state dir (its images-ro mount), the logs, the layouts
   }
 }
 
