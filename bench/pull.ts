@@ -239,6 +239,11 @@ function cpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
+function userSys(pid: number): { user: number; sys: number } {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
+
 function minorFaults(pid: number): number {
   return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
 }
@@ -306,6 +311,7 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
   const cpu0 = cpuMs(pid);
   const tasks0 = taskCpu(pid);
   const flt0 = minorFaults(pid);
+  const us0 = userSys(pid);
   const logFrom = vm.logLines.length;
   const wall0 = Date.now();
   const t0 = performance.now();
@@ -329,7 +335,7 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
     const main = cpuOf.find((t) => t.tid === String(pid));
     const fresh = cpuOf.filter((t) => t.fresh);
     const rest = cpuOf.filter((t) => !t.fresh && t !== main).reduce((a, t) => a + t.ms, 0);
-    console.log(`  ${name}: CPU by thread (ms): main ${main?.ms ?? 0}; ${fresh.length ? `started by this pull ${fresh.map((t) => t.ms).join(', ')}` : 'no thread started'}; others (V8 platform, libuv pool, workers from before) ${rest}; minor page faults ${minorFaults(pid) - flt0}`);
+    console.log(`  ${name}: CPU by thread (ms): main ${main?.ms ?? 0}; ${fresh.length ? `started by this pull ${fresh.map((t) => t.ms).join(', ')}` : 'no thread started'}; others (V8 platform, libuv pool, workers from before) ${rest}; minor page faults ${minorFaults(pid) - flt0}; user ${userSys(pid).user - us0.user} ms, system ${userSys(pid).sys - us0.sys} ms`);
   }
   if (profileDir) {
     toggleProfilers([vm.proc]);
