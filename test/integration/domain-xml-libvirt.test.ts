@@ -176,6 +176,26 @@ describe(`domain XML accepted by libvirt (domain type ${accel.domainType})`, () 
     expect(await accept('kernel', { 'vmlet.io/kernel-args': 'vmlet.test=1' }, { boot })).toContain(`<cmdline>${g.cmdline} vmlet.test=1</cmdline>`);
   });
 
+  it.each(['q35', 'pc'])('a NIC on %s: QEMU gets no option ROM for it (romfile empty: no iPXE to run at every boot)', async (machine) => {
+    const tap = `vmt-${randomBytes(5).toString('hex')}`;
+    const nics = [{ tap, mac: '02:00:00:12:34:56', mtu: 1400 }];
+    const { name, xml } = render(`nic-${machine}`, { 'vmlet.io/machine': machine }, { nics });
+    if (!virtXmlValidateMissing) validateDomainXml(name, xml);
+    defined.add(name);
+    await lv.defineDomain(xml);
+    await lv.startDomain(name);
+    try {
+      const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
+      const nicArg = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').find((a) => a.includes('virtio-net-pci'));
+      expect(nicArg, 'the virtio-net-pci -device argument').toBeDefined();
+      expect(nicArg).toMatch(/"romfile":""|romfile=(,|$)/);
+    } finally {
+      await lv.destroyDomain(name);
+      await undefine(name);
+      defined.delete(name);
+    }
+  });
+
   it('microvm: libvirt 9.0 and QEMU 7.2 accept and start it (virtio-mmio devices, no USB controller)', async () => {
     const g = kernelGuest();
     const boot = { kind: 'kernel' as const, kernel: g.kernel, initrd: g.initrd, cmdline: g.cmdline };

@@ -334,13 +334,15 @@ describe('network cards and the cloud-init seed', () => {
   const nicEl = (...extra: XmlElement[]) =>
     el('interface', { type: 'ethernet' }, el('mac', { address: '02:ab:12:cd:34:ef' }), el('target', { dev: 'vmt-ab12cd34ef56' }), el('model', { type: 'virtio' }), el('mtu', { size: '1450' }), ...extra);
 
-  it('renders a tap NIC with the pod MAC and MTU', () => {
-    expect(one(dom({}, { nics: [nic] }), 'devices/interface')).toEqual(nicEl());
+  const NO_ROM = el('rom', { enabled: 'no' });
+
+  it('renders a tap NIC with the pod MAC and MTU, without the network-boot option ROM', () => {
+    expect(one(dom({}, { nics: [nic] }), 'devices/interface')).toEqual(nicEl(NO_ROM));
     expect(descendants(dom(), 'interface')).toEqual([]);
   });
 
   it('nicXml: the same <interface> alone, as lines (virtio-mmio on microvm)', () => {
-    expect(tree(nicXml(nic).join('\n'))).toEqual(nicEl());
+    expect(tree(nicXml(nic).join('\n'))).toEqual(nicEl(NO_ROM));
     expect(nicXml(nic).length).toBeGreaterThan(1);
     expect(tree(nicXml(nic, 'microvm').join('\n'))).toEqual(nicEl(MMIO));
   });
