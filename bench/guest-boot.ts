@@ -14,6 +14,7 @@ import { Libvirt } from '../src/vm/libvirt.js';
 import { decideAccel, probeHost } from '../src/vm/accel.js';
 import { kernelGuest, kernelGuestXml, READY_MARKER } from '../test/helpers/guest.js';
 import { waitFor } from '../test/helpers/wait.js';
+import { mib, split } from './qemu-memory.js';
 
 const runs = Number(process.argv[2] ?? 5);
 const memoryMiB = Number(process.argv[3] ?? 256);
@@ -28,33 +29,10 @@ interface MemSplit {
   fileMiB: number;
 }
 
-/** Splits QEMU's RSS by mapping: the guest-RAM mapping (size ≈ guest memory), the TCG code cache
- *  (the large rwx anonymous mapping), and the rest, which is what QEMU itself costs. */
+/** QEMU's RSS split by mapping (bench/qemu-memory.ts), in MiB. */
 function qemuMemory(pid: number, guestMiB: number): MemSplit {
-  const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n');
-  let total = 0, guest = 0, tcg = 0, file = 0;
-  let sizeKiB = 0, perms = '', inode = '0';
-  for (const line of smaps) {
-    const head = /^[0-9a-f]+-[0-9a-f]+\s+(\S+)\s+\S+\s+\S+\s+(\d+)/.exec(line);
-    if (head) {
-      perms = head[1]!;
-      inode = head[2]!;
-      continue;
-    }
-    const size = /^Size:\s+(\d+) kB/.exec(line);
-    if (size) sizeKiB = Number(size[1]);
-    const rss = /^Rss:\s+(\d+) kB/.exec(line);
-    if (rss) {
-      const kib = Number(rss[1]);
-      total += kib;
-      const anon = inode === '0';
-      if (anon && sizeKiB >= guestMiB * 1024 && sizeKiB <= guestMiB * 1024 + 4096 && !perms.includes('x')) guest += kib;
-      else if (anon && perms.startsWith('rwx')) tcg += kib;
-      else if (!anon) file += kib;
-    }
-  }
-  const mib = (k: number) => Math.round(k / 102.4) / 10;
-  return { rssMiB: mib(total), guestRamMiB: mib(guest), tcgCacheMiB: mib(tcg), qemuAnonMiB: mib(total - guest - tcg - file), fileMiB: mib(file) };
+  const q = split(pid, guestMiB);
+  return { rssMiB: mib(q.rss), guestRamMiB: mib(q.guestRam), tcgCacheMiB: mib(q.tcg), qemuAnonMiB: mib(q.anon), fileMiB: mib(q.file) };
 }
 
 /** CPU time (ms) QEMU used so far: utime + stime from /proc/<pid>/stat. */

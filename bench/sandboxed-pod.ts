@@ -28,6 +28,7 @@ import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/regi
 import { startContainerd } from '../test/helpers/containerd.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { FIRST_LINE, removePod, startPod as startPodIn, type PodToRun } from './pod-run.js';
+import { mib, split } from './qemu-memory.js';
 
 const { values: opts } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const N = Number(opts.runs);
@@ -64,37 +65,10 @@ function processStartMs(pid: number): number {
   const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
   return Date.now() - (uptime - startTicks / hz) * 1000;
 }
-/**
- * A QEMU process's RSS by mapping (/proc/<pid>/smaps), KiB: the guest's RAM (the anonymous mapping
- * of the guest's size), TCG's code buffer (anonymous, executable), the kernel file QEMU mapped to
- * load it (its private dirty part apart: the rest is page cache, shared by every pod's QEMU), and
- * everything else.
- */
+/** A QEMU process's RSS by mapping (bench/qemu-memory.ts), with the kernel file it mapped apart. */
 function rssBreakdown(pid: number, guestKiB: number): string {
-  const sums = { guestRam: 0, tcg: 0, kernelFile: 0, kernelFileDirty: 0, other: 0 };
-  let cat: keyof typeof sums = 'other';
-  let size = 0;
-  let hdr = '';
-  for (const l of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const h = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \d+\s*(.*)$/.exec(l);
-    if (h) {
-      hdr = l;
-      cat = 'other';
-      continue;
-    }
-    const f = /^(\w+):\s+(\d+) kB/.exec(l);
-    if (!f) continue;
-    const [, key, val] = f;
-    const perms = hdr.split(' ')[1] ?? '';
-    const path = hdr.split(/\s+/).slice(5).join(' ');
-    if (key === 'Size') {
-      size = Number(val);
-      cat = path === '' && size === guestKiB ? 'guestRam' : path === '' && perms.includes('x') && size >= 32 * 1024 ? 'tcg' : path.endsWith('/vmlinux') ? 'kernelFile' : 'other';
-    } else if (key === 'Rss') sums[cat] += Number(val);
-    else if (key === 'Private_Dirty' && cat === 'kernelFile') sums.kernelFileDirty += Number(val);
-  }
-  const m = (k: number) => `${(k / 1024).toFixed(1)}`;
-  return `guest RAM ${m(sums.guestRam)} MiB, TCG code buffer ${m(sums.tcg)} MiB, mapped vmlinux ${m(sums.kernelFile)} MiB (${m(sums.kernelFileDirty)} private dirty), rest ${m(sums.other)} MiB`;
+  const q = split(pid, guestKiB / 1024);
+  return `guest RAM ${mib(q.guestRam)} MiB, TCG code buffer ${mib(q.tcg)} MiB, mapped kernel ${mib(q.kernel)} MiB (${mib(q.kernelDirty)} private dirty), rest ${mib(q.rss - q.guestRam - q.tcg - q.kernel)} MiB`;
 }
 const qemuPid = (domain: string) => Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
 const qemuArgs = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
