@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { pino } from 'pino';
 import { Libvirt } from '../src/vm/libvirt.js';
@@ -79,6 +79,7 @@ async function main(): Promise<void> {
     }
   }
   await lv.close();
+  rmSync(dir, { recursive: true, force: true }); // the console logs
   const sorted = [...times].sort((a, b) => a - b);
   const s = (ms: number) => (ms / 1000).toFixed(2);
   console.log(`guest boot through libvirt, ${accel.accel}, ${memoryMiB} MiB guest, ${runs} runs (define → ${READY_MARKER})`);
