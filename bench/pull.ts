@@ -233,19 +233,18 @@ function procStatus(pid: number): Status {
   return { rss: kib('VmRSS'), hwm: kib('VmHWM'), anon: kib('RssAnon'), file: kib('RssFile'), shmem: kib('RssShmem') };
 }
 
+/** From a /proc/…/stat file (a process's or one thread's): its name, user and system CPU (ms), minor page faults. */
+function statOf(path: string): { comm: string; user: number; sys: number; minflt: number } {
+  const st = readFileSync(path, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  const ms = (ticks: string | undefined) => (Number(ticks) * 1000) / 100; // USER_HZ is 100 on Linux
+  return { comm: st.slice(st.indexOf('(') + 1, st.lastIndexOf(')')), user: ms(f[11]), sys: ms(f[12]), minflt: Number(f[7]) };
+}
+
 /** utime + stime of a process, in ms. */
 function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
-}
-
-function userSys(pid: number): { user: number; sys: number } {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
-}
-
-function minorFaults(pid: number): number {
-  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[7]);
+  const s = statOf(`/proc/${pid}/stat`);
+  return s.user + s.sys;
 }
 
 /** utime + stime of each thread of a process (ms), by thread id. */
@@ -253,10 +252,8 @@ function taskCpu(pid: number): Map<string, { comm: string; ms: number }> {
   const m = new Map<string, { comm: string; ms: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const st = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
-      const f = st.split(') ')[1]!.split(' ');
-      m.set(tid, { comm, ms: ((Number(f[11]) + Number(f[12])) * 1000) / 100 });
+      const s = statOf(`/proc/${pid}/task/${tid}/stat`);
+      m.set(tid, { comm: s.comm, ms: s.user + s.sys });
     } catch {
       /* gone */
     }
@@ -310,8 +307,7 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
   const idle = procStatus(pid);
   const cpu0 = cpuMs(pid);
   const tasks0 = taskCpu(pid);
-  const flt0 = minorFaults(pid);
-  const us0 = userSys(pid);
+  const stat0 = statOf(`/proc/${pid}/stat`);
   const logFrom = vm.logLines.length;
   const wall0 = Date.now();
   const t0 = performance.now();
@@ -331,11 +327,12 @@ async function pullWithVmlet(name: string, vm: VmletProcess, ref: string, bytes:
   if (threads) {
     // A thread new since the pull began is one of the pull's worker threads (download, scan).
     const tasks1 = taskCpu(pid);
+    const stat1 = statOf(`/proc/${pid}/stat`);
     const cpuOf = [...tasks1].map(([tid, t]) => ({ tid, ms: t.ms - (tasks0.get(tid)?.ms ?? 0), fresh: !tasks0.has(tid) })).filter((t) => t.ms > 0);
     const main = cpuOf.find((t) => t.tid === String(pid));
     const fresh = cpuOf.filter((t) => t.fresh);
     const rest = cpuOf.filter((t) => !t.fresh && t !== main).reduce((a, t) => a + t.ms, 0);
-    console.log(`  ${name}: CPU by thread (ms): main ${main?.ms ?? 0}; ${fresh.length ? `started by this pull ${fresh.map((t) => t.ms).join(', ')}` : 'no thread started'}; others (V8 platform, libuv pool, workers from before) ${rest}; minor page faults ${minorFaults(pid) - flt0}; user ${userSys(pid).user - us0.user} ms, system ${userSys(pid).sys - us0.sys} ms`);
+    console.log(`  ${name}: CPU by thread (ms): main ${main?.ms ?? 0}; ${fresh.length ? `started by this pull ${fresh.map((t) => t.ms).join(', ')}` : 'no thread started'}; others (V8 platform, libuv pool, workers from before) ${rest}; minor page faults ${stat1.minflt - stat0.minflt}; user ${stat1.user - stat0.user} ms, system ${stat1.sys - stat0.sys} ms`);
   }
   if (profileDir) {
     toggleProfilers([vm.proc]);

@@ -27,26 +27,25 @@ type Kind = 'guestRam' | 'tcg' | 'anon' | 'file';
  * own memory; mappings of real files are its binary, libraries and the guest's kernel.
  */
 function kindOf(perms: string, inode: string, path: string, sizeKiB: number, guestKiB: number): Kind {
-  const memfd = path.startsWith('/memfd:');
-  const anon = inode === '0' || memfd;
-  if (anon && !perms.includes('x') && sizeKiB >= guestKiB && sizeKiB <= guestKiB + 4096 && (inode === '0' || !path.startsWith('/memfd:tcg'))) return 'guestRam';
+  const anon = inode === '0' || path.startsWith('/memfd:');
   if ((inode === '0' && perms.includes('x') && perms.includes('w')) || path.startsWith('/memfd:tcg-jit')) return 'tcg';
+  if (anon && !perms.includes('x') && sizeKiB >= guestKiB && sizeKiB <= guestKiB + 4096) return 'guestRam';
   return anon ? 'anon' : 'file';
 }
 
 export function split(pid: number, guestMiB: number): Split {
   const s: Split = { rss: 0, guestRam: 0, tcg: 0, anon: 0, file: 0, kernel: 0, kernelDirty: 0 };
-  let perms = '', inode = '0', path = '', size = 0;
+  let perms = '', inode = '0', path = '', size = 0, isKernel = false;
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const head = /^[0-9a-f]+-[0-9a-f]+\s+(\S+)\s+\S+\s+\S+\s+(\d+)\s*(.*)$/.exec(line);
     if (head) {
       [perms, inode, path] = [head[1]!, head[2]!, head[3]!];
+      isKernel = path.endsWith('/vmlinux') || /\/kernels\/[0-9a-f]+\/kernel$/.test(path);
       continue;
     }
     const f = /^(\w+):\s+(\d+) kB/.exec(line);
     if (!f) continue;
     const kib = Number(f[2]);
-    const isKernel = path.endsWith('/vmlinux') || /\/kernels\/[0-9a-f]+\/kernel$/.test(path);
     if (f[1] === 'Size') size = kib;
     else if (f[1] === 'Rss') {
       s.rss += kib;
