@@ -27,14 +27,13 @@ import { call, parseLogLines, removeTempDirs, ROOT, startVmlet, tempDir, type Vm
 import { ensureTestImages, pushImage, startRegistry } from '../test/helpers/registry.js';
 import { startContainerd } from '../test/helpers/containerd.js';
 import { waitFor } from '../test/helpers/wait.js';
-import { FIRST_LINE, removePod, startPod as startPodIn, type PodToRun } from './pod-run.js';
+import { FIRST_LINE, FIRST_LINE_COMMAND, removePod, startPod as startPodIn, type PodToRun } from './pod-run.js';
 import { mib, split } from './qemu-memory.js';
 
 const { values: opts } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const N = Number(opts.runs);
 if (!Number.isInteger(N) || N < 1) throw new Error(`--runs ${opts.runs}: a positive integer`);
 const KIT_SRC = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
-const COMMAND = ['sh', '-c', `echo ${FIRST_LINE}; sleep 3600`];
 const logRoot = tempDir('vmlet-bench-sbx-logs-');
 
 // --- figures ------------------------------------------------------------------------------------
@@ -210,7 +209,7 @@ async function main(): Promise<void> {
     };
 
     // --- 1. sandboxed pods ---
-    const sbx = async (name: string, annotations: Record<string, string>) => startPod(vm.runtime, { name, handler: 'vmlet', image: busybox, command: COMMAND, marker: FIRST_LINE, annotations });
+    const sbx = async (name: string, annotations: Record<string, string>) => startPod(vm.runtime, { name, handler: 'vmlet', image: busybox, command: FIRST_LINE_COMMAND, marker: FIRST_LINE, annotations });
     const warm = await sbx('sbx-warm', {});
     say(`sandboxed warm-up pod (rootfs unpack, cold caches): total ${ms(warm.phases.total!)}`);
     await removePod(vm.runtime, warm.pod);
@@ -275,7 +274,7 @@ async function main(): Promise<void> {
     ctr = await startContainerd({ registry: reg });
     const c = ctr;
     await call(c.image, 'PullImage', { image: { image: busybox } });
-    const ctrPod = (name: string) => startPod(c.runtime, { name, handler: '', image: busybox, command: COMMAND, marker: FIRST_LINE, linux: true });
+    const ctrPod = (name: string) => startPod(c.runtime, { name, handler: '', image: busybox, command: FIRST_LINE_COMMAND, marker: FIRST_LINE, linux: true });
     const cw = await ctrPod('ctr-warm');
     say(`containerd warm-up pod (pause image pull): total ${ms(cw.phases.total!)}`);
     await removePod(c.runtime, cw.pod);
@@ -318,7 +317,7 @@ async function main(): Promise<void> {
     const pooled: Phases = {};
     for (let i = 0; i < N; i++) {
       await waitFor('an idle pool VM', () => poolReady().length > i || undefined, { timeoutMs: 180_000, intervalMs: 50 });
-      const r = await startPod(pv.runtime, { name: `sbx-pool-${i}`, handler: 'vmlet', image: busybox, command: COMMAND, marker: FIRST_LINE });
+      const r = await startPod(pv.runtime, { name: `sbx-pool-${i}`, handler: 'vmlet', image: busybox, command: FIRST_LINE_COMMAND, marker: FIRST_LINE });
       const claim = parseLogLines(pv.logLines).find((x) => x.msg === 'pod VM ready' && x.podSandboxId === r.pod);
       if (claim?.pooled !== true) throw new Error(`pod ${r.pod} did not take the pool VM: ${JSON.stringify(claim)}`);
       for (const [k, x] of Object.entries(r.phases)) push(pooled, k, x);
@@ -327,7 +326,7 @@ async function main(): Promise<void> {
     }
 
     // --- report ---
-    console.log(`\nsandboxed pods, ${N} runs each, ${accel}, guest kit ${kitVersion}; image rootfs (busybox, test/registry), command ${JSON.stringify(COMMAND)}`);
+    console.log(`\nsandboxed pods, ${N} runs each, ${accel}, guest kit ${kitVersion}; image rootfs (busybox, test/registry), command ${JSON.stringify(FIRST_LINE_COMMAND)}`);
     console.log(`load average (1, 5, 15 min) at start ${load0.map((x) => x.toFixed(2)).join(' ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${cpus().length} CPUs`);
     console.log(`vmlet's pod VM QEMU: -machine ${qemuInfo.machine} -cpu ${qemuInfo.cpu ?? '(default)'} -m ${qemuInfo.mem} -smp ${qemuInfo.smp}`);
     for (const l of out) console.log(`  (${l})`);

@@ -68,6 +68,8 @@ afterAll(async () => {
 /** Options for a variant: `tweak` edits the built spec, to render what buildVmSpec refuses on this node. */
 interface Variant {
   start?: boolean;
+  /** Checks on the running domain, before it is destroyed. */
+  running?: (name: string) => void;
   tweak?: (spec: VmSpec) => VmSpec;
 }
 
@@ -92,7 +94,7 @@ function render(variant: string, annotations: Record<string, string>, over: Part
 
 /** Schema check, define, start (QEMU checks the rest), destroy, undefine. */
 async function accept(variant: string, annotations: Record<string, string>, over: Partial<BuildVmSpecInput> = {}, opts: Variant = {}) {
-  const { start = true } = opts;
+  const { start = true, running } = opts;
   const { name, xml } = render(variant, annotations, over, opts);
   if (!virtXmlValidateMissing) validateDomainXml(name, xml);
   defined.add(name);
@@ -110,6 +112,7 @@ async function accept(variant: string, annotations: Record<string, string>, over
       throw new Error(`libvirt could not start ${variant}: ${(err as Error).message}\n${xml}`);
     }
     expect((await lv.domainInfo(name)).state).toBe(DomainState.RUNNING);
+    running?.(name);
     await lv.destroyDomain(name);
   }
   await undefine(name);
@@ -177,23 +180,14 @@ describe(`domain XML accepted by libvirt (domain type ${accel.domainType})`, () 
   });
 
   it.each(['q35', 'pc'])('a NIC on %s: QEMU gets no option ROM for it (romfile empty: no iPXE to run at every boot)', async (machine) => {
-    const tap = `vmt-${randomBytes(5).toString('hex')}`;
-    const nics = [{ tap, mac: '02:00:00:12:34:56', mtu: 1400 }];
-    const { name, xml } = render(`nic-${machine}`, { 'vmlet.io/machine': machine }, { nics });
-    if (!virtXmlValidateMissing) validateDomainXml(name, xml);
-    defined.add(name);
-    await lv.defineDomain(xml);
-    await lv.startDomain(name);
-    try {
+    const nics = [{ tap: `vmt-${randomBytes(5).toString('hex')}`, mac: '02:00:00:12:34:56', mtu: 1400 }];
+    const running = (name: string) => {
       const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
       const nicArg = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').find((a) => a.includes('virtio-net-pci'));
       expect(nicArg, 'the virtio-net-pci -device argument').toBeDefined();
       expect(nicArg).toMatch(/"romfile":""|romfile=(,|$)/);
-    } finally {
-      await lv.destroyDomain(name);
-      await undefine(name);
-      defined.delete(name);
-    }
+    };
+    await accept(`nic-${machine}`, { 'vmlet.io/machine': machine }, { nics }, { running });
   });
 
   it('microvm: libvirt 9.0 and QEMU 7.2 accept and start it (virtio-mmio devices, no USB controller)', async () => {
