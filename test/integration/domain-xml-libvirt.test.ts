@@ -69,11 +69,13 @@ afterAll(async () => {
 interface Variant {
   start?: boolean;
   /** Checks on the running domain, before it is destroyed. */
-  running?: (name: string) => void;
+  running?: (name: string) => void | Promise<void>;
   tweak?: (spec: VmSpec) => VmSpec;
+  /** Edits the rendered XML (test-only QEMU arguments, or taking out what vmlet renders). */
+  edit?: (xml: string) => string;
 }
 
-function render(variant: string, annotations: Record<string, string>, over: Partial<BuildVmSpecInput> = {}, { tweak = (s) => s }: Variant = {}) {
+function render(variant: string, annotations: Record<string, string>, over: Partial<BuildVmSpecInput> = {}, { tweak = (s) => s, edit = (x) => x }: Variant = {}) {
   const name = `vmlet-test-xml-${variant}-${run}`;
   const settings = parseVmSettings({ sandboxAnnotations: annotations, containerAnnotations: {}, defaults: { vcpus: 1, memoryMiB: 256 } });
   const spec = buildVmSpec({
@@ -88,7 +90,7 @@ function render(variant: string, annotations: Record<string, string>, over: Part
     ...over,
   });
   const tweaked = tweak(spec);
-  return { name, spec: tweaked, xml: renderDomainXml(tweaked) };
+  return { name, spec: tweaked, xml: edit(renderDomainXml(tweaked)) };
 }
 
 
@@ -112,7 +114,7 @@ async function accept(variant: string, annotations: Record<string, string>, over
       throw new Error(`libvirt could not start ${variant}: ${(err as Error).message}\n${xml}`);
     }
     expect((await lv.domainInfo(name)).state).toBe(DomainState.RUNNING);
-    running?.(name);
+    await running?.(name);
     await lv.destroyDomain(name);
   }
   await undefine(name);
@@ -188,6 +190,28 @@ describe(`domain XML accepted by libvirt (domain type ${accel.domainType})`, () 
       expect(nicArg).toMatch(/"romfile":""|romfile=(,|$)/);
     };
     await accept(`nic-${machine}`, { 'vmlet.io/machine': machine }, { nics }, { running });
+  });
+
+  it("libvirt checks a started guest's CPU with a few QMP reads, not one per CPU property (cpu-unavailable-features deleted)", async () => {
+    // QEMU traces every QMP command it is sent into the domain's log (test-only arguments); the
+    // same domain without vmlet's <qemu:capabilities> shows what the element saves.
+    const traced = (x: string) => x.replace('</domain>', "<qemu:commandline><qemu:arg value='-trace'/><qemu:arg value='handle_qmp_command'/></qemu:commandline></domain>");
+    const withoutCaps = (x: string) => {
+      const out = x.replace(/<qemu:capabilities>[\s\S]*<\/qemu:capabilities>/, '');
+      expect(out).not.toContain('cpu-unavailable-features');
+      return out;
+    };
+    const qomGets: Record<string, number> = {};
+    const count = (variant: string) => async (name: string) => {
+      const log = `/var/log/libvirt/qemu/${name}.log`;
+      // "cont" is the last command of libvirt's start; virtlogd may write it a moment after.
+      await waitFor(`QEMU's trace of libvirt's "cont" in ${log}`, () => existsSync(log) && readFileSync(log, 'utf8').includes('"execute": "cont"'), { timeoutMs: 10_000, intervalMs: 20 });
+      qomGets[variant] = readFileSync(log, 'utf8').split('\n').filter((l) => l.includes('handle_qmp_command mon') && l.includes('"execute": "qom-get"')).length;
+    };
+    await accept('cpucheck', {}, {}, { edit: traced, running: count('vmlet') });
+    await accept('cpucheck-libvirt', {}, {}, { edit: (x) => traced(withoutCaps(x)), running: count('libvirt') });
+    expect(qomGets.vmlet, "qom-gets of vmlet's domain").toBeLessThanOrEqual(4);
+    expect(qomGets.libvirt, "qom-gets of libvirt's own check").toBeGreaterThan(50);
   });
 
   it('microvm: libvirt 9.0 and QEMU 7.2 accept and start it (virtio-mmio devices, no USB controller)', async () => {

@@ -111,8 +111,8 @@ describe('renderDomainXml', () => {
   it('base shape: type, name, memory, vcpus, features, lifecycle, clock, devices', () => {
     const d = dom();
     expect(d.name).toBe('domain');
-    expect(d.attrs).toEqual({ type: 'qemu' });
-    expect(childNames(d)).toEqual(['name', 'metadata', 'memory', 'currentMemory', 'vcpu', 'os', 'features', 'cpu', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'devices']);
+    expect(d.attrs).toEqual({ type: 'qemu', 'xmlns:qemu': QEMU_NS });
+    expect(childNames(d)).toEqual(['name', 'metadata', 'memory', 'currentMemory', 'vcpu', 'os', 'features', 'cpu', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'devices', 'qemu:capabilities']);
     expect(one(d, 'name')).toEqual(el('name', {}, 'vmlet-default-web-ab12cd34'));
     expect(one(d, 'memory')).toEqual(el('memory', { unit: 'MiB' }, '512'));
     expect(one(d, 'currentMemory')).toEqual(el('currentMemory', { unit: 'MiB' }, '512'));
@@ -133,7 +133,15 @@ describe('renderDomainXml', () => {
     expect(xml()).toMatch(/<\/domain>\n$/);
   });
   it('domain type kvm comes only from the spec', () => {
-    expect(dom({}, { domainType: 'kvm' }).attrs).toEqual({ type: 'kvm' });
+    expect(dom({}, { domainType: 'kvm' }).attrs).toEqual({ type: 'kvm', 'xmlns:qemu': QEMU_NS });
+  });
+  it("deletes libvirt's cpu-unavailable-features capability, under KVM and TCG alike (one qom-get per CPU property at every start otherwise)", () => {
+    for (const domainType of ['qemu', 'kvm'] as const) {
+      const x = xml({}, { domainType });
+      const caps = parseXml(x).getElementsByTagNameNS(QEMU_NS, 'capabilities');
+      expect(caps).toHaveLength(1);
+      expect(one(tree(x), 'qemu:capabilities')).toEqual(el('qemu:capabilities', {}, el('qemu:del', { capability: 'cpu-unavailable-features' })));
+    }
   });
   it('vcpus and memory', () => {
     const d = dom({ 'vmlet.io/vcpus': '4', 'vmlet.io/memory': '2Gi' });
@@ -376,15 +384,13 @@ describe('guest-agent channel', () => {
       '-device', '{"driver":"virtserialport","bus":"vmletvser.0","chardev":"vmletqga","name":"org.qemu.guest_agent.0"}',
     ]);
     // After <devices>, and never a libvirt <channel> (libvirtd would hold the socket's only connection).
-    expect(childNames(d).slice(-2)).toEqual(['devices', 'qemu:commandline']);
+    expect(childNames(d).slice(-3)).toEqual(['devices', 'qemu:commandline', 'qemu:capabilities']);
     expect(descendants(d, 'channel')).toEqual([]);
     expect(descendants(d, 'address')).toEqual([]); // QEMU picks the slot
   });
 
-  it('is absent, with no qemu namespace, without a socket', () => {
-    const d = dom();
-    expect(descendants(d, 'qemu:commandline')).toEqual([]);
-    expect(d.attrs).toEqual({ type: 'qemu' });
+  it('is absent without a socket', () => {
+    expect(descendants(dom(), 'qemu:commandline')).toEqual([]);
   });
 
   it('uses the virtio-mmio controller on microvm and doubles commas in the path', () => {
