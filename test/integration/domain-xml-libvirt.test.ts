@@ -214,6 +214,19 @@ describe(`domain XML accepted by libvirt (domain type ${accel.domainType})`, () 
     expect(qomGets.libvirt, "qom-gets of libvirt's own check").toBeGreaterThan(50);
   });
 
+  it.skipIf(accel.domainType === 'kvm')('the cheaper check still refuses a started guest missing a CPU feature its XML requires (TCG has no vmx)', async () => {
+    const { name, xml } = render('cpucheck-full', {});
+    const full = `<cpu mode="custom" match="exact" check="full"><model fallback="forbid">qemu64</model><feature policy="require" name="vmx"/></cpu>`;
+    const edited = xml.replace(/<cpu [^>]*\/>|<cpu [\s\S]*?<\/cpu>/, full);
+    expect(edited).toContain(full);
+    expect(edited).toContain('cpu-unavailable-features');
+    defined.add(name);
+    await lv.defineDomain(edited);
+    await expect(lv.startDomain(name)).rejects.toThrow(/missing features: vmx/);
+    await undefine(name);
+    defined.delete(name);
+  });
+
   it('microvm: libvirt 9.0 and QEMU 7.2 accept and start it (virtio-mmio devices, no USB controller)', async () => {
     const g = kernelGuest();
     const boot = { kind: 'kernel' as const, kernel: g.kernel, initrd: g.initrd, cmdline: g.cmdline };
