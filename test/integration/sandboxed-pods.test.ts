@@ -13,6 +13,7 @@ import { waitFor } from '../helpers/wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import { dommemstat, virsh } from '../helpers/virsh.js';
 import { domainName } from '../../src/vm/spec.js';
+import { findVirtiofsd } from '../../src/vm/virtiofs.js';
 
 
 let v: VmletProcess;
@@ -194,6 +195,15 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     const br = await execSync(quiet, ['sh', '-c', 'ip link add vbr0 type bridge && ip -o link show vbr0']);
     expect(br.stderr).toBe('');
     expect(br.stdout).toContain('vbr0');
+    // /init loads the 9p client only when a share is not virtiofs (node-install/guest/init).
+    const modules = (await execSync(quiet, ['cat', '/proc/modules'])).stdout.split('\n').map((l) => l.split(' ')[0]);
+    expect(modules).toEqual(expect.arrayContaining(['overlay', 'ext4', 'bridge']));
+    if (findVirtiofsd()) {
+      expect(modules).toContain('virtiofs');
+      expect(modules.filter((m) => m === '9p' || m === '9pnet_virtio' || m === 'fscache')).toEqual([]);
+    } else {
+      expect(modules).toEqual(expect.arrayContaining(['9p', '9pnet_virtio']));
+    }
     await rt('StopContainer', { container_id: quiet, timeout: 0 });
     await rt('RemoveContainer', { container_id: quiet });
   }, 60_000);
