@@ -30,7 +30,7 @@
 //    libvirt >= 5.5). With it, libvirt checks the started guest's CPU by one QMP qom-get per CPU
 //    property (~400 on QEMU 7.2) before `cont`; without it, by two (feature-words,
 //    filtered-features), as it did before QEMU 4.1. Same -cpu argument, same check of the CPUID
-//    features; measured on this machine: domain start 565 → 171 ms (bench/README.md). libvirt
+//    features; measured on this machine: domain start 649 → 185 ms (bench/domain-start.ts). libvirt
 //    marks the domain tainted (custom-hypervisor-feature), as <qemu:commandline> does (custom-argv).
 //  - Built as data (el(), src/vm/xml.ts) and serialised by @xmldom/xmldom, which escapes every
 //    value; read back with its namespace-aware parser, never with regular expressions.
