@@ -17,6 +17,7 @@ import { parseVmSettings } from '../src/vm/annotations.js';
 import { buildVmSpec } from '../src/vm/spec.js';
 import { renderDomainXml } from '../src/vm/domain-xml.js';
 import { GuestAgent } from '../src/vm/guest-agent.js';
+import { DEFAULT_QEMU_USER, resolveQemuUser, searchableDir, socketDirFor } from '../src/vm/qemu-user.js';
 import { guestExec } from '../src/vm/guest-exec.js';
 import { kernelGuest, READY_MARKER } from '../test/helpers/guest.js';
 import { waitFor } from '../test/helpers/wait.js';
@@ -56,7 +57,11 @@ async function main(): Promise<void> {
   const guest = kernelGuest();
   const dir = mkdtempSync(join(tmpdir(), 'vmlet-bench-'));
   const name = `vmlet-bench-exec-${randomBytes(3).toString('hex')}`;
-  const socket = join(dir, 'qga.sock');
+  // QEMU runs as the node's QEMU user, as vmlet runs it: the socket's dir is that user's.
+  const qemuUser = await resolveQemuUser(DEFAULT_QEMU_USER);
+  await searchableDir(dir);
+  await socketDirFor(join(dir, 'qga'), qemuUser);
+  const socket = join(dir, 'qga', 'qga.sock');
   const consoleLog = join(dir, 'console.log');
   const settings = parseVmSettings({ sandboxAnnotations: { 'vmlet.io/machine': machine }, containerAnnotations: {}, defaults: { vcpus: 1, memoryMiB: 256 } });
   const spec = buildVmSpec({
@@ -67,6 +72,7 @@ async function main(): Promise<void> {
     disks: [],
     consoleLog,
     guestAgent: { socket },
+    qemuUser,
     metadata: { v: 1, sandboxId: 'bench', containerId: 'bench' },
   });
   try {
