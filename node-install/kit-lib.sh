@@ -105,17 +105,18 @@ add_module() { # name: depth first, dependencies first (the .modinfo "depends=" 
 
 # Module signatures. A kernel that does not enforce them (no CONFIG_MODULE_SIG_FORCE; no lockdown:
 # the VMs boot their kernel directly, never under EFI Secure Boot) still checks a signature it
-# finds, and under TCG that costs: the guest kit's 25 modules loaded in 1.09-1.15 s signed and
-# 0.53-0.54 s without (bench/guest-kit-boot.ts, per-module uptime marks). Unsigned, the kernel
+# finds, and under TCG that costs: the guest kit's modules loaded in 0.78-1.2 s signed and
+# 0.52-0.71 s without (6 boots each, bench/guest-kit-boot.ts). Unsigned, the kernel
 # loads them and marks itself tainted (E), which changes nothing for a pod. A kernel that
 # enforces them keeps them signed.
-module_sig_enforced() {
-  if [[ -z ${MODULE_SIG_FORCE:-} ]]; then
+MODSIG_ENFORCED=''
+module_sig_enforced() { # the unpacked kernel's config, read once
+  if [[ -z $MODSIG_ENFORCED ]]; then
     local config=${KMOD%/lib/modules/*}/boot/config-$KREL
     # No config to read: assume enforced (signed modules load either way).
-    if [[ ! -f $config ]] || grep -qx 'CONFIG_MODULE_SIG_FORCE=y' "$config"; then MODULE_SIG_FORCE=y; else MODULE_SIG_FORCE=n; fi
+    if [[ ! -f $config ]] || grep -qx 'CONFIG_MODULE_SIG_FORCE=y' "$config"; then MODSIG_ENFORCED=y; else MODSIG_ENFORCED=n; fi
   fi
-  [[ $MODULE_SIG_FORCE == y ]]
+  [[ $MODSIG_ENFORCED == y ]]
 }
 
 # strip_module_sig FILE: drops the signature appended to a module, in place. The file ends with
