@@ -12,7 +12,8 @@
 //      first log line, and ExecSync.
 //   5. bare QEMU booting the same guest kit (kernel, initrd, cmdline, -m, -smp, -cpu of vmlet's pod
 //      VM; agent port, both 9p shares, scratch disk, a NIC) to VMLET-AGENT-READY on its console,
-//      and the ratio sandboxed start / bare boot.
+//      one boot right after each auto-mode pod of 1; the ratio sandboxed start / bare boot, of the
+//      medians and per round.
 //   6. memory of a sandboxed pod with one idle container: QEMU's VmRSS and the guest's meminfo.
 // The first pod of each kind is a warm-up (image rootfs unpack, pause image pull, cold caches),
 // reported apart. Every pod is removed after its run.
@@ -216,6 +217,14 @@ async function main(): Promise<void> {
 
     const auto: Phases = {};
     const breakdown: Phases = {};
+    // Section 5's bare boots run one after each auto-mode pod, so a drift of the machine during
+    // the bench weighs on both halves of a round alike (each round's ratio is printed too).
+    const bare: number[] = [];
+    const bareLines: string[] = [];
+    const rounds: number[] = [];
+    let bareRss = 0;
+    let bareParts = '';
+    const bareDir = tempDir('vmlet-bench-bare-');
     const guestLines: string[] = [];
     let qemuInfo = { mem: '512', smp: '1', cpu: undefined as string | undefined, machine: '?' };
     for (let i = 0; i < N; i++) {
@@ -242,7 +251,14 @@ async function main(): Promise<void> {
       push(breakdown, 'vmlet "pod VM ready" bootMs (scratch → agent answered + setup_pod)', podVmReadyMs(r.pod));
       guestLines.push(guestTimes(text));
       await removePod(vm.runtime, r.pod);
+      const b = await bareBoot({ kit, accel, mem: qemuInfo.mem, smp: qemuInfo.smp, cpu: qemuInfo.cpu, images: join(vm.stateDir, 'images', 'rootfs'), dir: bareDir });
+      bare.push(b.ms);
+      bareLines.push(b.times);
+      bareRss = b.rssKiB;
+      bareParts = b.rssParts;
+      rounds.push(r.phases.total! / b.ms);
     }
+    rmSync(bareDir, { recursive: true, force: true });
     const early: Phases = {};
     for (let i = 0; i < N; i++) {
       const r = await sbx(`sbx-early-${i}`, { 'vmlet.io/pod-kind': 'sandboxed' });
@@ -289,24 +305,6 @@ async function main(): Promise<void> {
     await c.stop();
     ctr = undefined;
 
-    // --- 5. bare QEMU, same kit and sizes as vmlet's pod VM ---
-    const bare: number[] = [];
-    const bareLines: string[] = [];
-    let bareRss = 0;
-    let bareParts = '';
-    const bareDir = tempDir('vmlet-bench-bare-');
-    try {
-      for (let i = 0; i < N; i++) {
-        const b = await bareBoot({ kit, accel, mem: qemuInfo.mem, smp: qemuInfo.smp, cpu: qemuInfo.cpu, images: join(vm.stateDir, 'images', 'rootfs'), dir: bareDir });
-        bare.push(b.ms);
-        bareLines.push(b.times);
-        bareRss = b.rssKiB;
-        bareParts = b.rssParts;
-      }
-    } finally {
-      rmSync(bareDir, { recursive: true, force: true });
-    }
-
     // --- 1c. the warm pool (config podVmPool): vmlet again, same state, one idle VM kept ---
     // Each run starts once the pool's VM is ready and its refill boot (after the last take) is
     // over, as on a node whose pods do not all arrive at once.
@@ -345,6 +343,7 @@ async function main(): Promise<void> {
     console.log(`    QEMU RSS at agent ready (last run): ${(bareRss / 1024).toFixed(1)} MiB: ${bareParts}`);
     const ratio = (p: Phases) => (median(p.total!) / median(bare)).toFixed(2);
     console.log(`    ratio sandboxed start (to first log line) / bare boot (to agent ready), medians: auto ${ratio(auto)}, pod-kind sandboxed ${ratio(early)}, warm pool ${ratio(pooled)} (target ≤ 1.10)`);
+    console.log(`    auto / bare per round (each bare boot right after its pod): median ${median(rounds).toFixed(2)}  [${rounds.map((x) => x.toFixed(2)).join(', ')}]`);
     console.log(`6.  memory, sandboxed pod with one idle container (5 s after its first line): QEMU VmRSS ${(idleRss / 1024).toFixed(1)} MiB; guest MemTotal ${(memKiB('MemTotal') / 1024).toFixed(1)} MiB, MemAvailable ${(memKiB('MemAvailable') / 1024).toFixed(1)} MiB (used ${((memKiB('MemTotal') - memKiB('MemAvailable')) / 1024).toFixed(1)} MiB)`);
     console.log(`    QEMU RSS by mapping: ${idleParts}`);
   } finally {
