@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { formatCpuList, hostShares, hostTopology, parseCpuList, parseCpuTune } from '../../src/vm/cputune.js';
 import { invalidArgumentFrom as rejection } from '../helpers/errors.js';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
+import { tempDir } from '../helpers/vmlet.js';
 
 const host = { cpus: 8, numaNodes: 2 };
 
@@ -23,7 +23,7 @@ describe('cpu lists', () => {
     expect(formatCpuList([4])).toBe('4');
   });
   it('read the host topology from sysfs, with one node when NUMA is not shown', () => {
-    const sys = mkdtempSync(join(tmpdir(), 'vmlet-sys-'));
+    const sys = tempDir('vmlet-sys-');
     mkdirSync(join(sys, 'cpu'));
     writeFileSync(join(sys, 'cpu', 'online'), '0-5,7\n');
     expect(hostTopology(sys)).toEqual({ cpus: 8, numaNodes: 1 });

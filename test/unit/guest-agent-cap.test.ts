@@ -2,9 +2,8 @@
 // drops a reply past its cap (an endless string costs nothing), and exec stdin for guest-exec,
 // which qemu-ga takes whole, stops at GUEST_EXEC_MAX_INPUT_BYTES with an error naming the cap.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { createLogger } from '../../src/log.js';
@@ -13,6 +12,7 @@ import { GuestAgent, guestAgentCounters } from '../../src/vm/guest-agent.js';
 import { GUEST_EXEC_MAX_INPUT_BYTES, guestExec } from '../../src/vm/guest-exec.js';
 import { vmStreamBackend } from '../../src/stream/vm-backend.js';
 import type { StreamIO } from '../../src/stream/backend.js';
+import { tempDir } from '../helpers/vmlet.js';
 
 const MiB = 1024 * 1024;
 /** The stdin cap, as the error message states it. */
@@ -66,7 +66,7 @@ describe('GuestAgent against a guest that never ends its reply', () => {
   });
 
   it('fails the request naming the cap, logs once, counts, and resynchronises on the next request', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vmlet-qga-cap-'));
+    dir = tempDir('vmlet-qga-cap-');
     const path = join(dir, 'qga.sock');
     server = createServer((sock) => {
       conns.push(sock);

@@ -2,9 +2,8 @@
 // split across chunks, several in one chunk, the 0xFF delimiter), resynchronisation past stale
 // replies, error replies, no answer, one request at a time, guest-exec polling and its results.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { VmletError, notFound } from '../../src/errors.js';
@@ -15,6 +14,7 @@ import type { ContainerRecord } from '../../src/pod/records.js';
 import { AGENT_SOCKET_FALLBACK_DIR, GuestAgent, GuestAgentError, agentSocketPath, existingAgentSocket } from '../../src/vm/guest-agent.js';
 import { AgentFrameParser, type AgentFrame } from '../../src/vm/guest-agent-frames.js';
 import { guestExec } from '../../src/vm/guest-exec.js';
+import { tempDir } from '../helpers/vmlet.js';
 
 const FF = Buffer.from([0xff]);
 const b = (s: string) => Buffer.from(s);
@@ -73,7 +73,7 @@ describe('agentSocketPath', () => {
     expect(agentSocketPath(exactly107 + 'd', 'x').fallback).toBe(true);
   });
   it('finds the socket of a VM started while QEMU ran as root (the old path) when the new one is not there', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vmlet-qga-'));
+    const dir = tempDir('vmlet-qga-');
     try {
       expect(existingAgentSocket(dir, 'x')).toBe(join(dir, 'qemu', 'qga.sock')); // neither: the new one
       writeFileSync(join(dir, 'qga.sock'), '');
@@ -118,7 +118,7 @@ async function fakeAgent(
   handle: (cmd: string, args: Record<string, unknown> | undefined) => Reply,
   o: { onConnect?: (s: Socket, n: number) => void; delayMs?: number; parseErrorOnFF?: boolean; sync?: 'answer' | 'never' } = {},
 ): Promise<FakeAgent> {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlet-qga-'));
+  const dir = tempDir('vmlet-qga-');
   const fake: FakeAgent = { path: join(dir, 'qga.sock'), server: undefined as unknown as Server, requests: [], connections: [], overlapped: false };
   fake.server = createServer((sock) => {
     fake.connections.push(sock);
@@ -230,7 +230,7 @@ describe('GuestAgent', () => {
   });
 
   it('says so when the socket is missing or nobody listens', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'vmlet-qga-'));
+    const dir = tempDir('vmlet-qga-');
     const err = (await new GuestAgent(join(dir, 'none.sock')).ping().catch((e: unknown) => e)) as VmletError;
     expect(err.kind).toBe('failed-precondition');
     expect(err.message).toMatch(/no guest-agent channel: .*none\.sock does not exist/);

@@ -2,8 +2,7 @@
 // client (src/proxy/downstream.ts) against a small in-process CRI server on a unix socket.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { Metadata, Server, ServerCredentials, status as Status, type ServiceError, type UntypedServiceImplementation, type handleUnaryCall } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { unary } from '../../src/cri/rpc.js';
@@ -13,6 +12,7 @@ import { ConfigError, loadConfig } from '../../src/config.js';
 import { checkDownstream, connectDownstream, forwardedMetadata, type CallOptions, type Downstream } from '../../src/proxy/downstream.js';
 import { mergeStatus, routedServices, type Ownership } from '../../src/proxy/router.js';
 import { mergeImages } from '../../src/proxy/images.js';
+import { tempDir } from '../helpers/vmlet.js';
 
 const log = pino({ level: 'silent' });
 const ENDPOINT = 'unix:///run/fake/containerd.sock';
@@ -328,7 +328,7 @@ describe('downstream client', () => {
   const seen: { md?: Metadata; deadline?: number } = {};
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vmlet-proxy-unit-'));
+    dir = tempDir('vmlet-proxy-unit-');
     socket = join(dir, 'cri.sock');
     const cri = loadCri().runtime.v1;
     server = new Server();
@@ -388,7 +388,7 @@ describe('downstream client', () => {
 
 describe('config downstream', () => {
   const file = (yaml: string) => {
-    const d = mkdtempSync(join(tmpdir(), 'vmlet-proxy-cfg-'));
+    const d = tempDir('vmlet-proxy-cfg-');
     const p = join(d, 'c.yaml');
     writeFileSync(p, yaml);
     return p;

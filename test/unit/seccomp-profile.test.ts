@@ -1,11 +1,11 @@
 // Which seccomp filter a sandboxed container gets from the CRI's fields.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { seccompFor } from '../../src/guest/seccomp-profile.js';
+import { tempDir } from '../helpers/vmlet.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'vmlet-seccomp-'));
+const dir = tempDir('vmlet-seccomp-');
 const good = join(dir, 'block-chmod.json');
 writeFileSync(good, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ERRNO' }] }));
 const notJson = join(dir, 'bad.json');

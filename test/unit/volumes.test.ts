@@ -2,9 +2,8 @@
 // mount and write them, the domain XML of shares, block disks and hotplug ports, and the host
 // checks of pod/volumes.ts on real temporary files (no mounts, no devices made).
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { pino } from 'pino';
@@ -17,6 +16,7 @@ import { blockVolumes, checkSandboxedMounts, vmMounts } from '../../src/pod/volu
 import type { ContainerConfig } from '../../src/pod/configs.js';
 import { xml } from './domain-spec-fixtures.js';
 import { at, one, tree } from './xml-tree.js';
+import { tempDir } from '../helpers/vmlet.js';
 
 const log = pino({ level: 'silent' });
 
@@ -155,7 +155,7 @@ describe('vmlet.io/root-device', () => {
 
 // ---- host checks, on real temporary files ----
 
-const dir = mkdtempSync(join(tmpdir(), 'vmlet-vol-unit-'));
+const dir = tempDir('vmlet-vol-unit-');
 const cfg = (over: Partial<ContainerConfig> & { devices?: unknown[] }): ContainerConfig => ({ mounts: [], ...over }) as ContainerConfig;
 const mount = (container_path: string, host_path: string, extra: object = {}) => ({ container_path, host_path, readonly: false, propagation: 'PROPAGATION_PRIVATE', ...extra }) as ContainerConfig['mounts'][number];
 
