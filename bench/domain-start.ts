@@ -5,7 +5,6 @@
 // N rounds: the start call (virDomainCreate: QEMU launched, checked, resumed) and define → the
 // guest's ready marker on its console.
 //   npx tsx bench/domain-start.ts [N=5]
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
@@ -14,9 +13,10 @@ import { decideAccel, probeHost } from '../src/vm/accel.js';
 import { parseVmSettings } from '../src/vm/annotations.js';
 import { buildVmSpec } from '../src/vm/spec.js';
 import { renderDomainXml } from '../src/vm/domain-xml.js';
-import { kernelGuest, READY_MARKER } from '../test/helpers/guest.js';
+import { kernelGuest } from '../test/helpers/guest.js';
 import { removeTempDirs, tempDir } from '../test/helpers/vmlet.js';
-import { waitFor } from '../test/helpers/wait.js';
+import { withoutQemuCapabilities } from '../test/helpers/domain-xml.js';
+import { bootToMarker } from './boot-domain.js';
 
 const runs = Number(process.argv[2] ?? 5);
 if (!Number.isInteger(runs) || runs < 1) throw new Error('N must be a positive integer');
@@ -44,10 +44,7 @@ async function main(): Promise<void> {
         metadata: { v: 1, sandboxId: 'bench-domain-start', containerId: name },
       }),
     );
-    if (kind === 'vmlet') return xml;
-    const without = xml.replace(/<qemu:capabilities>[\s\S]*<\/qemu:capabilities>/, '');
-    if (without === xml) throw new Error("vmlet's domain XML has no <qemu:capabilities> to take out");
-    return without;
+    return kind === 'vmlet' ? xml : withoutQemuCapabilities(xml);
   };
   const start: Record<Kind, number[]> = { vmlet: [], 'libvirt-check': [] };
   const boot: Record<Kind, number[]> = { vmlet: [], 'libvirt-check': [] };
@@ -57,19 +54,9 @@ async function main(): Promise<void> {
       const order: Kind[] = i % 2 ? ['libvirt-check', 'vmlet'] : ['vmlet', 'libvirt-check'];
       for (const kind of order) {
         const name = `vmlet-bench-ds-${randomBytes(4).toString('hex')}`;
-        const log = join(dir, `${name}.log`);
-        try {
-          const t0 = performance.now();
-          await lv.defineDomain(xmlOf(name, kind));
-          const t1 = performance.now();
-          await lv.startDomain(name);
-          start[kind].push(performance.now() - t1);
-          await waitFor('ready marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(READY_MARKER), { timeoutMs: 120_000, intervalMs: 10 });
-          boot[kind].push(performance.now() - t0);
-        } finally {
-          await lv.destroyDomain(name).catch(() => undefined);
-          await lv.undefineDomain(name).catch(() => undefined);
-        }
+        const t = await bootToMarker(lv, { name, xml: xmlOf(name, kind), consoleLog: join(dir, `${name}.log`) });
+        start[kind].push(t.startedMs - t.defineMs);
+        boot[kind].push(t.markerMs);
       }
     }
   } finally {

@@ -4,7 +4,7 @@
 //   npx tsx bench/guest-boot.ts [N=5] [memoryMiB=256]
 // BENCH_KERNEL=FILE boots another kernel with the same initrd (e.g. the test guest's vmlinuz, its
 // bzImage, against the default vmlinux, its ELF booted through PVH).
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { Libvirt } from '../src/vm/libvirt.js';
 import { decideAccel, probeHost } from '../src/vm/accel.js';
 import { kernelGuest, kernelGuestXml, READY_MARKER } from '../test/helpers/guest.js';
-import { waitFor } from '../test/helpers/wait.js';
+import { bootToMarker } from './boot-domain.js';
 import { mib, split } from './qemu-memory.js';
 
 const runs = Number(process.argv[2] ?? 5);
@@ -64,19 +64,17 @@ async function main(): Promise<void> {
   for (let i = 0; i < runs; i++) {
     const name = `vmlet-bench-${randomBytes(4).toString('hex')}`;
     const log = join(dir, `${name}.log`);
-    const t0 = performance.now();
-    try {
-      await lv.defineDomain(kernelGuestXml({ name, guest, domainType: accel.domainType, consoleLog: log, memoryMiB }));
-      await lv.startDomain(name);
-      await waitFor('ready marker', () => existsSync(log) && readFileSync(log, 'utf8').includes(READY_MARKER), { timeoutMs: 120_000, intervalMs: 10 });
-      times.push(performance.now() - t0);
-      const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
-      mems.push(qemuMemory(pid, memoryMiB));
-      idle.push(await idleMillicores(pid));
-    } finally {
-      await lv.destroyDomain(name).catch(() => undefined);
-      await lv.undefineDomain(name).catch(() => undefined);
-    }
+    const t = await bootToMarker(lv, {
+      name,
+      xml: kernelGuestXml({ name, guest, domainType: accel.domainType, consoleLog: log, memoryMiB }),
+      consoleLog: log,
+      running: async () => {
+        const pid = Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim());
+        mems.push(qemuMemory(pid, memoryMiB));
+        idle.push(await idleMillicores(pid));
+      },
+    });
+    times.push(t.markerMs);
   }
   await lv.close();
   rmSync(dir, { recursive: true, force: true }); // the console logs

@@ -3,7 +3,7 @@
 // domain otherwise (q35, 256 MiB, the test initrd), through libvirt to the ready marker; rounds
 // interleaved. Also times the unpacking itself (what a pull of such an image pays once).
 //   npx tsx bench/kernel-boot.ts [N=5]
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
@@ -12,7 +12,7 @@ import { decideAccel, probeHost } from '../src/vm/accel.js';
 import { unpackPvhKernel } from '../src/image/kernel-pvh.js';
 import { GUEST_DIR, kernelGuest, kernelGuestXml, READY_MARKER } from '../test/helpers/guest.js';
 import { tempDir } from '../test/helpers/vmlet.js';
-import { waitFor } from '../test/helpers/wait.js';
+import { bootToMarker } from './boot-domain.js';
 
 const N = Number(process.argv[2] ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -38,16 +38,8 @@ try {
     for (const [kind, kernel] of [['pvh', elf], ['bzImage', bz]] as const) {
       const name = `vmlet-bench-kboot-${randomBytes(3).toString('hex')}`;
       const consoleLog = join(work, `${name}.log`);
-      await lv.defineDomain(kernelGuestXml({ name, guest: { ...kernelGuest(), kernel }, domainType: accel.domainType, consoleLog }));
-      try {
-        const t0 = performance.now();
-        await lv.startDomain(name);
-        await waitFor(`${READY_MARKER} in ${consoleLog}`, () => existsSync(consoleLog) && readFileSync(consoleLog, 'utf8').includes(READY_MARKER), { timeoutMs: 120_000, intervalMs: 10 });
-        times[kind].push(performance.now() - t0);
-      } finally {
-        await lv.destroyDomain(name).catch(() => undefined);
-        await lv.undefineDomain(name).catch(() => undefined);
-      }
+      const t = await bootToMarker(lv, { name, xml: kernelGuestXml({ name, guest: { ...kernelGuest(), kernel }, domainType: accel.domainType, consoleLog }), consoleLog });
+      times[kind].push(t.markerMs - t.defineMs); // from the start call, as before
     }
   }
 } finally {

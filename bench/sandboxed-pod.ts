@@ -258,7 +258,6 @@ async function main(): Promise<void> {
       bareParts = b.rssParts;
       rounds.push(r.phases.total! / b.ms);
     }
-    rmSync(bareDir, { recursive: true, force: true });
     const early: Phases = {};
     for (let i = 0; i < N; i++) {
       const r = await sbx(`sbx-early-${i}`, { 'vmlet.io/pod-kind': 'sandboxed' });

@@ -14,6 +14,7 @@ import { parseVmSettings } from '../../src/vm/annotations.js';
 import { buildVmSpec, DEBIAN_OVMF, type BuildVmSpecInput, type VmSpec } from '../../src/vm/spec.js';
 import { readMetadata, renderDomainXml, stripNvram } from '../../src/vm/domain-xml.js';
 import { validateDomainXml, virtXmlValidateMissing } from '../helpers/virt-xml-validate.js';
+import { withoutQemuCapabilities } from '../helpers/domain-xml.js';
 import { kernelGuest, READY_MARKER } from '../helpers/guest.js';
 import { tempDir } from '../helpers/vmlet.js';
 import { waitFor } from '../helpers/wait.js';
@@ -197,7 +198,7 @@ describe(`domain XML accepted by libvirt (domain type ${accel.domainType})`, () 
     // same domain without vmlet's <qemu:capabilities> shows what the element saves.
     const traced = (x: string) => x.replace('</domain>', "<qemu:commandline><qemu:arg value='-trace'/><qemu:arg value='handle_qmp_command'/></qemu:commandline></domain>");
     const withoutCaps = (x: string) => {
-      const out = x.replace(/<qemu:capabilities>[\s\S]*<\/qemu:capabilities>/, '');
+      const out = withoutQemuCapabilities(x);
       expect(out).not.toContain('cpu-unavailable-features');
       return out;
     };
