@@ -115,6 +115,8 @@ describe('volumes in a sandboxed pod', () => {
     expect(node.out).toContain('VMLET-BLOCK-MARK');
     // The guest found it by serial, as /dev/disk/by-id/virtio-<serial> would.
     expect((await sh(db, `grep -l ${serial} /sys/block/*/serial`)).out).toMatch(/\/sys\/block\/vd[b-z]\/serial/);
+    // It came through ACPI: the guest kernel runs no PCIe port services (pcie_ports=compat, pod-vm-spec.ts).
+    expect((await sh(db, 'ls /sys/bus/pci_express/devices | wc -l')).out.trim()).toBe('0');
     // Written in the guest, read on the host: the same device.
     expect((await sh(db, 'printf from-guest | dd of=/dev/xvdb bs=512 seek=8 conv=notrunc,fsync 2>/dev/null; echo $?')).out.trim()).toBe('0');
     const buf = Buffer.alloc(10);

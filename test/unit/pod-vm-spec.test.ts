@@ -48,7 +48,7 @@ describe('pod VM spec', () => {
   it('boots the kit with the image tree read-only over 9p, the scratch disk by serial, and the agent port', () => {
     const spec = podVmSpec(input());
     expect(spec.boot).toMatchObject({ kind: 'kernel', kernel: '/usr/local/lib/vmlet/guest/vmlinux', initrd: '/usr/local/lib/vmlet/guest/initrd.img' });
-    expect(spec.boot.kind === 'kernel' && spec.boot.cmdline).toBe('console=ttyS0 quiet ' + netArgs(input().net).join(' '));
+    expect(spec.boot.kind === 'kernel' && spec.boot.cmdline).toBe('console=ttyS0 quiet pcie_ports=compat ' + netArgs(input().net).join(' '));
     // Device addresses (integrated endpoints on pcie.0) are domain-xml's business: left out here.
     const xml = renderDomainXml(spec).replace(/>\s+</g, '><').replace(/<address type="pci"[^>]*\/>/g, '');
     expect(xml).toContain(`<filesystem type="mount" accessmode="passthrough"><source dir="/var/lib/vmlet/images/rootfs"/><target dir="${IMAGES_TAG}"/><readonly/></filesystem>`);
