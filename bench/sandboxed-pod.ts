@@ -127,7 +127,7 @@ const execStat = (r: { ms: number[]; wrong: string[] }) =>
   `${stat(r.ms, (x) => `${x.toFixed(1)} ms`)}${r.wrong.length ? `; ${r.wrong.length}/33 WRONG answers: ${r.wrong.join('; ')}` : ''}`;
 
 // --- bare QEMU ----------------------------------------------------------------------------------
-async function bareBoot(o: { kit: string; accel: string; mem: string; smp: string; cpu: string | undefined; images: string; dir: string }): Promise<{ ms: number; times: string; rssKiB: number; rssParts: string }> {
+async function bareBoot(o: { kit: string; accel: string; mem: string; smp: string; cpu: string | undefined; bios: string | undefined; images: string; dir: string }): Promise<{ ms: number; times: string; rssKiB: number; rssParts: string }> {
   const scratch = join(o.dir, 'scratch.img');
   const shared = join(o.dir, 'shared');
   const log = join(o.dir, 'console.log');
@@ -140,7 +140,8 @@ async function bareBoot(o: { kit: string; accel: string; mem: string; smp: strin
   const fd = openSync(log, 'w');
   const t0 = performance.now();
   const qemu = spawn('qemu-system-x86_64', [
-    '-machine', `q35,accel=${o.accel}`, ...(o.cpu ? ['-cpu', o.cpu] : []), '-m', o.mem, '-smp', o.smp,
+    // The firmware vmlet's pod VM started (config podVmBios): the same boot path, minus vmlet.
+    '-machine', `q35,accel=${o.accel}`, ...(o.cpu ? ['-cpu', o.cpu] : []), ...(o.bios ? ['-bios', o.bios] : []), '-m', o.mem, '-smp', o.smp,
     '-display', 'none', '-no-reboot', '-nodefaults', '-no-user-config', '-serial', 'stdio',
     '-kernel', join(o.kit, 'vmlinux'), '-initrd', join(o.kit, 'initrd.img'), '-append', cmdline,
     '-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0,romfile=',
@@ -226,7 +227,7 @@ async function main(): Promise<void> {
     let bareParts = '';
     const bareDir = tempDir('vmlet-bench-bare-');
     const guestLines: string[] = [];
-    let qemuInfo = { mem: '512', smp: '1', cpu: undefined as string | undefined, machine: '?' };
+    let qemuInfo = { mem: '512', smp: '1', cpu: undefined as string | undefined, machine: '?', bios: undefined as string | undefined };
     for (let i = 0; i < N; i++) {
       const w = watchConsole(podsDir, markers);
       const t0 = Date.now();
@@ -237,7 +238,7 @@ async function main(): Promise<void> {
       const domain = `vmlet-bench-sbx-auto-${i}-${r.pod.slice(0, 8)}`;
       const pid = qemuPid(domain);
       const args = qemuArgs(pid);
-      qemuInfo = { mem: argAfter(args, '-m') ?? '512', smp: argAfter(args, '-smp') ?? '1', cpu: argAfter(args, '-cpu'), machine: argAfter(args, '-machine') ?? '?' };
+      qemuInfo = { mem: argAfter(args, '-m') ?? '512', smp: argAfter(args, '-smp') ?? '1', cpu: argAfter(args, '-cpu'), machine: argAfter(args, '-machine') ?? '?', bios: argAfter(args, '-bios') };
       const qemuStart = processStartMs(pid);
       const createStart = t0 + r.phases.RunPodSandbox!;
       const createEnd = createStart + r.phases.CreateContainer!;
@@ -251,7 +252,7 @@ async function main(): Promise<void> {
       push(breakdown, 'vmlet "pod VM ready" bootMs (scratch → agent answered + setup_pod)', podVmReadyMs(r.pod));
       guestLines.push(guestTimes(text));
       await removePod(vm.runtime, r.pod);
-      const b = await bareBoot({ kit, accel, mem: qemuInfo.mem, smp: qemuInfo.smp, cpu: qemuInfo.cpu, images: join(vm.stateDir, 'images', 'rootfs'), dir: bareDir });
+      const b = await bareBoot({ kit, accel, mem: qemuInfo.mem, smp: qemuInfo.smp, cpu: qemuInfo.cpu, bios: qemuInfo.bios, images: join(vm.stateDir, 'images', 'rootfs'), dir: bareDir });
       bare.push(b.ms);
       bareLines.push(b.times);
       bareRss = b.rssKiB;
@@ -325,7 +326,7 @@ async function main(): Promise<void> {
     // --- report ---
     console.log(`\nsandboxed pods, ${N} runs each, ${accel}, guest kit ${kitVersion}; image rootfs (busybox, test/registry), command ${JSON.stringify(FIRST_LINE_COMMAND)}`);
     console.log(`load average (1, 5, 15 min) at start ${load0.map((x) => x.toFixed(2)).join(' ')}, at end ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${cpus().length} CPUs`);
-    console.log(`vmlet's pod VM QEMU: -machine ${qemuInfo.machine} -cpu ${qemuInfo.cpu ?? '(default)'} -m ${qemuInfo.mem} -smp ${qemuInfo.smp}`);
+    console.log(`vmlet's pod VM QEMU: -machine ${qemuInfo.machine} -cpu ${qemuInfo.cpu ?? '(default)'} -m ${qemuInfo.mem} -smp ${qemuInfo.smp} -bios ${qemuInfo.bios ?? '(SeaBIOS)'}; the bare boot the same`);
     for (const l of out) console.log(`  (${l})`);
     printPhases('1a. sandboxed pod, auto (VM boots in CreateContainer):', auto);
     printPhases('1b. sandboxed pod, vmlet.io/pod-kind: sandboxed (VM boots in RunPodSandbox):', early);

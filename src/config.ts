@@ -29,6 +29,8 @@ export interface Config {
   shareDriver: ShareDriver;
   /** TCG only: each VM's translation cache in MiB (libvirt's <tb-cache>); 0 leaves QEMU's default (1 GiB). */
   tcgTbCacheMiB: number;
+  /** The firmware sandboxed pods' VMs start: qboot (where the node has it; vm/spec.ts QBOOT_ROM) or SeaBIOS. */
+  podVmBios: PodVmBios;
   /**
    * Largest image vmlet pulls, in GiB: its uncompressed layers, and its files once kept or
    * unpacked with every hard link counted at its target's size (also the largest single file).
@@ -89,6 +91,8 @@ export interface RegistriesConfig {
 export const DEFAULT_CONFIG_PATH = '/etc/vmlet/config.yaml';
 
 export const SHARE_DRIVERS = ['auto', 'virtiofs', '9p'] as const;
+export const POD_VM_BIOSES = ['qboot', 'seabios'] as const;
+export type PodVmBios = (typeof POD_VM_BIOSES)[number];
 export type ShareDriver = (typeof SHARE_DRIVERS)[number];
 
 export const defaults: Readonly<Config> = Object.freeze({
@@ -102,6 +106,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   qemuUser: DEFAULT_QEMU_USER,
   shareDriver: 'auto', // libvirt-daemon-system's own (Debian, Ubuntu); the installer makes it where that package did not
   tcgTbCacheMiB: 128, // vm/spec.ts TCG_TB_CACHE_MIB; measured in docs/pod-cgroup.md
+  podVmBios: 'qboot',
   // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
   // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's
   // image filesystem, so one hostile image (gzip bomb, hard links) costs at most this much.
@@ -150,6 +155,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_TCG_TB_CACHE_MIB: 'tcgTbCacheMiB',
     VMLET_QEMU_USER: 'qemuUser',
     VMLET_SHARE_DRIVER: 'shareDriver',
+    VMLET_POD_VM_BIOS: 'podVmBios',
     VMLET_IMAGE_MAX_GIB: 'imageMaxGiB',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
@@ -394,6 +400,7 @@ export function validate(raw: Record<string, unknown>): Config {
     qemuUser: str(raw.qemuUser, 'qemuUser'),
     shareDriver: oneOf(raw.shareDriver, 'shareDriver', SHARE_DRIVERS),
     tcgTbCacheMiB: mib(raw.tcgTbCacheMiB, 'tcgTbCacheMiB', 4096),
+    podVmBios: oneOf(raw.podVmBios, 'podVmBios', POD_VM_BIOSES),
     imageMaxGiB: gib(raw.imageMaxGiB, 'imageMaxGiB', 1024),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
     registries: registries(raw.registries),

@@ -64,6 +64,8 @@ export interface PodVmInput {
   virtiofsd?: string;
   qemuUser?: QemuIdentity;
   metadata: VmMetadata;
+  /** qboot where the node has it (vm/spec.ts QBOOT_ROM); absent: SeaBIOS. */
+  biosRom?: string;
 }
 
 export function podVmSpec(i: PodVmInput): VmSpec {
@@ -97,6 +99,7 @@ export function podVmSpec(i: PodVmInput): VmSpec {
     // empty root port per disk. At most this many block volumes at once per pod.
     hotplugSlots: HOTPLUG_SLOTS,
     metadata: i.metadata,
+    ...(i.biosRom ? { biosRom: i.biosRom } : {}),
   });
 }
 

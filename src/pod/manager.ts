@@ -39,6 +39,8 @@ export interface PodDeps {
   qemuUser?: QemuIdentity;
   /** virtiofsd for VM-image pods' directory volumes (vm/virtiofs.ts); absent: 9p. */
   virtiofsd?: string;
+  /** The BIOS ROM sandboxed pods' VMs start (qboot, config podVmBios); absent: QEMU's SeaBIOS. */
+  podVmBiosRom?: string;
 }
 
 /** The warm pool of pod VMs as the pod layer uses it (podvm-pool.ts, made by serve.ts). */

@@ -149,6 +149,7 @@ export async function startPodVmDomain(
     ...(o.pooled ? { pooled: true } : {}),
     metadata: o.metadata,
     ...(emulator ? { emulator } : {}),
+    ...(m.deps.podVmBiosRom ? { biosRom: m.deps.podVmBiosRom } : {}),
   });
   await createScratch(o.files.scratch, o.scratchBytes);
   await preparePodShare(o.files.shared);

@@ -71,6 +71,7 @@ function domainElement(spec: VmSpec): XmlElement {
       {},
       el('type', { arch: 'x86_64', machine: spec.machine }, 'hvm'),
       ...(spec.loader && spec.nvram ? [el('loader', { readonly: 'yes', type: 'pflash' }, spec.loader), el('nvram', { template: spec.nvram.template }, spec.nvram.path)] : []),
+      spec.biosRom && el('loader', { readonly: 'yes', type: 'rom' }, spec.biosRom),
       boot && el('kernel', {}, boot.kernel),
       boot?.initrd ? el('initrd', {}, boot.initrd) : undefined,
       boot?.cmdline ? el('cmdline', {}, boot.cmdline) : undefined,

@@ -24,14 +24,15 @@ export const TEST_GUEST_KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/
 /**
  * Pushes each [image, repo:tag] to a fresh registry and starts vmlet with all of them pulled;
  * `allowAnnotations`: the gated annotations the suite's pods use (config allowedAnnotations.vmlet);
- * `guestKit`: sandboxed pods boot the test build of the guest kit (TEST_GUEST_KIT).
+ * `guestKit`: sandboxed pods boot the test build of the guest kit (TEST_GUEST_KIT);
+ * `config`: more lines of vmlet's config (YAML).
  */
-export async function startVmSuite(images: Array<[TestImageName, string]>, opts: { allowAnnotations?: string[]; guestKit?: boolean } = {}): Promise<VmSuite> {
+export async function startVmSuite(images: Array<[TestImageName, string]>, opts: { allowAnnotations?: string[]; guestKit?: boolean; config?: string } = {}): Promise<VmSuite> {
   await ensureTestImages();
   const reg = await startRegistry();
   const refs: string[] = [];
   for (const [name, tag] of images) refs.push((await pushImage(reg, name, tag)).reference);
-  const config = `${vmletConfig(reg)}${opts.guestKit ? `guestKitDir: ${TEST_GUEST_KIT}\n` : ''}`;
+  const config = `${vmletConfig(reg)}${opts.guestKit ? `guestKitDir: ${TEST_GUEST_KIT}\n` : ''}${opts.config ?? ''}`;
   const v = await startVmlet({ config, ...(opts.allowAnnotations ? { allowAnnotations: opts.allowAnnotations } : {}) });
   for (const image of refs) await call(v.image, 'PullImage', { image: { image } });
   return { reg, v, refs, config };

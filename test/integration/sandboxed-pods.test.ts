@@ -12,7 +12,7 @@ import { startVmSuite, stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.j
 import { waitFor } from '../helpers/wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import { dommemstat, virsh } from '../helpers/virsh.js';
-import { domainName } from '../../src/vm/spec.js';
+import { domainName, QBOOT_ROM } from '../../src/vm/spec.js';
 import { findVirtiofsd } from '../../src/vm/virtiofs.js';
 
 
@@ -204,6 +204,8 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     } else {
       expect(modules).toEqual(expect.arrayContaining(['9p', '9pnet_virtio']));
     }
+    // The VM started qboot, not SeaBIOS (config podVmBios): the firmware's name is in its SMBIOS table.
+    expect((await execSync(quiet, ['cat', '/sys/class/dmi/id/bios_vendor'])).stdout.trim()).toBe(existsSync(QBOOT_ROM) ? 'qboot' : 'SeaBIOS');
     await rt('StopContainer', { container_id: quiet, timeout: 0 });
     await rt('RemoveContainer', { container_id: quiet });
   }, 60_000);

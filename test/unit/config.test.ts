@@ -49,6 +49,13 @@ describe('config', () => {
     expect(() => loadConfig({ env: {}, flags: { config: file('a: [\n') } })).toThrow(/not valid YAML/);
   });
 
+  it('podVmBios: qboot by default, seabios from the file or VMLET_POD_VM_BIOS, nothing else', () => {
+    expect(defaults.podVmBios).toBe('qboot');
+    expect(loadConfig({ env: { VMLET_CONFIG: file('podVmBios: seabios\n') } }).config.podVmBios).toBe('seabios');
+    expect(loadConfig({ env: { VMLET_CONFIG: file(''), VMLET_POD_VM_BIOS: 'seabios' } }).config.podVmBios).toBe('seabios');
+    expect(() => loadConfig({ env: {}, flags: { config: file('podVmBios: ovmf\n') } })).toThrow(new ConfigError('config "podVmBios" is "ovmf"; allowed: qboot, seabios'));
+  });
+
   it('reads handlers from VMLET_HANDLERS', () => {
     const { config } = loadConfig({ env: { VMLET_CONFIG: file(''), VMLET_HANDLERS: 'vmlet, vm-fast' } });
     expect(config.handlers).toEqual(['vmlet', 'vm-fast']);

@@ -68,6 +68,13 @@ describe('buildVmSpec', () => {
     expect(kernelOf({ 'vmlet.io/vnc': 'true' })).toMatchObject({ kernel: '/k/kernel' });
     expect(() => kernelOf({ 'vmlet.io/pvh': 'yes' })).toThrow(/vmlet\.io\/pvh.*true.*false/);
   });
+  it('a BIOS ROM (qboot) is kept for a kernel boot on BIOS firmware only: a disk boot needs SeaBIOS, UEFI has its own loader', () => {
+    expect(spec({}, { boot: kernelBoot, biosRom: '/rom/qboot.rom' }).biosRom).toBe('/rom/qboot.rom');
+    expect(spec({}, { biosRom: '/rom/qboot.rom' }).biosRom).toBeUndefined();
+    const uefi = spec({ 'vmlet.io/firmware': 'uefi' }, { boot: kernelBoot, biosRom: '/rom/qboot.rom' });
+    expect(uefi.biosRom).toBeUndefined();
+    expect(uefi.loader).toBe('/usr/share/OVMF/OVMF_CODE_4M.fd');
+  });
   it('microvm needs kernel boot', () => {
     expect(() => spec({ 'vmlet.io/machine': 'microvm' }, { domainType: 'kvm' })).toThrow(/vmlet\.io\/machine="microvm" needs an image that boots a kernel/);
     expect(spec({ 'vmlet.io/machine': 'microvm' }, { boot: kernelBoot, domainType: 'kvm' }).machine).toBe('microvm');

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { AGENT_PORT, IMAGES_TAG, netArgs, podVmSpec, SCRATCH_SERIAL } from '../../src/guest/pod-vm-spec.js';
 import { NODE_DEFAULTS, parseVmSettings } from '../../src/vm/annotations.js';
 import { renderDomainXml } from '../../src/vm/domain-xml.js';
+import { QBOOT_ROM } from '../../src/vm/spec.js';
 import { validateDomainXml, virtXmlValidateMissing } from '../helpers/virt-xml-validate.js';
 
 const settings = (annotations: Record<string, string> = {}) =>
@@ -71,8 +72,15 @@ describe('pod VM spec', () => {
     expect(spec.memoryMiB).toBe(1024);
   });
 
+  it('starts the BIOS ROM it is given (qboot) in place of SeaBIOS; none given: no loader', () => {
+    const xml = renderDomainXml(podVmSpec({ ...input(), biosRom: QBOOT_ROM })).replace(/>\s+</g, '><');
+    expect(xml).toContain(`<loader readonly="yes" type="rom">${QBOOT_ROM}</loader><kernel>`);
+    expect(renderDomainXml(podVmSpec(input()))).not.toContain('<loader');
+  });
+
   it('renders XML libvirt\'s schema accepts', (ctx) => {
     if (virtXmlValidateMissing) ctx.skip(virtXmlValidateMissing);
     expect(() => validateDomainXml('pod VM', renderDomainXml(podVmSpec(input())))).not.toThrow();
+    expect(() => validateDomainXml('pod VM with qboot', renderDomainXml(podVmSpec({ ...input(), biosRom: QBOOT_ROM })))).not.toThrow();
   });
 });
