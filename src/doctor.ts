@@ -21,6 +21,7 @@ import { PodStateStore } from './pod/records.js';
 import { WITHOUT_ZSTD, ZSTD, zstdProgram } from './image/zstd.js';
 import { netnsName } from './net/netns.js';
 import { dhcpFiles, dhcpPid } from './net/dhcp.js';
+import { NO_QBOOT_FIX, podVmBiosRom } from './guest/pod-vm-bios.js';
 
 export type Verdict = 'OK' | 'WARN' | 'FAIL';
 
@@ -81,6 +82,15 @@ async function binaryCheck(name: string, bin: string, pkg: string): Promise<Chec
 async function zstdCheck(): Promise<CheckResult> {
   if (!zstdProgram()) return { name: 'zstd', verdict: 'WARN', detail: WITHOUT_ZSTD, fix: `apt-get install zstd (or ${INSTALL_FIX})` };
   return binaryCheck('zstd', ZSTD, 'zstd');
+}
+
+function podVmBiosCheck(config: Config): CheckResult {
+  const name = 'pod-vm-bios';
+  if (config.podVmBios === 'seabios') return { name, verdict: 'OK', detail: "sandboxed pods' VMs start SeaBIOS (config podVmBios: seabios)" };
+  const b = podVmBiosRom(config.podVmBios);
+  return b.rom
+    ? { name, verdict: 'OK', detail: `sandboxed pods' VMs start qboot (${b.rom})` }
+    : { name, verdict: 'WARN', detail: `config podVmBios is qboot, and ${b.missing} is missing: sandboxed pods' VMs start SeaBIOS, a slower boot`, fix: NO_QBOOT_FIX };
 }
 
 function kvmCheck(config: Config): CheckResult {
@@ -326,6 +336,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     qemuUserCheck(config),
     writableCheck('socket-dir', dirname(config.socket)),
     guestKitCheck(config.guestKitDir),
+    Promise.resolve(podVmBiosCheck(config)),
     crictlCheck(config.socket),
     metricsCheck(config.metricsAddress),
     streamingCheck(config.streaming),

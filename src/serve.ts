@@ -1,11 +1,10 @@
 // `vmlet serve`: start the runtime and the CRI server; stop both cleanly on SIGTERM/SIGINT.
 // VMs are never stopped here: restarting vmlet must leave them running.
 import { join } from 'node:path';
-import { existsSync } from 'node:fs';
 import type { Config } from './config.js';
 import { decideQemuUser, KVM_DEVICE_FIX, kvmDeviceProblem, type QemuIdentity } from './vm/qemu-user.js';
 import { findVirtiofsd } from './vm/virtiofs.js';
-import { QBOOT_ROM } from './vm/spec.js';
+import { NO_QBOOT_FIX, podVmBiosRom } from './guest/pod-vm-bios.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
 import { observeRpcs } from './cri/rpc.js';
@@ -66,9 +65,10 @@ export async function serve(config: Config, configFile: string | undefined, log:
   if (!zstdProgram()) log.warn({ program: ZSTD }, `${WITHOUT_ZSTD} (apt-get install zstd)`);
   const qemu = which(QEMU_SYSTEM);
   const emulator = qemu ? await EmulatorWrapper.install(config.stateDir, qemu) : undefined;
-  const podVmBiosRom = config.podVmBios === 'qboot' && existsSync(QBOOT_ROM) ? QBOOT_ROM : undefined;
-  if (config.podVmBios === 'qboot' && !podVmBiosRom) log.warn({ rom: QBOOT_ROM }, 'no qboot ROM on this node: sandboxed pods\' VMs start SeaBIOS, a slower boot (Debian: apt-get install qemu-system-data)');
-  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(virtiofsd ? { virtiofsd } : {}), ...(emulator ? { emulator } : {}), ...(podVmBiosRom ? { podVmBiosRom } : {}) });
+  const bios = podVmBiosRom(config.podVmBios);
+  const podVmBiosRomPath = bios.rom;
+  if (bios.missing) log.warn({ rom: bios.missing, fix: NO_QBOOT_FIX }, 'config podVmBios is qboot and this node has no qboot ROM: sandboxed pods\' VMs start SeaBIOS, a slower boot');
+  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(virtiofsd ? { virtiofsd } : {}), ...(emulator ? { emulator } : {}), ...(podVmBiosRomPath ? { podVmBiosRom: podVmBiosRomPath } : {}) });
   const podManager = pods;
   pods.reconnectPodVms = () => reconnectPodVms(podManager);
   const pool = new PodVmPool(pods, config.podVmPool);

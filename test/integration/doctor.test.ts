@@ -42,6 +42,14 @@ describe('vmlet doctor', () => {
     if (r.verdict('kvm') === 'WARN') expect(r.stdout).toMatch(/falling back to TCG/);
   });
 
+  it('says which firmware sandboxed pods\' VMs start: qboot from the node\'s ROM, SeaBIOS when the config says so', () => {
+    const qboot = doctor([], writeCniConf());
+    expect(qboot.verdict('pod-vm-bios')).toBe('OK');
+    expect(qboot.line('pod-vm-bios')).toMatch(/sandboxed pods' VMs start qboot \(\/usr\/share\/qemu\/qboot\.rom\)/);
+    const seabios = doctor([], writeCniConf(), GUEST_KIT, { VMLET_POD_VM_BIOS: 'seabios' });
+    expect(seabios.line('pod-vm-bios')).toMatch(/OK +pod-vm-bios +sandboxed pods' VMs start SeaBIOS \(config podVmBios: seabios\)/);
+  });
+
   it('says who VMs\' QEMU runs as, and fails on a QEMU user that does not exist', () => {
     expect(doctor([], writeCniConf()).stdout).toMatch(/qemu-user +VMs' QEMU runs as libvirt-qemu \(uid \d+, gid \d+\); as root only for VMs with 9p shares/);
     const r = doctor([], writeCniConf(), GUEST_KIT, { VMLET_QEMU_USER: 'no-such-qemu-user' });
