@@ -2,7 +2,7 @@
 // lifecycle event when vmlet heard it, otherwise from the end of the domain's QEMU log, where
 // libvirtd writes "shutting down, reason=<reason>" as each run ends (after a vmlet restart or a
 // lost libvirt connection, the event is gone).
-import { open, rm } from 'node:fs/promises';
+import { open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { STOPPED_DETAIL } from './rpc/constants.js';
 import type { LifecycleEvent } from './domain-events.js';
@@ -46,7 +46,16 @@ export async function lastStopReason(domainName: string, logDir = QEMU_LOG_DIR):
   }
 }
 
-/** Removes the domain's QEMU log (with the domain: a new one with the same name starts clean). */
+/**
+ * Removes the domain's QEMU log (with the domain: a new one with the same name starts clean) and
+ * the logs of the virtiofsd libvirt ran for its shares (<name>-fs<N>-virtiofsd.log), which
+ * libvirt leaves behind: two more files per sandboxed pod, for ever, since a pod's domain name is
+ * never used again.
+ */
 export async function removeQemuLog(domainName: string, logDir = QEMU_LOG_DIR): Promise<void> {
-  await rm(join(logDir, `${domainName}.log`), { force: true });
+  const head = `${domainName}-fs`;
+  const tail = '-virtiofsd.log';
+  const virtiofsd = (n: string) => n.startsWith(head) && n.endsWith(tail) && /^\d+$/.test(n.slice(head.length, -tail.length));
+  const names = await readdir(logDir).catch(() => [] as string[]);
+  await Promise.all([`${domainName}.log`, ...names.filter(virtiofsd)].map((n) => rm(join(logDir, n), { force: true })));
 }

@@ -2,7 +2,7 @@
 // rootfs comes from the loopback registry, and every container is a process tree in the pod VM run
 // by vmlet's agent. One pod VM serves most cases, in the order a kubelet would call.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
@@ -14,6 +14,7 @@ import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import { dommemstat, virsh } from '../helpers/virsh.js';
 import { domainName, QBOOT_ROM } from '../../src/vm/spec.js';
 import { findVirtiofsd } from '../../src/vm/virtiofs.js';
+import { QEMU_LOG_DIR } from '../../src/vm/stop-reason.js';
 
 
 let v: VmletProcess;
@@ -306,9 +307,13 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     expect(virsh('domstate', name).trim()).toBe('shut off');
     const ps = await rt<{ status: { state: string } }>('PodSandboxStatus', { pod_sandbox_id: pod.id });
     expect(ps.status.state).toBe('SANDBOX_NOTREADY');
+    // libvirt's logs of the domain: its QEMU's, and one per share's virtiofsd.
+    const logsOf = () => readdirSync(QEMU_LOG_DIR).filter((f) => f === `${name}.log` || f.startsWith(`${name}-fs`));
+    expect(logsOf().filter((f) => f.endsWith('-virtiofsd.log'))).toHaveLength(findVirtiofsd() ? 2 : 0);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
     expect(() => virsh('domstate', name)).toThrow();
     expect(existsSync(join(v.stateDir, 'pods', pod.id))).toBe(false);
+    expect(logsOf()).toEqual([]);
   }, 60_000);
 });
 
