@@ -91,9 +91,9 @@ export interface RegistriesConfig {
 export const DEFAULT_CONFIG_PATH = '/etc/vmlet/config.yaml';
 
 export const SHARE_DRIVERS = ['auto', 'virtiofs', '9p'] as const;
+export type ShareDriver = (typeof SHARE_DRIVERS)[number];
 export const POD_VM_BIOSES = ['qboot', 'seabios'] as const;
 export type PodVmBios = (typeof POD_VM_BIOSES)[number];
-export type ShareDriver = (typeof SHARE_DRIVERS)[number];
 
 export const defaults: Readonly<Config> = Object.freeze({
   socket: '/run/vmlet/vmlet.sock',

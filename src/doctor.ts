@@ -86,11 +86,10 @@ async function zstdCheck(): Promise<CheckResult> {
 
 function podVmBiosCheck(config: Config): CheckResult {
   const name = 'pod-vm-bios';
-  if (config.podVmBios === 'seabios') return { name, verdict: 'OK', detail: "sandboxed pods' VMs start SeaBIOS (config podVmBios: seabios)" };
   const b = podVmBiosRom(config.podVmBios);
-  return b.rom
-    ? { name, verdict: 'OK', detail: `sandboxed pods' VMs start qboot (${b.rom})` }
-    : { name, verdict: 'WARN', detail: `config podVmBios is qboot, and ${b.missing} is missing: sandboxed pods' VMs start SeaBIOS, a slower boot`, fix: NO_QBOOT_FIX };
+  if (b.rom) return { name, verdict: 'OK', detail: `sandboxed pods' VMs start qboot (${b.rom})` };
+  if (b.missing) return { name, verdict: 'WARN', detail: `config podVmBios is qboot, and ${b.missing} is missing: sandboxed pods' VMs start SeaBIOS, a slower boot`, fix: NO_QBOOT_FIX };
+  return { name, verdict: 'OK', detail: "sandboxed pods' VMs start SeaBIOS (config podVmBios: seabios)" };
 }
 
 function kvmCheck(config: Config): CheckResult {

@@ -66,9 +66,8 @@ export async function serve(config: Config, configFile: string | undefined, log:
   const qemu = which(QEMU_SYSTEM);
   const emulator = qemu ? await EmulatorWrapper.install(config.stateDir, qemu) : undefined;
   const bios = podVmBiosRom(config.podVmBios);
-  const podVmBiosRomPath = bios.rom;
   if (bios.missing) log.warn({ rom: bios.missing, fix: NO_QBOOT_FIX }, 'config podVmBios is qboot and this node has no qboot ROM: sandboxed pods\' VMs start SeaBIOS, a slower boot');
-  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(virtiofsd ? { virtiofsd } : {}), ...(emulator ? { emulator } : {}), ...(podVmBiosRomPath ? { podVmBiosRom: podVmBiosRomPath } : {}) });
+  pods = new PodManager({ config, log, vm: new LibvirtDriver(runtime.libvirt), images, accel: runtime.accel, qemuUser, ...(virtiofsd ? { virtiofsd } : {}), ...(emulator ? { emulator } : {}), ...(bios.rom ? { podVmBiosRom: bios.rom } : {}) });
   const podManager = pods;
   pods.reconnectPodVms = () => reconnectPodVms(podManager);
   const pool = new PodVmPool(pods, config.podVmPool);

@@ -121,7 +121,7 @@ export type OvmfPaths = { code: string; varsTemplate: string };
 /**
  * qboot, QEMU's minimal x86 firmware (Debian: qemu-system-data), for kernel boots: it loads the
  * kernel and jumps to it, where SeaBIOS also runs its POST (devices, option ROM scan, boot menu).
- * A sandboxed pod's VM reaches its kernel ~60 ms sooner under TCG (docs/design.md).
+ * A sandboxed pod's VM reaches its kernel ~60 ms sooner under TCG (docs/sandboxed-pods.md).
  */
 export const QBOOT_ROM = '/usr/share/qemu/qboot.rom';
 
