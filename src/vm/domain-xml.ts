@@ -239,7 +239,8 @@ export const AGENT_SERIAL_SLOT = 0x1e;
  * integrated endpoints (explicit bus 0 slots from 2), and only the hotplug slots are root ports.
  * libvirt would otherwise put each device behind a root port of its own, and every root port
  * costs the guest's boot under TCG (measured: 15 root ports, VMLET-INIT 2.45 s against 1.73 s
- * without, ~47 ms a port). libvirt hotplugs a disk into the first empty root port.
+ * without, ~47 ms a port, with the kernel's PCIe port services; a sandboxed pod's guest runs none:
+ * guest/pod-vm-spec.ts PCIE_PORTS_ARG). libvirt hotplugs a disk into the first empty root port.
  */
 function onPcieRoot(spec: VmSpec, devices: XmlElement): XmlElement {
   if (spec.machine !== 'q35' || !spec.hotplugSlots) return devices;
