@@ -25,7 +25,7 @@ export const HOTPLUG_SLOTS = 4;
 /**
  * The guest kernel leaves PCIe port services (PME, AER, native hotplug) alone: q35 hotplugs
  * into the root ports through ACPI (acpiphp), which this does not touch, and the port driver's
- * probe of the empty ports cost the boot ~85 ms under TCG (initcall_debug: pcie_portdrv_init).
+ * probe of the empty ports cost a quiet boot 100-130 ms under TCG (initcall_debug: pcie_portdrv_init).
  */
 export const PCIE_PORTS_ARG = 'pcie_ports=compat';
 
