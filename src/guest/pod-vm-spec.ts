@@ -19,7 +19,7 @@ export const SCRATCH_SERIAL = 'vmlet-scratch';
 /**
  * Empty PCIe root ports of the pod VM, for block volumes hotplugged later: at most this many at
  * once per pod. Each cost the guest's boot ~47 ms under TCG (domain-xml.ts onPcieRoot), of which
- * the port driver's ~20-25 ms are gone with PCIE_PORTS_ARG.
+ * the port driver's 25-30 ms (quiet boots) are gone with PCIE_PORTS_ARG.
  */
 export const HOTPLUG_SLOTS = 4;
 /**
