@@ -4,7 +4,8 @@
 import { WorkerThread, fromWire } from '../util/worker-thread.js';
 import { isSmallImage, type LayerRef, type ScanLimits } from './layer-tar.js';
 import { buildTree, unpackRootfs, type TreeBuilder } from './rootfs.js';
-import type { FromWorker, ToWorker } from './rootfs-protocol.js';
+import { buildErofs, unpackErofs } from './rootfs-erofs.js';
+import type { FromWorker, RootfsFormat, ToWorker } from './rootfs-protocol.js';
 
 const thread = new WorkerThread<ToWorker, FromWorker>(import.meta.url, 'rootfs-worker', 'rootfs unpack worker', (m) => String(m.job));
 let nextJob = 1;
@@ -14,8 +15,8 @@ export function rootfsWorker() {
   return thread.thread;
 }
 
-/** buildTree in the worker: its errors keep their kind (a hostile layer is INVALID_ARGUMENT there and here). */
-const buildInWorker: TreeBuilder = (root, layers, limits) =>
+/** buildTree or buildErofs in the worker: its errors keep their kind (a hostile layer is INVALID_ARGUMENT there and here). */
+const buildInWorker = (format: RootfsFormat): TreeBuilder => (root, layers, limits) =>
   new Promise<void>((resolve, reject) => {
     const job = nextJob++;
     const post = thread.talk(
@@ -27,11 +28,15 @@ const buildInWorker: TreeBuilder = (root, layers, limits) =>
       },
       reject,
     );
-    post({ t: 'unpack', job, root, limits, layers: layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: l.path, ...(l.diffId ? { diffId: l.diffId } : {}) })) });
+    post({ t: 'unpack', job, format, root, limits, layers: layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: l.path, ...(l.diffId ? { diffId: l.diffId } : {}) })) });
   });
 
-/** unpackRootfs of complete layers (no download in flight), in the worker unless the image is small. */
-export function unpackRootfsOffThread(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits): Promise<void> {
-  const build = isSmallImage(layers.map((l) => l.size)) ? buildTree : buildInWorker;
-  return unpackRootfs(layers, dest, tmpDir, limits, build);
+/**
+ * unpackRootfs (the tree at `dest`) or unpackErofs (`dest`.erofs) of complete layers (no download
+ * in flight), in the worker unless the image is small.
+ */
+export function unpackRootfsOffThread(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits, format: RootfsFormat = 'tree'): Promise<void> {
+  const here = isSmallImage(layers.map((l) => l.size));
+  if (format === 'erofs') return unpackErofs(layers, dest, tmpDir, limits, here ? buildErofs : buildInWorker(format));
+  return unpackRootfs(layers, dest, tmpDir, limits, here ? buildTree : buildInWorker(format));
 }

@@ -32,7 +32,7 @@ import { decompressor, HostileLayerError, readLayer, normalizeEntryPath, StoreFu
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
 
-interface Budget {
+export interface Budget {
   imageBytes: number;
   apparentBytes: number;
   written: number;
@@ -70,7 +70,7 @@ export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: str
   }
 }
 
-async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
+export async function applyLayer(tree: EntrySink, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
   const bad = (why: string) => new HostileLayerError(layer.digest, why);
   const state: LayerState = { bad, full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() };
   let chain: Promise<void> = Promise.resolve();
@@ -119,7 +119,12 @@ async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budge
   count.checkDiffId(layer);
 }
 
-interface LayerState {
+/** Where a layer's entries go, one at a time in tar order: a directory tree (Tree) or an EROFS image (erofs-tree.ts). */
+export interface EntrySink {
+  apply(entry: ReadEntry, s: LayerState): Promise<void>;
+}
+
+export interface LayerState {
   bad: (why: string) => Error;
   /** The store's free space is short (StoreFullError). */
   full: (why: string) => Error;
@@ -131,7 +136,7 @@ interface LayerState {
   keep: Set<string>;
 }
 
-class Tree {
+class Tree implements EntrySink {
   /** In-image directories known to be real directories with real directories above them. */
   private dirs = new Set<string>(['']);
   /** Directory mtimes, set at the end (writing inside a directory changes its mtime). */

@@ -6,13 +6,14 @@ import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, readF
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { Header, type HeaderData } from 'tar';
+import { Header, Pax, type HeaderData } from 'tar';
 import { ImageStore } from '../../src/image/store.js';
 import { unpackRootfs } from '../../src/image/rootfs.js';
 import { rootfsWorker, unpackRootfsOffThread } from '../../src/image/rootfs-client.js';
+import { unpackErofs } from '../../src/image/rootfs-erofs.js';
 import { SMALL_IMAGE_BYTES } from '../../src/image/layer-tar.js';
 import type { LayerRef, ScanLimits } from '../../src/image/layer-scan.js';
 import { resolveUser } from '../../src/image/users.js';
@@ -187,7 +188,8 @@ function tarOf(entries: Entry[]): Buffer {
     const data = typeof e.data === 'string' ? Buffer.from(e.data) : (e.data ?? Buffer.alloc(0));
     const type = e.type ?? 'File';
     const h = new Header({ mode: type === 'Directory' ? 0o755 : 0o644, uid: 0, gid: 0, mtime: new Date(1_000_000_000_000), ...e, type, size: type === 'File' ? data.length : 0 });
-    h.encode();
+    // Paths and link targets past ustar's 100 bytes go in a pax header before it, as tar writes them.
+    if (h.encode()) blocks.push(new Pax({ path: e.path, ...(e.linkpath ? { linkpath: e.linkpath } : {}) }).encode());
     blocks.push(h.block!);
     if (type === 'File') blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
   }
@@ -217,9 +219,36 @@ function layer(entries: Entry[], opts: { gzip?: boolean; zstd?: boolean; diffId?
 /** Layers with a size past SMALL_IMAGE_BYTES: unpackRootfsOffThread builds their tree in its worker thread. */
 const large = (layers: LayerRef[]) => layers.map((l) => ({ ...l, size: SMALL_IMAGE_BYTES + 1 }));
 
-describe.each([
+/** EROFS images built at `dest`.erofs are loop-mounted at `dest` (read-only), so one test reads both kinds. */
+const erofsMounts: string[] = [];
+const mountErofs = (dest: string) => {
+  mkdirSync(dest);
+  execFileSync('mount', ['-t', 'erofs', '-o', 'loop,ro', `${dest}.erofs`, dest]);
+  erofsMounts.push(dest);
+};
+afterAll(() => {
+  for (const d of erofsMounts) execFileSync('umount', [d]);
+});
+// The host's kernel reads the images the guests' kernels read (CI's and this machine's have it).
+const HOST_EROFS = readFileSync('/proc/filesystems', 'utf8').includes('\terofs\n') || spawnSync('modprobe', ['erofs']).status === 0;
+if (!HOST_EROFS) console.warn('rootfs.test: this kernel has no erofs: the EROFS variants are skipped');
+
+type UnpackWith = (layers: LayerRef[], dest: string, tmp: string, limits: ScanLimits) => Promise<void>;
+describe.each<[string, UnpackWith]>([
   ['unpackRootfs (on the calling thread)', unpackRootfs],
   ['unpackRootfsOffThread (a large image: in the worker thread)', (layers: LayerRef[], dest: string, tmp: string, limits: ScanLimits) => unpackRootfsOffThread(large(layers), dest, tmp, limits)],
+  ...(HOST_EROFS
+    ? ([
+        ['unpackErofs (an EROFS image, on the calling thread)', async (layers: LayerRef[], dest: string, tmp: string, limits: ScanLimits) => {
+          await unpackErofs(layers, dest, tmp, limits);
+          mountErofs(dest);
+        }],
+        ['unpackRootfsOffThread erofs (a large image: in the worker thread)', async (layers: LayerRef[], dest: string, tmp: string, limits: ScanLimits) => {
+          await unpackRootfsOffThread(large(layers), dest, tmp, limits, 'erofs');
+          mountErofs(dest);
+        }],
+      ] satisfies Array<[string, UnpackWith]>)
+    : []),
 ])('%s', (_name, unpackWith) => {
   let work: string;
   let tmp: string;
@@ -245,6 +274,7 @@ describe.each([
   const refused = async (layers: LayerRef[], msg: string | RegExp, limits: ScanLimits = BIG) => {
     await expect(unpack(layers, limits)).rejects.toThrow(msg);
     expect(existsSync(dest)).toBe(false);
+    expect(existsSync(`${dest}.erofs`)).toBe(false);
     expect(readdirSync(tmp)).toEqual([]);
     expect(readdirSync(outside).sort()).toEqual(['victim']);
     expect(readFileSync(join(outside, 'victim'), 'utf8')).toBe('untouched\n');
@@ -304,6 +334,30 @@ describe.each([
     expect(readlinkSync(join(d, 'link-out'))).toBe(outside + '/victim');
     expect(readFileSync(join(d, 'abs.txt'), 'utf8')).toContain('absolute');
     expect(mode('.')).toBe(0o755);
+  });
+
+  it('keeps large directories (names of every length, sorted bytewise), long symlinks and files of block-edge sizes', async () => {
+    // In an EROFS image a directory past one block spans several, found by binary search on
+    // their first names: every name must be found, and listed once.
+    const names = Array.from({ length: 700 }, (_, i) => `${'-+#!~_aZ'[i % 8]}${i}`.padEnd(1 + (i % 200), 'x'));
+    names.push('y'.repeat(255), ' space', '.hidden', '..dots', 'é-utf8');
+    const target = (n: number) => 'd/'.repeat(n / 2);
+    const sizes = [0, 1, 4095, 4096, 4097, 3 * 4096 + 5];
+    const d = await unpack([
+      layer([
+        { path: 'big/', type: 'Directory' },
+        ...names.map((n, i) => ({ path: `big/${n}`, data: `${i}` })),
+        { path: 'ln-3000', type: 'SymbolicLink', linkpath: target(3000) },
+        { path: 'ln-4094', type: 'SymbolicLink', linkpath: target(4094) },
+        ...sizes.map((n) => ({ path: `size-${n}`, data: Buffer.alloc(n, n % 251) })),
+      ]),
+    ]);
+    expect(readdirSync(join(d, 'big')).sort()).toEqual([...names].sort());
+    names.forEach((n, i) => expect(readFileSync(join(d, 'big', n), 'utf8')).toBe(`${i}`));
+    expect(existsSync(join(d, 'big', 'not-there'))).toBe(false);
+    expect(readlinkSync(join(d, 'ln-3000'))).toBe(target(3000));
+    expect(readlinkSync(join(d, 'ln-4094'))).toBe(target(4094));
+    for (const n of sizes) expect(readFileSync(join(d, `size-${n}`)).equals(Buffer.alloc(n, n % 251))).toBe(true);
   });
 
   it('applies whiteouts and opaque dirs, keeping the opaque layer\'s entries before and after the marker', async () => {

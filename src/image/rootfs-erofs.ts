@@ -1,0 +1,78 @@
+// An image's rootfs as one EROFS image, `<rootfsRoot>/<hex>.erofs`, which the guest agent mounts
+// through a loop device (docs/sandboxed-pods.md), and beside it `<hex>.ids/etc/{passwd,group}`:
+// the image's own files, symlinks resolved inside the image, which users.ts reads on the host
+// to resolve the container's user as it does in a tree.
+import { closeSync, constants, fdatasyncSync, mkdirSync, openSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { S_IFMT, S_IFREG } from './erofs-format.js';
+import { ErofsTree } from './erofs-tree.js';
+import type { LayerRef, ScanLimits } from './layer-tar.js';
+import { applyLayer, type Budget, type TreeBuilder } from './rootfs.js';
+import { MAX_ID_FILE_BYTES } from './users.js';
+
+const run = promisify(execFile);
+const IMAGE = 'image.erofs';
+const IDS = 'ids';
+const ID_FILES = ['etc/passwd', 'etc/group'];
+
+/** The image's EROFS file and its ids dir, for the image whose tree would be `base` (`<rootfsRoot>/<hex>`). */
+export const erofsPaths = (base: string) => ({ image: `${base}.erofs`, ids: `${base}.ids` });
+
+/** Builds `<root>/image.erofs` and `<root>/ids/` from the layers, in order. */
+export const buildErofs: TreeBuilder = async (root, layers, limits) => {
+  const fd = openSync(join(root, IMAGE), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+  try {
+    const tree = new ErofsTree(fd);
+    const budget: Budget = { imageBytes: 0, apparentBytes: 0, written: 0 };
+    for (const layer of layers) {
+      await layer.ready;
+      await applyLayer(tree, layer, limits, budget);
+    }
+    tree.finish();
+    writeIds(tree, join(root, IDS));
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+};
+
+/**
+ * A copy of what readRootfsFile would find at each id file: its bytes; a sparse file of its size
+ * past MAX_ID_FILE_BYTES, and a directory for anything but a regular file, so that users.ts
+ * refuses them as it refuses them in a tree.
+ */
+function writeIds(tree: ErofsTree, dir: string): void {
+  mkdirSync(join(dir, 'etc'), { recursive: true, mode: 0o755 });
+  for (const path of ID_FILES) {
+    const node = tree.resolve(path);
+    if (!node) continue;
+    const out = join(dir, path);
+    if ((node.mode & S_IFMT) !== S_IFREG) mkdirSync(out);
+    else if ((node.size ?? 0) > MAX_ID_FILE_BYTES) {
+      writeFileSync(out, '');
+      truncateSync(out, node.size);
+    } else writeFileSync(out, tree.read(node), { mode: 0o644 });
+  }
+}
+
+/**
+ * Builds the image's EROFS file in a temp dir under `tmpDir`, then renames it (and its ids) into
+ * place at `base`.erofs: a present image is a complete one. `build` runs here or in the unpack's
+ * worker thread (rootfs-client.ts).
+ */
+export async function unpackErofs(layers: LayerRef[], base: string, tmpDir: string, limits: ScanLimits, build: TreeBuilder = buildErofs): Promise<void> {
+  const root = await mkdtemp(join(tmpDir, 'rootfs-'));
+  const dest = erofsPaths(base);
+  try {
+    await build(root, layers, limits);
+    await run('sync', ['-f', root]).catch(() => undefined);
+    await rm(dest.ids, { recursive: true, force: true }); // left by a crash between the two renames
+    await rename(join(root, IDS), dest.ids);
+    await rename(join(root, IMAGE), dest.image);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
