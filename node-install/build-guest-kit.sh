@@ -74,8 +74,9 @@ MODULES=(virtio_pci virtio_console virtio_blk virtio_net virtio_rng virtio_ballo
 NINEP_MODULES=(9pnet_virtio 9p)
 # In the initramfs but not loaded at boot: the kernel loads them when a container asks (it runs
 # /sbin/modprobe, which reads modules.dep and modules.alias): bridge (brctl addbr, with stp and
-# llc), veth and dummy (ip link add), tun (/dev/net/tun).
-ON_DEMAND_MODULES=(bridge veth dummy tun)
+# llc), veth and dummy (ip link add), tun (/dev/net/tun); and loop and erofs, which the agent
+# loads at a pod's first container of an image made as an EROFS image (config imageRootfs).
+ON_DEMAND_MODULES=(bridge veth dummy tun loop erofs)
 # console=ttyS0 quiet: fewer slow serial writes; panic=-1: a crashed guest reboots at once
 # (QEMU -no-reboot or libvirt on_reboot=destroy then ends it); cryptomgr.notests + rodata=off:
 # no crypto self-tests and no W+X/RO page walk. initcall_blacklist: the two slowest initcalls

@@ -1,5 +1,6 @@
 // vmlet's one typed config. Precedence: command-line flags > VMLET_* env > config file > defaults.
 import { DEFAULT_QEMU_USER } from './vm/qemu-user.js';
+import type { RootfsFormat } from './image/rootfs-protocol.js';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 
@@ -31,6 +32,11 @@ export interface Config {
   tcgTbCacheMiB: number;
   /** The firmware sandboxed pods' VMs start: qboot (where the node has it; vm/spec.ts QBOOT_ROM) or SeaBIOS. */
   podVmBios: PodVmBios;
+  /**
+   * What a container image's rootfs is made as for sandboxed pods: one EROFS image file, which
+   * the guest mounts (no file of it created on the host), or a tree of files shared as they are.
+   */
+  imageRootfs: RootfsFormat;
   /**
    * Largest image vmlet pulls, in GiB: its uncompressed layers, and its files once kept or
    * unpacked with every hard link counted at its target's size (also the largest single file).
@@ -94,6 +100,7 @@ export const SHARE_DRIVERS = ['auto', 'virtiofs', '9p'] as const;
 export type ShareDriver = (typeof SHARE_DRIVERS)[number];
 export const POD_VM_BIOSES = ['qboot', 'seabios'] as const;
 export type PodVmBios = (typeof POD_VM_BIOSES)[number];
+export const IMAGE_ROOTFS_FORMATS = ['erofs', 'tree'] as const satisfies readonly RootfsFormat[];
 
 export const defaults: Readonly<Config> = Object.freeze({
   socket: '/run/vmlet/vmlet.sock',
@@ -107,6 +114,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   shareDriver: 'auto', // libvirt-daemon-system's own (Debian, Ubuntu); the installer makes it where that package did not
   tcgTbCacheMiB: 128, // vm/spec.ts TCG_TB_CACHE_MIB; measured in docs/pod-cgroup.md
   podVmBios: 'qboot',
+  imageRootfs: 'erofs', // measured in docs/sandboxed-pods.md
   // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
   // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's
   // image filesystem, so one hostile image (gzip bomb, hard links) costs at most this much.
@@ -156,6 +164,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_QEMU_USER: 'qemuUser',
     VMLET_SHARE_DRIVER: 'shareDriver',
     VMLET_POD_VM_BIOS: 'podVmBios',
+    VMLET_IMAGE_ROOTFS: 'imageRootfs',
     VMLET_IMAGE_MAX_GIB: 'imageMaxGiB',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
@@ -401,6 +410,7 @@ export function validate(raw: Record<string, unknown>): Config {
     shareDriver: oneOf(raw.shareDriver, 'shareDriver', SHARE_DRIVERS),
     tcgTbCacheMiB: mib(raw.tcgTbCacheMiB, 'tcgTbCacheMiB', 4096),
     podVmBios: oneOf(raw.podVmBios, 'podVmBios', POD_VM_BIOSES),
+    imageRootfs: oneOf(raw.imageRootfs, 'imageRootfs', IMAGE_ROOTFS_FORMATS),
     imageMaxGiB: gib(raw.imageMaxGiB, 'imageMaxGiB', 1024),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
     registries: registries(raw.registries),

@@ -54,6 +54,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
     inUse: (id) => pods?.imageInUse(id) ?? false,
     ...imageLimitsOf(config),
     qemuUser,
+    rootfsFormat: config.imageRootfs,
   });
   const virtiofsd = config.shareDriver === '9p' ? undefined : findVirtiofsd();
   if (config.shareDriver === 'virtiofs' && !virtiofsd) {

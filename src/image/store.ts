@@ -5,12 +5,14 @@
 //   tmp/                downloads and extractions in progress (wiped at start)
 //   disks/<hex>.qcow2   containerDisk bases, read-only      (hex = image id)
 //   kernels/<hex>/      kernel-boot files (kernel, initrd, vmlinux: a bzImage's ELF for PVH)
-//   rootfs/<hex>/       unpacked layers of a rootfs image (0755: shared read-only into guests)
+//   rootfs/<hex>.erofs  a rootfs image's layers as one EROFS image (0755: shared read-only into
+//                       guests, which mount it), and <hex>.ids/etc/{passwd,group} from it; or
+//   rootfs/<hex>/       the layers unpacked as a tree (config imageRootfs: tree)
 //   index.json          the image index
 import { ROOT, qemuDirs, type QemuIdentity } from '../vm/qemu-user.js';
 import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, rm, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { defaults as configDefaults, type RegistriesConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { isNoSpace, VmletError } from '../errors.js';
@@ -23,6 +25,8 @@ import { ImageIndex, type ImageRecord } from './image-index.js';
 import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js';
 import type { LayerRef, ScanLimits } from './layer-scan.js';
 import { unpackRootfsOffThread } from './rootfs-client.js';
+import { erofsPaths } from './rootfs-erofs.js';
+import type { RootfsFormat } from './rootfs-protocol.js';
 import { Puller } from './pull.js';
 import { PullProgress, type PullSnapshot } from './pull-progress.js';
 import { formatReference, parseReference } from './reference.js';
@@ -47,6 +51,8 @@ export interface ImageStoreOptions {
   maxImageBytes?: number;
   /** QEMU's user: it opens the boot files and containerDisks under the store's root (vm/qemu-user.ts). */
   qemuUser?: QemuIdentity;
+  /** What a sandboxed image's rootfs is made as (config imageRootfs; default erofs). */
+  rootfsFormat?: RootfsFormat;
 }
 
 const GiB = 1024 ** 3;
@@ -110,9 +116,11 @@ export class ImageStore {
   }
 
   /**
-   * The image's layers unpacked in `<rootfsRoot>/<hex>/` (`name` = hex, the guest's name for it),
-   * done once per image: later calls return at once, concurrent ones share one unpack. The dir
-   * appears only complete (unpackRootfs renames it into place at the end).
+   * The image's layers made into its rootfs once per image: an EROFS image `<rootfsRoot>/<hex>.erofs`
+   * (rootfs-erofs.ts) or a tree `<rootfsRoot>/<hex>/` (rootfs.ts), as `opts.rootfsFormat` says;
+   * one of either kind already there is used as it is. `name` is the guest's name for it; `dir`
+   * a tree holding the image's /etc/passwd and /etc/group (users.ts). Later calls return at
+   * once, concurrent ones share one unpack; the rootfs appears only complete (renamed into place).
    */
   ensureRootfs(imageId: string): Promise<{ dir: string; name: string }> {
     const rec = this.index.find(imageId);
@@ -129,23 +137,28 @@ export class ImageStore {
     if (rec.boot.kind !== 'rootfs') {
       throw new VmletError('failed-precondition', `image ${rec.repoTags[0] ?? rec.id} is a ${rec.boot.kind} image: it boots a VM of its own and cannot run as a container of a sandboxed pod`);
     }
-    const name = rec.id.slice('sha256:'.length);
-    const dir = join(this.rootfsRoot, name);
-    if (existsSync(dir)) return { dir, name };
+    const hex = rec.id.slice('sha256:'.length);
+    const base = join(this.rootfsRoot, hex);
+    const erofs = erofsPaths(base);
+    const made = (format: RootfsFormat) => (format === 'tree' ? { dir: base, name: hex } : { dir: erofs.ids, name: basename(erofs.image) });
+    if (existsSync(base)) return made('tree');
+    if (existsSync(erofs.image)) return made('erofs');
+    const format = this.opts.rootfsFormat ?? 'erofs';
     const started = Date.now();
     const diffIds = (await this.config(rec)).rootfs?.diff_ids ?? [];
     const layers: LayerRef[] = rec.layers.map((l, i) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), size: l.size, ...(diffIds[i] ? { diffId: diffIds[i] } : {}) }));
     for (const l of layers) {
       if (!(await this.blobs.has(l.digest))) throw new VmletError('failed-precondition', `image ${rec.id}: layer ${l.digest} is missing from the image store; pull the image again`);
     }
-    await unpackRootfsOffThread(layers, dir, this.blobs.tmpDir, await this.limits());
+    await unpackRootfsOffThread(layers, base, this.blobs.tmpDir, await this.limits(), format);
+    const out = made(format);
     if (!this.index.get(rec.id)) {
-      // Removed while we unpacked (gc ran before the rename): do not leave the tree behind.
-      await rm(dir, { recursive: true, force: true });
+      // Removed while we unpacked (gc ran before the rename): do not leave the rootfs behind.
+      for (const p of [base, erofs.image, erofs.ids]) await rm(p, { recursive: true, force: true });
       throw new VmletError('not-found', `image ${rec.id} was removed while its rootfs was unpacked`);
     }
-    this.log.info({ id: rec.id, dir, ms: Date.now() - started }, 'image rootfs unpacked');
-    return { dir, name };
+    this.log.info({ id: rec.id, format, rootfs: join(this.rootfsRoot, out.name), ms: Date.now() - started }, 'image rootfs unpacked');
+    return out;
   }
 
   private async config(rec: ImageRecord): Promise<ImageConfig> {
@@ -349,7 +362,8 @@ export class ImageStore {
       }
       for (const n of names) {
         // An unpack in flight renames its tree into rootfs/ when done: not garbage (unpack checks the index after).
-        if (!liveHex.has(n.split('.')[0]!) && !(sub === 'rootfs' && this.unpacking.has(`sha256:${n}`))) {
+        const hex = n.split('.')[0]!;
+        if (!liveHex.has(hex) && !(sub === 'rootfs' && this.unpacking.has(`sha256:${hex}`))) {
           await rm(join(this.root, sub, n), { recursive: true, force: true });
           removed++;
         }

@@ -153,6 +153,11 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     expect((await execSync(app, ['sh', '-c', 'echo x > /etc/config.txt'])).exitCode).not.toBe(0);
     // Each container has its own writable layer: the init container's file is not here.
     expect((await execSync(app, ['cat', '/tmp/marker'])).exitCode).not.toBe(0);
+    // Its lower layer is the image's EROFS file (config imageRootfs' default), which the guest
+    // mounted; on the host the image is that one file, no tree of its files.
+    const hex = (await call<object, { image: { id: string } }>(v.image, 'ImageStatus', { image: { image } })).image.id.slice(7);
+    expect((await execSync(app, ['cat', '/proc/mounts'])).stdout).toMatch(new RegExp(`^overlay / overlay \\S*lowerdir=/run/vmlet/img/${hex}[,:]`, 'm'));
+    expect(readdirSync(join(v.stateDir, 'images/rootfs')).sort()).toEqual([`${hex}.erofs`, `${hex}.ids`]);
   }, 120_000);
 
   it('answers 40 ExecSync calls in a row and 10 at once, each with its own output', async () => {

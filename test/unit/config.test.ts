@@ -49,6 +49,13 @@ describe('config', () => {
     expect(() => loadConfig({ env: {}, flags: { config: file('a: [\n') } })).toThrow(/not valid YAML/);
   });
 
+  it('imageRootfs: erofs by default, tree from the file or VMLET_IMAGE_ROOTFS, nothing else', () => {
+    expect(defaults.imageRootfs).toBe('erofs');
+    expect(loadConfig({ env: { VMLET_CONFIG: file('imageRootfs: tree\n') } }).config.imageRootfs).toBe('tree');
+    expect(loadConfig({ env: { VMLET_CONFIG: file(''), VMLET_IMAGE_ROOTFS: 'tree' } }).config.imageRootfs).toBe('tree');
+    expect(() => loadConfig({ env: {}, flags: { config: file('imageRootfs: squashfs\n') } })).toThrow(new ConfigError('config "imageRootfs" is "squashfs"; allowed: erofs, tree'));
+  });
+
   it('podVmBios: qboot by default, seabios from the file or VMLET_POD_VM_BIOS, nothing else', () => {
     expect(defaults.podVmBios).toBe('qboot');
     expect(loadConfig({ env: { VMLET_CONFIG: file('podVmBios: seabios\n') } }).config.podVmBios).toBe('seabios');

@@ -28,6 +28,7 @@ type agent struct {
 	port   *port
 	reaper *reaper
 	cg     *cgroups
+	images imageMounts
 
 	idMu    sync.Mutex
 	idLocks map[string]*sync.Mutex

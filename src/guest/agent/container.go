@@ -128,9 +128,13 @@ func (a *agent) createContainer(p createParams) error {
 	if a.lookup(p.ID) != nil {
 		return errf("already-exists", "container %s already exists", p.ID)
 	}
-	lower := filepath.Join(a.cfg.images, p.Image)
-	if fi, err := os.Stat(lower); err != nil || !fi.IsDir() {
-		return errf("not-found", "image %q: no directory %s in the images share", p.Image, lower)
+	lower, err := a.imageLower(p.Image)
+	if err != nil {
+		var re *rpcError
+		if errors.As(err, &re) {
+			return re
+		}
+		return errf("internal", "image %q: %v", p.Image, err)
 	}
 	c := &container{
 		spec:     p,
