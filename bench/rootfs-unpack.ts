@@ -1,6 +1,7 @@
 // Benchmark (not a test): unpacking an image's layers into the rootfs tree a sandboxed pod's
 // first container waits for (src/image/rootfs.ts), on vmlet's main thread against the unpack's
-// worker thread (rootfs-client.ts), with GNU tar on the same layers as the reference.
+// worker thread (rootfs-client.ts), and into one EROFS image in the worker (rootfs-erofs.ts, config
+// imageRootfs' default), with GNU tar on the same layers as the reference.
 //   npx tsx bench/rootfs-unpack.ts [--runs N=2]
 // The layers are gzip -1 tars of this node's own files (node-file-layers.ts). Printed per run:
 // wall time, CPU of this process (user/sys: the worker and the thread pool count too), and the
@@ -75,10 +76,11 @@ function gnuTar(): void {
 
 for (let r = 0; r < runs; r++) {
   // A different one first each run: the filesystem's state (recently freed inodes) favours none.
-  const order = r % 2 === 0 ? ['worker', 'main'] : ['main', 'worker'];
+  const order = r % 2 === 0 ? ['erofs', 'worker', 'main'] : ['main', 'worker', 'erofs'];
   for (const how of order) {
     if (how === 'main') await timed('main thread', (dest, tmp) => unpackRootfs(layers, dest, tmp, LIMITS));
-    else await timed('worker thread', (dest, tmp) => unpackRootfsOffThread(layers, dest, tmp, LIMITS));
+    else if (how === 'worker') await timed('worker thread', (dest, tmp) => unpackRootfsOffThread(layers, dest, tmp, LIMITS));
+    else await timed('EROFS (worker)', (dest, tmp) => unpackRootfsOffThread(layers, dest, tmp, LIMITS, 'erofs'));
   }
   gnuTar();
 }

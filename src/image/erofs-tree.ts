@@ -14,12 +14,50 @@ import type { EntrySink, LayerState } from './rootfs.js';
 const dirNode = (mode = 0o755, mtimeMs = Date.now()): ErofsNode => ({ mode: S_IFDIR | mode, uid: 0, gid: 0, mtimeMs, children: new Map() });
 const isDir = (n: ErofsNode | undefined): n is ErofsNode & { children: Map<string, ErofsNode> } => !!n?.children;
 
+/**
+ * Files' data, in the order it is read, into one buffer written out a MiB at a time: the files
+ * follow each other block after block, so the data area is written sequentially (the padding of
+ * each file's last block written as zeros). One write(2) per file and chunk cost the
+ * 550 MB image of bench/rootfs-unpack.ts over a second of system time.
+ */
+class DataWriter {
+  private readonly buf = Buffer.alloc(1 << 20);
+  /** Image offset of buf[0], and bytes held. */
+  private start = 0;
+  private len = 0;
+
+  constructor(private readonly fd: number) {}
+
+  write(chunk: Buffer, pos: number): void {
+    const end = this.start + this.len;
+    if (this.len > 0 && pos >= end && pos - end + chunk.length <= this.buf.length - this.len) {
+      this.buf.fill(0, this.len, this.len + (pos - end));
+      chunk.copy(this.buf, pos - this.start);
+      this.len = pos - this.start + chunk.length;
+      return;
+    }
+    this.flush();
+    if (chunk.length >= this.buf.length) return writeAll(this.fd, chunk, pos);
+    this.start = pos;
+    chunk.copy(this.buf, 0);
+    this.len = chunk.length;
+  }
+
+  flush(): void {
+    if (this.len > 0) writeAll(this.fd, this.buf.subarray(0, this.len), this.start);
+    this.len = 0;
+  }
+}
+
 export class ErofsTree implements EntrySink {
   readonly root = dirNode();
   /** Next free data block (block 0 holds the superblock). */
   private nextBlk = 1;
+  private readonly data: DataWriter;
 
-  constructor(private readonly fd: number) {}
+  constructor(private readonly fd: number) {
+    this.data = new DataWriter(fd);
+  }
 
   private lookup(path: string): ErofsNode | undefined {
     if (path === '') return this.root;
@@ -96,7 +134,7 @@ export class ErofsTree implements EntrySink {
     this.nextBlk += blocksFor(entry.size);
     let got = 0;
     for await (const chunk of entry as AsyncIterable<Buffer>) {
-      writeAll(this.fd, chunk, blk * BLOCK + got);
+      this.data.write(chunk, blk * BLOCK + got);
       got += chunk.length;
     }
     if (got !== entry.size) throw s.bad(`entry ${JSON.stringify(entry.path)} is truncated (${got} of ${entry.size} bytes)`);
@@ -188,6 +226,7 @@ export class ErofsTree implements EntrySink {
 
   /** A regular file's bytes, read back from the image. */
   read(node: ErofsNode): Buffer {
+    this.data.flush();
     const buf = Buffer.alloc(node.size ?? 0);
     for (let off = 0; off < buf.length; ) {
       const n = readSync(this.fd, buf, off, buf.length - off, node.blk! * BLOCK + off);
@@ -199,6 +238,7 @@ export class ErofsTree implements EntrySink {
 
   /** The directories and inodes after the data: the image is complete. Returns its size. */
   finish(): number {
+    this.data.flush();
     return writeErofsMeta(this.fd, this.root, this.nextBlk);
   }
 }
