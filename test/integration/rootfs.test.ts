@@ -34,7 +34,22 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-describe('ImageStore.ensureRootfs with the test images', () => {
+/** EROFS images built at `dest`.erofs are loop-mounted at `dest` (read-only), so one test reads both kinds. */
+const erofsMounts: string[] = [];
+const mountErofs = (dest: string, image = `${dest}.erofs`) => {
+  mkdirSync(dest);
+  execFileSync('mount', ['-t', 'erofs', '-o', 'loop,ro', image, dest]);
+  erofsMounts.push(dest);
+  return dest;
+};
+afterAll(() => {
+  for (const d of erofsMounts) execFileSync('umount', [d]);
+});
+// The host's kernel reads the images the guests' kernels read (CI's and this machine's have it).
+const HOST_EROFS = readFileSync('/proc/filesystems', 'utf8').includes('\terofs\n') || spawnSync('modprobe', ['erofs']).status === 0;
+if (!HOST_EROFS) console.warn('rootfs.test: this kernel has no erofs: the EROFS variants are skipped');
+
+describe.each(HOST_EROFS ? (['erofs', 'tree'] as const) : (['tree'] as const))('ImageStore.ensureRootfs with the test images (imageRootfs: %s)', (format) => {
   let reg: TestRegistry;
   let store: ImageStore;
   let root: string;
@@ -51,7 +66,7 @@ describe('ImageStore.ensureRootfs with the test images', () => {
         cb();
       },
     });
-    store = new ImageStore(root, { insecure: [reg.host], mirrors: {} }, pino({ level: 'info' }, sink));
+    store = new ImageStore(root, { insecure: [reg.host], mirrors: {} }, pino({ level: 'info' }, sink), { rootfsFormat: format });
     await store.init();
     // busybox-app is not in TestImageName (test/helpers/registry.ts) yet.
     for (const name of ['rootfs', 'rootfs-named-user', 'containerdisk', 'busybox-app'] satisfies TestImageName[]) {
@@ -64,6 +79,10 @@ describe('ImageStore.ensureRootfs with the test images', () => {
   });
 
   const unpacks = (id: string) => logLines.filter((l) => l.msg === 'image rootfs unpacked' && l.id === id);
+  /** Where an image's rootfs is in the store: its tree, or its EROFS file. */
+  const rootfsOf = (id: string) => join(store.rootfsRoot, format === 'erofs' ? `${id.slice(7)}.erofs` : id.slice(7));
+  /** The image's files, for reading here: the tree, or the EROFS image loop-mounted. */
+  const filesOf = (r: { dir: string; name: string }) => (format === 'tree' ? r.dir : mountErofs(join(mkTemp('vmlet-rootfs-view-'), 'view'), join(store.rootfsRoot, r.name)));
 
   it('unpacks the two-layer rootfs image once, applying whiteouts, owners and modes', async () => {
     const img = testImages().rootfs;
@@ -73,33 +92,36 @@ describe('ImageStore.ensureRootfs with the test images', () => {
     expect(statSync(store.rootfsRoot).mode & 0o777).toBe(0o755);
 
     const { dir, name } = await store.ensureRootfs(rec.id);
-    expect(name).toBe(img.configDigest.slice(7));
-    expect(dir).toBe(join(root, 'rootfs', name));
+    const hex = img.configDigest.slice(7);
+    if (format === 'tree') expect([dir, name]).toEqual([join(root, 'rootfs', hex), hex]);
+    // The EROFS file, and beside it the image's passwd and group for users.ts.
+    else expect([dir, name, readdirSync(join(root, 'rootfs')).sort()]).toEqual([join(root, 'rootfs', `${hex}.ids`), `${hex}.erofs`, [`${hex}.erofs`, `${hex}.ids`]]);
     const [first] = unpacks(rec.id);
-    console.log(`rootfs test image unpacked in ${first?.ms} ms`);
+    console.log(`rootfs test image unpacked in ${first?.ms} ms (${format})`);
+    const files = filesOf({ dir, name });
 
-    expect(readFileSync(join(dir, 'etc/motd'), 'utf8')).toBe('vmlet rootfs test image: layer 2\n');
-    expect(existsSync(join(dir, 'etc/remove-me'))).toBe(false);
-    expect(readdirSync(join(dir, 'opt/old'))).toEqual(['b.txt']);
-    const home = statSync(join(dir, 'home/app'));
+    expect(readFileSync(join(files, 'etc/motd'), 'utf8')).toBe('vmlet rootfs test image: layer 2\n');
+    expect(existsSync(join(files, 'etc/remove-me'))).toBe(false);
+    expect(readdirSync(join(files, 'opt/old'))).toEqual(['b.txt']);
+    const home = statSync(join(files, 'home/app'));
     expect([home.uid, home.gid, home.mode & 0o7777]).toEqual([1234, 1234, 0o755]);
-    expect(lstatSync(join(dir, 'usr/bin/env')).isSymbolicLink()).toBe(true);
-    expect(readlinkSync(join(dir, 'usr/bin/env'))).toBe('/bin/busybox');
-    expect(readlinkSync(join(dir, 'bin/sh'))).toBe('busybox');
-    const bb = statSync(join(dir, 'bin/busybox'));
+    expect(lstatSync(join(files, 'usr/bin/env')).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(join(files, 'usr/bin/env'))).toBe('/bin/busybox');
+    expect(readlinkSync(join(files, 'bin/sh'))).toBe('busybox');
+    const bb = statSync(join(files, 'bin/busybox'));
     expect(bb.mode & 0o7777).toBe(0o755);
     expect(bb.mtimeMs).toBe(0); // SOURCE_DATE_EPOCH
-    expect(statSync(join(dir, 'tmp')).mode & 0o7777).toBe(0o1777);
-    expect(statSync(join(dir, 'root')).mode & 0o7777).toBe(0o700);
-    expect(statSync(join(dir, 'etc')).mtimeMs).toBe(0); // directory mtimes survive their children being written
+    expect(statSync(join(files, 'tmp')).mode & 0o7777).toBe(0o1777);
+    expect(statSync(join(files, 'root')).mode & 0o7777).toBe(0o700);
+    expect(statSync(join(files, 'etc')).mtimeMs).toBe(0); // directory mtimes survive their children being written
     // Nothing left in tmp/.
     expect(readdirSync(join(root, 'tmp'))).toEqual([]);
 
-    // Present: returns at once, same tree.
-    const before = statSync(dir);
+    // Present: returns at once, same tree or image.
+    const before = statSync(rootfsOf(rec.id));
     const again = await store.ensureRootfs(rec.id);
     expect(again).toEqual({ dir, name });
-    const after = statSync(dir);
+    const after = statSync(rootfsOf(rec.id));
     expect([after.ino, after.mtimeMs, after.ctimeMs]).toEqual([before.ino, before.mtimeMs, before.ctimeMs]);
     expect(unpacks(rec.id)).toHaveLength(1);
 
@@ -113,8 +135,9 @@ describe('ImageStore.ensureRootfs with the test images', () => {
     expect(new Set(results.map((r) => r.dir)).size).toBe(1);
     expect(unpacks(rec.id)).toHaveLength(1);
     const dir = results[0].dir;
-    expect(readdirSync(join(dir, 'opt/old'))).toEqual(['b.txt']);
-    expect(existsSync(join(dir, 'etc/remove-me'))).toBe(false);
+    const files = filesOf(results[0]);
+    expect(readdirSync(join(files, 'opt/old'))).toEqual(['b.txt']);
+    expect(existsSync(join(files, 'etc/remove-me'))).toBe(false);
 
     const rc = await store.runConfig(rec.id);
     expect(rc).toEqual({ entrypoint: [], cmd: ['/bin/sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], workingDir: '/', user: 'app', exposedPorts: [] });
@@ -128,13 +151,15 @@ describe('ImageStore.ensureRootfs with the test images', () => {
 
   it('unpacks busybox-app with its hard-linked applets, and runs its Cmd', async () => {
     const rec = await store.pull(refs['busybox-app']!);
-    const { dir } = await store.ensureRootfs(rec.id);
-    console.log(`busybox-app unpacked in ${unpacks(rec.id)[0]?.ms} ms`);
-    const bb = lstatSync(join(dir, 'bin/busybox'));
+    const r = await store.ensureRootfs(rec.id);
+    const dir = r.dir;
+    const files = filesOf(r);
+    console.log(`busybox-app unpacked in ${unpacks(rec.id)[0]?.ms} ms (${format})`);
+    const bb = lstatSync(join(files, 'bin/busybox'));
     expect(bb.mode & 0o7777).toBe(0o755); // the links' headers say 0755 too: each one sets the inode's mode
-    for (const applet of ['bin/sh', 'bin/wget', 'usr/bin/env']) expect(lstatSync(join(dir, applet)).ino, applet).toBe(bb.ino);
+    for (const applet of ['bin/sh', 'bin/wget', 'usr/bin/env']) expect(lstatSync(join(files, applet)).ino, applet).toBe(bb.ino);
     expect(bb.nlink).toBeGreaterThan(40);
-    expect(statSync(join(dir, 'home/app/hello.txt')).uid).toBe(1234);
+    expect(statSync(join(files, 'home/app/hello.txt')).uid).toBe(1234);
     const rc = await store.runConfig(rec.id);
     expect(containerArgs(rc, [], [])).toEqual(['sh']);
     expect(containerArgs(rc, [], ['-c', 'echo $APP'])).toEqual(['-c', 'echo $APP']);
@@ -147,33 +172,34 @@ describe('ImageStore.ensureRootfs with the test images', () => {
   it('refuses a containerDisk image (it is a VM of its own)', async () => {
     const rec = await store.pull(refs.containerdisk!);
     await expect(store.ensureRootfs(rec.id)).rejects.toMatchObject({ kind: 'failed-precondition' });
-    expect(existsSync(join(store.rootfsRoot, rec.id.slice(7)))).toBe(false);
+    expect(readdirSync(store.rootfsRoot).filter((n) => n.startsWith(rec.id.slice(7)))).toEqual([]);
     await expect(store.ensureRootfs('sha256:' + '0'.repeat(64))).rejects.toMatchObject({ kind: 'not-found' });
   });
 
-  it('removes the tree with the image, and unpacks it again after a new pull', async () => {
+  it('removes the rootfs with the image, and makes it again after a new pull', async () => {
     const rec = store.status(refs.rootfs!)!;
-    const dir = join(store.rootfsRoot, rec.id.slice(7));
-    expect(existsSync(dir)).toBe(true);
+    const hex = rec.id.slice(7);
+    const ofImage = () => readdirSync(store.rootfsRoot).filter((n) => n.startsWith(hex)).sort();
+    expect(ofImage()).toEqual(format === 'tree' ? [hex] : [`${hex}.erofs`, `${hex}.ids`]);
     await store.remove(rec.id);
-    expect(existsSync(dir)).toBe(false);
+    expect(ofImage()).toEqual([]);
     // The named-user image is still there.
-    expect(existsSync(join(store.rootfsRoot, store.status(refs['rootfs-named-user']!)!.id.slice(7)))).toBe(true);
+    expect(existsSync(rootfsOf(store.status(refs['rootfs-named-user']!)!.id))).toBe(true);
 
     await store.pull(refs.rootfs!);
-    await store.ensureRootfs(rec.id);
+    const files = filesOf(await store.ensureRootfs(rec.id));
     expect(unpacks(rec.id)).toHaveLength(2);
-    expect(readFileSync(join(dir, 'etc/motd'), 'utf8')).toContain('layer 2');
+    expect(readFileSync(join(files, 'etc/motd'), 'utf8')).toContain('layer 2');
   });
 
-  it('does not leave a tree behind for an image removed while it unpacks', async () => {
+  it('does not leave a rootfs behind for an image removed while it unpacks', async () => {
     const rec = store.status(refs['rootfs-named-user']!)!;
-    const dir = join(store.rootfsRoot, rec.id.slice(7));
-    rmSync(dir, { recursive: true });
+    const hex = rec.id.slice(7);
+    for (const n of readdirSync(store.rootfsRoot)) if (n.startsWith(hex)) rmSync(join(store.rootfsRoot, n), { recursive: true });
     const pending = store.ensureRootfs(rec.id);
     await store.remove(rec.id);
     await expect(pending).rejects.toMatchObject({ kind: 'not-found' });
-    expect(existsSync(dir)).toBe(false);
+    expect(readdirSync(store.rootfsRoot).filter((n) => n.startsWith(hex))).toEqual([]);
   });
 });
 
@@ -218,20 +244,6 @@ function layer(entries: Entry[], opts: { gzip?: boolean; zstd?: boolean; diffId?
 
 /** Layers with a size past SMALL_IMAGE_BYTES: unpackRootfsOffThread builds their tree in its worker thread. */
 const large = (layers: LayerRef[]) => layers.map((l) => ({ ...l, size: SMALL_IMAGE_BYTES + 1 }));
-
-/** EROFS images built at `dest`.erofs are loop-mounted at `dest` (read-only), so one test reads both kinds. */
-const erofsMounts: string[] = [];
-const mountErofs = (dest: string) => {
-  mkdirSync(dest);
-  execFileSync('mount', ['-t', 'erofs', '-o', 'loop,ro', `${dest}.erofs`, dest]);
-  erofsMounts.push(dest);
-};
-afterAll(() => {
-  for (const d of erofsMounts) execFileSync('umount', [d]);
-});
-// The host's kernel reads the images the guests' kernels read (CI's and this machine's have it).
-const HOST_EROFS = readFileSync('/proc/filesystems', 'utf8').includes('\terofs\n') || spawnSync('modprobe', ['erofs']).status === 0;
-if (!HOST_EROFS) console.warn('rootfs.test: this kernel has no erofs: the EROFS variants are skipped');
 
 type UnpackWith = (layers: LayerRef[], dest: string, tmp: string, limits: ScanLimits) => Promise<void>;
 describe.each<[string, UnpackWith]>([
