@@ -1,63 +1,24 @@
 // An image's layers applied into one EROFS image file instead of a directory tree (rootfs.ts
 // has the tree): the same rules, entry by entry (whiteouts, opaque dirs, hard links, entries
-// through symlinks refused), on a tree kept in memory, while each file's data goes to the image
-// as it is read. Nothing is created on the host but the one file: a 550 MB image of 25k files
-// costs one sequential write instead of 25k file creations (bench/first-container.ts).
+// through symlinks refused), on a tree kept in memory, layer after layer; each file's data went
+// to the image when its layer was read (erofs-layer-read.ts). Nothing is created on the host
+// but the one file: a 550 MB image of 25k files costs one write in order instead of 25k file
+// creations (bench/rootfs-unpack.ts).
 // A file replaced by a later layer leaves its blocks behind in the image (as in the layers).
 import { readSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { ReadEntry } from 'tar';
-import { BLOCK, S_IFDIR, S_IFMT, S_IFIFO, S_IFLNK, S_IFREG, blocksFor, writeAll, writeErofsMeta, type ErofsNode } from './erofs-format.js';
-import { normalizeEntryPath } from './layer-tar.js';
-import type { EntrySink, LayerState } from './rootfs.js';
+import { BLOCK, S_IFDIR, S_IFMT, S_IFREG, writeErofsMeta, type ErofsNode } from './erofs-format.js';
+import { BlockAllocator, charge, type ErofsOp } from './erofs-layer-read.js';
+import type { LayerState } from './rootfs.js';
 
 const dirNode = (mode = 0o755, mtimeMs = Date.now()): ErofsNode => ({ mode: S_IFDIR | mode, uid: 0, gid: 0, mtimeMs, children: new Map() });
 const isDir = (n: ErofsNode | undefined): n is ErofsNode & { children: Map<string, ErofsNode> } => !!n?.children;
 
-/**
- * Files' data, in the order it is read, into one buffer written out a MiB at a time: the files
- * follow each other block after block, so the data area is written sequentially (the padding of
- * each file's last block written as zeros). One write(2) per file and chunk cost the
- * 550 MB image of bench/rootfs-unpack.ts over a second of system time.
- */
-class DataWriter {
-  private readonly buf = Buffer.alloc(1 << 20);
-  /** Image offset of buf[0], and bytes held. */
-  private start = 0;
-  private len = 0;
+export class ErofsTree {
+  readonly root = dirNode();
+  readonly blocks = new BlockAllocator();
 
   constructor(private readonly fd: number) {}
-
-  write(chunk: Buffer, pos: number): void {
-    const end = this.start + this.len;
-    if (this.len > 0 && pos >= end && pos - end + chunk.length <= this.buf.length - this.len) {
-      this.buf.fill(0, this.len, this.len + (pos - end));
-      chunk.copy(this.buf, pos - this.start);
-      this.len = pos - this.start + chunk.length;
-      return;
-    }
-    this.flush();
-    if (chunk.length >= this.buf.length) return writeAll(this.fd, chunk, pos);
-    this.start = pos;
-    chunk.copy(this.buf, 0);
-    this.len = chunk.length;
-  }
-
-  flush(): void {
-    if (this.len > 0) writeAll(this.fd, this.buf.subarray(0, this.len), this.start);
-    this.len = 0;
-  }
-}
-
-export class ErofsTree implements EntrySink {
-  readonly root = dirNode();
-  /** Next free data block (block 0 holds the superblock). */
-  private nextBlk = 1;
-  private readonly data: DataWriter;
-
-  constructor(private readonly fd: number) {
-    this.data = new DataWriter(fd);
-  }
 
   private lookup(path: string): ErofsNode | undefined {
     if (path === '') return this.root;
@@ -69,88 +30,57 @@ export class ErofsTree implements EntrySink {
     return node;
   }
 
-  async apply(entry: ReadEntry, s: LayerState): Promise<void> {
-    const path = normalizeEntryPath(entry.path, s.bad);
+  /** A layer's ops (erofs-layer-read.ts), in order, as the tree's rules say (rootfs.ts's, the same). */
+  apply(ops: ErofsOp[], s: LayerState): void {
+    for (const op of ops) this.applyOne(op, s);
+  }
+
+  private applyOne(op: ErofsOp, s: LayerState): void {
+    const { path } = op;
     const base = posix.basename(path);
     const dir = parentOf(path);
-    if (entry.type === 'CharacterDevice' || entry.type === 'BlockDevice') throw s.bad(`device node ${JSON.stringify(entry.path)}`);
-    if (entry.size > s.limits.maxEntryBytes) throw s.bad(`entry ${JSON.stringify(entry.path)} is ${entry.size} bytes (limit ${s.limits.maxEntryBytes})`);
-
-    if (base === '.wh..wh..opq') {
+    if (op.kind === 'opaque') {
       this.parents(path, s, true);
-      this.prune(dir, s);
-      return void entry.resume();
+      return this.prune(dir, s);
     }
-    if (base.startsWith('.wh..wh.')) return void entry.resume();
-    if (base.startsWith('.wh.')) {
+    if (op.kind === 'whiteout') {
       this.parents(path, s, false);
       const victim = posix.join(dir, base.slice(4));
+      // A whiteout hides lower layers only: this layer's own entries stay.
       if (s.keep.has(victim)) this.prune(victim, s);
       else this.remove(victim);
-      return void entry.resume();
+      return;
     }
-
-    if (path === '' && entry.type !== 'Directory') throw s.bad(`entry ${JSON.stringify(entry.path)} would replace the root directory`);
     const parent = path === '' ? undefined : this.parents(path, s, true);
     s.added.add(path);
     for (let p = path; p !== ''; p = parentOf(p)) s.keep.add(p);
     s.keep.add('');
     const existing = this.lookup(path);
-    if (existing && !(isDir(existing) && entry.type === 'Directory')) this.remove(path);
-    const meta = { uid: entry.uid ?? 0, gid: entry.gid ?? 0, mtimeMs: entry.mtime?.getTime() ?? 0 };
+    if (existing && !(isDir(existing) && op.kind === 'dir')) this.remove(path);
     const put = (node: ErofsNode) => void parent!.children!.set(base, node);
-
-    switch (entry.type) {
-      case 'Directory': {
+    switch (op.kind) {
+      case 'dir': {
         const node = isDir(existing) ? existing : dirNode();
-        Object.assign(node, { mode: S_IFDIR | ((entry.mode ?? 0o755) & 0o7777), uid: meta.uid, gid: meta.gid });
-        if (entry.mtime) node.mtimeMs = meta.mtimeMs;
+        Object.assign(node, { mode: S_IFDIR | op.mode, uid: op.uid, gid: op.gid });
+        if (op.mtimeMs !== undefined) node.mtimeMs = op.mtimeMs;
         if (path !== '' && node !== existing) put(node);
-        return void entry.resume();
+        return;
       }
-      case 'File':
-      case 'OldFile':
-      case 'ContiguousFile':
-        return put(await this.file(entry, s, meta));
-      case 'SymbolicLink':
-        put({ mode: S_IFLNK | 0o777, ...meta, target: entry.linkpath ?? '' });
-        return void entry.resume();
-      case 'Link':
-        put(this.hardLink(entry, s));
-        return void entry.resume();
-      case 'FIFO':
-        put({ mode: S_IFIFO | ((entry.mode ?? 0o644) & 0o7777), ...meta });
-        return void entry.resume();
-      default:
-        throw s.bad(`unsupported entry type ${entry.type} for ${JSON.stringify(entry.path)}`);
+      case 'node':
+        return put(op.node);
+      case 'link':
+        return put(this.hardLink(op, s));
     }
   }
 
-  private async file(entry: ReadEntry, s: LayerState, meta: Pick<ErofsNode, 'uid' | 'gid' | 'mtimeMs'>): Promise<ErofsNode> {
-    s.budget.written += entry.size;
-    if (s.budget.written > s.limits.writableBytes) throw s.full(`needs more than the ${s.limits.writableBytes} bytes free in the image store`);
-    charge(entry.size, s);
-    const blk = this.nextBlk;
-    this.nextBlk += blocksFor(entry.size);
-    let got = 0;
-    for await (const chunk of entry as AsyncIterable<Buffer>) {
-      this.data.write(chunk, blk * BLOCK + got);
-      got += chunk.length;
-    }
-    if (got !== entry.size) throw s.bad(`entry ${JSON.stringify(entry.path)} is truncated (${got} of ${entry.size} bytes)`);
-    return { mode: S_IFREG | ((entry.mode ?? 0o644) & 0o7777), ...meta, blk, size: entry.size };
-  }
-
-  private hardLink(entry: ReadEntry, s: LayerState): ErofsNode {
-    const target = normalizeEntryPath(entry.linkpath ?? '', s.bad);
-    if (target === '') throw s.bad(`hard link ${JSON.stringify(entry.path)} to the root directory`);
-    this.parents(target, s, false);
-    const node = this.lookup(target);
-    if (!node) throw s.bad(`hard link ${JSON.stringify(entry.path)} to ${JSON.stringify(entry.linkpath)}, which is not in the image`);
-    if (isDir(node)) throw s.bad(`hard link ${JSON.stringify(entry.path)} to directory ${JSON.stringify(entry.linkpath)}`);
-    charge((node.mode & S_IFMT) === S_IFREG ? node.size ?? 0 : 0, s);
+  private hardLink(op: Extract<ErofsOp, { kind: 'link' }>, s: LayerState): ErofsNode {
+    this.parents(op.target, s, false);
+    const node = this.lookup(op.target);
+    if (!node) throw s.bad(`hard link ${JSON.stringify(op.raw)} to ${JSON.stringify(op.targetRaw)}, which is not in the image`);
+    if (isDir(node)) throw s.bad(`hard link ${JSON.stringify(op.raw)} to directory ${JSON.stringify(op.targetRaw)}`);
+    charge((node.mode & S_IFMT) === S_IFREG ? node.size ?? 0 : 0, s.budget, s.limits, s.bad);
     // As containerd does, the link's header sets the owner and mode of the shared inode, unless it is a symlink.
-    if (node.target === undefined) Object.assign(node, { uid: entry.uid ?? 0, gid: entry.gid ?? 0, mode: (node.mode & ~0o7777) | ((entry.mode ?? 0o644) & 0o7777) });
+    if (node.target === undefined) Object.assign(node, { uid: op.uid, gid: op.gid, mode: (node.mode & ~0o7777) | op.mode });
     return node;
   }
 
@@ -226,7 +156,6 @@ export class ErofsTree implements EntrySink {
 
   /** A regular file's bytes, read back from the image. */
   read(node: ErofsNode): Buffer {
-    this.data.flush();
     const buf = Buffer.alloc(node.size ?? 0);
     for (let off = 0; off < buf.length; ) {
       const n = readSync(this.fd, buf, off, buf.length - off, node.blk! * BLOCK + off);
@@ -238,15 +167,7 @@ export class ErofsTree implements EntrySink {
 
   /** The directories and inodes after the data: the image is complete. Returns its size. */
   finish(): number {
-    this.data.flush();
-    return writeErofsMeta(this.fd, this.root, this.nextBlk);
-  }
-}
-
-function charge(bytes: number, s: LayerState): void {
-  s.budget.apparentBytes += bytes;
-  if (s.budget.apparentBytes > s.limits.maxImageBytes) {
-    throw s.bad(`files total more than ${s.limits.maxImageBytes} bytes (hard links count at their target's size)`);
+    return writeErofsMeta(this.fd, this.root, this.blocks.next);
   }
 }
 

@@ -6,11 +6,13 @@ import { closeSync, constants, fdatasyncSync, mkdirSync, openSync, truncateSync,
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import { S_IFMT, S_IFREG } from './erofs-format.js';
 import { ErofsTree } from './erofs-tree.js';
-import type { LayerRef, ScanLimits } from './layer-tar.js';
-import { applyLayer, type Budget, type TreeBuilder } from './rootfs.js';
+import { readErofsLayer, type ErofsOp } from './erofs-layer-read.js';
+import { HostileLayerError, StoreFullError, type LayerRef, type ScanLimits } from './layer-tar.js';
+import type { Budget, TreeBuilder } from './rootfs.js';
 import { MAX_ID_FILE_BYTES } from './users.js';
 
 const run = promisify(execFile);
@@ -21,19 +23,41 @@ const ID_FILES = ['etc/passwd', 'etc/group'];
 /** The image's EROFS file and its ids dir, for the image whose tree would be `base` (`<rootfsRoot>/<hex>`). */
 export const erofsPaths = (base: string) => ({ image: `${base}.erofs`, ids: `${base}.ids` });
 
-/** Builds `<root>/image.erofs` and `<root>/ids/` from the layers, in order. */
+/** Layers read at once: one per core (their decompression runs beside the thread reading them), and one more. */
+const READERS = availableParallelism() + 1;
+
+/**
+ * Builds `<root>/image.erofs` and `<root>/ids/` from the layers: read side by side, applied in
+ * order. After a failure no layer starts, and the image's fd is closed only once every read
+ * under way has ended: none still writes to it.
+ */
 export const buildErofs: TreeBuilder = async (root, layers, limits) => {
   const fd = openSync(join(root, IMAGE), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+  const tree = new ErofsTree(fd);
+  const budget: Budget = { imageBytes: 0, apparentBytes: 0, written: 0 };
+  const reads: Array<Promise<ErofsOp[]>> = [];
+  let failed = false;
+  // Layers start in order, READERS at a time, the next as one ends: each is under way by the
+  // time the loop below gets to it.
+  const startNext = (): void => {
+    if (failed || reads.length >= layers.length) return;
+    const read = readErofsLayer(fd, tree.blocks, layers[reads.length]!, limits, budget);
+    reads.push(read);
+    read.then(startNext, () => (failed = true));
+  };
   try {
-    const tree = new ErofsTree(fd);
-    const budget: Budget = { imageBytes: 0, apparentBytes: 0, written: 0 };
-    for (const layer of layers) {
-      await layer.ready;
-      await applyLayer(tree, layer, limits, budget);
+    for (let i = 0; i < READERS; i++) startNext();
+    for (const [i, layer] of layers.entries()) {
+      const ops = await reads[i]!;
+      tree.apply(ops, { bad: (why) => new HostileLayerError(layer.digest, why), full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() });
     }
     tree.finish();
     writeIds(tree, join(root, IDS));
     fdatasyncSync(fd);
+  } catch (err) {
+    failed = true;
+    await Promise.allSettled(reads);
+    throw err;
   } finally {
     closeSync(fd);
   }

@@ -70,7 +70,7 @@ export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: str
   }
 }
 
-export async function applyLayer(tree: EntrySink, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
+async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
   const bad = (why: string) => new HostileLayerError(layer.digest, why);
   const state: LayerState = { bad, full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() };
   let chain: Promise<void> = Promise.resolve();
@@ -119,11 +119,7 @@ export async function applyLayer(tree: EntrySink, layer: LayerRef, limits: ScanL
   count.checkDiffId(layer);
 }
 
-/** Where a layer's entries go, one at a time in tar order: a directory tree (Tree) or an EROFS image (erofs-tree.ts). */
-export interface EntrySink {
-  apply(entry: ReadEntry, s: LayerState): Promise<void>;
-}
-
+/** A layer's state while it is applied (the EROFS tree, erofs-tree.ts, applies layers by the same rules). */
 export interface LayerState {
   bad: (why: string) => Error;
   /** The store's free space is short (StoreFullError). */
@@ -136,7 +132,7 @@ export interface LayerState {
   keep: Set<string>;
 }
 
-class Tree implements EntrySink {
+class Tree {
   /** In-image directories known to be real directories with real directories above them. */
   private dirs = new Set<string>(['']);
   /** Directory mtimes, set at the end (writing inside a directory changes its mtime). */

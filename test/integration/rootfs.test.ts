@@ -479,6 +479,17 @@ describe.each<[string, UnpackWith]>([
     await refused([layer([{ path: 'a', data: 'a' }], { diffId: 'sha256:' + '1'.repeat(64) })], "does not match the config's diff_id");
   });
 
+  it('refuses a corrupt layer among many (read side by side for EROFS) and one after a hostile one, leaving nothing', async () => {
+    const layers = Array.from({ length: 7 }, (_, i) => layer([{ path: `l${i}/`, type: 'Directory' }, { path: `l${i}/data`, data: Buffer.alloc(300_000, i) }]));
+    const cut = layers[4]!;
+    const body = readFileSync(cut.path);
+    writeFileSync(cut.path, body.subarray(0, body.length / 2));
+    await refused(layers, /unexpected end of file|Truncated|truncated/);
+    // Layer 1 is hostile (applied in order): its error, whatever the later layers (the cut one too) do.
+    const hostile = [layers[0]!, layer([{ path: 'l0/data/x', data: 'below a file' }]), ...layers.slice(2)];
+    await refused(hostile, 'is below "l0/data", which is not a directory');
+  }, 30_000);
+
   it('refuses a corrupt layer without hanging', async () => {
     const good = layer([{ path: 'a', data: Buffer.alloc(200_000, 1) }]);
     const body = readFileSync(good.path);

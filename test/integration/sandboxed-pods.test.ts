@@ -158,6 +158,9 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
     const hex = (await call<object, { image: { id: string } }>(v.image, 'ImageStatus', { image: { image } })).image.id.slice(7);
     expect((await execSync(app, ['cat', '/proc/mounts'])).stdout).toMatch(new RegExp(`^overlay / overlay \\S*lowerdir=/run/vmlet/img/${hex}[,:]`, 'm'));
     expect(readdirSync(join(v.stateDir, 'images/rootfs')).sort()).toEqual([`${hex}.erofs`, `${hex}.ids`]);
+    // Its loop device reads the file with direct I/O: the guest caches the image's pages once.
+    const loops = await execSync(app, ['sh', '-c', 'for d in /sys/block/loop*; do [ -s $d/loop/backing_file ] && echo "$(cat $d/loop/backing_file) dio=$(cat $d/loop/dio)"; done']);
+    expect(loops.stdout).toBe(`/run/vmlet/images/${hex}.erofs dio=1\n`);
   }, 120_000);
 
   it('answers 40 ExecSync calls in a row and 10 at once, each with its own output', async () => {
