@@ -90,7 +90,8 @@ func mountErofs(file, dir string) error {
 		ctl, err = os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	}
 	if err != nil {
-		return fmt.Errorf("loop devices: %w", err)
+		// A kit built before EROFS images has no loop module.
+		return fmt.Errorf("loop devices: %w (a guest kit from node-install/build-guest-kit.sh of this vmlet has the loop and erofs modules; or set imageRootfs: tree)", err)
 	}
 	defer ctl.Close()
 	backing, err := os.Open(file)
@@ -124,6 +125,9 @@ func mountErofs(file, dir string) error {
 		// detaches it once nobody has it open).
 		err = mount(dev, dir, "erofs", syscall.MS_RDONLY, "")
 		lo.Close()
+		if errors.Is(err, syscall.ENODEV) {
+			return fmt.Errorf("%w (no erofs in this guest kit: rebuild it with node-install/build-guest-kit.sh, or set imageRootfs: tree)", err)
+		}
 		return err
 	}
 }
