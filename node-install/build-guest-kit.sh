@@ -3,7 +3,7 @@
 #
 #   node-install/build-guest-kit.sh OUTDIR
 #
-# Writes OUTDIR/{vmlinux,initrd.img,cmdline,VERSION,stamp}:
+# Writes OUTDIR/{vmlinux,initrd.img,cmdline,VERSION,features,stamp}:
 #   vmlinux     Debian's kernel (linux-image-amd64) as an uncompressed ELF with the PVH entry note
 #               (QEMU boots it directly; under TCG much faster than the bzImage)
 #   initrd.img  gzip'd newc cpio: static busybox, the kernel modules the guest needs (virtio,
@@ -11,6 +11,9 @@
 #               /sbin/vmlet-agent (built by src/guest/agent/build.sh)
 #   cmdline     the kernel command line, without a trailing newline
 #   VERSION     <content hash>-<Debian kernel version>, e.g. 1a2b3c4d5e6f-6.1.176-1
+#   features    what this kit's guest can do that older kits' cannot, one per line, which vmlet
+#               reads (src/guest/kit.ts): erofs (the loop and erofs modules: an image's rootfs
+#               as one EROFS file, config imageRootfs)
 #   stamp       the build inputs
 #
 # Reproducible: fixed SOURCE_DATE_EPOCH (default 0), sorted cpio, gzip -n; two builds from the
@@ -86,7 +89,7 @@ ON_DEMAND_MODULES=(bridge veth dummy tun loop erofs)
 # tsc=reliable, no_timer_check, i8042.noaux/nomux/nopnp/dumbkbd, 8250.nr_uarts=1,
 # mitigations=off.
 CMDLINE="console=ttyS0 quiet panic=-1 cryptomgr.notests rodata=off initcall_blacklist=crypto_kdf108_init,init_kprobe_trace"
-OUTPUTS=(vmlinux initrd.img cmdline VERSION stamp)
+OUTPUTS=(vmlinux initrd.img cmdline VERSION features stamp)
 
 for c in apt-get apt-cache dpkg-deb xz cpio gzip find sort sha256sum flock tail od grep awk; do
   command -v "$c" >/dev/null || die "missing tool: $c"
@@ -306,6 +309,7 @@ find "$ROOT" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 printf '%s' "$CMDLINE" > "$OUT/cmdline"
 HASH=$(cd "$OUT" && sha256sum vmlinux initrd.img cmdline | sha256sum | cut -c1-12)
 printf '%s-%s%s\n' "$HASH" "${VER[$KPKG]}" "$([[ $AGENT_KIND == standin ]] && echo -standin)" > "$OUT/VERSION"
+printf 'erofs\n' > "$OUT/features"
 write_stamp "$OUT"
 chmod 0644 "$OUT"/*
 chmod 0755 "$OUT"

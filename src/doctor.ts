@@ -14,7 +14,7 @@ import { checkDownstream } from './proxy/downstream.js';
 import { programVersion, QEMU_IMG, QEMU_SYSTEM, which } from './util/binaries.js';
 import { decideAccel, probeHost } from './vm/accel.js';
 import { Libvirt, loadedLibvirtVersion } from './vm/libvirt.js';
-import { hasPvhNote, readAt } from './guest/kit.js';
+import { hasPvhNote, imageRootfsFormat, readAt } from './guest/kit.js';
 import { probeMetricsAddress } from './metrics/server.js';
 import { isLoopback, readTls } from './stream/server.js';
 import { PodStateStore } from './pod/records.js';
@@ -90,6 +90,14 @@ function podVmBiosCheck(config: Config): CheckResult {
   if (b.rom) return { name, verdict: 'OK', detail: `sandboxed pods' VMs start qboot (${b.rom})` };
   if (b.missing) return { name, verdict: 'WARN', detail: `config podVmBios is qboot, and ${b.missing} is missing: sandboxed pods' VMs start SeaBIOS, a slower boot`, fix: NO_QBOOT_FIX };
   return { name, verdict: 'OK', detail: "sandboxed pods' VMs start SeaBIOS (config podVmBios: seabios)" };
+}
+
+/** How sandboxed pods' image rootfs are made: the config's imageRootfs, unless the guest kit cannot mount EROFS images. */
+export async function imageRootfsCheck(config: Pick<Config, 'imageRootfs' | 'guestKitDir'>): Promise<CheckResult> {
+  const name = 'image-rootfs';
+  const r = await imageRootfsFormat(config.imageRootfs, config.guestKitDir);
+  if (r.fallback) return { name, verdict: 'WARN', detail: r.fallback, fix: `${INSTALL_FIX}, or set imageRootfs: tree` };
+  return { name, verdict: 'OK', detail: r.format === 'erofs' ? "a container image's rootfs is one EROFS image file, which sandboxed pods' guests mount" : "a container image's rootfs is unpacked as a tree (config imageRootfs: tree)" };
 }
 
 function kvmCheck(config: Config): CheckResult {
@@ -335,6 +343,7 @@ export async function runChecks(config: Config, log: Logger): Promise<CheckResul
     qemuUserCheck(config),
     writableCheck('socket-dir', dirname(config.socket)),
     guestKitCheck(config.guestKitDir),
+    imageRootfsCheck(config),
     Promise.resolve(podVmBiosCheck(config)),
     crictlCheck(config.socket),
     metricsCheck(config.metricsAddress),

@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { decideQemuUser, KVM_DEVICE_FIX, kvmDeviceProblem, type QemuIdentity } from './vm/qemu-user.js';
 import { findVirtiofsd } from './vm/virtiofs.js';
 import { NO_QBOOT_FIX, podVmBiosRom } from './guest/pod-vm-bios.js';
+import { imageRootfsFormat } from './guest/kit.js';
 import type { Logger } from './log.js';
 import { startCriServer } from './cri/server.js';
 import { observeRpcs } from './cri/rpc.js';
@@ -50,11 +51,13 @@ export async function serve(config: Config, configFile: string | undefined, log:
     await runtime.stop();
     return 1;
   }
+  const rootfs = await imageRootfsFormat(config.imageRootfs, config.guestKitDir);
+  if (rootfs.fallback) log.warn({ imageRootfs: config.imageRootfs, guestKitDir: config.guestKitDir }, rootfs.fallback);
   const images = new ImageStore(join(config.stateDir, 'images'), config.registries, log, {
     inUse: (id) => pods?.imageInUse(id) ?? false,
     ...imageLimitsOf(config),
     qemuUser,
-    rootfsFormat: config.imageRootfs,
+    rootfsFormat: rootfs.format,
   });
   const virtiofsd = config.shareDriver === '9p' ? undefined : findVirtiofsd();
   if (config.shareDriver === 'virtiofs' && !virtiofsd) {

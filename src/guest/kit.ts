@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { failedPrecondition } from '../errors.js';
 import { fileReader, pvhNote } from '../util/elf-pvh.js';
 import type { GuestKit } from './pod-vm-spec.js';
+import type { RootfsFormat } from '../image/rootfs-protocol.js';
 
 export interface InstalledKit extends GuestKit {
   version: string;
@@ -22,6 +23,27 @@ export async function readGuestKit(dir: string): Promise<InstalledKit> {
       `the guest kit sandboxed pods boot from is not in ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): run node-install/install.sh, or set guestKitDir in /etc/vmlet/config.yaml`,
     );
   }
+}
+
+/** What the guest kit in `dir` can do beyond booting (its `features` file; none for a kit older than the file). */
+export async function kitFeatures(dir: string): Promise<Set<string>> {
+  const text = await readFile(join(dir, 'features'), 'utf8').catch(() => '');
+  return new Set(text.split('\n').map((l) => l.trim()).filter(Boolean));
+}
+
+/**
+ * The image rootfs format to use: the config's, except erofs with an installed kit too old to
+ * mount EROFS images (`fallback` then says so), where sandboxed pods get trees. A node without a
+ * kit keeps the config's: it runs no sandboxed pod.
+ */
+export async function imageRootfsFormat(asked: RootfsFormat, kitDir: string): Promise<{ format: RootfsFormat; fallback?: string }> {
+  if (asked !== 'erofs' || (await kitFeatures(kitDir)).has('erofs')) return { format: asked };
+  const installed = await readFile(join(kitDir, 'VERSION'), 'utf8').then(
+    () => true,
+    () => false,
+  );
+  if (!installed) return { format: asked };
+  return { format: 'tree', fallback: `the guest kit in ${kitDir} cannot mount EROFS images (built by an older vmlet): image rootfs are made as trees; rebuild it with node-install/install.sh (node-install/build-guest-kit.sh)` };
 }
 
 /** Reads `length` bytes at `offset` (fewer at the end of the file). */

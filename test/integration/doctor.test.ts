@@ -50,6 +50,18 @@ describe('vmlet doctor', () => {
     expect(seabios.line('pod-vm-bios')).toMatch(/OK +pod-vm-bios +sandboxed pods' VMs start SeaBIOS \(config podVmBios: seabios\)/);
   });
 
+  it('says how image rootfs are made: EROFS with this kit, trees by config or with a kit too old for EROFS (a warning)', () => {
+    expect(doctor([], writeCniConf()).line('image-rootfs')).toMatch(/^OK +image-rootfs +a container image's rootfs is one EROFS image file/);
+    expect(doctor([], writeCniConf(), GUEST_KIT, { VMLET_IMAGE_ROOTFS: 'tree' }).line('image-rootfs')).toMatch(/^OK +image-rootfs +.*unpacked as a tree \(config imageRootfs: tree\)/);
+    // A kit built before the features file: its guest has no loop or erofs module.
+    const old = join(tempDir(), 'kit');
+    mkdirSync(old);
+    for (const f of ['vmlinux', 'initrd.img', 'cmdline', 'VERSION']) copyFileSync(join(GUEST_KIT, f), join(old, f));
+    const r = doctor([], writeCniConf(), old);
+    expect(r.line('image-rootfs')).toMatch(/^WARN +image-rootfs +the guest kit in \S+ cannot mount EROFS images \(built by an older vmlet\): image rootfs are made as trees.*\n +fix: run node-install\/install.sh, or set imageRootfs: tree/);
+    expect(r.status).toBe(0);
+  });
+
   it('says who VMs\' QEMU runs as, and fails on a QEMU user that does not exist', () => {
     expect(doctor([], writeCniConf()).stdout).toMatch(/qemu-user +VMs' QEMU runs as libvirt-qemu \(uid \d+, gid \d+\); as root only for VMs with 9p shares/);
     const r = doctor([], writeCniConf(), GUEST_KIT, { VMLET_QEMU_USER: 'no-such-qemu-user' });
