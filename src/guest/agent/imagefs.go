@@ -65,6 +65,16 @@ func (a *agent) imageLower(name string) (string, error) {
 	return dir, nil
 }
 
+var imageModules sync.Once
+
+// loadImageModules loads loop and erofs once; a caller meanwhile waits for the first to end.
+func loadImageModules() {
+	imageModules.Do(func() {
+		modprobe("loop")
+		modprobe("erofs")
+	})
+}
+
 // modprobe loads a module the initramfs has (build-guest-kit.sh: loaded on demand).
 func modprobe(name string) {
 	if out, err := exec.Command("/sbin/modprobe", name).CombinedOutput(); err != nil {
@@ -84,11 +94,8 @@ func ioctlN(fd uintptr, req uintptr, arg uintptr) (uintptr, error) {
 // mountErofs attaches `file` to a free loop device (read-only, direct I/O, detached when
 // unmounted) and mounts it read-only on `dir`.
 func mountErofs(file, dir string) error {
+	loadImageModules()
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		modprobe("loop")
-		ctl, err = os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
-	}
 	if err != nil {
 		// A kit built before EROFS images has no loop module.
 		return fmt.Errorf("loop devices: %w (a guest kit from node-install/build-guest-kit.sh of this vmlet has the loop and erofs modules; or set imageRootfs: tree)", err)
@@ -99,7 +106,6 @@ func mountErofs(file, dir string) error {
 		return err
 	}
 	defer backing.Close()
-	modprobe("erofs")
 	var cfg [loopConfigSize]byte
 	binary.LittleEndian.PutUint32(cfg[0:], uint32(backing.Fd()))
 	binary.LittleEndian.PutUint32(cfg[loopConfigFlags:], loFlagsReadOnly|loFlagsAutoclear|loFlagsDirectIO)
