@@ -3,12 +3,11 @@
 // blocks of its own; what the entries do to the tree comes back as ops, which the tree applies
 // in layer order. So an image's layers are read side by side (their decompression on as many
 // cores), which the in-order tree never waits for but the layer it applies.
-import { pipeline } from 'node:stream/promises';
 import { posix } from 'node:path';
-import { Parser, type ReadEntry } from 'tar';
-import { VmletError } from '../errors.js';
+import type { ReadEntry } from 'tar';
 import { BLOCK, S_IFIFO, S_IFLNK, S_IFREG, blocksFor, writeAll, type ErofsNode } from './erofs-format.js';
-import { HostileLayerError, StoreFullError, decompressor, normalizeEntryPath, readLayer, tarCounter, type LayerRef, type ScanLimits } from './layer-tar.js';
+import { HostileLayerError, StoreFullError, normalizeEntryPath, type LayerRef, type ScanLimits } from './layer-tar.js';
+import { eachLayerEntry } from './layer-entries.js';
 import type { Budget } from './rootfs.js';
 
 /** What an entry does to the tree; `raw` is its path as written, for messages. */
@@ -135,44 +134,11 @@ export async function readErofsLayer(fd: number, blocks: BlockAllocator, layer: 
   };
 
   await layer.ready;
-  let chain: Promise<void> = Promise.resolve();
-  let failure: Error | undefined;
-  let current: ReadEntry | undefined;
-  const parser = new Parser({
-    strict: true,
-    noResume: true,
-    zstd: false, // the stream is already decompressed: no second guess at its format
-    brotli: false,
-    onReadEntry: (entry: ReadEntry) => {
-      // One entry at a time, in tar order: a body stays buffered (and the parser applies
-      // backpressure) until its turn comes.
-      chain = chain.then(async () => {
-        if (failure) return void entry.resume();
-        current = entry;
-        try {
-          await read(entry);
-          entry.resume();
-        } catch (err) {
-          failure ??= err instanceof VmletError ? err : new VmletError('internal', `image layer ${layer.digest}: reading ${JSON.stringify(entry.path)}: ${(err as Error).message}`);
-          entry.resume();
-          parser.abort(failure);
-        } finally {
-          current = undefined;
-        }
-      });
-    },
-  });
-  parser.on('error', () => undefined); // the last entries may fail after the pipeline stopped listening
-  const count = tarCounter((n) => (budget.imageBytes += n), limits.maxImageBytes, bad);
   try {
-    await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count.stream, parser);
-  } catch (err) {
-    failure ??= err instanceof VmletError ? err : bad((err as Error).message);
-    current?.end(); // a body cut short by a broken stream would never end
+    // An entry without a body (or whose body `read` took) is resumed so the parser goes on.
+    await eachLayerEntry(layer, limits, budget, 'reading', (entry) => read(entry).then(() => void entry.resume()));
+  } finally {
+    data.flush();
   }
-  await chain;
-  data.flush();
-  if (failure) throw failure;
-  count.checkDiffId(layer);
   return ops;
 }

@@ -22,12 +22,11 @@ import {
 } from 'node:fs';
 import { chmod, mkdtemp, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Parser, type ReadEntry } from 'tar';
-import { VmletError } from '../errors.js';
-import { decompressor, HostileLayerError, readLayer, normalizeEntryPath, StoreFullError, tarCounter, type LayerRef, type ScanLimits } from './layer-tar.js';
+import type { ReadEntry } from 'tar';
+import { HostileLayerError, normalizeEntryPath, StoreFullError, type LayerRef, type ScanLimits } from './layer-tar.js';
+import { eachLayerEntry } from './layer-entries.js';
 
 const run = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -71,52 +70,8 @@ export async function unpackRootfs(layers: LayerRef[], dest: string, tmpDir: str
 }
 
 async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<void> {
-  const bad = (why: string) => new HostileLayerError(layer.digest, why);
-  const state: LayerState = { bad, full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() };
-  let chain: Promise<void> = Promise.resolve();
-  let failure: Error | undefined;
-  let current: ReadEntry | undefined;
-  const parser = new Parser({
-    strict: true,
-    noResume: true,
-    // The stream is already decompressed: no second guess at its format.
-    zstd: false,
-    brotli: false,
-    onReadEntry: (entry: ReadEntry) => {
-      // Entries are applied one at a time, in tar order; a body stays buffered (and the parser
-      // applies backpressure) until its turn comes.
-      chain = chain.then(async () => {
-        if (failure) return void entry.resume();
-        current = entry;
-        try {
-          await tree.apply(entry, state);
-        } catch (err) {
-          // fs errors (ENOSPC, ENAMETOOLONG…) say which layer and entry, with a kind for gRPC.
-          failure ??= err instanceof VmletError ? err : new VmletError('internal', `image layer ${layer.digest}: unpacking ${JSON.stringify(entry.path)}: ${(err as Error).message}`);
-          entry.resume();
-          parser.abort(failure);
-        } finally {
-          current = undefined;
-        }
-      });
-    },
-  });
-  // The last entries may fail after the parser has ended (and the pipeline stopped listening).
-  parser.on('error', () => undefined);
-  const count = tarCounter((n) => (budget.imageBytes += n), limits.maxImageBytes, bad);
-  try {
-    await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count.stream, parser);
-  } catch (err) {
-    failure ??= err instanceof VmletError ? err : bad((err as Error).message);
-    // A body cut short by a broken stream would never end: end it so its reader stops (destroy
-    // would not wake a reader that has not started iterating yet).
-    current?.end();
-    await chain;
-    throw failure;
-  }
-  await chain;
-  if (failure) throw failure;
-  count.checkDiffId(layer);
+  const state: LayerState = { bad: (why) => new HostileLayerError(layer.digest, why), full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() };
+  await eachLayerEntry(layer, limits, budget, 'unpacking', (entry) => tree.apply(entry, state));
 }
 
 /** A layer's state while it is applied (the EROFS tree, erofs-tree.ts, applies layers by the same rules). */
