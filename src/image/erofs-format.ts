@@ -3,7 +3,8 @@
 // 4 KiB blocks, extended (64-byte) inodes, no xattrs, file data in whole blocks (FLAT_PLAIN),
 // directories and symlinks inline after their inode when they fit (FLAT_INLINE).
 // Layout (linux/fs/erofs/erofs_fs.h): block 0 holds the superblock at byte 1024; file data
-// follows from block 1 as it was read from the layers; then directory blocks too large to go
+// follows from block 1, in each layer's regions as the layers were read (erofs-layer-read.ts:
+// unused blocks there are holes); then directory and symlink blocks too large to go
 // inline; then the inodes (the metadata area, `meta_blkaddr`), a node's nid being its offset
 // there / 32. The root comes first, so its nid fits the superblock's 16 bits.
 import { writeSync } from 'node:fs';
