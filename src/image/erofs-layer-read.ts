@@ -8,7 +8,7 @@ import type { ReadEntry } from 'tar';
 import { BLOCK, S_IFIFO, S_IFLNK, S_IFREG, blocksFor, writeAll, type ErofsNode } from './erofs-format.js';
 import { HostileLayerError, StoreFullError, normalizeEntryPath, type LayerRef, type ScanLimits } from './layer-tar.js';
 import { eachLayerEntry } from './layer-entries.js';
-import type { Budget } from './rootfs.js';
+import { chargeFile, type Budget } from './rootfs.js';
 
 /** What an entry does to the tree; `raw` is its path as written, for messages. */
 export type ErofsOp =
@@ -61,11 +61,6 @@ class DataWriter {
   }
 }
 
-export function charge(bytes: number, budget: Budget, limits: ScanLimits, bad: (why: string) => Error): void {
-  budget.apparentBytes += bytes;
-  if (budget.apparentBytes > limits.maxImageBytes) throw bad(`files total more than ${limits.maxImageBytes} bytes (hard links count at their target's size)`);
-}
-
 /** Reads `layer` whole; its files' data is in the image (`fd`) once this resolves. */
 export async function readErofsLayer(fd: number, blocks: BlockAllocator, layer: LayerRef, limits: ScanLimits, budget: Budget): Promise<ErofsOp[]> {
   const bad = (why: string) => new HostileLayerError(layer.digest, why);
@@ -105,9 +100,7 @@ export async function readErofsLayer(fd: number, blocks: BlockAllocator, layer: 
       case 'File':
       case 'OldFile':
       case 'ContiguousFile': {
-        budget.written += entry.size;
-        if (budget.written > limits.writableBytes) throw new StoreFullError(layer.digest, `needs more than the ${limits.writableBytes} bytes free in the image store`);
-        charge(entry.size, budget, limits, bad);
+        chargeFile(entry.size, { budget, limits, bad, full: (why) => new StoreFullError(layer.digest, why) });
         const blk = alloc(blocksFor(entry.size));
         let got = 0;
         for await (const chunk of entry as AsyncIterable<Buffer>) {

@@ -8,8 +8,9 @@
 import { readSync } from 'node:fs';
 import { posix } from 'node:path';
 import { BLOCK, S_IFDIR, S_IFMT, S_IFREG, writeErofsMeta, type ErofsNode } from './erofs-format.js';
-import { BlockAllocator, charge, type ErofsOp } from './erofs-layer-read.js';
-import type { LayerState } from './rootfs.js';
+import { BlockAllocator, type ErofsOp } from './erofs-layer-read.js';
+import { chargeApparent, type LayerState } from './rootfs.js';
+import { resolveWithin } from './users.js';
 
 const dirNode = (mode = 0o755, mtimeMs = Date.now()): ErofsNode => ({ mode: S_IFDIR | mode, uid: 0, gid: 0, mtimeMs, children: new Map() });
 const isDir = (n: ErofsNode | undefined): n is ErofsNode & { children: Map<string, ErofsNode> } => !!n?.children;
@@ -78,7 +79,7 @@ export class ErofsTree {
     const node = this.lookup(op.target);
     if (!node) throw s.bad(`hard link ${JSON.stringify(op.raw)} to ${JSON.stringify(op.targetRaw)}, which is not in the image`);
     if (isDir(node)) throw s.bad(`hard link ${JSON.stringify(op.raw)} to directory ${JSON.stringify(op.targetRaw)}`);
-    charge((node.mode & S_IFMT) === S_IFREG ? node.size ?? 0 : 0, s.budget, s.limits, s.bad);
+    chargeApparent((node.mode & S_IFMT) === S_IFREG ? node.size ?? 0 : 0, s);
     // As containerd does, the link's header sets the owner and mode of the shared inode, unless it is a symlink.
     if (node.target === undefined) Object.assign(node, { uid: op.uid, gid: op.gid, mode: (node.mode & ~0o7777) | op.mode });
     return node;
@@ -126,32 +127,12 @@ export class ErofsTree {
     this.lookup(parentOf(p))?.children?.delete(posix.basename(p));
   }
 
-  /**
-   * The node at in-image `path`, following symlinks inside the image only (an absolute target
-   * starts again at its root, '..' stops there), as users.ts resolves /etc/passwd in a tree.
-   */
-  resolve(path: string, maxHops = 40): ErofsNode | undefined {
-    let todo = path.split('/').filter((p) => p !== '' && p !== '.');
-    const done: ErofsNode[] = [];
-    let hops = 0;
-    while (todo.length > 0) {
-      const part = todo.shift()!;
-      if (part === '..') {
-        done.pop();
-        continue;
-      }
-      const node = (done.at(-1) ?? this.root).children?.get(part);
-      if (!node) return undefined;
-      if (node.target !== undefined) {
-        if (++hops > maxHops) return undefined;
-        if (node.target.startsWith('/')) done.length = 0;
-        todo = [...node.target.split('/').filter((p) => p !== '' && p !== '.'), ...todo];
-        continue;
-      }
-      if (todo.length > 0 && !isDir(node)) return undefined;
-      done.push(node);
-    }
-    return done.at(-1) ?? this.root;
+  /** The node at in-image `path`, symlinks followed inside the image (users.ts resolveWithin, as for a tree on disk). */
+  resolve(path: string): Promise<ErofsNode | undefined> {
+    return resolveWithin<ErofsNode>(this.root, path, (dir, name) => {
+      const node = dir.children?.get(name);
+      return node && { node, ...(node.target !== undefined ? { target: node.target } : {}), dir: isDir(node) };
+    });
   }
 
   /** A regular file's bytes, read back from the image. */

@@ -2,7 +2,7 @@
 // through a loop device (docs/sandboxed-pods.md), and beside it `<hex>.ids/etc/{passwd,group}`:
 // the image's own files, symlinks resolved inside the image, which users.ts reads on the host
 // to resolve the container's user as it does in a tree.
-import { closeSync, constants, fdatasyncSync, mkdirSync, openSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, truncateSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
@@ -52,8 +52,7 @@ export const buildErofs: TreeBuilder = async (root, layers, limits) => {
       tree.apply(ops, { bad: (why) => new HostileLayerError(layer.digest, why), full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() });
     }
     tree.finish();
-    writeIds(tree, join(root, IDS));
-    fdatasyncSync(fd);
+    await writeIds(tree, join(root, IDS)); // unpackErofs syncs the whole build (sync -f) before its renames
   } catch (err) {
     failed = true;
     await Promise.allSettled(reads);
@@ -68,10 +67,10 @@ export const buildErofs: TreeBuilder = async (root, layers, limits) => {
  * past MAX_ID_FILE_BYTES, and a directory for anything but a regular file, so that users.ts
  * refuses them as it refuses them in a tree.
  */
-function writeIds(tree: ErofsTree, dir: string): void {
+async function writeIds(tree: ErofsTree, dir: string): Promise<void> {
   mkdirSync(join(dir, 'etc'), { recursive: true, mode: 0o755 });
   for (const path of ID_FILES) {
-    const node = tree.resolve(path);
+    const node = await tree.resolve(path);
     if (!node) continue;
     const out = join(dir, path);
     if ((node.mode & S_IFMT) !== S_IFREG) mkdirSync(out);

@@ -74,6 +74,24 @@ async function applyLayer(tree: Tree, layer: LayerRef, limits: ScanLimits, budge
   await eachLayerEntry(layer, limits, budget, 'unpacking', (entry) => tree.apply(entry, state));
 }
 
+/** What the size checks need of a layer's state. */
+type Charges = Pick<LayerState, 'budget' | 'limits' | 'bad' | 'full'>;
+
+/** A file's or hard link's bytes against the image's cap: hard links count at their target's size. */
+export function chargeApparent(bytes: number, s: Charges): void {
+  s.budget.apparentBytes += bytes;
+  if (s.budget.apparentBytes > s.limits.maxImageBytes) {
+    throw s.bad(`files total more than ${s.limits.maxImageBytes} bytes (hard links count at their target's size)`);
+  }
+}
+
+/** A file about to be written: the store's free space, then its apparent bytes. */
+export function chargeFile(bytes: number, s: Charges): void {
+  s.budget.written += bytes;
+  if (s.budget.written > s.limits.writableBytes) throw s.full(`needs more than the ${s.limits.writableBytes} bytes free in the image store`);
+  chargeApparent(bytes, s);
+}
+
 /** A layer's state while it is applied (the EROFS tree, erofs-tree.ts, applies layers by the same rules). */
 export interface LayerState {
   bad: (why: string) => Error;
@@ -163,9 +181,7 @@ class Tree {
   }
 
   private async file(host: string, entry: ReadEntry, s: LayerState): Promise<void> {
-    s.budget.written += entry.size;
-    if (s.budget.written > s.limits.writableBytes) throw s.full(`needs more than the ${s.limits.writableBytes} bytes free in the image store`);
-    this.charge(entry.size, s);
+    chargeFile(entry.size, s);
     // O_EXCL: whatever was at the path was removed; never write through a link.
     const fd = openSync(host, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
@@ -191,20 +207,13 @@ class Tree {
     const st = lstatSync(this.host(target), { throwIfNoEntry: false });
     if (!st) throw s.bad(`hard link ${JSON.stringify(entry.path)} to ${JSON.stringify(entry.linkpath)}, which is not in the image`);
     if (st.isDirectory()) throw s.bad(`hard link ${JSON.stringify(entry.path)} to directory ${JSON.stringify(entry.linkpath)}`);
-    this.charge(st.isFile() ? st.size : 0, s);
+    chargeApparent(st.isFile() ? st.size : 0, s);
     // link(2) does not follow a symlink target: the new name is that symlink. As containerd
     // does, the link's header sets the owner and mode of the (shared) inode, unless it is a symlink.
     linkSync(this.host(target), host);
     if (!st.isSymbolicLink()) {
       if (isRoot) lchownSync(host, entry.uid ?? 0, entry.gid ?? 0);
       chmodSync(host, entry.mode ?? 0o644);
-    }
-  }
-
-  private charge(bytes: number, s: LayerState): void {
-    s.budget.apparentBytes += bytes;
-    if (s.budget.apparentBytes > s.limits.maxImageBytes) {
-      throw s.bad(`files total more than ${s.limits.maxImageBytes} bytes (hard links count at their target's size)`);
     }
   }
 

@@ -130,38 +130,56 @@ export function resolveUserFrom(passwd: PasswdEntry[] | undefined, group: GroupE
   return { uid, gid, groups: [...new Set([gid, ...member, ...supplemental])] };
 }
 
+/** One name looked up in a directory, for resolveWithin: its node, its target if it is a symlink, whether it is a directory. */
+export interface Looked<N> {
+  node: N;
+  target?: string;
+  dir: boolean;
+}
+
 /**
- * Resolves an in-image path to a host path under `root`, following symlinks inside the rootfs
- * only. Undefined when a component is missing, is not a directory, or links loop.
+ * Resolves an in-image path from `root`, following symlinks inside the image only: an absolute
+ * target starts again at the root, '..' is lexical and stops there. Undefined when a component
+ * is missing, is not a directory, or links loop. `lookup` finds a name in a directory node:
+ * on disk (resolveInRootfs) or in the EROFS builder's tree (erofs-tree.ts).
  */
-export async function resolveInRootfs(root: string, path: string, maxHops = 40): Promise<string | undefined> {
+export async function resolveWithin<N>(root: N, path: string, lookup: (dir: N, name: string) => Promise<Looked<N> | undefined> | Looked<N> | undefined, maxHops = 40): Promise<N | undefined> {
   let todo = path.split('/').filter((p) => p !== '' && p !== '.');
-  const done: string[] = [];
+  const done: N[] = []; // real directories only (and the last component), so '..' is lexical
   let hops = 0;
   while (todo.length > 0) {
     const part = todo.shift()!;
     if (part === '..') {
-      done.pop(); // `done` holds real directories only, so '..' is lexical and stops at the root
+      done.pop();
       continue;
     }
-    const host = join(root, ...done, part);
-    let st;
-    try {
-      st = await lstat(host);
-    } catch {
-      return undefined;
-    }
-    if (st.isSymbolicLink()) {
+    const found = await lookup(done.at(-1) ?? root, part);
+    if (!found) return undefined;
+    if (found.target !== undefined) {
       if (++hops > maxHops) return undefined;
-      const target = await readlink(host);
-      if (target.startsWith('/')) done.length = 0;
-      todo = [...target.split('/').filter((p) => p !== '' && p !== '.'), ...todo];
+      if (found.target.startsWith('/')) done.length = 0;
+      todo = [...found.target.split('/').filter((p) => p !== '' && p !== '.'), ...todo];
       continue;
     }
-    if (todo.length > 0 && !st.isDirectory()) return undefined;
-    done.push(part);
+    if (todo.length > 0 && !found.dir) return undefined;
+    done.push(found.node);
   }
-  return join(root, ...done);
+  return done.at(-1) ?? root;
+}
+
+/** resolveWithin on a tree on disk: the host path of an in-image path under `root`. */
+export function resolveInRootfs(root: string, path: string, maxHops = 40): Promise<string | undefined> {
+  return resolveWithin(
+    root,
+    path,
+    async (dir, name) => {
+      const host = join(dir, name);
+      const st = await lstat(host).catch(() => undefined);
+      if (!st) return undefined;
+      return st.isSymbolicLink() ? { node: host, target: await readlink(host), dir: false } : { node: host, dir: st.isDirectory() };
+    },
+    maxHops,
+  );
 }
 
 /** A small regular file of the image (undefined when absent), read without leaving the rootfs. */
