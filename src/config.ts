@@ -38,6 +38,12 @@ export interface Config {
    */
   imageRootfs: RootfsFormat;
   /**
+   * With EROFS rootfs: a pull of what looks like a container image (it names a command) builds
+   * its rootfs in the same read of its layers, so a sandboxed pod's first container of it waits
+   * for no build. false: the first container builds it (less disk for images pulled and never run).
+   */
+  imageRootfsAtPull: boolean;
+  /**
    * Largest image vmlet pulls, in GiB: its uncompressed layers, and its files once kept or
    * unpacked with every hard link counted at its target's size (also the largest single file).
    */
@@ -115,6 +121,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   tcgTbCacheMiB: 128, // vm/spec.ts TCG_TB_CACHE_MIB; measured in docs/pod-cgroup.md
   podVmBios: 'qboot',
   imageRootfs: 'erofs', // measured in docs/sandboxed-pods.md
+  imageRootfsAtPull: true, // measured in docs/sandboxed-pods.md
   // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
   // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's
   // image filesystem, so one hostile image (gzip bomb, hard links) costs at most this much.
@@ -165,6 +172,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_SHARE_DRIVER: 'shareDriver',
     VMLET_POD_VM_BIOS: 'podVmBios',
     VMLET_IMAGE_ROOTFS: 'imageRootfs',
+    VMLET_IMAGE_ROOTFS_AT_PULL: 'imageRootfsAtPull',
     VMLET_IMAGE_MAX_GIB: 'imageMaxGiB',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
@@ -411,6 +419,7 @@ export function validate(raw: Record<string, unknown>): Config {
     tcgTbCacheMiB: mib(raw.tcgTbCacheMiB, 'tcgTbCacheMiB', 4096),
     podVmBios: oneOf(raw.podVmBios, 'podVmBios', POD_VM_BIOSES),
     imageRootfs: oneOf(raw.imageRootfs, 'imageRootfs', IMAGE_ROOTFS_FORMATS),
+    imageRootfsAtPull: bool(raw.imageRootfsAtPull, 'imageRootfsAtPull'),
     imageMaxGiB: gib(raw.imageMaxGiB, 'imageMaxGiB', 1024),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
     registries: registries(raw.registries),

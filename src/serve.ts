@@ -58,6 +58,7 @@ export async function serve(config: Config, configFile: string | undefined, log:
     ...imageLimitsOf(config),
     qemuUser,
     rootfsFormat: rootfs.format,
+    rootfsAtPull: config.imageRootfsAtPull,
   });
   const virtiofsd = config.shareDriver === '9p' ? undefined : findVirtiofsd();
   if (config.shareDriver === 'virtiofs' && !virtiofsd) {

@@ -9,7 +9,7 @@ import { join, posix } from 'node:path';
 import { VmletError } from '../errors.js';
 import type { BootInfo } from './image-index.js';
 import { probeDisk, qemuImgInfo, type DiskInfo } from './qemu-img.js';
-import { resolveInImage, scanLayers, type LayerRef, type ScanLimits } from './layer-scan.js';
+import { resolveInImage, scanLayers, type LayerRef, type ScanLimits, type ScanResult } from './layer-scan.js';
 import { LABEL, parseImageLabels } from '../vm/image-labels.js';
 import { unpackPvhKernel } from './kernel-pvh.js';
 
@@ -22,64 +22,82 @@ export interface BootPaths {
   disks: string;
   kernels: string;
   tmp: string;
+  /** Also build the image's EROFS rootfs in this empty dir, in the scan's read of the layers (erofs-scan.ts). */
+  rootfs?: string;
 }
 
+/**
+ * The image's boot, from a scan of its layers. With `paths.rootfs`, `rootfsBuilt` settles when
+ * the rootfs built there is complete (a rootfs image) or failed; for any other kind of image, or
+ * a failure, that build has ended before this returns or throws: its dir can go.
+ */
 export async function prepareBoot(
   imageId: string,
   layers: LayerRef[],
   labels: Record<string, string>,
   paths: BootPaths,
   limits: ScanLimits,
-): Promise<BootInfo> {
+): Promise<{ boot: BootInfo; rootfsBuilt?: Promise<void> }> {
   const label = parseImageLabels(labels);
   const kernelPath = inImage(label.kernel ?? DEFAULT_KERNEL);
   const initrdPath = inImage(label.initrd ?? DEFAULT_INITRD);
   // Keep files from the kernel/initrd directories (a symlink there may point at a versioned name).
   const dirs = [...new Set(['boot', posix.dirname(kernelPath), posix.dirname(initrdPath)])].filter((d) => d !== '.');
-  const scan = await scanLayers(layers, { prefixes: ['disk/'], dirs }, paths.tmp, limits);
-  const hex = imageId.slice('sha256:'.length);
+  const scan = await scanLayers(layers, { prefixes: ['disk/'], dirs }, paths.tmp, limits, paths.rootfs);
   try {
-    if (scan.diskFiles.length > 1) {
-      throw new VmletError('invalid-argument', `containerDisk image ${imageId} has ${scan.diskFiles.length} files under /disk/ (${scan.diskFiles.join(', ')}); exactly one is allowed`);
-    }
-    if (scan.diskFiles.length === 1) {
-      const src = scan.files.get(scan.diskFiles[0]!)!;
-      const info = await inspectContainerDisk(src, `${scan.diskFiles[0]} in ${imageId}`);
-      await mkdir(paths.disks, { recursive: true });
-      const dest = join(paths.disks, `${hex}.${info.format}`);
-      await chmod(src, 0o444);
-      await rename(src, dest);
-      return { kind: 'containerdisk', disk: { path: dest, format: info.format, virtualSize: info.virtualSize } };
-    }
-    const kernel = resolve(kernelPath, scan);
-    const initrd = resolve(initrdPath, scan);
-    const labelled = label.kernel !== undefined;
-    if (kernel && (initrd || labelled)) {
-      if (label.initrd !== undefined && !initrd) {
-        throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL.initrd} names ${label.initrd}, which the image does not contain`);
-      }
-      const dir = join(paths.kernels, hex);
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(dir, { recursive: true });
-      await rename(kernel, join(dir, 'kernel'));
-      if (initrd) await rename(initrd, join(dir, 'initrd'));
-      const cmdline = label.cmdline;
-      const pvh = await unpackPvhKernel(join(dir, 'kernel'), join(dir, 'vmlinux'));
-      return {
-        kind: 'kernel',
-        kernel: {
-          kernel: join(dir, 'kernel'),
-          ...(initrd ? { initrd: join(dir, 'initrd') } : {}),
-          ...(cmdline ? { cmdline } : {}),
-          ...('path' in pvh ? { pvh: pvh.path } : { pvhNot: pvh.not }),
-        },
-      };
-    }
-    if (labelled) throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL.kernel} names ${label.kernel}, which the image does not contain`);
-    return { kind: 'rootfs' };
+    const boot = await bootOf(imageId, scan, label, { kernelPath, initrdPath }, paths);
+    if (boot.kind === 'rootfs' && scan.built) return { boot, rootfsBuilt: scan.built };
+    await scan.built?.catch(() => undefined);
+    return { boot };
+  } catch (err) {
+    await scan.built?.catch(() => undefined);
+    throw err;
   } finally {
     for (const tmp of scan.files.values()) await rm(tmp, { force: true });
   }
+}
+
+async function bootOf(imageId: string, scan: ScanResult, label: ReturnType<typeof parseImageLabels>, at: { kernelPath: string; initrdPath: string }, paths: BootPaths): Promise<BootInfo> {
+  const { kernelPath, initrdPath } = at;
+  const hex = imageId.slice('sha256:'.length);
+  if (scan.diskFiles.length > 1) {
+    throw new VmletError('invalid-argument', `containerDisk image ${imageId} has ${scan.diskFiles.length} files under /disk/ (${scan.diskFiles.join(', ')}); exactly one is allowed`);
+  }
+  if (scan.diskFiles.length === 1) {
+    const src = scan.files.get(scan.diskFiles[0]!)!;
+    const info = await inspectContainerDisk(src, `${scan.diskFiles[0]} in ${imageId}`);
+    await mkdir(paths.disks, { recursive: true });
+    const dest = join(paths.disks, `${hex}.${info.format}`);
+    await chmod(src, 0o444);
+    await rename(src, dest);
+    return { kind: 'containerdisk', disk: { path: dest, format: info.format, virtualSize: info.virtualSize } };
+  }
+  const kernel = resolve(kernelPath, scan);
+  const initrd = resolve(initrdPath, scan);
+  const labelled = label.kernel !== undefined;
+  if (kernel && (initrd || labelled)) {
+    if (label.initrd !== undefined && !initrd) {
+      throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL.initrd} names ${label.initrd}, which the image does not contain`);
+    }
+    const dir = join(paths.kernels, hex);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    await rename(kernel, join(dir, 'kernel'));
+    if (initrd) await rename(initrd, join(dir, 'initrd'));
+    const cmdline = label.cmdline;
+    const pvh = await unpackPvhKernel(join(dir, 'kernel'), join(dir, 'vmlinux'));
+    return {
+      kind: 'kernel',
+      kernel: {
+        kernel: join(dir, 'kernel'),
+        ...(initrd ? { initrd: join(dir, 'initrd') } : {}),
+        ...(cmdline ? { cmdline } : {}),
+        ...('path' in pvh ? { pvh: pvh.path } : { pvhNot: pvh.not }),
+      },
+    };
+  }
+  if (labelled) throw new VmletError('invalid-argument', `image ${imageId}: label ${LABEL.kernel} names ${label.kernel}, which the image does not contain`);
+  return { kind: 'rootfs' };
 }
 
 /**

@@ -126,7 +126,6 @@ export async function readErofsLayer(fd: number, blocks: BlockAllocator, layer: 
     }
   };
 
-  await layer.ready;
   try {
     // An entry without a body (or whose body `read` took) is resumed so the parser goes on.
     await eachLayerEntry(layer, limits, budget, 'reading', (entry) => read(entry).then(() => void entry.resume()));

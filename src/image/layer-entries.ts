@@ -1,10 +1,11 @@
-// A stored layer's tar, entry by entry: decompressed, counted against the image's uncompressed
-// cap, its diff_id checked at the end. Both rootfs builders read layers this way: the tree
-// (rootfs.ts) and the EROFS image (erofs-layer-read.ts).
+// A layer's tar, entry by entry (the stored blob, or this pull's download as it grows):
+// decompressed, counted against the image's uncompressed cap, its diff_id checked at the end.
+// Both rootfs builders read layers this way: the tree (rootfs.ts) and the EROFS image
+// (erofs-layer-read.ts), also when the pull builds it (erofs-scan.ts).
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
 import { VmletError } from '../errors.js';
-import { HostileLayerError, decompressor, readLayer, tarCounter, type LayerRef, type ScanLimits } from './layer-tar.js';
+import { HostileLayerError, decompressor, layerSource, tarCounter, type LayerRef, type ScanLimits } from './layer-tar.js';
 
 /**
  * Hands each entry of `layer` to `each`, one at a time in tar order (a body stays buffered, and
@@ -43,7 +44,7 @@ export async function eachLayerEntry(layer: LayerRef, limits: ScanLimits, budget
   parser.on('error', () => undefined);
   const count = tarCounter((n) => (budget.imageBytes += n), limits.maxImageBytes, bad);
   try {
-    await pipeline(readLayer(layer.path), decompressor(layer.mediaType, layer.digest), count.stream, parser);
+    await pipeline(await layerSource(layer), decompressor(layer.mediaType, layer.digest), count.stream, parser);
   } catch (err) {
     failure ??= err instanceof VmletError ? err : bad((err as Error).message);
     // A body cut short by a broken stream would never end: end it so its reader stops (destroy
@@ -51,6 +52,9 @@ export async function eachLayerEntry(layer: LayerRef, limits: ScanLimits, budget
     current?.end();
   }
   await chain;
+  // A download that failed mid-way fails the read with its own error (e.g. UNAVAILABLE), not as
+  // a bad layer; and bytes read live are trusted only once the blob's digest checked out.
+  await layer.ready;
   if (failure) throw failure;
   count.checkDiffId(layer);
 }

@@ -9,14 +9,11 @@ import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
 import { VmletError } from '../errors.js';
-import { HostileLayerError, StoreFullError, decompressor, normalizeEntryPath, readLayer, tarCounter, type LayerRead, type LayerRef, type Op, type ScanBudget, type ScanLimits } from './layer-tar.js';
+import { HostileLayerError, StoreFullError, decompressor, layerSource, normalizeEntryPath, tarCounter, type LayerRead, type LayerRef, type Op, type ScanBudget, type ScanLimits } from './layer-tar.js';
 
 /** One layer read whole: its checks that need no other layer, its wanted files written, its diff_id checked. */
 export async function readOneLayer(layer: LayerRef, wanted: (path: string) => boolean, tmpDir: string, limits: ScanLimits, budget: ScanBudget): Promise<LayerRead> {
-  // This pull's download as it grows; else the stored blob, once checked. A layer whose download
-  // never starts (an earlier one failed) has its `ready` rejected: that ends the wait too.
-  const live = layer.feed && (await Promise.race([layer.feed.source(), layer.ready?.then(() => layer.feed!.source())].filter((p) => p !== undefined)));
-  const source = live ?? (await layer.ready, readLayer(layer.path));
+  const source = await layerSource(layer);
   const bad = (why: string) => new HostileLayerError(layer.digest, why);
   const full = (why: string) => new StoreFullError(layer.digest, why);
   const ops: Op[] = [];

@@ -15,6 +15,7 @@ import { VmletError } from '../errors.js';
 import { HostileLayerError, ScanBudget, StoreFullError, isSmallImage, normalizeEntryPath, wantedBy, type LayerRead, type LayerRef, type ScanLimits, type Wanted } from './layer-tar.js';
 import { readLayersInWorker } from './scan-client.js';
 import { readOneLayer } from './layer-read.js';
+import { scanIntoErofs } from './erofs-scan.js';
 
 export { HostileLayerError, StoreFullError, type LayerRef, type ScanLimits, type Wanted } from './layer-tar.js';
 
@@ -25,6 +26,8 @@ export interface ScanResult {
   symlinks: Map<string, string>;
   /** Regular files under disk/ in the final image. */
   diskFiles: string[];
+  /** With `erofsRoot`: settles when the image's EROFS rootfs is complete there (erofs-scan.ts), or failed. */
+  built?: Promise<void>;
 }
 
 /**
@@ -34,17 +37,23 @@ export interface ScanResult {
  * once the layers below it are applied, with nothing left behind.
  * @param wanted   which in-image regular files to keep (e.g. under disk/ or boot/)
  * @param tmpDir   where kept files are written (same filesystem as their final place)
+ * @param erofsRoot with it, the layers are read into the image's EROFS rootfs built there, the
+ *                  scan's findings taken from that read (erofs-scan.ts): `built` says when it is done
  */
-export async function scanLayers(layers: LayerRef[], wanted: Wanted, tmpDir: string, limits: ScanLimits): Promise<ScanResult> {
+export async function scanLayers(layers: LayerRef[], wanted: Wanted, tmpDir: string, limits: ScanLimits, erofsRoot?: string): Promise<ScanResult> {
   const files = new Map<string, string>();
   const symlinks = new Map<string, string>();
   /** Temp file → its size, so a hard link to it is charged what its copy writes. */
   const sizes = new Map<string, number>();
   const budget = new ScanBudget();
-  const reads = isSmallImage(layers.map((l) => l.size))
-    ? layers.map((l) => readOneLayer(l, wantedBy(wanted), tmpDir, limits, budget))
-    : readLayersInWorker(layers, wanted, tmpDir, limits, budget);
+  const here = isSmallImage(layers.map((l) => l.size));
+  const { reads, built } = here
+    ? erofsRoot === undefined
+      ? { reads: layers.map((l) => readOneLayer(l, wantedBy(wanted), tmpDir, limits, budget)), built: undefined }
+      : scanIntoErofs(erofsRoot, layers, wantedBy(wanted), tmpDir, limits, budget)
+    : readLayersInWorker(layers, wanted, tmpDir, limits, budget, erofsRoot);
   for (const r of reads) r.catch(() => undefined); // awaited in order below; not unhandled meanwhile
+  built?.catch(() => undefined); // the caller's (ScanResult.built)
   const removals: Promise<void>[] = [];
   try {
     for (const [i, layer] of layers.entries()) {
@@ -56,11 +65,12 @@ export async function scanLayers(layers: LayerRef[], wanted: Wanted, tmpDir: str
     for (const r of await Promise.allSettled(reads)) if (r.status === 'fulfilled') for (const tmp of r.value.tmps) await rm(tmp, { force: true });
     for (const tmp of files.values()) await rm(tmp, { force: true });
     await Promise.allSettled(removals);
+    await built?.catch(() => undefined); // nothing of the build still writes when the caller cleans up
     throw err;
   }
   await Promise.all(removals);
   const diskFiles = [...files.keys()].filter((p) => p.startsWith('disk/')).sort();
-  return { files, symlinks, diskFiles };
+  return { files, symlinks, diskFiles, ...(built ? { built } : {}) };
 }
 
 interface ImageState {

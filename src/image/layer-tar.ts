@@ -125,6 +125,17 @@ export function readLayer(path: string): Readable {
   return createReadStream(path, { highWaterMark: READ_CHUNK });
 }
 
+/**
+ * A layer's compressed bytes: this pull's download as it grows (layer-feed.ts), else the stored
+ * blob once checked. A layer whose download never starts (an earlier one failed) has its `ready`
+ * rejected: that ends the wait too. Live bytes are trusted only once `ready` settles (the blob's
+ * digest): the reader awaits it before its verdict.
+ */
+export async function layerSource(layer: LayerRef): Promise<Readable> {
+  const live = layer.feed && (await Promise.race([layer.feed.source(), layer.ready?.then(() => layer.feed!.source())].filter((p) => p !== undefined)));
+  return live ?? (await layer.ready, readLayer(layer.path));
+}
+
 /** The stream that turns a stored layer blob of `mediaType` into its tar. */
 export function decompressor(mediaType: string, layer: string): Duplex {
   if (/tar\+gzip$|tar\.gzip$|tar\.gz$/.test(mediaType) || mediaType.endsWith('.diff.tar.gzip')) return createGunzip({ chunkSize: INFLATE_CHUNK });

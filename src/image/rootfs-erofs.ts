@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
 import { S_IFMT, S_IFREG } from './erofs-format.js';
 import { ErofsTree } from './erofs-tree.js';
-import { readErofsLayer, type ErofsOp } from './erofs-layer-read.js';
+import { readErofsLayer, type BlockAllocator, type ErofsOp } from './erofs-layer-read.js';
 import { HostileLayerError, StoreFullError, type LayerRef, type ScanLimits } from './layer-tar.js';
 import type { Budget, TreeBuilder } from './rootfs.js';
 import { MAX_ID_FILE_BYTES } from './users.js';
@@ -26,33 +26,36 @@ export const erofsPaths = (base: string) => ({ image: `${base}.erofs`, ids: `${b
 /** Layers read at once: one per core (their decompression runs beside the thread reading them), and one more. */
 const READERS = availableParallelism() + 1;
 
+/** Reads one layer into the image (`fd`, its data at blocks from `blocks`): what its entries do, for the tree. */
+export type ErofsLayerReader = (fd: number, blocks: BlockAllocator, layer: LayerRef, i: number, budget: Budget) => Promise<ErofsOp[]>;
+
 /**
- * Builds `<root>/image.erofs` and `<root>/ids/` from the layers: read side by side, applied in
- * order. After a failure no layer starts, and the image's fd is closed only once every read
- * under way has ended: none still writes to it.
+ * Builds `<root>/image.erofs` and `<root>/ids/` from the layers: read side by side, `readers` at
+ * a time, applied in order. After a failure no layer starts, and the image's fd is closed only
+ * once every read under way has ended: none still writes to it.
  */
-export const buildErofs: TreeBuilder = async (root, layers, limits) => {
+export async function buildErofsWith(root: string, layers: LayerRef[], limits: ScanLimits, read: ErofsLayerReader, readers = READERS): Promise<void> {
   const fd = openSync(join(root, IMAGE), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
   const tree = new ErofsTree(fd);
   const budget: Budget = { imageBytes: 0, apparentBytes: 0, written: 0 };
   const reads: Array<Promise<ErofsOp[]>> = [];
   let failed = false;
-  // Layers start in order, READERS at a time, the next as one ends: each is under way by the
+  // Layers start in order, `readers` at a time, the next as one ends: each is under way by the
   // time the loop below gets to it.
   const startNext = (): void => {
     if (failed || reads.length >= layers.length) return;
-    const read = readErofsLayer(fd, tree.blocks, layers[reads.length]!, limits, budget);
-    reads.push(read);
-    read.then(startNext, () => (failed = true));
+    const read1 = read(fd, tree.blocks, layers[reads.length]!, reads.length, budget);
+    reads.push(read1);
+    read1.then(startNext, () => (failed = true));
   };
   try {
-    for (let i = 0; i < READERS; i++) startNext();
+    for (let i = 0; i < readers; i++) startNext();
     for (const [i, layer] of layers.entries()) {
       const ops = await reads[i]!;
       tree.apply(ops, { bad: (why) => new HostileLayerError(layer.digest, why), full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() });
     }
     tree.finish();
-    await writeIds(tree, join(root, IDS)); // unpackErofs syncs the whole build (sync -f) before its renames
+    await writeIds(tree, join(root, IDS)); // placeErofs syncs the whole build (sync -f) before its renames
   } catch (err) {
     failed = true;
     await Promise.allSettled(reads);
@@ -60,7 +63,10 @@ export const buildErofs: TreeBuilder = async (root, layers, limits) => {
   } finally {
     closeSync(fd);
   }
-};
+}
+
+/** The image built from stored layers (unpackErofs). */
+export const buildErofs: TreeBuilder = (root, layers, limits) => buildErofsWith(root, layers, limits, (fd, blocks, layer, _i, budget) => readErofsLayer(fd, blocks, layer, limits, budget));
 
 /**
  * A copy of what readRootfsFile would find at each id file: its bytes; a sparse file of its size
@@ -88,14 +94,19 @@ async function writeIds(tree: ErofsTree, dir: string): Promise<void> {
  */
 export async function unpackErofs(layers: LayerRef[], base: string, tmpDir: string, limits: ScanLimits, build: TreeBuilder = buildErofs): Promise<void> {
   const root = await mkdtemp(join(tmpDir, 'rootfs-'));
-  const dest = erofsPaths(base);
   try {
     await build(root, layers, limits);
-    await run('sync', ['-f', root]).catch(() => undefined);
-    await rm(dest.ids, { recursive: true, force: true }); // left by a crash between the two renames
-    await rename(join(root, IDS), dest.ids);
-    await rename(join(root, IMAGE), dest.image);
+    await placeErofs(root, base);
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/** An image built in `root` (buildErofsWith) moved to `base`.erofs and `base`.ids, its data on disk first. */
+export async function placeErofs(root: string, base: string): Promise<void> {
+  const dest = erofsPaths(base);
+  await run('sync', ['-f', root]).catch(() => undefined);
+  await rm(dest.ids, { recursive: true, force: true }); // left by a crash between the two renames
+  await rename(join(root, IDS), dest.ids);
+  await rename(join(root, IMAGE), dest.image);
 }

@@ -16,10 +16,16 @@ export interface JobLayer {
 }
 
 export type ToWorker =
-  | { t: 'scan'; job: number; layers: JobLayer[]; wanted: Wanted; tmpDir: string; limits: ScanLimits; budget: SharedArrayBuffer }
+  /** `erofsRoot`: also build the image's EROFS rootfs there, in the same read (erofs-scan.ts). */
+  | { t: 'scan'; job: number; layers: JobLayer[]; wanted: Wanted; tmpDir: string; limits: ScanLimits; budget: SharedArrayBuffer; erofsRoot?: string }
   | { t: 'feed'; job: number; i: number; ev: FeedEvent }
   | { t: 'ready'; job: number; i: number; error?: string };
 
 export type FromWorker =
   | { t: 'read'; job: number; i: number; read: LayerRead; live: boolean }
-  | { t: 'failed'; job: number; i: number; error: WireError };
+  | { t: 'failed'; job: number; i: number; error: WireError }
+  /** The EROFS build's end (i is BUILT), with its error if it failed. */
+  | { t: 'built'; job: number; i: typeof BUILT; error?: WireError };
+
+/** The conversation of a job's EROFS build (its layers' are 0, 1, …). */
+export const BUILT = -1;

@@ -7,7 +7,8 @@ import { VmletError } from '../errors.js';
 import { LayerFeed } from './layer-feed.js';
 import { readOneLayer } from './layer-read.js';
 import { ScanBudget, wantedBy, type LayerRef } from './layer-tar.js';
-import type { FromWorker, ToWorker } from './scan-protocol.js';
+import { BUILT, type FromWorker, type ToWorker } from './scan-protocol.js';
+import { scanIntoErofs } from './erofs-scan.js';
 import { toWire as wire } from '../util/worker-thread.js';
 
 interface Job {
@@ -25,7 +26,7 @@ port.on('message', (m: ToWorker) => {
     jobs.set(m.job, job);
     const budget = new ScanBudget(m.budget);
     const wanted = wantedBy(m.wanted);
-    const reads = m.layers.map((l, i) => {
+    const layers = m.layers.map((l, i) => {
       const feed = l.feed ? new LayerFeed() : undefined;
       let ready: Promise<void> | undefined;
       if (l.ready) {
@@ -33,13 +34,20 @@ port.on('message', (m: ToWorker) => {
         ready.catch(() => undefined); // awaited by the read, or never if it fails first
       }
       job.feeds[i] = feed;
-      const layer: LayerRef = { digest: l.digest, mediaType: l.mediaType, path: l.path, ...(l.diffId ? { diffId: l.diffId } : {}), ...(ready ? { ready } : {}), ...(feed ? { feed } : {}) };
-      return readOneLayer(layer, wanted, m.tmpDir, m.limits, budget).then(
-        (read) => send({ t: 'read', job: m.job, i, read, live: feed?.live ?? false }),
-        (err: unknown) => send({ t: 'failed', job: m.job, i, error: wire(err) }),
-      );
+      return { digest: l.digest, mediaType: l.mediaType, path: l.path, ...(l.diffId ? { diffId: l.diffId } : {}), ...(ready ? { ready } : {}), ...(feed ? { feed } : {}) } satisfies LayerRef;
     });
-    void Promise.all(reads).then(() => jobs.delete(m.job));
+    const both = m.erofsRoot === undefined ? undefined : scanIntoErofs(m.erofsRoot, layers, wanted, m.tmpDir, m.limits, budget);
+    const reads = layers.map((layer, i) =>
+      (both?.reads[i] ?? readOneLayer(layer, wanted, m.tmpDir, m.limits, budget)).then(
+        (read) => send({ t: 'read', job: m.job, i, read, live: layer.feed?.live ?? false }),
+        (err: unknown) => send({ t: 'failed', job: m.job, i, error: wire(err) }),
+      ),
+    );
+    const built = both?.built.then(
+      () => send({ t: 'built', job: m.job, i: BUILT }),
+      (err: unknown) => send({ t: 'built', job: m.job, i: BUILT, error: wire(err) }),
+    );
+    void Promise.all([...reads, built]).then(() => jobs.delete(m.job));
     return;
   }
   const job = jobs.get(m.job);

@@ -11,7 +11,7 @@
 //   index.json          the image index
 import { ROOT, qemuDirs, type QemuIdentity } from '../vm/qemu-user.js';
 import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, rm, statfs } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, readdir, rm, statfs } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { defaults as configDefaults, type RegistriesConfig } from '../config.js';
 import type { Logger } from '../log.js';
@@ -25,7 +25,8 @@ import { ImageIndex, type ImageRecord } from './image-index.js';
 import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js';
 import type { LayerRef, ScanLimits } from './layer-scan.js';
 import { unpackRootfsOffThread } from './rootfs-client.js';
-import { erofsPaths } from './rootfs-erofs.js';
+import { erofsPaths, placeErofs } from './rootfs-erofs.js';
+import { parseImageLabels } from '../vm/image-labels.js';
 import type { RootfsFormat } from './rootfs-protocol.js';
 import { Puller } from './pull.js';
 import { PullProgress, type PullSnapshot } from './pull-progress.js';
@@ -53,9 +54,14 @@ export interface ImageStoreOptions {
   qemuUser?: QemuIdentity;
   /** What a sandboxed image's rootfs is made as (config imageRootfs; default erofs). */
   rootfsFormat?: RootfsFormat;
+  /** false: a pull never builds the EROFS rootfs, its first container does (config imageRootfsAtPull; default true). */
+  rootfsAtPull?: boolean;
 }
 
 const GiB = 1024 ** 3;
+
+/** ensureRootfs's answer for the rootfs of `base` (`<rootfsRoot>/<hex>`) made as `format`. */
+const rootfsAt = (base: string, format: RootfsFormat) => (format === 'tree' ? { dir: base, name: basename(base) } : { dir: erofsPaths(base).ids, name: basename(erofsPaths(base).image) });
 
 /** The ImageStoreOptions limits a config asks for (serve.ts passes them). */
 export function imageLimitsOf(config: { imageMaxGiB: number }): Pick<ImageStoreOptions, 'maxImageBytes'> {
@@ -140,9 +146,8 @@ export class ImageStore {
     const hex = rec.id.slice('sha256:'.length);
     const base = join(this.rootfsRoot, hex);
     const erofs = erofsPaths(base);
-    const made = (format: RootfsFormat) => (format === 'tree' ? { dir: base, name: hex } : { dir: erofs.ids, name: basename(erofs.image) });
-    if (existsSync(base)) return made('tree');
-    if (existsSync(erofs.image)) return made('erofs');
+    if (existsSync(base)) return rootfsAt(base, 'tree');
+    if (existsSync(erofs.image)) return rootfsAt(base, 'erofs');
     const format = this.opts.rootfsFormat ?? 'erofs';
     const started = Date.now();
     const diffIds = (await this.config(rec)).rootfs?.diff_ids ?? [];
@@ -151,14 +156,55 @@ export class ImageStore {
       if (!(await this.blobs.has(l.digest))) throw new VmletError('failed-precondition', `image ${rec.id}: layer ${l.digest} is missing from the image store; pull the image again`);
     }
     await unpackRootfsOffThread(layers, base, this.blobs.tmpDir, await this.limits(), format);
-    const out = made(format);
+    return this.placed(rec, format, started, false);
+  }
+
+  /** The rootfs just renamed into place, unless its image went meanwhile. */
+  private async placed(rec: ImageRecord, format: RootfsFormat, started: number, atPull: boolean): Promise<{ dir: string; name: string }> {
+    const hex = rec.id.slice('sha256:'.length);
+    const base = join(this.rootfsRoot, hex);
+    const erofs = erofsPaths(base);
     if (!this.index.get(rec.id)) {
       // Removed while we unpacked (gc ran before the rename): do not leave the rootfs behind.
       for (const p of [base, erofs.image, erofs.ids]) await rm(p, { recursive: true, force: true });
       throw new VmletError('not-found', `image ${rec.id} was removed while its rootfs was unpacked`);
     }
-    this.log.info({ id: rec.id, format, rootfs: join(this.rootfsRoot, out.name), ms: Date.now() - started }, 'image rootfs unpacked');
+    const out = rootfsAt(base, format);
+    this.log.info({ id: rec.id, format, rootfs: join(this.rootfsRoot, out.name), ms: Date.now() - started, ...(atPull ? { atPull } : {}) }, 'image rootfs unpacked');
     return out;
+  }
+
+  /**
+   * Whether a pull builds the image's EROFS rootfs in its own read of the layers (erofs-scan.ts),
+   * so a sandboxed pod's first container of it waits for nothing: when the store makes EROFS
+   * rootfs and the image looks like a container image, which names a command to run; VM images
+   * (containerDisks, kernels) name none, and a kernel label says so outright.
+   */
+  private buildsRootfsAtPull(id: string, config: ImageConfig, labels: Record<string, string>): boolean {
+    if ((this.opts.rootfsFormat ?? 'erofs') !== 'erofs' || this.opts.rootfsAtPull === false) return false;
+    if (parseImageLabels(labels).kernel !== undefined) return false;
+    const base = join(this.rootfsRoot, id.slice('sha256:'.length));
+    if (this.unpacking.has(id) || existsSync(base) || existsSync(erofsPaths(base).image)) return false;
+    return (config.config?.Cmd?.length ?? 0) + (config.config?.Entrypoint?.length ?? 0) > 0;
+  }
+
+  /** The rootfs a pull is building (in `root`): ensureRootfs's until it is in place; built again by unpack if that build failed. */
+  private adoptRootfs(rec: ImageRecord, root: string, built: Promise<void>, started: number): void {
+    const base = join(this.rootfsRoot, rec.id.slice('sha256:'.length));
+    const p = (async () => {
+      try {
+        await built;
+        await placeErofs(root, base);
+      } catch (err) {
+        this.log.warn({ id: rec.id, err: (err as Error).message }, 'the image rootfs built during the pull failed; building it again');
+        return this.unpack(rec);
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+      return this.placed(rec, 'erofs', started, true);
+    })().finally(() => this.unpacking.delete(rec.id));
+    p.catch(() => undefined); // ensureRootfs's callers get it; nobody may ask
+    this.unpacking.set(rec.id, p);
   }
 
   private async config(rec: ImageRecord): Promise<ImageConfig> {
@@ -244,15 +290,30 @@ export class ImageStore {
         if (!prep) {
           // Reads each layer as it downloads (layer-feed.ts), in order, while later ones download too.
           prep = (async () => {
-            const boot = await prepareBoot(
-              id,
-              pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, size: l.size, ...(l.diffId ? { diffId: l.diffId } : {}) })),
-              pulled.record.labels,
-              { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir },
-              await this.limits(),
-            );
-            await pulled.downloads;
-            return this.index.put({ ...pulled.record, boot, pulledAt: new Date().toISOString() });
+            const rootfs = this.buildsRootfsAtPull(id, pulled.config, pulled.record.labels) ? await mkdtemp(join(this.blobs.tmpDir, 'rootfs-')) : undefined;
+            let built: Promise<void> | undefined;
+            try {
+              const prepared = await prepareBoot(
+                id,
+                pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, size: l.size, ...(l.diffId ? { diffId: l.diffId } : {}) })),
+                pulled.record.labels,
+                { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir, ...(rootfs ? { rootfs } : {}) },
+                await this.limits(),
+              );
+              built = prepared.rootfsBuilt;
+              await pulled.downloads;
+              const made = this.index.put({ ...pulled.record, boot: prepared.boot, pulledAt: new Date().toISOString() });
+              if (rootfs && built) this.adoptRootfs(made, rootfs, built, started);
+              else if (rootfs) this.log.info({ id, boot: made.boot.kind }, 'the image boots a VM of its own: the rootfs its pull built is dropped');
+              return made;
+            } catch (err) {
+              await built?.catch(() => undefined);
+              if (rootfs) await rm(rootfs, { recursive: true, force: true });
+              throw err;
+            } finally {
+              // A rootfs image's build is adoptRootfs's now; any other kind's ended in prepareBoot.
+              if (rootfs && !built) await rm(rootfs, { recursive: true, force: true });
+            }
           })().finally(() => this.preparing.delete(id));
           this.preparing.set(id, prep);
         }

@@ -1,16 +1,16 @@
 // Hostile containerDisks pushed to the loopback registry and pulled through vmlet's CRI socket:
 // a qcow2 made by qemu-img with a backing file (relative, absolute host path, json:) is refused
 // with InvalidArgument naming the file, and nothing of it stays in the store. The images are
-// built here (one layer holding disk/disk.qcow2) and pushed with the registry's own HTTP API.
+// built here (one layer holding disk/disk.qcow2) and pushed with the registry's own HTTP API
+// (oci-push.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { status as Status } from '@grpc/grpc-js';
-import { Header } from 'tar';
 import { call, failure, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { sha256, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { pushLayers, tarOf } from '../helpers/oci-push.js';
 import type { PullImageResponse__Output } from '../../src/gen/runtime/v1/PullImageResponse.js';
 
 let reg: TestRegistry;
@@ -28,35 +28,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function putBlob(repo: string, data: Buffer): Promise<string> {
-  const digest = sha256(data);
-  const start = await fetch(`${reg.url}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  if (start.status !== 202) throw new Error(`starting an upload: HTTP ${start.status}`);
-  const loc = new URL(start.headers.get('location')!, reg.url);
-  loc.searchParams.set('digest', digest);
-  const put = await fetch(loc, { method: 'PUT', body: new Uint8Array(data), headers: { 'Content-Type': 'application/octet-stream' } });
-  if (put.status !== 201) throw new Error(`uploading ${digest}: HTTP ${put.status}`);
-  return digest;
-}
-
 /** Pushes an OCI image whose one layer holds `disk/disk.qcow2` = `disk`; returns its reference. */
-async function pushContainerDisk(repo: string, disk: Buffer): Promise<string> {
-  const h = new Header({ path: 'disk/disk.qcow2', mode: 0o644, mtime: new Date(0), type: 'File', size: disk.length });
-  const block = Buffer.alloc(512);
-  h.encode(block, 0);
-  const tar = Buffer.concat([block, disk, Buffer.alloc((512 - (disk.length % 512)) % 512), Buffer.alloc(1024)]);
-  const layer = gzipSync(tar);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(tar)] }, config: {} }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: await putBlob(repo, config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: await putBlob(repo, layer), size: layer.length }],
-  }));
-  const res = await fetch(`${reg.url}/v2/${repo}/manifests/v1`, { method: 'PUT', body: new Uint8Array(manifest), headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
-  if (res.status !== 201) throw new Error(`pushing the manifest: HTTP ${res.status} ${await res.text()}`);
-  return `${reg.host}/${repo}:v1`;
-}
+const pushContainerDisk = (repo: string, disk: Buffer) => pushLayers(reg, repo, [tarOf([{ path: 'disk/disk.qcow2', mtime: new Date(0), data: disk }])]);
 
 const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
 const pull = (image: string) => call<object, PullImageResponse__Output>(v.image, 'PullImage', { image: { image } });

@@ -6,10 +6,11 @@ import { closeSync, constants, existsSync, lstatSync, mkdirSync, openSync, readF
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { Header, Pax, type HeaderData } from 'tar';
+import { tarOf, type TarEntry } from '../helpers/oci-push.js';
+import { HOST_EROFS, mountErofs, unmountErofs } from '../helpers/erofs-mount.js';
 import { ImageStore } from '../../src/image/store.js';
 import { unpackRootfs } from '../../src/image/rootfs.js';
 import { rootfsWorker, unpackRootfsOffThread } from '../../src/image/rootfs-client.js';
@@ -34,19 +35,7 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** EROFS images built at `dest`.erofs are loop-mounted at `dest` (read-only), so one test reads both kinds. */
-const erofsMounts: string[] = [];
-const mountErofs = (dest: string, image = `${dest}.erofs`) => {
-  mkdirSync(dest);
-  execFileSync('mount', ['-t', 'erofs', '-o', 'loop,ro', image, dest]);
-  erofsMounts.push(dest);
-  return dest;
-};
-afterAll(() => {
-  for (const d of erofsMounts) execFileSync('umount', [d]);
-});
-// The host's kernel reads the images the guests' kernels read (CI's and this machine's have it).
-const HOST_EROFS = readFileSync('/proc/filesystems', 'utf8').includes('\terofs\n') || spawnSync('modprobe', ['erofs']).status === 0;
+afterAll(unmountErofs);
 if (!HOST_EROFS) console.warn('rootfs.test: this kernel has no erofs: the EROFS variants are skipped');
 
 describe.each(HOST_EROFS ? (['erofs', 'tree'] as const) : (['tree'] as const))('ImageStore.ensureRootfs with the test images (imageRootfs: %s)', (format) => {
@@ -205,23 +194,7 @@ describe.each(HOST_EROFS ? (['erofs', 'tree'] as const) : (['tree'] as const))('
 
 // --- hostile and tricky layers, built here ------------------------------------------------
 
-type Entry = HeaderData & { path: string; data?: string | Buffer };
-
-/** A ustar stream of `entries`, in the given order (no sorting: order is part of the attack). */
-function tarOf(entries: Entry[]): Buffer {
-  const blocks: Buffer[] = [];
-  for (const e of entries) {
-    const data = typeof e.data === 'string' ? Buffer.from(e.data) : (e.data ?? Buffer.alloc(0));
-    const type = e.type ?? 'File';
-    const h = new Header({ mode: type === 'Directory' ? 0o755 : 0o644, uid: 0, gid: 0, mtime: new Date(1_000_000_000_000), ...e, type, size: type === 'File' ? data.length : 0 });
-    // Paths and link targets past ustar's 100 bytes go in a pax header before it, as tar writes them.
-    if (h.encode()) blocks.push(new Pax({ path: e.path, ...(e.linkpath ? { linkpath: e.linkpath } : {}) }).encode());
-    blocks.push(h.block!);
-    if (type === 'File') blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512));
-  }
-  blocks.push(Buffer.alloc(1024));
-  return Buffer.concat(blocks);
-}
+type Entry = TarEntry;
 
 let layerDir: string;
 let n = 0;

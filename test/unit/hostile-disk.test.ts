@@ -41,7 +41,7 @@ async function boot(file: string) {
   const paths = { disks: join(root, 'disks'), kernels: join(root, 'kernels'), tmp: join(root, 'tmp') };
   execFileSync('mkdir', ['-p', paths.tmp]);
   const result = await prepareBoot(ID, [diskLayer(file)], {}, paths, LIMITS).then(
-    (info) => ({ info, err: undefined }),
+    ({ boot: info }) => ({ info, err: undefined }),
     (err: Error & { kind?: string }) => ({ info: undefined, err }),
   );
   const left = [...(existsSync(paths.disks) ? readdirSync(paths.disks) : []), ...readdirSync(paths.tmp)];
