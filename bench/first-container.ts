@@ -1,15 +1,17 @@
-// Benchmark (not a test): an image's first sandboxed container, whose CreateContainer waits for
-// the pod's VM to boot (auto mode) and for the image's rootfs tree to unpack, the two side by
-// side since vmlet starts the unpack before the boot.
-//   npx tsx bench/first-container.ts [--rounds N=3]
+// Benchmark (not a test): an image's first sandboxed container.
+//   npx tsx bench/first-container.ts [--rounds N=3] [--kubelet]
 // The image: the busybox test image's layer under gzip layers of this node's own files
-// (node-file-layers.ts, ~550 MB, ~25k entries), pushed to a loopback registry. Each round pulls
-// it afresh (RemoveImage took its tree), then times, in a pod of its own each:
-//  - fresh: RunPodSandbox → CreateContainer (boot and unpack) → StartContainer → first log line;
-//  - again: the same with the tree already there (boot only);
-// and prints vmlet's own figures of the fresh pod: the unpack's ms ("image rootfs unpacked") and
+// (node-file-layers.ts, ~550 MB, ~25k entries), pushed to a loopback registry.
+// Default (auto mode, imageRootfsAtPull: false): the pod's CreateContainer waits for its VM to
+// boot and for the image's rootfs to be built, the two side by side. Each round pulls the image
+// afresh (RemoveImage took its rootfs), then times, in a pod of its own each:
+//  - fresh: RunPodSandbox → CreateContainer (boot and build) → StartContainer → first log line;
+//  - again: the same with the rootfs already there (boot only);
+// and prints vmlet's own figures of the fresh pod: the build's ms ("image rootfs unpacked") and
 // the boot's ("pod VM ready" bootMs). With the two in turn, the fresh CreateContainer would be
-// about again's CreateContainer + the unpack ("in turn" below).
+// about again's CreateContainer + the build ("in turn" below).
+// --kubelet: a kubelet's order for a sandboxed pod, pull between RunPodSandbox and
+// CreateContainer, in a vmlet whose pull builds the rootfs and in one whose first container does.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -22,6 +24,7 @@ import { FIRST_LINE, FIRST_LINE_COMMAND, removePod, startPod } from './pod-run.j
 
 const args = process.argv.slice(2);
 const rounds = args.includes('--rounds') ? Number(args[args.indexOf('--rounds') + 1]) : 3;
+const kubelet = args.includes('--kubelet');
 const KIT = process.env.VMLET_GUEST_KIT ?? join(ROOT, '.cache/guest-kit');
 const work = tempDir('vmlet-bench-first-');
 const logRoot = join(work, 'logs');
@@ -61,6 +64,49 @@ async function firstLinePod(v: VmletProcess, image: string, name: string): Promi
   return { pod: r.pod, create: r.phases.CreateContainer!, total: r.phases.total! };
 }
 
+/**
+ * --kubelet: a kubelet's order for a sandboxed pod (vmlet.io/pod-kind: sandboxed, so the VM boots
+ * at RunPodSandbox): RunPodSandbox, PullImage, CreateContainer, StartContainer, first log line;
+ * each round in a vmlet whose pull builds the image's rootfs (imageRootfsAtPull: true, the
+ * default) and in one whose first container does (false), one after the other.
+ */
+async function kubeletOrder(image: string): Promise<void> {
+  const vmlets: Array<[string, VmletProcess]> = [];
+  try {
+    for (const atPull of [true, false]) {
+      vmlets.push([`atPull ${atPull}`.padEnd(13), await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\nimageRootfsAtPull: ${atPull}\n` })]);
+    }
+    const ms = (x: number | undefined) => `${(x ?? NaN).toFixed(0)}`.padStart(8);
+    console.log('round  vmlet          RunPodSandbox  PullImage  CreateContainer  Start+line | pull+create  whole');
+    const sums = new Map<string, number[]>();
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, vm] of vmlets) {
+        const run = await startPod(vm.runtime, {
+          name: `kubelet-${r}`,
+          handler: 'vmlet',
+          image,
+          logRoot,
+          command: FIRST_LINE_COMMAND,
+          marker: FIRST_LINE,
+          annotations: { 'vmlet.io/pod-kind': 'sandboxed' },
+          timeoutMs: 300_000,
+          pull: () => call(vm.image, 'PullImage', { image: { image } }),
+        });
+        const p = run.phases;
+        const pullCreate = p.PullImage! + p.CreateContainer!;
+        sums.set(name, [...(sums.get(name) ?? []), pullCreate]);
+        console.log(`${String(r).padStart(5)}  ${name}  ${ms(p.RunPodSandbox)}      ${ms(p.PullImage)}  ${ms(p.CreateContainer)}         ${ms(p.StartContainer! + p['first log line']!)}   | ${ms(pullCreate)}  ${ms(p.total)}`);
+        await removePod(vm.runtime, run.pod);
+        await call(vm.image, 'RemoveImage', { image: { image } });
+      }
+    }
+    const [on, off] = [...sums.values()].map((xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
+    console.log(`median PullImage + CreateContainer: built at pull ${on!.toFixed(0)} ms, at first container ${off!.toFixed(0)} ms: ratio ${(on! / off!).toFixed(2)}`);
+  } finally {
+    for (const [, vm] of vmlets) await vm.stop();
+  }
+}
+
 const reg = await startRegistry();
 let v: VmletProcess | undefined;
 try {
@@ -69,7 +115,19 @@ try {
   const image = `${reg.host}/bench/first:1`;
   execFileSync('skopeo', ['--insecure-policy', 'copy', '--quiet', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:latest`, `docker://${image}`]);
   console.log(`first sandboxed container of an image: busybox + ${(built.compressed / 1e6).toFixed(0)} MB of gzip layers (${built.entries} entries); load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n` });
+  if (kubelet) await kubeletOrder(image);
+  else await autoRounds(image);
+} finally {
+  await v?.stop();
+  await reg.stop();
+  removeTempDirs('first-container'); // vmlet's state (its images-ro mount) and the layers
+}
+process.exit(0);
+
+/** Each round: pull, then a fresh pod (auto mode: CreateContainer boots and builds), then one with the rootfs there. */
+async function autoRounds(image: string): Promise<void> {
+  // The first container builds the rootfs (imageRootfsAtPull: false): the build beside the boot.
+  v = await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\nimageRootfsAtPull: false\n` });
   const vm = v;
   const ms = (x: number) => `${x.toFixed(0)} ms`;
   console.log('round  fresh: CreateContainer  to first line | unpack  boot | again: CreateContainer  to first line | in turn (again + unpack)  fresh / in turn');
@@ -85,9 +143,4 @@ try {
     for (const p of [fresh.pod, again.pod]) await removePod(vm.runtime, p);
     await call(vm.image, 'RemoveImage', { image: { image } });
   }
-} finally {
-  await v?.stop();
-  await reg.stop();
-  removeTempDirs('first-container'); // vmlet's state (its images-ro mount) and the layers
 }
-process.exit(0);

@@ -32,6 +32,8 @@ export interface PodToRun {
   marker: string;
   linux?: boolean;
   timeoutMs?: number;
+  /** Called between RunPodSandbox and CreateContainer, as a kubelet pulls the image there (lapped as PullImage). */
+  pull?: () => Promise<unknown>;
 }
 
 /** Whether the CRI log at `path` has a line whose content is `content`. */
@@ -62,6 +64,10 @@ export async function startPod(runtime: unknown, o: PodToRun): Promise<PodRun> {
   };
   const { pod_sandbox_id: pod } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: o.handler });
   lap('RunPodSandbox');
+  if (o.pull) {
+    await o.pull();
+    lap('PullImage');
+  }
   const { container_id: container } = await rt<{ container_id: string }>('CreateContainer', {
     pod_sandbox_id: pod,
     config: { metadata: { name: 'c', attempt: 0 }, image: { image: o.image }, log_path: 'c_0.log', ...(o.command ? { command: o.command } : {}), ...(o.linux ? { linux: {} } : {}) },
