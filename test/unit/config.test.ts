@@ -56,6 +56,13 @@ describe('config', () => {
     expect(() => loadConfig({ env: {}, flags: { config: file('imageRootfs: squashfs\n') } })).toThrow(new ConfigError('config "imageRootfs" is "squashfs"; allowed: erofs, tree'));
   });
 
+  it('imageRootfsAtPull: true by default, false from the file or VMLET_IMAGE_ROOTFS_AT_PULL, nothing but a boolean', () => {
+    expect(defaults.imageRootfsAtPull).toBe(true);
+    expect(loadConfig({ env: { VMLET_CONFIG: file('imageRootfsAtPull: false\n') } }).config.imageRootfsAtPull).toBe(false);
+    expect(loadConfig({ env: { VMLET_CONFIG: file(''), VMLET_IMAGE_ROOTFS_AT_PULL: 'false' } }).config.imageRootfsAtPull).toBe(false);
+    expect(() => loadConfig({ env: {}, flags: { config: file('imageRootfsAtPull: sometimes\n') } })).toThrow(new ConfigError('config "imageRootfsAtPull" must be true or false'));
+  });
+
   it('podVmBios: qboot by default, seabios from the file or VMLET_POD_VM_BIOS, nothing else', () => {
     expect(defaults.podVmBios).toBe('qboot');
     expect(loadConfig({ env: { VMLET_CONFIG: file('podVmBios: seabios\n') } }).config.podVmBios).toBe('seabios');
