@@ -3,7 +3,7 @@
 // pushes it to a local registry, then pulls it with a fresh vmlet (cold: V8 has compiled none of the pull's code), with skopeo (to an
 // OCI dir), and with the same vmlet again once RemoveImage emptied its store (warm, as a node's
 // long-running vmlet pulls). Prints figures only.
-//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--trace] [--drop-caches] [--profile DIR]
+//   npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--cmd] [--trace] [--drop-caches] [--profile DIR]
 //     --rate N       pull through a proxy that sends each response at N MB/s (a registry over a
 //                    network link, not loopback: what a node sees; both vmlet and skopeo use it)
 //     --trace        print vmlet's RSS (anon/file split) sampled every 50 ms during each pull
@@ -25,6 +25,9 @@
 //                    ordinary runtime, which also decompresses every layer (and writes its files)
 //     --threads      print each vmlet pull's CPU by thread (main, the worker threads it started, the
 //                    rest) and its minor page faults: where a cold pull's extra time goes
+//     --cmd          the image names a command (Cmd), as container images do: vmlet's pull then
+//                    also builds its EROFS rootfs for sandboxed pods (imageRootfsAtPull), in the
+//                    same read of the layers; without it the image is like a VM image (no command)
 //     --poll         ask vmlet ListPodSandbox and ListImages back to back (one call in flight) for
 //                    2 s before the pulls and during each vmlet pull: the latency the kubelet's
 //                    polling sees while a pull runs, against the same calls idle
@@ -69,8 +72,9 @@ const zstd = flag('--zstd');
 const real = flag('--real');
 const withContainerd = flag('--containerd');
 const threads = flag('--threads');
+const cmd = flag('--cmd');
 if (!(sizeMB > 0) || !Number.isInteger(nLayers) || nLayers < 1 || (rateMBps !== undefined && !(rateMBps > 0))) {
-  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--zstd] [--real] [--trace] [--drop-caches] [--profile DIR] [--poll] [--pause S] [--settle S] [--containerd] [--threads]');
+  console.error('usage: npx tsx bench/pull.ts [sizeMB=200] [--layers N=4] [--rate MBps] [--disk] [--zstd] [--real] [--trace] [--drop-caches] [--profile DIR] [--poll] [--pause S] [--settle S] [--containerd] [--threads] [--cmd]');
   process.exit(2);
 }
 
@@ -199,7 +203,8 @@ async function buildLayout(dir: string, totalBytes: number, layers: number): Pro
     created: new Date().toISOString(),
     architecture: 'amd64',
     os: 'linux',
-    config: { Labels: { 'vmlet.bench': 'pull' } },
+    // --cmd: a container image, which vmlet's pull also builds the rootfs of (imageRootfsAtPull).
+    config: { Labels: { 'vmlet.bench': 'pull' }, ...(cmd ? { Cmd: ['/bin/sh'] } : {}) },
     rootfs: { type: 'layers', diff_ids: built.map((l) => l.diffId) },
     history: built.map((_, i) => ({ created_by: `bench/pull.ts layer ${i}` })),
   });
@@ -449,7 +454,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 async function main(): Promise<void> {
-  console.log(`pull benchmark: ${sizeMB} MB of ${real ? "this node's files" : 'random data'} in ${nLayers} ${zstd ? 'zstd' : 'gzip'} layers${disk ? ' (a containerDisk: disk/disk.img in the last)' : ''}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(`pull benchmark: ${sizeMB} MB of ${real ? "this node's files" : 'random data'} in ${nLayers} ${zstd ? 'zstd' : 'gzip'} layers${disk ? ' (a containerDisk: disk/disk.img in the last)' : ''}${cmd ? ' (naming a command: its rootfs built by the pull)' : ''}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
   const layoutDir = tempDir('vmlet-bench-layout-');
   cleanups.push(() => rmSync(layoutDir, { recursive: true, force: true }));
