@@ -37,13 +37,15 @@ export function scanIntoErofs(root: string, layers: LayerRef[], wanted: (path: s
     const promise = new Promise<LayerRead>((res, rej) => ((resolve = res), (reject = rej)));
     return { promise, resolve, reject };
   });
+  // The layers' blobs are being written beside the image: its free space is what they leave.
+  const imageLimits = { ...limits, writableBytes: limits.writableBytes - layers.reduce((a, l) => a + (l.size ?? 0), 0) };
   const built = buildErofsWith(
     root,
     layers,
-    limits,
+    imageLimits,
     async (fd, blocks, layer, i, erofsBudget) => {
       try {
-        const ops = await readErofsLayer(fd, blocks, layer, limits, erofsBudget);
+        const ops = await readErofsLayer(fd, blocks, layer, imageLimits, erofsBudget);
         scans[i]!.resolve(await scanRead(fd, ops, layer, wanted, tmpDir, limits, budget));
         return ops;
       } catch (err) {

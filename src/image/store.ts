@@ -71,6 +71,9 @@ export function imageLimitsOf(config: { imageMaxGiB: number }): Pick<ImageStoreO
 /** Free space kept back so a big image cannot fill the filesystem vmlet's state lives on. */
 const RESERVE_BYTES = 512 * 1024 ** 2;
 
+/** A pull builds a container image's rootfs only with room for its blobs and this many times more (buildsRootfsAtPull). */
+const ROOTFS_ROOM_FACTOR = 5;
+
 /** How long a walked usage (fsUsage) is served before the tree is walked again. */
 export const USAGE_TTL_MS = 10_000;
 
@@ -180,8 +183,11 @@ export class ImageStore {
    * rootfs and the image looks like a container image, which names a command to run; VM images
    * (containerDisks, kernels) name none, and a kernel label says so outright.
    */
-  private buildsRootfsAtPull(id: string, config: ImageConfig, labels: Record<string, string>): boolean {
+  private buildsRootfsAtPull(id: string, config: ImageConfig, labels: Record<string, string>, compressedBytes: number, limits: ScanLimits): boolean {
     if ((this.opts.rootfsFormat ?? 'erofs') !== 'erofs' || this.opts.rootfsAtPull === false) return false;
+    // Room for the blobs and a rootfs four times their size (images compress ~3:1): else the
+    // pull keeps to its blobs, and the first container finds out whether the rootfs fits.
+    if (limits.writableBytes < ROOTFS_ROOM_FACTOR * compressedBytes) return false;
     if (parseImageLabels(labels).kernel !== undefined) return false;
     const base = join(this.rootfsRoot, id.slice('sha256:'.length));
     if (this.unpacking.has(id) || existsSync(base) || existsSync(erofsPaths(base).image)) return false;
@@ -290,7 +296,9 @@ export class ImageStore {
         if (!prep) {
           // Reads each layer as it downloads (layer-feed.ts), in order, while later ones download too.
           prep = (async () => {
-            const rootfs = this.buildsRootfsAtPull(id, pulled.config, pulled.record.labels) ? await mkdtemp(join(this.blobs.tmpDir, 'rootfs-')) : undefined;
+            const limits = await this.limits();
+            const compressed = pulled.layers.reduce((a, l) => a + l.size, 0);
+            const rootfs = this.buildsRootfsAtPull(id, pulled.config, pulled.record.labels, compressed, limits) ? await mkdtemp(join(this.blobs.tmpDir, 'rootfs-')) : undefined;
             let built: Promise<void> | undefined;
             try {
               const prepared = await prepareBoot(
@@ -298,7 +306,7 @@ export class ImageStore {
                 pulled.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, path: this.blobs.path(l.digest), ready: l.ready, feed: l.feed, size: l.size, ...(l.diffId ? { diffId: l.diffId } : {}) })),
                 pulled.record.labels,
                 { disks: join(this.root, 'disks'), kernels: join(this.root, 'kernels'), tmp: this.blobs.tmpDir, ...(rootfs ? { rootfs } : {}) },
-                await this.limits(),
+                limits,
               );
               built = prepared.rootfsBuilt;
               await pulled.downloads;

@@ -4,7 +4,8 @@
 // reads to the scan worker), the image read back through the host kernel's erofs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -142,6 +143,26 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
     expect(off.leftovers(rec.id)).toEqual({ rootfs: [], tmp: [] });
     await off.store.ensureRootfs(rec.id);
     expect(off.builds(rec.id).map((l) => l.atPull)).toEqual([undefined]); // built by its first container
+  });
+
+  it('not on a store with less room than its blobs and four times more: its first container builds it', async () => {
+    // A tmpfs of 600 MiB: 88 MiB writable past the store's 512 MiB reserve, against 34 MiB of
+    // random (incompressible) layers, of which the rule wants room for five times as much.
+    const dir = join(work, 'tight');
+    mkdirSync(dir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=600m', 'tmpfs', dir]);
+    try {
+      const data = randomBytes(34 * 1024 * 1024);
+      const ref = await pushLayers(reg, 'vmlet/at-pull-tight', [tarOf([{ path: 'data', data }])], { Cmd: ['/data'] });
+      const { store, builds, leftovers } = await newStore('tight/images');
+      const rec = await store.pull(ref);
+      expect(leftovers(rec.id)).toEqual({ rootfs: [], tmp: [] });
+      const r = await store.ensureRootfs(rec.id);
+      expect(builds(rec.id).map((l) => l.atPull)).toEqual([undefined]);
+      expect(statSync(join(store.rootfsRoot, r.name)).size).toBeGreaterThan(data.length);
+    } finally {
+      execFileSync('umount', [dir]);
+    }
   });
 
   it('an image that names a command yet boots a kernel: its kernel and initrd come out of the read whole, and no rootfs stays', async () => {
