@@ -129,7 +129,8 @@ export class ImageStore {
    * (rootfs-erofs.ts) or a tree `<rootfsRoot>/<hex>/` (rootfs.ts), as `opts.rootfsFormat` says;
    * one of either kind already there is used as it is. `name` is the guest's name for it; `dir`
    * a tree holding the image's /etc/passwd and /etc/group (users.ts). Later calls return at
-   * once, concurrent ones share one unpack; the rootfs appears only complete (renamed into place).
+   * once, concurrent ones share one unpack (or join the build its pull began: adoptRootfs); the
+   * rootfs appears only complete (renamed into place).
    */
   ensureRootfs(imageId: string): Promise<{ dir: string; name: string }> {
     const rec = this.index.find(imageId);
