@@ -35,9 +35,9 @@ async function putBlob(reg: TestRegistry, repo: string, data: Buffer): Promise<s
 
 /**
  * Pushes an OCI image of `tars` (each gzipped, fast) whose config's `config` is `run` (Cmd,
- * Entrypoint, Labels…) to `repo:v1`; returns its reference.
+ * Entrypoint, Labels…) to `repo:v1`; returns its reference and its layers' digests.
  */
-export async function pushLayers(reg: TestRegistry, repo: string, tars: Buffer[], run: Record<string, unknown> = {}): Promise<string> {
+export async function pushLayers(reg: TestRegistry, repo: string, tars: Buffer[], run: Record<string, unknown> = {}): Promise<{ reference: string; layers: string[] }> {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: tars.map((t) => sha256(t)) }, config: run }));
   const layers = [];
   for (const tar of tars) {
@@ -54,5 +54,5 @@ export async function pushLayers(reg: TestRegistry, repo: string, tars: Buffer[]
   );
   const res = await fetch(`${reg.url}/v2/${repo}/manifests/v1`, { method: 'PUT', body: new Uint8Array(manifest), headers: { 'Content-Type': 'application/vnd.oci.image.manifest.v1+json' } });
   if (res.status !== 201) throw new Error(`pushing the manifest: HTTP ${res.status} ${await res.text()}`);
-  return `${reg.host}/${repo}:v1`;
+  return { reference: `${reg.host}/${repo}:v1`, layers: layers.map((l) => l.digest) };
 }

@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 /** Pushes an OCI image whose one layer holds `disk/disk.qcow2` = `disk`; returns its reference. */
-const pushContainerDisk = (repo: string, disk: Buffer) => pushLayers(reg, repo, [tarOf([{ path: 'disk/disk.qcow2', mtime: new Date(0), data: disk }])]);
+const pushContainerDisk = async (repo: string, disk: Buffer) => (await pushLayers(reg, repo, [tarOf([{ path: 'disk/disk.qcow2', mtime: new Date(0), data: disk }])])).reference;
 
 const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
 const pull = (image: string) => call<object, PullImageResponse__Output>(v.image, 'PullImage', { image: { image } });

@@ -13,7 +13,7 @@ import { ImageStore } from '../../src/image/store.js';
 import { SMALL_IMAGE_BYTES } from '../../src/image/layer-tar.js';
 import { resolveUser } from '../../src/image/users.js';
 import { scanWorker } from '../../src/image/scan-client.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { corruptBlob, ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { pushLayers, tarOf } from '../helpers/oci-push.js';
 import { HOST_EROFS, mountErofs, unmountErofs } from '../helpers/erofs-mount.js';
 import { tempDir } from '../helpers/vmlet.js';
@@ -66,7 +66,7 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
   it('past 32 MiB (in the scan worker): whiteouts, hard links, symlinks and owners as the first container would build them, and that container builds nothing', async () => {
     const app = randomBytes(20 * 1024 * 1024);
     const blob = randomBytes(14 * 1024 * 1024);
-    const ref = await pushLayers(
+    const { reference: ref } = await pushLayers(
       reg,
       'vmlet/at-pull-big',
       [
@@ -153,7 +153,7 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=600m', 'tmpfs', dir]);
     try {
       const data = randomBytes(34 * 1024 * 1024);
-      const ref = await pushLayers(reg, 'vmlet/at-pull-tight', [tarOf([{ path: 'data', data }])], { Cmd: ['/data'] });
+      const { reference: ref } = await pushLayers(reg, 'vmlet/at-pull-tight', [tarOf([{ path: 'data', data }])], { Cmd: ['/data'] });
       const { store, builds, leftovers } = await newStore('tight/images');
       const rec = await store.pull(ref);
       expect(leftovers(rec.id)).toEqual({ rootfs: [], tmp: [] });
@@ -168,7 +168,7 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
   it('an image that names a command yet boots a kernel: its kernel and initrd come out of the read whole, and no rootfs stays', async () => {
     const kernel = randomBytes(1024 * 1024);
     const initrd = randomBytes(33 * 1024 * 1024);
-    const ref = await pushLayers(reg, 'vmlet/at-pull-kernel', [tarOf([{ path: 'boot/vmlinuz', data: kernel }, { path: 'boot/initrd.img', data: initrd }])], { Cmd: ['/init'] });
+    const { reference: ref } = await pushLayers(reg, 'vmlet/at-pull-kernel', [tarOf([{ path: 'boot/vmlinuz', data: kernel }, { path: 'boot/initrd.img', data: initrd }])], { Cmd: ['/init'] });
     const { store, lines, builds, leftovers } = await newStore('kernel');
     const rec = await store.pull(ref);
     expect(rec.boot.kind).toBe('kernel');
@@ -181,15 +181,41 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
   });
 
   it('a hostile layer fails the pull once, and nothing of the build stays', async () => {
-    const ref = await pushLayers(reg, 'vmlet/at-pull-hostile', [tarOf([{ path: 'big', data: randomBytes(33 * 1024 * 1024) }]), tarOf([{ path: '../escape', data: 'out\n' }])], { Cmd: ['/big'] });
+    const { reference: ref } = await pushLayers(reg, 'vmlet/at-pull-hostile', [tarOf([{ path: 'big', data: randomBytes(33 * 1024 * 1024) }]), tarOf([{ path: '../escape', data: 'out\n' }])], { Cmd: ['/big'] });
     const { store, leftovers } = await newStore('hostile');
     await expect(store.pull(ref)).rejects.toMatchObject({ kind: 'invalid-argument', message: expect.stringContaining(`path "../escape" contains '..'`) as unknown });
     expect(leftovers('sha256:').tmp).toEqual([]);
     expect(existsSync(store.rootfsRoot) ? readdirSync(store.rootfsRoot) : []).toEqual([]);
   });
 
+  it('a layer whose blob does not match its digest fails the pull (in the scan worker), and nothing of the build stays', async () => {
+    // A registry of its own: its copy of the layer is corrupted on its disk.
+    const own = await startRegistry();
+    try {
+      const tars = [tarOf([{ path: 'big', data: randomBytes(20 * 1024 * 1024) }]), tarOf([{ path: 'more', data: randomBytes(14 * 1024 * 1024) }])];
+      const { reference, layers } = await pushLayers(own, 'vmlet/at-pull-corrupt', tars, { Cmd: ['/big'] });
+      corruptBlob(own, layers[1]!);
+      const lines: LogLine[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _e, cb) {
+          for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as LogLine);
+          cb();
+        },
+      });
+      const root = join(work, 'corrupt');
+      const store = new ImageStore(root, { insecure: [own.host], mirrors: {} }, pino({ level: 'info' }, sink), { rootfsFormat: 'erofs' });
+      await store.init();
+      await expect(store.pull(reference)).rejects.toMatchObject({ message: expect.stringMatching(new RegExp(`${layers[1]!}.*digest|digest.*${layers[1]!}`)) as unknown });
+      expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+      expect(existsSync(store.rootfsRoot) ? readdirSync(store.rootfsRoot) : []).toEqual([]);
+      expect(lines.filter((l) => l.msg === 'image rootfs unpacked')).toEqual([]);
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('a rule only the rootfs has (a hard link to nothing): the pull succeeds, the first container gets the error, nothing stays', async () => {
-    const ref = await pushLayers(reg, 'vmlet/at-pull-dangling', [tarOf([{ path: 'bin/', type: 'Directory' }, { path: 'bin/ln', type: 'Link', linkpath: 'bin/missing' }])], { Cmd: ['/bin/ln'] });
+    const { reference: ref } = await pushLayers(reg, 'vmlet/at-pull-dangling', [tarOf([{ path: 'bin/', type: 'Directory' }, { path: 'bin/ln', type: 'Link', linkpath: 'bin/missing' }])], { Cmd: ['/bin/ln'] });
     const { store, lines, leftovers } = await newStore('dangling');
     const rec = await store.pull(ref);
     expect(rec.boot.kind).toBe('rootfs');
