@@ -33,10 +33,12 @@ const buildInWorker = (format: RootfsFormat): TreeBuilder => (root, layers, limi
 
 /**
  * unpackRootfs (the tree at `dest`) or unpackErofs (`dest`.erofs) of complete layers (no download
- * in flight), in the worker unless the image is small.
+ * in flight), in the worker unless the image is small. Resolves once the rootfs is in place;
+ * `synced` once its data is on disk (a tree's is before it is in place).
  */
-export function unpackRootfsOffThread(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits, format: RootfsFormat = 'tree'): Promise<void> {
+export async function unpackRootfsOffThread(layers: LayerRef[], dest: string, tmpDir: string, limits: ScanLimits, format: RootfsFormat = 'tree'): Promise<{ synced: Promise<void> }> {
   const here = isSmallImage(layers.map((l) => l.size));
   if (format === 'erofs') return unpackErofs(layers, dest, tmpDir, limits, here ? buildErofs : buildInWorker(format));
-  return unpackRootfs(layers, dest, tmpDir, limits, here ? buildTree : buildInWorker(format));
+  await unpackRootfs(layers, dest, tmpDir, limits, here ? buildTree : buildInWorker(format));
+  return { synced: Promise.resolve() };
 }

@@ -25,7 +25,7 @@ import { ImageIndex, type ImageRecord } from './image-index.js';
 import { runConfigOf, type ImageConfig, type RunConfig } from './image-config.js';
 import type { LayerRef, ScanLimits } from './layer-scan.js';
 import { unpackRootfsOffThread } from './rootfs-client.js';
-import { erofsPaths, placeErofs } from './rootfs-erofs.js';
+import { erofsPaths, placeErofs, recoverUnsynced } from './rootfs-erofs.js';
 import { parseImageLabels } from '../vm/image-labels.js';
 import type { RootfsFormat } from './rootfs-protocol.js';
 import { Puller } from './pull.js';
@@ -110,6 +110,9 @@ export class ImageStore {
     await this.blobs.init();
     await mkdir(this.rootfsRoot, { recursive: true, mode: 0o755 });
     await chmod(this.rootfsRoot, 0o755);
+    for (const image of await recoverUnsynced(this.rootfsRoot)) {
+      this.log.warn({ rootfs: image }, 'removed an image rootfs placed before a reboot and never synced (it may be torn); its next container builds it again');
+    }
     await this.index.load();
     this.pvhUpgrade = upgradeToPvh(this.index, this.log).catch((err: unknown) => {
       this.log.warn({ err: (err as Error).message }, 'cannot bring older kernel-boot images to PVH boot');
@@ -159,8 +162,14 @@ export class ImageStore {
     for (const l of layers) {
       if (!(await this.blobs.has(l.digest))) throw new VmletError('failed-precondition', `image ${rec.id}: layer ${l.digest} is missing from the image store; pull the image again`);
     }
-    await unpackRootfsOffThread(layers, base, this.blobs.tmpDir, await this.limits(), format);
+    const { synced } = await unpackRootfsOffThread(layers, base, this.blobs.tmpDir, await this.limits(), format);
+    this.whenSynced(rec, synced);
     return this.placed(rec, format, started, false);
+  }
+
+  /** A rootfs's data reaching the disk after it was placed (placeErofs): only a failure is news. */
+  private whenSynced(rec: ImageRecord, synced: Promise<void>): void {
+    synced.catch((err: unknown) => this.log.warn({ id: rec.id, err: (err as Error).message }, 'cannot sync the image rootfs to disk; vmlet syncs it at its next start'));
   }
 
   /** The rootfs just renamed into place, unless its image went meanwhile. */
@@ -201,7 +210,7 @@ export class ImageStore {
     const p = (async () => {
       try {
         await built;
-        await placeErofs(root, base);
+        this.whenSynced(rec, (await placeErofs(root, base)).synced);
       } catch (err) {
         this.log.warn({ id: rec.id, err: (err as Error).message }, 'the image rootfs built during the pull failed; building it again');
         return this.unpack(rec);

@@ -4,9 +4,9 @@
 // reads to the scan worker), the image read back through the host kernel's erofs.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { ImageStore } from '../../src/image/store.js';
@@ -56,7 +56,7 @@ async function newStore(name: string, opts: { rootfsAtPull?: boolean } = {}) {
   const builds = (id: string) => lines.filter((l) => l.msg === 'image rootfs unpacked' && l.id === id);
   /** The store's rootfs/ entries of image `id`, and everything in its tmp/. */
   const leftovers = (id: string) => ({
-    rootfs: existsSync(store.rootfsRoot) ? readdirSync(store.rootfsRoot).filter((n) => n.startsWith(id.slice(7))) : [],
+    rootfs: existsSync(store.rootfsRoot) ? readdirSync(store.rootfsRoot).filter((n) => n.startsWith(id.slice(7))).sort() : [],
     tmp: readdirSync(join(root, 'tmp')),
   });
   return { store, lines, builds, leftovers };
@@ -98,6 +98,7 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
     await waitFor('the rootfs the pull built', () => builds(rec.id).length === 1);
     expect(builds(rec.id)[0]!.atPull).toBe(true);
     const hex = rec.id.slice(7);
+    await waitFor('its data on disk (the marker gone)', () => !existsSync(join(store.rootfsRoot, `${hex}.unsynced`)));
     expect(leftovers(rec.id)).toEqual({ rootfs: [`${hex}.erofs`, `${hex}.ids`], tmp: [] });
 
     // The first container's ensureRootfs takes it as it is: no second build.
@@ -222,5 +223,42 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
     await expect(store.ensureRootfs(rec.id)).rejects.toMatchObject({ kind: 'invalid-argument', message: expect.stringContaining(`hard link "bin/ln" to "bin/missing", which is not in the image`) as unknown });
     expect(lines.some((l) => l.msg === 'the image rootfs built during the pull failed; building it again' && l.id === rec.id && l.err?.includes('bin/missing'))).toBe(true);
     await waitFor('the store emptied of the failed builds', () => leftovers(rec.id).tmp.length === 0 && leftovers(rec.id).rootfs.length === 0);
+  });
+});
+
+describe.skipIf(!HOST_EROFS)('a rootfs placed before its data reached the disk', () => {
+  const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  /** A store whose rootfs/ holds busybox-app's EROFS rootfs, marked unsynced by boot `boot`. */
+  const marked = async (name: string, boot: string) => {
+    const { reference } = await pushImage(reg, 'busybox-app', `vmlet/unsynced-${name}:v1`);
+    const first = await newStore(`unsynced-${name}`);
+    const rec = await first.store.pull(reference);
+    const r = await first.store.ensureRootfs(rec.id);
+    const hex = rec.id.slice(7);
+    await waitFor('its data on disk (the marker gone)', () => !existsSync(join(first.store.rootfsRoot, `${hex}.unsynced`)));
+    // As a vmlet killed (or a node powered off) between the renames and the sync leaves it.
+    writeFileSync(join(first.store.rootfsRoot, `${hex}.unsynced`), `${boot}\n`);
+    return { rec, r, hex };
+  };
+
+  it('written in an earlier boot (a power loss may have torn it): removed at start, built again by its next container', async () => {
+    const { rec, hex } = await marked('reboot', 'a0a0a0a0-0000-4000-8000-000000000000');
+    const again = await newStore('unsynced-reboot');
+    expect(again.lines.filter((l) => l.msg === 'removed an image rootfs placed before a reboot and never synced (it may be torn); its next container builds it again')).toHaveLength(1);
+    expect(again.leftovers(rec.id).rootfs).toEqual([]);
+    const r = await again.store.ensureRootfs(rec.id);
+    expect(again.builds(rec.id)).toHaveLength(1);
+    expect(existsSync(join(again.store.rootfsRoot, r.name))).toBe(true);
+    expect(hex).toBe(r.name.slice(0, 64));
+  });
+
+  it('written in this boot (vmlet restarted): kept, synced, the marker gone', async () => {
+    const { rec, r } = await marked('restart', bootId);
+    const before = statSync(join(work, 'unsynced-restart', 'rootfs', r.name));
+    const again = await newStore('unsynced-restart');
+    expect(again.leftovers(rec.id).rootfs).toEqual([r.name, basename(r.dir)]);
+    expect(statSync(join(again.store.rootfsRoot, r.name)).ino).toBe(before.ino);
+    expect(await again.store.ensureRootfs(rec.id)).toEqual(r);
+    expect(again.builds(rec.id)).toEqual([]);
   });
 });
