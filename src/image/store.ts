@@ -6,7 +6,8 @@
 //   disks/<hex>.qcow2   containerDisk bases, read-only      (hex = image id)
 //   kernels/<hex>/      kernel-boot files (kernel, initrd, vmlinux: a bzImage's ELF for PVH)
 //   rootfs/<hex>.erofs  a rootfs image's layers as one EROFS image (0755: shared read-only into
-//                       guests, which mount it), and <hex>.ids/etc/{passwd,group} from it; or
+//                       guests, which mount it), and <hex>.ids/etc/{passwd,group} from it, and
+//                       <hex>.unsynced until its data is on disk (rootfs-erofs.ts placeErofs); or
 //   rootfs/<hex>/       the layers unpacked as a tree (config imageRootfs: tree)
 //   index.json          the image index
 import { ROOT, qemuDirs, type QemuIdentity } from '../vm/qemu-user.js';
