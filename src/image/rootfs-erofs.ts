@@ -5,6 +5,7 @@
 import { closeSync, constants, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { promisify } from 'node:util';
@@ -117,12 +118,16 @@ const bootId = () => readFileSync(BOOT_ID, 'utf8').trim();
  */
 export async function placeErofs(root: string, base: string): Promise<{ synced: Promise<void> }> {
   const dest = erofsPaths(base);
-  // Before the renames: ext4 commits the marker's creation with or before them.
-  writeFileSync(unsyncedPath(base), `${bootId()}\n`);
+  // Before the renames: ext4 commits the marker's creation with or before them. Its token: a
+  // sync of an image removed and built again meanwhile leaves the new one's marker alone.
+  const marker = `${bootId()} ${randomBytes(8).toString('hex')}\n`;
+  writeFileSync(unsyncedPath(base), marker);
   await rm(dest.ids, { recursive: true, force: true }); // left by a crash between the two renames
   await rename(join(root, IDS), dest.ids);
   await rename(join(root, IMAGE), dest.image);
-  const synced = run('sync', ['-f', dest.image]).then(() => rm(unsyncedPath(base), { force: true }));
+  const synced = run('sync', ['-f', dest.image]).then(async () => {
+    if ((await readFile(unsyncedPath(base), 'utf8').catch(() => '')) === marker) await rm(unsyncedPath(base), { force: true });
+  });
   synced.catch(() => undefined); // the caller's to report; the marker stays for the next start
   return { synced };
 }
@@ -138,7 +143,7 @@ export async function recoverUnsynced(rootfsRoot: string): Promise<string[]> {
   for (const name of await readdir(rootfsRoot).catch(() => [] as string[])) {
     if (!name.endsWith('.unsynced')) continue;
     const base = join(rootfsRoot, name.slice(0, -'.unsynced'.length));
-    const wrote = await readFile(unsyncedPath(base), 'utf8').then((t) => t.trim(), () => '');
+    const wrote = await readFile(unsyncedPath(base), 'utf8').then((t) => t.split(' ')[0]!.trim(), () => '');
     if (wrote === now) {
       await run('sync', ['-f', rootfsRoot]).catch(() => undefined);
     } else {

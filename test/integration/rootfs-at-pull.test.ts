@@ -237,7 +237,7 @@ describe.skipIf(!HOST_EROFS)('a rootfs placed before its data reached the disk',
     const hex = rec.id.slice(7);
     await waitFor('its data on disk (the marker gone)', () => !existsSync(join(first.store.rootfsRoot, `${hex}.unsynced`)));
     // As a vmlet killed (or a node powered off) between the renames and the sync leaves it.
-    writeFileSync(join(first.store.rootfsRoot, `${hex}.unsynced`), `${boot}\n`);
+    writeFileSync(join(first.store.rootfsRoot, `${hex}.unsynced`), `${boot} 0123456789abcdef\n`);
     return { rec, r, hex };
   };
 
