@@ -323,7 +323,7 @@ export class ImageStore {
               await pulled.downloads;
               const made = this.index.put({ ...pulled.record, boot: prepared.boot, pulledAt: new Date().toISOString() });
               if (rootfs && built) this.adoptRootfs(made, rootfs, built, started);
-              else if (rootfs) this.log.info({ id, boot: made.boot.kind }, 'the image boots a VM of its own: the rootfs its pull built is dropped');
+              else if (rootfs && made.boot.kind !== 'rootfs') this.log.info({ id, boot: made.boot.kind }, 'the image boots a VM of its own: the rootfs its pull built is dropped');
               return made;
             } catch (err) {
               await built?.catch(() => undefined);
