@@ -56,7 +56,7 @@ export async function buildErofsWith(root: string, layers: LayerRef[], limits: S
       tree.apply(ops, { bad: (why) => new HostileLayerError(layer.digest, why), full: (why) => new StoreFullError(layer.digest, why), limits, budget, added: new Set(), keep: new Set() });
     }
     tree.finish();
-    await writeIds(tree, join(root, IDS)); // placeErofs syncs the whole build (sync -f) before its renames
+    await writeIds(tree, join(root, IDS)); // placeErofs syncs the whole build (sync -f) after its renames, marked unsynced until then
   } catch (err) {
     failed = true;
     await Promise.allSettled(reads);
