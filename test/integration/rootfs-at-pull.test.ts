@@ -161,6 +161,8 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
       const r = await store.ensureRootfs(rec.id);
       expect(builds(rec.id).map((l) => l.atPull)).toEqual([undefined]);
       expect(statSync(join(store.rootfsRoot, r.name)).size).toBeGreaterThan(data.length);
+      // Its sync (placeErofs) holds the filesystem until it ends: the umount waits for it.
+      await waitFor('its data on disk (the marker gone)', () => !existsSync(join(store.rootfsRoot, `${rec.id.slice(7)}.unsynced`)));
     } finally {
       execFileSync('umount', [dir]);
     }
