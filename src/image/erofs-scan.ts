@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { VmletError } from '../errors.js';
 import { BLOCK, S_IFLNK, S_IFMT, S_IFREG, type ErofsNode } from './erofs-format.js';
 import { readErofsLayer, type ErofsOp } from './erofs-layer-read.js';
-import { StoreFullError, type LayerRead, type LayerRef, type Op, type ScanBudget, type ScanLimits } from './layer-tar.js';
+import { StoreFullError, parentOf, type LayerRead, type LayerRef, type Op, type ScanBudget, type ScanLimits } from './layer-tar.js';
 import { buildErofsWith } from './rootfs-erofs.js';
 
 const readAt = promisify(read);
@@ -77,7 +77,7 @@ async function scanRead(fd: number, ops: ErofsOp[], layer: LayerRef, wanted: (pa
   try {
     for (const op of ops) {
       const { path, raw } = op;
-      const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
+      const dir = parentOf(path);
       switch (op.kind) {
         case 'opaque':
           out.push({ kind: 'opaque', raw, path: dir });

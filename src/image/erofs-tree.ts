@@ -10,6 +10,7 @@ import { posix } from 'node:path';
 import { BLOCK, S_IFDIR, S_IFMT, S_IFREG, writeErofsMeta, type ErofsNode } from './erofs-format.js';
 import { BlockAllocator, type ErofsOp } from './erofs-layer-read.js';
 import { chargeApparent, type LayerState } from './rootfs.js';
+import { parentOf } from './layer-tar.js';
 import { resolveWithin } from './users.js';
 
 const dirNode = (mode = 0o755, mtimeMs = Date.now()): ErofsNode => ({ mode: S_IFDIR | mode, uid: 0, gid: 0, mtimeMs, children: new Map() });
@@ -150,9 +151,4 @@ export class ErofsTree {
   finish(): number {
     return writeErofsMeta(this.fd, this.root, this.blocks.next);
   }
-}
-
-function parentOf(p: string): string {
-  const i = p.lastIndexOf('/');
-  return i < 0 ? '' : p.slice(0, i);
 }

@@ -9,7 +9,7 @@ import { join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
 import { VmletError } from '../errors.js';
-import { HostileLayerError, StoreFullError, decompressor, layerSource, normalizeEntryPath, tarCounter, type LayerRead, type LayerRef, type Op, type ScanBudget, type ScanLimits } from './layer-tar.js';
+import { HostileLayerError, StoreFullError, decompressor, layerSource, normalizeEntryPath, parentOf, tarCounter, type LayerRead, type LayerRef, type Op, type ScanBudget, type ScanLimits } from './layer-tar.js';
 
 /** One layer read whole: its checks that need no other layer, its wanted files written, its diff_id checked. */
 export async function readOneLayer(layer: LayerRef, wanted: (path: string) => boolean, tmpDir: string, limits: ScanLimits, budget: ScanBudget): Promise<LayerRead> {
@@ -38,7 +38,7 @@ export async function readOneLayer(layer: LayerRef, wanted: (path: string) => bo
     const raw = entry.path;
     const path = normalizeEntryPath(raw, bad);
     const base = posix.basename(path);
-    const dir = posix.dirname(path) === '.' ? '' : posix.dirname(path);
+    const dir = parentOf(path);
     if (entry.type === 'CharacterDevice' || entry.type === 'BlockDevice') throw bad(`device node ${JSON.stringify(raw)}`);
     if (entry.size > limits.maxEntryBytes) throw bad(`entry ${JSON.stringify(raw)} is ${entry.size} bytes (limit ${limits.maxEntryBytes})`);
     const target = entry.type === 'Link' ? normalizeEntryPath(entry.linkpath ?? '', bad) : undefined;

@@ -104,6 +104,12 @@ export class StoreFullError extends VmletError {
   }
 }
 
+/** The directory holding in-image path `p` ('' for the root and its entries). */
+export function parentOf(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
+
 /** Normalises a tar path to in-image form: no leading '/' or './', no trailing '/'. Throws on '..'. */
 export function normalizeEntryPath(raw: string, onBad: (why: string) => Error): string {
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');

@@ -25,7 +25,7 @@ import { join, posix } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { ReadEntry } from 'tar';
-import { HostileLayerError, normalizeEntryPath, StoreFullError, type LayerRef, type ScanLimits } from './layer-tar.js';
+import { HostileLayerError, normalizeEntryPath, parentOf, StoreFullError, type LayerRef, type ScanLimits } from './layer-tar.js';
 import { eachLayerEntry } from './layer-entries.js';
 
 const run = promisify(execFile);
@@ -275,9 +275,4 @@ class Tree {
     const dirs = [...this.dirTimes].sort((a, b) => b[0].length - a[0].length);
     for (const [p, mtime] of dirs) lutimesSync(this.host(p), mtime, mtime);
   }
-}
-
-function parentOf(p: string): string {
-  const i = p.lastIndexOf('/');
-  return i < 0 ? '' : p.slice(0, i);
 }
