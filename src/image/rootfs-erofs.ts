@@ -22,7 +22,12 @@ const IDS = 'ids';
 const ID_FILES = ['etc/passwd', 'etc/group'];
 
 /** The image's EROFS file and its ids dir, for the image whose tree would be `base` (`<rootfsRoot>/<hex>`). */
-export const erofsPaths = (base: string) => ({ image: `${base}.erofs`, ids: `${base}.ids` });
+export const erofsPaths = (base: string) => ({
+  image: `${base}.erofs`,
+  ids: `${base}.ids`,
+  /** Beside the image while its data may not be on disk yet: the id of the boot that wrote it (placeErofs). */
+  unsynced: `${base}.unsynced`,
+});
 
 /** Layers read at once: one per core (their decompression runs beside the thread reading them), and one more. */
 const READERS = availableParallelism() + 1;
@@ -104,8 +109,6 @@ export async function unpackErofs(layers: LayerRef[], base: string, tmpDir: stri
   }
 }
 
-/** Beside `<hex>.erofs` while its data may not be on disk yet: the id of the boot that wrote it. */
-export const unsyncedPath = (base: string) => `${base}.unsynced`;
 const BOOT_ID = '/proc/sys/kernel/random/boot_id';
 const bootId = () => readFileSync(BOOT_ID, 'utf8').trim();
 
@@ -121,12 +124,12 @@ export async function placeErofs(root: string, base: string): Promise<{ synced: 
   // Before the renames: ext4 commits the marker's creation with or before them. Its token: a
   // sync of an image removed and built again meanwhile leaves the new one's marker alone.
   const marker = `${bootId()} ${randomBytes(8).toString('hex')}\n`;
-  writeFileSync(unsyncedPath(base), marker);
+  writeFileSync(dest.unsynced, marker);
   await rm(dest.ids, { recursive: true, force: true }); // left by a crash between the two renames
   await rename(join(root, IDS), dest.ids);
   await rename(join(root, IMAGE), dest.image);
   const synced = run('sync', ['-f', dest.image]).then(async () => {
-    if ((await readFile(unsyncedPath(base), 'utf8').catch(() => '')) === marker) await rm(unsyncedPath(base), { force: true });
+    if ((await readFile(dest.unsynced, 'utf8').catch(() => '')) === marker) await rm(dest.unsynced, { force: true });
   });
   synced.catch(() => undefined); // the caller's to report; the marker stays for the next start
   return { synced };
@@ -140,18 +143,17 @@ export async function placeErofs(root: string, base: string): Promise<{ synced: 
 export async function recoverUnsynced(rootfsRoot: string): Promise<string[]> {
   const removed: string[] = [];
   const now = bootId();
-  for (const name of await readdir(rootfsRoot).catch(() => [] as string[])) {
-    if (!name.endsWith('.unsynced')) continue;
-    const base = join(rootfsRoot, name.slice(0, -'.unsynced'.length));
-    const wrote = await readFile(unsyncedPath(base), 'utf8').then((t) => t.split(' ')[0]!.trim(), () => '');
-    if (wrote === now) {
-      await run('sync', ['-f', rootfsRoot]).catch(() => undefined);
-    } else {
-      const { image, ids } = erofsPaths(base);
+  const markers = (await readdir(rootfsRoot).catch(() => [] as string[])).filter((n) => n.endsWith('.unsynced'));
+  // One sync of the filesystem serves every image of this boot.
+  if (markers.length > 0) await run('sync', ['-f', rootfsRoot]).catch(() => undefined);
+  for (const name of markers) {
+    const { image, ids, unsynced } = erofsPaths(join(rootfsRoot, name.slice(0, -'.unsynced'.length)));
+    const wrote = await readFile(unsynced, 'utf8').then((t) => t.split(' ')[0]!.trim(), () => '');
+    if (wrote !== now) {
       for (const p of [image, ids]) await rm(p, { recursive: true, force: true });
       removed.push(image);
     }
-    await rm(unsyncedPath(base), { force: true });
+    await rm(unsynced, { force: true });
   }
   return removed;
 }

@@ -64,6 +64,9 @@ const GiB = 1024 ** 3;
 /** ensureRootfs's answer for the rootfs of `base` (`<rootfsRoot>/<hex>`) made as `format`. */
 const rootfsAt = (base: string, format: RootfsFormat) => (format === 'tree' ? { dir: base, name: basename(base) } : { dir: erofsPaths(base).ids, name: basename(erofsPaths(base).image) });
 
+/** Which rootfs of `base` is in place, if any: a tree an older vmlet (or imageRootfs: tree) made, or the EROFS file. */
+const rootfsThere = (base: string): RootfsFormat | undefined => (existsSync(base) ? 'tree' : existsSync(erofsPaths(base).image) ? 'erofs' : undefined);
+
 /** The ImageStoreOptions limits a config asks for (serve.ts passes them). */
 export function imageLimitsOf(config: { imageMaxGiB: number }): Pick<ImageStoreOptions, 'maxImageBytes'> {
   return { maxImageBytes: config.imageMaxGiB * GiB };
@@ -151,11 +154,9 @@ export class ImageStore {
     if (rec.boot.kind !== 'rootfs') {
       throw new VmletError('failed-precondition', `image ${rec.repoTags[0] ?? rec.id} is a ${rec.boot.kind} image: it boots a VM of its own and cannot run as a container of a sandboxed pod`);
     }
-    const hex = rec.id.slice('sha256:'.length);
-    const base = join(this.rootfsRoot, hex);
-    const erofs = erofsPaths(base);
-    if (existsSync(base)) return rootfsAt(base, 'tree');
-    if (existsSync(erofs.image)) return rootfsAt(base, 'erofs');
+    const base = this.rootfsBase(rec.id);
+    const there = rootfsThere(base);
+    if (there) return rootfsAt(base, there);
     const format = this.opts.rootfsFormat ?? 'erofs';
     const started = Date.now();
     const diffIds = (await this.config(rec)).rootfs?.diff_ids ?? [];
@@ -168,6 +169,11 @@ export class ImageStore {
     return this.placed(rec, format, started, false);
   }
 
+  /** `<rootfsRoot>/<hex>`: the image's tree, or with a suffix its EROFS files (erofsPaths). */
+  private rootfsBase(id: string): string {
+    return join(this.rootfsRoot, id.slice('sha256:'.length));
+  }
+
   /** A rootfs's data reaching the disk after it was placed (placeErofs): only a failure is news. */
   private whenSynced(rec: ImageRecord, synced: Promise<void>): void {
     synced.catch((err: unknown) => this.log.warn({ id: rec.id, err: (err as Error).message }, 'cannot sync the image rootfs to disk; vmlet syncs it at its next start'));
@@ -175,12 +181,11 @@ export class ImageStore {
 
   /** The rootfs just renamed into place, unless its image went meanwhile. */
   private async placed(rec: ImageRecord, format: RootfsFormat, started: number, atPull: boolean): Promise<{ dir: string; name: string }> {
-    const hex = rec.id.slice('sha256:'.length);
-    const base = join(this.rootfsRoot, hex);
+    const base = this.rootfsBase(rec.id);
     const erofs = erofsPaths(base);
     if (!this.index.get(rec.id)) {
       // Removed while we unpacked (gc ran before the rename): do not leave the rootfs behind.
-      for (const p of [base, erofs.image, erofs.ids]) await rm(p, { recursive: true, force: true });
+      for (const p of [base, erofs.image, erofs.ids, erofs.unsynced]) await rm(p, { recursive: true, force: true });
       throw new VmletError('not-found', `image ${rec.id} was removed while its rootfs was unpacked`);
     }
     const out = rootfsAt(base, format);
@@ -200,14 +205,13 @@ export class ImageStore {
     // pull keeps to its blobs, and the first container finds out whether the rootfs fits.
     if (limits.writableBytes < ROOTFS_ROOM_FACTOR * compressedBytes) return false;
     if (parseImageLabels(labels).kernel !== undefined) return false;
-    const base = join(this.rootfsRoot, id.slice('sha256:'.length));
-    if (this.unpacking.has(id) || existsSync(base) || existsSync(erofsPaths(base).image)) return false;
+    if (this.unpacking.has(id) || rootfsThere(this.rootfsBase(id))) return false;
     return (config.config?.Cmd?.length ?? 0) + (config.config?.Entrypoint?.length ?? 0) > 0;
   }
 
   /** The rootfs a pull is building (in `root`): ensureRootfs's until it is in place; built again by unpack if that build failed. */
   private adoptRootfs(rec: ImageRecord, root: string, built: Promise<void>, started: number): void {
-    const base = join(this.rootfsRoot, rec.id.slice('sha256:'.length));
+    const base = this.rootfsBase(rec.id);
     const p = (async () => {
       try {
         await built;
