@@ -41,8 +41,8 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-/** A store of its own under `work`, with its log lines kept. */
-async function newStore(name: string, opts: { rootfsAtPull?: boolean } = {}) {
+/** A store of its own under `work`, with its log lines kept, pulling from `registry` (default: the shared one). */
+async function newStore(name: string, opts: { rootfsAtPull?: boolean; registry?: TestRegistry } = {}) {
   const lines: LogLine[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _e, cb) {
@@ -51,7 +51,8 @@ async function newStore(name: string, opts: { rootfsAtPull?: boolean } = {}) {
     },
   });
   const root = join(work, name);
-  const store = new ImageStore(root, { insecure: [reg.host], mirrors: {} }, pino({ level: 'info' }, sink), { rootfsFormat: 'erofs', ...opts });
+  const { registry = reg, ...storeOpts } = opts;
+  const store = new ImageStore(root, { insecure: [registry.host], mirrors: {} }, pino({ level: 'info' }, sink), { rootfsFormat: 'erofs', ...storeOpts });
   await store.init();
   const builds = (id: string) => lines.filter((l) => l.msg === 'image rootfs unpacked' && l.id === id);
   /** The store's rootfs/ entries of image `id`, and everything in its tmp/. */
@@ -198,18 +199,9 @@ describe.skipIf(!HOST_EROFS)('a pull builds the EROFS rootfs of a container imag
       const tars = [tarOf([{ path: 'big', data: randomBytes(20 * 1024 * 1024) }]), tarOf([{ path: 'more', data: randomBytes(14 * 1024 * 1024) }])];
       const { reference, layers } = await pushLayers(own, 'vmlet/at-pull-corrupt', tars, { Cmd: ['/big'] });
       corruptBlob(own, layers[1]!);
-      const lines: LogLine[] = [];
-      const sink = new Writable({
-        write(chunk: Buffer, _e, cb) {
-          for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as LogLine);
-          cb();
-        },
-      });
-      const root = join(work, 'corrupt');
-      const store = new ImageStore(root, { insecure: [own.host], mirrors: {} }, pino({ level: 'info' }, sink), { rootfsFormat: 'erofs' });
-      await store.init();
+      const { store, lines } = await newStore('corrupt', { registry: own });
       await expect(store.pull(reference)).rejects.toMatchObject({ message: expect.stringMatching(new RegExp(`${layers[1]!}.*digest|digest.*${layers[1]!}`)) as unknown });
-      expect(readdirSync(join(root, 'tmp'))).toEqual([]);
+      expect(readdirSync(join(work, 'corrupt', 'tmp'))).toEqual([]);
       expect(existsSync(store.rootfsRoot) ? readdirSync(store.rootfsRoot) : []).toEqual([]);
       expect(lines.filter((l) => l.msg === 'image rootfs unpacked')).toEqual([]);
     } finally {
