@@ -44,6 +44,12 @@ export interface Config {
    */
   imageRootfsAtPull: boolean;
   /**
+   * A pod whose kind its first container decides (no vmlet.io/pod-kind) boots its VM at the
+   * kubelet's PullImage of what looks like a container image, while the layers download, instead
+   * of at CreateContainer. A guess: a VM image's first container then destroys that VM.
+   */
+  podVmAtPull: boolean;
+  /**
    * Largest image vmlet pulls, in GiB: its uncompressed layers, and its files once kept or
    * unpacked with every hard link counted at its target's size (also the largest single file).
    */
@@ -122,6 +128,7 @@ export const defaults: Readonly<Config> = Object.freeze({
   podVmBios: 'qboot',
   imageRootfs: 'erofs', // measured in docs/sandboxed-pods.md
   imageRootfsAtPull: true, // measured in docs/sandboxed-pods.md
+  podVmAtPull: true, // measured in docs/sandboxed-pods.md
   // Above the largest published containerDisks (cloud images: 0.3-2 GiB; Windows ones people
   // build: 10-20 GiB) and big container images (CUDA: ~20 GiB unpacked), and well under a node's
   // image filesystem, so one hostile image (gzip bomb, hard links) costs at most this much.
@@ -173,6 +180,7 @@ export function envLayer(env: NodeJS.ProcessEnv): ConfigLayer & { config?: strin
     VMLET_POD_VM_BIOS: 'podVmBios',
     VMLET_IMAGE_ROOTFS: 'imageRootfs',
     VMLET_IMAGE_ROOTFS_AT_PULL: 'imageRootfsAtPull',
+    VMLET_POD_VM_AT_PULL: 'podVmAtPull',
     VMLET_IMAGE_MAX_GIB: 'imageMaxGiB',
     VMLET_LOG_LEVEL: 'logLevel',
     VMLET_DOWNSTREAM: 'downstream',
@@ -420,6 +428,7 @@ export function validate(raw: Record<string, unknown>): Config {
     podVmBios: oneOf(raw.podVmBios, 'podVmBios', POD_VM_BIOSES),
     imageRootfs: oneOf(raw.imageRootfs, 'imageRootfs', IMAGE_ROOTFS_FORMATS),
     imageRootfsAtPull: bool(raw.imageRootfsAtPull, 'imageRootfsAtPull'),
+    podVmAtPull: bool(raw.podVmAtPull, 'podVmAtPull'),
     imageMaxGiB: gib(raw.imageMaxGiB, 'imageMaxGiB', 1024),
     cni: { confDir: str(cni.confDir, 'cni.confDir'), binDirs: strList(cni.binDirs, 'cni.binDirs') },
     registries: registries(raw.registries),

@@ -15,6 +15,7 @@ import type { ImageSpec__Output } from '../gen/runtime/v1/ImageSpec.js';
 import { imageStatus } from '../pod/image-status.js';
 import { imageFsInfo } from '../pod/image-fs-info.js';
 import { pullImage } from '../pod/image-pull.js';
+import type { PodManager } from '../pod/manager.js';
 import { listStream, unary, withUnimplemented } from './rpc.js';
 
 /** CRI: `uid` when the config's User is numeric (before any ':group'), `username` otherwise. */
@@ -62,12 +63,12 @@ function wireUsage(u: FsUsage): FilesystemUsage {
   };
 }
 
-export function imageService(log: Logger, images: ImageStore, containerDir: string, definition: ServiceDefinition): UntypedServiceImplementation {
+export function imageService(log: Logger, images: ImageStore, pods: PodManager, containerDir: string, definition: ServiceDefinition): UntypedServiceImplementation {
   // The list once, for ListImages and StreamImages.
   const imageItems = async (req: { filter?: { image?: { image?: string } | null } | null }) => images.list(req.filter?.image?.image || undefined).map(toWireImage);
   const impl: Partial<ImageServiceHandlers> = {
     PullImage: unary(log, 'PullImage', async (req) => {
-      const rec = await pullImage(images, imageName(req.image, 'image.image'), credentials(req.auth));
+      const rec = await pullImage(images, imageName(req.image, 'image.image'), credentials(req.auth), undefined, { pods, config: req.sandbox_config });
       return { image_ref: rec.id };
     }),
 

@@ -48,7 +48,7 @@ export async function startCriServer(socket: string, services: Services, log: Lo
   // With a downstream CRI configured, pods of other handlers go there (src/proxy/).
   const routed = converge(log, services.runtime.config, services.pods, {
     runtime: runtimeService(log, services.runtime, services.pods, services.streams, cri.RuntimeService.service),
-    image: imageService(log, services.images, services.containerDir, cri.ImageService.service),
+    image: imageService(log, services.images, services.pods, services.containerDir, cri.ImageService.service),
   });
   server.addService(cri.RuntimeService.service, routed.runtime);
   server.addService(cri.ImageService.service, routed.image);

@@ -4,6 +4,9 @@
 
 export type PullPhase = 'resolving' | 'downloading' | 'preparing' | 'done' | 'failed';
 
+/** What an image is, as far as its config tells before its layers are read (store.ts says how). */
+export type ImageLooks = 'container' | 'vm';
+
 export interface PullSnapshot {
   image: string;
   phase: PullPhase;
@@ -28,6 +31,9 @@ export class PullProgress {
   private readonly samples: Array<{ t: number; bytes: number }> = [];
   private readonly listeners = new Set<(s: PullSnapshot) => void>();
   private readonly started: number;
+  private tellLooks!: (l: ImageLooks | undefined) => void;
+  /** What the image looks like, once its config is read; undefined when the pull failed first. */
+  readonly looks = new Promise<ImageLooks | undefined>((resolve) => (this.tellLooks = resolve));
 
   constructor(
     readonly image: string,
@@ -55,8 +61,13 @@ export class PullProgress {
     if (l) this.layer(digest, l.size);
   }
 
+  setLooks(l: ImageLooks): void {
+    this.tellLooks(l);
+  }
+
   setPhase(phase: PullPhase): void {
     this.phase = phase;
+    if (phase === 'failed') this.tellLooks(undefined);
     this.emit();
   }
 

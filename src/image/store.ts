@@ -30,7 +30,7 @@ import { erofsPaths, placeErofs, recoverUnsynced } from './rootfs-erofs.js';
 import { parseImageLabels } from '../vm/image-labels.js';
 import type { RootfsFormat } from './rootfs-protocol.js';
 import { Puller } from './pull.js';
-import { PullProgress, type PullSnapshot } from './pull-progress.js';
+import { PullProgress, type ImageLooks, type PullSnapshot } from './pull-progress.js';
 import { formatReference, parseReference } from './reference.js';
 import type { Credentials } from './registry.js';
 
@@ -74,6 +74,16 @@ export function imageLimitsOf(config: { imageMaxGiB: number }): Pick<ImageStoreO
 
 /** Free space kept back so a big image cannot fill the filesystem vmlet's state lives on. */
 const RESERVE_BYTES = 512 * 1024 ** 2;
+
+/**
+ * What an image's config says it is, before its layers are read: a container image names a
+ * command to run; VM images (containerDisks, kernels) name none, and a kernel label says so
+ * outright. A guess: only the layers tell (boot.ts).
+ */
+export function looksLike(config: ImageConfig, labels: Record<string, string>): ImageLooks {
+  if (parseImageLabels(labels).kernel !== undefined) return 'vm';
+  return (config.config?.Cmd?.length ?? 0) + (config.config?.Entrypoint?.length ?? 0) > 0 ? 'container' : 'vm';
+}
 
 /** A pull builds a container image's rootfs only with room for its blobs and this many times more (buildsRootfsAtPull). */
 const ROOTFS_ROOM_FACTOR = 5;
@@ -196,17 +206,15 @@ export class ImageStore {
   /**
    * Whether a pull builds the image's EROFS rootfs in its own read of the layers (erofs-scan.ts),
    * so a sandboxed pod's first container of it waits for nothing: when the store makes EROFS
-   * rootfs and the image looks like a container image, which names a command to run; VM images
-   * (containerDisks, kernels) name none, and a kernel label says so outright.
+   * rootfs and the image looks like a container image (looksLike).
    */
   private buildsRootfsAtPull(id: string, config: ImageConfig, labels: Record<string, string>, compressedBytes: number, limits: ScanLimits): boolean {
     if ((this.opts.rootfsFormat ?? 'erofs') !== 'erofs' || this.opts.rootfsAtPull === false) return false;
     // Room for the blobs and a rootfs four times their size (images compress ~3:1): else the
     // pull keeps to its blobs, and the first container finds out whether the rootfs fits.
     if (limits.writableBytes < ROOTFS_ROOM_FACTOR * compressedBytes) return false;
-    if (parseImageLabels(labels).kernel !== undefined) return false;
     if (this.unpacking.has(id) || rootfsThere(this.rootfsBase(id))) return false;
-    return (config.config?.Cmd?.length ?? 0) + (config.config?.Entrypoint?.length ?? 0) > 0;
+    return looksLike(config, labels) === 'container';
   }
 
   /** The rootfs a pull is building (in `root`): ensureRootfs's until it is in place; built again by unpack if that build failed. */
@@ -251,7 +259,7 @@ export class ImageStore {
    * Pulls (or re-uses a pull in flight of the same reference and credentials). `watch` sees the
    * pull's progress (the one in flight's, when shared) until it settles.
    */
-  pull(reference: string, creds: Credentials = {}, watch?: (s: PullSnapshot) => void): Promise<ImageRecord> {
+  pull(reference: string, creds: Credentials = {}, watch?: (s: PullSnapshot) => void, onLooks?: (l: ImageLooks) => void): Promise<ImageRecord> {
     const name = formatReference(parseReference(reference));
     const key = `${name}\0${JSON.stringify(creds)}`;
     let p = this.pulls.get(key);
@@ -266,6 +274,7 @@ export class ImageStore {
       this.pulls.set(key, p);
     }
     const progress = this.progress.get(key);
+    if (onLooks) void progress?.looks.then((l) => l && onLooks(l));
     if (!watch || !progress) return p;
     watch(progress.snapshot());
     const unsubscribe = progress.subscribe(watch);
@@ -305,6 +314,8 @@ export class ImageStore {
     pulled.downloads.then(() => progress.setPhase('preparing'), () => undefined);
     const id = pulled.record.id;
     let rec = this.index.get(id);
+    // An image pulled before is known; a new one is guessed from its config, before its layers.
+    progress.setLooks(rec ? (rec.boot.kind === 'rootfs' ? 'container' : 'vm') : looksLike(pulled.config, pulled.record.labels));
     try {
       if (!rec || !this.bootFilesPresent(rec)) {
         let prep = this.preparing.get(id);

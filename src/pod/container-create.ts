@@ -13,6 +13,7 @@ import { ANNOTATIONS, NODE_DEFAULTS, parsePodAnnotations, parseVmSettings, POD_K
 import { checkContainerAnnotations } from '../vm/annotation-policy.js';
 import type { BootInfo } from '../image/image-index.js';
 import { ensurePodVm } from './podvm-boot.js';
+import { undoGuessedPodVm } from './podvm-ahead.js';
 import { createSandboxedContainer } from './sandboxed-create.js';
 import { hostShares, parseCpuTune } from '../vm/cputune.js';
 import { buildVmSpec, domainName, runAs, type BuildVmSpecInput } from '../vm/spec.js';
@@ -51,6 +52,7 @@ export async function createContainer(
     const image = m.deps.images.status(imageName);
     if (!image) throw notFound(`image ${imageName} not found: pull it first`);
     holdImage(image.id); // in use from here: RemoveImage refuses it until the record holds it
+    if (s.guessed && image.boot.kind !== 'rootfs') await undoGuessedPodVm(m, s, imageName);
     const kind = podKindFor(s, image.boot.kind, imageName);
     if (kind === 'sandboxed') {
       // Bad mounts and devices are refused before the pod's VM boots for them.
@@ -61,7 +63,12 @@ export async function createContainer(
       // fails there is reported there (a boot that fails first leaves it to finish for the next).
       m.deps.images.ensureRootfs(image.id).catch(() => undefined);
       const p = await ensurePodVm(m, s);
-      return createSandboxedContainer(m, s, p, config, image, imageName);
+      const id = await createSandboxedContainer(m, s, p, config, image, imageName);
+      if (s.guessed) {
+        delete s.guessed; // the guess held: the pod's kind is fixed
+        await m.store.saveSandbox(s);
+      }
+      return id;
     }
     // The kubelet restarts a dead container with the next attempt and removes the dead one later
     // (its GC keeps it for `logs --previous`): only a VM that may still run is in the way.

@@ -51,6 +51,8 @@ export interface PodVmPoolHandle {
   take(want: MachineSettings, kit: string): PoolVm | undefined;
   /** Destroys a taken VM whose claim failed. */
   discard(v: PoolVm): Promise<void>;
+  /** The idle VMs' domain names. */
+  readonly idleNames: string[];
 }
 
 export class PodManager {

@@ -48,8 +48,11 @@ export function podVmOf(m: PodManager, s: SandboxRecord): PodVm | undefined {
   return p;
 }
 
-/** Boots the pod's VM if it has none (caller holds the sandbox's lock). A failure leaves nothing behind. */
-export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodVm> {
+/**
+ * Boots the pod's VM if it has none (caller holds the sandbox's lock). A failure leaves nothing
+ * behind. `ahead`: booted at the image pull on a guess (podvm-ahead.ts), never from the pool.
+ */
+export async function ensurePodVm(m: PodManager, s: SandboxRecord, o: { ahead?: boolean } = {}): Promise<PodVm> {
   const running = podVmOf(m, s);
   if (running) return running;
   const kit = await readGuestKit(m.deps.config.guestKitDir);
@@ -64,7 +67,7 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     }),
   );
   const net = m.networks.get(s.id);
-  const pooled = m.pool?.take(settings, kit.version);
+  const pooled = o.ahead ? undefined : m.pool?.take(settings, kit.version);
   if (pooled) {
     const p = await claimPoolVm(m, s, pooled, settings, net).catch(async (err: unknown) => {
       m.log.warn({ podSandboxId: s.id, domain: pooled.domainName, err: (err as Error).message }, 'cannot use the pool VM; booting the pod its own');
@@ -93,13 +96,14 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord): Promise<PodV
     defined = true;
     if (net) await attachPodTap(net, { fresh: true });
     s.kind = 'sandboxed';
+    if (o.ahead) s.guessed = true;
     s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB };
     await watchPodVm(m, s);
     const p = podVmOf(m, s)!;
     const agent = await p.agent(BOOT_TIMEOUT_MS);
     await agent.setupPod(await podFiles(s, net?.ips[0]?.address));
     await m.store.saveSandbox(s);
-    m.log.info({ podSandboxId: s.id, domain: name, kit: kit.version, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, bootMs: Math.round(performance.now() - started) }, 'pod VM ready');
+    m.log.info({ podSandboxId: s.id, domain: name, kit: kit.version, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, bootMs: Math.round(performance.now() - started), ...(o.ahead ? { atPull: true } : {}) }, 'pod VM ready');
     observeBoot('sandboxed', (performance.now() - started) / 1000);
     return p;
   } catch (err) {
@@ -213,6 +217,7 @@ function forgetPodVm(m: PodManager, s: SandboxRecord): void {
   m.podVms.get(s.id)?.close();
   m.podVms.delete(s.id);
   delete s.kind;
+  delete s.guessed;
   delete s.podVm;
 }
 

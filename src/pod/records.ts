@@ -30,6 +30,8 @@ export interface SandboxRecord {
    * Absent until then, and in records written before sandboxed pods.
    */
   kind?: 'vm' | 'sandboxed';
+  /** 'sandboxed' is a guess: its VM was booted at an image pull (podvm-ahead.ts), no container has run in it yet. */
+  guessed?: true;
   /** The sandboxed pod's VM, once booted. */
   podVm?: PodVmRecord;
   /**

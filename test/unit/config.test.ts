@@ -63,6 +63,13 @@ describe('config', () => {
     expect(() => loadConfig({ env: {}, flags: { config: file('imageRootfsAtPull: sometimes\n') } })).toThrow(new ConfigError('config "imageRootfsAtPull" must be true or false'));
   });
 
+  it('podVmAtPull: true by default, false from the file or VMLET_POD_VM_AT_PULL, nothing but a boolean', () => {
+    expect(defaults.podVmAtPull).toBe(true);
+    expect(loadConfig({ env: { VMLET_CONFIG: file('podVmAtPull: false\n') } }).config.podVmAtPull).toBe(false);
+    expect(loadConfig({ env: { VMLET_CONFIG: file(''), VMLET_POD_VM_AT_PULL: 'false' } }).config.podVmAtPull).toBe(false);
+    expect(() => loadConfig({ env: {}, flags: { config: file('podVmAtPull: 1\n') } })).toThrow(new ConfigError('config "podVmAtPull" must be true or false'));
+  });
+
   it('podVmBios: qboot by default, seabios from the file or VMLET_POD_VM_BIOS, nothing else', () => {
     expect(defaults.podVmBios).toBe('qboot');
     expect(loadConfig({ env: { VMLET_CONFIG: file('podVmBios: seabios\n') } }).config.podVmBios).toBe('seabios');

@@ -1,0 +1,62 @@
+// A pod whose kind its first container decides (no vmlet.io/pod-kind) boots its sandboxed VM at
+// the kubelet's PullImage, as soon as the image's config says it looks like a container image
+// (store.ts looksLike), while the layers download: the first container then finds the VM up
+// instead of waiting for its boot (config podVmAtPull). The kind is a guess until that container
+// (SandboxRecord.guessed): a VM image's first container destroys the VM and the pod becomes a
+// VM-image pod, as it would have without the guess.
+import type { PodSandboxConfig } from './configs.js';
+import type { PodManager } from './manager.js';
+import type { SandboxRecord } from './records.js';
+import { ensurePodVm, removePodVm } from './podvm-boot.js';
+import { parsePodAnnotations } from '../vm/annotations.js';
+
+/** The pod a kubelet's PullImage is for (its sandbox_config), if vmlet runs it and its kind is still open. */
+export function podOfPull(m: PodManager, config: PodSandboxConfig | null | undefined): SandboxRecord | undefined {
+  const md = config?.metadata;
+  if (!m.deps.config.podVmAtPull || !md?.uid) return undefined;
+  for (const s of m.sandboxes.values()) {
+    const o = s.config.metadata!;
+    if (o.uid === md.uid && o.name === md.name && o.namespace === md.namespace && o.attempt === md.attempt) return openKind(m, s) ? s : undefined;
+  }
+  return undefined;
+}
+
+/** Whether the pod's kind is still its first container's to decide, and no VM of it is under way. */
+function openKind(m: PodManager, s: SandboxRecord): boolean {
+  if (s.kind || s.state !== 'ready' || m.closing.has(s.id) || m.containersOf(s.id).length > 0) return false;
+  try {
+    return parsePodAnnotations(s.config.annotations ?? {}).podKind === 'auto';
+  } catch {
+    return false; // RunPodSandbox checked them; nothing to guess on a record that no longer parses
+  }
+}
+
+/**
+ * Boots the pod's VM in the background, under the pod's lock (CreateContainer waits for it; a
+ * StopPodSandbox too). Not from the warm pool: a pod that would take a pool VM takes it at its
+ * first container, in well under a boot. A boot that fails is logged and left to that container.
+ */
+export function bootPodVmAhead(m: PodManager, s: SandboxRecord): void {
+  if (m.pool?.idleNames.length) return;
+  void m.lock
+    .run(s.id, async () => {
+      if (m.sandboxes.get(s.id) !== s || !openKind(m, s)) return; // a container, a stop or a removal came first
+      await ensurePodVm(m, s, { ahead: true });
+    })
+    .catch((err: unknown) => m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'the pod VM booted at the image pull failed; the first container boots one'));
+}
+
+/**
+ * CreateContainer of a VM image in a pod whose VM was booted on a guess (caller holds the pod's
+ * lock): the VM goes (its definition first, which has the name the container's VM takes), and
+ * the pod is as RunPodSandbox left it. Its tap is the pod's own: a guess never takes a pool VM.
+ */
+export async function undoGuessedPodVm(m: PodManager, s: SandboxRecord, image: string): Promise<void> {
+  const domain = s.podVm?.domainName;
+  await m.ownVmStop(s, () => removePodVm(m, s));
+  delete s.kind;
+  delete s.podVm;
+  delete s.guessed;
+  await m.store.saveSandbox(s);
+  m.log.info({ podSandboxId: s.id, domain, image }, 'the pod VM booted at the image pull is destroyed: the first container\'s image boots a VM of its own');
+}
