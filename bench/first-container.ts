@@ -10,8 +10,8 @@
 // and prints vmlet's own figures of the fresh pod: the build's ms ("image rootfs unpacked") and
 // the boot's ("pod VM ready" bootMs). With the two in turn, the fresh CreateContainer would be
 // about again's CreateContainer + the build ("in turn" below).
-// --kubelet: a kubelet's order for a sandboxed pod, pull between RunPodSandbox and
-// CreateContainer, in a vmlet whose pull builds the rootfs and in one whose first container does.
+// --kubelet: a kubelet's order, pull (with the pod's config) between RunPodSandbox and
+// CreateContainer, in vmlets on their defaults and with what runs at the pull turned off.
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -65,26 +65,31 @@ async function firstLinePod(v: VmletProcess, image: string, name: string): Promi
 }
 
 /**
- * --kubelet: a kubelet's order for a sandboxed pod (vmlet.io/pod-kind: sandboxed, so the VM boots
- * at RunPodSandbox; then an auto one, whose VM boots at CreateContainer): RunPodSandbox,
- * PullImage, CreateContainer, StartContainer, first log line;
- * each round in a vmlet whose pull builds the image's rootfs (imageRootfsAtPull: true, the
- * default) and in one whose first container does (false), one after the other.
+ * --kubelet: a kubelet's order (RunPodSandbox, PullImage with the pod's config, CreateContainer,
+ * StartContainer, first log line) for two pod kinds: sandboxed (vmlet.io/pod-kind: sandboxed:
+ * the VM boots at RunPodSandbox) and auto (no annotation: the VM boots at the pull, config
+ * podVmAtPull, or at CreateContainer). Each round in a vmlet on its defaults (the pull builds the
+ * rootfs and boots an auto pod's VM), in one with podVmAtPull off (auto only) and in one with
+ * both off (the rootfs built and the VM booted at CreateContainer), one after the other.
  */
 async function kubeletOrder(image: string): Promise<void> {
+  const setups: Array<[string, string]> = [
+    ['defaults', ''],
+    ['podVmAtPull off', 'podVmAtPull: false\n'],
+    ['both off', 'podVmAtPull: false\nimageRootfsAtPull: false\n'],
+  ];
   const vmlets: Array<[string, VmletProcess]> = [];
   try {
-    for (const atPull of [true, false]) {
-      vmlets.push([`atPull ${atPull}`.padEnd(13), await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\nimageRootfsAtPull: ${atPull}\n` })]);
-    }
+    for (const [name, extra] of setups) vmlets.push([name.padEnd(15), await startVmlet({ config: `registries:\n  insecure: ["${reg.host}"]\nguestKitDir: ${KIT}\n${extra}` })]);
     const ms = (x: number | undefined) => `${(x ?? NaN).toFixed(0)}`.padStart(8);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    // sandboxed: the VM boots at RunPodSandbox; auto: at CreateContainer, once the image says what the pod is.
     for (const kind of ['sandboxed', 'auto']) {
-      console.log(`pod kind ${kind}\nround  vmlet          RunPodSandbox  PullImage  CreateContainer  Start+line | pull+create  whole`);
+      // A sandboxed pod's VM boots at RunPodSandbox whatever podVmAtPull says.
+      const these = kind === 'auto' ? vmlets : vmlets.filter(([name]) => !name.startsWith('podVmAtPull'));
+      console.log(`pod kind ${kind}\nround  vmlet            RunPodSandbox  PullImage  CreateContainer  Start+line | pull+create  whole`);
       const sums = new Map<string, number[]>();
       for (let r = 0; r < rounds; r++) {
-        for (const [name, vm] of vmlets) {
+        for (const [name, vm] of these) {
           const run = await startPod(vm.runtime, {
             name: `kubelet-${kind}-${r}`,
             handler: 'vmlet',
@@ -94,7 +99,7 @@ async function kubeletOrder(image: string): Promise<void> {
             marker: FIRST_LINE,
             annotations: kind === 'auto' ? {} : { 'vmlet.io/pod-kind': kind },
             timeoutMs: 300_000,
-            pull: () => call(vm.image, 'PullImage', { image: { image } }),
+            pull: (sandboxConfig) => call(vm.image, 'PullImage', { image: { image }, sandbox_config: sandboxConfig }),
           });
           const p = run.phases;
           const pullCreate = p.PullImage! + p.CreateContainer!;
@@ -104,8 +109,8 @@ async function kubeletOrder(image: string): Promise<void> {
           await call(vm.image, 'RemoveImage', { image: { image } });
         }
       }
-      const [on, off] = [...sums.values()].map(median);
-      console.log(`${kind}: median PullImage + CreateContainer: built at pull ${on!.toFixed(0)} ms, at first container ${off!.toFixed(0)} ms: ratio ${(on! / off!).toFixed(2)}`);
+      const [base, ...others] = [...sums.entries()].map(([name, xs]) => [name.trim(), median(xs)] as const);
+      console.log(`${kind}: median PullImage + CreateContainer: ${base![0]} ${base![1].toFixed(0)} ms; ${others.map(([n, x]) => `${n} ${x.toFixed(0)} ms (ratio ${(base![1] / x).toFixed(2)})`).join('; ')}`);
     }
   } finally {
     for (const [, vm] of vmlets) await vm.stop();

@@ -32,8 +32,8 @@ export interface PodToRun {
   marker: string;
   linux?: boolean;
   timeoutMs?: number;
-  /** Called between RunPodSandbox and CreateContainer, as a kubelet pulls the image there (lapped as PullImage). */
-  pull?: () => Promise<unknown>;
+  /** Called between RunPodSandbox and CreateContainer with the pod's config, as a kubelet pulls the image there (lapped as PullImage). */
+  pull?: (sandboxConfig: object) => Promise<unknown>;
 }
 
 /** Whether the CRI log at `path` has a line whose content is `content`. */
@@ -65,7 +65,7 @@ export async function startPod(runtime: unknown, o: PodToRun): Promise<PodRun> {
   const { pod_sandbox_id: pod } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: o.handler });
   lap('RunPodSandbox');
   if (o.pull) {
-    await o.pull();
+    await o.pull(config);
     lap('PullImage');
   }
   const { container_id: container } = await rt<{ container_id: string }>('CreateContainer', {
