@@ -67,7 +67,7 @@ async function firstLinePod(v: VmletProcess, image: string, name: string): Promi
 /**
  * --kubelet: a kubelet's order (RunPodSandbox, PullImage with the pod's config, CreateContainer,
  * StartContainer, first log line) for two pod kinds: sandboxed (vmlet.io/pod-kind: sandboxed:
- * the VM boots at RunPodSandbox) and auto (no annotation: the VM boots at the pull, config
+ * the VM boots once RunPodSandbox has answered) and auto (no annotation: the VM boots at the pull, config
  * podVmAtPull, or at CreateContainer). Each round in a vmlet on its defaults (the pull builds the
  * rootfs and boots an auto pod's VM), in one with podVmAtPull off (auto only) and in one with
  * both off (the rootfs built and the VM booted at CreateContainer), one after the other.
@@ -84,7 +84,7 @@ async function kubeletOrder(image: string): Promise<void> {
     const ms = (x: number | undefined) => `${(x ?? NaN).toFixed(0)}`.padStart(8);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     for (const kind of ['sandboxed', 'auto']) {
-      // A sandboxed pod's VM boots at RunPodSandbox whatever podVmAtPull says.
+      // A sandboxed pod's VM boots after RunPodSandbox whatever podVmAtPull says.
       const these = kind === 'auto' ? vmlets : vmlets.filter(([name]) => !name.startsWith('podVmAtPull'));
       console.log(`pod kind ${kind}\nround  vmlet            RunPodSandbox  PullImage  CreateContainer  Start+line | pull+create  whole`);
       const sums = new Map<string, number[]>();

@@ -3,7 +3,7 @@
 // machine, N runs of each, median / min / max:
 //   1. sandboxed pod start through vmlet's CRI: RunPodSandbox → CreateContainer → StartContainer →
 //      first log line in the CRI log, per phase; in auto mode (the VM boots at CreateContainer) and
-//      with vmlet.io/pod-kind: sandboxed (the VM boots at RunPodSandbox). Plus where the time of
+//      with vmlet.io/pod-kind: sandboxed (the VM boots once RunPodSandbox has answered). Plus where the time of
 //      the auto start goes: host-side times of the pod VM's console markers, the guest's own
 //      VMLET-TIMES and vmlet's "pod VM ready" bootMs.
 //   2. ExecSync `echo hi` in a running sandboxed container (30 after 3 warm-ups).
@@ -329,7 +329,7 @@ async function main(): Promise<void> {
     console.log(`vmlet's pod VM QEMU: -machine ${qemuInfo.machine} -cpu ${qemuInfo.cpu ?? '(default)'} -m ${qemuInfo.mem} -smp ${qemuInfo.smp} -bios ${qemuInfo.bios ?? '(SeaBIOS)'}; the bare boot the same`);
     for (const l of out) console.log(`  (${l})`);
     printPhases('1a. sandboxed pod, auto (VM boots in CreateContainer):', auto);
-    printPhases('1b. sandboxed pod, vmlet.io/pod-kind: sandboxed (VM boots in RunPodSandbox):', early);
+    printPhases('1b. sandboxed pod, vmlet.io/pod-kind: sandboxed (VM boots once RunPodSandbox has answered):', early);
     printPhases('1c. sandboxed pod taking a warm-pool VM (config podVmPool size 1; auto mode):', pooled);
     printPhases('    where 1a\'s time goes:', breakdown);
     console.log('    guest phase ends (uptime, s):');

@@ -9,7 +9,7 @@ import type { PullSnapshot } from '../image/pull-progress.js';
 import { observePull } from '../metrics/vmlet.js';
 import type { PodSandboxConfig } from './configs.js';
 import type { PodManager } from './manager.js';
-import { bootPodVmAhead, podOfPull } from './podvm-ahead.js';
+import { bootPodVmAtPull, podOfPull } from './podvm-ahead.js';
 
 export async function pullImage(
   images: ImageStore,
@@ -20,7 +20,7 @@ export async function pullImage(
 ): Promise<ImageRecord> {
   const t0 = performance.now();
   const pod = forPod && podOfPull(forPod.pods, forPod.config);
-  const rec = await images.pull(name, creds, watch, pod && ((looks) => looks === 'container' && bootPodVmAhead(forPod.pods, pod)));
+  const rec = await images.pull(name, creds, watch, pod && ((looks) => looks === 'container' && bootPodVmAtPull(forPod.pods, pod)));
   observePull(rec.size, (performance.now() - t0) / 1000);
   return rec;
 }

@@ -3,6 +3,7 @@
 // Every known state and kind is listed, at 0 when empty, so a series never vanishes mid-graph.
 import type { PodCounts, StateCount } from '../metrics/vmlet.js';
 import type { ContainerRecord, ContainerState, SandboxRecord, SandboxState } from './records.js';
+import { POD_KIND_ANNOTATION } from '../vm/annotations.js';
 
 const SANDBOX_STATES: readonly SandboxState[] = ['ready', 'notready'];
 const SANDBOX_KINDS = ['vm', 'sandboxed', 'undecided'] as const;
@@ -27,7 +28,10 @@ function count<R>(records: Iterable<R>, states: readonly string[], kinds: readon
 
 export function podCounts(m: { sandboxes: ReadonlyMap<string, SandboxRecord>; containers: ReadonlyMap<string, ContainerRecord> }): PodCounts {
   return {
-    pods: count(m.sandboxes.values(), SANDBOX_STATES, SANDBOX_KINDS, (s) => [s.state, s.kind ?? 'undecided']),
+    pods: count(m.sandboxes.values(), SANDBOX_STATES, SANDBOX_KINDS, (s) => [s.state, kindOf(s)]),
     containers: count(m.containers.values(), CONTAINER_STATES, CONTAINER_KINDS, (c) => [c.state, c.kind ?? 'vm']),
   };
 }
+
+/** A pod annotated sandboxed is one while its VM boots (after RunPodSandbox answered), before the record says so. */
+const kindOf = (s: SandboxRecord): string => s.kind ?? (s.config.annotations?.[POD_KIND_ANNOTATION] === 'sandboxed' ? 'sandboxed' : 'undecided');

@@ -1,9 +1,9 @@
-// A pod whose kind its first container decides (no vmlet.io/pod-kind) boots its sandboxed VM at
-// the kubelet's PullImage, as soon as the image's config says it looks like a container image
-// (store.ts looksLike), while the layers download: the first container then finds the VM up
-// instead of waiting for its boot (config podVmAtPull). The kind is a guess until that container
-// (SandboxRecord.guessed): a VM image's first container destroys the VM and the pod becomes a
-// VM-image pod, as it would have without the guess.
+// A sandboxed pod's VM booted before its first container, in the background while the kubelet
+// pulls: at RunPodSandbox with vmlet.io/pod-kind: sandboxed, and for a pod whose kind its first
+// container decides (no annotation) at the kubelet's PullImage, as soon as the image's config
+// says it looks like a container image (store.ts looksLike; config podVmAtPull). That kind is a
+// guess until the first container (SandboxRecord.guessed): a VM image's first container destroys
+// the VM and the pod becomes a VM-image pod, as it would have without the guess.
 import type { PodSandboxConfig } from './configs.js';
 import type { PodManager } from './manager.js';
 import type { SandboxRecord } from './records.js';
@@ -32,18 +32,35 @@ function openKind(m: PodManager, s: SandboxRecord): boolean {
 }
 
 /**
- * Boots the pod's VM in the background, under the pod's lock (CreateContainer waits for it; a
- * StopPodSandbox too). Not from the warm pool: a pod that would take a pool VM takes it at its
- * first container, in well under a boot. A boot that fails is logged and left to that container.
+ * Boots the pod's VM at the image pull, on the guess (see above), in the background under the
+ * pod's lock. Not from the warm pool: a pod that would take a pool VM takes it at its first
+ * container, in well under a boot.
  */
-export function bootPodVmAhead(m: PodManager, s: SandboxRecord): void {
+export function bootPodVmAtPull(m: PodManager, s: SandboxRecord): void {
   if (m.pool?.idleNames.length) return;
+  bootInBackground(m, s, () => openKind(m, s), { guessed: true }, 'the pod VM booted at the image pull failed; the first container boots one');
+}
+
+/**
+ * RunPodSandbox with vmlet.io/pod-kind: sandboxed: the VM boots (or a pool VM is claimed) after
+ * the call has answered, while the kubelet pulls the pod's images, as at a guessed pull.
+ */
+export function bootPodVmOfKind(m: PodManager, s: SandboxRecord): void {
+  bootInBackground(m, s, () => s.state === 'ready' && !m.closing.has(s.id), {}, 'the pod VM booted at RunPodSandbox failed; the first container boots one');
+}
+
+/**
+ * Under the pod's lock, so CreateContainer waits for the boot's end and Stop/RemovePodSandbox
+ * too; `still` says whether the pod still wants it then. A failure (nothing is left of it:
+ * ensurePodVm) is logged and left to the first container, which boots again and reports it.
+ */
+function bootInBackground(m: PodManager, s: SandboxRecord, still: () => boolean, o: { guessed?: boolean }, failed: string): void {
   void m.lock
     .run(s.id, async () => {
-      if (m.sandboxes.get(s.id) !== s || !openKind(m, s)) return; // a container, a stop or a removal came first
-      await ensurePodVm(m, s, { ahead: true });
+      if (m.sandboxes.get(s.id) !== s || !still()) return; // a container, a stop or a removal came first
+      await ensurePodVm(m, s, o);
     })
-    .catch((err: unknown) => m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, 'the pod VM booted at the image pull failed; the first container boots one'));
+    .catch((err: unknown) => m.log.warn({ podSandboxId: s.id, err: (err as Error).message }, failed));
 }
 
 /**

@@ -17,6 +17,7 @@ import { netArgs, podVmSpec, type PodNetForGuest } from '../guest/pod-vm-spec.js
 import type { AgentClient, ExitEvent, HelloResult } from '../guest/agent-client.js';
 import type { PodManager } from './manager.js';
 import type { ContainerRecord, SandboxRecord } from './records.js';
+import type { PodSandboxConfig } from './configs.js';
 import { CLAIMED_BY, type PoolVm } from './pool-vm.js';
 import { podVmFiles, removePodVmDisks, type PodVmFiles } from './podvm-files.js';
 import { PodVm } from './podvm.js';
@@ -48,26 +49,32 @@ export function podVmOf(m: PodManager, s: SandboxRecord): PodVm | undefined {
   return p;
 }
 
-/**
- * Boots the pod's VM if it has none (caller holds the sandbox's lock). A failure leaves nothing
- * behind. `ahead`: booted at the image pull on a guess (podvm-ahead.ts), never from the pool.
- */
-export async function ensurePodVm(m: PodManager, s: SandboxRecord, o: { ahead?: boolean } = {}): Promise<PodVm> {
-  const running = podVmOf(m, s);
-  if (running) return running;
+/** The kit a pod's VM boots and its machine (from the pod's annotations and resources); FAILED_PRECONDITION without a kit. */
+export async function podVmPlan(m: PodManager, config: PodSandboxConfig): Promise<{ kit: InstalledKit; settings: MachineSettings }> {
   const kit = await readGuestKit(m.deps.config.guestKitDir);
   const settings = sizePodVm(
     parseVmSettings({
-      sandboxAnnotations: s.config.annotations ?? {},
+      sandboxAnnotations: config.annotations ?? {},
       containerAnnotations: {},
       imageLabels: {},
       containerResources: null,
-      sandboxResources: s.config.linux?.resources ?? null,
+      sandboxResources: config.linux?.resources ?? null,
       defaults: NODE_DEFAULTS,
     }),
   );
+  return { kit, settings };
+}
+
+/**
+ * Boots the pod's VM if it has none (caller holds the sandbox's lock). A failure leaves nothing
+ * behind. `guessed`: booted at the image pull on a guess (podvm-ahead.ts), never from the pool.
+ */
+export async function ensurePodVm(m: PodManager, s: SandboxRecord, o: { guessed?: boolean } = {}): Promise<PodVm> {
+  const running = podVmOf(m, s);
+  if (running) return running;
+  const { kit, settings } = await podVmPlan(m, s.config);
   const net = m.networks.get(s.id);
-  const pooled = o.ahead ? undefined : m.pool?.take(settings, kit.version);
+  const pooled = o.guessed ? undefined : m.pool?.take(settings, kit.version);
   if (pooled) {
     const p = await claimPoolVm(m, s, pooled, settings, net).catch(async (err: unknown) => {
       m.log.warn({ podSandboxId: s.id, domain: pooled.domainName, err: (err as Error).message }, 'cannot use the pool VM; booting the pod its own');
@@ -96,14 +103,14 @@ export async function ensurePodVm(m: PodManager, s: SandboxRecord, o: { ahead?: 
     defined = true;
     if (net) await attachPodTap(net, { fresh: true });
     s.kind = 'sandboxed';
-    if (o.ahead) s.guessed = true;
+    if (o.guessed) s.guessed = true;
     s.podVm = { domainName: name, agentSocket: socket.path, scratch, consoleLog, kit: kit.version, lastStream: 0, memoryMiB: settings.memoryMiB, maxMemoryMiB: settings.maxMemoryMiB };
     await watchPodVm(m, s);
     const p = podVmOf(m, s)!;
     const agent = await p.agent(BOOT_TIMEOUT_MS);
     await agent.setupPod(await podFiles(s, net?.ips[0]?.address));
     await m.store.saveSandbox(s);
-    m.log.info({ podSandboxId: s.id, domain: name, kit: kit.version, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, bootMs: Math.round(performance.now() - started), ...(o.ahead ? { atPull: true } : {}) }, 'pod VM ready');
+    m.log.info({ podSandboxId: s.id, domain: name, kit: kit.version, vcpus: settings.vcpus, memoryMiB: settings.memoryMiB, bootMs: Math.round(performance.now() - started), ...(o.guessed ? { atPull: true } : {}) }, 'pod VM ready');
     observeBoot('sandboxed', (performance.now() - started) / 1000);
     return p;
   } catch (err) {

@@ -1,10 +1,12 @@
 // RunPodSandbox: a pod's state dir, record and network namespace. No VM yet: that comes with
-// its container. A failure leaves nothing behind.
+// its container, or boots once this call has answered (vmlet.io/pod-kind: sandboxed). A failure
+// leaves nothing behind.
 import { phases } from '../util/phases.js';
 import { alreadyExists, invalidArgument } from '../errors.js';
 import { createNetns, deleteNetns, netnsName, netnsPath } from '../net/netns.js';
 import { checkPortMappings, setupPodNetwork, teardownPodNetwork } from '../net/index.js';
-import { ensurePodVm } from './podvm-boot.js';
+import { podVmPlan } from './podvm-boot.js';
+import { bootPodVmOfKind } from './podvm-ahead.js';
 import type { PodSandboxConfig } from './configs.js';
 import { newId } from './ids.js';
 import { parsePodAnnotations } from '../vm/annotations.js';
@@ -44,6 +46,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
   // A cgroup_parent vmlet cannot use is refused before anything is made (docs/pod-cgroup.md).
   const cgroupParent = config!.linux?.cgroup_parent;
   podCgroupPath(cgroupParent, resolveCgroupDriver(cfg.cgroupDriver));
+  // A pod VM that could not boot (no guest kit, a machine vmlet cannot make) is refused here: it
+  // boots once this call has answered (podvm-ahead.ts).
+  if (podKind === 'sandboxed') await podVmPlan(m, config!);
   const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
   return m.lock.run(`sandbox-name:${key}`, async () => {
     for (const s of m.sandboxes.values()) {
@@ -97,8 +102,6 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
     }
     m.sandboxes.set(id, rec);
     try {
-      // Asked for: the VM boots now, while the kubelet pulls the images.
-      if (podKind === 'sandboxed') await m.lock.run(id, () => ensurePodVm(m, rec));
       delete rec.creating;
       await m.store.saveSandbox(rec);
       lap('saveMs');
@@ -112,7 +115,9 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
       if (helpers) removeCreated(helpers.made);
       throw err;
     }
-    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: rec.kind ?? 'decided by its first container', ...(helpers ? { cgroup: helpers.pod } : {}), ...fields() }, 'pod sandbox created');
+    m.log.info({ podSandboxId: id, pod: `${md.namespace}/${md.name}`, handler: runtimeHandler, netns: rec.netns.path, kind: podKind === 'auto' ? 'decided by its first container' : podKind, ...(helpers ? { cgroup: helpers.pod } : {}), ...fields() }, 'pod sandbox created');
+    // Asked for: the VM boots now, while the kubelet pulls the images; its first container waits for it.
+    if (podKind === 'sandboxed') bootPodVmOfKind(m, rec);
     return id;
   });
 }

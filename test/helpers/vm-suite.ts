@@ -4,7 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { call, ROOT, startVmlet, type VmletProcess } from './vmlet.js';
+import { call, parseLogLines, ROOT, startVmlet, type VmletProcess } from './vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestImageName, type TestRegistry } from './registry.js';
 import { waitFor } from './wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
@@ -41,6 +41,14 @@ export async function startVmSuite(images: Array<[TestImageName, string]>, opts:
 /** vmlet's config for pulling from the test registry over plain HTTP. */
 export function vmletConfig(reg: TestRegistry): string {
   return `registries:\n  insecure: ["${reg.host}"]\n`;
+}
+
+/**
+ * A sandboxed pod's VM is ready (its 'pod VM ready' log line): it boots after RunPodSandbox
+ * answered (vmlet.io/pod-kind: sandboxed) or at a pull (podVmAtPull). Returns that line.
+ */
+export function podVmReady(v: VmletProcess, podId: string, timeoutMs = 120_000): Promise<Record<string, unknown>> {
+  return waitFor(`the pod VM of ${podId.slice(0, 8)} ready`, () => parseLogLines(v.logLines).find((e) => e.msg === 'pod VM ready' && e.podSandboxId === podId), { timeoutMs, intervalMs: 50 });
 }
 
 /** Removes every pod vmlet still has, then stops vmlet and the registry. */

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { call, parseLogLines, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { podVmReady, startVmSuite, stopVmSuite, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { domainExists, virsh } from '../helpers/virsh.js';
 
 let v: VmletProcess;
@@ -81,6 +81,7 @@ describe('a crash between defining a VM and recording it', () => {
     const uid = randomBytes(8).toString('hex');
     const sandbox = { metadata: { name: 'crashsbx', namespace: 'crash', uid, attempt: 0 }, log_directory: join(logDir, uid), annotations: { 'vmlet.io/pod-kind': 'sandboxed' } };
     const { pod_sandbox_id: pod } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config: sandbox, runtime_handler: 'vmlet' });
+    await podVmReady(v, pod); // it boots once RunPodSandbox has answered
     const file = join(v.stateDir, 'pods', pod, 'sandbox.json');
     const rec = JSON.parse(readFileSync(file, 'utf8')) as { kind?: string; podVm?: { domainName: string } };
     const domain = rec.podVm!.domainName;

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { podVmReady, runVmPod, startVmSuite, stopVmSuite, waitForAgent, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { hostLayout, removeCreated } from '../../src/vm/pod-cgroup.js';
 
@@ -129,6 +129,7 @@ describe('pod cgroup (cgroupfs driver)', () => {
     const uid = randomBytes(8).toString('hex');
     const config = { metadata: { name: 'cgsbx', namespace: 'cgtest', uid, attempt: 0 }, log_directory: join(logDir, uid), annotations: { 'vmlet.io/pod-kind': 'sandboxed' }, linux: { cgroup_parent: parent } };
     const { pod_sandbox_id: id } = await rt<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+    await podVmReady(v, id); // it boots once RunPodSandbox has answered
     const st = await rt<{ info: Record<string, string> }>('PodSandboxStatus', { pod_sandbox_id: id, verbose: true });
     const domains = readdirSync('/run/libvirt/qemu').filter((f) => f.endsWith('.pid') && f.includes(id.slice(0, 8)));
     expect(domains, JSON.stringify(st.info)).toHaveLength(1);

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { call, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { runVmPod, startVmSuite, stopVmSuite, waitForAgent } from '../helpers/vm-suite.js';
+import { podVmReady, runVmPod, startVmSuite, stopVmSuite, waitForAgent } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { domainName } from '../../src/vm/spec.js';
 
@@ -92,6 +92,7 @@ describe('QEMU confinement', () => {
   it('runs a sandboxed pod\'s VM unprivileged: its image tree and shared dir are virtiofs, the image tree from a read-only bind', async () => {
     const config = { metadata: { name: 'sbx', namespace: 'confine', uid: 'confine-sbx', attempt: 0 }, log_directory: tempDir('vmlet-confine-logs-'), annotations: { 'vmlet.io/pod-kind': 'sandboxed' } };
     const { pod_sandbox_id: id } = await call<object, { pod_sandbox_id: string }>(v.runtime, 'RunPodSandbox', { config, runtime_handler: 'vmlet' });
+    await podVmReady(v, id); // it boots once RunPodSandbox has answered
     const domain = domainName('sbx', 'confine', id);
     const pid = Number(readFileSync(`/run/libvirt/qemu/${domain}.pid`, 'utf8').trim());
     expect(uidOf(readFileSync(`/proc/${pid}/status`, 'utf8'))).toBe(idOf('-u', 'libvirt-qemu'));

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
-import { startVmSuite, stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.js';
+import { podVmReady, startVmSuite, stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
 import { parseCriLogLine } from '../../src/stream/cri-log.js';
 import { dommemstat, virsh } from '../helpers/virsh.js';
@@ -329,13 +329,16 @@ describe('sandboxed pod: containers of a plain OCI image inside one micro-VM', (
 });
 
 describe('pod kind annotation', () => {
-  it('vmlet.io/pod-kind: sandboxed boots the VM at RunPodSandbox; a bad value is refused there', async () => {
+  it('vmlet.io/pod-kind: sandboxed boots the VM once RunPodSandbox has answered; a bad value is refused there', async () => {
     const bad = await failure(runPod('badkind', { 'vmlet.io/pod-kind': 'container' }));
     expect(bad.code).toBe(Status.INVALID_ARGUMENT);
     expect(bad.details).toMatch(/vmlet\.io\/pod-kind/);
     // A pod name longer than a hostname may be (critest's are): the guest's is cut as the kubelet cuts it.
     const name = 'early-' + 'x'.repeat(70);
     const pod = await runPod(name, { 'vmlet.io/pod-kind': 'sandboxed' }, '');
+    // It boots once RunPodSandbox has answered (a boot takes seconds here), with no container asked for.
+    expect(v.logLines.some((l) => l.includes('"pod VM ready"') && l.includes(pod.id))).toBe(false);
+    await podVmReady(v, pod.id);
     expect(virsh('domstate', domainName(name, 'sbx', pod.id)).trim()).toBe('running');
     const c = await create(pod, 'c', { command: ['sh', '-c', 'echo quick; hostname'] });
     await rt('StartContainer', { container_id: c });

@@ -101,12 +101,13 @@ describe('metrics address', () => {
   });
 });
 
-const sandbox = (id: string, state: SandboxRecord['state'], kind?: SandboxRecord['kind']) => ({ id, state, kind }) as SandboxRecord;
+const sandbox = (id: string, state: SandboxRecord['state'], kind?: SandboxRecord['kind'], annotations: Record<string, string> = {}) => ({ id, state, kind, config: { annotations } }) as SandboxRecord;
 const container = (id: string, state: ContainerRecord['state'], kind?: 'sandboxed') => ({ id, state, kind }) as ContainerRecord;
 
 describe('pods by state and kind', () => {
   it('counts every known state and kind, zeros included', () => {
-    const sandboxes = new Map([sandbox('a', 'ready', 'vm'), sandbox('b', 'ready', 'vm'), sandbox('c', 'notready', 'sandboxed'), sandbox('d', 'ready')].map((s) => [s.id, s]));
+    // e: annotated sandboxed, its VM booting after RunPodSandbox answered (no kind recorded yet).
+    const sandboxes = new Map([sandbox('a', 'ready', 'vm'), sandbox('b', 'ready', 'vm'), sandbox('c', 'notready', 'sandboxed'), sandbox('d', 'ready'), sandbox('e', 'ready', undefined, { 'vmlet.io/pod-kind': 'sandboxed' })].map((s) => [s.id, s]));
     const containers = new Map([container('x', 'running'), container('y', 'exited', 'sandboxed'), container('z', 'running')].map((c) => [c.id, c]));
     const n = podCounts({ sandboxes, containers });
     const pod = (state: string, kind: string) => n.pods.find((p) => p.state === state && p.kind === kind)?.count;
@@ -114,6 +115,7 @@ describe('pods by state and kind', () => {
     expect(pod('ready', 'vm')).toBe(2);
     expect(pod('notready', 'sandboxed')).toBe(1);
     expect(pod('ready', 'undecided')).toBe(1);
+    expect(pod('ready', 'sandboxed')).toBe(1);
     expect(pod('notready', 'vm')).toBe(0);
     expect(n.pods).toHaveLength(6);
     expect(ctr('running', 'vm')).toBe(2);

@@ -1,14 +1,16 @@
-// A pod whose kind its first container decides boots its VM at the kubelet's PullImage of an image
+// A sandboxed pod's VM booted before its first container, in the background (pod/podvm-ahead.ts):
+// a pod whose kind its first container decides boots it at the kubelet's PullImage of an image
 // that looks like a container image (config podVmAtPull), in a kubelet's order: RunPodSandbox,
-// PullImage with the pod's config, CreateContainer, StartContainer. Real vmlet, libvirtd, QEMU
-// (TCG) and loopback registry; the images are pulled here for the first time, so the guess comes
-// from their configs, before their layers.
+// PullImage with the pod's config, CreateContainer, StartContainer; a pod annotated sandboxed
+// boots it once RunPodSandbox has answered. Real vmlet, libvirtd, QEMU (TCG) and loopback
+// registry; the images are pulled here for the first time, so the guess comes from their
+// configs, before their layers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import { call, failure, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { pushLayers, tarOf } from '../helpers/oci-push.js';
 import { stopVmSuite, TEST_GUEST_KIT, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
@@ -162,4 +164,52 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     expect(domainExists(podDomain(pod))).toBe(false);
     expect(existsSync(join(v.stateDir, 'pods', pod.id))).toBe(false);
   }, 240_000);
+});
+
+describe('a pod annotated sandboxed boots its VM once RunPodSandbox has answered', () => {
+  /** A vmlet booting sandboxed pods from `kit`, on the suite's registry. */
+  const vmletWithKit = (kit: string) => startVmlet({ config: `${vmletConfig(reg)}guestKitDir: ${kit}\n` });
+
+  it('refuses the pod at RunPodSandbox when no guest kit is there, naming guestKitDir, and leaves nothing behind', async () => {
+    const other = await vmletWithKit(join(tempDir('vmlet-nokit-'), 'missing'));
+    try {
+      const config = { metadata: { name: 'nokit', namespace: 'ahead', uid: randomBytes(8).toString('hex'), attempt: 0 }, log_directory: tempDir('vmlet-nokit-logs-'), annotations: { 'vmlet.io/pod-kind': 'sandboxed' } };
+      const err = await failure(call(other.runtime, 'RunPodSandbox', { config, runtime_handler: 'vmlet' }));
+      expect(err.code).toBe(Status.FAILED_PRECONDITION);
+      expect(err.details).toMatch(/guestKitDir/);
+      expect((await call<object, { items: object[] }>(other.runtime, 'ListPodSandbox', {})).items).toEqual([]);
+      // Refused before anything was made: no pod dir (its record, its netns's name) was ever written.
+      const pods = join(other.stateDir, 'pods');
+      expect(existsSync(pods) ? readdirSync(pods) : []).toEqual([]);
+    } finally {
+      await other.stop();
+    }
+  }, 60_000);
+
+  it('a boot that fails after the answer: logged, the pod stays ready, and its first container boots again and gets the error; nothing of either VM stays', async () => {
+    // A kit whose kernel QEMU cannot load: the checks at RunPodSandbox pass, the boot fails.
+    const kit = tempDir('vmlet-badkit-');
+    for (const f of ['initrd.img', 'cmdline', 'VERSION']) if (existsSync(join(TEST_GUEST_KIT, f))) copyFileSync(join(TEST_GUEST_KIT, f), join(kit, f));
+    writeFileSync(join(kit, 'vmlinux'), '');
+    const other = await vmletWithKit(kit);
+    const ort = <T>(method: string, req: object) => call<object, T>(other.runtime, method, req);
+    try {
+      await call(other.image, 'PullImage', { image: { image } });
+      const uid = randomBytes(8).toString('hex');
+      const config = { metadata: { name: 'badkit', namespace: 'ahead', uid, attempt: 0 }, log_directory: join(logDir, uid), annotations: { 'vmlet.io/pod-kind': 'sandboxed' } };
+      const { pod_sandbox_id: id } = await ort<{ pod_sandbox_id: string }>('RunPodSandbox', { config, runtime_handler: 'vmlet' });
+      await waitFor('the failed boot logged', () => parseLogLines(other.logLines).find((e) => e.msg === 'the pod VM booted at RunPodSandbox failed; the first container boots one' && e.podSandboxId === id), { timeoutMs: 60_000, intervalMs: 50 });
+      expect((await ort<{ status: { state: string } }>('PodSandboxStatus', { pod_sandbox_id: id })).status.state).toBe('SANDBOX_READY');
+      const domain = domainName('badkit', 'ahead', id);
+      expect(domainExists(domain)).toBe(false);
+      const err = await failure(ort('CreateContainer', { pod_sandbox_id: id, config: { metadata: { name: 'c', attempt: 0 }, image: { image }, log_path: 'c.log' }, sandbox_config: config }));
+      expect(err.code).not.toBe(Status.OK);
+      expect(err.details).toMatch(/kernel|vmlinux/i);
+      expect(domainExists(domain)).toBe(false);
+      expect(existsSync(podVmFiles(join(other.stateDir, 'pods', id), id).scratch)).toBe(false);
+      await ort('RemovePodSandbox', { pod_sandbox_id: id });
+    } finally {
+      await other.stop();
+    }
+  }, 120_000);
 });
