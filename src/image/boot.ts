@@ -9,7 +9,8 @@ import { join, posix } from 'node:path';
 import { VmletError } from '../errors.js';
 import type { BootInfo } from './image-index.js';
 import { probeDisk, qemuImgInfo, type DiskInfo } from './qemu-img.js';
-import { resolveInImage, scanLayers, type LayerRef, type ScanLimits, type ScanResult } from './layer-scan.js';
+import { scanLayers, type LayerRef, type ScanLimits, type ScanResult } from './layer-scan.js';
+import { resolveWithin } from './users.js';
 import { LABEL, parseImageLabels } from '../vm/image-labels.js';
 import { unpackPvhKernel } from './kernel-pvh.js';
 
@@ -72,8 +73,8 @@ async function bootOf(imageId: string, scan: ScanResult, label: ReturnType<typeo
     await rename(src, dest);
     return { kind: 'containerdisk', disk: { path: dest, format: info.format, virtualSize: info.virtualSize } };
   }
-  const kernel = resolve(kernelPath, scan);
-  const initrd = resolve(initrdPath, scan);
+  const kernel = await keptFile(kernelPath, scan);
+  const initrd = await keptFile(initrdPath, scan);
   const labelled = label.kernel !== undefined;
   if (kernel && (initrd || labelled)) {
     if (label.initrd !== undefined && !initrd) {
@@ -118,7 +119,16 @@ export async function inspectContainerDisk(path: string, name: string): Promise<
   return { ...info, format: probe.format };
 }
 
-function resolve(path: string, scan: { files: Map<string, string>; symlinks: Map<string, string> }): string | undefined {
-  const real = resolveInImage(path, scan.symlinks);
+/**
+ * The temp file the scan kept for in-image `path`, its symlinks followed inside the image (users.ts
+ * resolveWithin, as for a tree on disk or an EROFS tree): the scan knows its symlinks and kept
+ * files; every other path on the way is taken for a directory.
+ */
+export async function keptFile(path: string, scan: Pick<ScanResult, 'files' | 'symlinks'>): Promise<string | undefined> {
+  const real = await resolveWithin<string>('', path, (dir, name) => {
+    const p = dir === '' ? name : `${dir}/${name}`;
+    const target = scan.symlinks.get(p);
+    return target !== undefined ? { node: p, target, dir: false } : { node: p, dir: !scan.files.has(p) };
+  });
   return real === undefined ? undefined : scan.files.get(real);
 }

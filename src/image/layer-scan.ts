@@ -11,7 +11,6 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { VmletError } from '../errors.js';
 import { HostileLayerError, ScanBudget, StoreFullError, isSmallImage, normalizeEntryPath, wantedBy, type LayerRead, type LayerRef, type ScanLimits, type Wanted } from './layer-tar.js';
 import { readLayersInWorker } from './scan-client.js';
 import { readOneLayer } from './layer-read.js';
@@ -151,30 +150,4 @@ async function applyLayer(layer: LayerRef, read: LayerRead, st: ImageState): Pro
   }
   for (const [src, dst] of copies) await pipeline(createReadStream(src), createWriteStream(dst, { mode: 0o600 }));
   for (const tmp of unclaimed) st.removals.push(rm(tmp, { force: true }));
-}
-
-/** Resolves an in-image path through the image's symlinks, staying inside the image root. */
-export function resolveInImage(path: string, symlinks: Map<string, string>, maxHops = 40): string | undefined {
-  let parts = normalizeEntryPath(path, (why) => new VmletError('invalid-argument', why)).split('/');
-  for (let hops = 0; hops <= maxHops; hops++) {
-    let changed = false;
-    for (let i = 1; i <= parts.length; i++) {
-      const prefix = parts.slice(0, i).join('/');
-      const target = symlinks.get(prefix);
-      if (target === undefined) continue;
-      // Absolute targets are relative to the image root; '..' stops at the root.
-      const base = target.startsWith('/') ? [] : parts.slice(0, i - 1);
-      const joined: string[] = [];
-      for (const p of [...base, ...target.split('/'), ...parts.slice(i)]) {
-        if (p === '' || p === '.') continue;
-        if (p === '..') joined.pop();
-        else joined.push(p);
-      }
-      parts = joined;
-      changed = true;
-      break;
-    }
-    if (!changed) return parts.join('/');
-  }
-  return undefined;
 }

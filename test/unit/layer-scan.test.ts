@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { Header, type HeaderData } from 'tar';
 import { pino } from 'pino';
-import { resolveInImage, scanLayers, type LayerRef, type ScanLimits, type Wanted } from '../../src/image/layer-scan.js';
+import { scanLayers, type LayerRef, type ScanLimits, type Wanted } from '../../src/image/layer-scan.js';
+import { keptFile } from '../../src/image/boot.js';
 import { LayerFeed } from '../../src/image/layer-feed.js';
 import { scanWorker } from '../../src/image/scan-client.js';
 import { SMALL_IMAGE_BYTES } from '../../src/image/layer-tar.js';
@@ -77,17 +78,22 @@ describe('layer scan', () => {
     expect(readdirSync(tmp).length).toBe(2);
   });
 
-  it('resolves kernel symlinks inside the image root', () => {
-    const links = new Map([
+  it('finds a kept file through the image\'s symlinks, inside the image root', async () => {
+    const symlinks = new Map([
       ['vmlinuz', 'boot/vmlinuz-6.1'],
       ['boot/vmlinuz', '../../../boot/vmlinuz-6.1'],
       ['boot/abs', '/boot/vmlinuz-6.1'],
+      ['boot/dir', '/boot'],
       ['loop', 'loop'],
     ]);
-    expect(resolveInImage('vmlinuz', links)).toBe('boot/vmlinuz-6.1');
-    expect(resolveInImage('/boot/vmlinuz', links)).toBe('boot/vmlinuz-6.1');
-    expect(resolveInImage('boot/abs', links)).toBe('boot/vmlinuz-6.1');
-    expect(resolveInImage('loop', links)).toBeUndefined();
+    const scan = { symlinks, files: new Map([['boot/vmlinuz-6.1', '/tmp/scan-k']]) };
+    expect(await keptFile('vmlinuz', scan)).toBe('/tmp/scan-k');
+    expect(await keptFile('/boot/vmlinuz', scan)).toBe('/tmp/scan-k');
+    expect(await keptFile('boot/abs', scan)).toBe('/tmp/scan-k');
+    expect(await keptFile('boot/dir/vmlinuz-6.1', scan)).toBe('/tmp/scan-k');
+    expect(await keptFile('boot/vmlinuz-6.1/x', scan)).toBeUndefined(); // a file is no directory
+    expect(await keptFile('loop', scan)).toBeUndefined();
+    expect(await keptFile('boot/missing', scan)).toBeUndefined();
   });
 
   it.each<[string, Entry[], RegExp]>([
