@@ -129,7 +129,11 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     // vmlet's own destroy of the guessed VM is no death of the pod.
     expect(await podState(pod)).toBe('SANDBOX_READY');
     await rt('StartContainer', { container_id: cid });
-    await waitForConsoleLine(join(pod.config.log_directory, 'c.log'), READY_MARKER);
+    const consoleLog = join(pod.config.log_directory, 'c.log');
+    await waitForConsoleLine(consoleLog, READY_MARKER);
+    // Its NIC was the guessed VM's first: the VM-image pod's guest still gets the pod IP by DHCP.
+    const ip = (await rt<{ status: { network: { ip: string } } }>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status.network.ip;
+    expect(await waitForConsoleLine(consoleLog, 'VMLET-DHCP eth0')).toMatch(new RegExp(`^VMLET-DHCP eth0 ${ip.replace(/\./g, '\\.')} `));
     expect((await rt<{ status: { state: string } }>('ContainerStatus', { container_id: cid })).status.state).toBe('CONTAINER_RUNNING');
     await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
