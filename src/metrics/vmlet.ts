@@ -92,6 +92,18 @@ export function guestAgentFailed(reason: 'disconnect'): void {
   guestAgentFailures.inc({ reason });
 }
 
+export const podVmGuesses = new Counter<'outcome'>({
+  name: 'vmlet_pod_vm_guesses_total',
+  help: "Pod VMs booted at an image pull on the image's looks (config podVmAtPull), by how the pod's first container judged the guess.",
+  labelNames: ['outcome'],
+  registers,
+});
+
+/** `held`: the first container ran in the VM; `undone`: it was a VM image, and the VM was destroyed. */
+export function podVmGuessed(outcome: 'held' | 'undone'): void {
+  podVmGuesses.inc({ outcome });
+}
+
 /** How many pods or containers are in one state and of one kind. */
 export interface StateCount {
   state: string;

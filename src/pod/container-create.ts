@@ -14,6 +14,7 @@ import { checkContainerAnnotations } from '../vm/annotation-policy.js';
 import type { BootInfo } from '../image/image-index.js';
 import { ensurePodVm } from './podvm-boot.js';
 import { undoGuessedPodVm } from './podvm-ahead.js';
+import { podVmGuessed } from '../metrics/vmlet.js';
 import { createSandboxedContainer } from './sandboxed-create.js';
 import { hostShares, parseCpuTune } from '../vm/cputune.js';
 import { buildVmSpec, domainName, runAs, type BuildVmSpecInput } from '../vm/spec.js';
@@ -67,6 +68,7 @@ export async function createContainer(
       if (s.guessed) {
         delete s.guessed; // the guess held: the pod's kind is fixed
         await m.store.saveSandbox(s);
+        podVmGuessed('held');
       }
       return id;
     }

@@ -9,6 +9,7 @@ import type { PodManager } from './manager.js';
 import type { SandboxRecord } from './records.js';
 import { ensurePodVm, removePodVm } from './podvm-boot.js';
 import { parsePodAnnotations } from '../vm/annotations.js';
+import { podVmGuessed } from '../metrics/vmlet.js';
 
 /** The pod a kubelet's PullImage is for (its sandbox_config), if vmlet runs it and its kind is still open. */
 export function podOfPull(m: PodManager, config: PodSandboxConfig | null | undefined): SandboxRecord | undefined {
@@ -75,5 +76,6 @@ export async function undoGuessedPodVm(m: PodManager, s: SandboxRecord, image: s
   delete s.podVm;
   delete s.guessed;
   await m.store.saveSandbox(s);
+  podVmGuessed('undone');
   m.log.info({ podSandboxId: s.id, domain, image }, 'the pod VM booted at the image pull is destroyed: the first container\'s image boots a VM of its own');
 }

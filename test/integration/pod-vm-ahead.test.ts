@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
 import { call, failure, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
-import { ensureTestImages, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { ensureTestImages, freePort, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { pushLayers, tarOf } from '../helpers/oci-push.js';
 import { stopVmSuite, TEST_GUEST_KIT, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { domainExists, virsh } from '../helpers/virsh.js';
@@ -25,6 +25,7 @@ let reg: TestRegistry;
 let image: string; // the busybox `rootfs` test image: Cmd ["/bin/sh"]
 let vmWithCmd: string; // the test guest's kernel and initrd at the default paths, with a Cmd
 let kernelImage: string; // the kernel-boot test image: a vmlet.io/kernel label, no Cmd
+let metrics: string; // vmlet's metrics address
 const logDir = tempDir('vmlet-ahead-logs-');
 const rt = <T>(method: string, req: object) => call<object, T>(v.runtime, method, req);
 
@@ -68,6 +69,11 @@ const events = (pod: Pod): Event[] =>
 const podVmReady = (pod: Pod) => events(pod).filter((e) => e.msg === 'pod VM ready');
 const podDomain = (pod: Pod) => domainName(pod.config.metadata.name, pod.config.metadata.namespace, pod.id);
 const record = (pod: Pod) => JSON.parse(readFileSync(join(v.stateDir, 'pods', pod.id, 'sandbox.json'), 'utf8')) as { kind?: string; guessed?: boolean; podVm?: object };
+/** vmlet_pod_vm_guesses_total{outcome}, from vmlet's metrics endpoint (0 before it first moves). */
+const guesses = async (outcome: 'held' | 'undone') => {
+  const text = await (await fetch(`http://${metrics}/metrics`)).text();
+  return Number(new RegExp(`^vmlet_pod_vm_guesses_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+};
 const podState = async (pod: Pod) => (await rt<{ status: { state: string } }>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status.state;
 
 beforeAll(async () => {
@@ -84,7 +90,8 @@ beforeAll(async () => {
   ]);
   vmWithCmd = (await pushLayers(reg, 'ahead/vm-with-cmd', [boot], { Cmd: ['/init'], Labels: { 'vmlet.io/cmdline': readFileSync(join(guest, 'cmdline'), 'utf8').trim() } })).reference;
   // Images are pulled by the tests, with their pods' configs: not here.
-  v = await startVmlet({ config: `${vmletConfig(reg)}guestKitDir: ${TEST_GUEST_KIT}\n` });
+  metrics = `127.0.0.1:${await freePort()}`;
+  v = await startVmlet({ config: `${vmletConfig(reg)}guestKitDir: ${TEST_GUEST_KIT}\nmetricsAddress: "${metrics}"\n` });
 }, 300_000);
 
 afterAll(async () => {
@@ -106,6 +113,7 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     expect(podVmReady(pod)).toHaveLength(1);
     expect(record(pod).kind).toBe('sandboxed');
     expect(record(pod).guessed).toBeUndefined();
+    expect(await guesses('held')).toBe(1);
     expect(virsh('dumpxml', podDomain(pod))).toContain(join(TEST_GUEST_KIT, 'vmlinux'));
     await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
@@ -124,6 +132,8 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     expect(record(pod).kind).toBe('vm');
     expect(record(pod).guessed).toBeUndefined();
     expect(record(pod).podVm).toBeUndefined();
+    expect(await guesses('undone')).toBe(1);
+    expect(await guesses('held')).toBe(1); // the first test's
     expect(existsSync(scratch)).toBe(false);
     expect(virsh('dumpxml', podDomain(pod))).not.toContain(join(TEST_GUEST_KIT, 'vmlinux'));
     // vmlet's own destroy of the guessed VM is no death of the pod.
