@@ -5,6 +5,7 @@ import type { EmulatorWrapper } from '../vm/emulator-wrapper.js';
 import { ConsoleRescue } from '../stream/console-rescue.js';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
+import type { PodSandboxMetadata } from './configs.js';
 import type { Logger } from '../log.js';
 import type { ImageStore } from '../image/store.js';
 import type { AccelDecision } from '../vm/accel.js';
@@ -248,6 +249,15 @@ export class PodManager {
 
   sandbox(idOrPrefix: string): SandboxRecord | undefined {
     return resolveId(idOrPrefix, this.sandboxes, 'pod sandbox');
+  }
+
+  /** The pod a kubelet knows by this metadata (namespace, name, uid, attempt: one sandbox each). */
+  sandboxByMetadata(md: PodSandboxMetadata): SandboxRecord | undefined {
+    for (const s of this.sandboxes.values()) {
+      const o = s.config.metadata!;
+      if (o.namespace === md.namespace && o.name === md.name && o.uid === md.uid && o.attempt === md.attempt) return s;
+    }
+    return undefined;
   }
 
   container(idOrPrefix: string): ContainerRecord | undefined {

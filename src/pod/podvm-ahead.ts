@@ -7,7 +7,7 @@
 import type { PodSandboxConfig } from './configs.js';
 import type { PodManager } from './manager.js';
 import type { SandboxRecord } from './records.js';
-import { ensurePodVm, removePodVm } from './podvm-boot.js';
+import { ensurePodVm, forgetPodVm, removePodVm } from './podvm-boot.js';
 import { parsePodAnnotations } from '../vm/annotations.js';
 import { podVmGuessed } from '../metrics/vmlet.js';
 
@@ -15,11 +15,8 @@ import { podVmGuessed } from '../metrics/vmlet.js';
 export function podOfPull(m: PodManager, config: PodSandboxConfig | null | undefined): SandboxRecord | undefined {
   const md = config?.metadata;
   if (!m.deps.config.podVmAtPull || !md?.uid) return undefined;
-  for (const s of m.sandboxes.values()) {
-    const o = s.config.metadata!;
-    if (o.uid === md.uid && o.name === md.name && o.namespace === md.namespace && o.attempt === md.attempt) return openKind(m, s) ? s : undefined;
-  }
-  return undefined;
+  const s = m.sandboxByMetadata(md);
+  return s && openKind(m, s) ? s : undefined;
 }
 
 /** Whether the pod's kind is still its first container's to decide, and no VM of it is under way. */
@@ -72,9 +69,7 @@ function bootInBackground(m: PodManager, s: SandboxRecord, still: () => boolean,
 export async function undoGuessedPodVm(m: PodManager, s: SandboxRecord, image: string): Promise<void> {
   const domain = s.podVm?.domainName;
   await m.ownVmStop(s, () => removePodVm(m, s));
-  delete s.kind;
-  delete s.podVm;
-  delete s.guessed;
+  forgetPodVm(m, s);
   await m.store.saveSandbox(s);
   podVmGuessed('undone');
   m.log.info({ podSandboxId: s.id, domain, image }, 'the pod VM booted at the image pull is destroyed: the first container\'s image boots a VM of its own');

@@ -218,8 +218,8 @@ async function claimPoolVm(m: PodManager, s: SandboxRecord, v: PoolVm, settings:
   }
 }
 
-/** A pod VM that could not be made the pod's: its handle closed, the record back to no VM (not saved). */
-function forgetPodVm(m: PodManager, s: SandboxRecord): void {
+/** A pod VM that could not be made the pod's, or is gone as a wrong guess: its handle closed, the record back to no VM (not saved). */
+export function forgetPodVm(m: PodManager, s: SandboxRecord): void {
   m.exitWatches.unwatch(podWatchKey(s.id));
   m.podVms.get(s.id)?.close();
   m.podVms.delete(s.id);

@@ -51,12 +51,8 @@ export async function runPodSandbox(m: PodManager, config: PodSandboxConfig | nu
   if (podKind === 'sandboxed') await podVmPlan(m, config!);
   const key = `${md.namespace}/${md.name}/${md.uid}/${md.attempt}`;
   return m.lock.run(`sandbox-name:${key}`, async () => {
-    for (const s of m.sandboxes.values()) {
-      const o = s.config.metadata!;
-      if (o.namespace === md.namespace && o.name === md.name && o.uid === md.uid && o.attempt === md.attempt) {
-        throw alreadyExists(`pod sandbox ${md.namespace}/${md.name} (uid ${md.uid}, attempt ${md.attempt}) already exists as ${s.id}; remove it first`);
-      }
-    }
+    const same = m.sandboxByMetadata(md);
+    if (same) throw alreadyExists(`pod sandbox ${md.namespace}/${md.name} (uid ${md.uid}, attempt ${md.attempt}) already exists as ${same.id}; remove it first`);
     const id = newId();
     const name = netnsName(id);
     // `creating` until the end: a record found with it at start-up is a create that never
