@@ -13,7 +13,7 @@ import { status as Status } from '@grpc/grpc-js';
 import { call, failure, parseLogLines, ROOT, startVmlet, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import { ensureTestImages, freePort, pushImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { pushLayers, tarOf } from '../helpers/oci-push.js';
-import { stopVmSuite, TEST_GUEST_KIT, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
+import { podVmReady, stopVmSuite, TEST_GUEST_KIT, vmletConfig, waitForConsoleLine } from '../helpers/vm-suite.js';
 import { domainExists, virsh } from '../helpers/virsh.js';
 import { waitFor } from '../helpers/wait.js';
 import { READY_MARKER } from '../helpers/guest.js';
@@ -52,21 +52,17 @@ async function create(pod: Pod, ref: string, command?: string[]): Promise<string
   return container_id;
 }
 
-interface Event {
-  msg?: string;
-  podSandboxId?: string;
-  atPull?: boolean;
+/** vmlet's log lines about the pod. */
+const events = (pod: Pod) => parseLogLines(v.logLines).filter((e) => e.podSandboxId === pod.id);
+const readyLines = (pod: Pod) => events(pod).filter((e) => e.msg === 'pod VM ready');
+/** Waits for the pod's VM, which must be the one booted at the pull. */
+const bootedAtPull = async (pod: Pod) => expect((await podVmReady(v, pod.id)).atPull).toBe(true);
+/** Stop and Remove, as a kubelet ends a pod; no domain of it stays. */
+async function endPod(pod: Pod): Promise<void> {
+  await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
+  await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
+  expect(domainExists(podDomain(pod))).toBe(false);
 }
-const events = (pod: Pod): Event[] =>
-  v.logLines.flatMap((l) => {
-    try {
-      const e = JSON.parse(l) as Event;
-      return e.podSandboxId === pod.id ? [e] : [];
-    } catch {
-      return [];
-    }
-  });
-const podVmReady = (pod: Pod) => events(pod).filter((e) => e.msg === 'pod VM ready');
 const podDomain = (pod: Pod) => domainName(pod.config.metadata.name, pod.config.metadata.namespace, pod.id);
 const record = (pod: Pod) => JSON.parse(readFileSync(join(v.stateDir, 'pods', pod.id, 'sandbox.json'), 'utf8')) as { kind?: string; guessed?: boolean; podVm?: object };
 /** vmlet_pod_vm_guesses_total{outcome}, from vmlet's metrics endpoint (0 before it first moves). */
@@ -103,27 +99,25 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     const pod = await runPod('guessed');
     await pull(pod, image);
     // The VM comes up with no CreateContainer asked for: the boot began at the pull.
-    await waitFor('the pod VM booted at the pull', () => podVmReady(pod).find((e) => e.atPull) ?? undefined, { timeoutMs: 120_000, intervalMs: 100 });
+    await bootedAtPull(pod);
     expect(record(pod)).toMatchObject({ kind: 'sandboxed', guessed: true });
     expect(await podState(pod)).toBe('SANDBOX_READY');
     const cid = await create(pod, image, ['sh', '-c', 'echo ran-in-the-guessed-vm; sleep 300']);
     await rt('StartContainer', { container_id: cid });
     await waitFor('the container\'s output', () => (existsSync(join(pod.config.log_directory, 'c.log')) && readFileSync(join(pod.config.log_directory, 'c.log'), 'utf8').includes('ran-in-the-guessed-vm')) || undefined, { timeoutMs: 60_000, intervalMs: 100 });
     // One VM for the pod, the one booted at the pull; the guess is now the pod's kind.
-    expect(podVmReady(pod)).toHaveLength(1);
+    expect(readyLines(pod)).toHaveLength(1);
     expect(record(pod).kind).toBe('sandboxed');
     expect(record(pod).guessed).toBeUndefined();
     expect(await guesses('held')).toBe(1);
     expect(virsh('dumpxml', podDomain(pod))).toContain(join(TEST_GUEST_KIT, 'vmlinux'));
-    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
-    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
-    expect(domainExists(podDomain(pod))).toBe(false);
+    await endPod(pod);
   }, 240_000);
 
   it('a VM image that names a command: the VM booted at its pull goes, and the pod runs the image as its VM', async () => {
     const pod = await runPod('misguessed');
     await pull(pod, vmWithCmd);
-    await waitFor('the pod VM booted at the pull', () => podVmReady(pod).find((e) => e.atPull) ?? undefined, { timeoutMs: 120_000, intervalMs: 100 });
+    await bootedAtPull(pod);
     const scratch = podVmFiles(join(v.stateDir, 'pods', pod.id), pod.id).scratch;
     expect(existsSync(scratch)).toBe(true);
     const cid = await create(pod, vmWithCmd);
@@ -145,9 +139,7 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     const ip = (await rt<{ status: { network: { ip: string } } }>('PodSandboxStatus', { pod_sandbox_id: pod.id })).status.network.ip;
     expect(await waitForConsoleLine(consoleLog, 'VMLET-DHCP eth0')).toMatch(new RegExp(`^VMLET-DHCP eth0 ${ip.replace(/\./g, '\\.')} `));
     expect((await rt<{ status: { state: string } }>('ContainerStatus', { container_id: cid })).status.state).toBe('CONTAINER_RUNNING');
-    await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
-    await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
-    expect(domainExists(podDomain(pod))).toBe(false);
+    await endPod(pod);
   }, 240_000);
 
   it('boots nothing for an image that looks like a VM image, nor in a pod of kind vm', async () => {
@@ -155,14 +147,14 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     await pull(auto, kernelImage);
     const cid = await create(auto, kernelImage);
     // CreateContainer ran under the pod's lock, after any boot the pull began: none did.
-    expect(podVmReady(auto)).toEqual([]);
+    expect(readyLines(auto)).toEqual([]);
     expect(record(auto).kind).toBe('vm');
     await rt('RemoveContainer', { container_id: cid });
     const vmKind = await runPod('kind-vm', { 'vmlet.io/pod-kind': 'vm' });
     await pull(vmKind, image);
     const refused = await failure(create(vmKind, image));
     expect(refused.code).toBe(Status.INVALID_ARGUMENT);
-    expect(podVmReady(vmKind)).toEqual([]);
+    expect(readyLines(vmKind)).toEqual([]);
     expect(domainExists(podDomain(vmKind))).toBe(false);
     for (const p of [auto, vmKind]) await rt('RemovePodSandbox', { pod_sandbox_id: p.id });
   }, 120_000);
@@ -173,7 +165,7 @@ describe('a pod of no kind boots its VM at the pull of a container image (podVmA
     await rt('StopPodSandbox', { pod_sandbox_id: pod.id });
     expect(await podState(pod)).toBe('SANDBOX_NOTREADY');
     // The boot had begun (the image is known from the first test's pull: no config to read).
-    expect(podVmReady(pod).filter((e) => e.atPull)).toHaveLength(1);
+    expect(readyLines(pod).filter((e) => e.atPull)).toHaveLength(1);
     await rt('RemovePodSandbox', { pod_sandbox_id: pod.id });
     expect(domainExists(podDomain(pod))).toBe(false);
     expect(existsSync(join(v.stateDir, 'pods', pod.id))).toBe(false);

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { status as Status } from '@grpc/grpc-js';
-import { call, failure, tempDir, type VmletProcess } from '../helpers/vmlet.js';
+import { call, failure, parseLogLines, tempDir, type VmletProcess } from '../helpers/vmlet.js';
 import type { TestRegistry } from '../helpers/registry.js';
 import { podVmReady, startVmSuite, stopVmSuite, TEST_GUEST_KIT } from '../helpers/vm-suite.js';
 import { waitFor } from '../helpers/wait.js';
@@ -337,7 +337,7 @@ describe('pod kind annotation', () => {
     const name = 'early-' + 'x'.repeat(70);
     const pod = await runPod(name, { 'vmlet.io/pod-kind': 'sandboxed' }, '');
     // It boots once RunPodSandbox has answered (a boot takes seconds here), with no container asked for.
-    expect(v.logLines.some((l) => l.includes('"pod VM ready"') && l.includes(pod.id))).toBe(false);
+    expect(parseLogLines(v.logLines).some((e) => e.msg === 'pod VM ready' && e.podSandboxId === pod.id)).toBe(false);
     await podVmReady(v, pod.id);
     expect(virsh('domstate', domainName(name, 'sbx', pod.id)).trim()).toBe('running');
     const c = await create(pod, 'c', { command: ['sh', '-c', 'echo quick; hostname'] });
